@@ -1,0 +1,78 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layered targets: a target imports only from lower layers (see docs/architecture.md).
+//   L0 NUID, NKeys          ids; nkeys (base32 + CRC16 + Ed25519), credentials files
+//   L1 NATSProtocol         wire ops, parser/encoder, headers, INFO/CONNECT, pure state machines
+//   L2 NATS                 the client on SwiftNIO
+//   T  NATSTestSupport      real nats-server processes for tests, demos and benchmarks
+let package = Package(
+    name: "nex-swift",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "NUID", targets: ["NUID"]),
+        .library(name: "NKeys", targets: ["NKeys"]),
+        .library(name: "NATSProtocol", targets: ["NATSProtocol"]),
+        .library(name: "NATS", targets: ["NATS"]),
+        .library(name: "NATSTestSupport", targets: ["NATSTestSupport"]),
+        .executable(name: "nats-demo", targets: ["NATSDemo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // L0
+        .target(name: "NUID"),
+        .target(
+            name: "NKeys",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // L1
+        .target(
+            name: "NATSProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // L2
+        .target(
+            name: "NATS",
+            dependencies: [
+                "NUID", "NKeys", "NATSProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Test support: real servers, no XCTest/Testing import.
+        .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
+        .executableTarget(
+            name: "NATSDemo",
+            dependencies: ["NATS", "NATSTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+
+        // Unit tests: no server needed.
+        .testTarget(name: "NUIDTests", dependencies: ["NUID"]),
+        .testTarget(name: "NKeysTests", dependencies: ["NKeys"], resources: [.copy("Vectors")]),
+        .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
+        .testTarget(
+            name: "NATSTests",
+            dependencies: [
+                "NATS", "NATSProtocol",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        // Integration tests: real nats-server processes and real peers (nats-py, nats.go).
+        .testTarget(
+            name: "NATSIntegrationTests",
+            dependencies: ["NATS", "NKeys", "NATSTestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

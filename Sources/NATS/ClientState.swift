@@ -1,0 +1,110 @@
+import DequeModule
+import NATSProtocol
+import NIOCore
+
+/// Everything the client shares between callers and its event loop, guarded by one `Mutex` in ``NATSClient``.
+struct ClientState {
+    enum Phase: Equatable {
+        case idle
+        case connecting
+        case connected
+        case reconnecting
+        case draining
+        case closed
+    }
+
+    /// Who receives a subscription's messages.
+    enum Target {
+        /// A user subscription with its own buffer.
+        case subscription(NATSSubscription)
+        /// The shared request inbox, resolved directly on the event loop.
+        case requestMux(RequestMux)
+    }
+
+    struct SubscriptionEntry {
+        var subject: String
+        var queue: String?
+        var target: Target
+        /// Auto-unsubscribe after this many messages in total.
+        var max: Int?
+        var received = 0
+    }
+
+    /// Who is waiting for the PONG of a PING, in the order the PINGs were queued.
+    enum PongWaiter {
+        case keepAlive
+        case flush(id: Int, CheckedContinuation<Void, any Error>)
+    }
+
+    var phase = Phase.idle
+    var channel: (any Channel)?
+    var currentServer: ServerAddress?
+    var info: ServerInfo?
+    var pool: ServerPool
+    var keepAlive: KeepAliveStateMachine
+
+    /// Operations not yet handed to the socket (also what is buffered while disconnected).
+    var outbox: ByteBuffer
+    var flushScheduled = false
+    /// Publishers waiting for the outbox to shrink below the limit.
+    var roomWaiters: [CheckedContinuation<Void, any Error>] = []
+
+    var subscriptions: [UInt64: SubscriptionEntry] = [:]
+    var nextSID: UInt64 = 1
+    var pongWaiters = Deque<PongWaiter>()
+    /// How many of the last `pongWaiters` still have their PING in the outbox (not yet on the wire).
+    var unsentPings = 0
+    var requestMux: RequestMux?
+    var nextWaiterID = 0
+    /// Why the current connection is being closed, when we know (stale, protocol error, server -ERR).
+    var disconnectReason: NATSError?
+    /// Set once everything was failed and finished on close.
+    var finalized = false
+
+    init(pool: ServerPool, maxPingsOutstanding: Int) {
+        self.pool = pool
+        self.keepAlive = KeepAliveStateMachine(maxOutstanding: maxPingsOutstanding)
+        self.outbox = ByteBufferAllocator().buffer(capacity: 64 << 10)
+    }
+
+    var isConnected: Bool { phase == .connected || phase == .draining }
+
+    mutating func allocateWaiterID() -> Int {
+        nextWaiterID += 1
+        return nextWaiterID
+    }
+
+    mutating func allocateSID() -> UInt64 {
+        defer { nextSID += 1 }
+        return nextSID
+    }
+
+    /// Queues a PING whose PONG resolves `waiter`.
+    mutating func queuePing(_ waiter: PongWaiter) {
+        ClientOp.writePing(into: &outbox)
+        pongWaiters.append(waiter)
+        unsentPings += 1
+    }
+
+    /// The connection is gone: PINGs already sent will never be answered. Returns their flush waiters.
+    mutating func dropSentPings() -> [CheckedContinuation<Void, any Error>] {
+        var failed: [CheckedContinuation<Void, any Error>] = []
+        while pongWaiters.count > unsentPings {
+            if case .flush(_, let c) = pongWaiters.removeFirst() { failed.append(c) }
+        }
+        return failed
+    }
+
+    /// Rebuilds the outbox for a new connection: every live subscription first, then what was queued.
+    mutating func prepareResubscribe() {
+        var fresh = ByteBufferAllocator().buffer(capacity: max(outbox.readableBytes + 4096, 64 << 10))
+        for (sid, entry) in subscriptions.sorted(by: { $0.key < $1.key }) {
+            ClientOp.writeSubscribe(subject: entry.subject, queue: entry.queue, sid: sid, into: &fresh)
+            if let max = entry.max {
+                ClientOp.writeUnsubscribe(sid: sid, max: max - entry.received, into: &fresh)
+            }
+        }
+        fresh.writeBuffer(&outbox)
+        outbox = fresh
+    }
+}

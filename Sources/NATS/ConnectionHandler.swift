@@ -1,0 +1,155 @@
+import NATSProtocol
+import NIOCore
+import NIOSSL
+
+/// Reads one connection: accumulates bytes, parses operations, runs the handshake, then hands messages to
+/// the client in batches (one lock per read, not per message). Lives on the channel's event loop.
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Phase {
+        case awaitingInfo
+        case awaitingPong
+        case connected
+        case closed
+    }
+
+    let client: NATSClient
+    let infoPromise: EventLoopPromise<ServerInfo>
+    let connectedPromise: EventLoopPromise<Void>
+    private var parser: ProtocolParser
+    private var phase = Phase.awaitingInfo
+    private var cumulation: ByteBuffer?
+    private var frames: [MessageFrame] = []
+    private var keepAliveTask: RepeatedTask?
+    private var failure: (any Error)?
+
+    init(client: NATSClient, infoPromise: EventLoopPromise<ServerInfo>, connectedPromise: EventLoopPromise<Void>) {
+        self.client = client
+        self.infoPromise = infoPromise
+        self.connectedPromise = connectedPromise
+        self.parser = ProtocolParser(maxPayload: 64 << 20)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if var pending = cumulation {
+            cumulation = nil
+            pending.writeBuffer(&buffer)
+            buffer = pending
+        }
+        do {
+            while let op = try parser.next(&buffer) {
+                handle(op, context: context)
+                if phase == .closed { return }
+            }
+        } catch {
+            deliverFrames()
+            fail(context: context, NATSError(.protocolError, "\(error)"))
+            return
+        }
+        deliverFrames()
+        if buffer.readableBytes > 0 {
+            if buffer.readerIndex > 64 << 10 { buffer.discardReadBytes() }
+            cumulation = buffer
+        }
+    }
+
+    private func handle(_ op: ServerOp, context: ChannelHandlerContext) {
+        switch (phase, op) {
+        case (.connected, .message(let frame)):
+            frames.append(frame)
+            if frames.count >= 1024 { deliverFrames() }
+        case (.connected, .pong):
+            deliverFrames()
+            client.pongReceived()
+        case (_, .ping):
+            var pong = context.channel.allocator.buffer(capacity: 6)
+            ClientOp.writePong(into: &pong)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case (.connected, .info(let info)):
+            client.serverInfoUpdated(info)
+        case (.connected, .error(let text)):
+            deliverFrames()
+            client.serverError(text)
+        case (_, .ok):
+            break
+        case (.awaitingInfo, .info(let info)):
+            phase = .awaitingPong
+            infoPromise.succeed(info)
+        case (.awaitingPong, .pong):
+            phase = .connected
+            connectedPromise.succeed(())
+            startKeepAlive(context: context)
+        case (.awaitingInfo, .error(let text)), (.awaitingPong, .error(let text)):
+            fail(context: context, NATSError.fromServer(text))
+        case (.awaitingPong, .info):
+            break
+        default:
+            fail(context: context, NATSError(.protocolError, "unexpected \(op) during handshake"))
+        }
+    }
+
+    private func deliverFrames() {
+        guard !frames.isEmpty else { return }
+        client.deliver(frames)
+        frames.removeAll(keepingCapacity: true)
+    }
+
+    private func startKeepAlive(context: ChannelHandlerContext) {
+        let interval = client.configuration.pingInterval.timeAmount
+        let client = self.client
+        let channel = context.channel
+        keepAliveTask = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            client.keepAliveTick(channel)
+        }
+    }
+
+    /// Fails the handshake (if still running), records why, and closes the channel.
+    private func fail(context: ChannelHandlerContext, _ error: any Error) {
+        if failure == nil { failure = error }
+        if let e = error as? NATSError { client.noteDisconnect(reason: e) }
+        failHandshake(error)
+        context.close(promise: nil)
+    }
+
+    func failHandshake(_ error: any Error) {
+        switch phase {
+        case .awaitingInfo:
+            infoPromise.fail(error)
+            connectedPromise.fail(error)
+        case .awaitingPong:
+            connectedPromise.fail(error)
+        case .connected, .closed:
+            break
+        }
+        if phase != .connected { phase = .closed }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deliverFrames()
+        keepAliveTask?.cancel()
+        keepAliveTask = nil
+        failHandshake(failure ?? NATSError(.disconnected, "connection closed by the server"))
+        phase = .closed
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { client.flushOutbox() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let mapped: any Error
+        if error is NATSError {
+            mapped = error
+        } else if error is NIOSSLError || error is BoringSSLError {
+            mapped = NATSError(.tlsFailure, "\(error)")
+        } else {
+            mapped = NATSError(.disconnected, "\(error)")
+        }
+        fail(context: context, mapped)
+    }
+}

