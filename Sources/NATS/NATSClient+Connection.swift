@@ -1,13 +1,14 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import NATSProtocol
 import NIOCore
 import NIOPosix
 import NIOSSL
 import NKeys
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 extension NATSClient {
     /// Opens a connection to `server`, runs the INFO / TLS / CONNECT / PING handshake, then attaches it.
@@ -243,7 +244,8 @@ extension NATSClient {
             var lastSID: UInt64 = 0
             for f in frames {
                 guard let i = s.subscriptions.index(forKey: f.sid) else { continue }
-                let message = NATSMessage(subject: f.subject, replyTo: f.replyTo, headers: f.headers, payload: f.payload)
+                let message = NATSMessage(
+                    subject: f.subject, replyTo: f.replyTo, headers: f.headers, payload: f.payload)
                 s.subscriptions.values[i].received += 1
                 let entry = s.subscriptions.values[i]
                 if f.sid == lastSID, !batches.isEmpty {
@@ -264,7 +266,8 @@ extension NATSClient {
             case .subscription(let sub):
                 if let dropped = sub.enqueue(messages) {
                     broadcaster.emit(.slowConsumer(subject: sub.subject, sid: sub.sid, dropped: dropped))
-                    logger.warning("slow consumer", metadata: ["nats.subject": "\(sub.subject)", "dropped": "\(dropped)"])
+                    logger.warning(
+                        "slow consumer", metadata: ["nats.subject": "\(sub.subject)", "dropped": "\(dropped)"])
                 }
             case .requestMux(let mux):
                 for m in messages { mux.resolve(m) }
@@ -305,7 +308,9 @@ extension NATSClient {
             ended = state.withLock { s in
                 let sids = s.subscriptions.filter { $0.value.subject == subject }.map(\.key)
                 return sids.compactMap { sid -> NATSSubscription? in
-                    guard case .subscription(let sub) = s.subscriptions.removeValue(forKey: sid)?.target else { return nil }
+                    guard case .subscription(let sub) = s.subscriptions.removeValue(forKey: sid)?.target else {
+                        return nil
+                    }
                     return sub
                 }
             }

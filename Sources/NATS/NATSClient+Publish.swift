@@ -79,7 +79,8 @@ extension NATSClient {
                     throw NATSError(.headersNotSupported, "the server does not support headers", subject: subject)
                 }
             }
-            ClientOp.writePublish(subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &s.outbox)
+            ClientOp.writePublish(
+                subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &s.outbox)
             let flushOn = s.scheduleFlushIfNeeded()
             if s.isConnected, s.outbox.readableBytes > limit { return .waitForRoom(flushOn) }
             if let flushOn { return .flushOn(flushOn) }

@@ -38,13 +38,16 @@ extension NATSClient {
         }
         let (sub, flushOn) = try state.withLock { s throws(NATSError) -> (NATSSubscription, (any Channel)?) in
             guard s.phase != .closed, s.phase != .draining else {
-                throw NATSError(s.phase == .closed ? .connectionClosed : .draining, "cannot subscribe", subject: subject)
+                throw NATSError(
+                    s.phase == .closed ? .connectionClosed : .draining, "cannot subscribe", subject: subject)
             }
             let sid = s.allocateSID()
             let sub = NATSSubscription(
                 subject: subject, queue: queue, sid: sid, client: self,
-                maxMessages: configuration.subscriptionPendingMessages, maxBytes: configuration.subscriptionPendingBytes)
-            s.subscriptions[sid] = ClientState.SubscriptionEntry(subject: subject, queue: queue, target: .subscription(sub))
+                maxMessages: configuration.subscriptionPendingMessages, maxBytes: configuration.subscriptionPendingBytes
+            )
+            s.subscriptions[sid] = ClientState.SubscriptionEntry(
+                subject: subject, queue: queue, target: .subscription(sub))
             // While disconnected the SUB is sent by the resubscribe that follows the reconnect.
             guard s.isConnected else { return (sub, nil) }
             ClientOp.writeSubscribe(subject: subject, queue: queue, sid: sid, into: &s.outbox)

@@ -41,7 +41,11 @@ public final class NATSClient: Sendable {
         var parsed: [ServerAddress] = []
         var bad: NATSError?
         for text in configuration.servers {
-            if let a = ServerAddress(parsing: text) { parsed.append(a) } else { bad = NATSError(.invalidURL, "not a NATS URL: \(text)") }
+            if let a = ServerAddress(parsing: text) {
+                parsed.append(a)
+            } else {
+                bad = NATSError(.invalidURL, "not a NATS URL: \(text)")
+            }
         }
         self.addresses = parsed
         self.addressError = bad
@@ -110,7 +114,8 @@ public final class NATSClient: Sendable {
         state.withLock { $0.phase = .closed }
         if let e = lastError as? NATSError, e.code != .timeout, e.code != .noServers { throw e }
         throw NATSError(
-            .noServers, "could not connect to \(addresses.map(\.description).joined(separator: ", "))"
+            .noServers,
+            "could not connect to \(addresses.map(\.description).joined(separator: ", "))"
                 + (lastError.map { ": \($0)" } ?? ""))
     }
 

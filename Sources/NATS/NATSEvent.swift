@@ -26,7 +26,8 @@ final class EventBroadcaster: Sendable {
     private let listeners = Mutex<(next: Int, all: [Int: AsyncStream<NATSEvent>.Continuation])>((0, [:]))
 
     func stream(bufferSize: Int = 256) -> AsyncStream<NATSEvent> {
-        let (stream, continuation) = AsyncStream.makeStream(of: NATSEvent.self, bufferingPolicy: .bufferingNewest(bufferSize))
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: NATSEvent.self, bufferingPolicy: .bufferingNewest(bufferSize))
         let id = listeners.withLock { l in
             let id = l.next
             l.next += 1

@@ -130,7 +130,11 @@ public final class NATSSubscription: AsyncSequence, Sendable {
             return d.buffer.isEmpty ? d.waiter : nil
         }
         if let waiter {
-            if let failure { waiter.continuation.resume(throwing: failure) } else { waiter.continuation.resume(returning: nil) }
+            if let failure {
+                waiter.continuation.resume(throwing: failure)
+            } else {
+                waiter.continuation.resume(returning: nil)
+            }
         }
     }
 

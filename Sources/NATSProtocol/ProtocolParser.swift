@@ -1,9 +1,10 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 public import NIOCore
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Decodes server operations from a `ByteBuffer`, one at a time.
 ///
@@ -65,7 +66,8 @@ public struct ProtocolParser: Sendable {
             guard buffer.readInteger(as: UInt16.self) == 0x0D0A else {
                 throw ProtocolError(.malformedPayload, "payload of \(subject) not followed by CRLF")
             }
-            return .message(MessageFrame(subject: subject, sid: sid, replyTo: replyTo, headers: headers, payload: payload))
+            return .message(
+                MessageFrame(subject: subject, sid: sid, replyTo: replyTo, headers: headers, payload: payload))
         }
     }
 
@@ -125,10 +127,9 @@ public struct ProtocolParser: Sendable {
                 subject: string(p, a0), sid: sid, replyTo: reply, headerLength: Int(hdr), totalLength: Int(total),
                 lineLength: lineLength)
         case UInt8(ascii: "p"):
-            guard end >= 4 else { throw malformed(p, end) }
-            if matches(p, "ping", 0) { return .simple(.ping, consumed: lineLength) }
-            if matches(p, "pong", 0) { return .simple(.pong, consumed: lineLength) }
-            throw unknown(p, end)
+            if (try? expectOp(p, "ping", end)) != nil { return .simple(.ping, consumed: lineLength) }
+            try expectOp(p, "pong", end)
+            return .simple(.pong, consumed: lineLength)
         case UInt8(ascii: "i"):
             try expectOp(p, "info", end)
             var start = 4

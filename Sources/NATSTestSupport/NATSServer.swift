@@ -97,7 +97,9 @@ public final class NATSServer: Sendable {
         if options.jetStream { args += ["-js", "-sd", dir.appendingPathComponent("js").path] }
         if let name = options.name { args += ["-n", name] }
         if let cluster = options.cluster {
-            args += ["-cluster", "nats://127.0.0.1:\(cluster.port.map(String.init) ?? "-1")", "--cluster_name", cluster.name]
+            args += [
+                "-cluster", "nats://127.0.0.1:\(cluster.port.map(String.init) ?? "-1")", "--cluster_name", cluster.name,
+            ]
             if !cluster.routes.isEmpty { args += ["-routes", cluster.routes.joined(separator: ",")] }
         }
         if let config = options.config {
@@ -132,7 +134,8 @@ public final class NATSServer: Sendable {
         }
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-        throw TestEnvironment.Failure("nats-server did not start (\(args.joined(separator: " "))):\n\(output.suffix(2000))")
+        throw TestEnvironment.Failure(
+            "nats-server did not start (\(args.joined(separator: " "))):\n\(output.suffix(2000))")
     }
 
     struct PortsFile: Decodable {
@@ -151,7 +154,12 @@ public final class NATSServer: Sendable {
     }
 
     private func signal(_ sig: Int32, killAfter seconds: Double) {
-        guard let p = process.withLock({ p in defer { p = nil }; return p }) else { return }
+        guard
+            let p = process.withLock({ p in
+                defer { p = nil }
+                return p
+            })
+        else { return }
         guard p.isRunning else { return }
         Foundation.kill(p.processIdentifier, sig)
         let deadline = Date().addingTimeInterval(seconds)

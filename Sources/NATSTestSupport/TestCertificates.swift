@@ -17,21 +17,28 @@ public struct TestCertificates: Sendable {
         let certs = TestCertificates(directory: dir)
         let openssl = "/usr/bin/openssl"
         func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-        try TestEnvironment.run(openssl, [
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-            "-subj", "/CN=nex-test-ca", "-keyout", path("ca-key.pem"), "-out", certs.caFile,
-        ])
+        try TestEnvironment.run(
+            openssl,
+            [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                "-subj", "/CN=nex-test-ca", "-keyout", path("ca-key.pem"), "-out", certs.caFile,
+            ])
         for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
             try "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=\(usage)\n".write(
                 toFile: path("\(name).ext"), atomically: true, encoding: .utf8)
-            try TestEnvironment.run(openssl, [
-                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=\(name)",
-                "-keyout", path("\(name)-key.pem"), "-out", path("\(name).csr"),
-            ])
-            try TestEnvironment.run(openssl, [
-                "x509", "-req", "-in", path("\(name).csr"), "-CA", certs.caFile, "-CAkey", path("ca-key.pem"),
-                "-CAcreateserial", "-days", "2", "-extfile", path("\(name).ext"), "-out", path("\(name).pem"),
-            ])
+            try TestEnvironment.run(
+                openssl,
+                [
+                    "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
+                    "/CN=\(name)",
+                    "-keyout", path("\(name)-key.pem"), "-out", path("\(name).csr"),
+                ])
+            try TestEnvironment.run(
+                openssl,
+                [
+                    "x509", "-req", "-in", path("\(name).csr"), "-CA", certs.caFile, "-CAkey", path("ca-key.pem"),
+                    "-CAcreateserial", "-days", "2", "-extfile", path("\(name).ext"), "-out", path("\(name).pem"),
+                ])
         }
         return certs
     }

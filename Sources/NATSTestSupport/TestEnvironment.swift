@@ -45,7 +45,9 @@ public enum TestEnvironment {
 
     /// Runs a program to completion and returns its standard output; throws with its output on failure.
     @discardableResult
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws
+        -> String
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -63,7 +65,8 @@ public enum TestEnvironment {
         let stdout = String(decoding: data, as: UTF8.self)
         guard process.terminationStatus == 0 else {
             throw Failure(
-                "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus):\n\(stdout)\n\(String(decoding: errData, as: UTF8.self))")
+                "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus):\n\(stdout)\n\(String(decoding: errData, as: UTF8.self))"
+            )
         }
         return stdout
     }

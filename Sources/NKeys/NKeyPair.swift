@@ -1,9 +1,10 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Crypto
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A NATS key pair: an Ed25519 signing key (users, accounts, operators, servers, clusters) or, for the
 /// `curve` role, an X25519 key (xkeys). Made from a seed, or public-only for verification.
@@ -30,7 +31,8 @@ public struct NKeyPair: Sendable {
         let pub: [UInt8]
         do {
             if prefix == .curve {
-                pub = Array(try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: rawSeed).publicKey.rawRepresentation)
+                pub = Array(
+                    try Curve25519.KeyAgreement.PrivateKey(rawRepresentation: rawSeed).publicKey.rawRepresentation)
             } else {
                 pub = Array(try Curve25519.Signing.PrivateKey(rawRepresentation: rawSeed).publicKey.rawRepresentation)
             }
