@@ -39,7 +39,10 @@ extension NATSClient {
         do {
             channel = try await bootstrap.connect(host: server.host, port: server.port).get()
         } catch {
-            throw NATSError(.noServers, "cannot reach \(server): \(error)")
+            let e = NATSError(.noServers, "cannot reach \(server): \(error)")
+            infoPromise.fail(e)
+            connectedPromise.fail(e)
+            throw e
         }
         let timeout = eventLoop.scheduleTask(in: configuration.connectTimeout.timeAmount) {
             let e = NATSError(.timeout, "handshake with \(server) timed out")
