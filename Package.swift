@@ -71,7 +71,8 @@ let package = Package(
         // Integration tests: real nats-server processes and real peers (nats-py, nats.go).
         .testTarget(
             name: "NATSIntegrationTests",
-            dependencies: ["NATS", "NKeys", "NATSTestSupport"]
+            dependencies: ["NATS", "NKeys", "NATSTestSupport"],
+            resources: [.copy("Fixtures")]
         ),
     ],
     swiftLanguageModes: [.v6]

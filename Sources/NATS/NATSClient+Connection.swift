@@ -67,7 +67,13 @@ extension NATSClient {
             var hello = channel.allocator.buffer(capacity: 512)
             ClientOp.writeConnect(String(decoding: try JSONEncoder().encode(connect), as: UTF8.self), into: &hello)
             ClientOp.writePing(into: &hello)
-            try await channel.writeAndFlush(hello)
+            do {
+                try await channel.writeAndFlush(hello)
+            } catch {
+                // The handler saw why the channel closed (TLS, -ERR); that reason beats "closed channel".
+                try await connectedPromise.futureResult.get()
+                throw error
+            }
             try await connectedPromise.futureResult.get()
             try attach(channel: channel, server: server, info: info)
         } catch {

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// Several real nats-servers routed into one cluster on loopback.
 public final class NATSCluster: Sendable {
@@ -13,12 +16,13 @@ public final class NATSCluster: Sendable {
     public var urls: [String] { servers.map(\.url) }
 
     /// Starts `size` servers routed to each other and waits until every route is up.
-    public static func start(size: Int = 3, jetStream: Bool = false) async throws -> NATSCluster {
+    /// `config` is passed to every member as its config file.
+    public static func start(size: Int = 3, jetStream: Bool = false, config: String? = nil) async throws -> NATSCluster {
         var servers: [NATSServer] = []
         let name = "c\(UInt32.random(in: 0...UInt32.max))"
         do {
             for i in 0..<size {
-                var options = NATSServer.Options(jetStream: jetStream)
+                var options = NATSServer.Options(jetStream: jetStream, config: config)
                 options.name = "\(name)-s\(i + 1)"
                 options.cluster = .init(name: name, routes: servers.compactMap(\.clusterURL))
                 options.arguments = ["-m", "-1"]

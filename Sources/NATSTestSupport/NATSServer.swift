@@ -181,6 +181,11 @@ public final class NATSServer: Sendable {
         return try await Self.launch(opts, in: directory)
     }
 
+    /// The process id while running (for `nats-server --signal`).
+    public var processID: Int32? {
+        process.withLock { p in p.flatMap { $0.isRunning ? $0.processIdentifier : nil } }
+    }
+
     /// The server's log so far.
     public var log: String {
         (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""

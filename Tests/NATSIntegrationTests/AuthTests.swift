@@ -1,0 +1,106 @@
+import Foundation
+import NATS
+import NATSTestSupport
+import NKeys
+import Testing
+
+struct OperatorFixture: Decodable {
+    var operator_jwt: String
+    var system_account: String
+    var system_account_jwt: String
+    var account: String
+    var account_jwt: String
+    var user_jwt: String
+    var user_seed: String
+
+    static func load() throws -> OperatorFixture {
+        let url = try #require(Bundle.module.url(forResource: "operator", withExtension: "json", subdirectory: "Fixtures"))
+        return try JSONDecoder().decode(OperatorFixture.self, from: Data(contentsOf: url))
+    }
+
+    var serverConfig: String {
+        """
+        operator: \(operator_jwt)
+        system_account: \(system_account)
+        resolver: MEMORY
+        resolver_preload: { \(system_account): \(system_account_jwt), \(account): \(account_jwt) }
+        """
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct AuthTests {
+    func expectRejected(_ url: String, _ auth: NATSClient.Auth) async {
+        var config = NATSClient.Configuration(servers: [url])
+        config.auth = auth
+        let client = NATSClient(configuration: config)
+        let error = await #expect(throws: NATSError.self) { try await client.connect() }
+        #expect(error?.code == .authorizationViolation, "got \(String(describing: error))")
+    }
+
+    @Test func token() async throws {
+        try await NATSServer.with(.init(config: "authorization { token: s3cret }")) { server in
+            try await withClient([server.url], configure: { $0.auth = .token("s3cret") }) { client in
+                #expect(client.isConnected)
+            }
+            // The token may also come in the URL.
+            try await withClient(["nats://s3cret@127.0.0.1:\(server.port)"]) { client in #expect(client.isConnected) }
+            await expectRejected(server.url, .token("wrong"))
+            await expectRejected(server.url, .none)
+        }
+    }
+
+    @Test func userAndPassword() async throws {
+        try await NATSServer.with(.init(config: "authorization { user: derek, password: \"p@ss w0rd\" }")) { server in
+            try await withClient([server.url], configure: { $0.auth = .userPassword(user: "derek", password: "p@ss w0rd") }) {
+                client in #expect(client.isConnected)
+            }
+            try await withClient(["nats://derek:p%40ss%20w0rd@127.0.0.1:\(server.port)"]) { client in
+                #expect(client.isConnected)
+            }
+            await expectRejected(server.url, .userPassword(user: "derek", password: "nope"))
+        }
+    }
+
+    @Test func nkey() async throws {
+        let user = NKeyPair.generate(.user)
+        try await NATSServer.with(.init(config: "authorization { users = [ { nkey: \(user.publicKey) } ] }")) { server in
+            try await withClient([server.url], configure: { $0.auth = .nkey(seed: user.seed!) }) { client in
+                let sub = try await client.subscribe(to: "n")
+                try await client.publish("ok", to: "n")
+                #expect(try await sub.collect(1).first?.string == "ok")
+            }
+            await expectRejected(server.url, .nkey(seed: NKeyPair.generate(.user).seed!))
+        }
+    }
+
+    @Test func credentialsFileInOperatorMode() async throws {
+        let fixture = try OperatorFixture.load()
+        try await NATSServer.with(.init(config: fixture.serverConfig)) { server in
+            let path = server.directory.appendingPathComponent("user.creds").path
+            try CredentialsFile(jwt: fixture.user_jwt, seed: fixture.user_seed).formatted
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            try await withClient([server.url], configure: { $0.auth = .credentialsFile(path: path) }) { client in
+                try await client.subscribe(to: "svc") { m in try await m.respond(m.bytes, using: client) }
+                try await client.flush()
+                #expect(try await client.request("in operator mode", to: "svc").string == "in operator mode")
+            }
+            try await withClient([server.url], configure: { $0.auth = .jwt(fixture.user_jwt, seed: fixture.user_seed) }) {
+                client in #expect(client.isConnected)
+            }
+            // The right JWT with another key cannot sign the nonce.
+            await expectRejected(server.url, .jwt(fixture.user_jwt, seed: NKeyPair.generate(.user).seed!))
+        }
+    }
+
+    @Test func unreadableCredentialsAreATypedError() async throws {
+        try await NATSServer.with { server in
+            var config = NATSClient.Configuration(servers: [server.url])
+            config.auth = .credentialsFile(path: "/nonexistent/user.creds")
+            let error = await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
+            #expect(error?.code == .invalidCredentials)
+            config.auth = .nkey(seed: "SUNOTASEED")
+            let error2 = await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
+            #expect(error2?.code == .invalidCredentials)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import NATS
+import NATSTestSupport
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct TLSTests {
+    static let certs = Result { try TestCertificates.generate() }
+
+    func tlsConfig(verifyClients: Bool = false, handshakeFirst: Bool = false) throws -> String {
+        let c = try Self.certs.get()
+        return """
+            tls {
+              cert_file: "\(c.serverCertFile)"
+              key_file: "\(c.serverKeyFile)"
+              ca_file: "\(c.caFile)"
+              verify: \(verifyClients)
+              handshake_first: \(handshakeFirst)
+            }
+            """
+    }
+
+    @Test func serverRequiredTLSWithOurCA() async throws {
+        let c = try Self.certs.get()
+        try await NATSServer.with(.init(config: try tlsConfig())) { server in
+            try await withClient([server.url], configure: { $0.tls = .init(caFile: c.caFile) }) { client in
+                #expect(client.serverInfo?.tlsRequired == true)
+                let sub = try await client.subscribe(to: "secure")
+                try await client.publish("over tls", to: "secure")
+                #expect(try await sub.collect(1).first?.string == "over tls")
+            }
+            // tls:// in the URL also asks for TLS.
+            try await withClient(["tls://localhost:\(server.port)"], configure: { $0.tls = .init(caFile: c.caFile) }) {
+                client in #expect(client.isConnected)
+            }
+        }
+    }
+
+    @Test func untrustedServerCertificateIsATLSFailure() async throws {
+        try await NATSServer.with(.init(config: try tlsConfig())) { server in
+            var config = NATSClient.Configuration(servers: [server.url])
+            config.tls = .init()  // system roots: our test CA is not among them
+            let error = await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
+            #expect(error?.code == .tlsFailure, "got \(String(describing: error))")
+        }
+    }
+
+    @Test func mutualTLSWithAClientCertificate() async throws {
+        let c = try Self.certs.get()
+        try await NATSServer.with(.init(config: try tlsConfig(verifyClients: true))) { server in
+            try await withClient(
+                [server.url],
+                configure: { $0.tls = .init(caFile: c.caFile, certificateFile: c.clientCertFile, keyFile: c.clientKeyFile) }
+            ) { client in #expect(client.isConnected) }
+            var config = NATSClient.Configuration(servers: [server.url])
+            config.tls = .init(caFile: c.caFile)
+            await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
+        }
+    }
+
+    @Test func tlsHandshakeFirst() async throws {
+        let c = try Self.certs.get()
+        try await NATSServer.with(.init(config: try tlsConfig(handshakeFirst: true))) { server in
+            try await withClient([server.url], configure: { $0.tls = .init(caFile: c.caFile, handshakeFirst: true) }) {
+                client in
+                try await client.subscribe(to: "svc") { m in try await m.respond(m.bytes, using: client) }
+                try await client.flush()
+                #expect(try await client.request("first", to: "svc").string == "first")
+            }
+        }
+    }
+}
