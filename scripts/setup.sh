@@ -1,19 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine. Idempotent: re-running is cheap.
-
-#   installs: openssl (test CAs), Go + nats.go from Debian (interop and benchmark peer), a .venv with
+# It installs: openssl (test CAs), Go + nats.go from Debian (interop and benchmark peer), a .venv with
 #   the pinned nats-server, nats-py and nkeys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NATS_SERVER_VERSION=2.15.1
-want_bench=0
-for arg in "$@"; do
-  case "$arg" in
-    --bench) want_bench=1 ;;
-    *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
-  esac
-done
+[ "$#" -eq 0 ] || { echo "setup.sh takes no arguments" >&2; exit 2; }
 
 apt_packages=(openssl golang-go golang-github-nats-io-go-nats-dev)
 
