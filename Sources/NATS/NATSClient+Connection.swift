@@ -22,22 +22,20 @@ extension NATSClient {
         let hostname = tls?.serverName ?? (server.host.isIPAddress ? nil : server.host)
         let client = self
 
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(configuration.connectTimeout.timeAmount)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if tlsFirst, let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(
-                            NIOSSLClientHandler(context: sslContext, serverHostname: hostname))
-                    }
+        let initialize: @Sendable (any Channel) -> EventLoopFuture<Void> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                if tlsFirst, let sslContext {
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(client: client, infoPromise: infoPromise, connectedPromise: connectedPromise))
+                        NIOSSLClientHandler(context: sslContext, serverHostname: hostname))
                 }
+                try channel.pipeline.syncOperations.addHandler(
+                    ConnectionHandler(client: client, infoPromise: infoPromise, connectedPromise: connectedPromise))
             }
+        }
         let channel: any Channel
         do {
-            channel = try await bootstrap.connect(host: server.host, port: server.port).get()
+            channel = try await transport.connect(
+                to: server, on: eventLoop, timeout: configuration.connectTimeout, initialize: initialize)
         } catch {
             let e = NATSError(.noServers, "cannot reach \(server): \(error)")
             infoPromise.fail(e)

@@ -28,13 +28,20 @@ public final class NATSClient: Sendable {
     let supervisor = Mutex<Task<Void, Never>?>(nil)
     let addresses: [ServerAddress]
     let addressError: NATSError?
+    let transport: any Transport
 
     /// Creates a client; nothing happens on the network until ``connect()``.
-    public init(
+    public convenience init(
         configuration: Configuration = Configuration(),
         logger: Logger = Logger(label: "nats", factory: { _ in SwiftLogNoOpLogHandler() }),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
+        self.init(
+            configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup, transport: TCPTransport())
+    }
+
+    init(configuration: Configuration, logger: Logger, eventLoopGroup: any EventLoopGroup, transport: any Transport) {
+        self.transport = transport
         self.configuration = configuration
         self.logger = logger
         self.eventLoopGroup = eventLoopGroup

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Several real nats-servers routed into one cluster on loopback.
@@ -17,7 +18,8 @@ public final class NATSCluster: Sendable {
 
     /// Starts `size` servers routed to each other and waits until every route is up.
     /// `config` is passed to every member as its config file.
-    public static func start(size: Int = 3, jetStream: Bool = false, config: String? = nil) async throws -> NATSCluster {
+    public static func start(size: Int = 3, jetStream: Bool = false, config: String? = nil) async throws -> NATSCluster
+    {
         var servers: [NATSServer] = []
         let name = "c\(UInt32.random(in: 0...UInt32.max))"
         do {

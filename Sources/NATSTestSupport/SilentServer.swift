@@ -37,7 +37,8 @@ public final class SilentServer: Sendable {
         while !stopped.load(ordering: .relaxed) {
             let conn = accept(listener, nil, nil)
             guard conn >= 0 else { return }
-            let info = "INFO {\"server_id\":\"SILENT\",\"version\":\"2.15.1\",\"max_payload\":1048576,\"headers\":true}\r\n"
+            let info =
+                "INFO {\"server_id\":\"SILENT\",\"version\":\"2.15.1\",\"max_payload\":1048576,\"headers\":true}\r\n"
             _ = info.withCString { send(conn, $0, strlen($0), 0) }
             var buf = [UInt8](repeating: 0, count: 4096)
             var seen = ""

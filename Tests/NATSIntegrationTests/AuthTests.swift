@@ -14,7 +14,8 @@ struct OperatorFixture: Decodable {
     var user_seed: String
 
     static func load() throws -> OperatorFixture {
-        let url = try #require(Bundle.module.url(forResource: "operator", withExtension: "json", subdirectory: "Fixtures"))
+        let url = try #require(
+            Bundle.module.url(forResource: "operator", withExtension: "json", subdirectory: "Fixtures"))
         return try JSONDecoder().decode(OperatorFixture.self, from: Data(contentsOf: url))
     }
 
@@ -51,7 +52,9 @@ struct OperatorFixture: Decodable {
 
     @Test func userAndPassword() async throws {
         try await NATSServer.with(.init(config: "authorization { user: derek, password: \"p@ss w0rd\" }")) { server in
-            try await withClient([server.url], configure: { $0.auth = .userPassword(user: "derek", password: "p@ss w0rd") }) {
+            try await withClient(
+                [server.url], configure: { $0.auth = .userPassword(user: "derek", password: "p@ss w0rd") }
+            ) {
                 client in #expect(client.isConnected)
             }
             try await withClient(["nats://derek:p%40ss%20w0rd@127.0.0.1:\(server.port)"]) { client in
@@ -63,7 +66,8 @@ struct OperatorFixture: Decodable {
 
     @Test func nkey() async throws {
         let user = NKeyPair.generate(.user)
-        try await NATSServer.with(.init(config: "authorization { users = [ { nkey: \(user.publicKey) } ] }")) { server in
+        try await NATSServer.with(.init(config: "authorization { users = [ { nkey: \(user.publicKey) } ] }")) {
+            server in
             try await withClient([server.url], configure: { $0.auth = .nkey(seed: user.seed!) }) { client in
                 let sub = try await client.subscribe(to: "n")
                 try await client.publish("ok", to: "n")
@@ -84,7 +88,8 @@ struct OperatorFixture: Decodable {
                 try await client.flush()
                 #expect(try await client.request("in operator mode", to: "svc").string == "in operator mode")
             }
-            try await withClient([server.url], configure: { $0.auth = .jwt(fixture.user_jwt, seed: fixture.user_seed) }) {
+            try await withClient([server.url], configure: { $0.auth = .jwt(fixture.user_jwt, seed: fixture.user_seed) })
+            {
                 client in #expect(client.isConnected)
             }
             // The right JWT with another key cannot sign the nonce.

@@ -11,7 +11,9 @@ struct Peer: Sendable, CustomTestStringConvertible {
     var testDescription: String { name }
 
     static let python = Peer(name: "nats-py") {
-        TestEnvironment.python.map { [$0, TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/interop_peer.py").path] }
+        TestEnvironment.python.map {
+            [$0, TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/interop_peer.py").path]
+        }
     }
     static let go = Peer(name: "nats.go") { try TestEnvironment.goPeer("interop").map { [$0] } }
 

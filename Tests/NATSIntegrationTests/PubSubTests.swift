@@ -184,7 +184,9 @@ import Testing
         let config = """
             authorization { users = [ { user: "u", password: "p", permissions: { publish: { deny: ["secret.>"] }, subscribe: { deny: ["hidden"] } } } ] }
             """
-        try await withServerAndClient(.init(config: config), configure: { $0.auth = .userPassword(user: "u", password: "p") }) {
+        try await withServerAndClient(
+            .init(config: config), configure: { $0.auth = .userPassword(user: "u", password: "p") }
+        ) {
             _, client in
             let events = EventRecorder(client)
             try await client.publish("x", to: "secret.plans")

@@ -39,7 +39,13 @@ import Testing
     @Test func reconnectBufferIsBounded() async throws {
         let server = try await NATSServer.start()
         defer { server.stop() }
-        try await withClient([server.url], configure: { $0.reconnectBufferSize = 1024; $0.reconnect.maxAttemptsPerServer = nil }) {
+        try await withClient(
+            [server.url],
+            configure: {
+                $0.reconnectBufferSize = 1024
+                $0.reconnect.maxAttemptsPerServer = nil
+            }
+        ) {
             client in
             let events = EventRecorder(client)
             server.kill()
@@ -118,7 +124,7 @@ import Testing
     }
 
     @Test func lameDuckModeIsReported() async throws {
-        let cluster = try await NATSCluster.start(size: 2, config: "lame_duck_duration: 5s\nlame_duck_grace_period: 1s")
+        let cluster = try await NATSCluster.start(size: 2, config: "lame_duck_duration: 30s\nlame_duck_grace_period: 1s")
         defer { cluster.stop() }
         try await withClient([cluster.urls[0]], configure: { $0.reconnect.maxAttemptsPerServer = nil }) { client in
             let events = EventRecorder(client)

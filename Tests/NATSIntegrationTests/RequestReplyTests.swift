@@ -73,7 +73,9 @@ import Testing
 
     @Test func customInboxPrefix() async throws {
         try await withServerAndClient(configure: { $0.inboxPrefix = "_MY.replies" }) { _, client in
-            try await client.subscribe(to: "svc.who") { m in try await m.respond(Array((m.replyTo ?? "").utf8), using: client) }
+            try await client.subscribe(to: "svc.who") { m in
+                try await m.respond(Array((m.replyTo ?? "").utf8), using: client)
+            }
             try await client.flush()
             let reply = try await client.request("", to: "svc.who")
             #expect(reply.string.hasPrefix("_MY.replies."))
@@ -83,7 +85,8 @@ import Testing
     @Test func requestManyStopsAtMaxStallOrTimeout() async throws {
         try await withServerAndClient { _, client in
             for i in 0..<3 {
-                try await client.subscribe(to: "svc.all") { m in try await m.respond(Array("r\(i)".utf8), using: client) }
+                try await client.subscribe(to: "svc.all") { m in try await m.respond(Array("r\(i)".utf8), using: client)
+                }
             }
             try await client.flush()
             let two = try await client.requestMany([], to: "svc.all", maxReplies: 2)

@@ -1,6 +1,7 @@
 import Foundation
 import NATS
 import NATSTestSupport
+import Synchronization
 import Testing
 
 /// Connects a client to `server` with test-friendly defaults, then runs `body`; always closes the client.
@@ -66,12 +67,11 @@ final class EventRecorder: Sendable {
 
     var events: [NATSEvent] { seen.value }
 
-    func waitFor(_ what: String, timeout: Duration = .seconds(15), _ match: @escaping (NATSEvent) -> Bool) async throws {
+    func waitFor(_ what: String, timeout: Duration = .seconds(15), _ match: @escaping (NATSEvent) -> Bool) async throws
+    {
         try await eventually(what, timeout: timeout) { self.events.contains(where: match) }
     }
 }
-
-import Synchronization
 
 /// A value behind a lock that closures can share.
 final class Locked<Value: Sendable>: Sendable {

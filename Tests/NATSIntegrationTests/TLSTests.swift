@@ -49,7 +49,9 @@ import Testing
         try await NATSServer.with(.init(config: try tlsConfig(verifyClients: true))) { server in
             try await withClient(
                 [server.url],
-                configure: { $0.tls = .init(caFile: c.caFile, certificateFile: c.clientCertFile, keyFile: c.clientKeyFile) }
+                configure: {
+                    $0.tls = .init(caFile: c.caFile, certificateFile: c.clientCertFile, keyFile: c.clientKeyFile)
+                }
             ) { client in #expect(client.isConnected) }
             var config = NATSClient.Configuration(servers: [server.url])
             config.tls = .init(caFile: c.caFile)

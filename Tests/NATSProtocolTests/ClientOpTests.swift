@@ -89,7 +89,8 @@ import Testing
         #expect(noResponders.status == 503 && noResponders.statusDescription == nil)
         let conflict = try NATSHeaders.parse(ByteBuffer(string: "NATS/1.0 409 Consumer Deleted\r\n\r\n"))
         #expect(conflict.status == 409 && conflict.statusDescription == "Consumer Deleted")
-        let heartbeat = try NATSHeaders.parse(ByteBuffer(string: "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 5\r\n\r\n"))
+        let heartbeat = try NATSHeaders.parse(
+            ByteBuffer(string: "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 5\r\n\r\n"))
         #expect(heartbeat.status == 100 && heartbeat["Nats-Last-Consumer"] == "5")
     }
 

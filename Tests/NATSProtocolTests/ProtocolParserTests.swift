@@ -43,7 +43,9 @@ func describe(_ op: ServerOp) -> String {
     case .ok: return "OK"
     case .error(let e): return "ERR \(e)"
     case .message(let m):
-        let h = m.headers.map { h in "\(h.status ?? 0)|\(h.statusDescription ?? "")|\(h.map { "\($0.name)=\($0.value)" })" }
+        let h = m.headers.map { h in
+            "\(h.status ?? 0)|\(h.statusDescription ?? "")|\(h.map { "\($0.name)=\($0.value)" })"
+        }
         return "MSG \(m.subject) \(m.sid) \(m.replyTo ?? "-") \(h ?? "nil") \(Array(m.payload.readableBytesView))"
     }
 }
