@@ -46,6 +46,10 @@ struct ClientState {
     /// Operations not yet handed to the socket (also what is buffered while disconnected).
     var outbox: ByteBuffer
     var flushScheduled = false
+    /// The pending flush was held back once to gather more (see `NATSClient.flushOutbox`).
+    var flushDeferred = false
+    /// When the outbox was last handed to the socket.
+    var lastWrite = NIODeadline.uptimeNanoseconds(0)
     /// Publishers waiting for the outbox to shrink below the limit.
     var roomWaiters: [CheckedContinuation<Void, any Error>] = []
 

@@ -222,26 +222,55 @@ extension NATSClient {
     // MARK: Event-loop side
 
     /// Hands the outbox to the socket. Runs on the channel's event loop; waits for writability if needed.
+    ///
+    /// Under a sustained stream of publishes (the last write was under ``coalesceWindow`` ago) a small outbox
+    /// is held back for ``coalesceDelay`` so writes carry hundreds of messages instead of a handful: each write
+    /// costs a wake-up and a syscall. A lone publish or request is written at once.
     func flushOutbox() {
         var fresh = ByteBufferAllocator().buffer(capacity: 64 << 10)
-        let work = state.withLock { s -> (any Channel, [CheckedContinuation<Void, any Error>])? in
+        let now = NIODeadline.now()
+        enum Step {
+            case write(any Channel, [CheckedContinuation<Void, any Error>])
+            case deferred(any Channel)
+            case none
+        }
+        let step = state.withLock { s -> Step in
             guard s.isConnected, let channel = s.channel else {
                 s.flushScheduled = false
-                return nil
+                return .none
             }
             // Not writable: stay "scheduled" so publishers don't wake us again; writability will.
-            guard channel.isWritable else { return nil }
+            guard channel.isWritable else { return .none }
+            guard s.outbox.readableBytes > 0 else {
+                s.flushScheduled = false
+                return .none
+            }
+            if !s.flushDeferred, s.outbox.readableBytes < Self.coalesceBytes, now - s.lastWrite < Self.coalesceWindow {
+                s.flushDeferred = true
+                return .deferred(channel)
+            }
+            s.flushDeferred = false
             s.flushScheduled = false
-            guard s.outbox.readableBytes > 0 else { return nil }
+            s.lastWrite = now
             swap(&fresh, &s.outbox)
             s.unsentPings = 0
             defer { s.roomWaiters.removeAll() }
-            return (channel, s.roomWaiters)
+            return .write(channel, s.roomWaiters)
         }
-        guard let (channel, waiters) = work else { return }
-        channel.writeAndFlush(fresh, promise: nil)
-        for w in waiters { w.resume() }
+        switch step {
+        case .write(let channel, let waiters):
+            channel.writeAndFlush(fresh, promise: nil)
+            for w in waiters { w.resume() }
+        case .deferred(let channel):
+            channel.eventLoop.scheduleTask(in: Self.coalesceDelay) { self.flushOutbox() }
+        case .none:
+            break
+        }
     }
+
+    static let coalesceBytes = 32 << 10
+    static let coalesceWindow = TimeAmount.microseconds(50)
+    static let coalesceDelay = TimeAmount.microseconds(20)
 
     /// Routes a batch of messages to their subscriptions, counting toward auto-unsubscribe limits.
     func deliver(_ frames: [MessageFrame]) {

@@ -6,32 +6,62 @@ extension NATSClient {
     ///
     /// Returns once the message is queued for the socket (or, while reconnecting, buffered up to
     /// ``Configuration/reconnectBufferSize``). Waits only when the outbound queue is over its limit.
-    public func publish(
+    nonisolated(nonsending) public func publish(
+        _ payload: [UInt8], to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
+    ) async throws {
+        let outcome = try payload.withUnsafeBytes {
+            try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers)
+        }
+        try await finishPublish(outcome)
+    }
+
+    /// Publishes a `ByteBuffer` payload.
+    nonisolated(nonsending) public func publish(
+        _ payload: ByteBuffer, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
+    ) async throws {
+        let outcome = try payload.withUnsafeReadableBytes {
+            try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers)
+        }
+        try await finishPublish(outcome)
+    }
+
+    /// Publishes a string as UTF-8.
+    nonisolated(nonsending) public func publish(
+        _ payload: String, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
+    ) async throws {
+        var payload = payload
+        let outcome = try payload.withUTF8 {
+            try enqueuePublish(UnsafeRawBufferPointer($0), to: subject, replyTo: replyTo, headers: headers)
+        }
+        try await finishPublish(outcome)
+    }
+
+    /// Publishes any collection of bytes.
+    nonisolated(nonsending) public func publish(
         _ payload: some Collection<UInt8>, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
     ) async throws {
-        switch try enqueuePublish(payload, to: subject, replyTo: replyTo, headers: headers) {
+        let outcome =
+            try payload.withContiguousStorageIfAvailable {
+                try enqueuePublish(UnsafeRawBufferPointer($0), to: subject, replyTo: replyTo, headers: headers)
+            }
+            ?? Array(payload).withUnsafeBytes {
+                try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers)
+            }
+        try await finishPublish(outcome)
+    }
+
+    /// Wakes the event loop or waits for room, as the enqueue decided. Only the rare wait suspends.
+    @inline(__always)
+    nonisolated(nonsending) func finishPublish(_ outcome: PublishOutcome) async throws {
+        switch outcome {
         case .queued:
-            break
+            return
         case .flushOn(let channel):
             channel.eventLoop.execute { self.flushOutbox() }
         case .waitForRoom(let channel):
             if let channel { channel.eventLoop.execute { self.flushOutbox() } }
             try await waitForRoom()
         }
-    }
-
-    /// Publishes a `ByteBuffer` payload.
-    public func publish(
-        _ payload: ByteBuffer, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
-    ) async throws {
-        try await publish(payload.readableBytesView, to: subject, replyTo: replyTo, headers: headers)
-    }
-
-    /// Publishes a string as UTF-8.
-    public func publish(
-        _ payload: String, to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
-    ) async throws {
-        try await publish(payload.utf8, to: subject, replyTo: replyTo, headers: headers)
     }
 
     enum PublishOutcome {
@@ -42,7 +72,7 @@ extension NATSClient {
 
     /// Validates and appends a publish to the outbox. The synchronous core of every publish and request.
     func enqueuePublish(
-        _ payload: some Collection<UInt8>, to subject: String, replyTo: String?, headers: NATSHeaders?
+        _ payload: UnsafeRawBufferPointer, to subject: String, replyTo: String?, headers: NATSHeaders?
     ) throws(NATSError) -> PublishOutcome {
         guard SubjectValidation.isValidPublishSubject(subject) else {
             throw NATSError(.invalidSubject, "not a valid subject to publish to", subject: subject)
@@ -89,7 +119,7 @@ extension NATSClient {
     }
 
     /// Waits until the event loop has taken the outbox (backpressure for fast publishers).
-    func waitForRoom() async throws {
+    nonisolated(nonsending) func waitForRoom() async throws {
         let limit = configuration.maxPendingOutboundBytes
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
             let now = state.withLock { s -> Bool in

@@ -7,7 +7,7 @@ extension NATSClient {
     ///
     /// Throws ``NATSError/Code/noResponders`` at once when nobody is subscribed, and
     /// ``NATSError/Code/timeout`` when no reply arrives in time.
-    public func request(
+    nonisolated(nonsending) public func request(
         _ payload: some Collection<UInt8>, to subject: String, headers: NATSHeaders? = nil, timeout: Duration? = nil
     ) async throws -> NATSMessage {
         let timeout = timeout ?? configuration.requestTimeout
@@ -19,24 +19,34 @@ extension NATSClient {
                 mux.register(token, c)
                 let outcome: PublishOutcome
                 do {
-                    outcome = try enqueuePublish(payload, to: subject, replyTo: replyTo, headers: headers)
+                    outcome =
+                        try payload.withContiguousStorageIfAvailable {
+                            try enqueuePublish(
+                                UnsafeRawBufferPointer($0), to: subject, replyTo: replyTo, headers: headers)
+                        }
+                        ?? Array(payload).withUnsafeBytes {
+                            try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers)
+                        }
                 } catch {
                     mux.fail(token, error)
                     return
                 }
-                let loop: any EventLoop
+                // One hop to the event loop both arms the timeout and (if needed) writes: scheduling a timer
+                // from another thread would wake the loop a second time.
+                let flushOn: (any Channel)?
                 switch outcome {
-                case .flushOn(let channel), .waitForRoom(let channel?):
-                    loop = channel.eventLoop
-                    loop.execute { self.flushOutbox() }
-                default:
-                    loop = eventLoopGroup.any()
+                case .flushOn(let channel), .waitForRoom(let channel?): flushOn = channel
+                default: flushOn = nil
                 }
-                mux.setTimer(
-                    token,
-                    loop.scheduleTask(in: timeout.timeAmount) {
-                        mux.fail(token, NATSError(.timeout, "no reply within \(timeout)", subject: subject))
-                    })
+                let loop = flushOn?.eventLoop ?? eventLoopGroup.any()
+                loop.execute {
+                    mux.setTimer(
+                        token,
+                        loop.scheduleTask(in: timeout.timeAmount) {
+                            mux.fail(token, NATSError(.timeout, "no reply within \(timeout)", subject: subject))
+                        })
+                    if flushOn != nil { self.flushOutbox() }
+                }
             }
         } onCancel: {
             mux.fail(token, NATSError(.cancelled, "request cancelled", subject: subject))
@@ -44,14 +54,14 @@ extension NATSClient {
     }
 
     /// Sends a request with a `ByteBuffer` payload.
-    public func request(
+    nonisolated(nonsending) public func request(
         _ payload: ByteBuffer, to subject: String, headers: NATSHeaders? = nil, timeout: Duration? = nil
     ) async throws -> NATSMessage {
         try await request(payload.readableBytesView, to: subject, headers: headers, timeout: timeout)
     }
 
     /// Sends a request with a UTF-8 string payload.
-    public func request(
+    nonisolated(nonsending) public func request(
         _ payload: String, to subject: String, headers: NATSHeaders? = nil, timeout: Duration? = nil
     ) async throws -> NATSMessage {
         try await request(payload.utf8, to: subject, headers: headers, timeout: timeout)
@@ -59,7 +69,7 @@ extension NATSClient {
 
     /// Sends a request and gathers replies until `maxReplies` arrived, no reply came for `stall` after the
     /// first one, or `timeout` passed. No replies at all is an empty array (or ``NATSError/Code/noResponders``).
-    public func requestMany(
+    nonisolated(nonsending) public func requestMany(
         _ payload: some Collection<UInt8>, to subject: String, headers: NATSHeaders? = nil,
         maxReplies: Int? = nil, stall: Duration? = nil, timeout: Duration? = nil
     ) async throws -> [NATSMessage] {
@@ -111,7 +121,7 @@ extension NATSClient {
 
 extension NATSMessage {
     /// Replies to this message (publishes to its `replyTo`) through `client`.
-    public func respond(
+    nonisolated(nonsending) public func respond(
         _ payload: some Collection<UInt8>, headers: NATSHeaders? = nil, using client: NATSClient
     ) async throws {
         guard let replyTo else { throw NATSError(.invalidSubject, "message has no reply subject", subject: subject) }

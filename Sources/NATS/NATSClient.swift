@@ -193,7 +193,7 @@ public final class NATSClient: Sendable {
 
     /// Waits until the server has processed everything sent so far (a PING/PONG round trip).
     /// While reconnecting it waits for the new connection, up to the timeout.
-    public func flush(timeout: Duration? = nil) async throws {
+    nonisolated(nonsending) public func flush(timeout: Duration? = nil) async throws {
         let timeout = timeout ?? configuration.requestTimeout
         let id = state.withLock { $0.allocateWaiterID() }
         let timer = Mutex<Scheduled<Void>?>(nil)

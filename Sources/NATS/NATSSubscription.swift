@@ -76,7 +76,7 @@ public final class NATSSubscription: AsyncSequence, Sendable {
     }
 
     /// The next message, waiting at most `timeout`; nil when the subscription has ended.
-    public func nextMessage(timeout: Duration) async throws -> NATSMessage? {
+    nonisolated(nonsending) public func nextMessage(timeout: Duration) async throws -> NATSMessage? {
         let id = delivery.withLock { d -> Int in
             d.nextWaiterID += 1
             return d.nextWaiterID
@@ -153,7 +153,7 @@ public final class NATSSubscription: AsyncSequence, Sendable {
         }
     }
 
-    fileprivate func waitForMessage(id: Int) async throws -> NATSMessage? {
+    nonisolated(nonsending) fileprivate func waitForMessage(id: Int) async throws -> NATSMessage? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<NATSMessage?, any Error>) in
                 enum Outcome {
@@ -208,7 +208,7 @@ public final class NATSSubscription: AsyncSequence, Sendable {
         let subscription: NATSSubscription
         var local = Deque<NATSMessage>()
 
-        public mutating func next() async throws -> NATSMessage? {
+        nonisolated(nonsending) public mutating func next() async throws -> NATSMessage? {
             if let m = local.popFirst() { return m }
             if subscription.takeBatch(into: &local) { return local.popFirst() }
             if Task.isCancelled { return nil }

@@ -124,7 +124,8 @@ import Testing
     }
 
     @Test func lameDuckModeIsReported() async throws {
-        let cluster = try await NATSCluster.start(size: 2, config: "lame_duck_duration: 30s\nlame_duck_grace_period: 1s")
+        let cluster = try await NATSCluster.start(
+            size: 2, config: "lame_duck_duration: 30s\nlame_duck_grace_period: 1s")
         defer { cluster.stop() }
         try await withClient([cluster.urls[0]], configure: { $0.reconnect.maxAttemptsPerServer = nil }) { client in
             let events = EventRecorder(client)

@@ -11,7 +11,11 @@ import Testing
     }
 
     func pub(_ subject: String, _ reply: String?, _ payload: [UInt8]) -> String {
-        written { ClientOp.writePublish(subject: subject, replyTo: reply, headers: nil, payload: payload, into: &$0) }
+        written { b in
+            payload.withUnsafeBytes {
+                ClientOp.writePublish(subject: subject, replyTo: reply, headers: nil, payload: $0, into: &b)
+            }
+        }
     }
 
     func sub(_ subject: String, _ queue: String?, _ sid: UInt64) -> String {
@@ -33,8 +37,10 @@ import Testing
         h.append("Nats-Msg-Id", "1")
         h.append("X", "a")
         h.append("X", "b")
-        let text = written {
-            ClientOp.writePublish(subject: "s", replyTo: "r", headers: h, payload: Array("body".utf8), into: &$0)
+        let text = written { b in
+            Array("body".utf8).withUnsafeBytes {
+                ClientOp.writePublish(subject: "s", replyTo: "r", headers: h, payload: $0, into: &b)
+            }
         }
         let block = "NATS/1.0\r\nNats-Msg-Id: 1\r\nX: a\r\nX: b\r\n\r\n"
         #expect(text == "HPUB s r \(block.utf8.count) \(block.utf8.count + 4)\r\n\(block)body\r\n")

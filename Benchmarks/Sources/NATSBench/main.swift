@@ -1,0 +1,102 @@
+// One benchmark of this project's NATS client; prints one JSON line. The same modes exist for nats.go
+// and nats-py (Benchmarks/peers) so scripts/bench.sh can run them side by side against one server.
+//
+//   nats-bench URL pub N SIZE       publish N messages, then flush          -> msgs_per_sec
+//   nats-bench URL pubsub N SIZE    publisher and subscriber connections    -> msgs_per_sec (all received)
+//   nats-bench URL reqrep N SIZE    sequential requests to a responder      -> p50_us, p99_us
+import Foundation
+import NATS
+import NIOCore
+import NIOPosix
+
+if ProcessInfo.processInfo.environment["BENCH_TAKEOVER"] == "1" {
+    NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+}
+
+let args = CommandLine.arguments
+guard args.count == 5, let n = Int(args[3]), let size = Int(args[4]) else {
+    FileHandle.standardError.write(Data("usage: nats-bench URL pub|pubsub|reqrep N SIZE\n".utf8))
+    exit(2)
+}
+let url = args[1]
+let mode = args[2]
+let payload = [UInt8](repeating: 0x61, count: size)
+
+func connect() async throws -> NATSClient {
+    var config = NATSClient.Configuration(servers: [url])
+    config.subscriptionPendingMessages = .max
+    config.subscriptionPendingBytes = .max
+    config.requestTimeout = .seconds(10)
+    let client = NATSClient(configuration: config)
+    try await client.connect()
+    return client
+}
+
+func printJSON(_ fields: [String: Double]) {
+    let body = fields.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
+    print("{\"client\":\"swift\",\"mode\":\"\(mode)\",\(body)}")
+}
+
+let clock = ContinuousClock()
+func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+switch mode {
+case "pub":
+    let pub = try await connect()
+    let start = clock.now
+    for _ in 0..<n { try await pub.publish(payload, to: "bench.pub") }
+    try await pub.flush(timeout: .seconds(60))
+    printJSON(["msgs_per_sec": Double(n) / seconds(clock.now - start)])
+    await pub.close()
+
+case "pubsub":
+    let sub = try await connect()
+    let pub = try await connect()
+    let subscription = try await sub.subscribe(to: "bench.pubsub")
+    try await sub.flush()
+    let start = clock.now
+    let receiver = Task {
+        var count = 0
+        for try await _ in subscription {
+            count += 1
+            if count == n { break }
+        }
+        return clock.now
+    }
+    for _ in 0..<n { try await pub.publish(payload, to: "bench.pubsub") }
+    try await pub.flush(timeout: .seconds(60))
+    let end = try await receiver.value
+    printJSON(["msgs_per_sec": Double(n) / seconds(end - start)])
+    await pub.close()
+    await sub.close()
+
+case "reqrep":
+    let responder = try await connect()
+    let requester = try await connect()
+    let subject = ProcessInfo.processInfo.environment["BENCH_SUBJECT"] ?? "bench.svc"
+    let service = try await responder.subscribe(to: "bench.svc")
+    let serving = Task {
+        for try await m in service { try await m.respond(m.payload.readableBytesView, using: responder) }
+    }
+    try await responder.flush()
+    for _ in 0..<min(1000, n) { _ = try await requester.request(payload, to: subject) }  // warm-up
+    var latencies = try await Task.detached {
+        var latencies: [Double] = []
+        latencies.reserveCapacity(n)
+        for _ in 0..<n {
+            let t0 = clock.now
+            _ = try await requester.request(payload, to: subject)
+            latencies.append(seconds(clock.now - t0) * 1e6)
+        }
+        return latencies
+    }.value
+    latencies.sort()
+    printJSON(["p50_us": latencies[n / 2], "p99_us": latencies[n * 99 / 100]])
+    serving.cancel()
+    await requester.close()
+    await responder.close()
+
+default:
+    FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))
+    exit(2)
+}

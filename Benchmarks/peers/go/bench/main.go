@@ -1,0 +1,87 @@
+// nats.go (Debian's 1.22.1) side of the benchmark: the same modes and output as nats-bench.
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func connect(url string) *nats.Conn {
+	nc, err := nats.Connect(url)
+	must(err)
+	return nc
+}
+
+func main() {
+	url, mode := os.Args[1], os.Args[2]
+	n, _ := strconv.Atoi(os.Args[3])
+	size, _ := strconv.Atoi(os.Args[4])
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = 'a'
+	}
+	switch mode {
+	case "pub":
+		nc := connect(url)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			must(nc.Publish("bench.pub", payload))
+		}
+		must(nc.FlushTimeout(60 * time.Second))
+		fmt.Printf("{\"client\":\"go\",\"mode\":\"pub\",\"msgs_per_sec\":%f}\n", float64(n)/time.Since(start).Seconds())
+	case "pubsub":
+		sc, pc := connect(url), connect(url)
+		done := make(chan time.Time)
+		count := 0
+		sub, err := sc.Subscribe("bench.pubsub", func(m *nats.Msg) {
+			count++
+			if count == n {
+				done <- time.Now()
+			}
+		})
+		must(err)
+		must(sub.SetPendingLimits(-1, -1))
+		must(sc.Flush())
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			must(pc.Publish("bench.pubsub", payload))
+		}
+		must(pc.FlushTimeout(60 * time.Second))
+		end := <-done
+		fmt.Printf("{\"client\":\"go\",\"mode\":\"pubsub\",\"msgs_per_sec\":%f}\n", float64(n)/end.Sub(start).Seconds())
+	case "reqrep":
+		rc, qc := connect(url), connect(url)
+		_, err := rc.Subscribe("bench.svc", func(m *nats.Msg) { m.Respond(m.Data) })
+		must(err)
+		must(rc.Flush())
+		warm := n
+		if warm > 1000 {
+			warm = 1000
+		}
+		for i := 0; i < warm; i++ {
+			_, err := qc.Request("bench.svc", payload, 10*time.Second)
+			must(err)
+		}
+		lat := make([]float64, n)
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			_, err := qc.Request("bench.svc", payload, 10*time.Second)
+			must(err)
+			lat[i] = float64(time.Since(t0).Nanoseconds()) / 1000
+		}
+		sort.Float64s(lat)
+		fmt.Printf("{\"client\":\"go\",\"mode\":\"reqrep\",\"p50_us\":%f,\"p99_us\":%f}\n", lat[n/2], lat[n*99/100])
+	}
+}
