@@ -21,7 +21,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var parser: ProtocolParser
     private var phase = Phase.awaitingInfo
     private var cumulation: ByteBuffer?
-    private var frames: [MessageFrame] = []
+    private var frames: [NATSMessage] = []
     private var keepAliveTask: RepeatedTask?
     private var failure: (any Error)?
 
@@ -34,12 +34,16 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
-        if var pending = cumulation {
-            cumulation = nil
-            pending.writeBuffer(&buffer)
-            buffer = pending
-        }
         do {
+            if var pending = cumulation {
+                cumulation = nil
+                guard try completeStraddlingOperation(&pending, from: &buffer, context: context) else {
+                    cumulation = pending
+                    deliverFrames()
+                    return
+                }
+                if phase == .closed { return }
+            }
             while let op = try parser.next(&buffer) {
                 handle(op, context: context)
                 if phase == .closed { return }
@@ -50,10 +54,33 @@ final class ConnectionHandler: ChannelInboundHandler {
             return
         }
         deliverFrames()
-        if buffer.readableBytes > 0 {
-            if buffer.readerIndex > 64 << 10 { buffer.discardReadBytes() }
-            cumulation = buffer
+        if buffer.readableBytes > 0 { cumulation = buffer }
+    }
+
+    /// Finishes the operation split across two reads by copying only its own bytes from the new read (not
+    /// the whole read) onto the leftover. Returns false when the new read still does not complete it.
+    private func completeStraddlingOperation(
+        _ pending: inout ByteBuffer, from buffer: inout ByteBuffer, context: ChannelHandlerContext
+    ) throws -> Bool {
+        while buffer.readableBytes > 0 {
+            var take: Int
+            if parser.bytesNeeded > pending.readableBytes {
+                take = parser.bytesNeeded - pending.readableBytes
+            } else if let nl = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                take = nl - buffer.readerIndex + 1
+            } else {
+                take = buffer.readableBytes
+            }
+            take = min(take, buffer.readableBytes)
+            var chunk = buffer.readSlice(length: take)!
+            pending.writeBuffer(&chunk)
+            while let op = try parser.next(&pending) {
+                handle(op, context: context)
+                if phase == .closed { return true }
+            }
+            if pending.readableBytes == 0 { return true }
         }
+        return false
     }
 
     private func handle(_ op: ServerOp, context: ChannelHandlerContext) {

@@ -2,3 +2,4 @@
 @_exported public import struct NATSProtocol.NATSHeaders
 @_exported public import struct NATSProtocol.ServerInfo
 @_exported public import struct NATSProtocol.ServerPool
+@_exported public import struct NATSProtocol.NATSMessage

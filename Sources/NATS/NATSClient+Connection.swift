@@ -13,7 +13,7 @@ import NKeys
 extension NATSClient {
     /// Opens a connection to `server`, runs the INFO / TLS / CONNECT / PING handshake, then attaches it.
     func establish(_ server: ServerAddress) async throws {
-        let eventLoop = eventLoopGroup.next()
+        let eventLoop = self.eventLoop
         let infoPromise = eventLoop.makePromise(of: ServerInfo.self)
         let connectedPromise = eventLoop.makePromise(of: Void.self)
         let tls = configuration.tls
@@ -273,21 +273,27 @@ extension NATSClient {
     static let coalesceDelay = TimeAmount.microseconds(20)
 
     /// Routes a batch of messages to their subscriptions, counting toward auto-unsubscribe limits.
-    func deliver(_ frames: [MessageFrame]) {
+    /// The common case — every message for one subscription without a limit — hands the batch over whole.
+    func deliver(_ frames: [NATSMessage]) {
         var batches: [(ClientState.Target, [NATSMessage])] = []
         var ended: [NATSSubscription] = []
-        state.withLock { s in
+        let whole = state.withLock { s -> ClientState.Target? in
+            let sid = frames[0].sid
+            if let i = s.subscriptions.index(forKey: sid), s.subscriptions.values[i].max == nil,
+                frames.allSatisfy({ $0.sid == sid })
+            {
+                s.subscriptions.values[i].received += frames.count
+                return s.subscriptions.values[i].target
+            }
             var lastSID: UInt64 = 0
             for f in frames {
                 guard let i = s.subscriptions.index(forKey: f.sid) else { continue }
-                let message = NATSMessage(
-                    subject: f.subject, replyTo: f.replyTo, headers: f.headers, payload: f.payload)
                 s.subscriptions.values[i].received += 1
                 let entry = s.subscriptions.values[i]
                 if f.sid == lastSID, !batches.isEmpty {
-                    batches[batches.count - 1].1.append(message)
+                    batches[batches.count - 1].1.append(f)
                 } else {
-                    batches.append((entry.target, [message]))
+                    batches.append((entry.target, [f]))
                     lastSID = f.sid
                 }
                 if let max = entry.max, entry.received >= max {
@@ -296,14 +302,15 @@ extension NATSClient {
                     if case .subscription(let sub) = entry.target { ended.append(sub) }
                 }
             }
+            return nil
         }
+        if let whole { batches = [(whole, frames)] }
         for (target, messages) in batches {
             switch target {
             case .subscription(let sub):
                 if let dropped = sub.enqueue(messages) {
                     broadcaster.emit(.slowConsumer(subject: sub.subject, sid: sub.sid, dropped: dropped))
-                    logger.warning(
-                        "slow consumer", metadata: ["nats.subject": "\(sub.subject)", "dropped": "\(dropped)"])
+                    logger.warning("slow consumer", metadata: ["nats.subject": "\(sub.subject)", "dropped": "\(dropped)"])
                 }
             case .requestMux(let mux):
                 for m in messages { mux.resolve(m) }

@@ -16,13 +16,12 @@ extension NATSClient {
         let replyTo = mux.prefix + String(token)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<NATSMessage, any Error>) in
-                mux.register(token, c)
+                let arm = mux.register(token, c, subject: subject, timeout: timeout)
                 let outcome: PublishOutcome
                 do {
                     outcome =
                         try payload.withContiguousStorageIfAvailable {
-                            try enqueuePublish(
-                                UnsafeRawBufferPointer($0), to: subject, replyTo: replyTo, headers: headers)
+                            try enqueuePublish(UnsafeRawBufferPointer($0), to: subject, replyTo: replyTo, headers: headers)
                         }
                         ?? Array(payload).withUnsafeBytes {
                             try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers)
@@ -31,21 +30,17 @@ extension NATSClient {
                     mux.fail(token, error)
                     return
                 }
-                // One hop to the event loop both arms the timeout and (if needed) writes: scheduling a timer
-                // from another thread would wake the loop a second time.
-                let flushOn: (any Channel)?
+                let flush: Bool
                 switch outcome {
-                case .flushOn(let channel), .waitForRoom(let channel?): flushOn = channel
-                default: flushOn = nil
+                case .flushOn, .waitForRoom(_?): flush = true
+                default: flush = false
                 }
-                let loop = flushOn?.eventLoop ?? eventLoopGroup.any()
-                loop.execute {
-                    mux.setTimer(
-                        token,
-                        loop.scheduleTask(in: timeout.timeAmount) {
-                            mux.fail(token, NATSError(.timeout, "no reply within \(timeout)", subject: subject))
-                        })
-                    if flushOn != nil { self.flushOutbox() }
+                // One hop to the event loop both arms the timeout (when needed) and writes.
+                if arm || flush {
+                    eventLoop.execute {
+                        if arm { mux.armTimer() }
+                        if flush { self.flushOutbox() }
+                    }
                 }
             }
         } onCancel: {
@@ -105,7 +100,7 @@ extension NATSClient {
         let (mux, flushOn) = try state.withLock { s throws(NATSError) -> (RequestMux, (any Channel)?) in
             if let mux = s.requestMux { return (mux, nil) }
             guard s.phase != .closed, s.phase != .idle else { throw NATSError(.connectionClosed, "not connected") }
-            let mux = RequestMux(prefix: "\(configuration.inboxPrefix).\(NUID.next()).")
+            let mux = RequestMux(prefix: "\(configuration.inboxPrefix).\(NUID.next()).", eventLoop: eventLoop)
             let sid = s.allocateSID()
             let subject = mux.prefix + "*"
             s.subscriptions[sid] = ClientState.SubscriptionEntry(subject: subject, queue: nil, target: .requestMux(mux))
@@ -123,6 +118,14 @@ extension NATSMessage {
     /// Replies to this message (publishes to its `replyTo`) through `client`.
     nonisolated(nonsending) public func respond(
         _ payload: some Collection<UInt8>, headers: NATSHeaders? = nil, using client: NATSClient
+    ) async throws {
+        guard let replyTo else { throw NATSError(.invalidSubject, "message has no reply subject", subject: subject) }
+        try await client.publish(payload, to: replyTo, headers: headers)
+    }
+
+    /// Replies with a `ByteBuffer` payload.
+    nonisolated(nonsending) public func respond(
+        _ payload: ByteBuffer, headers: NATSHeaders? = nil, using client: NATSClient
     ) async throws {
         guard let replyTo else { throw NATSError(.invalidSubject, "message has no reply subject", subject: subject) }
         try await client.publish(payload, to: replyTo, headers: headers)

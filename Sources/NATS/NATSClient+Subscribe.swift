@@ -10,20 +10,24 @@ extension NATSClient {
 
     /// Subscribes and runs `handler` for each message, one at a time, on a task of its own.
     /// The handler's errors are reported as ``NATSEvent/error(_:)`` events and do not stop the subscription.
+    ///
+    /// The task prefers the client's event loop (``taskExecutor``): a handler that answers a request does so
+    /// without a thread hop. Like any code in Swift Concurrency it must not block; move CPU-heavy work to a
+    /// task of its own.
     @discardableResult
     public func subscribe(
         to subject: String, queue: String? = nil, handler: @escaping @Sendable (NATSMessage) async throws -> Void
     ) async throws -> NATSSubscription {
         let sub = try makeSubscription(subject: subject, queue: queue)
-        Task {
+        Task(executorPreference: taskExecutor) {
             do {
                 for try await message in sub {
                     do { try await handler(message) } catch {
-                        broadcaster.emit(.error(NATSError(.serverError, "handler failed: \(error)", subject: subject)))
+                        self.broadcaster.emit(.error(NATSError(.serverError, "handler failed: \(error)", subject: subject)))
                     }
                 }
             } catch let error as NATSError {
-                broadcaster.emit(.error(error))
+                self.broadcaster.emit(.error(error))
             }
         }
         return sub

@@ -23,6 +23,10 @@ public final class NATSClient: Sendable {
     public let configuration: Configuration
     let logger: Logger
     let eventLoopGroup: any EventLoopGroup
+    /// The loop every connection of this client lives on (one reader, like one read loop per connection).
+    let eventLoop: any EventLoop
+    /// Runs tasks on ``eventLoop``: subscription handlers use it so answering needs no thread hop.
+    public let taskExecutor: EventLoopTaskExecutor
     let state: Mutex<ClientState>
     let broadcaster = EventBroadcaster()
     let supervisor = Mutex<Task<Void, Never>?>(nil)
@@ -45,6 +49,8 @@ public final class NATSClient: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.eventLoopGroup = eventLoopGroup
+        self.eventLoop = eventLoopGroup.next()
+        self.taskExecutor = EventLoopTaskExecutor(eventLoop)
         var parsed: [ServerAddress] = []
         var bad: NATSError?
         for text in configuration.servers {

@@ -1,24 +1,6 @@
 public import NATSProtocol
-public import NIOCore
 
-/// A message received on a subscription or as a reply.
-public struct NATSMessage: Sendable {
-    /// The subject it was published to.
-    public var subject: String
-    /// Where to send a reply, if the publisher asked for one.
-    public var replyTo: String?
-    /// Headers, including the status line of server-made messages.
-    public var headers: NATSHeaders?
-    /// The payload.
-    public var payload: ByteBuffer
-
-    public init(subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil, payload: ByteBuffer) {
-        self.subject = subject
-        self.replyTo = replyTo
-        self.headers = headers
-        self.payload = payload
-    }
-
+extension NATSMessage {
     /// The payload as bytes.
     public var bytes: [UInt8] { Array(payload.readableBytesView) }
 

@@ -91,30 +91,32 @@ public final class NATSSubscription: AsyncSequence, Sendable {
     // MARK: Delivery (called by the client on its event loop)
 
     /// Appends messages; returns the dropped count when this call started a slow-consumer episode.
-    func enqueue(_ messages: some Sequence<NATSMessage>) -> Int? {
+    /// Messages that fit are appended in bulk; those over the limits are dropped and counted.
+    func enqueue(_ messages: [NATSMessage]) -> Int? {
         var resume: (CheckedContinuation<NATSMessage?, any Error>, NATSMessage)?
         let slow = delivery.withLock { d -> Int? in
             guard !d.finished else { return nil }
-            var startedEpisode = false
-            for m in messages {
-                if d.buffer.isEmpty, resume == nil, let w = d.waiter {
-                    d.waiter = nil
-                    resume = (w.continuation, m)
-                    continue
-                }
-                let size = m.payload.readableBytes
-                if d.buffer.count >= d.maxMessages || d.bufferedBytes + size > d.maxBytes {
-                    d.dropped += 1
-                    if !d.inSlowConsumerEpisode {
-                        d.inSlowConsumerEpisode = true
-                        startedEpisode = true
-                    }
-                    continue
-                }
-                d.buffer.append(m)
-                d.bufferedBytes += size
+            var fit = 0
+            var bytes = d.bufferedBytes
+            let room = d.maxMessages - d.buffer.count
+            while fit < messages.count, fit < room {
+                let size = messages[fit].payload.readableBytes
+                if bytes + size > d.maxBytes { break }
+                bytes += size
+                fit += 1
             }
-            return startedEpisode ? d.dropped : nil
+            d.buffer.append(contentsOf: messages[..<fit])
+            d.bufferedBytes = bytes
+            if let w = d.waiter, let first = d.buffer.popFirst() {
+                d.waiter = nil
+                d.bufferedBytes -= first.payload.readableBytes
+                resume = (w.continuation, first)
+            }
+            guard fit < messages.count else { return nil }
+            d.dropped += messages.count - fit
+            guard !d.inSlowConsumerEpisode else { return nil }
+            d.inSlowConsumerEpisode = true
+            return d.dropped
         }
         if let (c, m) = resume { c.resume(returning: m) }
         return slow

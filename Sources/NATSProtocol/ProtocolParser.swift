@@ -20,6 +20,10 @@ public struct ProtocolParser: Sendable {
     /// Bytes needed before the pending frame can complete; saves re-parsing while a payload streams in.
     private var pendingFrameLength = 0
 
+    /// Bytes the operation waiting at the start of the buffer needs in total, once its control line was read
+    /// (0 when unknown). Lets a reader copy just that frame when it straddles two reads.
+    public var bytesNeeded: Int { pendingFrameLength }
+
     public init(maxControlLineLength: Int = 4096, maxPayload: Int = 64 << 20) {
         self.maxControlLineLength = maxControlLineLength
         self.maxPayload = maxPayload
@@ -67,7 +71,7 @@ public struct ProtocolParser: Sendable {
                 throw ProtocolError(.malformedPayload, "payload of \(subject) not followed by CRLF")
             }
             return .message(
-                MessageFrame(subject: subject, sid: sid, replyTo: replyTo, headers: headers, payload: payload))
+                NATSMessage(subject: subject, sid: sid, replyTo: replyTo, headers: headers, payload: payload))
         }
     }
 

@@ -5,7 +5,7 @@ public enum ServerOp: Sendable {
     /// `INFO {…}`: server information, first on connect and again when the cluster changes.
     case info(ServerInfo)
     /// `MSG` or `HMSG`: a message for one of our subscriptions.
-    case message(MessageFrame)
+    case message(NATSMessage)
     /// `PING`: the server checks we are alive; answer with PONG.
     case ping
     /// `PONG`: the answer to one of our PINGs, in order.
@@ -16,20 +16,23 @@ public enum ServerOp: Sendable {
     case error(String)
 }
 
-/// A message as it arrives on the wire, before it is handed to a subscription.
-public struct MessageFrame: Sendable {
-    /// The subject the message was published to.
+/// A message received on a subscription or as a reply, exactly as the parser produced it (no copies on the
+/// way to the subscriber).
+public struct NATSMessage: Sendable {
+    /// The subject it was published to.
     public var subject: String
-    /// The subscription id it was delivered for.
+    /// The subscription id it was delivered for (0 for messages made by hand).
     public var sid: UInt64
-    /// The reply subject, if the publisher gave one.
+    /// Where to send a reply, if the publisher asked for one.
     public var replyTo: String?
-    /// Headers (from HMSG), including the status line.
+    /// Headers, including the status line of server-made messages.
     public var headers: NATSHeaders?
-    /// The payload bytes (a slice of the read buffer, not a copy).
+    /// The payload (a slice of the read buffer, not a copy).
     public var payload: ByteBuffer
 
-    public init(subject: String, sid: UInt64, replyTo: String?, headers: NATSHeaders?, payload: ByteBuffer) {
+    public init(
+        subject: String, sid: UInt64 = 0, replyTo: String? = nil, headers: NATSHeaders? = nil, payload: ByteBuffer
+    ) {
         self.subject = subject
         self.sid = sid
         self.replyTo = replyTo

@@ -62,6 +62,25 @@ import Testing
         await client.close()
     }
 
+    @Test func readsSplitAtEveryByteBoundaryDeliverEveryMessage() async throws {
+        let server = FakeServer()
+        let (client, conn) = try await connected(server)
+        let sub = try await client.subscribe(to: "s.>")
+        try await conn.expect("SUB s.> 1\r\n")
+        let stream = Array(
+            ("MSG s.a 1 3\r\none\r\nPING\r\nHMSG s.b 1 r 12 15\r\nNATS/1.0\r\n\r\ntwo\r\n"
+                + "MSG s.c 1 5\r\nthree\r\n").utf8)
+        for split in 1..<stream.count {
+            try await conn.channel.writeInbound(ByteBuffer(bytes: stream[..<split]))
+            try await conn.channel.writeInbound(ByteBuffer(bytes: stream[split...]))
+            let got = try await sub.collect(3)
+            #expect(got.map(\.string) == ["one", "two", "three"], "split at \(split)")
+            #expect(got.map(\.subject) == ["s.a", "s.b", "s.c"])
+            try await conn.expect("PONG\r\n")
+        }
+        await client.close()
+    }
+
     @Test func serverPingIsAnsweredWithPong() async throws {
         let server = FakeServer()
         let (client, conn) = try await connected(server)

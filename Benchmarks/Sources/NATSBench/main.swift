@@ -74,13 +74,13 @@ case "reqrep":
     let responder = try await connect()
     let requester = try await connect()
     let subject = ProcessInfo.processInfo.environment["BENCH_SUBJECT"] ?? "bench.svc"
-    let service = try await responder.subscribe(to: "bench.svc")
-    let serving = Task {
-        for try await m in service { try await m.respond(m.payload.readableBytesView, using: responder) }
+    let service = try await responder.subscribe(to: "bench.svc") { m in
+        try await m.respond(m.payload, using: responder)
     }
     try await responder.flush()
     for _ in 0..<min(1000, n) { _ = try await requester.request(payload, to: subject) }  // warm-up
-    var latencies = try await Task.detached {
+    let onLoop = ProcessInfo.processInfo.environment["BENCH_ON_LOOP"] == "1"
+    var latencies = try await Task.detached(executorPreference: onLoop ? requester.taskExecutor : nil) {
         var latencies: [Double] = []
         latencies.reserveCapacity(n)
         for _ in 0..<n {
@@ -92,7 +92,6 @@ case "reqrep":
     }.value
     latencies.sort()
     printJSON(["p50_us": latencies[n / 2], "p99_us": latencies[n * 99 / 100]])
-    serving.cancel()
     await requester.close()
     await responder.close()
 
