@@ -9,11 +9,11 @@ let rootPackage = URL(fileURLWithPath: Context.packageDirectory).deletingLastPat
 let package = Package(
     name: "nex-swift-benchmarks",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: ".."), .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2")],
+    dependencies: [.package(path: "..")],
     targets: [
         .executableTarget(
             name: "nats-bench",
-            dependencies: [.product(name: "NATS", package: rootPackage), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [.product(name: "NATS", package: rootPackage)],
             path: "Sources/NATSBench"
         )
     ],

@@ -86,8 +86,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func handle(_ op: ServerOp, context: ChannelHandlerContext) {
         switch (phase, op) {
         case (.connected, .message(let frame)):
-            frames.append(frame)
-            if frames.count >= 1024 { deliverFrames() }
+            frames.append(frame)  // delivered once per read (a read is at most one receive buffer)
         case (.connected, .pong):
             deliverFrames()
             client.pongReceived()

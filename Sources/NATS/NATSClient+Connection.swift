@@ -310,7 +310,8 @@ extension NATSClient {
             case .subscription(let sub):
                 if let dropped = sub.enqueue(messages) {
                     broadcaster.emit(.slowConsumer(subject: sub.subject, sid: sub.sid, dropped: dropped))
-                    logger.warning("slow consumer", metadata: ["nats.subject": "\(sub.subject)", "dropped": "\(dropped)"])
+                    logger.warning(
+                        "slow consumer", metadata: ["nats.subject": "\(sub.subject)", "dropped": "\(dropped)"])
                 }
             case .requestMux(let mux):
                 for m in messages { mux.resolve(m) }

@@ -21,7 +21,8 @@ extension NATSClient {
                 do {
                     outcome =
                         try payload.withContiguousStorageIfAvailable {
-                            try enqueuePublish(UnsafeRawBufferPointer($0), to: subject, replyTo: replyTo, headers: headers)
+                            try enqueuePublish(
+                                UnsafeRawBufferPointer($0), to: subject, replyTo: replyTo, headers: headers)
                         }
                         ?? Array(payload).withUnsafeBytes {
                             try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers)

@@ -23,7 +23,8 @@ extension NATSClient {
             do {
                 for try await message in sub {
                     do { try await handler(message) } catch {
-                        self.broadcaster.emit(.error(NATSError(.serverError, "handler failed: \(error)", subject: subject)))
+                        self.broadcaster.emit(
+                            .error(NATSError(.serverError, "handler failed: \(error)", subject: subject)))
                     }
                 }
             } catch let error as NATSError {

@@ -46,7 +46,8 @@ final class RequestMux: Sendable {
     ) -> Bool {
         let deadline = eventLoop.now + timeout.timeAmount
         return state.withLock { s in
-            s.waiting[token] = Waiter(continuation: continuation, deadline: deadline, subject: subject, timeout: timeout)
+            s.waiting[token] = Waiter(
+                continuation: continuation, deadline: deadline, subject: subject, timeout: timeout)
             return s.armed.map { deadline < $0.deadline } ?? true
         }
     }

@@ -4,18 +4,14 @@
 //   nats-bench URL pub N SIZE       publish N messages, then flush          -> msgs_per_sec
 //   nats-bench URL pubsub N SIZE    publisher and subscriber connections    -> msgs_per_sec (all received)
 //   nats-bench URL reqrep N SIZE    sequential requests to a responder      -> p50_us, p99_us
+//   nats-bench URL reqrep-loop N SIZE  the same, the requesting task preferring the client's event loop
+//                                      (`Task(executorPreference: client.taskExecutor)`), an opt-in
 import Foundation
 import NATS
-import NIOCore
-import NIOPosix
-
-if ProcessInfo.processInfo.environment["BENCH_TAKEOVER"] == "1" {
-    NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-}
 
 let args = CommandLine.arguments
 guard args.count == 5, let n = Int(args[3]), let size = Int(args[4]) else {
-    FileHandle.standardError.write(Data("usage: nats-bench URL pub|pubsub|reqrep N SIZE\n".utf8))
+    FileHandle.standardError.write(Data("usage: nats-bench URL pub|pubsub|reqrep|reqrep-loop N SIZE\n".utf8))
     exit(2)
 }
 let url = args[1]
@@ -70,16 +66,16 @@ case "pubsub":
     await pub.close()
     await sub.close()
 
-case "reqrep":
+case "reqrep", "reqrep-loop":
     let responder = try await connect()
     let requester = try await connect()
-    let subject = ProcessInfo.processInfo.environment["BENCH_SUBJECT"] ?? "bench.svc"
-    let service = try await responder.subscribe(to: "bench.svc") { m in
+    let subject = "bench.svc"
+    try await responder.subscribe(to: subject) { m in
         try await m.respond(m.payload, using: responder)
     }
     try await responder.flush()
     for _ in 0..<min(1000, n) { _ = try await requester.request(payload, to: subject) }  // warm-up
-    let onLoop = ProcessInfo.processInfo.environment["BENCH_ON_LOOP"] == "1"
+    let onLoop = mode == "reqrep-loop"
     var latencies = try await Task.detached(executorPreference: onLoop ? requester.taskExecutor : nil) {
         var latencies: [Double] = []
         latencies.reserveCapacity(n)
