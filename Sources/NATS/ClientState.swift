@@ -48,6 +48,8 @@ struct ClientState {
     var flushScheduled = false
     /// The pending flush was held back once to gather more (see `NATSClient.flushOutbox`).
     var flushDeferred = false
+    /// Capacity of the outbox allocated after the next write (follows the size of recent writes).
+    var nextOutboxCapacity = 64 << 10
     /// When the outbox was last handed to the socket.
     var lastWrite = NIODeadline.uptimeNanoseconds(0)
     /// Publishers waiting for the outbox to shrink below the limit.

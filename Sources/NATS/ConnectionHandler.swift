@@ -44,7 +44,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 }
                 if phase == .closed { return }
             }
-            while let op = try parser.next(&buffer) {
+            while let op = try parser.next(&buffer, messages: &frames) {
                 handle(op, context: context)
                 if phase == .closed { return }
             }
@@ -74,7 +74,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             take = min(take, buffer.readableBytes)
             var chunk = buffer.readSlice(length: take)!
             pending.writeBuffer(&chunk)
-            while let op = try parser.next(&pending) {
+            while let op = try parser.next(&pending, messages: &frames) {
                 handle(op, context: context)
                 if phase == .closed { return true }
             }
@@ -86,7 +86,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func handle(_ op: ServerOp, context: ChannelHandlerContext) {
         switch (phase, op) {
         case (.connected, .message(let frame)):
-            frames.append(frame)  // delivered once per read (a read is at most one receive buffer)
+            frames.append(frame)
         case (.connected, .pong):
             deliverFrames()
             client.pongReceived()
@@ -117,10 +117,18 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    /// Hands the read's messages to the client, once per read (a read is at most one receive buffer).
     private func deliverFrames() {
         guard !frames.isEmpty else { return }
-        client.deliver(frames)
-        frames.removeAll(keepingCapacity: true)
+        guard phase == .connected else {
+            frames.removeAll()
+            return
+        }
+        // The array itself goes to the subscription; start a new one of the same size.
+        let batch = frames
+        frames = []
+        frames.reserveCapacity(batch.count)
+        client.deliver(batch)
     }
 
     private func startKeepAlive(context: ChannelHandlerContext) {

@@ -227,7 +227,8 @@ extension NATSClient {
     /// is held back for ``coalesceDelay`` so writes carry hundreds of messages instead of a handful: each write
     /// costs a wake-up and a syscall. A lone publish or request is written at once.
     func flushOutbox() {
-        var fresh = ByteBufferAllocator().buffer(capacity: 64 << 10)
+        // Size the next outbox like the last write: small for request/reply, large for streams.
+        var fresh = ByteBufferAllocator().buffer(capacity: state.withLock { $0.nextOutboxCapacity })
         let now = NIODeadline.now()
         enum Step {
             case write(any Channel, [CheckedContinuation<Void, any Error>])
@@ -253,6 +254,7 @@ extension NATSClient {
             s.flushScheduled = false
             s.lastWrite = now
             swap(&fresh, &s.outbox)
+            s.nextOutboxCapacity = min(max(fresh.readableBytes * 2, 4 << 10), 1 << 20)
             s.unsentPings = 0
             defer { s.roomWaiters.removeAll() }
             return .write(channel, s.roomWaiters)

@@ -19,8 +19,14 @@ public final class NATSSubscription: AsyncSequence, Sendable {
     let client: NATSClient
     let delivery: Mutex<Delivery>
 
+    /// Buffered messages are kept as the arrays the reader produced (one per socket read), so handing a
+    /// read over costs one append, and the consumer moves messages out instead of copying them.
     struct Delivery {
-        var buffer = Deque<NATSMessage>()
+        /// Arrays of messages in arrival order.
+        var chunks = Deque<[NATSMessage]>()
+        /// Messages taken out of `chunks` by ``nextMessage(timeout:)`` but not yet returned, reversed.
+        var spill: [NATSMessage] = []
+        var count = 0
         var bufferedBytes = 0
         var maxMessages: Int
         var maxBytes: Int
@@ -30,11 +36,42 @@ public final class NATSSubscription: AsyncSequence, Sendable {
         var dropped = 0
         var inSlowConsumerEpisode = false
         var nextWaiterID = 0
+
+        /// Moves everything buffered into the caller's reversed `current` and `rest`.
+        mutating func takeAll(current: inout [NATSMessage], rest: inout Deque<[NATSMessage]>) -> Bool {
+            guard count > 0 else { return false }
+            if spill.isEmpty {
+                swap(&rest, &chunks)
+                current = rest.popFirst() ?? []
+                current.reverse()
+            } else {
+                swap(&current, &spill)
+                swap(&rest, &chunks)
+            }
+            count = 0
+            bufferedBytes = 0
+            inSlowConsumerEpisode = false
+            return true
+        }
+
+        /// Takes the oldest buffered message.
+        mutating func popFirst() -> NATSMessage? {
+            if spill.isEmpty, var chunk = chunks.popFirst() {
+                chunk.reverse()
+                spill = chunk
+            }
+            guard let m = spill.popLast() else { return nil }
+            count -= 1
+            bufferedBytes -= m.payload.readableBytes
+            if count == 0 { inSlowConsumerEpisode = false }
+            return m
+        }
     }
 
+    /// A consumer waiting for messages; resumed (without a value) when there is something to take.
     struct Waiter {
         var id: Int
-        var continuation: CheckedContinuation<NATSMessage?, any Error>
+        var continuation: CheckedContinuation<Void, any Error>
     }
 
     init(subject: String, queue: String?, sid: UInt64, client: NATSClient, maxMessages: Int, maxBytes: Int) {
@@ -49,7 +86,7 @@ public final class NATSSubscription: AsyncSequence, Sendable {
     public var droppedMessages: Int { delivery.withLock { $0.dropped } }
 
     /// Messages buffered and not yet consumed.
-    public var pendingMessages: Int { delivery.withLock { $0.buffer.count } }
+    public var pendingMessages: Int { delivery.withLock { $0.count } }
 
     /// Sets the buffer limits (messages and payload bytes) of this subscription.
     public func setPendingLimits(messages: Int, bytes: Int) {
@@ -77,40 +114,57 @@ public final class NATSSubscription: AsyncSequence, Sendable {
 
     /// The next message, waiting at most `timeout`; nil when the subscription has ended.
     nonisolated(nonsending) public func nextMessage(timeout: Duration) async throws -> NATSMessage? {
-        let id = delivery.withLock { d -> Int in
-            d.nextWaiterID += 1
-            return d.nextWaiterID
-        }
-        let timer = client.eventLoopGroup.any().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+        let id = nextWaiterID()
+        let timer = client.eventLoop.scheduleTask(in: timeout.timeAmount) {
             self.failWaiter(id: id, NATSError(.timeout, "no message within \(timeout)", subject: self.subject))
         }
         defer { timer.cancel() }
-        return try await waitForMessage(id: id)
+        while true {
+            enum Step {
+                case message(NATSMessage)
+                case end(NATSError?)
+                case wait
+            }
+            let step = delivery.withLock { d -> Step in
+                if let m = d.popFirst() { return .message(m) }
+                return d.finished ? .end(d.failure) : .wait
+            }
+            switch step {
+            case .message(let m): return m
+            case .end(nil): return nil
+            case .end(let e?): throw e
+            case .wait: guard try await waitForMessages(id: id) else { return nil }
+            }
+        }
     }
 
     // MARK: Delivery (called by the client on its event loop)
 
-    /// Appends messages; returns the dropped count when this call started a slow-consumer episode.
-    /// Messages that fit are appended in bulk; those over the limits are dropped and counted.
+    /// Appends a read's messages; returns the dropped count when this call started a slow-consumer episode.
+    /// Messages that fit are kept (the array itself when all fit); those over the limits are dropped and counted.
     func enqueue(_ messages: [NATSMessage]) -> Int? {
-        var resume: (CheckedContinuation<NATSMessage?, any Error>, NATSMessage)?
+        var wake: CheckedContinuation<Void, any Error>?
         let slow = delivery.withLock { d -> Int? in
             guard !d.finished else { return nil }
             var fit = 0
             var bytes = d.bufferedBytes
-            let room = d.maxMessages - d.buffer.count
+            let room = d.maxMessages - d.count
             while fit < messages.count, fit < room {
                 let size = messages[fit].payload.readableBytes
                 if bytes + size > d.maxBytes { break }
                 bytes += size
                 fit += 1
             }
-            d.buffer.append(contentsOf: messages[..<fit])
+            if fit == messages.count {
+                d.chunks.append(messages)
+            } else if fit > 0 {
+                d.chunks.append(Array(messages[..<fit]))
+            }
+            d.count += fit
             d.bufferedBytes = bytes
-            if let w = d.waiter, let first = d.buffer.popFirst() {
+            if d.count > 0, let w = d.waiter {
                 d.waiter = nil
-                d.bufferedBytes -= first.payload.readableBytes
-                resume = (w.continuation, first)
+                wake = w.continuation
             }
             guard fit < messages.count else { return nil }
             d.dropped += messages.count - fit
@@ -118,7 +172,7 @@ public final class NATSSubscription: AsyncSequence, Sendable {
             d.inSlowConsumerEpisode = true
             return d.dropped
         }
-        if let (c, m) = resume { c.resume(returning: m) }
+        wake?.resume()
         return slow
     }
 
@@ -129,74 +183,47 @@ public final class NATSSubscription: AsyncSequence, Sendable {
             d.finished = true
             d.failure = failure
             defer { d.waiter = nil }
-            return d.buffer.isEmpty ? d.waiter : nil
+            return d.waiter
         }
-        if let waiter {
-            if let failure {
-                waiter.continuation.resume(throwing: failure)
-            } else {
-                waiter.continuation.resume(returning: nil)
-            }
-        }
+        waiter?.continuation.resume()
     }
 
     var isFinished: Bool { delivery.withLock { $0.finished } }
 
     // MARK: Consumption
 
-    /// Takes every buffered message at once (one lock per batch keeps high rates cheap).
-    fileprivate func takeBatch(into local: inout Deque<NATSMessage>) -> Bool {
-        delivery.withLock { d in
-            guard !d.buffer.isEmpty else { return false }
-            swap(&local, &d.buffer)
-            d.bufferedBytes = 0
-            d.inSlowConsumerEpisode = false
-            return true
-        }
-    }
-
-    nonisolated(nonsending) fileprivate func waitForMessage(id: Int) async throws -> NATSMessage? {
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<NATSMessage?, any Error>) in
-                enum Outcome {
-                    case message(NATSMessage)
-                    case end(NATSError?)
-                    case wait
-                }
-                let outcome = delivery.withLock { d -> Outcome in
-                    if let m = d.buffer.popFirst() {
-                        d.bufferedBytes -= m.payload.readableBytes
-                        if d.buffer.isEmpty { d.inSlowConsumerEpisode = false }
-                        return .message(m)
+    /// Waits until messages are buffered or the subscription ended. False when the wait was cancelled.
+    nonisolated(nonsending) fileprivate func waitForMessages(id: Int) async throws -> Bool {
+        do {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                    let ready = delivery.withLock { d -> Bool in
+                        if d.count > 0 || d.finished { return true }
+                        d.waiter = Waiter(id: id, continuation: c)
+                        return false
                     }
-                    if d.finished { return .end(d.failure) }
-                    d.waiter = Waiter(id: id, continuation: c)
-                    return .wait
+                    if ready { c.resume() }
                 }
-                switch outcome {
-                case .message(let m): c.resume(returning: m)
-                case .end(nil): c.resume(returning: nil)
-                case .end(let e?): c.resume(throwing: e)
-                case .wait: break
-                }
+            } onCancel: {
+                failWaiter(id: id, CancellationError())
             }
-        } onCancel: {
-            failWaiter(id: id, nil)
+            return true
+        } catch is CancellationError {
+            return false
         }
     }
 
-    /// Resumes the waiter `id` (if still waiting) with an error, or with nil for cancellation.
-    private func failWaiter(id: Int, _ error: NATSError?) {
+    /// Resumes the waiter `id`, if it is still waiting, with an error.
+    private func failWaiter(id: Int, _ error: any Error) {
         let waiter = delivery.withLock { d -> Waiter? in
             guard let w = d.waiter, w.id == id else { return nil }
             d.waiter = nil
             return w
         }
-        guard let waiter else { return }
-        if let error { waiter.continuation.resume(throwing: error) } else { waiter.continuation.resume(returning: nil) }
+        waiter?.continuation.resume(throwing: error)
     }
 
-    private func nextWaiterID() -> Int {
+    fileprivate func nextWaiterID() -> Int {
         delivery.withLock { d in
             d.nextWaiterID += 1
             return d.nextWaiterID
@@ -206,15 +233,41 @@ public final class NATSSubscription: AsyncSequence, Sendable {
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(subscription: self) }
 
     /// Iterates the subscription; ends when the subscription ends, throws if it ended with an error.
+    /// Takes everything buffered at once, so a busy subscription costs one lock per batch, not per message.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let subscription: NATSSubscription
-        var local = Deque<NATSMessage>()
+        /// The batch being consumed, reversed so `popLast` moves messages out without copying.
+        var current: [NATSMessage] = []
+        var rest = Deque<[NATSMessage]>()
 
         nonisolated(nonsending) public mutating func next() async throws -> NATSMessage? {
-            if let m = local.popFirst() { return m }
-            if subscription.takeBatch(into: &local) { return local.popFirst() }
-            if Task.isCancelled { return nil }
-            return try await subscription.waitForMessage(id: subscription.nextWaiterID())
+            while true {
+                if let m = current.popLast() { return m }
+                if var chunk = rest.popFirst() {
+                    chunk.reverse()
+                    current = chunk
+                    continue
+                }
+                enum Step {
+                    case took
+                    case end(NATSError?)
+                    case wait(Int)
+                }
+                let step = subscription.delivery.withLock { d -> Step in
+                    if d.takeAll(current: &current, rest: &rest) { return .took }
+                    if d.finished { return .end(d.failure) }
+                    d.nextWaiterID += 1
+                    return .wait(d.nextWaiterID)
+                }
+                switch step {
+                case .took: continue
+                case .end(nil): return nil
+                case .end(let e?): throw e
+                case .wait(let id):
+                    if Task.isCancelled { return nil }
+                    guard try await subscription.waitForMessages(id: id) else { return nil }
+                }
+            }
         }
     }
 }

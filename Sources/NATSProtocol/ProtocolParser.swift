@@ -31,48 +31,64 @@ public struct ProtocolParser: Sendable {
 
     /// Decodes the next operation, or returns nil when more bytes are needed.
     public mutating func next(_ buffer: inout ByteBuffer) throws(ProtocolError) -> ServerOp? {
-        if pendingFrameLength > 0 {
-            guard buffer.readableBytes >= pendingFrameLength else { return nil }
-            pendingFrameLength = 0
-        }
-        let control = try buffer.withUnsafeReadableBytes { bytes throws(ProtocolError) -> Control in
-            try Self.parseControl(bytes, maxControlLine: maxControlLineLength, maxInfoLine: maxInfoLineLength)
-        }
-        switch control {
-        case .incomplete:
-            return nil
-        case .simple(let op, let consumed):
-            buffer.moveReaderIndex(forwardBy: consumed)
-            return op
-        case .info(let json, let consumed):
-            let json = buffer.getSlice(at: buffer.readerIndex + json.lowerBound, length: json.count)!
-            buffer.moveReaderIndex(forwardBy: consumed)
-            do {
-                return .info(try JSONDecoder().decode(ServerInfo.self, from: Data(json.readableBytesView)))
-            } catch {
-                throw ProtocolError(.malformedInfo, "INFO does not decode: \(error)")
+        var messages: [NATSMessage] = []
+        if let op = try next(&buffer, messages: &messages, limit: 1) { return op }
+        return messages.first.map { .message($0) }
+    }
+
+    /// Decodes operations, appending messages to `messages` (the hot path: no per-message enum copies).
+    /// Returns the first operation that is not a message, or nil when more bytes are needed or `limit`
+    /// messages were appended.
+    public mutating func next(
+        _ buffer: inout ByteBuffer, messages: inout [NATSMessage], limit: Int = .max
+    ) throws(ProtocolError) -> ServerOp? {
+        var appended = 0
+        while appended < limit {
+            if pendingFrameLength > 0 {
+                guard buffer.readableBytes >= pendingFrameLength else { return nil }
+                pendingFrameLength = 0
             }
-        case .message(let subject, let sid, let replyTo, let headerLength, let totalLength, let lineLength):
-            guard totalLength <= maxPayload else {
-                throw ProtocolError(.payloadTooLarge, "message of \(totalLength) bytes exceeds \(maxPayload)")
+            let control = try buffer.withUnsafeReadableBytes { bytes throws(ProtocolError) -> Control in
+                try Self.parseControl(bytes, maxControlLine: maxControlLineLength, maxInfoLine: maxInfoLineLength)
             }
-            let frameLength = lineLength + totalLength + 2
-            guard buffer.readableBytes >= frameLength else {
-                pendingFrameLength = frameLength
+            switch control {
+            case .incomplete:
                 return nil
+            case .simple(let op, let consumed):
+                buffer.moveReaderIndex(forwardBy: consumed)
+                return op
+            case .info(let json, let consumed):
+                let json = buffer.getSlice(at: buffer.readerIndex + json.lowerBound, length: json.count)!
+                buffer.moveReaderIndex(forwardBy: consumed)
+                do {
+                    return .info(try JSONDecoder().decode(ServerInfo.self, from: Data(json.readableBytesView)))
+                } catch {
+                    throw ProtocolError(.malformedInfo, "INFO does not decode: \(error)")
+                }
+            case .message(let subject, let sid, let replyTo, let headerLength, let totalLength, let lineLength):
+                guard totalLength <= maxPayload else {
+                    throw ProtocolError(.payloadTooLarge, "message of \(totalLength) bytes exceeds \(maxPayload)")
+                }
+                let frameLength = lineLength + totalLength + 2
+                guard buffer.readableBytes >= frameLength else {
+                    pendingFrameLength = frameLength
+                    return nil
+                }
+                buffer.moveReaderIndex(forwardBy: lineLength)
+                var headers: NATSHeaders?
+                if headerLength > 0 {
+                    headers = try NATSHeaders.parse(buffer.readSlice(length: headerLength)!)
+                }
+                let payload = buffer.readSlice(length: totalLength - headerLength)!
+                guard buffer.readInteger(as: UInt16.self) == 0x0D0A else {
+                    throw ProtocolError(.malformedPayload, "payload of \(subject) not followed by CRLF")
+                }
+                messages.append(
+                    NATSMessage(subject: subject, sid: sid, replyTo: replyTo, headers: headers, payload: payload))
+                appended += 1
             }
-            buffer.moveReaderIndex(forwardBy: lineLength)
-            var headers: NATSHeaders?
-            if headerLength > 0 {
-                headers = try NATSHeaders.parse(buffer.readSlice(length: headerLength)!)
-            }
-            let payload = buffer.readSlice(length: totalLength - headerLength)!
-            guard buffer.readInteger(as: UInt16.self) == 0x0D0A else {
-                throw ProtocolError(.malformedPayload, "payload of \(subject) not followed by CRLF")
-            }
-            return .message(
-                NATSMessage(subject: subject, sid: sid, replyTo: replyTo, headers: headers, payload: payload))
         }
+        return nil
     }
 
     enum Control {
