@@ -71,7 +71,11 @@ let package = Package(
         // Integration tests: real nats-server processes and real peers (nats-py, nats.go).
         .testTarget(
             name: "NATSIntegrationTests",
-            dependencies: ["NATS", "NKeys", "NATSTestSupport"],
+            dependencies: [
+                "NATS", "NKeys", "NATSTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             resources: [.copy("Fixtures")]
         ),
     ],

@@ -3,7 +3,8 @@ import Foundation
 import PackageDescription
 
 // SwiftPM names a path dependency after its directory, which differs between checkouts.
-let rootPackage = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent().lastPathComponent.lowercased()
+let rootPackage = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent().lastPathComponent
+    .lowercased()
 
 // Benchmarks live in their own package so the main build never compiles them. Run with scripts/bench.sh.
 let package = Package(

@@ -24,7 +24,7 @@ extension NATSClient {
                 for try await message in sub {
                     do { try await handler(message) } catch {
                         self.broadcaster.emit(
-                            .error(NATSError(.serverError, "handler failed: \(error)", subject: subject)))
+                            .error(NATSError(.handlerFailed, "\(error)", subject: subject)))
                     }
                 }
             } catch let error as NATSError {

@@ -42,6 +42,8 @@ public struct NATSError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let tlsFailure = Code(name: "tlsFailure")
         /// The subscription buffer was full and messages were dropped.
         public static let slowConsumer = Code(name: "slowConsumer")
+        /// A subscription handler threw; the subscription goes on.
+        public static let handlerFailed = Code(name: "handlerFailed")
         /// The operation was cancelled.
         public static let cancelled = Code(name: "cancelled")
     }

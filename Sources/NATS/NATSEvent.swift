@@ -22,17 +22,30 @@ public enum NATSEvent: Sendable, Equatable {
 }
 
 /// Fans events out to every listener; each listener has its own bounded buffer (newest kept).
+/// A stream requested after the client closed yields `.closed` and ends, so no listener waits forever.
 final class EventBroadcaster: Sendable {
-    private let listeners = Mutex<(next: Int, all: [Int: AsyncStream<NATSEvent>.Continuation])>((0, [:]))
+    private struct Listeners {
+        var next = 0
+        var all: [Int: AsyncStream<NATSEvent>.Continuation] = [:]
+        var finished = false
+    }
+
+    private let listeners = Mutex(Listeners())
 
     func stream(bufferSize: Int = 256) -> AsyncStream<NATSEvent> {
         let (stream, continuation) = AsyncStream.makeStream(
             of: NATSEvent.self, bufferingPolicy: .bufferingNewest(bufferSize))
-        let id = listeners.withLock { l in
+        let id = listeners.withLock { l -> Int? in
+            guard !l.finished else { return nil }
             let id = l.next
             l.next += 1
             l.all[id] = continuation
             return id
+        }
+        guard let id else {
+            continuation.yield(.closed)
+            continuation.finish()
+            return stream
         }
         continuation.onTermination = { [weak self] _ in
             _ = self?.listeners.withLock { $0.all.removeValue(forKey: id) }
@@ -47,7 +60,10 @@ final class EventBroadcaster: Sendable {
 
     func finish() {
         let targets = listeners.withLock { l in
-            defer { l.all.removeAll() }
+            defer {
+                l.all.removeAll()
+                l.finished = true
+            }
             return Array(l.all.values)
         }
         for t in targets { t.finish() }

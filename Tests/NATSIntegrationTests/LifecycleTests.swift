@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import NATS
+import NATSTestSupport
+import ServiceLifecycle
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct LifecycleTests {
+    @Test func runsAsAServiceAndDrainsOnGracefulShutdown() async throws {
+        try await NATSServer.with { server in
+            let client = NATSClient(configuration: .init(servers: [server.url]))
+            let group = ServiceGroup(
+                services: [client], gracefulShutdownSignals: [],
+                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            let running = Task { try await group.run() }
+            try await eventually("connected by run()") { client.isConnected }
+            let sub = try await client.subscribe(to: "svc.life")
+            let consumer = Task {
+                var got: [String] = []
+                for try await m in sub { got.append(m.string) }
+                return got
+            }
+            try await client.publish("before shutdown", to: "svc.life")
+            let start = ContinuousClock.now
+            await group.triggerGracefulShutdown()
+            try await running.value
+            #expect(!client.isConnected)
+            #expect(ContinuousClock.now - start < .seconds(5))
+            // Drain let the in-flight message arrive and be consumed before the subscription ended.
+            #expect(try await consumer.value == ["before shutdown"])
+        }
+    }
+
+    @Test func eventsRequestedAfterCloseEnd() async throws {
+        try await withServerAndClient { _, client in
+            await client.close()
+            var seen: [NATSEvent] = []
+            for await e in client.events { seen.append(e) }
+            #expect(seen == [.closed])
+        }
+    }
+
+    @Test func handlerErrorsAreEventsAndTheSubscriptionGoesOn() async throws {
+        struct Boom: Error {}
+        try await withServerAndClient { _, client in
+            let events = EventRecorder(client)
+            let count = Locked(0)
+            try await client.subscribe(to: "flaky") { _ in
+                let n = count.withLock { c -> Int in
+                    c += 1
+                    return c
+                }
+                if n == 1 { throw Boom() }
+            }
+            try await client.flush()
+            try await client.publish("1", to: "flaky")
+            try await client.publish("2", to: "flaky")
+            try await eventually("both handled") { count.value == 2 }
+            try await events.waitFor("handlerFailed") {
+                if case .error(let e) = $0 { return e.code == .handlerFailed && e.subject == "flaky" }
+                return false
+            }
+        }
+    }
+}
+
+/// Reads of `NATS_URL` change process state, so these run one at a time.
+@Suite(.serialized) struct EnvironmentTests {
+    @Test func configurationFollowsNATS_URL() throws {
+        setenv("NATS_URL", "nats://10.1.2.3:4999,tls://other:5000", 1)
+        defer { unsetenv("NATS_URL") }
+        #expect(NATSClient.Configuration().servers == ["nats://10.1.2.3:4999", "tls://other:5000"])
+        #expect(NATSClient.Configuration(servers: ["nats://given:1"]).servers == ["nats://given:1"])
+    }
+
+    @Test func defaultsToLocalhostWithoutNATS_URL() {
+        unsetenv("NATS_URL")
+        #expect(NATSClient.Configuration().servers == ["nats://127.0.0.1:4222"])
+    }
+}
