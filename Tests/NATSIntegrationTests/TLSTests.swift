@@ -44,6 +44,17 @@ import Testing
         }
     }
 
+    @Test func certificateForAnotherNameIsATLSFailure() async throws {
+        let c = try Self.certs.get()
+        try await NATSServer.with(.init(config: try tlsConfig())) { server in
+            var config = NATSClient.Configuration(servers: [server.url])
+            config.tls = .init(caFile: c.caFile)
+            config.tls?.serverName = "not-in-the-certificate.example"
+            let error = await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
+            #expect(error?.code == .tlsFailure, "got \(String(describing: error))")
+        }
+    }
+
     @Test func mutualTLSWithAClientCertificate() async throws {
         let c = try Self.certs.get()
         try await NATSServer.with(.init(config: try tlsConfig(verifyClients: true))) { server in
