@@ -10,8 +10,9 @@ public struct TestCertificates: Sendable {
     public var clientCertFile: String { directory.appendingPathComponent("client.pem").path }
     public var clientKeyFile: String { directory.appendingPathComponent("client-key.pem").path }
 
-    /// Generates the CA and both certificates.
-    public static func generate() throws -> TestCertificates {
+    /// Generates the CA and both certificates. With `includeIPAddress` false the server certificate names
+    /// only `localhost`, so connecting by IP must name the server explicitly.
+    public static func generate(includeIPAddress: Bool = true) throws -> TestCertificates {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nats-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let certs = TestCertificates(directory: dir)
@@ -24,7 +25,8 @@ public struct TestCertificates: Sendable {
                 "-subj", "/CN=nex-test-ca", "-keyout", path("ca-key.pem"), "-out", certs.caFile,
             ])
         for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
-            try "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=\(usage)\n".write(
+            let names = includeIPAddress ? "IP:127.0.0.1,DNS:localhost" : "DNS:localhost"
+            try "subjectAltName=\(names)\nextendedKeyUsage=\(usage)\n".write(
                 toFile: path("\(name).ext"), atomically: true, encoding: .utf8)
             try TestEnvironment.run(
                 openssl,

@@ -44,14 +44,25 @@ import Testing
         }
     }
 
-    @Test func certificateForAnotherNameIsATLSFailure() async throws {
-        let c = try Self.certs.get()
-        try await NATSServer.with(.init(config: try tlsConfig())) { server in
-            var config = NATSClient.Configuration(servers: [server.url])
-            config.tls = .init(caFile: c.caFile)
-            config.tls?.serverName = "not-in-the-certificate.example"
-            let error = await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
-            #expect(error?.code == .tlsFailure, "got \(String(describing: error))")
+    @Test func serverNameIsVerified() async throws {
+        let c = try TestCertificates.generate(includeIPAddress: false)
+        let config = """
+            tls { cert_file: "\(c.serverCertFile)", key_file: "\(c.serverKeyFile)" }
+            """
+        try await NATSServer.with(.init(config: config)) { server in
+            func connect(serverName: String?) async throws {
+                var config = NATSClient.Configuration(servers: [server.url])
+                config.tls = .init(caFile: c.caFile)
+                config.tls?.serverName = serverName
+                let client = NATSClient(configuration: config)
+                try await client.connect()
+                await client.close()
+            }
+            try await connect(serverName: "localhost")
+            for wrong in ["not-in-the-certificate.example", nil] {
+                let error = await #expect(throws: NATSError.self) { try await connect(serverName: wrong) }
+                #expect(error?.code == .tlsFailure, "\(wrong ?? "no name"): got \(String(describing: error))")
+            }
         }
     }
 
