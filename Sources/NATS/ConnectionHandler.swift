@@ -179,7 +179,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         let mapped: any Error
         if error is NATSError {
             mapped = error
-        } else if error is NIOSSLError || error is BoringSSLError {
+        } else if isTLSError(error) {
             mapped = NATSError(.tlsFailure, "\(error)")
         } else {
             mapped = NATSError(.disconnected, "\(error)")

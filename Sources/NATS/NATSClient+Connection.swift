@@ -77,7 +77,7 @@ extension NATSClient {
         } catch {
             channel.close(promise: nil)
             if let e = error as? NATSError { throw e }
-            if error is NIOSSLError || error is BoringSSLError { throw NATSError(.tlsFailure, "\(error)") }
+            if isTLSError(error) { throw NATSError(.tlsFailure, "\(error)") }
             throw NATSError(.disconnected, "handshake with \(server) failed: \(error)")
         }
     }
@@ -394,6 +394,11 @@ extension NATSClient {
             break
         }
     }
+}
+
+/// Whether `error` came from TLS (handshake, certificate or hostname verification).
+func isTLSError(_ error: any Error) -> Bool {
+    error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError
 }
 
 extension NATSClient.TLS {
