@@ -43,7 +43,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
+    ap.add_argument("--modes", default="pub,pubsub,reqrep,reqrep-loop", help="comma-separated subset to run")
     args = ap.parse_args()
+    modes = set(args.modes.split(","))
     scale = 10 if args.quick else 1
     plan = [  # mode, messages per client, payload size
         ("pub", {"swift": 5_000_000, "go": 5_000_000, "python": 500_000}),
@@ -56,6 +58,8 @@ def main():
     try:
         for r in range(args.rounds):
             for mode, counts in plan:
+                if mode not in modes:
+                    continue
                 # Alternate the order each round so no client always runs on a warmer machine.
                 order = [c for c in CLIENTS if c in counts]
                 if r % 2:
@@ -63,7 +67,8 @@ def main():
                 for client in order:
                     res = run(client, url, mode, max(counts[client] // scale, 100), 16)
                     results.setdefault((client, mode), []).append(res)
-            print(f"round {r + 1}/{args.rounds} done", flush=True)
+                    shown = ", ".join(f"{k}={v:,.1f}" for k, v in res.items() if k not in ("client", "mode"))
+                    print(f"  round {r + 1} {mode:12} {client:7} {shown}", flush=True)
     finally:
         proc.terminate()
         proc.wait()
@@ -80,6 +85,8 @@ def main():
             ("  requester on client loop, p99 µs", "reqrep-loop", "p99_us", False)]
     summary = {}
     for label, mode, key, higher in rows:
+        if mode not in modes or (mode == "reqrep-loop" and "reqrep" not in modes):
+            continue
         peer_mode = "reqrep" if mode == "reqrep-loop" else mode
         s = med("swift", mode, key)
         g, p = (med(c, peer_mode, key) for c in ("go", "python"))
