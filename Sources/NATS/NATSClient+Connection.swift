@@ -194,29 +194,47 @@ extension NATSClient {
     }
 
     private func reconnect() async -> Bool {
-        while !Task.isCancelled, state.withLock({ $0.phase == .reconnecting }) {
-            let action = state.withLock { $0.pool.nextAction(random: .random(in: 0..<1)) }
+        let connected = await connectToNextServer(attempts: Int.max) {
+            self.state.withLock { $0.phase == .reconnecting }
+        }
+        guard case .success(let server) = connected else { return false }
+        broadcaster.emit(.reconnected(server: server.description))
+        logger.debug("reconnected", metadata: ["nats.server": "\(server)"])
+        return true
+    }
+
+    /// Tries servers in the pool's order, waiting as it says, until one connects, the pool gives up,
+    /// `attempts` run out, `keepTrying` turns false or the task is cancelled. The one loop behind the first
+    /// connect and every reconnect. An authorization failure stops it: retrying the same credentials
+    /// won't help.
+    func connectToNextServer(
+        attempts: Int, keepTrying: () -> Bool
+    ) async -> Result<ServerAddress, any Error> {
+        var lastError: any Error = NATSError(.noServers, "no server left to try")
+        var attemptsLeft = attempts
+        while attemptsLeft > 0, !Task.isCancelled, keepTrying() {
+            attemptsLeft -= 1
             let server: ServerAddress
-            switch action {
+            switch state.withLock({ $0.pool.nextAction(random: .random(in: 0..<1)) }) {
             case .giveUp:
-                return false
+                return .failure(lastError)
             case .connect(let a):
                 server = a
             case .wait(let delay, let a):
-                do { try await Task.sleep(for: delay) } catch { return false }
+                do { try await Task.sleep(for: delay) } catch { return .failure(error) }
                 server = a
             }
             do {
                 try await establish(server)
-                broadcaster.emit(.reconnected(server: server.description))
-                logger.debug("reconnected", metadata: ["nats.server": "\(server)"])
-                return true
+                return .success(server)
             } catch {
+                lastError = error
                 state.withLock { $0.pool.attemptFailed(server) }
-                logger.trace("reconnect attempt failed", metadata: ["nats.server": "\(server)", "error": "\(error)"])
+                logger.debug("connect attempt failed", metadata: ["nats.server": "\(server)", "error": "\(error)"])
+                if let e = error as? NATSError, e.code == .authorizationViolation { return .failure(e) }
             }
         }
-        return false
+        return .failure(lastError)
     }
 
     // MARK: Event-loop side

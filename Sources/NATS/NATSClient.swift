@@ -92,44 +92,24 @@ public final class NATSClient: Sendable {
         if let addressError { throw addressError }
         guard !addresses.isEmpty else { throw NATSError(.invalidURL, "no servers configured") }
         try state.withLock { s throws(NATSError) in
-            guard s.phase == .idle else { throw NATSError(.invalidConfiguration, "connect() called twice") }
-            s.phase = .connecting
-        }
-        var lastError: (any Error)?
-        var attemptsLeft = configuration.retryOnFailedConnect ? Int.max : addresses.count
-        while attemptsLeft > 0 {
-            attemptsLeft -= 1
-            let action = state.withLock { $0.pool.nextAction(random: .random(in: 0..<1)) }
-            let server: ServerAddress
-            switch action {
-            case .giveUp:
-                attemptsLeft = 0
-                continue
-            case .connect(let a):
-                server = a
-            case .wait(let d, let a):
-                try await Task.sleep(for: d)
-                server = a
-            }
-            do {
-                try await establish(server)
-                broadcaster.emit(.connected(server: server.description))
-                logger.debug("connected", metadata: ["nats.server": "\(server)"])
-                startSupervisor()
-                return
-            } catch {
-                lastError = error
-                state.withLock { $0.pool.attemptFailed(server) }
-                logger.debug("connect failed", metadata: ["nats.server": "\(server)", "error": "\(error)"])
-                if let e = error as? NATSError, e.code == .authorizationViolation { break }
+            switch s.phase {
+            case .idle: s.phase = .connecting
+            case .closed: throw NATSError(.connectionClosed, "this client is closed; make a new one to connect again")
+            default: throw NATSError(.invalidConfiguration, "connect() was already called")
             }
         }
-        state.withLock { $0.phase = .closed }
-        if let e = lastError as? NATSError, e.code != .timeout, e.code != .noServers { throw e }
-        throw NATSError(
-            .noServers,
-            "could not connect to \(addresses.map(\.description).joined(separator: ", "))"
-                + (lastError.map { ": \($0)" } ?? ""))
+        let attempts = configuration.retryOnFailedConnect ? Int.max : addresses.count
+        switch await connectToNextServer(attempts: attempts, keepTrying: { true }) {
+        case .success(let server):
+            broadcaster.emit(.connected(server: server.description))
+            logger.debug("connected", metadata: ["nats.server": "\(server)"])
+            startSupervisor()
+        case .failure(let error):
+            finishClosing(NATSError(.connectionClosed, "connect failed"))
+            if let e = error as? NATSError, e.code != .timeout, e.code != .noServers { throw e }
+            throw NATSError(
+                .noServers, "could not connect to \(addresses.map(\.description).joined(separator: ", ")): \(error)")
+        }
     }
 
     /// Closes the connection: queued publishes are written first (briefly), waiters fail with

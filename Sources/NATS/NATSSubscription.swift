@@ -188,8 +188,6 @@ public final class NATSSubscription: AsyncSequence, Sendable {
         waiter?.continuation.resume()
     }
 
-    var isFinished: Bool { delivery.withLock { $0.finished } }
-
     // MARK: Consumption
 
     /// Waits until messages are buffered or the subscription ended. False when the wait was cancelled.

@@ -43,6 +43,23 @@ public enum TestEnvironment {
         available || isCI
     }
 
+    /// A TCP port on 127.0.0.1 that was free a moment ago (for a server started later on purpose).
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+            }
+        }
+        guard ok else { throw Failure("no free port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
     /// Runs a program to completion and returns its standard output; throws with its output on failure.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws

@@ -132,6 +132,20 @@ import Testing
         }
     }
 
+    @Test func verboseAndPedanticModesWork() async throws {
+        try await withServerAndClient(configure: {
+            $0.verbose = true
+            $0.pedantic = true
+        }) { _, client in
+            let sub = try await client.subscribe(to: "strict.>")
+            try await client.publish("ok", to: "strict.a")
+            #expect(try await sub.collect(1).first?.string == "ok")
+            try await client.subscribe(to: "strict.svc") { m in try await m.respond(m.bytes, using: client) }
+            try await client.flush()
+            #expect(try await client.request("r", to: "strict.svc").string == "r")
+        }
+    }
+
     @Test func serverInfoIsExposed() async throws {
         try await withServerAndClient { _, client in
             let info = try #require(client.serverInfo)

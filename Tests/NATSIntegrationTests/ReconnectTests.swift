@@ -36,6 +36,28 @@ import Testing
         }
     }
 
+    @Test func retryOnFailedConnectWaitsForALateServer() async throws {
+        let port = try TestEnvironment.freePort()
+        var config = NATSClient.Configuration(servers: ["nats://127.0.0.1:\(port)"])
+        config.retryOnFailedConnect = true
+        config.reconnect.reconnectWait = .milliseconds(50)
+        config.reconnect.maxAttemptsPerServer = nil
+        let client = NATSClient(configuration: config)
+        let connecting = Task { try await client.connect() }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!client.isConnected)
+        var options = NATSServer.Options()
+        options.port = port
+        let server = try await NATSServer.start(options)
+        defer { server.stop() }
+        try await connecting.value
+        #expect(client.isConnected)
+        await client.close()
+        // A closed client says so instead of connecting again.
+        let error = await #expect(throws: NATSError.self) { try await client.connect() }
+        #expect(error?.code == .connectionClosed)
+    }
+
     @Test func reconnectBufferIsBounded() async throws {
         let server = try await NATSServer.start()
         defer { server.stop() }
