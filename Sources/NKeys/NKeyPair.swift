@@ -67,6 +67,13 @@ public struct NKeyPair: Sendable {
         rawSeed.map { NKeyCodec.encodeSeed(prefix, $0) }
     }
 
+    /// The encoded private key (`P…`: the 64-byte Ed25519 key, seed then public key), or nil for a
+    /// public-only or curve key pair. A secret: never log it.
+    public var privateKey: String? {
+        guard let rawSeed, prefix != .curve else { return nil }
+        return NKeyCodec.encode([NKeyPrefix.private.rawValue] + rawSeed + rawPublic)
+    }
+
     /// The 32 raw public key bytes.
     public var publicKeyBytes: [UInt8] { rawPublic }
 

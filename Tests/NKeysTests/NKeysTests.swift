@@ -7,6 +7,7 @@ struct Vector: Decodable, Sendable, CustomTestStringConvertible {
     var raw_seed_hex: String
     var seed: String
     var public_key: String
+    var private_key: String?
     var message: String?
     var signature_b64url: String?
     var testDescription: String { "\(kind) \(public_key.prefix(8))" }
@@ -32,6 +33,7 @@ func hexBytes(_ hex: String) -> [UInt8] {
         #expect(kp.publicKey == v.public_key)
         #expect(kp.rawSeedBytes == hexBytes(v.raw_seed_hex))
         #expect(kp.seed == v.seed)
+        #expect(kp.privateKey == v.private_key)
     }
 
     @Test(arguments: vectors)

@@ -41,6 +41,7 @@ for kind, prefix in PREFIXES.items():
             "raw_seed_hex": raw.hex(),
             "seed": seed.decode(),
             "public_key": kp.public_key.decode(),
+            "private_key": kp.private_key.decode(),
             "message": message.decode(),
             "signature_b64url": base64.urlsafe_b64encode(kp.sign(message)).decode().rstrip("="),
         })
