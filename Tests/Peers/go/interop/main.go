@@ -30,6 +30,15 @@ func must(err error) {
 	}
 }
 
+// subscribeReady subscribes synchronously, makes sure the server has the subscription, and says READY.
+func subscribeReady(nc *nats.Conn, subject string) *nats.Subscription {
+	sub, err := nc.SubscribeSync(subject)
+	must(err)
+	must(nc.Flush())
+	fmt.Println("READY")
+	return sub
+}
+
 func main() {
 	url, mode, subject, arg := os.Args[1], os.Args[2], os.Args[3], os.Args[4]
 	nc, err := nats.Connect(url)
@@ -38,10 +47,7 @@ func main() {
 	switch mode {
 	case "sub":
 		n, _ := strconv.Atoi(arg)
-		sub, err := nc.SubscribeSync(subject)
-		must(err)
-		must(nc.Flush())
-		fmt.Println("READY")
+		sub := subscribeReady(nc, subject)
 		for i := 0; i < n; i++ {
 			m, err := sub.NextMsg(10 * time.Second)
 			must(err)
@@ -60,10 +66,7 @@ func main() {
 		must(nc.Flush())
 	case "serve":
 		n, _ := strconv.Atoi(arg)
-		sub, err := nc.SubscribeSync(subject)
-		must(err)
-		must(nc.Flush())
-		fmt.Println("READY")
+		sub := subscribeReady(nc, subject)
 		for i := 0; i < n; i++ {
 			m, err := sub.NextMsg(10 * time.Second)
 			must(err)
