@@ -83,10 +83,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         return false
     }
 
+    /// Handles every operation but messages, which the parser appends to `frames` directly.
     private func handle(_ op: ServerOp, context: ChannelHandlerContext) {
         switch (phase, op) {
-        case (.connected, .message(let frame)):
-            frames.append(frame)
         case (.connected, .pong):
             deliverFrames()
             client.pongReceived()
