@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layered targets: a target imports only from lower layers (see docs/architecture.md).
-//   L0 NUID, NKeys          ids; nkeys (base32 + CRC16 + Ed25519), credentials files
+//   L0 NUID, NKeys          ids; nkeys (base32 + CRC16 + Ed25519), xkeys (libsodium), NATS JWTs, creds files
 //   L1 NATSProtocol         wire ops, parser/encoder, headers, INFO/CONNECT, pure state machines
 //   L2 NATS                 the client on SwiftNIO
 //   T  NATSTestSupport      real nats-server processes for tests, demos and benchmarks
@@ -28,9 +28,10 @@ let package = Package(
     targets: [
         // L0
         .target(name: "NUID"),
+        .systemLibrary(name: "CSodium"),  // libsodium-dev, installed by scripts/setup.sh
         .target(
             name: "NKeys",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["CSodium", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // L1
         .target(
@@ -59,7 +60,7 @@ let package = Package(
 
         // Unit tests: no server needed.
         .testTarget(name: "NUIDTests", dependencies: ["NUID"]),
-        .testTarget(name: "NKeysTests", dependencies: ["NKeys"], resources: [.copy("Vectors")]),
+        .testTarget(name: "NKeysTests", dependencies: ["NKeys", "NATSTestSupport"], resources: [.copy("Vectors")]),
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
         .testTarget(
             name: "NATSTests",

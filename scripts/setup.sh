@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine. Idempotent: re-running is cheap.
-# It installs: openssl (test CAs), Go + nats.go from Debian (interop and benchmark peer), a .venv with
-#   the pinned nats-server, nats-py and nkeys.
+# It installs: openssl (test CAs), libsodium-dev (xkeys), Go + nats.go from Debian (interop and benchmark
+# peer), and a .venv with the pinned nats-server, nats-py and nkeys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NATS_SERVER_VERSION=2.15.1
 [ "$#" -eq 0 ] || { echo "setup.sh takes no arguments" >&2; exit 2; }
 
-apt_packages=(openssl golang-go golang-github-nats-io-go-nats-dev)
+apt_packages=(openssl libsodium-dev golang-go golang-github-nats-io-go-nats-dev)
 
 missing=()
 for p in "${apt_packages[@]}"; do

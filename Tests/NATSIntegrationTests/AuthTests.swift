@@ -10,6 +10,7 @@ struct OperatorFixture: Decodable {
     var system_account_jwt: String
     var account: String
     var account_jwt: String
+    var account_seed: String
     var user_jwt: String
     var user_seed: String
 
@@ -94,6 +95,35 @@ struct OperatorFixture: Decodable {
             }
             // The right JWT with another key cannot sign the nonce.
             await expectRejected(server.url, .jwt(fixture.user_jwt, seed: NKeyPair.generate(.user).seed!))
+        }
+    }
+
+    @Test func userJWTsWeSignAreAcceptedWithTheirPermissions() async throws {
+        let fixture = try OperatorFixture.load()
+        let account = try NKeyPair(seed: fixture.account_seed)
+        let user = NKeyPair.generate(.user)
+        let claims = JWTClaims.user(
+            publicKey: user.publicKey, name: "agent-1", account: account.publicKey,
+            publishAllow: ["agent.1.>", "_INBOX.>"], subscribeAllow: ["agent.1.>", "_INBOX.>"])
+        let token = try NATSJWT.encode(claims, signedBy: account)
+        #expect(try NATSJWT.decode(token).nats["type"]?.stringValue == "user")
+        try await NATSServer.with(.init(config: fixture.serverConfig)) { server in
+            try await withClient([server.url], configure: { $0.auth = .jwt(token, seed: user.seed!) }) { client in
+                let events = EventRecorder(client)
+                let sub = try await client.subscribe(to: "agent.1.inbox")
+                try await client.publish("mine", to: "agent.1.inbox")
+                #expect(try await sub.collect(1).first?.string == "mine")
+                try await client.publish("theirs", to: "agent.2.inbox")
+                try await events.waitFor("publish outside the allowed subjects is refused") {
+                    if case .error(let e) = $0 { return e.code == .permissionViolation && e.subject == "agent.2.inbox" }
+                    return false
+                }
+            }
+            // A user JWT signed by a key the operator does not know is refused.
+            let stranger = NKeyPair.generate(.account)
+            let bogus = try NATSJWT.encode(
+                JWTClaims.user(publicKey: user.publicKey, name: "x", account: stranger.publicKey), signedBy: stranger)
+            await expectRejected(server.url, .jwt(bogus, seed: user.seed!))
         }
     }
 

@@ -35,7 +35,7 @@ def jwt(claims: dict, signer) -> str:
 
 op_kp, _, op_pub = keypair(nkeys.PREFIX_BYTE_OPERATOR)
 sys_kp, _, sys_pub = keypair(nkeys.PREFIX_BYTE_ACCOUNT)
-acc_kp, _, acc_pub = keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+acc_kp, acc_seed, acc_pub = keypair(nkeys.PREFIX_BYTE_ACCOUNT)
 usr_kp, usr_seed, usr_pub = keypair(nkeys.PREFIX_BYTE_USER)
 
 limits = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True, "conn": -1,
@@ -54,6 +54,6 @@ print(json.dumps({
     "generator": "PyPI nkeys (scripts/vectors/gen_operator_fixture.py)",
     "operator_jwt": operator_jwt,
     "system_account": sys_pub, "system_account_jwt": sys_jwt,
-    "account": acc_pub, "account_jwt": acc_jwt,
+    "account": acc_pub, "account_jwt": acc_jwt, "account_seed": acc_seed,
     "user_jwt": user_jwt, "user_seed": usr_seed,
 }, indent=1))
