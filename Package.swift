@@ -5,6 +5,7 @@ import PackageDescription
 //   L0 NUID, NKeys          ids; nkeys (base32 + CRC16 + Ed25519), xkeys (libsodium), NATS JWTs, creds files
 //   L1 NATSProtocol         wire ops, parser/encoder, headers, INFO/CONNECT, pure state machines
 //   L2 NATS                 the client on SwiftNIO
+//   L3 NATSJetStream        streams, consumers, key-value and object stores
 //   T  NATSTestSupport      real nats-server processes for tests, demos and benchmarks
 let package = Package(
     name: "nex-swift",
@@ -14,6 +15,7 @@ let package = Package(
         .library(name: "NKeys", targets: ["NKeys"]),
         .library(name: "NATSProtocol", targets: ["NATSProtocol"]),
         .library(name: "NATS", targets: ["NATS"]),
+        .library(name: "NATSJetStream", targets: ["NATSJetStream"]),
         .library(name: "NATSTestSupport", targets: ["NATSTestSupport"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
     ],
@@ -51,6 +53,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // L3
+        .target(
+            name: "NATSJetStream",
+            dependencies: ["NATS", "NUID", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
         .executableTarget(
@@ -62,6 +69,7 @@ let package = Package(
         .testTarget(name: "NUIDTests", dependencies: ["NUID"]),
         .testTarget(name: "NKeysTests", dependencies: ["NKeys", "NATSTestSupport"], resources: [.copy("Vectors")]),
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
+        .testTarget(name: "NATSJetStreamTests", dependencies: ["NATSJetStream"]),
         .testTarget(
             name: "NATSTests",
             dependencies: [
@@ -73,7 +81,7 @@ let package = Package(
         .testTarget(
             name: "NATSIntegrationTests",
             dependencies: [
-                "NATS", "NKeys", "NATSTestSupport",
+                "NATS", "NKeys", "NATSJetStream", "NATSTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
