@@ -137,8 +137,8 @@ public struct Consumer: Sendable {
         return messages
     }
 
-    /// Messages, pulled in batches as they are consumed: iteration applies the backpressure. Transient
-    /// failures (a server restart, a timeout) are retried; a deleted consumer or stream ends it with an error.
+    /// Messages as they arrive, pulled in batches of `batch` (each pull waits up to `expires`). Transient
+    /// failures (a server restart, a lost pull) are retried; a deleted consumer or stream ends it with an error.
     public func messages(batch: Int = 100, expires: Duration = .seconds(30)) -> Messages {
         Messages(consumer: self, batch: batch, expires: expires)
     }
@@ -156,29 +156,37 @@ public struct Consumer: Sendable {
             let consumer: Consumer
             let batch: Int
             let expires: Duration
-            var buffered: [JetStreamMessage] = []
+            var session: PullSession?
 
             public mutating func next() async throws -> JetStreamMessage? {
                 var failures = 0
-                while buffered.isEmpty {
-                    if Task.isCancelled { return nil }
+                while true {
+                    if Task.isCancelled {
+                        session?.close()
+                        return nil
+                    }
                     do {
-                        buffered = try await consumer.fetch(batch, expires: expires).reversed()
-                        failures = 0
+                        if session == nil {
+                            session = try await PullSession(consumer: consumer, batch: batch, expires: expires)
+                        }
+                        return try await session!.next()
                     } catch let e as JetStreamError where e.code == 404 || e.code == 409 {
+                        session?.close()
                         throw e
                     } catch is CancellationError {
+                        session?.close()
                         return nil
                     } catch {
-                        // Disconnected or timed out: wait (with backoff) and pull again.
+                        // Disconnected: wait (with backoff) and pull again on a fresh inbox.
                         failures += 1
+                        session?.close()
+                        session = nil
                         try? await Task.sleep(for: .milliseconds(Swift.min(50 * (1 << Swift.min(failures, 6)), 2000)))
                         if failures > 3, (try? await consumer.info()) == nil, consumer.js.client.isConnected {
                             throw JetStreamError.client("consumer \(consumer.name) is gone: \(error)", code: 404)
                         }
                     }
                 }
-                return buffered.popLast()
             }
         }
     }
