@@ -56,7 +56,10 @@ let package = Package(
         // L3
         .target(
             name: "NATSJetStream",
-            dependencies: ["NATS", "NUID", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "NATS", "NUID", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
@@ -84,6 +87,7 @@ let package = Package(
                 "NATS", "NKeys", "NATSJetStream", "NATSTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [.copy("Fixtures")]
         ),

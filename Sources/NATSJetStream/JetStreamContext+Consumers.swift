@@ -1,4 +1,4 @@
-public import NATS
+import NATS
 import NUID
 
 extension JetStreamContext {

@@ -1,4 +1,4 @@
-public import NATS
+import NATS
 
 /// How a key-value bucket is made.
 public struct KeyValueConfig: Sendable {

@@ -1,4 +1,4 @@
-public import NATS
+import NATS
 import NUID
 
 /// An ordered consumer: every message of the filter, in stream order, exactly once. An ephemeral, ack-less,
