@@ -6,6 +6,7 @@ import PackageDescription
 //   L1 NATSProtocol         wire ops, parser/encoder, headers, INFO/CONNECT, pure state machines
 //   L2 NATS                 the client on SwiftNIO
 //   L3 NATSJetStream        streams, consumers, key-value and object stores
+//   L3 NATSServices         the NATS micro service protocol ($SRV discovery, stats)
 //   T  NATSTestSupport      real nats-server processes for tests, demos and benchmarks
 let package = Package(
     name: "nex-swift",
@@ -16,6 +17,7 @@ let package = Package(
         .library(name: "NATSProtocol", targets: ["NATSProtocol"]),
         .library(name: "NATS", targets: ["NATS"]),
         .library(name: "NATSJetStream", targets: ["NATSJetStream"]),
+        .library(name: "NATSServices", targets: ["NATSServices"]),
         .library(name: "NATSTestSupport", targets: ["NATSTestSupport"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
     ],
@@ -61,6 +63,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .target(
+            name: "NATSServices",
+            dependencies: ["NATS", "NUID", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
         .executableTarget(
@@ -84,7 +90,7 @@ let package = Package(
         .testTarget(
             name: "NATSIntegrationTests",
             dependencies: [
-                "NATS", "NKeys", "NATSJetStream", "NATSTestSupport",
+                "NATS", "NKeys", "NATSJetStream", "NATSServices", "NATSTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
