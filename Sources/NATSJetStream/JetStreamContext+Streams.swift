@@ -141,6 +141,19 @@ extension JetStreamContext {
     {
         try Self.checkName(stream)
         let reply: NATSMessage
+        do { reply = try await directGetRequest(stream: stream, sequence: sequence, lastOnSubject: subject) } catch let
+            e
+            as NATSError where e.code == .noResponders
+        {
+            throw JetStreamError(code: 503, errorCode: 0, description: "no replica of \(stream) answers direct get")
+        }
+        return try Self.storedMessage(fromDirectGet: reply)
+    }
+
+    private func directGetRequest(stream: String, sequence: UInt64?, lastOnSubject subject: String?) async throws
+        -> NATSMessage
+    {
+        let reply: NATSMessage
         if let subject, sequence == nil {
             reply = try await client.request(
                 [UInt8](), to: "\(apiPrefix).DIRECT.GET.\(stream).\(subject)", timeout: timeout)
@@ -152,7 +165,7 @@ extension JetStreamContext {
             let body = Array(try Self.encoder.encode(Request(seq: sequence, last_by_subj: subject)))
             reply = try await client.request(body, to: "\(apiPrefix).DIRECT.GET.\(stream)", timeout: timeout)
         }
-        return try Self.storedMessage(fromDirectGet: reply)
+        return reply
     }
 
     static func storedMessage(fromDirectGet reply: NATSMessage) throws -> StoredMessage {

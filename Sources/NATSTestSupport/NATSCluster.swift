@@ -22,11 +22,14 @@ public final class NATSCluster: Sendable {
     {
         var servers: [NATSServer] = []
         let name = "c\(UInt32.random(in: 0...UInt32.max))"
+        // Every member gets the full route list from the start (a JetStream cluster refuses to start without).
+        let routePorts = try (0..<size).map { _ in try TestEnvironment.freePort() }
         do {
             for i in 0..<size {
                 var options = NATSServer.Options(jetStream: jetStream, config: config)
                 options.name = "\(name)-s\(i + 1)"
-                options.cluster = .init(name: name, routes: servers.compactMap(\.clusterURL))
+                let routes = routePorts.enumerated().filter { $0.offset != i }.map { "nats://127.0.0.1:\($0.element)" }
+                options.cluster = .init(name: name, port: routePorts[i], routes: routes)
                 options.arguments = ["-m", "-1"]
                 servers.append(try await NATSServer.start(options))
             }
