@@ -35,6 +35,7 @@ public final class NATSCluster: Sendable {
             }
             let cluster = NATSCluster(servers: servers)
             try await cluster.waitForRoutes()
+            if jetStream { try await cluster.waitForJetStreamQuorum() }
             return cluster
         } catch {
             for s in servers { s.stop() }
@@ -68,6 +69,34 @@ public final class NATSCluster: Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestEnvironment.Failure("cluster routes did not form within 15 s")
+    }
+}
+
+extension NATSCluster {
+    /// Polls each server's `jsz` until all agree on a JetStream meta leader and list every peer, so tests can
+    /// place replicated streams at once.
+    func waitForJetStreamQuorum() async throws {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            var ready = true
+            var leaders = Set<String>()
+            for s in servers {
+                guard let port = s.monitoringPort, let url = URL(string: "http://127.0.0.1:\(port)/jsz"),
+                    let data = try? Data(contentsOf: url),
+                    let jsz = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                    let meta = jsz["meta_cluster"] as? [String: Any],
+                    let leader = meta["leader"] as? String, !leader.isEmpty,
+                    let replicas = meta["replicas"] as? [[String: Any]], replicas.count == servers.count - 1
+                else {
+                    ready = false
+                    break
+                }
+                leaders.insert(leader)
+            }
+            if ready, leaders.count == 1 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestEnvironment.Failure("JetStream meta group did not form within 30 s")
     }
 }
 

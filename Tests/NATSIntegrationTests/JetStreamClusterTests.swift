@@ -5,11 +5,14 @@ import NATSTestSupport
 import Testing
 
 @Suite(.timeLimit(.minutes(3))) struct JetStreamClusterTests {
-    /// Retries while the cluster elects its JetStream leaders (503 / "temporarily unavailable").
+    /// Retries while the cluster elects its JetStream leaders (503 / "temporarily unavailable", or no peers
+    /// placeable yet).
     func whenReady<T>(_ body: () async throws -> T) async throws -> T {
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
-            do { return try await body() } catch let e as JetStreamError where e.code == 503 || e.code == 0 {
+            do { return try await body() } catch let e as JetStreamError
+                where e.code == 503 || e.code == 0 || e.description.contains("no suitable peers")
+            {
                 guard ContinuousClock.now < deadline else { throw e }
                 try await Task.sleep(for: .milliseconds(250))
             } catch let e as NATSError where e.code == .timeout {
