@@ -55,6 +55,24 @@ func withJetStream<T>(
         }
     }
 
+    @Test func asyncPublishingWithAWindow() async throws {
+        try await withJetStream { _, _, js in
+            _ = try await js.createStream(StreamConfig(name: "FAST", subjects: ["fast.>"]))
+            let publisher = try await JetStreamAsyncPublisher(js: js, maxPending: 64)
+            for i in 0..<5000 { try await publisher.publish(Array("m\(i)".utf8), to: "fast.in") }
+            // Two that the stream refuses: expected last subject sequence is wrong.
+            for _ in 0..<2 {
+                try await publisher.publish([1], to: "fast.in", options: .init(expectedLastSubjectSequence: 1))
+            }
+            let summary = await publisher.waitForCompletion()
+            #expect(summary.acknowledged == 5000 && summary.outstanding == 0)
+            #expect(summary.failures.count == 2)
+            #expect(summary.failures.allSatisfy { $0.errorCode == JetStreamError.Known.wrongLastSequence })
+            #expect(try await js.streamInfo("FAST").state.messages == 5000)
+            await publisher.close()
+        }
+    }
+
     @Test func getMessagesByApiAndDirect() async throws {
         try await withJetStream { _, _, js in
             var config = StreamConfig(name: "KVLIKE", subjects: ["k.>"])
