@@ -14,7 +14,9 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "nats-bench",
-            dependencies: [.product(name: "NATS", package: rootPackage)],
+            dependencies: [
+                .product(name: "NATS", package: rootPackage), .product(name: "NATSJetStream", package: rootPackage),
+            ],
             path: "Sources/NATSBench"
         )
     ],

@@ -20,8 +20,9 @@ CLIENTS = {
 
 def start_server():
     tmp = tempfile.mkdtemp(prefix="nats-bench-")
-    proc = subprocess.Popen([os.path.join(ROOT, ".venv/bin/nats-server"), "-a", "127.0.0.1", "-p", "-1",
-                             "--ports_file_dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([os.path.join(ROOT, ".venv/bin/nats-server"), "-a", "127.0.0.1", "-p", "-1", "-js",
+                             "-sd", os.path.join(tmp, "js"), "--ports_file_dir", tmp],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(500):
         files = glob.glob(os.path.join(tmp, "*.ports"))
         if files:
@@ -43,7 +44,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
-    ap.add_argument("--modes", default="pub,pubsub,reqrep,reqrep-loop", help="comma-separated subset to run")
+    ap.add_argument("--modes", default="pub,pubsub,reqrep,reqrep-loop,jspub,kvput,kvget",
+                    help="comma-separated subset to run")
     args = ap.parse_args()
     modes = set(args.modes.split(","))
     scale = 10 if args.quick else 1
@@ -52,6 +54,9 @@ def main():
         ("pubsub", {"swift": 2_000_000, "go": 2_000_000, "python": 200_000}),
         ("reqrep", {"swift": 20_000, "go": 20_000, "python": 5_000}),
         ("reqrep-loop", {"swift": 20_000}),
+        ("jspub", {"swift": 500_000, "go": 500_000}),
+        ("kvput", {"swift": 20_000, "go": 20_000}),
+        ("kvget", {"swift": 20_000, "go": 20_000}),
     ]
     proc, tmp, url = start_server()
     results = {}
@@ -82,17 +87,24 @@ def main():
     rows = [("pub-only msg/s", "pub", "msgs_per_sec", True), ("1:1 pub/sub msg/s", "pubsub", "msgs_per_sec", True),
             ("request/reply p50 µs", "reqrep", "p50_us", False), ("request/reply p99 µs", "reqrep", "p99_us", False),
             ("  requester on client loop, p50 µs", "reqrep-loop", "p50_us", False),
-            ("  requester on client loop, p99 µs", "reqrep-loop", "p99_us", False)]
+            ("  requester on client loop, p99 µs", "reqrep-loop", "p99_us", False),
+            ("JetStream async publish msg/s", "jspub", "msgs_per_sec", True),
+            ("KV put ops/s (sequential)", "kvput", "ops_per_sec", True),
+            ("KV get ops/s (sequential)", "kvget", "ops_per_sec", True)]
     summary = {}
     for label, mode, key, higher in rows:
         if mode not in modes or (mode == "reqrep-loop" and "reqrep" not in modes):
             continue
         peer_mode = "reqrep" if mode == "reqrep-loop" else mode
         s = med("swift", mode, key)
-        g, p = (med(c, peer_mode, key) for c in ("go", "python"))
+        g = med("go", peer_mode, key)
+        p = med("python", peer_mode, key) if ("python", peer_mode) in results else float("nan")
         ratio = s / g
         summary[f"{mode}.{key}"] = {"swift": s, "go": g, "python": p, "ratio_to_go": ratio}
-        fmt = (lambda v: f"{v:,.0f}") if higher else (lambda v: f"{v:,.1f}")
+        def fmt(v, higher=higher):
+            if v != v:  # NaN: no such mode for this client
+                return "—"
+            return f"{v:,.0f}" if higher else f"{v:,.1f}"
         print(f"{label:34} {fmt(s):>14} {fmt(g):>12} {fmt(p):>12} {ratio:>7.2f}x")
     print("\n(ratio > 1 is better for msg/s; < 1 is better for latency)")
     print(json.dumps(summary))

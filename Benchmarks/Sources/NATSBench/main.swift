@@ -6,8 +6,12 @@
 //   nats-bench URL reqrep N SIZE    sequential requests to a responder      -> p50_us, p99_us
 //   nats-bench URL reqrep-loop N SIZE  the same, the requesting task preferring the client's event loop
 //                                      (`Task(executorPreference: client.taskExecutor)`), an opt-in
+//   nats-bench URL jspub N SIZE     JetStream async publish (4000 acks in flight), memory stream -> msgs_per_sec
+//   nats-bench URL kvput N SIZE     sequential key-value puts (each waits for its ack)          -> ops_per_sec
+//   nats-bench URL kvget N SIZE     sequential key-value gets of 1000 keys (direct get)          -> ops_per_sec
 import Foundation
 import NATS
+import NATSJetStream
 
 let args = CommandLine.arguments
 guard args.count == 5, let n = Int(args[3]), let size = Int(args[4]) else {
@@ -90,6 +94,45 @@ case "reqrep", "reqrep-loop":
     printJSON(["p50_us": latencies[n / 2], "p99_us": latencies[n * 99 / 100]])
     await requester.close()
     await responder.close()
+
+case "jspub":
+    let client = try await connect()
+    let js = JetStreamContext(client: client)
+    try? await js.deleteStream("BENCH_SWIFT")
+    var config = StreamConfig(name: "BENCH_SWIFT", subjects: ["bench.js.swift"])
+    config.storage = .memory
+    _ = try await js.createStream(config)
+    let publisher = try await JetStreamAsyncPublisher(js: js, maxPending: 4000)
+    let start = clock.now
+    for _ in 0..<n { try await publisher.publish(payload, to: "bench.js.swift") }
+    let summary = await publisher.waitForCompletion(timeout: .seconds(120))
+    let elapsed = seconds(clock.now - start)
+    guard summary.acknowledged == n else {
+        FileHandle.standardError.write(Data("only \(summary.acknowledged) of \(n) acknowledged\n".utf8))
+        exit(1)
+    }
+    printJSON(["msgs_per_sec": Double(n) / elapsed])
+    try await js.deleteStream("BENCH_SWIFT")
+    await client.close()
+
+case "kvput", "kvget":
+    let client = try await connect()
+    let js = JetStreamContext(client: client)
+    try? await js.deleteKeyValue("bench_swift")
+    var config = KeyValueConfig(bucket: "bench_swift")
+    config.storage = .memory
+    let kv = try await js.createKeyValue(config)
+    let keys = (0..<1000).map { "key.\($0)" }
+    for key in keys { try await kv.put(key, payload) }
+    let start = clock.now
+    if mode == "kvput" {
+        for i in 0..<n { try await kv.put(keys[i % keys.count], payload) }
+    } else {
+        for i in 0..<n { _ = try await kv.get(keys[i % keys.count]) }
+    }
+    printJSON(["ops_per_sec": Double(n) / seconds(clock.now - start)])
+    try await js.deleteKeyValue("bench_swift")
+    await client.close()
 
 default:
     FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))

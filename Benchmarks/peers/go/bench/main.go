@@ -61,6 +61,49 @@ func main() {
 		must(pc.FlushTimeout(60 * time.Second))
 		end := <-done
 		fmt.Printf("{\"client\":\"go\",\"mode\":\"pubsub\",\"msgs_per_sec\":%f}\n", float64(n)/end.Sub(start).Seconds())
+	case "jspub":
+		nc := connect(url)
+		js, err := nc.JetStream(nats.PublishAsyncMaxPending(4000))
+		must(err)
+		js.DeleteStream("BENCH_GO")
+		_, err = js.AddStream(&nats.StreamConfig{Name: "BENCH_GO", Subjects: []string{"bench.js.go"}, Storage: nats.MemoryStorage})
+		must(err)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			_, err := js.PublishAsync("bench.js.go", payload)
+			must(err)
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(120 * time.Second):
+			must(fmt.Errorf("acks did not complete"))
+		}
+		fmt.Printf("{\"client\":\"go\",\"mode\":\"jspub\",\"msgs_per_sec\":%f}\n", float64(n)/time.Since(start).Seconds())
+		must(js.DeleteStream("BENCH_GO"))
+	case "kvput", "kvget":
+		nc := connect(url)
+		js, err := nc.JetStream()
+		must(err)
+		js.DeleteKeyValue("bench_go")
+		kv, err := js.CreateKeyValue(&nats.KeyValueConfig{Bucket: "bench_go", Storage: nats.MemoryStorage})
+		must(err)
+		keys := make([]string, 1000)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("key.%d", i)
+			_, err := kv.Put(keys[i], payload)
+			must(err)
+		}
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if mode == "kvput" {
+				_, err = kv.Put(keys[i%len(keys)], payload)
+			} else {
+				_, err = kv.Get(keys[i%len(keys)])
+			}
+			must(err)
+		}
+		fmt.Printf("{\"client\":\"go\",\"mode\":\"%s\",\"ops_per_sec\":%f}\n", mode, float64(n)/time.Since(start).Seconds())
+		must(js.DeleteKeyValue("bench_go"))
 	case "reqrep":
 		rc, qc := connect(url), connect(url)
 		_, err := rc.Subscribe("bench.svc", func(m *nats.Msg) { m.Respond(m.Data) })
