@@ -61,11 +61,14 @@ let package = Package(
             dependencies: [
                 "NATS", "NUID", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            // Async APIs run on the caller's executor: no hop per publish, get or put.
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         .target(
             name: "NATSServices",
-            dependencies: ["NATS", "NUID", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["NATS", "NUID", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),

@@ -67,7 +67,7 @@ public final class JetStreamAsyncPublisher: Sendable {
     /// The error in an acknowledgement, if it is one (a plain `{"stream":…}` ack needs no JSON decode).
     static func failure(in message: NATSMessage) -> JetStreamError? {
         if message.status == 503 { return JetStreamError(code: 503, errorCode: 0, description: "no stream answered") }
-        guard message.payload.readableBytesView.firstRange(of: #""error""#.utf8) != nil else { return nil }
+        guard JetStreamContext.mentionsError(message.payload) else { return nil }
         let data = Data(message.payload.readableBytesView)
         return (try? JetStreamContext.decoder.decode(JetStreamContext.ErrorEnvelope.self, from: data))?.error
             ?? JetStreamError.client(String(decoding: data, as: UTF8.self))

@@ -1,4 +1,5 @@
 public import NATS
+public import NIOCore
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -13,6 +14,13 @@ public struct PubAck: Codable, Sendable, Equatable {
     /// True when the message was a duplicate (same `Nats-Msg-Id` within the window) and was not stored again.
     public var duplicate: Bool?
     public var domain: String?
+
+    public init(stream: String, sequence: UInt64, duplicate: Bool? = nil, domain: String? = nil) {
+        self.stream = stream
+        self.sequence = sequence
+        self.duplicate = duplicate
+        self.domain = domain
+    }
 
     enum CodingKeys: String, CodingKey {
         case stream, duplicate, domain
@@ -96,5 +104,60 @@ extension JetStreamContext {
         do { return try decoder.decode(PubAck.self, from: data) } catch {
             throw JetStreamError.client("unexpected publish acknowledgement: \(String(decoding: data, as: UTF8.self))")
         }
+    }
+}
+
+extension JetStreamContext {
+    /// Whether a JSON reply contains `"error"` (a byte scan: cheaper than decoding every reply twice).
+    static func mentionsError(_ payload: ByteBuffer) -> Bool {
+        let needle = Array(#""error""#.utf8)
+        return payload.withUnsafeReadableBytes { bytes in
+            guard bytes.count >= needle.count else { return false }
+            var i = 0
+            while i <= bytes.count - needle.count {
+                if bytes[i] == needle[0] {
+                    var k = 1
+                    while k < needle.count, bytes[i + k] == needle[k] { k += 1 }
+                    if k == needle.count { return true }
+                }
+                i += 1
+            }
+            return false
+        }
+    }
+}
+
+extension PubAck {
+    /// The shape the server sends on success, `{"stream":"NAME","seq":N}` with optional `"domain"` and
+    /// `"duplicate":true`, read without a JSON decoder; nil for anything else.
+    init?(fastParsing payload: ByteBuffer) {
+        let text = String(buffer: payload)
+        guard text.hasPrefix(#"{"stream":""#), text.hasSuffix("}"), !text.contains(#""error""#) else { return nil }
+        var rest = text.dropFirst(11)
+        guard let quote = rest.firstIndex(of: "\""), !rest[..<quote].contains("\\") else { return nil }
+        let stream = String(rest[..<quote])
+        rest = rest[rest.index(after: quote)...]
+        guard rest.hasPrefix(#","seq":"#) else { return nil }
+        rest = rest.dropFirst(7)
+        let digits = rest.prefix { $0.isASCII && $0.isNumber }
+        guard let seq = UInt64(digits) else { return nil }
+        rest = rest.dropFirst(digits.count)
+        var domain: String?
+        var duplicate: Bool?
+        while rest.first == "," {
+            if rest.hasPrefix(#","duplicate":true"#) {
+                duplicate = true
+                rest = rest.dropFirst(17)
+            } else if rest.hasPrefix(#","domain":""#) {
+                rest = rest.dropFirst(11)
+                guard let end = rest.firstIndex(of: "\"") else { return nil }
+                domain = String(rest[..<end])
+                rest = rest[rest.index(after: end)...]
+            } else {
+                return nil
+            }
+        }
+        guard rest == "}" else { return nil }
+        self.init(stream: stream, sequence: seq, duplicate: duplicate, domain: domain)
     }
 }

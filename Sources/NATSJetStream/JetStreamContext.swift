@@ -49,7 +49,9 @@ public struct JetStreamContext: Sendable {
             throw JetStreamError(code: 503, errorCode: 0, description: "JetStream is not enabled (no responders)")
         }
         let data = Data(reply.payload.readableBytesView)
-        if let envelope = try? Self.decoder.decode(ErrorEnvelope.self, from: data), let error = envelope.error {
+        if Self.mentionsError(reply.payload), let envelope = try? Self.decoder.decode(ErrorEnvelope.self, from: data),
+            let error = envelope.error
+        {
             throw error
         }
         do {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Testing
 
 @testable import NATSJetStream
@@ -58,5 +59,32 @@ import Testing
         #expect(!json.contains("duplicate_window"))
         let back = try JSONDecoder().decode(StreamConfig.self, from: Data(json.utf8))
         #expect(back.maxAge == .seconds(90) && back.duplicateWindow == nil)
+    }
+}
+
+@Suite struct PubAckParsingTests {
+    @Test(arguments: [
+        (#"{"stream":"ORDERS","seq":42}"#, PubAck(stream: "ORDERS", sequence: 42)),
+        (#"{"stream":"S","seq":7,"duplicate":true}"#, PubAck(stream: "S", sequence: 7, duplicate: true)),
+        (#"{"stream":"S","seq":1,"domain":"hub"}"#, PubAck(stream: "S", sequence: 1, domain: "hub")),
+    ])
+    func fastPathReadsTheCommonShapes(_ json: String, _ expected: PubAck) throws {
+        #expect(PubAck(fastParsing: ByteBuffer(string: json)) == expected)
+        // The slow path agrees.
+        #expect(try JSONDecoder().decode(PubAck.self, from: Data(json.utf8)) == expected)
+    }
+
+    @Test(arguments: [
+        #"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"},"stream":"S","seq":0}"#,
+        #"{"seq":1,"stream":"S"}"#, #"{"stream":"S","seq":1,"extra":2}"#, "not json", #"{"stream":"S","seq":x}"#,
+    ])
+    func otherShapesFallBack(_ json: String) {
+        #expect(PubAck(fastParsing: ByteBuffer(string: json)) == nil)
+    }
+
+    @Test func errorScan() {
+        #expect(JetStreamContext.mentionsError(ByteBuffer(string: #"{"error":{}}"#)))
+        #expect(!JetStreamContext.mentionsError(ByteBuffer(string: #"{"stream":"S","seq":1}"#)))
+        #expect(!JetStreamContext.mentionsError(ByteBuffer(string: "")))
     }
 }
