@@ -34,6 +34,21 @@ func withJetStream<T>(
         }
     }
 
+    @Test func jetStreamDomainsUseTheirOwnAPIPrefix() async throws {
+        try await NATSServer.with(.init(jetStream: true, config: "jetstream { domain: hub }")) { server in
+            try await withClient([server.url]) { client in
+                let js = JetStreamContext(client: client, domain: "hub")
+                #expect(js.apiPrefix == "$JS.hub.API")
+                #expect(try await js.accountInfo().domain == "hub")
+                _ = try await js.createStream(StreamConfig(name: "D", subjects: ["d.>"]))
+                #expect(try await js.publish("x", to: "d.1").domain == "hub")
+                let wrong = JetStreamContext(client: client, domain: "elsewhere")
+                let error = await #expect(throws: JetStreamError.self) { try await wrong.accountInfo() }
+                #expect(error?.code == 503)
+            }
+        }
+    }
+
     @Test func publishWithAckDedupeAndExpectations() async throws {
         try await withJetStream { _, _, js in
             var config = StreamConfig(name: "EV", subjects: ["ev.>"])
