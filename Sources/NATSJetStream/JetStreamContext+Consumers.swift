@@ -181,7 +181,7 @@ public struct Consumer: Sendable {
                         failures += 1
                         session?.close()
                         session = nil
-                        try? await Task.sleep(for: .milliseconds(Swift.min(50 * (1 << Swift.min(failures, 6)), 2000)))
+                        try? await Task.sleep(for: retryBackoff(failures: failures))
                         if failures > 3, (try? await consumer.info()) == nil, consumer.js.client.isConnected {
                             throw JetStreamError.client("consumer \(consumer.name) is gone: \(error)", code: 404)
                         }

@@ -113,7 +113,7 @@ public struct OrderedConsumer: AsyncSequence, Sendable {
                 } catch {
                     failures += 1
                     if failures > 20 { throw error }
-                    try? await Task.sleep(for: .milliseconds(Swift.min(50 * (1 << Swift.min(failures, 5)), 1000)))
+                    try? await Task.sleep(for: retryBackoff(failures: failures, cap: .seconds(1)))
                     try? await reset()
                 }
             }

@@ -85,3 +85,8 @@ final class Locked<Value: Sendable>: Sendable {
     func set(_ v: Value) { mutex.withLock { $0 = v } }
     func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }
+
+/// The wait before retry number `failures` of a pull: doubling from 100 ms, capped.
+func retryBackoff(failures: Int, cap: Duration = .seconds(2)) -> Duration {
+    min(.milliseconds(50 * (1 << min(failures, 6))), cap)
+}
