@@ -7,6 +7,7 @@ import PackageDescription
 //   L2 NATS                 the client on SwiftNIO
 //   L3 NATSJetStream        streams, consumers, key-value and object stores
 //   L3 NATSServices         the NATS micro service protocol ($SRV discovery, stats)
+//   L4 NexModels            the Nex control API, events and logs as Codable types (no NATS)
 //   T  NATSTestSupport      real nats-server processes for tests, demos and benchmarks
 let package = Package(
     name: "nex-swift",
@@ -19,6 +20,7 @@ let package = Package(
         .library(name: "NATSJetStream", targets: ["NATSJetStream"]),
         .library(name: "NATSServices", targets: ["NATSServices"]),
         .library(name: "NATSTestSupport", targets: ["NATSTestSupport"]),
+        .library(name: "NexModels", targets: ["NexModels"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
     ],
     dependencies: [
@@ -70,6 +72,8 @@ let package = Package(
             dependencies: ["NATS", "NUID", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
+        // L4: the Nex wire contract as types (Foundation only: nothing here knows NATS).
+        .target(name: "NexModels"),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
         .executableTarget(
@@ -82,6 +86,7 @@ let package = Package(
         .testTarget(name: "NKeysTests", dependencies: ["NKeys", "NATSTestSupport"], resources: [.copy("Vectors")]),
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
         .testTarget(name: "NATSJetStreamTests", dependencies: ["NATSJetStream"]),
+        .testTarget(name: "NexModelsTests", dependencies: ["NexModels"], resources: [.copy("Golden")]),
         .testTarget(
             name: "NATSTests",
             dependencies: [
