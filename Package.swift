@@ -8,6 +8,7 @@ import PackageDescription
 //   L3 NATSJetStream        streams, consumers, key-value and object stores
 //   L3 NATSServices         the NATS micro service protocol ($SRV discovery, stats)
 //   L4 NexModels            the Nex control API, events and logs as Codable types (no NATS)
+//   L5 NexControlClient     typed client of $NEX.* (ping, auction, info, deploy, stop, lame duck, events, logs)
 //   T  NATSTestSupport      real nats-server processes for tests, demos and benchmarks
 let package = Package(
     name: "nex-swift",
@@ -21,6 +22,7 @@ let package = Package(
         .library(name: "NATSServices", targets: ["NATSServices"]),
         .library(name: "NATSTestSupport", targets: ["NATSTestSupport"]),
         .library(name: "NexModels", targets: ["NexModels"]),
+        .library(name: "NexControlClient", targets: ["NexControlClient"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
     ],
     dependencies: [
@@ -74,6 +76,12 @@ let package = Package(
         ),
         // L4: the Nex wire contract as types (Foundation only: nothing here knows NATS).
         .target(name: "NexModels"),
+        // L5: the typed client of $NEX (what the CLI and tests use).
+        .target(
+            name: "NexControlClient",
+            dependencies: ["NATS", "NATSJetStream", "NKeys", "NexModels"],
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+        ),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
         .executableTarget(
@@ -98,7 +106,7 @@ let package = Package(
         .testTarget(
             name: "NATSIntegrationTests",
             dependencies: [
-                "NATS", "NKeys", "NATSJetStream", "NATSServices", "NATSTestSupport",
+                "NATS", "NKeys", "NATSJetStream", "NATSServices", "NATSTestSupport", "NexModels", "NexControlClient",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
