@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "NATSTestSupport", targets: ["NATSTestSupport"]),
         .library(name: "NexModels", targets: ["NexModels"]),
         .library(name: "NexControlClient", targets: ["NexControlClient"]),
+        .library(name: "NexNode", targets: ["NexNode"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
     ],
     dependencies: [
@@ -82,6 +83,8 @@ let package = Package(
             dependencies: ["NATS", "NATSJetStream", "NKeys", "NexModels"],
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
+        // L7: the node (configuration so far; control API, pool and agents to come).
+        .target(name: "NexNode", dependencies: ["NexModels"]),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
         .executableTarget(
@@ -95,6 +98,7 @@ let package = Package(
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
         .testTarget(name: "NATSJetStreamTests", dependencies: ["NATSJetStream"]),
         .testTarget(name: "NexModelsTests", dependencies: ["NexModels"], resources: [.copy("Golden")]),
+        .testTarget(name: "NexNodeTests", dependencies: ["NexNode"]),
         .testTarget(
             name: "NATSTests",
             dependencies: [

@@ -1,0 +1,246 @@
+import Foundation
+
+/// A node's configuration file (`nex node up --config FILE`): the Nex 0.x keys, plus `sandbox`.
+/// Unknown keys are errors that name the key.
+public struct NodeConfiguration: Codable, Sendable, Equatable {
+    public var defaultResourceDir: String?
+    public var kernelFilepath: String?
+    public var rootfsFilepath: String?
+    /// Warm agents kept ready (default 1).
+    public var machinePoolSize = 1
+    public var machineTemplate = MachineTemplate()
+    /// Free-form CNI settings (kept for compatibility; the sandbox drivers use their own).
+    public var cni: [String: String]?
+    /// Run workloads without any sandbox. Off by default: sandboxed is the default.
+    public var noSandbox = false
+    /// Sandbox driver: `auto` (strongest that works), `namespace`, `vm` or `firecracker`.
+    public var sandbox = "auto"
+    /// Workload types this node runs (default `["native"]`).
+    public var workloadTypes = ["native"]
+    public var allowDuplicateWorkloads = false
+    /// Trigger subjects refused in addition to `$SYS.>`, `$JS.>`, `$NEX.>`.
+    public var denyTriggerSubjects: [String] = []
+    /// Issuer public keys (`A…`) allowed to deploy; empty allows any issuer.
+    public var validIssuers: [String] = []
+    public var tags: [String: String] = [:]
+    public var nodeLimits = NodeLimits()
+    public var hostServicesConfig: HostServices?
+    public var autostart: Autostart?
+    public var agentHandshakeTimeoutMs = 25_000
+    public var agentPingTimeoutMs = 750
+    public var otelMetrics: Bool?
+    public var otelMetricsPort: Int?
+    public var otelMetricsExporter: String?
+    public var otelTraces: Bool?
+    public var otelTracesExporter: String?
+    public var otlpExporterURL: String?
+
+    public init() {}
+
+    /// Resources of each sandbox.
+    public struct MachineTemplate: Codable, Sendable, Equatable {
+        public var vcpuCount = 1
+        public var memsizeMib = 256
+        public init() {}
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case vcpuCount = "vcpu_count"
+            case memsizeMib = "memsize_mib"
+        }
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.allNames)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            vcpuCount = try c.decodeIfPresent(Int.self, forKey: .vcpuCount) ?? 1
+            memsizeMib = try c.decodeIfPresent(Int.self, forKey: .memsizeMib) ?? 256
+        }
+    }
+
+    /// Limits over everything the node runs; nil is unlimited.
+    public struct NodeLimits: Codable, Sendable, Equatable {
+        public var maxWorkloads: Int?
+        public var maxTotalBytes: Int64?
+        public var maxWorkloadBytes: Int64?
+        public init() {}
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case maxWorkloads = "max_workloads"
+            case maxTotalBytes = "max_total_bytes"
+            case maxWorkloadBytes = "max_workload_bytes"
+        }
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.allNames)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            maxWorkloads = try c.decodeIfPresent(Int.self, forKey: .maxWorkloads)
+            maxTotalBytes = try c.decodeIfPresent(Int64.self, forKey: .maxTotalBytes)
+            maxWorkloadBytes = try c.decodeIfPresent(Int64.self, forKey: .maxWorkloadBytes)
+        }
+    }
+
+    /// Where host services connect, and which are on.
+    public struct HostServices: Codable, Sendable, Equatable {
+        public var nats: NATSConnection?
+        /// `kv`, `objectstore`, `messaging`, `http`.
+        public var services: [String: ServiceSwitch]?
+
+        public struct NATSConnection: Codable, Sendable, Equatable {
+            public var natsURL: String?
+            public var natsUserJWT: String?
+            public var natsUserSeed: String?
+            enum CodingKeys: String, CodingKey, CaseIterable {
+                case natsURL = "nats_url"
+                case natsUserJWT = "nats_user_jwt"
+                case natsUserSeed = "nats_user_seed"
+            }
+            public init(from decoder: any Decoder) throws {
+                try decoder.rejectUnknownKeys(CodingKeys.allNames)
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                natsURL = try c.decodeIfPresent(String.self, forKey: .natsURL)
+                natsUserJWT = try c.decodeIfPresent(String.self, forKey: .natsUserJWT)
+                natsUserSeed = try c.decodeIfPresent(String.self, forKey: .natsUserSeed)
+            }
+        }
+
+        public struct ServiceSwitch: Codable, Sendable, Equatable {
+            public var enabled: Bool
+            public var config: [String: String]?
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case nats, services }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.allNames)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            nats = try c.decodeIfPresent(NATSConnection.self, forKey: .nats)
+            services = try c.decodeIfPresent([String: ServiceSwitch].self, forKey: .services)
+            for name in (services ?? [:]).keys where !["kv", "objectstore", "messaging", "http"].contains(name) {
+                throw NodeConfigurationError.unknownKey("host_services_config.services.\(name)")
+            }
+        }
+    }
+
+    /// Workloads the node deploys at start.
+    public struct Autostart: Codable, Sendable, Equatable {
+        public var workloads: [AutostartWorkload]
+    }
+
+    /// One workload deployed at start. Its environment is sealed before it goes anywhere.
+    public struct AutostartWorkload: Codable, Sendable, Equatable {
+        public var name: String
+        public var namespace: String?
+        public var description: String?
+        public var type: String
+        public var location: String
+        public var hash: String?
+        public var environment: [String: String]?
+        public var essential: Bool?
+        public var triggerSubjects: [String]?
+        public var argv: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case name, namespace, description, type, location, hash, environment, essential, argv
+            case triggerSubjects = "trigger_subjects"
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case cni, sandbox, tags, autostart
+        case defaultResourceDir = "default_resource_dir"
+        case kernelFilepath = "kernel_filepath"
+        case rootfsFilepath = "rootfs_filepath"
+        case machinePoolSize = "machine_pool_size"
+        case machineTemplate = "machine_template"
+        case noSandbox = "no_sandbox"
+        case workloadTypes = "workload_types"
+        case allowDuplicateWorkloads = "allow_duplicate_workloads"
+        case denyTriggerSubjects = "deny_trigger_subjects"
+        case validIssuers = "valid_issuers"
+        case nodeLimits = "node_limits"
+        case hostServicesConfig = "host_services_config"
+        case agentHandshakeTimeoutMs = "agent_handshake_timeout_ms"
+        case agentPingTimeoutMs = "agent_ping_timeout_ms"
+        case otelMetrics = "otel_metrics"
+        case otelMetricsPort = "otel_metrics_port"
+        case otelMetricsExporter = "otel_metrics_exporter"
+        case otelTraces = "otel_traces"
+        case otelTracesExporter = "otel_traces_exporter"
+        case otlpExporterURL = "otlp_exporter_url"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.allNames)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        defaultResourceDir = try c.decodeIfPresent(String.self, forKey: .defaultResourceDir)
+        kernelFilepath = try c.decodeIfPresent(String.self, forKey: .kernelFilepath)
+        rootfsFilepath = try c.decodeIfPresent(String.self, forKey: .rootfsFilepath)
+        machinePoolSize = try c.decodeIfPresent(Int.self, forKey: .machinePoolSize) ?? 1
+        machineTemplate = try c.decodeIfPresent(MachineTemplate.self, forKey: .machineTemplate) ?? MachineTemplate()
+        cni = try c.decodeIfPresent([String: String].self, forKey: .cni)
+        noSandbox = try c.decodeIfPresent(Bool.self, forKey: .noSandbox) ?? false
+        sandbox = try c.decodeIfPresent(String.self, forKey: .sandbox) ?? "auto"
+        workloadTypes = try c.decodeIfPresent([String].self, forKey: .workloadTypes) ?? ["native"]
+        allowDuplicateWorkloads = try c.decodeIfPresent(Bool.self, forKey: .allowDuplicateWorkloads) ?? false
+        denyTriggerSubjects = try c.decodeIfPresent([String].self, forKey: .denyTriggerSubjects) ?? []
+        validIssuers = try c.decodeIfPresent([String].self, forKey: .validIssuers) ?? []
+        tags = try c.decodeIfPresent([String: String].self, forKey: .tags) ?? [:]
+        nodeLimits = try c.decodeIfPresent(NodeLimits.self, forKey: .nodeLimits) ?? NodeLimits()
+        hostServicesConfig = try c.decodeIfPresent(HostServices.self, forKey: .hostServicesConfig)
+        autostart = try c.decodeIfPresent(Autostart.self, forKey: .autostart)
+        agentHandshakeTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .agentHandshakeTimeoutMs) ?? 25_000
+        agentPingTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .agentPingTimeoutMs) ?? 750
+        otelMetrics = try c.decodeIfPresent(Bool.self, forKey: .otelMetrics)
+        otelMetricsPort = try c.decodeIfPresent(Int.self, forKey: .otelMetricsPort)
+        otelMetricsExporter = try c.decodeIfPresent(String.self, forKey: .otelMetricsExporter)
+        otelTraces = try c.decodeIfPresent(Bool.self, forKey: .otelTraces)
+        otelTracesExporter = try c.decodeIfPresent(String.self, forKey: .otelTracesExporter)
+        otlpExporterURL = try c.decodeIfPresent(String.self, forKey: .otlpExporterURL)
+        try validate()
+    }
+
+    /// Checks values a decoder cannot (ranges, choices, key shapes).
+    public func validate() throws {
+        guard machinePoolSize >= 1 else { throw NodeConfigurationError.invalid("machine_pool_size must be at least 1") }
+        guard machineTemplate.vcpuCount >= 1, machineTemplate.memsizeMib >= 16 else {
+            throw NodeConfigurationError.invalid("machine_template needs vcpu_count ≥ 1 and memsize_mib ≥ 16")
+        }
+        guard ["auto", "namespace", "vm", "firecracker"].contains(sandbox) else {
+            throw NodeConfigurationError.invalid("sandbox must be auto, namespace, vm or firecracker (got \(sandbox))")
+        }
+        for t in workloadTypes where !["native", "v8", "wasm"].contains(t) {
+            throw NodeConfigurationError.invalid("workload type \(t) is not native, v8 or wasm")
+        }
+        for issuer in validIssuers where !(issuer.hasPrefix("A") && issuer.count == 56) {
+            throw NodeConfigurationError.invalid("valid_issuers holds \(issuer), not an account public key")
+        }
+        for key in tags.keys where key.hasPrefix("nex.") {
+            throw NodeConfigurationError.invalid("tag \(key) is reserved for the node")
+        }
+    }
+
+    /// Reads and checks a configuration file.
+    public static func load(path: String) throws -> NodeConfiguration {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw NodeConfigurationError.unreadable("\(path): \(error.localizedDescription)")
+        }
+        return try parse(data)
+    }
+
+    /// Parses configuration JSON, turning decoding failures into errors that say where.
+    public static func parse(_ data: Data) throws -> NodeConfiguration {
+        do {
+            return try JSONDecoder().decode(NodeConfiguration.self, from: data)
+        } catch let e as NodeConfigurationError {
+            throw e
+        } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw NodeConfigurationError.invalid("\(path) should be \(type)")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw NodeConfigurationError.invalid("not valid JSON: \(context.debugDescription)")
+        } catch {
+            throw NodeConfigurationError.invalid("\(error)")
+        }
+    }
+}
+
+extension CaseIterable where Self: CodingKey {
+    /// Every key name, for rejecting the ones not listed.
+    static var allNames: [String] { allCases.map(\.stringValue) }
+}

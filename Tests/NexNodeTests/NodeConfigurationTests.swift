@@ -1,0 +1,68 @@
+import Foundation
+import NexNode
+import Testing
+
+func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.parse(Data(json.utf8)) }
+
+@Suite struct NodeConfigurationTests {
+    @Test func defaultsFollowNex() throws {
+        let c = try parse("{}")
+        #expect(c.machinePoolSize == 1 && c.machineTemplate.vcpuCount == 1 && c.machineTemplate.memsizeMib == 256)
+        #expect(c.noSandbox == false && c.sandbox == "auto" && c.workloadTypes == ["native"])
+        #expect(c.agentHandshakeTimeoutMs == 25_000 && c.agentPingTimeoutMs == 750)
+        #expect(c.nodeLimits.maxWorkloads == nil && c.validIssuers.isEmpty)
+    }
+
+    @Test func readsTheNexKeys() throws {
+        let c = try parse(
+            """
+            {"machine_pool_size": 3, "machine_template": {"vcpu_count": 2, "memsize_mib": 512},
+             "no_sandbox": true, "workload_types": ["native", "v8", "wasm"], "allow_duplicate_workloads": true,
+             "deny_trigger_subjects": ["secret.>"], "tags": {"zone": "eu"},
+             "valid_issuers": ["ACA3F2EW6SNIMMVE6OSYZVJWZYTYSQIS37SMGX4L26IWTR3BBILHSAWN"],
+             "node_limits": {"max_workloads": 10, "max_total_bytes": 1000000},
+             "host_services_config": {"nats": {"nats_url": "nats://hs:4222"},
+                                      "services": {"kv": {"enabled": true}, "http": {"enabled": false}}},
+             "autostart": {"workloads": [{"name": "echo", "type": "native", "location": "nats://B/echo",
+                                          "environment": {"A": "1"}, "essential": true}]},
+             "otel_metrics": false}
+            """)
+        #expect(c.machinePoolSize == 3 && c.machineTemplate.memsizeMib == 512 && c.noSandbox)
+        #expect(c.workloadTypes == ["native", "v8", "wasm"] && c.denyTriggerSubjects == ["secret.>"])
+        #expect(c.nodeLimits.maxWorkloads == 10 && c.nodeLimits.maxTotalBytes == 1_000_000)
+        #expect(c.hostServicesConfig?.nats?.natsURL == "nats://hs:4222")
+        #expect(c.hostServicesConfig?.services?["kv"]?.enabled == true)
+        #expect(c.autostart?.workloads.first?.environment == ["A": "1"])
+    }
+
+    @Test(arguments: [
+        (#"{"machine_pool_sise": 2}"#, "machine_pool_sise"),
+        (#"{"machine_template": {"vcpus": 2}}"#, "machine_template.vcpus"),
+        (#"{"node_limits": {"max_memory": 1}}"#, "node_limits.max_memory"),
+        (#"{"host_services_config": {"nats": {"url": "x"}}}"#, "host_services_config.nats.url"),
+        (#"{"host_services_config": {"services": {"ftp": {"enabled": true}}}}"#, "host_services_config.services.ftp"),
+    ])
+    func unknownKeysAreNamed(_ json: String, _ key: String) {
+        #expect(throws: NodeConfigurationError.unknownKey(key)) { try parse(json) }
+    }
+
+    @Test(arguments: [
+        #"{"machine_pool_size": "three"}"#, #"{"machine_pool_size": 0}"#, #"{"sandbox": "docker"}"#,
+        #"{"workload_types": ["python"]}"#, #"{"valid_issuers": ["UABC"]}"#, #"{"tags": {"nex.os": "x"}}"#,
+        "not json", #"{"machine_template": {"memsize_mib": 1}}"#,
+    ])
+    func badValuesAreClearErrors(_ json: String) {
+        let error = #expect(throws: NodeConfigurationError.self) { try parse(json) }
+        #expect(error?.description.isEmpty == false)
+    }
+
+    @Test func typeErrorsSayWhere() {
+        #expect(throws: NodeConfigurationError.invalid("machine_template.vcpu_count should be Int")) {
+            try parse(#"{"machine_template": {"vcpu_count": true}}"#)
+        }
+    }
+
+    @Test func missingFileIsUnreadable() {
+        #expect(throws: NodeConfigurationError.self) { try NodeConfiguration.load(path: "/nonexistent/node.json") }
+    }
+}
