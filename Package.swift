@@ -84,7 +84,7 @@ let package = Package(
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         // L7: the node (configuration so far; control API, pool and agents to come).
-        .target(name: "NexNode", dependencies: ["NexModels"]),
+        .target(name: "NexNode", dependencies: ["NexModels", "NKeys"]),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
         .executableTarget(
@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
         .testTarget(name: "NATSJetStreamTests", dependencies: ["NATSJetStream"]),
         .testTarget(name: "NexModelsTests", dependencies: ["NexModels"], resources: [.copy("Golden")]),
-        .testTarget(name: "NexNodeTests", dependencies: ["NexNode"]),
+        .testTarget(name: "NexNodeTests", dependencies: ["NexNode", "NexModels", "NKeys", "NexControlClient"]),
         .testTarget(
             name: "NATSTests",
             dependencies: [

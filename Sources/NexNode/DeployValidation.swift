@@ -1,0 +1,113 @@
+import Foundation
+import NKeys
+import NexModels
+
+/// A deploy request that passed every check, with what the checks produced.
+public struct ValidatedDeploy: Sendable {
+    public var request: DeployRequest
+    public var claims: JWTClaims
+    /// The decrypted environment.
+    public var environment: [String: String]
+    /// The signed artifact hash (hex SHA-256).
+    public var hash: String
+}
+
+/// The checks of a deploy that need no agent (wire contract §3), in the order a user would want to hear
+/// about them. Each failure is a message for the requester.
+public struct DeployValidator: Sendable {
+    public var config: NodeConfiguration
+    /// The node's curve key: environments are sealed to it.
+    public var xkey: NKeyPair
+    public var lameDuck = false
+    public var now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+
+    public init(config: NodeConfiguration, xkey: NKeyPair) {
+        self.config = config
+        self.xkey = xkey
+    }
+
+    /// `^[a-zA-Z0-9_-]+$`.
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty
+            && name.unicodeScalars.allSatisfy { c in
+                (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "_" || c == "-"
+            }
+    }
+
+    public func validate(_ request: DeployRequest) -> Result<ValidatedDeploy, DeployRefusal> {
+        if lameDuck { return .failure(.init("node is in lame duck mode and accepts no new workloads")) }
+        guard config.workloadTypes.contains(request.type) else {
+            return .failure(.init("workload type \(request.type) is not supported by this node"))
+        }
+        for subject in request.triggerSubjects ?? [] {
+            if let denied = Self.deniedBy(subject, deny: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
+            {
+                return .failure(.init("trigger subject \(subject) is not allowed (denied by \(denied))"))
+            }
+        }
+        if request.type != "native", (request.triggerSubjects ?? []).isEmpty {
+            return .failure(.init("a \(request.type) function needs at least one trigger subject"))
+        }
+        let claims: JWTClaims
+        do { claims = try NATSJWT.verify(request.workloadJWT, now: now()) } catch {
+            return .failure(.init("invalid workload JWT: \(error.message)"))
+        }
+        guard claims.issuer.hasPrefix("A") else {
+            return .failure(.init("the workload JWT issuer must be an account key"))
+        }
+        if !config.validIssuers.isEmpty, !config.validIssuers.contains(claims.issuer) {
+            return .failure(.init("issuer \(claims.issuer) is not a valid issuer for this node"))
+        }
+        guard let name = claims.nats["name"]?.stringValue, Self.isValidName(name) else {
+            return .failure(.init("invalid workload name in the JWT: names may use letters, digits, - and _"))
+        }
+        guard name == request.workloadName else {
+            return .failure(.init("workload name \(request.workloadName) does not match the signed name \(name)"))
+        }
+        guard let signedHash = claims.nats["hash"]?.stringValue, signedHash.count == 64 else {
+            return .failure(.init("the workload JWT carries no artifact hash"))
+        }
+        if let hash = request.hash, !hash.isEmpty, hash.lowercased() != signedHash.lowercased() {
+            return .failure(.init("hash \(hash) does not match the signed hash"))
+        }
+        var environment: [String: String] = [:]
+        if let sealed = request.environment, !sealed.isEmpty {
+            guard let bytes = Data(base64Encoded: sealed) else { return .failure(.init("environment is not base64")) }
+            do {
+                let plain = try xkey.open(Array(bytes), from: request.senderPublicKey)
+                environment = try JSONDecoder().decode([String: String].self, from: Data(plain))
+            } catch let e as NKeyError {
+                return .failure(.init("cannot open the environment (sealed to another node's xkey?): \(e.message)"))
+            } catch {
+                return .failure(.init("the environment is not a JSON object of strings"))
+            }
+        }
+        return .success(
+            ValidatedDeploy(request: request, claims: claims, environment: environment, hash: signedHash.lowercased()))
+    }
+
+    /// The deny pattern that covers `subject` (or `subject` could match a denied subject), if any.
+    static func deniedBy(_ subject: String, deny: [String]) -> String? {
+        let s = subject.split(separator: ".", omittingEmptySubsequences: false)
+        for pattern in deny {
+            let p = pattern.split(separator: ".", omittingEmptySubsequences: false)
+            if overlaps(s[...], p[...]) { return pattern }
+        }
+        return nil
+    }
+
+    /// True when some concrete subject matches both patterns (wildcards on either side).
+    static func overlaps(_ a: ArraySlice<Substring>, _ b: ArraySlice<Substring>) -> Bool {
+        guard let x = a.first, let y = b.first else { return a.isEmpty && b.isEmpty }
+        if x == ">" || y == ">" { return true }
+        guard x == "*" || y == "*" || x == y else { return false }
+        return overlaps(a.dropFirst(), b.dropFirst())
+    }
+}
+
+/// Why a deploy was refused (sent back verbatim as the envelope's `error`).
+public struct DeployRefusal: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
