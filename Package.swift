@@ -84,7 +84,13 @@ let package = Package(
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         // L7: the node (configuration so far; control API, pool and agents to come).
-        .target(name: "NexNode", dependencies: ["NexModels", "NKeys"]),
+        .target(
+            name: "NexNode",
+            dependencies: [
+                "NexModels", "NKeys", "NATS", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
         .executableTarget(
@@ -111,6 +117,7 @@ let package = Package(
             name: "NATSIntegrationTests",
             dependencies: [
                 "NATS", "NKeys", "NATSJetStream", "NATSServices", "NATSTestSupport", "NexModels", "NexControlClient",
+                "NexNode",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -34,6 +34,8 @@ public struct NexControlClient: Sendable {
     public var timeout: Duration
     /// How long scatter-gather calls (PING, AUCTION, WPING) wait for more nodes after the first answer.
     public var gatherStall: Duration = .milliseconds(500)
+    /// How long scatter-gather calls wait in all (nodes that do not match never answer).
+    public var gatherTimeout: Duration = .seconds(2)
 
     public init(client: NATSClient, namespace: String = "default", timeout: Duration = .seconds(5)) {
         self.client = client
@@ -190,7 +192,7 @@ public struct NexControlClient: Sendable {
     func gather<T: Codable & Sendable>(_ subject: String, _ body: [UInt8], as: T.Type) async throws -> [T] {
         let replies: [NATSMessage]
         do {
-            replies = try await client.requestMany(body, to: subject, stall: gatherStall, timeout: timeout)
+            replies = try await client.requestMany(body, to: subject, stall: gatherStall, timeout: gatherTimeout)
         } catch let e as NATSError where e.code == .noResponders {
             return []
         }

@@ -1,0 +1,154 @@
+import Foundation
+import Logging
+import NATS
+import NATSTestSupport
+import NKeys
+import NexControlClient
+import NexModels
+import NexNode
+import ServiceLifecycle
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct NexNodeControlAPITests {
+    func withNode<T>(
+        _ configure: (inout NodeConfiguration) -> Void = { _ in },
+        _ body: (NexNode, NexControlClient, NATSClient, EventRecorderOfSubjects) async throws -> T
+    ) async throws -> T {
+        try await withServerAndClient(.init(jetStream: true)) { server, client in
+            var config = NodeConfiguration()
+            config.noSandbox = true
+            config.workloadTypes = ["native", "v8"]
+            configure(&config)
+            let events = try await EventRecorderOfSubjects(client, subject: "$NEX.events.>")
+            let node = NexNode(configuration: config, client: client, heartbeatInterval: .milliseconds(200))
+            try await node.start()
+            defer { Task { await node.stop(graceful: true) } }
+            var nex = NexControlClient(client: client)
+            nex.gatherTimeout = .milliseconds(400)
+            nex.gatherStall = .milliseconds(150)
+            return try await body(node, nex, client, events)
+        }
+    }
+
+    @Test func startAndDiscover() async throws {
+        try await withNode { node, nex, client, events in
+            let pings = try await nex.ping()
+            #expect(pings.count == 1)
+            let ping = try #require(pings.first)
+            #expect(ping.nodeID.hasPrefix("N") && ping.nodeID == node.nodeID && ping.targetXkey.hasPrefix("X"))
+            #expect(ping.tags["nex.os"] == "linux" && ping.tags["nex.arch"] != nil && ping.tags["nex.cpucount"] != nil)
+            #expect(ping.tags["nex.unsafe"] == "true")
+            #expect(try await nex.ping(node: node.nodeID).nodeID == node.nodeID)
+            try await events.waitFor("node_started") { $0.hasSuffix(".system.node_started") }
+            // The raw control API: a plain request, an envelope back.
+            let raw = try await client.request([UInt8](), to: "$NEX.PING")
+            let envelope = try JSONSerialization.jsonObject(with: Data(raw.bytes)) as? [String: Any]
+            #expect(envelope?["type"] as? String == "io.nats.nex.v1.ping_response")
+            #expect((envelope?["data"] as? [String: Any])?["node_id"] as? String == node.nodeID)
+        }
+    }
+
+    @Test func infoAndAuction() async throws {
+        try await withNode({ $0.tags = ["zone": "EU-1"] }) { node, nex, _, _ in
+            let info = try await nex.info(node: node.nodeID)
+            #expect(info.machines.isEmpty && info.supportedWorkloadTypes == ["native", "v8"])
+            #expect((info.memory?.total ?? 0) > 0 && info.publicXkey == node.xkey.publicKey)
+            #expect(try await nex.auction(AuctionRequest(os: "linux", tags: ["zone": "eu-1"])).count == 1)
+            #expect(try await nex.auction(AuctionRequest(workloadTypes: ["wasm"])).isEmpty)
+            #expect(try await nex.auction(AuctionRequest(sandboxed: true)).isEmpty)
+            #expect(try await nex.auction(AuctionRequest(tags: ["zone": "us"])).isEmpty)
+        }
+    }
+
+    @Test func deploysAreCheckedAndRefusedVerbatim() async throws {
+        try await withNode { node, nex, client, _ in
+            let issuer = NKeyPair.generate(.account)
+            let publisher = NKeyPair.generate(.curve)
+            func request(name: String, triggers: [String] = [], type: String = "native") throws -> DeployRequest {
+                try NexControlClient.makeDeployRequest(
+                    name: name, type: type, location: WorkloadLocation(bucket: "B", key: "k"),
+                    hash: String(repeating: "0", count: 64), issuer: issuer, publisher: publisher,
+                    targetNode: node.nodeID, targetXkey: node.xkey.publicKey, triggerSubjects: triggers)
+            }
+            func refusal(_ r: DeployRequest) async -> String? {
+                do {
+                    _ = try await nex.deploy(r, to: node.nodeID)
+                    return nil
+                } catch let e as NexClientError where e.code == .refused {
+                    return e.message
+                } catch {
+                    return "unexpected \(error)"
+                }
+            }
+            #expect(await refusal(try request(name: "echo service"))?.contains("invalid workload name") == true)
+            #expect(
+                await refusal(try request(name: "f", triggers: ["$SYS.>"], type: "v8"))?.contains("not allowed") == true
+            )
+            #expect(await refusal(try request(name: "w", type: "wasm"))?.contains("not supported") == true)
+            #expect(await refusal(try request(name: "echoservice"))?.contains("no agent available") == true)
+            // Malformed JSON gets an error envelope, not silence.
+            let raw = try await client.request(
+                "{not json", to: NexSubjects.deploy(namespace: "default", node: node.nodeID))
+            let env = try JSONDecoder().decode(Envelope<RunResponse>.self, from: Data(raw.bytes))
+            #expect(env.isFailure && env.error?.contains("malformed deploy request") == true)
+            let stop = await #expect(throws: NexClientError.self) {
+                try await nex.stop(workloadID: "nope", node: node.nodeID, issuer: issuer)
+            }
+            #expect(stop?.message == "no such workload")
+        }
+    }
+
+    @Test func lameDuckRefusesDeploysAndSaysSo() async throws {
+        try await withNode { node, nex, _, events in
+            let response = try await nex.lameDuck(node: node.nodeID)
+            #expect(response.success && response.nodeID == node.nodeID)
+            try await events.waitFor("node_entered_lameduck") { $0.hasSuffix(".system.node_entered_lameduck") }
+            #expect(try await nex.ping(node: node.nodeID).tags["nex.lameduck"] == "true")
+            let r = try NexControlClient.makeDeployRequest(
+                name: "x", type: "native", location: WorkloadLocation(bucket: "B", key: "k"),
+                hash: String(repeating: "0", count: 64), issuer: .generate(.account), publisher: .generate(.curve),
+                targetNode: node.nodeID, targetXkey: node.xkey.publicKey)
+            let error = await #expect(throws: NexClientError.self) { try await nex.deploy(r, to: node.nodeID) }
+            #expect(error?.message.contains("lame duck") == true)
+            #expect(try await nex.auction(AuctionRequest()).isEmpty)
+        }
+    }
+
+    @Test func runsAsAServiceWithHeartbeatsAndStopsGracefully() async throws {
+        try await withServerAndClient { _, client in
+            let events = try await EventRecorderOfSubjects(client, subject: "$NEX.events.system.*")
+            var config = NodeConfiguration()
+            config.noSandbox = true
+            let node = NexNode(configuration: config, client: client, heartbeatInterval: .milliseconds(100))
+            let group = ServiceGroup(
+                services: [node], gracefulShutdownSignals: [],
+                logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+            let running = Task { try await group.run() }
+            try await events.waitFor("heartbeat") { $0.hasSuffix(".heartbeat") }
+            await group.triggerGracefulShutdown()
+            try await running.value
+            try await events.waitFor("node_stopped") { $0.hasSuffix(".node_stopped") }
+        }
+    }
+}
+
+/// Records the subjects of messages on a subscription.
+final class EventRecorderOfSubjects: Sendable {
+    let seen = Locked<[String]>([])
+    let task: Task<Void, Never>
+
+    init(_ client: NATSClient, subject: String) async throws {
+        let sub = try await client.subscribe(to: subject)
+        try await client.flush()
+        let seen = self.seen
+        task = Task {
+            do { for try await m in sub { seen.withLock { $0.append(m.subject) } } } catch {}
+        }
+    }
+
+    deinit { task.cancel() }
+
+    func waitFor(_ what: String, _ match: @escaping (String) -> Bool) async throws {
+        try await eventually(what) { self.seen.value.contains(where: match) }
+    }
+}
