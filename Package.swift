@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "NexControlClient", targets: ["NexControlClient"]),
         .library(name: "NexNode", targets: ["NexNode"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
+        .executable(name: "nex", targets: ["nex"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -33,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // L0
@@ -90,6 +92,20 @@ let package = Package(
                 "NexModels", "NKeys", "NATS", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // L8: every `nex` subcommand; L9: the one-file executable.
+        .target(
+            name: "NexCLICommands",
+            dependencies: [
+                "NATS", "NexModels", "NexControlClient", "NexNode", "NATSTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "nex",
+            dependencies: ["NexCLICommands", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),

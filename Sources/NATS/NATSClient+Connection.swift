@@ -37,7 +37,7 @@ extension NATSClient {
             channel = try await transport.connect(
                 to: server, on: eventLoop, timeout: configuration.connectTimeout, initialize: initialize)
         } catch {
-            let e = NATSError(.noServers, "cannot reach \(server): \(error)")
+            let e = NATSError(.noServers, "cannot reach \(server): \(Self.describeConnectFailure(error))")
             infoPromise.fail(e)
             connectedPromise.fail(e)
             throw e
@@ -411,6 +411,18 @@ extension NATSClient {
         case nil:
             break
         }
+    }
+}
+
+extension NATSClient {
+    /// A short reason for a failed TCP connect ("Connection refused"), not NIO's nested description.
+    static func describeConnectFailure(_ error: any Error) -> String {
+        if let e = error as? NIOConnectionError, let first = e.connectionErrors.first {
+            return describeConnectFailure(first.error)
+        }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
+        if error is ChannelError { return "\(error)" }
+        return "\(error)"
     }
 }
 

@@ -107,8 +107,8 @@ public final class NATSClient: Sendable {
         case .failure(let error):
             finishClosing(NATSError(.connectionClosed, "connect failed"))
             if let e = error as? NATSError, e.code != .timeout, e.code != .noServers { throw e }
-            throw NATSError(
-                .noServers, "could not connect to \(addresses.map(\.description).joined(separator: ", ")): \(error)")
+            let reason = (error as? NATSError)?.message ?? "\(error)"
+            throw NATSError(.noServers, reason)
         }
     }
 

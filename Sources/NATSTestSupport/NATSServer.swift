@@ -18,6 +18,8 @@ public final class NATSServer: Sendable {
         public var cluster: Cluster?
         /// Server name (`-n`).
         public var name: String?
+        /// Where JetStream stores data; nil uses the server's own temp dir.
+        public var storeDirectory: String?
 
         /// Cluster membership of one server.
         public struct Cluster: Sendable {
@@ -94,7 +96,9 @@ public final class NATSServer: Sendable {
         try? FileManager.default.removeItem(at: portsDir)
         try FileManager.default.createDirectory(at: portsDir, withIntermediateDirectories: true)
         var args = ["-a", "127.0.0.1", "-p", options.port.map(String.init) ?? "-1", "--ports_file_dir", portsDir.path]
-        if options.jetStream { args += ["-js", "-sd", dir.appendingPathComponent("js").path] }
+        if options.jetStream {
+            args += ["-js", "-sd", options.storeDirectory ?? dir.appendingPathComponent("js").path]
+        }
         if let name = options.name { args += ["-n", name] }
         if let cluster = options.cluster {
             args += [

@@ -10,11 +10,18 @@ public final class PeerProcess: Sendable {
         self.process = Mutex(process)
     }
 
-    /// Starts `executable` with `arguments`.
-    public static func start(_ executable: String, _ arguments: [String]) throws -> PeerProcess {
+    /// Starts `executable` with `arguments`; `environment` entries are added (nil values remove a variable).
+    public static func start(
+        _ executable: String, _ arguments: [String], environment: [String: String?] = [:]
+    ) throws -> PeerProcess {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
+        if !environment.isEmpty {
+            var env = ProcessInfo.processInfo.environment
+            for (k, v) in environment { env[k] = v }
+            p.environment = env
+        }
         let out = Pipe()
         let err = Pipe()
         p.standardOutput = out
@@ -73,6 +80,12 @@ public final class PeerProcess: Sendable {
             try await Task.sleep(for: .milliseconds(10))
         }
         return process.withLock { $0.terminationStatus }
+    }
+
+    /// Sends SIGTERM (a graceful stop) and waits for the exit.
+    public func terminate() async throws -> Int32 {
+        process.withLock { if $0.isRunning { $0.terminate() } }
+        return try await waitForExit()
     }
 
     /// Everything the peer wrote to stderr.

@@ -68,12 +68,12 @@ public final class NexNode: Service, Sendable {
     /// shutdown unsubscribes and publishes `node_stopped`.
     public func run() async throws {
         try await start()
-        await withGracefulShutdownHandler {
-            while !Task.isCancelled, !Task.isShuttingDownGracefully {
-                do { try await Task.sleep(for: heartbeatInterval) } catch { break }
-                await publishHeartbeat()
+        // Cancelled (not merely flagged) on graceful shutdown, so a long heartbeat sleep ends at once.
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: self.heartbeatInterval)
+                await self.publishHeartbeat()
             }
-        } onGracefulShutdown: {
         }
         await stop(graceful: true)
     }

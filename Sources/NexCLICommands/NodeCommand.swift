@@ -1,0 +1,179 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NATS
+import NATSTestSupport
+import NexControlClient
+import NexModels
+import NexNode
+import ServiceLifecycle
+
+/// `nex node …`.
+struct NodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node", abstract: "Run a node, or list and inspect nodes.",
+        subcommands: [Up.self, List.self, Info.self])
+
+    /// `nex node up`.
+    struct Up: AsyncParsableCommand, NexCLIRunnable {
+        static let configuration = CommandConfiguration(
+            abstract: "Start a node on this machine (an embedded nats-server with JetStream when none is reachable).")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Option(help: "Node configuration file (JSON).")
+        var config: String?
+
+        @Option(name: .customLong("tags"), help: "Tag k=v (repeatable).")
+        var tags: [String] = []
+
+        @Flag(name: .customLong("no-sandbox"), help: "Run workloads without a sandbox (unsafe).")
+        var noSandbox = false
+
+        func execute() async throws {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = Logger.Level(rawValue: global.logLevel) ?? .info
+                return handler
+            }
+            var configuration = try config.map { try NodeConfiguration.load(path: $0) } ?? NodeConfiguration()
+            for tag in tags {
+                let parts = tag.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw CLIError("--tags takes k=v, got \(tag)") }
+                configuration.tags[parts[0]] = parts[1]
+            }
+            if noSandbox { configuration.noSandbox = true }
+            try configuration.validate()
+
+            var embedded: NATSServer?
+            let client: NATSClient
+            if let servers = global.servers {
+                client = try await global.connect()
+                Output.say("Connected to \(servers.joined(separator: ","))")
+            } else if let local = try? await global.connect(to: ["nats://127.0.0.1:4222"]) {
+                client = local
+                Output.say("Connected to nats://127.0.0.1:4222")
+            } else {
+                let server = try await Self.startEmbeddedServer()
+                embedded = server
+                client = NATSClient(configuration: try global.configuration(servers: [server.url]))
+                try await client.connect()
+                Output.say(
+                    "No NATS server given or reachable: started an embedded nats-server with JetStream at \(server.url)"
+                )
+                Output.say("(data under \(Self.dataDirectory)); point other tools at it with NATS_URL=\(server.url)")
+            }
+            defer { embedded?.stop() }
+
+            let node = NexNode(configuration: configuration, client: client, logger: Logger(label: "nex.node"))
+            Output.say("Node \(node.nodeID) is up (xkey \(node.xkey.publicKey)); Ctrl-C stops it")
+            let group = ServiceGroup(
+                services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "nex"))
+            try await group.run()
+            await client.close()
+        }
+
+        static var dataDirectory: String {
+            (ProcessInfo.processInfo.environment["NEX_HOME"]
+                ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.nex")) + "/nats"
+        }
+
+        static func startEmbeddedServer() async throws -> NATSServer {
+            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+            var options = NATSServer.Options(jetStream: true)
+            options.storeDirectory = dataDirectory
+            do { return try await NATSServer.start(options) } catch {
+                throw CLIError("no NATS server is reachable and an embedded one did not start: \(error)")
+            }
+        }
+    }
+
+    /// `nex node ls`.
+    struct List: AsyncParsableCommand, NexCLIRunnable {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the nodes that answer.")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func execute() async throws {
+            let client = try await global.connect()
+            defer { Task { await client.close() } }
+            let nodes = try await NexControlClient(client: client, namespace: global.namespace).ping()
+            if json {
+                print(try Output.json(nodes))
+                return
+            }
+            guard !nodes.isEmpty else { throw CLIError("no node answered") }
+            let rows = nodes.sorted { $0.nodeID < $1.nodeID }.map { n in
+                [
+                    n.nodeID, n.version, n.uptime, String(n.runningMachines),
+                    n.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+                ]
+            }
+            print(Output.table(["NODE ID", "VERSION", "UPTIME", "WORKLOADS", "TAGS"], rows))
+        }
+    }
+
+    /// `nex node info <id>`.
+    struct Info: AsyncParsableCommand, NexCLIRunnable {
+        static let configuration = CommandConfiguration(abstract: "Show one node's details.")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "The node id (N…).")
+        var node: String
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        func execute() async throws {
+            let client = try await global.connect()
+            defer { Task { await client.close() } }
+            let info = try await Output.refusalsAsErrors {
+                try await NexControlClient(client: client, namespace: global.namespace).info(node: node)
+            }
+            if json {
+                print(try Output.json(info))
+                return
+            }
+            print("Node:            \(node)")
+            print("Version:         \(info.version)   Uptime: \(info.uptime)")
+            print("Xkey:            \(info.publicXkey)")
+            print("Workload types:  \(info.supportedWorkloadTypes.joined(separator: ", "))")
+            print("Warm agents:     \(info.availableAgents)")
+            if let m = info.memory {
+                print("Memory (kB):     total \(m.total), free \(m.free), available \(m.available)")
+            }
+            print(
+                "Tags:            \(info.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))"
+            )
+            print("Workloads (\(global.namespace)): \(info.machines.isEmpty ? "none" : "")")
+            for m in info.machines {
+                print(
+                    "  \(m.workload.id)  \(m.workload.name)  \(m.workload.type)  up \(m.uptime)  healthy \(m.healthy)")
+            }
+        }
+    }
+}
+
+/// `nex lameduck <id>`.
+struct LameDuckCommand: AsyncParsableCommand, NexCLIRunnable {
+    static let configuration = CommandConfiguration(
+        commandName: "lameduck", abstract: "Put a node in lame duck mode: it refuses new workloads.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The node id (N…).")
+    var node: String
+
+    func execute() async throws {
+        let client = try await global.connect()
+        defer { Task { await client.close() } }
+        let response = try await Output.refusalsAsErrors {
+            try await NexControlClient(client: client, namespace: global.namespace).lameDuck(node: node)
+        }
+        print(response.success ? "Node \(node) is in lame duck mode" : "Node \(node) did not enter lame duck mode")
+    }
+}

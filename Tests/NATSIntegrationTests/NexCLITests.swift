@@ -1,0 +1,85 @@
+import Foundation
+import NATS
+import NATSTestSupport
+import Testing
+
+@Suite(.timeLimit(.minutes(2))) struct NexCLITests {
+    let nex = TestEnvironment.builtProduct("nex")
+
+    func run(_ args: [String], env: [String: String] = [:]) throws -> TestEnvironment.RunResult {
+        try TestEnvironment.runAllowingFailure(nex, args, environment: env)
+    }
+
+    @Test func versionAndHelp() throws {
+        #expect(try run(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0")
+        let help = try run(["--help"]).stdout
+        #expect(help.contains("node") && help.contains("lameduck"))
+    }
+
+    @Test func nodeUpListInfoLameDuck() async throws {
+        try await NATSServer.with(.init(jetStream: true)) { server in
+            let node = try PeerProcess.start(
+                nex, ["node", "up", "-s", server.url, "--no-sandbox", "--tags", "zone=eu"])
+            let lines = try await node.waitForLines(2)
+            let up = try #require(lines.first { $0.contains("is up") })
+            let nodeID = try #require(
+                up.split(separator: " ").first { $0.hasPrefix("N") && $0.count == 56 }.map(String.init))
+
+            let table = try run(["node", "ls", "-s", server.url])
+            #expect(table.status == 0 && table.stdout.contains("NODE ID") && table.stdout.contains(nodeID))
+            #expect(table.stdout.contains("zone=eu") && table.stdout.contains("nex.unsafe=true"))
+            let json = try run(["node", "ls", "--json", "-s", server.url])
+            let nodes = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
+            #expect(nodes?.first?["node_id"] as? String == nodeID)
+
+            let info = try run(["node", "info", nodeID, "--json", "-s", server.url])
+            let infoJSON = try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any]
+            #expect((infoJSON?["public_xkey"] as? String)?.hasPrefix("X") == true)
+            #expect(try run(["node", "info", nodeID, "-s", server.url]).stdout.contains("Warm agents:"))
+
+            let lameduck = try run(["lameduck", nodeID, "-s", server.url])
+            #expect(lameduck.status == 0 && lameduck.stdout.contains("lame duck mode"))
+            #expect(try run(["node", "ls", "-s", server.url]).stdout.contains("nex.lameduck=true"))
+
+            let missing = try run(["node", "info", "NNOSUCHNODE", "--timeout", "1", "-s", server.url])
+            #expect(missing.status != 0 && missing.stderr.contains("no node answered"))
+            #expect(try await node.terminate() == 0)
+        }
+    }
+
+    @Test func errorsAreOneLineAndNonZero() throws {
+        let unreachable = try run(["node", "ls", "-s", "nats://127.0.0.1:1"])
+        #expect(unreachable.status != 0 && unreachable.stderr.contains("Connection refused"))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nex-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let config = dir.appendingPathComponent("node.json").path
+        try #"{"machine_pool_sise": 2}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let bad = try run(["node", "up", "--config", config, "-s", "nats://127.0.0.1:1"])
+        #expect(bad.status != 0 && bad.stderr.contains("unknown configuration key \"machine_pool_sise\""))
+        let usage = try run(["node", "up", "--tags", "novalue", "-s", "nats://127.0.0.1:1"])
+        #expect(usage.status != 0 && usage.stderr.contains("k=v"))
+    }
+
+    @Test func nodeUpStartsAnEmbeddedServerWhenNoneIsGiven() async throws {
+        // Only meaningful when nothing listens on the default port.
+        let probe = NATSClient(configuration: .init(servers: ["nats://127.0.0.1:4222"]))
+        if (try? await probe.connect()) != nil {
+            await probe.close()
+            try #require(TestEnvironment.isCI == false, "something listens on 127.0.0.1:4222")
+            return
+        }
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("nex-home-\(UUID().uuidString)").path
+        let node = try PeerProcess.start(
+            nex, ["node", "up", "--no-sandbox"], environment: ["NEX_HOME": home, "NATS_URL": nil])
+        let lines = try await node.waitForLines(3, timeout: .seconds(30))
+        #expect(lines.contains { $0.contains("started an embedded nats-server with JetStream") })
+        let url = try #require(
+            lines.compactMap { line in
+                line.split(separator: " ").first { $0.hasPrefix("nats://") }.map { String($0) }
+            }.first)
+        let ls = try run(["node", "ls", "--json", "-s", url])
+        #expect(ls.status == 0 && ls.stdout.contains("node_id"))
+        #expect(FileManager.default.fileExists(atPath: home + "/nats"))
+        #expect(try await node.terminate() == 0)
+    }
+}
