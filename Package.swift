@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "NexCLICommands",
             dependencies: [
-                "NATS", "NexModels", "NexControlClient", "NexNode", "NATSTestSupport",
+                "NATS", "NATSJetStream", "NKeys", "NexModels", "NexControlClient", "NexNode", "NATSTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -7,7 +7,10 @@ public struct NexCommand: AsyncParsableCommand {
         commandName: "nex",
         abstract: "The NATS Execution Engine: run nodes on your NATS deployment and deploy workloads to them.",
         version: NexNode.version,
-        subcommands: [NodeCommand.self, LameDuckCommand.self]
+        subcommands: [
+            NodeCommand.self, DevRunCommand.self, RunCommand.self, StopCommand.self, LogsCommand.self,
+            EventsCommand.self, LameDuckCommand.self,
+        ]
     )
 
     public init() {}

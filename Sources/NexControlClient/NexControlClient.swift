@@ -148,7 +148,7 @@ public struct NexControlClient: Sendable {
     }
 
     /// The hex SHA-256 from an object store digest (`SHA-256=<base64url>`).
-    static func hexSHA256(fromDigest digest: String?) -> String? {
+    public static func hexSHA256(fromDigest digest: String?) -> String? {
         guard var b64 = digest, b64.uppercased().hasPrefix("SHA-256=") else { return nil }
         b64 = String(b64.dropFirst(8)).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while b64.count % 4 != 0 { b64 += "=" }

@@ -47,6 +47,69 @@ import Testing
         }
     }
 
+    @Test func devrunRunStopLogsEventsProbe() async throws {
+        try await NATSServer.with(.init(jetStream: true)) { server in
+            let url = server.url
+            let node = try PeerProcess.start(nex, ["node", "up", "-s", url, "--no-sandbox"])
+            let up = try #require(try await node.waitForLines(2).first { $0.contains("is up") })
+            let nodeID = try #require(
+                up.split(separator: " ").first { $0.hasPrefix("N") && $0.count == 56 }.map(String.init))
+            let home = server.directory.appendingPathComponent("nexhome").path
+            let env = ["NEX_HOME": home]
+            let artifact = server.directory.appendingPathComponent("echo-service.bin").path
+            try Data("binary".utf8).write(to: URL(fileURLWithPath: artifact))
+
+            let events = try PeerProcess.start(nex, ["events", "--all-namespaces", "-s", url])
+            try await events.waitForLines(1)
+
+            // devrun: keys made, artifact uploaded, auction, seal, sign, deploy — and the node's answer verbatim.
+            let first = try run(["devrun", artifact, "GREETING=hi", "-s", url], env: env)
+            #expect(
+                first.stdout.contains("Created \(home)/issuer.nk")
+                    && first.stdout.contains("Created \(home)/publisher.xk"))
+            #expect(first.status != 0 && first.stderr.contains("no agent available"))
+            let second = try run(["devrun", artifact, "-s", url], env: env)
+            #expect(second.stdout.contains("Reusing \(home)/issuer.nk"))
+            let denied = try run(["devrun", artifact, "--trigger_subject", "$SYS.>", "-s", url], env: env)
+            #expect(denied.status != 0 && denied.stderr.contains("not allowed"))
+            let wrongType = try run(["devrun", artifact, "--type", "wasm", "-s", url], env: env)
+            #expect(wrongType.status != 0 && wrongType.stderr.contains("no node answered that can run wasm"))
+
+            // run: the artifact devrun uploaded, with explicit key files.
+            let runArgs = [
+                "run", "nats://NEXCLIFILES/echo-service", nodeID, "--xkey", home + "/publisher.xk", "--issuer",
+                home + "/issuer.nk", "--name", "echo", "-s", url,
+            ]
+            #expect(try run(runArgs).stderr.contains("no agent available"))
+            #expect(
+                try run(["run", "http://x/y", nodeID, "--xkey", "a", "--issuer", "b", "--name", "n", "-s", url])
+                    .stderr.contains("nats://BUCKET/key"))
+            var missing = runArgs
+            missing[1] = "nats://NEXCLIFILES/none"
+            #expect(try run(missing).stderr.contains("no object none"))
+
+            let stop = try run(["stop", nodeID, "W1", "-s", url], env: env)
+            #expect(stop.status != 0 && stop.stderr.contains("no such workload"))
+            #expect(try run(["node", "probe", "-s", url]).stdout.contains("No workloads"))
+
+            let logs = try PeerProcess.start(nex, ["logs", "-s", url])
+            try await logs.waitForLines(1)
+            try await withClient([url]) { client in
+                try await client.publish(
+                    #"{"text":"hello from echo","level":8,"id":"W1"}"#, to: "$NEX.logs.default.\(nodeID).echo.W1")
+            }
+            let logLines = try await logs.waitForLines(2)
+            #expect(logLines.contains { $0.contains("[echo W1 error] hello from echo") })
+
+            _ = try run(["lameduck", nodeID, "-s", url])
+            let eventLines = try await events.waitForLines(2)
+            #expect(eventLines.contains { $0.contains("system node_entered_lameduck") })
+            _ = try await logs.terminate()
+            _ = try await events.terminate()
+            #expect(try await node.terminate() == 0)
+        }
+    }
+
     @Test func errorsAreOneLineAndNonZero() throws {
         let unreachable = try run(["node", "ls", "-s", "nats://127.0.0.1:1"])
         #expect(unreachable.status != 0 && unreachable.stderr.contains("Connection refused"))

@@ -1,0 +1,257 @@
+import ArgumentParser
+import Foundation
+import NATS
+import NATSJetStream
+import NKeys
+import NexControlClient
+import NexModels
+
+/// Options every deploying command shares.
+struct WorkloadOptions: ParsableArguments {
+    @Option(name: .customLong("type"), help: "native, v8 or wasm (default: from the file name).")
+    var type: String?
+
+    @Option(name: .customLong("trigger_subject"), help: "Subject that triggers a function (repeatable).")
+    var triggerSubjects: [String] = []
+
+    @Option(help: "Arguments for a native service, space-separated.")
+    var argv: String?
+
+    @Flag(help: "Restart the service when it exits with an error.")
+    var essential = false
+
+    @Option(help: "A description.")
+    var description: String?
+
+    /// `KEY=VAL` pairs into an environment.
+    static func environment(_ pairs: [String]) throws -> [String: String] {
+        var env: [String: String] = [:]
+        for pair in pairs {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else { throw CLIError("environment takes KEY=VAL, got \(pair)") }
+            env[parts[0]] = parts[1]
+        }
+        return env
+    }
+
+    /// The workload type of a file, from `--type` or its extension.
+    func type(of file: String) -> String {
+        if let type { return type }
+        if file.hasSuffix(".js") { return "v8" }
+        if file.hasSuffix(".wasm") { return "wasm" }
+        return "native"
+    }
+}
+
+/// `nex devrun FILE [KEY=VAL…]`.
+struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
+    static let configuration = CommandConfiguration(
+        commandName: "devrun",
+        abstract: "Upload a file and run it on a node chosen by auction (developer keys under ~/.nex).")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var workload: WorkloadOptions
+
+    @Argument(help: "The service executable, JavaScript file or WebAssembly module.")
+    var file: String
+
+    @Argument(help: "Environment, as KEY=VAL.")
+    var environment: [String] = []
+
+    func execute() async throws {
+        guard FileManager.default.isReadableFile(atPath: file) else { throw CLIError("cannot read \(file)") }
+        let env = try WorkloadOptions.environment(environment)
+        let type = workload.type(of: file)
+        let name = Self.workloadName(for: file)
+        let issuer = try DeveloperKeys.loadOrCreate("issuer.nk", .account)
+        let publisher = try DeveloperKeys.loadOrCreate("publisher.xk", .curve)
+        let client = try await global.connect()
+        defer { Task { await client.close() } }
+        let nex = NexControlClient(client: client, namespace: global.namespace)
+        let candidates = try await nex.auction(AuctionRequest(workloadTypes: [type]))
+        guard let node = candidates.randomElement() else {
+            throw CLIError("no node answered that can run \(type) workloads")
+        }
+        let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
+        let request = try NexControlClient.makeDeployRequest(
+            name: name, type: type, location: location, hash: hash, environment: env, issuer: issuer,
+            publisher: publisher,
+            targetNode: node.nodeID, targetXkey: node.targetXkey, triggerSubjects: workload.triggerSubjects,
+            argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [], essential: workload.essential,
+            description: workload.description)
+        let run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node.nodeID) }
+        Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node.nodeID)")
+    }
+
+    /// A workload name from a file name: its base name with anything but `[a-zA-Z0-9_-]` dropped.
+    static func workloadName(for file: String) -> String {
+        let base = (file as NSString).lastPathComponent
+        let stem = base.contains(".") ? String(base[..<base.lastIndex(of: ".")!]) : base
+        let name = stem.unicodeScalars.filter { c in
+            (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "_" || c == "-"
+        }
+        return name.isEmpty ? "workload" : String(String.UnicodeScalarView(name))
+    }
+}
+
+/// `nex run nats://BUCKET/key <node> [KEY=VAL…]`.
+struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run an uploaded artifact on a node, with your issuer and xkey.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var workload: WorkloadOptions
+
+    @Argument(help: "The artifact: nats://BUCKET/key.")
+    var location: String
+
+    @Argument(help: "The node id (N…).")
+    var node: String
+
+    @Argument(help: "Environment, as KEY=VAL.")
+    var environment: [String] = []
+
+    @Option(help: "Publisher curve seed file (SX…) used to seal the environment.")
+    var xkey: String
+
+    @Option(help: "Issuer account seed file (SA…) used to sign the deploy.")
+    var issuer: String
+
+    @Option(help: "The workload name.")
+    var name: String
+
+    func execute() async throws {
+        guard let artifact = WorkloadLocation(url: location) else {
+            throw CLIError("the location must be nats://BUCKET/key")
+        }
+        let env = try WorkloadOptions.environment(environment)
+        let issuerKey = try DeveloperKeys.load(issuer, expecting: .account)
+        let publisher = try DeveloperKeys.load(xkey, expecting: .curve)
+        let client = try await global.connect()
+        defer { Task { await client.close() } }
+        let nex = NexControlClient(client: client, namespace: global.namespace)
+        let store: ObjectStore
+        do { store = try await JetStreamContext(client: client).objectStore(artifact.bucket) } catch {
+            throw CLIError("no object store \(artifact.bucket): \(error)")
+        }
+        guard let info = try await store.info(artifact.key) else {
+            throw CLIError("no object \(artifact.key) in \(artifact.bucket)")
+        }
+        guard let hash = NexControlClient.hexSHA256(fromDigest: info.digest) else {
+            throw CLIError("\(location) has no SHA-256 digest")
+        }
+        let target = try await Output.refusalsAsErrors { try await nex.ping(node: node) }
+        let request = try NexControlClient.makeDeployRequest(
+            name: name, type: workload.type(of: artifact.key), location: artifact, hash: hash, environment: env,
+            issuer: issuerKey, publisher: publisher, targetNode: node, targetXkey: target.targetXkey,
+            triggerSubjects: workload.triggerSubjects,
+            argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [], essential: workload.essential,
+            description: workload.description)
+        let run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node) }
+        Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node)")
+    }
+}
+
+/// `nex stop <node> <workload>`.
+struct StopCommand: AsyncParsableCommand, NexCLIRunnable {
+    static let configuration = CommandConfiguration(
+        commandName: "stop", abstract: "Stop a workload (only its deploying issuer may).")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The node id (N…).")
+    var node: String
+
+    @Argument(help: "The workload id.")
+    var workload: String
+
+    @Option(help: "Issuer account seed file (SA…) that deployed the workload (default ~/.nex/issuer.nk).")
+    var issuer: String?
+
+    func execute() async throws {
+        let issuerKey = try DeveloperKeys.load(issuer ?? DeveloperKeys.home + "/issuer.nk", expecting: .account)
+        let client = try await global.connect()
+        defer { Task { await client.close() } }
+        let nex = NexControlClient(client: client, namespace: global.namespace)
+        let stopped = try await Output.refusalsAsErrors {
+            try await nex.stop(workloadID: workload, node: node, issuer: issuerKey)
+        }
+        Output.say(stopped.stopped ? "Workload \(workload) stopped" : "Workload \(workload) was not stopped")
+    }
+}
+
+/// `nex logs`.
+struct LogsCommand: AsyncParsableCommand, NexCLIRunnable {
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Follow workload logs, filtered by node, workload name or id.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Only this node.")
+    var node: String?
+
+    @Option(name: .customLong("workload_name"), help: "Only workloads of this name.")
+    var workloadName: String?
+
+    @Option(name: .customLong("workload_id"), help: "Only this workload.")
+    var workloadID: String?
+
+    func execute() async throws {
+        let client = try await global.connect()
+        let nex = NexControlClient(client: client, namespace: global.namespace)
+        let lines = try await nex.logs(node: node, workloadName: workloadName, workloadID: workloadID)
+        Output.say("Following logs of namespace \(global.namespace) (Ctrl-C stops)")
+        for try await line in lines {
+            let level = [-4: "debug", 0: "info", 4: "warn", 8: "error"][line.entry.level] ?? String(line.entry.level)
+            Output.say("[\(line.workloadName) \(line.workloadID.prefix(8)) \(level)] \(line.entry.text)")
+        }
+    }
+}
+
+/// `nex events`.
+struct EventsCommand: AsyncParsableCommand, NexCLIRunnable {
+    static let configuration = CommandConfiguration(
+        commandName: "events", abstract: "Follow Nex events (node events are in namespace system).")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Only events of this type (e.g. workload_deployed).")
+    var type: String?
+
+    @Flag(name: .customLong("all-namespaces"), help: "Events of every namespace, system included.")
+    var allNamespaces = false
+
+    func execute() async throws {
+        let client = try await global.connect()
+        let nex = NexControlClient(client: client, namespace: global.namespace)
+        let events = try await nex.events(namespace: allNamespaces ? "*" : global.namespace)
+        Output.say("Following events (Ctrl-C stops)")
+        for try await event in events where type == nil || event.type == type {
+            Output.say("\(event.namespace) \(event.type) \(String(decoding: event.json, as: UTF8.self))")
+        }
+    }
+}
+
+/// `nex node probe`.
+struct ProbeCommand: AsyncParsableCommand, NexCLIRunnable {
+    static let configuration = CommandConfiguration(
+        commandName: "probe", abstract: "List the workloads of this namespace on every node ($NEX.WPING).")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "Only workloads with this id or name.")
+    var workload: String?
+
+    func execute() async throws {
+        let client = try await global.connect()
+        defer { Task { await client.close() } }
+        let nodes = try await NexControlClient(client: client, namespace: global.namespace).workloadPing(
+            workload: workload)
+        guard !nodes.isEmpty else {
+            Output.say("No workloads in namespace \(global.namespace)")
+            return
+        }
+        let rows = nodes.flatMap { n in n.runningMachines.map { [n.nodeID, $0.id, $0.name, $0.type] } }
+        Output.say(Output.table(["NODE ID", "WORKLOAD ID", "NAME", "TYPE"], rows))
+    }
+}
