@@ -43,21 +43,28 @@ public enum TestEnvironment {
         available || isCI
     }
 
-    /// A TCP port on 127.0.0.1 that was free a moment ago (for a server started later on purpose).
+    /// A TCP port on 127.0.0.1 that was free a moment ago, for a server started later on purpose. It comes
+    /// from below the kernel's ephemeral range (32768+), so outgoing connections cannot take it meanwhile.
     public static func freePort() throws -> Int {
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<32_000)
+            if canBind(port) { return port }
+        }
+        throw Failure("no free port in 20000..<32000")
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
+        addr.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
-        guard ok else { throw Failure("no free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 
     /// A program's exit status and output.

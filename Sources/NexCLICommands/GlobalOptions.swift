@@ -53,6 +53,7 @@ package struct GlobalOptions: ParsableArguments {
         var config = NATSClient.Configuration(servers: servers)
         config.name = "nex"
         config.requestTimeout = .milliseconds(Int64(timeout * 1000))
+        config.connectTimeout = .milliseconds(Int64(max(timeout, 2) * 1000))
         if let creds {
             config.auth = .credentialsFile(path: creds)
         } else if let nkey {

@@ -32,7 +32,7 @@ struct OperatorFixture: Decodable {
 
 @Suite(.timeLimit(.minutes(1))) struct AuthTests {
     func expectRejected(_ url: String, _ auth: NATSClient.Auth) async {
-        var config = NATSClient.Configuration(servers: [url])
+        var config = testConfig([url])
         config.auth = auth
         let client = NATSClient(configuration: config)
         let error = await #expect(throws: NATSError.self) { try await client.connect() }
@@ -40,7 +40,7 @@ struct OperatorFixture: Decodable {
     }
 
     @Test func token() async throws {
-        try await NATSServer.with(.init(config: "authorization { token: s3cret }")) { server in
+        try await NATSServer.with(.init(config: "authorization { token: s3cret, timeout: 10 }")) { server in
             try await withClient([server.url], configure: { $0.auth = .token("s3cret") }) { client in
                 #expect(client.isConnected)
             }
@@ -52,7 +52,8 @@ struct OperatorFixture: Decodable {
     }
 
     @Test func userAndPassword() async throws {
-        try await NATSServer.with(.init(config: "authorization { user: derek, password: \"p@ss w0rd\" }")) { server in
+        try await NATSServer.with(.init(config: "authorization { user: derek, password: \"p@ss w0rd\", timeout: 10 }"))
+        { server in
             try await withClient(
                 [server.url], configure: { $0.auth = .userPassword(user: "derek", password: "p@ss w0rd") }
             ) {
@@ -67,7 +68,9 @@ struct OperatorFixture: Decodable {
 
     @Test func nkey() async throws {
         let user = NKeyPair.generate(.user)
-        try await NATSServer.with(.init(config: "authorization { users = [ { nkey: \(user.publicKey) } ] }")) {
+        try await NATSServer.with(
+            .init(config: "authorization { users = [ { nkey: \(user.publicKey) } ], timeout: 10 }")
+        ) {
             server in
             try await withClient([server.url], configure: { $0.auth = .nkey(seed: user.seed!) }) { client in
                 let sub = try await client.subscribe(to: "n")
@@ -129,7 +132,7 @@ struct OperatorFixture: Decodable {
 
     @Test func unreadableCredentialsAreATypedError() async throws {
         try await NATSServer.with { server in
-            var config = NATSClient.Configuration(servers: [server.url])
+            var config = testConfig([server.url])
             config.auth = .credentialsFile(path: "/nonexistent/user.creds")
             let error = await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
             #expect(error?.code == .invalidCredentials)

@@ -8,7 +8,7 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct LifecycleTests {
     @Test func runsAsAServiceAndDrainsOnGracefulShutdown() async throws {
         try await NATSServer.with { server in
-            let client = NATSClient(configuration: .init(servers: [server.url]))
+            let client = NATSClient(configuration: testConfig([server.url]))
             let group = ServiceGroup(
                 services: [client], gracefulShutdownSignals: [],
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
@@ -70,7 +70,7 @@ import Testing
         setenv("NATS_URL", "nats://10.1.2.3:4999,tls://other:5000", 1)
         defer { unsetenv("NATS_URL") }
         #expect(NATSClient.Configuration().servers == ["nats://10.1.2.3:4999", "tls://other:5000"])
-        #expect(NATSClient.Configuration(servers: ["nats://given:1"]).servers == ["nats://given:1"])
+        #expect(testConfig(["nats://given:1"]).servers == ["nats://given:1"])
     }
 
     @Test func defaultsToLocalhostWithoutNATS_URL() {

@@ -117,7 +117,7 @@ import Testing
             try await withClient([server.url]) { observer in
                 let sub = try await observer.subscribe(to: "bye")
                 try await observer.flush()
-                let client = NATSClient(configuration: .init(servers: [server.url]))
+                let client = NATSClient(configuration: testConfig([server.url]))
                 try await client.connect()
                 let own = try await client.subscribe(to: "own")
                 for i in 0..<500 { try await client.publish("\(i)", to: "bye") }
@@ -196,7 +196,7 @@ import Testing
 
     @Test func permissionViolationsAreTypedEvents() async throws {
         let config = """
-            authorization { users = [ { user: "u", password: "p", permissions: { publish: { deny: ["secret.>"] }, subscribe: { deny: ["hidden"] } } } ] }
+            authorization { timeout: 10, users = [ { user: "u", password: "p", permissions: { publish: { deny: ["secret.>"] }, subscribe: { deny: ["hidden"] } } } ] }
             """
         try await withServerAndClient(
             .init(config: config), configure: { $0.auth = .userPassword(user: "u", password: "p") }

@@ -38,7 +38,7 @@ import Testing
 
     @Test func retryOnFailedConnectWaitsForALateServer() async throws {
         let port = try TestEnvironment.freePort()
-        var config = NATSClient.Configuration(servers: ["nats://127.0.0.1:\(port)"])
+        var config = testConfig(["nats://127.0.0.1:\(port)"])
         config.retryOnFailedConnect = true
         config.reconnect.reconnectWait = .milliseconds(50)
         config.reconnect.maxAttemptsPerServer = nil
@@ -101,7 +101,7 @@ import Testing
         // A "server" that accepts, sends INFO, answers the handshake PING, then goes silent.
         let server = try await SilentServer.start()
         defer { server.stop() }
-        var config = NATSClient.Configuration(servers: ["nats://127.0.0.1:\(server.port)"])
+        var config = testConfig(["nats://127.0.0.1:\(server.port)"])
         config.pingInterval = .milliseconds(100)
         config.maxPingsOutstanding = 2
         config.allowReconnect = false

@@ -4,12 +4,20 @@ import NATSTestSupport
 import Synchronization
 import Testing
 
+/// A client configuration for tests: the product's 2 s connect timeout is too short when the suite starts
+/// dozens of servers and peers at once on two cores.
+func testConfig(_ servers: [String]) -> NATSClient.Configuration {
+    var config = NATSClient.Configuration(servers: servers)
+    config.connectTimeout = .seconds(10)
+    return config
+}
+
 /// Connects a client to `server` with test-friendly defaults, then runs `body`; always closes the client.
 func withClient<T>(
     _ urls: [String], configure: (inout NATSClient.Configuration) -> Void = { _ in },
     _ body: (NATSClient) async throws -> T
 ) async throws -> T {
-    var config = NATSClient.Configuration(servers: urls)
+    var config = testConfig(urls)
     config.randomizeServers = false
     config.reconnect.reconnectWait = .milliseconds(50)
     config.reconnect.jitter = .milliseconds(10)

@@ -15,6 +15,7 @@ import Testing
               ca_file: "\(c.caFile)"
               verify: \(verifyClients)
               handshake_first: \(handshakeFirst)
+              timeout: 10  # the 0.5 s default is too short on a loaded 2-core machine
             }
             """
     }
@@ -37,7 +38,7 @@ import Testing
 
     @Test func untrustedServerCertificateIsATLSFailure() async throws {
         try await NATSServer.with(.init(config: try tlsConfig())) { server in
-            var config = NATSClient.Configuration(servers: [server.url])
+            var config = testConfig([server.url])
             config.tls = .init()  // system roots: our test CA is not among them
             let error = await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
             #expect(error?.code == .tlsFailure, "got \(String(describing: error))")
@@ -47,11 +48,11 @@ import Testing
     @Test func serverNameIsVerified() async throws {
         let c = try TestCertificates.generate(includeIPAddress: false)
         let config = """
-            tls { cert_file: "\(c.serverCertFile)", key_file: "\(c.serverKeyFile)" }
+            tls { cert_file: "\(c.serverCertFile)", key_file: "\(c.serverKeyFile)", timeout: 10 }
             """
         try await NATSServer.with(.init(config: config)) { server in
             func connect(serverName: String?) async throws {
-                var config = NATSClient.Configuration(servers: [server.url])
+                var config = testConfig([server.url])
                 config.tls = .init(caFile: c.caFile)
                 config.tls?.serverName = serverName
                 let client = NATSClient(configuration: config)
@@ -75,7 +76,7 @@ import Testing
                     $0.tls = .init(caFile: c.caFile, certificateFile: c.clientCertFile, keyFile: c.clientKeyFile)
                 }
             ) { client in #expect(client.isConnected) }
-            var config = NATSClient.Configuration(servers: [server.url])
+            var config = testConfig([server.url])
             config.tls = .init(caFile: c.caFile)
             await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
         }
