@@ -89,7 +89,8 @@ let package = Package(
         .target(
             name: "NexNode",
             dependencies: [
-                "NexModels", "NKeys", "NATS", .product(name: "Logging", package: "swift-log"),
+                "NexModels", "NKeys", "NATS", "NATSJetStream", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

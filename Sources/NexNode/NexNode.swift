@@ -86,7 +86,7 @@ public final class NexNode: Service, Sendable {
             (NexSubjects.auction, { m in try self.auction(m) }),
             ("$NEX.WPING.>", { _ in nil }),  // no workloads run yet, so no node matches
             ("$NEX.INFO.*.\(nodeID)", { m in try self.encode(ReplyKind.info, self.infoResponse(m)) }),
-            ("$NEX.DEPLOY.*.\(nodeID)", { m in try self.deploy(m) }),
+            ("$NEX.DEPLOY.*.\(nodeID)", { m in try await self.deploy(m) }),
             ("$NEX.STOP.*.\(nodeID)", { _ in try self.encode(ReplyKind.stop, error: "no such workload") }),
             (NexSubjects.lameDuck(node: nodeID), { _ in try await self.enterLameDuck() }),
         ]
@@ -143,7 +143,16 @@ public final class NexNode: Service, Sendable {
         return try encode(ReplyKind.auction, pingResponse())
     }
 
-    func deploy(_ m: NATSMessage) throws -> [UInt8] {
+    /// Where downloaded artifacts go: `default_resource_dir`, else `$NEX_HOME/workloads` (default ~/.nex).
+    var artifactDirectory: String {
+        if let dir = config.defaultResourceDir { return dir + "/workloads/" + nodeID }
+        let home =
+            ProcessInfo.processInfo.environment["NEX_HOME"]
+            ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.nex")
+        return home + "/workloads/" + nodeID
+    }
+
+    func deploy(_ m: NATSMessage) async throws -> [UInt8] {
         let request: DeployRequest
         do { request = try JSONDecoder().decode(DeployRequest.self, from: Data(m.bytes)) } catch {
             return try encode(ReplyKind.run, error: "malformed deploy request: \(Self.describe(error))")
@@ -155,7 +164,19 @@ public final class NexNode: Service, Sendable {
             logger.info(
                 "deploy refused", metadata: ["nex.workload": "\(request.workloadName)", "reason": "\(refusal)"])
             return try encode(ReplyKind.run, error: refusal.message)
-        case .success:
+        case .success(let valid):
+            let workloadID = UUID().uuidString.lowercased()
+            do {
+                let artifact = try await ArtifactFetcher(client: client, directory: artifactDirectory).fetch(
+                    request.location, expectedHash: valid.hash, workloadID: workloadID,
+                    maxBytes: config.nodeLimits.maxWorkloadBytes)
+                // Verified; running it needs an agent, which this node does not have yet.
+                try? FileManager.default.removeItem(atPath: artifact.path)
+            } catch {
+                logger.info(
+                    "deploy refused", metadata: ["nex.workload": "\(request.workloadName)", "reason": "\(error)"])
+                return try encode(ReplyKind.run, error: error.message)
+            }
             return try encode(ReplyKind.run, error: "no agent available: this node cannot run workloads yet")
         }
     }

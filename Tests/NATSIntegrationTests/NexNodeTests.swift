@@ -85,7 +85,7 @@ import Testing
                 await refusal(try request(name: "f", triggers: ["$SYS.>"], type: "v8"))?.contains("not allowed") == true
             )
             #expect(await refusal(try request(name: "w", type: "wasm"))?.contains("not supported") == true)
-            #expect(await refusal(try request(name: "echoservice"))?.contains("no agent available") == true)
+            #expect(await refusal(try request(name: "echoservice"))?.contains("artifact nats://B/k not found") == true)
             // Malformed JSON gets an error envelope, not silence.
             let raw = try await client.request(
                 "{not json", to: NexSubjects.deploy(namespace: "default", node: node.nodeID))
@@ -95,6 +95,41 @@ import Testing
                 try await nex.stop(workloadID: "nope", node: node.nodeID, issuer: issuer)
             }
             #expect(stop?.message == "no such workload")
+        }
+    }
+
+    @Test func artifactsAreDownloadedAndCheckedAgainstTheSignedHash() async throws {
+        try await withNode({ $0.nodeLimits.maxWorkloadBytes = 1000 }) { node, nex, _, _ in
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nex-art-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            func upload(_ name: String, _ content: String) async throws -> (WorkloadLocation, String) {
+                let path = dir.appendingPathComponent(name).path
+                try Data(content.utf8).write(to: URL(fileURLWithPath: path))
+                return try await nex.uploadArtifact(file: path, key: name)
+            }
+            let issuer = NKeyPair.generate(.account)
+            let publisher = NKeyPair.generate(.curve)
+            func deploy(_ location: WorkloadLocation, hash: String) async -> String {
+                do {
+                    let r = try NexControlClient.makeDeployRequest(
+                        name: "svc", type: "native", location: location, hash: hash, issuer: issuer,
+                        publisher: publisher, targetNode: node.nodeID, targetXkey: node.xkey.publicKey)
+                    _ = try await nex.deploy(r, to: node.nodeID)
+                    return "accepted"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            let (good, goodHash) = try await upload("good", "the real service")
+            #expect(await deploy(good, hash: goodHash).contains("no agent available"))
+            // The issuer signed the hash of other bytes than those stored: refused (Nex 0.x never compared).
+            let (_, otherHash) = try await upload("other", "something else")
+            #expect(await deploy(good, hash: otherHash).contains("does not match the signed hash"))
+            let (big, bigHash) = try await upload("big", String(repeating: "x", count: 5000))
+            #expect(await deploy(big, hash: bigHash).contains("exceeds max_workload_bytes"))
+            #expect(
+                await deploy(WorkloadLocation(bucket: "NEXCLIFILES", key: "none"), hash: goodHash).contains("not found")
+            )
         }
     }
 

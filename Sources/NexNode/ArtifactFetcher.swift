@@ -1,0 +1,60 @@
+import Crypto
+import Foundation
+import NATS
+import NATSJetStream
+import NexModels
+
+/// Downloads a workload's artifact from its object store and checks it against the issuer-signed hash —
+/// the comparison Nex 0.x computed but never made.
+struct ArtifactFetcher: Sendable {
+    let client: NATSClient
+    /// Where artifacts are written (one file per workload).
+    let directory: String
+
+    /// The downloaded artifact.
+    struct Artifact: Sendable {
+        var path: String
+        var size: Int
+    }
+
+    /// Fetches `location`, refusing when it is missing, larger than `maxBytes`, or not `expectedHash`.
+    func fetch(_ location: WorkloadLocation, expectedHash: String, workloadID: String, maxBytes: Int64?)
+        async throws(DeployRefusal) -> Artifact
+    {
+        let js = JetStreamContext(client: client)
+        let bytes: [UInt8]
+        do {
+            let store = try await js.objectStore(location.bucket)
+            guard let info = try await store.info(location.key) else {
+                throw DeployRefusal("artifact \(location) not found")
+            }
+            if let maxBytes, Int64(info.size) > maxBytes {
+                throw DeployRefusal("artifact of \(info.size) bytes exceeds max_workload_bytes \(maxBytes)")
+            }
+            bytes = try await store.get(location.key)
+        } catch let refusal as DeployRefusal {
+            throw refusal
+        } catch let e as JetStreamError where e.code == 404 {
+            throw DeployRefusal("artifact \(location) not found")
+        } catch {
+            throw DeployRefusal("cannot download the artifact \(location): \(error)")
+        }
+        let actual = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        guard actual == expectedHash.lowercased() else {
+            throw DeployRefusal("artifact hash \(actual) does not match the signed hash \(expectedHash)")
+        }
+        let path = directory + "/" + workloadID
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            guard
+                FileManager.default.createFile(
+                    atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o700])
+            else { throw DeployRefusal("cannot write the artifact to \(path)") }
+        } catch let refusal as DeployRefusal {
+            throw refusal
+        } catch {
+            throw DeployRefusal("cannot write the artifact to \(path): \(error)")
+        }
+        return Artifact(path: path, size: bytes.count)
+    }
+}
