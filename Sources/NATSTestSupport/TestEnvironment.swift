@@ -107,26 +107,12 @@ public enum TestEnvironment {
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws
         -> String
     {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let stdout = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
+        let result = try runAllowingFailure(executable, arguments, environment: environment)
+        guard result.status == 0 else {
             throw Failure(
-                "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus):\n\(stdout)\n\(String(decoding: errData, as: UTF8.self))"
+                "\(executable) \(arguments.joined(separator: " ")) exited \(result.status):\n\(result.stdout)\n\(result.stderr)"
             )
         }
-        return stdout
+        return result.stdout
     }
 }
