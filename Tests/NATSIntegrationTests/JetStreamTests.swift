@@ -154,7 +154,7 @@ func withJetStream<T>(
             let consumer = try await js.createConsumer(stream: "LATE", config: ConsumerConfig(ackPolicy: .none))
             let start = ContinuousClock.now
             #expect(try await consumer.fetch(1, expires: .milliseconds(300)).isEmpty)
-            #expect(ContinuousClock.now - start < .seconds(3))
+            #expect(ContinuousClock.now - start < .seconds(20))  // returned at expiry, did not hang
             Task {
                 try await Task.sleep(for: .milliseconds(200))
                 _ = try await js.publish("finally", to: "late")

@@ -25,7 +25,7 @@ import Testing
             await group.triggerGracefulShutdown()
             try await running.value
             #expect(!client.isConnected)
-            #expect(ContinuousClock.now - start < .seconds(5))
+            #expect(ContinuousClock.now - start < .seconds(20))  // well under the 30 s drain timeout
             // Drain let the in-flight message arrive and be consumed before the subscription ended.
             #expect(try await consumer.value == ["before shutdown"])
         }

@@ -35,10 +35,10 @@ import Testing
         try await withServerAndClient { _, client in
             let start = ContinuousClock.now
             let error = await #expect(throws: NATSError.self) {
-                try await client.request("x", to: "nobody.home", timeout: .seconds(5))
+                try await client.request("x", to: "nobody.home", timeout: .seconds(60))
             }
             #expect(error?.code == .noResponders)
-            #expect(ContinuousClock.now - start < .seconds(2))
+            #expect(ContinuousClock.now - start < .seconds(20))  // at once, not after the 60 s timeout
         }
     }
 
@@ -92,9 +92,9 @@ import Testing
             let two = try await client.requestMany([], to: "svc.all", maxReplies: 2)
             #expect(two.count == 2)
             let start = ContinuousClock.now
-            let all = try await client.requestMany([], to: "svc.all", stall: .milliseconds(200), timeout: .seconds(5))
+            let all = try await client.requestMany([], to: "svc.all", stall: .milliseconds(200), timeout: .seconds(60))
             #expect(Set(all.map(\.string)) == ["r0", "r1", "r2"])
-            #expect(ContinuousClock.now - start < .seconds(3))
+            #expect(ContinuousClock.now - start < .seconds(20))  // ended by the stall, not the 60 s timeout
             let error = await #expect(throws: NATSError.self) {
                 try await client.requestMany([], to: "svc.none", timeout: .seconds(1))
             }
