@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "NexNode", targets: ["NexNode"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
         .executable(name: "nex", targets: ["nex"]),
+        .executable(name: "echoservice", targets: ["EchoService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -108,6 +109,9 @@ let package = Package(
             name: "nex",
             dependencies: ["NexCLICommands", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The example service of the Nex scenarios (svc.echo as a NATS micro service). It lives here, not in a
+        // package of its own, because the tests run it and CI would otherwise build SwiftNIO twice.
+        .executableTarget(name: "EchoService", dependencies: ["NATS", "NATSServices"]),
         // Test support: real servers, no XCTest/Testing import.
         .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
         .executableTarget(
