@@ -37,7 +37,9 @@ let stop = AsyncStream<Void> { continuation in
         return source
     }
     nonisolated(unsafe) let keep = sources
-    continuation.onTermination = { _ in keep.forEach { $0.cancel() } }
+    continuation.onTermination = { _ in
+        for source in keep { source.cancel() }
+    }
 }
 for await _ in stop { break }
 await service.stop()
