@@ -26,6 +26,7 @@ struct OperatorFixture: Decodable {
         system_account: \(system_account)
         resolver: MEMORY
         resolver_preload: { \(system_account): \(system_account_jwt), \(account): \(account_jwt) }
+        authorization { timeout: 10 }
         """
     }
 }
