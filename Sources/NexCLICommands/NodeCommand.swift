@@ -12,7 +12,7 @@ import ServiceLifecycle
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node", abstract: "Run a node, or list and inspect nodes.",
-        subcommands: [Up.self, List.self, Info.self, ProbeCommand.self])
+        subcommands: [Up.self, List.self, Info.self, ProbeCommand.self, PreflightCommand.self])
 
     /// `nex node up`.
     struct Up: AsyncParsableCommand, NexCLIRunnable {

@@ -110,6 +110,34 @@ import Testing
         }
     }
 
+    @Test func preflightChecksAndWritesStarterConfigs() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nex-pre-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let env = ["NEX_HOME": dir + "/home"]
+        let unsafe = dir + "/unsafe.json"
+        let wrote = try run(["node", "preflight", "--init", "nosandbox", "--config", unsafe], env: env)
+        #expect(wrote.status == 0 && FileManager.default.fileExists(atPath: unsafe))
+        #expect(
+            try run(["node", "preflight", "--init", "nosandbox", "--config", unsafe], env: env).stderr.contains(
+                "exists"))
+        let ok = try run(["node", "preflight", "--check", "--config", unsafe], env: env)
+        #expect(ok.status == 0 && ok.stdout.contains("✅ sandbox: no_sandbox is set") && ok.stdout.contains("ready"))
+
+        // A sandboxed node needs bubblewrap: the answer follows whether it is installed.
+        let sandboxed = dir + "/sandboxed.json"
+        _ = try run(["node", "preflight", "--init", "sandbox", "--config", sandboxed], env: env)
+        let check = try run(["node", "preflight", "--check", "--config", sandboxed], env: env)
+        let hasBwrap = FileManager.default.isExecutableFile(atPath: "/usr/bin/bwrap")
+        #expect(check.stdout.contains(hasBwrap ? "✅ bubblewrap" : "❌ bubblewrap"))
+        #expect((check.status == 0) == hasBwrap)
+
+        let v8 = dir + "/v8.json"
+        try #"{"no_sandbox": true, "workload_types": ["native", "v8"]}"#.write(
+            toFile: v8, atomically: true, encoding: .utf8)
+        let v8check = try run(["node", "preflight", "--check", "--config", v8], env: env)
+        #expect(v8check.status != 0 && v8check.stdout.contains("❌ v8 workloads"))
+    }
+
     @Test func errorsAreOneLineAndNonZero() throws {
         let unreachable = try run(["node", "ls", "-s", "nats://127.0.0.1:1"])
         #expect(unreachable.status != 0 && unreachable.stderr.contains("Connection refused"))

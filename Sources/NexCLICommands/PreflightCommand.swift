@@ -1,0 +1,143 @@
+import ArgumentParser
+import Foundation
+import NATSTestSupport
+import NexNode
+
+/// `nex node preflight`: checks (and unless `--check`, installs) what the configured mode needs.
+struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
+    static let configuration = CommandConfiguration(
+        commandName: "preflight",
+        abstract: "Check, and install unless --check, what this node's configuration needs.")
+
+    @Option(help: "Node configuration file (JSON).")
+    var config: String?
+
+    @Option(
+        name: .customLong("init"),
+        help: "Write a starter configuration for `sandbox` or `nosandbox` (to --config, default ./node.json).")
+    var initialize: String?
+
+    @Flag(help: "Only check; install nothing.")
+    var check = false
+
+    @Flag(help: "Install without asking.")
+    var yes = false
+
+    /// One requirement and how it stands.
+    struct Item {
+        var name: String
+        var ok: Bool
+        var detail: String
+        /// Debian packages that provide it, when it can be installed.
+        var packages: [String] = []
+    }
+
+    func execute() async throws {
+        if let mode = initialize {
+            try writeStarter(mode)
+            return
+        }
+        let configuration = try config.map { try NodeConfiguration.load(path: $0) } ?? NodeConfiguration()
+        var items = Self.items(for: configuration)
+        let missing = items.filter { !$0.ok && !$0.packages.isEmpty }
+        if !check, !missing.isEmpty {
+            let packages = Array(Set(missing.flatMap(\.packages))).sorted()
+            if yes || Self.confirm("Install \(packages.joined(separator: " ")) with apt-get?") {
+                try Self.aptInstall(packages)
+                items = Self.items(for: configuration)
+            }
+        }
+        for item in items {
+            Output.say("\(item.ok ? "✅" : "❌") \(item.name): \(item.detail)")
+        }
+        let failed = items.filter { !$0.ok }
+        guard failed.isEmpty else {
+            throw CLIError("\(failed.count) requirement(s) missing\(check ? "; run without --check to install" : "")")
+        }
+        Output.say("This machine is ready for a \(configuration.noSandbox ? "no-sandbox (unsafe)" : "sandboxed") node.")
+    }
+
+    /// The requirements of a configuration.
+    static func items(for config: NodeConfiguration) -> [Item] {
+        var items: [Item] = []
+        let server = try? TestEnvironment.natsServerBinary()
+        let onPath = which("nats-server")
+        items.append(
+            Item(
+                name: "nats-server (embedded server when none is reachable)", ok: server != nil || onPath != nil,
+                detail: server ?? onPath ?? "not found: set NATS_SERVER_BIN or install nats-server"))
+        let home =
+            ProcessInfo.processInfo.environment["NEX_HOME"]
+            ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.nex")
+        try? FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        items.append(
+            Item(
+                name: "node home \(home)", ok: FileManager.default.isWritableFile(atPath: home),
+                detail: FileManager.default.isWritableFile(atPath: home) ? "writable" : "not writable"))
+        if config.noSandbox {
+            items.append(
+                Item(name: "sandbox", ok: true, detail: "no_sandbox is set: workloads run unsandboxed (unsafe)"))
+        } else {
+            let bwrap = which("bwrap")
+            items.append(
+                Item(
+                    name: "bubblewrap (namespace sandbox)", ok: bwrap != nil,
+                    detail: bwrap ?? "not installed: apt-get install bubblewrap", packages: ["bubblewrap"]))
+            let cgroups = FileManager.default.fileExists(atPath: "/sys/fs/cgroup")
+            items.append(
+                Item(
+                    name: "cgroups (memory, CPU and pids limits)", ok: cgroups,
+                    detail: cgroups ? "/sys/fs/cgroup" : "not mounted at /sys/fs/cgroup"))
+        }
+        for type in config.workloadTypes where type != "native" {
+            items.append(
+                Item(
+                    name: "\(type) workloads", ok: false,
+                    detail: "the \(type) runner is not built yet; remove \(type) from workload_types"))
+        }
+        return items
+    }
+
+    func writeStarter(_ mode: String) throws {
+        guard mode == "sandbox" || mode == "nosandbox" else { throw CLIError("--init takes sandbox or nosandbox") }
+        let path = config ?? "node.json"
+        guard !FileManager.default.fileExists(atPath: path) else { throw CLIError("\(path) exists; not overwriting") }
+        let body = """
+            {
+              "machine_pool_size": 1,
+              "machine_template": { "vcpu_count": 1, "memsize_mib": 256 },
+              "no_sandbox": \(mode == "nosandbox"),
+              "workload_types": ["native"],
+              "tags": {}
+            }
+
+            """
+        try body.write(toFile: path, atomically: true, encoding: .utf8)
+        Output.say("Wrote \(path) for a \(mode == "sandbox" ? "sandboxed" : "no-sandbox (unsafe)") node")
+    }
+
+    static func which(_ tool: String) -> String? {
+        let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        return paths.map { $0 + "/" + tool }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    static func confirm(_ question: String) -> Bool {
+        guard isatty(0) != 0 else { return false }
+        print("\(question) [y/N] ", terminator: "")
+        fflush(nil)
+        return readLine()?.lowercased().hasPrefix("y") == true
+    }
+
+    static func aptInstall(_ packages: [String]) throws {
+        let apt = "/usr/bin/apt-get"
+        guard FileManager.default.isExecutableFile(atPath: apt) else {
+            throw CLIError("apt-get not found; install \(packages.joined(separator: " ")) by hand")
+        }
+        let result = try TestEnvironment.runAllowingFailure(
+            apt, ["install", "-y", "-qq", "--no-install-recommends"] + packages,
+            environment: ["DEBIAN_FRONTEND": "noninteractive"])
+        guard result.status == 0 else {
+            throw CLIError("apt-get install \(packages.joined(separator: " ")) failed: \(result.stderr.suffix(400))")
+        }
+    }
+}
