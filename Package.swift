@@ -91,6 +91,7 @@ let package = Package(
             name: "NexNode",
             dependencies: [
                 "NexModels", "NKeys", "NATS", "NATSJetStream", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -1,13 +1,11 @@
 import Foundation
 import NKeys
+import NexNode
 
 /// The developer keys `devrun` keeps under `$NEX_HOME` (default `~/.nex`): the issuer (account) that signs
 /// deploys and the publisher (curve) key that seals environments.
 enum DeveloperKeys {
-    static var home: String {
-        ProcessInfo.processInfo.environment["NEX_HOME"]
-            ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.nex")
-    }
+    static var home: String { NexHome.path }
 
     /// Loads `file` under the home, or creates it; says which.
     static func loadOrCreate(_ file: String, _ prefix: NKeyPrefix) throws -> NKeyPair {

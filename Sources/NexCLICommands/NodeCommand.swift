@@ -73,10 +73,7 @@ struct NodeCommand: AsyncParsableCommand {
             await client.close()
         }
 
-        static var dataDirectory: String {
-            (ProcessInfo.processInfo.environment["NEX_HOME"]
-                ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.nex")) + "/nats"
-        }
+        static var dataDirectory: String { NexHome.path + "/nats" }
 
         static func startEmbeddedServer() async throws -> NATSServer {
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)

@@ -66,9 +66,7 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             Item(
                 name: "nats-server (embedded server when none is reachable)", ok: server != nil || onPath != nil,
                 detail: server ?? onPath ?? "not found: set NATS_SERVER_BIN or install nats-server"))
-        let home =
-            ProcessInfo.processInfo.environment["NEX_HOME"]
-            ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.nex")
+        let home = NexHome.path
         try? FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         items.append(
             Item(

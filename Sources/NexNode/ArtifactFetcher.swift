@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import NATS
 import NATSJetStream
+import NIOPosix
 import NexModels
 
 /// Downloads a workload's artifact from its object store and checks it against the issuer-signed hash —
@@ -44,17 +45,14 @@ struct ArtifactFetcher: Sendable {
             throw DeployRefusal("artifact hash \(actual) does not match the signed hash \(expectedHash)")
         }
         let path = directory + "/" + workloadID
-        do {
+        let directory = self.directory
+        // Control handlers run on the client's event loop: disk writes go to NIO's blocking-I/O pool.
+        let written = try? await NIOThreadPool.singleton.runIfActive {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            guard
-                FileManager.default.createFile(
-                    atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o700])
-            else { throw DeployRefusal("cannot write the artifact to \(path)") }
-        } catch let refusal as DeployRefusal {
-            throw refusal
-        } catch {
-            throw DeployRefusal("cannot write the artifact to \(path): \(error)")
+            return FileManager.default.createFile(
+                atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o700])
         }
+        guard written == true else { throw DeployRefusal("cannot write the artifact to \(path)") }
         return Artifact(path: path, size: bytes.count)
     }
 }

@@ -145,11 +145,7 @@ public final class NexNode: Service, Sendable {
 
     /// Where downloaded artifacts go: `default_resource_dir`, else `$NEX_HOME/workloads` (default ~/.nex).
     var artifactDirectory: String {
-        if let dir = config.defaultResourceDir { return dir + "/workloads/" + nodeID }
-        let home =
-            ProcessInfo.processInfo.environment["NEX_HOME"]
-            ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.nex")
-        return home + "/workloads/" + nodeID
+        (config.defaultResourceDir ?? NexHome.path) + "/workloads/" + nodeID
     }
 
     func deploy(_ m: NATSMessage) async throws -> [UInt8] {
