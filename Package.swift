@@ -9,6 +9,11 @@ import PackageDescription
 //   L3 NATSServices         the NATS micro service protocol ($SRV discovery, stats)
 //   L4 NexModels            the Nex control API, events and logs as Codable types (no NATS)
 //   L5 NexControlClient     typed client of $NEX.* (ping, auction, info, deploy, stop, lame duck, events, logs)
+//   L0 CNexSpawn, NexProcess  fork/exec with parent-death signal, line readers, nats-server children
+//   L5 NexWorkloads         the WorkloadRunner protocol an agent runs workloads through
+//   L6 NexRunnerNative      native services;  NexSandbox  sandbox drivers (the node starts agents through one)
+//   L7 NexAgent, NexNode    the agent (one per workload) and the node (control API, pool, internal NATS)
+//   L8 NexCLICommands       every `nex` subcommand;  L9 nex, nex-agent  one-file executables
 //   T  NATSTestSupport      real nats-server processes for tests, demos and benchmarks
 let package = Package(
     name: "nex-swift",
@@ -26,6 +31,7 @@ let package = Package(
         .library(name: "NexNode", targets: ["NexNode"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
         .executable(name: "nex", targets: ["nex"]),
+        .executable(name: "nex-agent", targets: ["nex-agent"]),
         .executable(name: "echoservice", targets: ["EchoService"]),
     ],
     dependencies: [
@@ -45,6 +51,8 @@ let package = Package(
             name: "NKeys",
             dependencies: ["CSodium", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        .target(name: "CNexSpawn"),
+        .target(name: "NexProcess", dependencies: ["CNexSpawn"]),
         // L1
         .target(
             name: "NATSProtocol",
@@ -86,11 +94,17 @@ let package = Package(
             dependencies: ["NATS", "NATSJetStream", "NKeys", "NexModels"],
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
-        // L7: the node (configuration so far; control API, pool and agents to come).
+        // L5/L6: how an agent runs a workload, one runner per type; how a node starts agents.
+        .target(name: "NexWorkloads", dependencies: ["NexModels"]),
+        .target(name: "NexRunnerNative", dependencies: ["NexWorkloads", "NexModels", "NexProcess"]),
+        .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess"]),
+        // L7: the agent (one per workload) and the node.
+        .target(name: "NexAgent", dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess"]),
         .target(
             name: "NexNode",
             dependencies: [
-                "NexModels", "NKeys", "NATS", "NATSJetStream", .product(name: "Logging", package: "swift-log"),
+                "NexModels", "NKeys", "NATS", "NATSJetStream", "NUID", "NexControlClient", "NexProcess", "NexSandbox",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -110,6 +124,7 @@ let package = Package(
             name: "nex",
             dependencies: ["NexCLICommands", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .executableTarget(name: "nex-agent", dependencies: ["NexAgent", "NexRunnerNative", "NexWorkloads"]),
         // The example service of the Nex scenarios (svc.echo as a NATS micro service). It lives here, not in a
         // package of its own, because the tests run it and CI would otherwise build SwiftNIO twice.
         .executableTarget(name: "EchoService", dependencies: ["NATS", "NATSServices"]),

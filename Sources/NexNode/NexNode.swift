@@ -6,10 +6,8 @@ import NexModels
 public import ServiceLifecycle
 import Synchronization
 
-/// A Nex node: joins a NATS deployment and answers the Nex control API (`$NEX.*`) as the 0.x contract says.
-///
-/// So far it answers discovery, INFO and lame duck and refuses deploys with the contract's checks; running
-/// workloads (warm agents, sandboxes) is not built yet, so a valid deploy is refused with that reason.
+/// A Nex node: joins a NATS deployment, answers the Nex control API (`$NEX.*`) as the 0.x contract says,
+/// and runs workloads on a warm pool of agents that talk to it over an internal NATS server.
 public final class NexNode: Service, Sendable {
     /// The version reported in pings, INFO and events.
     public static let version = "0.1.0"
@@ -24,10 +22,14 @@ public final class NexNode: Service, Sendable {
     let started = Date()
     let heartbeatInterval: Duration
     let state = Mutex(State())
+    let shutdownRequested = AsyncStream<Void>.makeStream()
 
     struct State {
         var lameDuck = false
         var subscriptions: [NATSSubscription] = []
+        var runtime: NodeRuntime?
+        /// Why the node cannot run workloads, when it cannot.
+        var runtimeProblem: String?
     }
 
     /// A node on `client` (which must be connected before ``run()``).
@@ -49,6 +51,13 @@ public final class NexNode: Service, Sendable {
     /// Whether the node is in lame duck mode.
     public var isLameDuck: Bool { state.withLock { $0.lameDuck } }
 
+    var runtime: NodeRuntime? { state.withLock { $0.runtime } }
+
+    var events: EventPublisher { EventPublisher(client: client, nodeID: nodeID) }
+
+    /// This node's own files: internal server, agents' directories, downloaded artifacts.
+    var home: String { (config.defaultResourceDir ?? NexHome.path) + "/nodes/" + nodeID }
+
     /// Configured tags plus the reserved `nex.*` ones.
     public var tags: [String: String] {
         var t = config.tags
@@ -64,30 +73,53 @@ public final class NexNode: Service, Sendable {
 
     // MARK: Service
 
-    /// Answers the control API, publishes `node_started` and a heartbeat every interval, and on graceful
-    /// shutdown unsubscribes and publishes `node_stopped`.
+    /// Answers the control API, publishes `node_started` and a heartbeat every interval, pings busy agents,
+    /// and on graceful shutdown stops its workloads, unsubscribes and publishes `node_stopped`.
     public func run() async throws {
         try await start()
-        // Cancelled (not merely flagged) on graceful shutdown, so a long heartbeat sleep ends at once.
         try? await cancelWhenGracefulShutdown {
-            while true {
-                try await Task.sleep(for: self.heartbeatInterval)
-                await self.publishHeartbeat()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: self.heartbeatInterval)
+                        await self.publishHeartbeat()
+                    }
+                }
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .seconds(5))
+                        await self.runtime?.manager.checkHealth(timeout: .milliseconds(self.config.agentPingTimeoutMs))
+                    }
+                }
+                group.addTask {
+                    // Lame duck with drain-and-exit ends the node from inside.
+                    for await _ in self.shutdownRequested.stream { return }
+                }
+                _ = try await group.next()
+                group.cancelAll()
             }
         }
         await stop(graceful: true)
     }
 
-    /// Subscribes to the control subjects and announces the node.
+    /// Starts the internal server and warm pool, subscribes to the control subjects and announces the node.
     public func start() async throws {
+        do {
+            let runtime = try await NodeRuntime.start(node: self, home: home)
+            state.withLock { $0.runtime = runtime }
+        } catch {
+            let problem = "\(error)"
+            state.withLock { $0.runtimeProblem = problem }
+            logger.error("this node cannot run workloads", metadata: ["reason": "\(problem)"])
+        }
         let subjects: [(String, @Sendable (NATSMessage) async throws -> [UInt8]?)] = [
-            (NexSubjects.ping, { _ in try self.encode(ReplyKind.ping, self.pingResponse()) }),
-            (NexSubjects.ping(node: nodeID), { _ in try self.encode(ReplyKind.ping, self.pingResponse()) }),
-            (NexSubjects.auction, { m in try self.auction(m) }),
-            ("$NEX.WPING.>", { _ in nil }),  // no workloads run yet, so no node matches
-            ("$NEX.INFO.*.\(nodeID)", { m in try self.encode(ReplyKind.info, self.infoResponse(m)) }),
+            (NexSubjects.ping, { _ in try self.encode(ReplyKind.ping, await self.pingResponse()) }),
+            (NexSubjects.ping(node: nodeID), { _ in try self.encode(ReplyKind.ping, await self.pingResponse()) }),
+            (NexSubjects.auction, { m in try await self.auction(m) }),
+            ("$NEX.WPING.>", { m in try await self.workloadPing(m) }),
+            ("$NEX.INFO.*.\(nodeID)", { m in try self.encode(ReplyKind.info, await self.infoResponse(m)) }),
             ("$NEX.DEPLOY.*.\(nodeID)", { m in try await self.deploy(m) }),
-            ("$NEX.STOP.*.\(nodeID)", { _ in try self.encode(ReplyKind.stop, error: "no such workload") }),
+            ("$NEX.STOP.*.\(nodeID)", { m in try await self.stopWorkload(m) }),
             (NexSubjects.lameDuck(node: nodeID), { _ in try await self.enterLameDuck() }),
         ]
         for (subject, handler) in subjects {
@@ -98,83 +130,27 @@ public final class NexNode: Service, Sendable {
             state.withLock { $0.subscriptions.append(sub) }
         }
         try await client.flush()
-        await publishEvent(
+        await events.publish(
             NexEventType.nodeStarted,
             NodeStartedEvent(version: Self.version, id: nodeID, tags: tags, publicXkey: xkey.publicKey))
         logger.info("node started", metadata: ["nex.node": "\(nodeID)", "nex.xkey": "\(xkey.publicKey)"])
+        await autostart()
     }
 
-    /// Stops answering and publishes `node_stopped`.
+    /// Stops answering, stops every workload and agent, and publishes `node_stopped`.
     public func stop(graceful: Bool) async {
-        let subs = state.withLock { s in
-            defer { s.subscriptions.removeAll() }
-            return s.subscriptions
+        let (subs, runtime) = state.withLock { s in
+            defer {
+                s.subscriptions.removeAll()
+                s.runtime = nil
+            }
+            return (s.subscriptions, s.runtime)
         }
         for sub in subs { try? await sub.unsubscribe() }
-        await publishEvent(NexEventType.nodeStopped, NodeStoppedEvent(id: nodeID, graceful: graceful))
+        await runtime?.shutdown()
+        try? FileManager.default.removeItem(atPath: home)
+        await events.publish(NexEventType.nodeStopped, NodeStoppedEvent(id: nodeID, graceful: graceful))
         try? await client.flush()
-    }
-
-    // MARK: Handlers
-
-    func pingResponse() -> PingResponse {
-        PingResponse(
-            nodeID: nodeID, nexus: tags["nexus"], version: Self.version, uptime: uptime, targetXkey: xkey.publicKey,
-            tags: tags, runningMachines: 0)
-    }
-
-    func infoResponse(_ m: NATSMessage) -> InfoResponse {
-        InfoResponse(
-            availableAgents: 0, allowDuplicateWorkloads: config.allowDuplicateWorkloads, machines: [],
-            memory: HostFacts.memory(), publicXkey: xkey.publicKey, supportedWorkloadTypes: config.workloadTypes,
-            tags: tags, uptime: uptime, version: Self.version)
-    }
-
-    /// Answers only when the node matches every field of the auction.
-    func auction(_ m: NATSMessage) throws -> [UInt8]? {
-        let request = (try? JSONDecoder().decode(AuctionRequest.self, from: Data(m.bytes))) ?? AuctionRequest()
-        let tags = self.tags
-        if let os = request.os, os.lowercased() != HostFacts.os { return nil }
-        if let arch = request.arch, arch.lowercased() != HostFacts.arch { return nil }
-        if let sandboxed = request.sandboxed, sandboxed == config.noSandbox { return nil }
-        for (k, v) in request.tags ?? [:] where tags[k]?.lowercased() != v.lowercased() { return nil }
-        for t in request.workloadTypes ?? [] where !config.workloadTypes.contains(t) { return nil }
-        if isLameDuck { return nil }
-        return try encode(ReplyKind.auction, pingResponse())
-    }
-
-    /// Where downloaded artifacts go: `default_resource_dir`, else `$NEX_HOME/workloads` (default ~/.nex).
-    var artifactDirectory: String {
-        (config.defaultResourceDir ?? NexHome.path) + "/workloads/" + nodeID
-    }
-
-    func deploy(_ m: NATSMessage) async throws -> [UInt8] {
-        let request: DeployRequest
-        do { request = try JSONDecoder().decode(DeployRequest.self, from: Data(m.bytes)) } catch {
-            return try encode(ReplyKind.run, error: "malformed deploy request: \(Self.describe(error))")
-        }
-        var validator = DeployValidator(config: config, xkey: xkey)
-        validator.lameDuck = isLameDuck
-        switch validator.validate(request) {
-        case .failure(let refusal):
-            logger.info(
-                "deploy refused", metadata: ["nex.workload": "\(request.workloadName)", "reason": "\(refusal)"])
-            return try encode(ReplyKind.run, error: refusal.message)
-        case .success(let valid):
-            let workloadID = UUID().uuidString.lowercased()
-            do {
-                let artifact = try await ArtifactFetcher(client: client, directory: artifactDirectory).fetch(
-                    request.location, expectedHash: valid.hash, workloadID: workloadID,
-                    maxBytes: config.nodeLimits.maxWorkloadBytes)
-                // Verified; running it needs an agent, which this node does not have yet.
-                try? FileManager.default.removeItem(atPath: artifact.path)
-            } catch {
-                logger.info(
-                    "deploy refused", metadata: ["nex.workload": "\(request.workloadName)", "reason": "\(error)"])
-                return try encode(ReplyKind.run, error: error.message)
-            }
-            return try encode(ReplyKind.run, error: "no agent available: this node cannot run workloads yet")
-        }
     }
 
     func enterLameDuck() async throws -> [UInt8] {
@@ -183,27 +159,26 @@ public final class NexNode: Service, Sendable {
             return !s.lameDuck
         }
         if first {
-            await publishEvent(NexEventType.nodeEnteredLameDuck, LameDuckEvent(version: Self.version, id: nodeID))
+            await events.publish(NexEventType.nodeEnteredLameDuck, LameDuckEvent(version: Self.version, id: nodeID))
             logger.info("entered lame duck mode", metadata: ["nex.node": "\(nodeID)"])
+            if config.lameduckDrainAndExit {
+                Task {
+                    await self.runtime?.manager.stopAll(reason: "node entered lame duck mode")
+                    self.shutdownRequested.continuation.yield()
+                }
+            }
         }
         return try encode(ReplyKind.lameDuck, LameDuckResponse(nodeID: nodeID, success: true))
     }
 
-    // MARK: Events
-
     func publishHeartbeat() async {
-        await publishEvent(
+        let running = await runtime?.manager.count ?? 0
+        await events.publish(
             NexEventType.heartbeat,
             HeartbeatEvent(
                 allowDuplicateWorkloads: config.allowDuplicateWorkloads, nexus: tags["nexus"], nodeID: nodeID,
-                runningMachines: 0, tags: tags, uptime: uptime, publicXkey: xkey.publicKey, version: Self.version))
-    }
-
-    func publishEvent<T: Codable & Sendable>(_ type: String, _ data: T) async {
-        let event = CloudEvent(id: UUID().uuidString, source: nodeID, type: type, data: data)
-        guard let body = try? JSONEncoder().encode(event) else { return }
-        try? await client.publish(
-            Array(body), to: NexSubjects.event(namespace: NexSubjects.systemNamespace, type: type))
+                runningMachines: running, tags: tags, uptime: uptime, publicXkey: xkey.publicKey,
+                version: Self.version))
     }
 
     // MARK: Encoding

@@ -28,6 +28,16 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var autostart: Autostart?
     public var agentHandshakeTimeoutMs = 25_000
     public var agentPingTimeoutMs = 750
+    /// The `nex-agent` executable; default: next to the running executable.
+    public var agentPath: String?
+    /// First delay before an essential workload that exited non-zero is restarted; doubles per retry.
+    public var restartBackoffInitialMs = 1_000
+    /// The cap of that delay.
+    public var restartBackoffMaxMs = 60_000
+    /// How many times an essential workload is restarted before the node gives up (0: no limit).
+    public var maxRestarts = 10
+    /// When set, lame duck stops every workload and then shuts the node down (Nex 0.x never exited).
+    public var lameduckDrainAndExit = false
     public var otelMetrics: Bool?
     public var otelMetricsPort: Int?
     public var otelMetricsExporter: String?
@@ -156,6 +166,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         case hostServicesConfig = "host_services_config"
         case agentHandshakeTimeoutMs = "agent_handshake_timeout_ms"
         case agentPingTimeoutMs = "agent_ping_timeout_ms"
+        case agentPath = "agent_path"
+        case restartBackoffInitialMs = "restart_backoff_initial_ms"
+        case restartBackoffMaxMs = "restart_backoff_max_ms"
+        case maxRestarts = "max_restarts"
+        case lameduckDrainAndExit = "lameduck_drain_and_exit"
         case otelMetrics = "otel_metrics"
         case otelMetricsPort = "otel_metrics_port"
         case otelMetricsExporter = "otel_metrics_exporter"
@@ -185,6 +200,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         autostart = try c.decodeIfPresent(Autostart.self, forKey: .autostart)
         agentHandshakeTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .agentHandshakeTimeoutMs) ?? 25_000
         agentPingTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .agentPingTimeoutMs) ?? 750
+        agentPath = try c.decodeIfPresent(String.self, forKey: .agentPath)
+        restartBackoffInitialMs = try c.decodeIfPresent(Int.self, forKey: .restartBackoffInitialMs) ?? 1_000
+        restartBackoffMaxMs = try c.decodeIfPresent(Int.self, forKey: .restartBackoffMaxMs) ?? 60_000
+        maxRestarts = try c.decodeIfPresent(Int.self, forKey: .maxRestarts) ?? 10
+        lameduckDrainAndExit = try c.decodeIfPresent(Bool.self, forKey: .lameduckDrainAndExit) ?? false
         otelMetrics = try c.decodeIfPresent(Bool.self, forKey: .otelMetrics)
         otelMetricsPort = try c.decodeIfPresent(Int.self, forKey: .otelMetricsPort)
         otelMetricsExporter = try c.decodeIfPresent(String.self, forKey: .otelMetricsExporter)
@@ -208,6 +228,13 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         }
         for issuer in validIssuers where !(issuer.hasPrefix("A") && issuer.count == 56) {
             throw NodeConfigurationError.invalid("valid_issuers holds \(issuer), not an account public key")
+        }
+        guard restartBackoffInitialMs > 0, restartBackoffMaxMs >= restartBackoffInitialMs, maxRestarts >= 0 else {
+            throw NodeConfigurationError.invalid(
+                "restart_backoff_initial_ms must be > 0 and ≤ restart_backoff_max_ms; max_restarts ≥ 0")
+        }
+        guard agentHandshakeTimeoutMs > 0, agentPingTimeoutMs > 0 else {
+            throw NodeConfigurationError.invalid("agent_handshake_timeout_ms and agent_ping_timeout_ms must be > 0")
         }
         for key in tags.keys where key.hasPrefix("nex.") {
             throw NodeConfigurationError.invalid("tag \(key) is reserved for the node")

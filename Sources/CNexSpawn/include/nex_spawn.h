@@ -1,0 +1,19 @@
+#ifndef NEX_SPAWN_H
+#define NEX_SPAWN_H
+
+#include <sys/types.h>
+
+/// Starts `path` with `argv` and `envp` (NULL-terminated) in a child process.
+///
+/// The child gets `stdin_fd`, `stdout_fd` and `stderr_fd` as its fds 0-2 (-1 means /dev/null) and no other
+/// descriptor, default signal dispositions and an empty signal mask, its own process group when
+/// `new_process_group` is non-zero, and `death_signal` (when non-zero) once the spawning thread exits.
+/// `cwd` may be NULL. Returns the pid, or -errno when the exec failed (the error is reported through a
+/// close-on-exec pipe, so a missing or non-executable file is an error here, not an exit code later).
+pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, int stdin_fd,
+                int stdout_fd, int stderr_fd, int new_process_group, int death_signal);
+
+/// pipe2(fds, O_CLOEXEC): both ends close on exec, so no child inherits a pipe meant for another.
+int nex_pipe_cloexec(int fds[2]);
+
+#endif

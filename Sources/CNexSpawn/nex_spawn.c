@@ -1,0 +1,84 @@
+#define _GNU_SOURCE
+#include "nex_spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+// Closes every descriptor >= `low` except `keep`: close_range where the kernel has it, else one by one.
+static void close_all_from(int low, int keep) {
+#ifdef SYS_close_range
+    if (keep > low && syscall(SYS_close_range, (unsigned)low, (unsigned)keep - 1, 0) != 0) goto slow;
+    if (syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0) != 0) goto slow;
+    return;
+slow:
+#endif
+    for (int fd = low; fd < 65536; fd++) {
+        if (fd != keep) close(fd);
+    }
+}
+
+// Only async-signal-safe calls between fork and exec: the parent is multi-threaded.
+static void child(const char *path, char *const argv[], char *const envp[], const char *cwd, int fds[3],
+                  int new_process_group, int death_signal, pid_t parent, int report_fd) {
+    if (death_signal) {
+        prctl(PR_SET_PDEATHSIG, death_signal);
+        if (getppid() != parent) _exit(127);  // the parent is already gone
+    }
+    if (new_process_group) setpgid(0, 0);
+    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);  // NIO ignores SIGPIPE; workloads must not inherit it
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+
+    int null_fd = open("/dev/null", O_RDWR);
+    // Move the sources above 2 first so that dup2 onto 0-2 never clobbers one still needed.
+    int moved[3];
+    for (int i = 0; i < 3; i++) moved[i] = fcntl(fds[i] >= 0 ? fds[i] : null_fd, F_DUPFD, 10);
+    for (int i = 0; i < 3; i++) dup2(moved[i], i);
+    // Close everything else except the report pipe (close-on-exec).
+    close_all_from(3, report_fd);
+    if (cwd && chdir(cwd) != 0) goto fail;
+    execve(path, argv, envp);
+fail:;
+    int err = errno;
+    ssize_t ignored = write(report_fd, &err, sizeof err);
+    (void)ignored;
+    _exit(127);
+}
+
+pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, int stdin_fd,
+                int stdout_fd, int stderr_fd, int new_process_group, int death_signal) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
+    int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        close(report[0]);
+        close(report[1]);
+        return -err;
+    }
+    if (pid == 0) child(path, argv, envp, cwd, fds, new_process_group, death_signal, parent, report[1]);
+    close(report[1]);
+    int err = 0;
+    ssize_t n;
+    do {
+        n = read(report[0], &err, sizeof err);
+    } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == sizeof err) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        return -err;
+    }
+    return pid;
+}
+
+int nex_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -1,0 +1,162 @@
+import Foundation
+import NATS
+import NexModels
+import NexProcess
+public import NexWorkloads
+import Synchronization
+
+/// The agent: one per workload, started by the node's sandbox driver. It connects to the node's internal
+/// NATS with its own credentials, says hello (`hostint.<id>.handshake`), waits for one deploy, runs the
+/// workload with the runner for its type, reports logs and the exit, and ends on undeploy or when the node
+/// goes away (internal server gone, or the parent process changed).
+public final class NexAgent: Sendable {
+    public static let version = "0.1.0"
+
+    /// Who the agent is and where the node is, from the environment the driver set.
+    public struct Settings: Sendable {
+        public var agentID: String
+        public var natsURL: String
+        public var nkeySeed: String
+
+        /// Reads ``AgentEnvironment`` variables; nil names the first one missing.
+        public static func fromEnvironment(_ env: [String: String]) -> Result<Settings, WorkloadStartError> {
+            var values: [String] = []
+            for key in [AgentEnvironment.agentID, AgentEnvironment.natsURL, AgentEnvironment.nkeySeed] {
+                guard let value = env[key], !value.isEmpty else {
+                    return .failure(WorkloadStartError("\(key) is not set: nex-agent is started by a Nex node"))
+                }
+                values.append(value)
+            }
+            return .success(Settings(agentID: values[0], natsURL: values[1], nkeySeed: values[2]))
+        }
+    }
+
+    let settings: Settings
+    let client: NATSClient
+    let makeRunner: @Sendable (String) -> (any WorkloadRunner)?
+    let startedAt = ContinuousClock.now
+    let state = Mutex(State())
+    let done = AsyncStream<String>.makeStream()
+
+    struct State {
+        var runner: (any WorkloadRunner)?
+        var workloadID: String?
+    }
+
+    /// An agent with `makeRunner` choosing the runner for a workload type (nil: type not supported here).
+    public init(settings: Settings, makeRunner: @escaping @Sendable (String) -> (any WorkloadRunner)?) {
+        self.settings = settings
+        self.makeRunner = makeRunner
+        var config = NATSClient.Configuration(servers: [settings.natsURL])
+        config.name = "nex-agent-\(settings.agentID)"
+        config.auth = .nkey(seed: settings.nkeySeed)
+        config.inboxPrefix = AgentSubjects.inboxPrefix(agent: settings.agentID)
+        config.connectTimeout = .seconds(10)
+        // The internal server lives and dies with the node: a few quick retries, then the agent gives up.
+        config.reconnect.reconnectWait = .milliseconds(250)
+        config.reconnect.maxAttemptsPerServer = 8
+        self.client = NATSClient(configuration: config)
+    }
+
+    /// Runs until undeployed or the node is gone; returns why.
+    public func run() async throws -> String {
+        let parent = getppid()
+        try await client.connect()
+        let id = settings.agentID
+        try await client.subscribe(to: AgentSubjects.ping(agent: id)) { m in
+            try await self.reply(m, AgentResponse(ok: true, message: self.state.withLock { $0.workloadID }))
+        }
+        try await client.subscribe(to: AgentSubjects.deploy(agent: id)) { m in
+            try await self.reply(m, await self.deploy(m))
+        }
+        try await client.subscribe(to: AgentSubjects.undeploy(agent: id)) { m in
+            await self.stopWorkload()
+            try await self.reply(m, AgentResponse(ok: true))
+            self.done.continuation.yield("undeployed")
+        }
+        let events = client.events
+        Task {
+            for await event in events {
+                if case .closed = event {
+                    self.done.continuation.yield("lost the node's internal NATS server")
+                    return
+                }
+            }
+        }
+        Task {
+            // A node killed with SIGKILL cannot say goodbye: notice the re-parenting instead.
+            while !Task.isCancelled {
+                try await Task.sleep(for: .milliseconds(500))
+                if getppid() != parent { self.done.continuation.yield("the node process is gone") }
+            }
+        }
+        let elapsed = ContinuousClock.now - startedAt
+        let millis = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        let hello = AgentHandshake(id: id, version: Self.version, pid: getpid(), startupMillis: millis)
+        _ = try await client.request(
+            Array(try JSONEncoder().encode(hello)), to: AgentSubjects.handshake(agent: id), timeout: .seconds(10))
+
+        var reason = "ended"
+        for await why in done.stream {
+            reason = why
+            break
+        }
+        await stopWorkload()
+        await client.close()
+        return reason
+    }
+
+    func deploy(_ m: NATSMessage) async -> AgentResponse {
+        let request: AgentDeployRequest
+        do { request = try JSONDecoder().decode(AgentDeployRequest.self, from: Data(m.bytes)) } catch {
+            return AgentResponse(ok: false, message: "malformed deploy request: \(error)")
+        }
+        guard let runner = makeRunner(request.type) else {
+            return AgentResponse(ok: false, message: "this agent cannot run \(request.type) workloads")
+        }
+        let taken = state.withLock { s -> Bool in
+            guard s.runner == nil else { return false }
+            s.runner = runner
+            s.workloadID = request.workloadID
+            return true
+        }
+        guard taken else { return AgentResponse(ok: false, message: "this agent already runs a workload") }
+        let id = settings.agentID
+        let client = self.client
+        let output = WorkloadOutput(
+            log: { text, level in
+                let entry = LogEntry(text: text, level: level, id: request.workloadID)
+                guard let body = try? JSONEncoder().encode(entry) else { return }
+                Task { try? await client.publish(Array(body), to: AgentSubjects.logs(agent: id)) }
+            },
+            exited: { code, message in
+                let event = WorkloadExited(workloadID: request.workloadID, code: code, message: message)
+                guard let body = try? JSONEncoder().encode(event) else { return }
+                Task {
+                    try? await client.publish(
+                        Array(body), to: AgentSubjects.event(agent: id, type: AgentEventType.workloadExited))
+                    try? await client.flush()
+                }
+            })
+        do {
+            try await runner.start(request, output: output)
+            return AgentResponse(ok: true)
+        } catch {
+            state.withLock { $0.runner = nil }
+            return AgentResponse(ok: false, message: "\(error)")
+        }
+    }
+
+    func stopWorkload() async {
+        let runner = state.withLock { s in
+            defer { s.runner = nil }
+            return s.runner
+        }
+        await runner?.stop(grace: .seconds(5))
+    }
+
+    func reply(_ m: NATSMessage, _ response: AgentResponse) async throws {
+        guard let to = m.replyTo else { return }
+        try await client.publish(Array(try JSONEncoder().encode(response)), to: to)
+    }
+}

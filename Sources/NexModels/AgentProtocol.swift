@@ -1,0 +1,141 @@
+/// The internal node ↔ agent protocol (wire contract §5), spoken over the node's internal NATS server.
+///
+/// The agent requests `hostint.<agent>.handshake` once connected, publishes `hostint.<agent>.events.<type>`
+/// and `hostint.<agent>.logs`; the node requests `agentint.<agent>.ping|deploy|undeploy`. Each agent's
+/// credentials allow only its own `hostint.<agent>.>` (publish) and `agentint.<agent>.>` (subscribe).
+public enum AgentSubjects {
+    public static func handshake(agent: String) -> String { "hostint.\(agent).handshake" }
+    public static func event(agent: String, type: String) -> String { "hostint.\(agent).events.\(type)" }
+    public static func logs(agent: String) -> String { "hostint.\(agent).logs" }
+    public static func ping(agent: String) -> String { "agentint.\(agent).ping" }
+    public static func deploy(agent: String) -> String { "agentint.\(agent).deploy" }
+    public static func undeploy(agent: String) -> String { "agentint.\(agent).undeploy" }
+    public static func trigger(agent: String) -> String { "agentint.\(agent).trigger" }
+    /// Where the agent's own request replies arrive (inside what it may subscribe to).
+    public static func inboxPrefix(agent: String) -> String { "agentint.\(agent).inbox" }
+    /// What the agent may publish to.
+    public static func publishAllowed(agent: String) -> String { "hostint.\(agent).>" }
+    /// What the agent may subscribe to.
+    public static func subscribeAllowed(agent: String) -> String { "agentint.\(agent).>" }
+    /// Everything agents publish, for the node's one subscription.
+    public static let allHost = "hostint.>"
+    /// The header that carries a trigger's real subject.
+    public static let triggerSubjectHeader = "x-nex-trigger-subject"
+
+    /// The agent id in a `hostint.<agent>.…` subject, and what follows it.
+    public static func parseHost(_ subject: String) -> (agent: String, rest: [Substring])? {
+        let parts = subject.split(separator: ".")
+        guard parts.count >= 3, parts[0] == "hostint" else { return nil }
+        return (String(parts[1]), Array(parts[2...]))
+    }
+}
+
+/// Environment variables the node gives an agent process.
+public enum AgentEnvironment {
+    public static let agentID = "NEX_AGENT_ID"
+    public static let natsURL = "NEX_AGENT_NATS_URL"
+    public static let nkeySeed = "NEX_AGENT_NKEY_SEED"
+    public static let nodeID = "NEX_NODE_ID"
+}
+
+/// An agent's first words: who it is, and that it is ready for a workload.
+public struct AgentHandshake: Codable, Sendable, Equatable {
+    public var id: String
+    public var version: String
+    public var pid: Int32
+    /// Milliseconds from process start to the handshake, as the agent measured it.
+    public var startupMillis: Double
+
+    public init(id: String, version: String, pid: Int32, startupMillis: Double) {
+        self.id = id
+        self.version = version
+        self.pid = pid
+        self.startupMillis = startupMillis
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, version, pid
+        case startupMillis = "startup_ms"
+    }
+}
+
+/// What the node asks an agent to run.
+public struct AgentDeployRequest: Codable, Sendable, Equatable {
+    public var workloadID: String
+    public var workloadName: String
+    public var namespace: String
+    /// `native`, `v8` or `wasm`.
+    public var type: String
+    public var argv: [String]
+    /// Decrypted environment (it travels only on the internal server, to this agent alone).
+    public var environment: [String: String]
+    public var essential: Bool
+    /// The artifact as the agent sees it.
+    public var artifactPath: String
+    public var totalBytes: Int
+    public var triggerSubjects: [String]
+
+    public init(
+        workloadID: String, workloadName: String, namespace: String, type: String, argv: [String],
+        environment: [String: String], essential: Bool, artifactPath: String, totalBytes: Int,
+        triggerSubjects: [String]
+    ) {
+        self.workloadID = workloadID
+        self.workloadName = workloadName
+        self.namespace = namespace
+        self.type = type
+        self.argv = argv
+        self.environment = environment
+        self.essential = essential
+        self.artifactPath = artifactPath
+        self.totalBytes = totalBytes
+        self.triggerSubjects = triggerSubjects
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case namespace, type, argv, environment, essential
+        case workloadID = "workload_id"
+        case workloadName = "workload_name"
+        case artifactPath = "artifact_path"
+        case totalBytes = "total_bytes"
+        case triggerSubjects = "trigger_subjects"
+    }
+}
+
+/// An agent's answer to deploy, ping or undeploy.
+public struct AgentResponse: Codable, Sendable, Equatable {
+    public var ok: Bool
+    public var message: String?
+
+    public init(ok: Bool, message: String? = nil) {
+        self.ok = ok
+        self.message = message
+    }
+}
+
+/// Events an agent reports about its workload.
+public enum AgentEventType {
+    /// The workload ended (a service exited); data is ``WorkloadExited``.
+    public static let workloadExited = "workload_exited"
+    /// A function ran; data is ``FunctionExecEvent``.
+    public static let functionExecuted = "function_executed"
+}
+
+/// A workload's process ended.
+public struct WorkloadExited: Codable, Sendable, Equatable {
+    public var workloadID: String
+    /// The exit code (128 + signal when killed by a signal).
+    public var code: Int
+    public var message: String
+
+    public init(workloadID: String, code: Int, message: String) {
+        self.workloadID = workloadID
+        self.code = code
+        self.message = message
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case code, message
+        case workloadID = "workload_id"
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import Logging
+import NUID
+import NexModels
+import NexSandbox
+
+/// One agent the node started, from spawn to destruction.
+final class Agent: Sendable {
+    let id: String
+    let sandbox: any AgentSandbox
+    /// Host directory private to the agent (the artifact goes here).
+    let workDirectory: String
+    let handshake: AgentHandshake
+
+    init(id: String, sandbox: any AgentSandbox, workDirectory: String, handshake: AgentHandshake) {
+        self.id = id
+        self.sandbox = sandbox
+        self.workDirectory = workDirectory
+        self.handshake = handshake
+    }
+}
+
+/// The warm pool: `machine_pool_size` agents started ahead of time and handshaken, so a deploy only has to
+/// hand its workload over. Taking an agent starts a replacement at once.
+actor AgentPool {
+    struct Settings {
+        var size: Int
+        var agentExecutable: String
+        var directory: String
+        var nodeID: String
+        var handshakeTimeout: Duration
+        var memoryMiB: Int
+        var vcpuCount: Int
+    }
+
+    let settings: Settings
+    let driver: any SandboxDriver
+    let internalNATS: InternalNATS
+    let logger: Logger
+    /// Called when an agent dies, warm or busy.
+    let onExit: @Sendable (Agent, String) async -> Void
+
+    private var warm: [Agent] = []
+    private var starting = 0
+    private var waiters: [(ticket: Int, continuation: CheckedContinuation<Agent, any Error>)] = []
+    private var nextTicket = 0
+    private var handshakes: [String: CheckedContinuation<AgentHandshake, any Error>] = [:]
+    private var consecutiveFailures = 0
+    private var closed = false
+
+    init(
+        settings: Settings, driver: any SandboxDriver, internalNATS: InternalNATS, logger: Logger,
+        onExit: @escaping @Sendable (Agent, String) async -> Void
+    ) {
+        self.settings = settings
+        self.driver = driver
+        self.internalNATS = internalNATS
+        self.logger = logger
+        self.onExit = onExit
+    }
+
+    /// Warm agents ready now (INFO's `available_agents`).
+    var available: Int { warm.count }
+
+    /// Starts agents until the pool is full.
+    func fill() {
+        guard !closed else { return }
+        while warm.count + starting < settings.size {
+            starting += 1
+            Task { await self.startOne() }
+        }
+    }
+
+    /// A warm agent, waiting for one (up to `timeout`) when none is ready.
+    func take(timeout: Duration) async throws -> Agent {
+        defer { fill() }
+        if !warm.isEmpty { return warm.removeFirst() }
+        fill()
+        nextTicket += 1
+        let ticket = nextTicket
+        return try await withCheckedThrowingContinuation { continuation in
+            waiters.append((ticket, continuation))
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.timeOutWaiter(ticket)
+            }
+        }
+    }
+
+    private func timeOutWaiter(_ ticket: Int) {
+        guard let index = waiters.firstIndex(where: { $0.ticket == ticket }) else { return }
+        waiters.remove(at: index).continuation.resume(throwing: DeployRefusal("no agent became available in time"))
+    }
+
+    /// An agent said hello.
+    func handshakeArrived(_ hello: AgentHandshake) -> Bool {
+        guard let continuation = handshakes.removeValue(forKey: hello.id) else { return false }
+        continuation.resume(returning: hello)
+        return true
+    }
+
+    /// A warm agent died: forget it (and start another).
+    func remove(_ agentID: String) -> Bool {
+        guard let index = warm.firstIndex(where: { $0.id == agentID }) else { return false }
+        warm.remove(at: index)
+        fill()
+        return true
+    }
+
+    /// Stops starting agents and destroys the warm ones.
+    func close() async {
+        closed = true
+        let agents = warm
+        warm.removeAll()
+        for waiter in waiters { waiter.continuation.resume(throwing: DeployRefusal("the node is shutting down")) }
+        waiters.removeAll()
+        for agent in agents {
+            await agent.sandbox.destroy(grace: .seconds(2))
+            internalNATS.removeAgent(agent.id)
+            try? FileManager.default.removeItem(atPath: agent.workDirectory)
+        }
+    }
+
+    private func startOne() async {
+        let id = NUID.next().lowercased()
+        let directory = settings.directory + "/" + id
+        var sandbox: (any AgentSandbox)?
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let seed = try await internalNATS.addAgent(id)
+            let spec = AgentLaunchSpec(
+                agentID: id, agentExecutable: settings.agentExecutable, natsURL: internalNATS.server.url,
+                nkeySeed: seed, nodeID: settings.nodeID, workDirectory: directory, memoryMiB: settings.memoryMiB,
+                vcpuCount: settings.vcpuCount)
+            let launched = try await driver.launch(spec)
+            sandbox = launched
+            let hello = try await waitForHandshake(id, sandbox: launched)
+            let agent = Agent(id: id, sandbox: launched, workDirectory: directory, handshake: hello)
+            starting -= 1
+            consecutiveFailures = 0
+            Task {
+                let termination = await launched.wait()
+                await self.onExit(agent, "agent \(termination)")
+            }
+            logger.debug(
+                "agent ready", metadata: ["nex.agent": "\(id)", "startup_ms": "\(hello.startupMillis)"])
+            if closed {
+                await launched.destroy(grace: .seconds(1))
+            } else if !waiters.isEmpty {
+                waiters.removeFirst().continuation.resume(returning: agent)
+            } else {
+                warm.append(agent)
+            }
+        } catch {
+            starting -= 1
+            consecutiveFailures += 1
+            logger.error("agent failed to start", metadata: ["nex.agent": "\(id)", "error": "\(error)"])
+            await sandbox?.destroy(grace: .seconds(1))
+            internalNATS.removeAgent(id)
+            try? FileManager.default.removeItem(atPath: directory)
+            // Back off so that a broken agent binary does not become a fork loop.
+            let delay = Duration.milliseconds(min(100 << min(consecutiveFailures, 8), 30_000))
+            try? await Task.sleep(for: delay)
+            fill()
+        }
+    }
+
+    private func waitForHandshake(_ id: String, sandbox: any AgentSandbox) async throws -> AgentHandshake {
+        let timeout = settings.handshakeTimeout
+        return try await withCheckedThrowingContinuation { continuation in
+            handshakes[id] = continuation
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.failHandshake(id, "no handshake within \(timeout)")
+            }
+            Task {
+                let termination = await sandbox.wait()
+                self.failHandshake(id, "agent \(termination) before its handshake")
+            }
+        }
+    }
+
+    private func failHandshake(_ id: String, _ reason: String) {
+        handshakes.removeValue(forKey: id)?.resume(throwing: DeployRefusal(reason))
+    }
+}

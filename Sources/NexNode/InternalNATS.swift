@@ -1,0 +1,115 @@
+import Foundation
+import Logging
+import NATS
+import NKeys
+import NexModels
+import NexProcess
+import Synchronization
+
+/// The node's internal NATS server: a `nats-server` child on loopback (never reachable from outside) that
+/// only the node and its agents use. The node connects with full rights; each agent gets its own nkey user
+/// that may publish only to `hostint.<agent>.>` and subscribe only to `agentint.<agent>.>` (plus replies to
+/// what it is asked). Users are added and removed by rewriting the config and reloading the server.
+final class InternalNATS: Sendable {
+    let server: NATSServerProcess
+    /// The node's own connection.
+    let client: NATSClient
+    private let nodeKey: NKeyPair
+    private let agents: Mutex<[String: String]>  // agent id → public nkey
+    private let logger: Logger
+
+    private init(server: NATSServerProcess, client: NATSClient, nodeKey: NKeyPair, logger: Logger) {
+        self.server = server
+        self.client = client
+        self.nodeKey = nodeKey
+        self.agents = Mutex([:])
+        self.logger = logger
+    }
+
+    /// Starts the server in `directory` and connects the node to it.
+    static func start(binary: String, directory: String, logger: Logger) async throws -> InternalNATS {
+        let nodeKey = NKeyPair.generate(.user)
+        let server = try await NATSServerProcess.start(
+            binary: binary, directory: directory, config: config(node: nodeKey.publicKey, agents: [:]))
+        var configuration = NATSClient.Configuration(servers: [server.url])
+        configuration.name = "nex-node-internal"
+        configuration.auth = .nkey(seed: nodeKey.seed!)
+        configuration.connectTimeout = .seconds(10)
+        configuration.requestTimeout = .seconds(10)
+        let client = NATSClient(configuration: configuration)
+        do { try await client.connect() } catch {
+            await server.stop()
+            throw error
+        }
+        return InternalNATS(server: server, client: client, nodeKey: nodeKey, logger: logger)
+    }
+
+    /// The server config: loopback only, no monitoring, one nkey user per agent with its own subjects.
+    static func config(node: String, agents: [String: String]) -> String {
+        var users = ["    { nkey: \(node) }"]
+        for (id, key) in agents.sorted(by: { $0.key < $1.key }) {
+            users.append(
+                """
+                    { nkey: \(key), permissions: { \
+                publish: { allow: ["\(AgentSubjects.publishAllowed(agent: id))"] }, \
+                subscribe: { allow: ["\(AgentSubjects.subscribeAllowed(agent: id))"] }, allow_responses: true } }
+                """)
+        }
+        return """
+            # Written by the Nex node: its internal server for agents. Do not edit.
+            host: 127.0.0.1
+            port: -1
+            max_payload: 8MB
+            authorization {
+              users: [
+            \(users.joined(separator: "\n"))
+              ]
+            }
+
+            """
+    }
+
+    /// Creates credentials for `agentID`, reloads the server, and returns the agent's seed once the server
+    /// accepts it (a reload is asynchronous: an agent started earlier could be refused).
+    func addAgent(_ agentID: String) async throws -> String {
+        let key = NKeyPair.generate(.user)
+        try reload { $0[agentID] = key.publicKey }
+        let seed = key.seed!
+        var probe = NATSClient.Configuration(servers: [server.url])
+        probe.auth = .nkey(seed: seed)
+        probe.connectTimeout = .seconds(2)
+        probe.allowReconnect = false
+        for attempt in 1...200 {
+            let client = NATSClient(configuration: probe)
+            do {
+                try await client.connect()
+                await client.close()
+                return seed
+            } catch {
+                await client.close()
+                if attempt == 200 { throw error }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        return seed
+    }
+
+    /// Revokes `agentID`'s credentials (its connection, if any, is closed by the reload).
+    func removeAgent(_ agentID: String) {
+        do { try reload { $0[agentID] = nil } } catch {
+            logger.warning("cannot reload the internal NATS server", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func reload(_ change: (inout [String: String]) -> Void) throws {
+        try agents.withLock { agents in
+            change(&agents)
+            try server.reload(config: Self.config(node: nodeKey.publicKey, agents: agents))
+        }
+    }
+
+    func stop() async {
+        await client.close()
+        await server.stop()
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import NATS
+import NATSJetStream
+import NKeys
+import NexControlClient
+import NexModels
+
+/// The control API handlers (wire contract §1).
+extension NexNode {
+    /// The namespace token of `$NEX.<OP>.<ns>.…`.
+    static func namespace(of subject: String) -> String {
+        let parts = subject.split(separator: ".")
+        return parts.count > 2 ? String(parts[2]) : "default"
+    }
+
+    func pingResponse() async -> PingResponse {
+        PingResponse(
+            nodeID: nodeID, nexus: tags["nexus"], version: Self.version, uptime: uptime, targetXkey: xkey.publicKey,
+            tags: tags, runningMachines: await runtime?.manager.count ?? 0)
+    }
+
+    /// Answers only when the node matches every field of the auction.
+    func auction(_ m: NATSMessage) async throws -> [UInt8]? {
+        let request = (try? JSONDecoder().decode(AuctionRequest.self, from: Data(m.bytes))) ?? AuctionRequest()
+        let tags = self.tags
+        if let os = request.os, os.lowercased() != HostFacts.os { return nil }
+        if let arch = request.arch, arch.lowercased() != HostFacts.arch { return nil }
+        if let sandboxed = request.sandboxed, sandboxed == config.noSandbox { return nil }
+        for (k, v) in request.tags ?? [:] where tags[k]?.lowercased() != v.lowercased() { return nil }
+        for t in request.workloadTypes ?? [] where !config.workloadTypes.contains(t) { return nil }
+        if isLameDuck || runtime == nil { return nil }
+        return try encode(ReplyKind.auction, await pingResponse())
+    }
+
+    /// `$NEX.WPING.<ns>[.<id or name>]`: answers only when a workload matches.
+    func workloadPing(_ m: NATSMessage) async throws -> [UInt8]? {
+        let parts = m.subject.split(separator: ".").map(String.init)
+        guard parts.count == 3 || parts.count == 4 else { return nil }
+        let filter = parts.count == 4 ? parts[3] : nil
+        let matches = (await runtime?.manager.all(in: parts[2]) ?? []).filter {
+            filter == nil || $0.id == filter || $0.name == filter
+        }
+        guard !matches.isEmpty else { return nil }
+        return try encode(
+            ReplyKind.ping,
+            WorkloadPingResponse(
+                nodeID: nodeID, targetXkey: xkey.publicKey, version: Self.version, tags: tags, uptime: uptime,
+                runningMachines: matches.map {
+                    MachineSummary(id: $0.id, namespace: $0.namespace, name: $0.name, type: $0.type)
+                }))
+    }
+
+    func infoResponse(_ m: NATSMessage) async -> InfoResponse {
+        let namespace = Self.namespace(of: m.subject)
+        let machines = (await runtime?.manager.all(in: namespace) ?? []).map { w in
+            let up = GoDuration.format(nanoseconds: Int64(Date().timeIntervalSince(w.deployedAt) * 1e9))
+            return MachineInfo(
+                id: w.agent.id, healthy: w.healthy, uptime: up, namespace: w.namespace,
+                workload: WorkloadDescription(
+                    id: w.id, name: w.name, description: w.deploy.request.description, essential: w.essential,
+                    hash: w.deploy.hash, runtime: up, uptime: up, type: w.type))
+        }
+        return InfoResponse(
+            availableAgents: await runtime?.pool.available ?? 0,
+            allowDuplicateWorkloads: config.allowDuplicateWorkloads,
+            machines: machines, memory: HostFacts.memory(), publicXkey: xkey.publicKey,
+            supportedWorkloadTypes: config.workloadTypes, tags: tags, uptime: uptime, version: Self.version)
+    }
+
+    func deploy(_ m: NATSMessage) async throws -> [UInt8] {
+        let request: DeployRequest
+        do { request = try JSONDecoder().decode(DeployRequest.self, from: Data(m.bytes)) } catch {
+            return try encode(ReplyKind.run, error: "malformed deploy request: \(Self.describe(error))")
+        }
+        switch await deploy(request, namespace: Self.namespace(of: m.subject), config: config) {
+        case .success(let response): return try encode(ReplyKind.run, response)
+        case .failure(let refusal):
+            logger.info(
+                "deploy refused", metadata: ["nex.workload": "\(request.workloadName)", "reason": "\(refusal)"])
+            return try encode(ReplyKind.run, error: refusal.message)
+        }
+    }
+
+    /// The deploy pipeline: checks, duplicate and limit policy, verified download, hand-off to an agent.
+    func deploy(_ request: DeployRequest, namespace: String, config: NodeConfiguration) async -> Result<
+        RunResponse, DeployRefusal
+    > {
+        var validator = DeployValidator(config: config, xkey: xkey)
+        validator.lameDuck = isLameDuck
+        let valid: ValidatedDeploy
+        switch validator.validate(request) {
+        case .failure(let refusal): return .failure(refusal)
+        case .success(let v): valid = v
+        }
+        guard let runtime else {
+            let problem = state.withLock { $0.runtimeProblem } ?? "the node is not running"
+            return .failure(DeployRefusal("no agent available: \(problem)"))
+        }
+        if let refusal = await runtime.manager.reserve(name: request.workloadName, namespace: namespace) {
+            return .failure(refusal)
+        }
+        let workloadID = UUID().uuidString.lowercased()
+        let artifact: ArtifactFetcher.Artifact
+        do {
+            artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts").fetch(
+                request.location, expectedHash: valid.hash, workloadID: workloadID,
+                maxBytes: config.nodeLimits.maxWorkloadBytes)
+        } catch {
+            await runtime.manager.release(name: request.workloadName, namespace: namespace)
+            return .failure(error)
+        }
+        let result = await runtime.manager.start(
+            valid, namespace: namespace, workloadID: workloadID, artifactPath: artifact.path,
+            totalBytes: artifact.size)
+        await runtime.manager.release(name: request.workloadName, namespace: namespace)
+        if case .failure = result { try? FileManager.default.removeItem(atPath: artifact.path) }
+        return result
+    }
+
+    func stopWorkload(_ m: NATSMessage) async throws -> [UInt8] {
+        let request: StopRequest
+        do { request = try JSONDecoder().decode(StopRequest.self, from: Data(m.bytes)) } catch {
+            return try encode(ReplyKind.stop, error: "malformed stop request: \(Self.describe(error))")
+        }
+        guard let runtime else { return try encode(ReplyKind.stop, error: "no such workload") }
+        switch await runtime.manager.stop(request, namespace: Self.namespace(of: m.subject)) {
+        case .success(let response): return try encode(ReplyKind.stop, response)
+        case .failure(let refusal): return try encode(ReplyKind.stop, error: refusal.message)
+        }
+    }
+
+    /// Deploys the config's `autostart` workloads through the same pipeline as any deploy. The node signs
+    /// them with a key of its own and seals their environment to itself, so plaintext never leaves the node.
+    func autostart() async {
+        guard let workloads = config.autostart?.workloads, !workloads.isEmpty else { return }
+        let issuer = NKeyPair.generate(.account)
+        let publisher = NKeyPair.generate(.curve)
+        var trusted = config
+        trusted.validIssuers = []
+        for w in workloads {
+            let namespace = w.namespace ?? "default"
+            do {
+                guard let location = WorkloadLocation(url: w.location) else {
+                    throw DeployRefusal("location \(w.location) is not nats://BUCKET/key")
+                }
+                var hash = w.hash
+                if hash == nil {
+                    let info = try await JetStreamContext(client: client).objectStore(location.bucket).info(
+                        location.key)
+                    hash = NexControlClient.hexSHA256(fromDigest: info?.digest)
+                }
+                guard let hash else { throw DeployRefusal("no hash given and none found for \(w.location)") }
+                let request = try NexControlClient.makeDeployRequest(
+                    name: w.name, type: w.type, location: location, hash: hash, environment: w.environment ?? [:],
+                    issuer: issuer, publisher: publisher, targetNode: nodeID, targetXkey: xkey.publicKey,
+                    triggerSubjects: w.triggerSubjects ?? [], argv: w.argv ?? [], essential: w.essential ?? false,
+                    description: w.description)
+                switch await deploy(request, namespace: namespace, config: trusted) {
+                case .success(let r):
+                    logger.info("autostarted", metadata: ["nex.workload": "\(w.name)", "nex.workload_id": "\(r.id)"])
+                case .failure(let refusal): throw refusal
+                }
+            } catch {
+                logger.error("autostart failed", metadata: ["nex.workload": "\(w.name)", "error": "\(error)"])
+            }
+        }
+    }
+}

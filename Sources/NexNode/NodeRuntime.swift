@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import NATS
+import NexModels
+import NexProcess
+import NexSandbox
+import Synchronization
+
+/// What a node needs to run workloads: its internal NATS server, the warm pool and the workload manager.
+/// A node without one (no `nats-server` or `nex-agent` found) still answers the control API and refuses
+/// deploys with the reason.
+struct NodeRuntime: Sendable {
+    let internalNATS: InternalNATS
+    let pool: AgentPool
+    let manager: WorkloadManager
+
+    /// Where to find `nex-agent`: `agent_path`, else beside the running executable.
+    static func agentExecutable(_ config: NodeConfiguration) -> String {
+        config.agentPath ?? (Executable.directory + "/nex-agent")
+    }
+
+    /// The driver the configuration asks for. Only `none` exists so far, and only with `no_sandbox: true`:
+    /// a sandboxed node never falls back to running workloads unsandboxed.
+    static func driver(_ config: NodeConfiguration, logger: Logger) throws -> any SandboxDriver {
+        guard config.noSandbox else {
+            throw DeployRefusal(
+                "no sandbox driver is available yet (sandbox: \(config.sandbox)); set \"no_sandbox\": true to run workloads unsandboxed"
+            )
+        }
+        return ProcessDriver { agent, line in
+            logger.debug("\(line)", metadata: ["nex.agent": "\(agent)"])
+        }
+    }
+
+    static func start(node: NexNode, home: String) async throws -> NodeRuntime {
+        let config = node.config
+        let logger = node.logger
+        let driver = try driver(config, logger: logger)
+        let agent = agentExecutable(config)
+        guard FileManager.default.isExecutableFile(atPath: agent) else {
+            throw DeployRefusal("nex-agent not found at \(agent) (set agent_path)")
+        }
+        guard let binary = NATSServerProcess.findBinary(nexHome: NexHome.path) else {
+            throw DeployRefusal("nats-server not found for the internal server (PATH, NATS_SERVER_BIN, ~/.nex/bin)")
+        }
+        let internalNATS = try await InternalNATS.start(
+            binary: binary, directory: home + "/internal-nats", logger: logger)
+        let settings = AgentPool.Settings(
+            size: config.machinePoolSize, agentExecutable: agent, directory: home + "/agents", nodeID: node.nodeID,
+            handshakeTimeout: .milliseconds(config.agentHandshakeTimeoutMs),
+            memoryMiB: config.machineTemplate.memsizeMib, vcpuCount: config.machineTemplate.vcpuCount)
+        let box = ManagerBox()
+        let pool = AgentPool(
+            settings: settings, driver: driver, internalNATS: internalNATS, logger: logger,
+            onExit: { agent, reason in
+                guard let pool = box.pool, let manager = box.manager else { return }
+                if await !pool.remove(agent.id) { await manager.agentDied(agent, reason: reason) }
+            })
+        let manager = WorkloadManager(
+            config: config, pool: pool, internalNATS: internalNATS, events: node.events, logger: logger,
+            isLameDuck: { node.isLameDuck })
+        box.set(pool: pool, manager: manager)
+        let runtime = NodeRuntime(internalNATS: internalNATS, pool: pool, manager: manager)
+        try await runtime.listenToAgents(logger: logger)
+        await pool.fill()
+        return runtime
+    }
+
+    /// One subscription for everything agents send: handshakes, events and logs.
+    private func listenToAgents(logger: Logger) async throws {
+        let client = internalNATS.client
+        let pool = self.pool
+        let manager = self.manager
+        try await client.subscribe(to: AgentSubjects.allHost) { m in
+            guard let (agent, rest) = AgentSubjects.parseHost(m.subject) else { return }
+            switch rest.first {
+            case "handshake":
+                guard let hello = try? JSONDecoder().decode(AgentHandshake.self, from: Data(m.bytes)), hello.id == agent
+                else { return }
+                let known = await pool.handshakeArrived(hello)
+                if let reply = m.replyTo {
+                    let answer = AgentResponse(ok: known, message: known ? nil : "unknown agent")
+                    try await client.publish(Array(try JSONEncoder().encode(answer)), to: reply)
+                }
+            case "logs":
+                await manager.log(agentID: agent, body: m.bytes)
+            case "events" where rest.count == 2 && rest[1] == Substring(AgentEventType.workloadExited):
+                if let report = try? JSONDecoder().decode(WorkloadExited.self, from: Data(m.bytes)) {
+                    await manager.exited(agentID: agent, report)
+                }
+            default:
+                logger.debug("unexpected agent message", metadata: ["subject": "\(m.subject)"])
+            }
+        }
+        try await client.flush()
+    }
+
+    func shutdown() async {
+        await manager.stopAll(reason: "node stopped")
+        await pool.close()
+        await internalNATS.stop()
+    }
+}
+
+/// Lets the pool's exit callback reach the manager created after it.
+private final class ManagerBox: Sendable {
+    private let parts = Mutex<(pool: AgentPool?, manager: WorkloadManager?)>((nil, nil))
+    var pool: AgentPool? { parts.withLock { $0.pool } }
+    var manager: WorkloadManager? { parts.withLock { $0.manager } }
+    func set(pool: AgentPool, manager: WorkloadManager) { parts.withLock { $0 = (pool, manager) } }
+}

@@ -1,0 +1,310 @@
+import Foundation
+import Logging
+import NATS
+import NKeys
+import NexModels
+
+/// A workload running on one of the node's agents.
+struct Workload: Sendable {
+    var id: String
+    var namespace: String
+    var deploy: ValidatedDeploy
+    /// The node's verified copy of the artifact (kept for restarts).
+    var artifactPath: String
+    var totalBytes: Int
+    var deployedAt = Date()
+    var retryCount: Int
+    var agent: Agent
+    var healthy = true
+    var missedPings = 0
+    /// Set once a stop began, so the exit it causes is not treated as a crash.
+    var stopping = false
+
+    var name: String { deploy.request.workloadName }
+    var type: String { deploy.request.type }
+    var essential: Bool { deploy.request.essential ?? false }
+}
+
+/// Owns the running workloads: hands deploys to warm agents, stops them for their issuer, follows their
+/// exits (restarting essential services with backoff), and forwards their logs.
+actor WorkloadManager {
+    let config: NodeConfiguration
+    let pool: AgentPool
+    let internalNATS: InternalNATS
+    let events: EventPublisher
+    let logger: Logger
+    /// Reads the node's lame-duck flag (restarts stop in lame duck).
+    let isLameDuck: @Sendable () -> Bool
+
+    private var workloads: [String: Workload] = [:]
+    private var byAgent: [String: String] = [:]
+    /// `namespace/name` of deploys in flight, so duplicates and limits count them.
+    private var inFlight: [String: Int] = [:]
+
+    init(
+        config: NodeConfiguration, pool: AgentPool, internalNATS: InternalNATS, events: EventPublisher,
+        logger: Logger, isLameDuck: @escaping @Sendable () -> Bool
+    ) {
+        self.config = config
+        self.pool = pool
+        self.internalNATS = internalNATS
+        self.events = events
+        self.logger = logger
+        self.isLameDuck = isLameDuck
+    }
+
+    var count: Int { workloads.count }
+
+    func all(in namespace: String? = nil) -> [Workload] {
+        workloads.values.filter { namespace == nil || $0.namespace == namespace }.sorted {
+            $0.deployedAt < $1.deployedAt
+        }
+    }
+
+    // MARK: Deploy
+
+    /// The duplicate and count checks, made before the artifact is downloaded.
+    func admit(name: String, namespace: String) -> DeployRefusal? {
+        let key = namespace + "/" + name
+        if !config.allowDuplicateWorkloads,
+            inFlight[key, default: 0] > 0 || workloads.values.contains(where: { $0.namespace + "/" + $0.name == key })
+        {
+            return DeployRefusal("workload \(name) is already running in namespace \(namespace) on this node")
+        }
+        if let max = config.nodeLimits.maxWorkloads, workloads.count + inFlight.values.reduce(0, +) >= max {
+            return DeployRefusal("node_limits.max_workloads (\(max)) reached")
+        }
+        return nil
+    }
+
+    /// Reserves a slot for a deploy in flight; release it with ``release(name:namespace:)``.
+    func reserve(name: String, namespace: String) -> DeployRefusal? {
+        if let refusal = admit(name: name, namespace: namespace) { return refusal }
+        inFlight[namespace + "/" + name, default: 0] += 1
+        return nil
+    }
+
+    func release(name: String, namespace: String) {
+        let key = namespace + "/" + name
+        inFlight[key, default: 1] -= 1
+        if inFlight[key] == 0 { inFlight[key] = nil }
+    }
+
+    /// Runs a verified deploy on a warm agent.
+    func start(
+        _ deploy: ValidatedDeploy, namespace: String, workloadID: String, artifactPath: String, totalBytes: Int,
+        retryCount: Int = 0
+    ) async -> Result<RunResponse, DeployRefusal> {
+        if let max = config.nodeLimits.maxTotalBytes, workloads.values.map(\.totalBytes).reduce(totalBytes, +) > max {
+            return .failure(DeployRefusal("node_limits.max_total_bytes (\(max)) would be exceeded"))
+        }
+        let agent: Agent
+        do { agent = try await pool.take(timeout: .milliseconds(config.agentHandshakeTimeoutMs)) } catch {
+            return .failure(DeployRefusal("no agent available: \(error)"))
+        }
+        let inside = agent.workDirectory + "/workload"
+        if link(artifactPath, inside) != 0 {
+            try? FileManager.default.copyItem(atPath: artifactPath, toPath: inside)
+        }
+        let request = AgentDeployRequest(
+            workloadID: workloadID, workloadName: deploy.request.workloadName, namespace: namespace,
+            type: deploy.request.type, argv: deploy.request.argv ?? [],
+            environment: environment(for: deploy), essential: deploy.request.essential ?? false,
+            artifactPath: agent.sandbox.workDirectoryInside + "/workload", totalBytes: totalBytes,
+            triggerSubjects: deploy.request.triggerSubjects ?? [])
+        let response: AgentResponse
+        do {
+            let reply = try await internalNATS.client.request(
+                Array(try JSONEncoder().encode(request)), to: AgentSubjects.deploy(agent: agent.id),
+                timeout: .seconds(10))
+            response = try JSONDecoder().decode(AgentResponse.self, from: Data(reply.bytes))
+        } catch {
+            response = AgentResponse(ok: false, message: "the agent did not answer the deploy: \(error)")
+        }
+        guard response.ok else {
+            await destroy(agent)
+            return .failure(DeployRefusal(response.message ?? "the agent refused the workload"))
+        }
+        let workload = Workload(
+            id: workloadID, namespace: namespace, deploy: deploy, artifactPath: artifactPath, totalBytes: totalBytes,
+            retryCount: retryCount, agent: agent)
+        workloads[workloadID] = workload
+        byAgent[agent.id] = workloadID
+        logger.info(
+            "workload deployed",
+            metadata: [
+                "nex.workload": "\(workload.name)", "nex.workload_id": "\(workloadID)", "nex.agent": "\(agent.id)",
+            ])
+        await events.publish(
+            NexEventType.workloadDeployed,
+            WorkloadEvent(
+                code: 0, message: "workload deployed", workloadID: workloadID, workloadName: workload.name,
+                essential: workload.essential, totalBytes: totalBytes), namespace: namespace)
+        return .success(RunResponse(id: workloadID, issuer: deploy.claims.issuer, name: workload.name, started: true))
+    }
+
+    /// The deploy's environment plus host-service connection settings for services that want them
+    /// (the deploy's own `host_services_config` over the node's).
+    func environment(for deploy: ValidatedDeploy) -> [String: String] {
+        var env = deploy.environment
+        let node = config.hostServicesConfig?.nats
+        let mine = deploy.request.hostServicesConfig
+        let settings = [
+            ("NEX_HOSTSERVICES_NATS_SERVER", mine?.natsURL ?? node?.natsURL),
+            ("NEX_HOSTSERVICES_NATS_USER_JWT", mine?.natsUserJWT ?? node?.natsUserJWT),
+            ("NEX_HOSTSERVICES_NATS_USER_SEED", mine?.natsUserSeed ?? node?.natsUserSeed),
+        ]
+        for case (let key, let value?) in settings where env[key] == nil { env[key] = value }
+        return env
+    }
+
+    // MARK: Stop
+
+    /// Stops a workload for the issuer that deployed it. A stop from another namespace, or for an unknown id,
+    /// is "no such workload" (ids cannot be probed).
+    func stop(_ request: StopRequest, namespace: String) async -> Result<StopResponse, DeployRefusal> {
+        guard let workload = workloads[request.workloadID], workload.namespace == namespace, !workload.stopping else {
+            return .failure(DeployRefusal("no such workload"))
+        }
+        let claims: JWTClaims
+        do { claims = try NATSJWT.verify(request.workloadJWT) } catch {
+            return .failure(DeployRefusal("invalid stop JWT: \(error.message)"))
+        }
+        guard claims.issuer == workload.deploy.claims.issuer else {
+            return .failure(DeployRefusal("stop refused: only the issuer that deployed the workload may stop it"))
+        }
+        guard claims.id != workload.deploy.claims.id, request.workloadJWT != workload.deploy.request.workloadJWT else {
+            return .failure(DeployRefusal("stop refused: the deploy token cannot be replayed as a stop token"))
+        }
+        if !claims.subject.isEmpty, claims.subject != workload.id {
+            return .failure(DeployRefusal("stop refused: the token is for workload \(claims.subject)"))
+        }
+        await end(workload.id, code: 0, message: "stopped by its issuer", keepArtifact: false)
+        return .success(StopResponse(id: workload.id, issuer: claims.issuer, stopped: true))
+    }
+
+    /// Stops every workload (graceful shutdown, lame-duck drain).
+    func stopAll(reason: String) async {
+        for workload in all() { await end(workload.id, code: 0, message: reason, keepArtifact: false) }
+    }
+
+    /// Undeploys a workload: the agent stops it (SIGTERM, then SIGKILL), the sandbox is destroyed, and
+    /// `workload_undeployed` is published.
+    private func end(_ id: String, code: Int, message: String, keepArtifact: Bool) async {
+        guard var workload = workloads[id], !workload.stopping else { return }
+        workload.stopping = true
+        workloads[id] = workload
+        _ = try? await internalNATS.client.request(
+            [UInt8](), to: AgentSubjects.undeploy(agent: workload.agent.id), timeout: .seconds(8))
+        await finish(workload, code: code, message: message, keepArtifact: keepArtifact)
+    }
+
+    private func finish(_ workload: Workload, code: Int, message: String, keepArtifact: Bool) async {
+        guard workloads.removeValue(forKey: workload.id) != nil else { return }
+        byAgent[workload.agent.id] = nil
+        await destroy(workload.agent)
+        if !keepArtifact { try? FileManager.default.removeItem(atPath: workload.artifactPath) }
+        logger.info(
+            "workload undeployed",
+            metadata: ["nex.workload": "\(workload.name)", "nex.workload_id": "\(workload.id)", "reason": "\(message)"])
+        await events.publish(
+            NexEventType.workloadUndeployed,
+            WorkloadEvent(
+                code: code, message: message, workloadID: workload.id, workloadName: workload.name,
+                essential: workload.essential, totalBytes: workload.totalBytes), namespace: workload.namespace)
+    }
+
+    private func destroy(_ agent: Agent) async {
+        await agent.sandbox.destroy(grace: .seconds(6))
+        internalNATS.removeAgent(agent.id)
+        try? FileManager.default.removeItem(atPath: agent.workDirectory)
+    }
+
+    // MARK: Agents' reports
+
+    /// The workload's process ended by itself.
+    func exited(agentID: String, _ report: WorkloadExited) async {
+        guard let id = byAgent[agentID], let workload = workloads[id], !workload.stopping else { return }
+        await ended(workload, code: report.code, message: report.message)
+    }
+
+    /// An agent process died.
+    func agentDied(_ agent: Agent, reason: String) async {
+        guard let id = byAgent[agent.id], let workload = workloads[id], !workload.stopping else { return }
+        await ended(workload, code: -1, message: reason)
+    }
+
+    private func ended(_ workload: Workload, code: Int, message: String) async {
+        let restart = workload.essential && code != 0 && !isLameDuck() && canRestart(workload)
+        var stopped = workload
+        stopped.stopping = true
+        workloads[workload.id] = stopped
+        await finish(workload, code: code, message: message, keepArtifact: restart)
+        guard restart else { return }
+        let delay = Self.backoff(
+            retry: workload.retryCount, initial: .milliseconds(config.restartBackoffInitialMs),
+            max: .milliseconds(config.restartBackoffMaxMs))
+        logger.info(
+            "restarting essential workload",
+            metadata: ["nex.workload": "\(workload.name)", "retry": "\(workload.retryCount + 1)", "delay": "\(delay)"])
+        Task { await self.restart(workload, after: delay) }
+    }
+
+    private func canRestart(_ workload: Workload) -> Bool {
+        config.maxRestarts == 0 || workload.retryCount < config.maxRestarts
+    }
+
+    /// Exponential backoff: `initial · 2^retry`, capped at `max`.
+    static func backoff(retry: Int, initial: Duration, max: Duration) -> Duration {
+        let factor = 1 << Swift.min(retry, 20)
+        return Swift.min(initial * factor, max)
+    }
+
+    private func restart(_ old: Workload, after delay: Duration) async {
+        try? await Task.sleep(for: delay)
+        guard !isLameDuck() else {
+            try? FileManager.default.removeItem(atPath: old.artifactPath)
+            return
+        }
+        var deploy = old.deploy
+        deploy.request.retryCount = old.retryCount + 1
+        deploy.request.retriedAt = ISO8601DateFormatter().string(from: Date())
+        let id = UUID().uuidString.lowercased()
+        let result = await start(
+            deploy, namespace: old.namespace, workloadID: id, artifactPath: old.artifactPath,
+            totalBytes: old.totalBytes, retryCount: old.retryCount + 1)
+        if case .failure(let refusal) = result {
+            logger.error(
+                "essential workload could not restart",
+                metadata: ["nex.workload": "\(old.name)", "error": "\(refusal)"])
+            try? FileManager.default.removeItem(atPath: old.artifactPath)
+        }
+    }
+
+    /// Forwards an agent's log entry to the workload's log subject.
+    func log(agentID: String, body: [UInt8]) async {
+        guard let id = byAgent[agentID], let workload = workloads[id] else { return }
+        await events.log(body, namespace: workload.namespace, workloadName: workload.name, workloadID: id)
+    }
+
+    // MARK: Health
+
+    /// Pings every agent that runs a workload; three missed pings in a row end the workload.
+    func checkHealth(timeout: Duration) async {
+        for workload in all() {
+            let ok: Bool
+            do {
+                _ = try await internalNATS.client.request(
+                    [UInt8](), to: AgentSubjects.ping(agent: workload.agent.id), timeout: timeout)
+                ok = true
+            } catch { ok = false }
+            guard var current = workloads[workload.id], !current.stopping else { continue }
+            current.healthy = ok
+            current.missedPings = ok ? 0 : current.missedPings + 1
+            workloads[workload.id] = current
+            if current.missedPings >= 3 {
+                await ended(current, code: -1, message: "agent stopped answering pings")
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import CNexSpawn
+import Foundation
+import Synchronization
+
+/// A child process started with fork/exec through a small C shim, so that the child gets exactly the
+/// descriptors, signal dispositions and process group it should (Foundation's `Process` offers neither a
+/// parent-death signal nor default dispositions for signals NIO ignores).
+///
+/// Children are spawned from one dedicated thread that lives as long as the process, because the kernel's
+/// parent-death signal fires when the *spawning thread* exits: a pool thread that retires would kill them.
+public final class ChildProcess: Sendable {
+    /// Where a standard stream of the child goes.
+    public enum Stream: Sendable {
+        /// `/dev/null`.
+        case null
+        /// This process's own descriptor (0, 1 or 2).
+        case inherit
+        /// An existing descriptor (not closed by the spawn).
+        case descriptor(Int32)
+        /// A new pipe; read the other end with ``ChildProcess/stdout`` / ``ChildProcess/stderr``.
+        case pipe
+    }
+
+    /// How a child ended.
+    public enum Termination: Sendable, Equatable, CustomStringConvertible {
+        case exited(Int32)
+        case signalled(Int32)
+
+        /// The exit code, or 128 + signal as shells report it.
+        public var code: Int32 {
+            switch self {
+            case .exited(let c): c
+            case .signalled(let s): 128 + s
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .exited(let c): "exited with code \(c)"
+            case .signalled(let s): "killed by signal \(s)"
+            }
+        }
+    }
+
+    /// The child's pid.
+    public let pid: Int32
+    /// The read end of the child's stdout when it was `.pipe`.
+    public let stdout: Int32?
+    /// The read end of the child's stderr when it was `.pipe`.
+    public let stderr: Int32?
+    private let state = Mutex(WaitState())
+
+    private struct WaitState {
+        var termination: Termination?
+        var waiters: [CheckedContinuation<Termination, Never>] = []
+    }
+
+    private init(pid: Int32, stdout: Int32?, stderr: Int32?) {
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+
+    /// Starts `executable`. `environment` is the child's whole environment. With `killWithParent`, the child
+    /// gets SIGKILL when this process dies, however it dies.
+    public static func spawn(
+        executable: String, arguments: [String] = [], environment: [String: String],
+        directory: String? = nil, stdout: Stream = .inherit, stderr: Stream = .inherit,
+        newProcessGroup: Bool = true, killWithParent: Bool = true
+    ) throws(SpawnError) -> ChildProcess {
+        var toClose: [Int32] = []
+        var readEnds: [Int32?] = [nil, nil]
+        var fds: [Int32] = [-1, -1, -1]
+        for (index, stream) in [(1, stdout), (2, stderr)] {
+            switch stream {
+            case .null: fds[index] = -1
+            case .inherit: fds[index] = Int32(index)
+            case .descriptor(let fd): fds[index] = fd
+            case .pipe:
+                var ends: [Int32] = [0, 0]
+                guard nex_pipe_cloexec(&ends) == 0 else {
+                    for fd in toClose { close(fd) }
+                    for case let fd? in readEnds { close(fd) }
+                    throw SpawnError(executable: executable, errno: errno)
+                }
+                readEnds[index - 1] = ends[0]
+                fds[index] = ends[1]
+                toClose.append(ends[1])
+            }
+        }
+        let argv = [executable] + arguments
+        let envp = environment.map { "\($0.key)=\($0.value)" }
+        let fdsCopy = fds
+        let pid = SpawnThread.shared.run {
+            withCStrings(argv) { argvPointers in
+                withCStrings(envp) { envPointers in
+                    nex_spawn(
+                        executable, argvPointers, envPointers, directory, fdsCopy[0], fdsCopy[1], fdsCopy[2],
+                        newProcessGroup ? 1 : 0, killWithParent ? SIGKILL : 0)
+                }
+            }
+        }
+        for fd in toClose { close(fd) }
+        guard pid > 0 else {
+            for case let fd? in readEnds { close(fd) }
+            throw SpawnError(executable: executable, errno: -pid)
+        }
+        let child = ChildProcess(pid: pid, stdout: readEnds[0], stderr: readEnds[1])
+        child.startReaper()
+        return child
+    }
+
+    /// The termination once the child has ended, else nil.
+    public var termination: Termination? { state.withLock { $0.termination } }
+
+    /// Waits until the child ends.
+    public func wait() async -> Termination {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { s -> Termination? in
+                if let t = s.termination { return t }
+                s.waiters.append(continuation)
+                return nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
+    }
+
+    /// Sends `signal` to the child (to its whole process group when it has its own).
+    public func signal(_ signal: Int32, group: Bool = true) {
+        guard termination == nil else { return }
+        if group, Foundation.kill(-pid, signal) == 0 { return }
+        _ = Foundation.kill(pid, signal)
+    }
+
+    /// SIGTERM, then SIGKILL when the child is still running after `grace`; returns how it ended.
+    @discardableResult
+    public func terminate(grace: Duration = .seconds(5)) async -> Termination {
+        signal(SIGTERM)
+        let killer = Task {
+            try await Task.sleep(for: grace)
+            self.signal(SIGKILL)
+        }
+        let result = await wait()
+        killer.cancel()
+        return result
+    }
+
+    /// One thread per child blocks in waitpid: simple, and children are few (one per agent or workload).
+    private func startReaper() {
+        let pid = self.pid
+        let thread = Thread { [self] in
+            var status: Int32 = 0
+            var result: Int32
+            repeat { result = waitpid(pid, &status, 0) } while result < 0 && errno == EINTR
+            let termination: Termination =
+                (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
+            let waiters = self.state.withLock { s in
+                s.termination = termination
+                defer { s.waiters.removeAll() }
+                return s.waiters
+            }
+            for waiter in waiters { waiter.resume(returning: termination) }
+        }
+        thread.name = "nex-reaper-\(pid)"
+        thread.start()
+    }
+}
+
+/// Why a child could not be started.
+public struct SpawnError: Error, Sendable, CustomStringConvertible {
+    public var executable: String
+    public var errno: Int32
+    public var description: String { "cannot start \(executable): \(String(cString: strerror(errno)))" }
+}
+
+/// Calls `body` with a NULL-terminated C array of `strings`.
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    let pointers = strings.map { strdup($0) } + [nil]
+    defer { for pointer in pointers { free(pointer) } }
+    return body(pointers)
+}

@@ -1,0 +1,61 @@
+import Foundation
+public import NexModels
+import NexProcess
+public import NexWorkloads
+import Synchronization
+
+/// Runs a native service: the artifact is exec'd with the deploy's argv and environment; stdout goes to the
+/// logs at info level and stderr at error level; the exit code is reported when it ends.
+public final class NativeServiceRunner: WorkloadRunner {
+    private let process = Mutex<ChildProcess?>(nil)
+
+    public init() {}
+
+    /// The environment a service gets: the deploy's variables with keys upper-cased (as Nex does; the node
+    /// adds `NEX_HOSTSERVICES_*` connection settings there when configured), a minimal PATH, and the
+    /// `NEX_*` facts about itself.
+    public static func environment(for request: AgentDeployRequest) -> [String: String] {
+        var env = ["PATH": "/usr/local/bin:/usr/bin:/bin"]
+        for (key, value) in request.environment { env[key.uppercased()] = value }
+        env["NEX_WORKLOAD_ID"] = request.workloadID
+        env["NEX_WORKLOAD_NAME"] = request.workloadName
+        env["NEX_NAMESPACE"] = request.namespace
+        return env
+    }
+
+    public func start(_ request: AgentDeployRequest, output: WorkloadOutput) async throws {
+        let path = request.artifactPath
+        // An artifact arrives as plain bytes: make it executable for its owner only.
+        _ = chmod(path, 0o700)
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(
+                executable: path, arguments: request.argv,
+                environment: Self.environment(for: request),
+                directory: URL(fileURLWithPath: path).deletingLastPathComponent().path, stdout: .pipe,
+                stderr: .pipe)
+        } catch {
+            throw WorkloadStartError("\(error)")
+        }
+        process.withLock { $0 = child }
+        let streams = [(child.stdout, LogEntry.info), (child.stderr, LogEntry.error)]
+        let open = Atomic<Int>(streams.count)
+        let report = { @Sendable in
+            Task {
+                let termination = await child.wait()
+                output.exited(Int(termination.code), "workload \(termination)")
+            }
+        }
+        for case (let fd?, let level) in streams {
+            // The exit is reported after the last line, so logs never trail the undeploy event.
+            LineReader.start(fd: fd, name: "nex-workload-out", onLine: { output.log($0, level) }) {
+                if open.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { report() }
+            }
+        }
+    }
+
+    public func stop(grace: Duration) async {
+        guard let child = process.withLock({ $0 }) else { return }
+        await child.terminate(grace: grace)
+    }
+}

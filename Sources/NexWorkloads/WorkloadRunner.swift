@@ -1,0 +1,31 @@
+public import NexModels
+
+/// Runs one workload inside an agent. One runner per workload type (`native` now; `v8` and `wasm` next),
+/// all behind this protocol so the agent never knows what it runs.
+public protocol WorkloadRunner: Sendable {
+    /// Starts the workload; throws (with a message for the deployer) when it cannot.
+    func start(_ request: AgentDeployRequest, output: WorkloadOutput) async throws
+    /// Stops the workload: politely first, then by force after `grace`.
+    func stop(grace: Duration) async
+}
+
+/// Where a runner reports what its workload does.
+public struct WorkloadOutput: Sendable {
+    /// A line of output at a ``LogEntry`` level.
+    public var log: @Sendable (_ text: String, _ level: Int) -> Void
+    /// The workload ended by itself or was stopped (exit code, human-readable reason).
+    public var exited: @Sendable (_ code: Int, _ message: String) -> Void
+
+    public init(
+        log: @escaping @Sendable (String, Int) -> Void, exited: @escaping @Sendable (Int, String) -> Void
+    ) {
+        self.log = log
+        self.exited = exited
+    }
+}
+
+/// Why a runner could not start a workload.
+public struct WorkloadStartError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

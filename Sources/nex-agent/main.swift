@@ -1,0 +1,23 @@
+import Foundation
+import NexAgent
+import NexRunnerNative
+import NexWorkloads
+
+// nex-agent: started by a Nex node (never by hand), one per workload.
+switch NexAgent.Settings.fromEnvironment(ProcessInfo.processInfo.environment) {
+case .failure(let error):
+    FileHandle.standardError.write(Data("nex-agent: \(error)\n".utf8))
+    exit(2)
+case .success(let settings):
+    let agent = NexAgent(settings: settings) { type in
+        type == "native" ? NativeServiceRunner() : nil
+    }
+    do {
+        let reason = try await agent.run()
+        FileHandle.standardOutput.write(Data("nex-agent \(settings.agentID): \(reason)\n".utf8))
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("nex-agent \(settings.agentID): \(error)\n".utf8))
+        exit(1)
+    }
+}
