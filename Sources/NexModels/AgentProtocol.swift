@@ -11,6 +11,9 @@ public enum AgentSubjects {
     public static func deploy(agent: String) -> String { "agentint.\(agent).deploy" }
     public static func undeploy(agent: String) -> String { "agentint.\(agent).undeploy" }
     public static func trigger(agent: String) -> String { "agentint.\(agent).trigger" }
+    /// Where an agent answers the node's request `token`: inside what it may publish to, so agents need no
+    /// `allow_responses` (which a config reload resets mid-request) and none can answer for another.
+    public static func reply(agent: String, token: String) -> String { "hostint.\(agent).reply.\(token)" }
     /// Where the agent's own request replies arrive (inside what it may subscribe to).
     public static func inboxPrefix(agent: String) -> String { "agentint.\(agent).inbox" }
     /// What the agent may publish to.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NATS
 import NKeys
+import NUID
 import NexModels
 import NexProcess
 import Synchronization
@@ -16,6 +17,8 @@ final class InternalNATS: Sendable {
     let client: NATSClient
     private let nodeKey: NKeyPair
     private let agents: Mutex<[String: String]>  // agent id → public nkey
+    private let pending = Mutex<[String: CheckedContinuation<[UInt8], any Error>]>([:])
+    private let stopped = Atomic<Bool>(false)
     private let logger: Logger
 
     private init(server: NATSServerProcess, client: NATSClient, nodeKey: NKeyPair, logger: Logger) {
@@ -52,7 +55,7 @@ final class InternalNATS: Sendable {
                 """
                     { nkey: \(key), permissions: { \
                 publish: { allow: ["\(AgentSubjects.publishAllowed(agent: id))"] }, \
-                subscribe: { allow: ["\(AgentSubjects.subscribeAllowed(agent: id))"] }, allow_responses: true } }
+                subscribe: { allow: ["\(AgentSubjects.subscribeAllowed(agent: id))"] } } }
                 """)
         }
         return """
@@ -94,6 +97,35 @@ final class InternalNATS: Sendable {
         return seed
     }
 
+    /// Asks an agent something: the reply comes back on `hostint.<agent>.reply.<token>` (see
+    /// ``AgentSubjects/reply(agent:token:)``), which the node's one `hostint.>` subscription hands to
+    /// ``replyArrived(token:payload:)``.
+    func request(_ payload: [UInt8], to subject: String, agent: String, timeout: Duration) async throws -> [UInt8] {
+        let token = NUID.next()
+        return try await withCheckedThrowingContinuation { continuation in
+            pending.withLock { $0[token] = continuation }
+            Task {
+                do {
+                    try await client.publish(payload, to: subject, replyTo: AgentSubjects.reply(agent: agent, token: token))
+                } catch {
+                    self.complete(token, .failure(error))
+                    return
+                }
+                try? await Task.sleep(for: timeout)
+                self.complete(token, .failure(AgentRequestTimeout(subject: subject, timeout: timeout)))
+            }
+        }
+    }
+
+    /// An agent's answer to ``request(_:to:agent:timeout:)``.
+    func replyArrived(token: String, payload: [UInt8]) {
+        complete(token, .success(payload))
+    }
+
+    private func complete(_ token: String, _ result: Result<[UInt8], any Error>) {
+        pending.withLock { $0.removeValue(forKey: token) }?.resume(with: result)
+    }
+
     /// Revokes `agentID`'s credentials (its connection, if any, is closed by the reload).
     func removeAgent(_ agentID: String) {
         do { try reload { $0[agentID] = nil } } catch {
@@ -102,6 +134,7 @@ final class InternalNATS: Sendable {
     }
 
     private func reload(_ change: (inout [String: String]) -> Void) throws {
+        guard !stopped.load(ordering: .relaxed) else { return }
         try agents.withLock { agents in
             change(&agents)
             try server.reload(config: Self.config(node: nodeKey.publicKey, agents: agents))
@@ -109,7 +142,15 @@ final class InternalNATS: Sendable {
     }
 
     func stop() async {
+        stopped.store(true, ordering: .relaxed)
         await client.close()
         await server.stop()
     }
+}
+
+/// An agent did not answer in time.
+struct AgentRequestTimeout: Error, CustomStringConvertible {
+    var subject: String
+    var timeout: Duration
+    var description: String { "no answer on \(subject) within \(timeout)" }
 }

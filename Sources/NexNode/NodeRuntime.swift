@@ -28,7 +28,7 @@ struct NodeRuntime: Sendable {
             )
         }
         return ProcessDriver { agent, line in
-            logger.debug("\(line)", metadata: ["nex.agent": "\(agent)"])
+            logger.notice("\(line)", metadata: ["nex.agent": "\(agent)"])
         }
     }
 
@@ -69,6 +69,7 @@ struct NodeRuntime: Sendable {
     /// One subscription for everything agents send: handshakes, events and logs.
     private func listenToAgents(logger: Logger) async throws {
         let client = internalNATS.client
+        let internalNATS = self.internalNATS
         let pool = self.pool
         let manager = self.manager
         try await client.subscribe(to: AgentSubjects.allHost) { m in
@@ -82,6 +83,8 @@ struct NodeRuntime: Sendable {
                     let answer = AgentResponse(ok: known, message: known ? nil : "unknown agent")
                     try await client.publish(Array(try JSONEncoder().encode(answer)), to: reply)
                 }
+            case "reply" where rest.count == 2:
+                internalNATS.replyArrived(token: String(rest[1]), payload: m.bytes)
             case "logs":
                 await manager.log(agentID: agent, body: m.bytes)
             case "events" where rest.count == 2 && rest[1] == Substring(AgentEventType.workloadExited):

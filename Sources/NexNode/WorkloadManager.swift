@@ -19,6 +19,10 @@ struct Workload: Sendable {
     var missedPings = 0
     /// Set once a stop began, so the exit it causes is not treated as a crash.
     var stopping = false
+    /// False until the agent accepted the deploy; logs are forwarded from the start.
+    var started = false
+    /// An exit reported before the agent's deploy answer arrived (a workload that ends at once).
+    var earlyExit: WorkloadExited?
 
     var name: String { deploy.request.workloadName }
     var type: String { deploy.request.type }
@@ -112,24 +116,30 @@ actor WorkloadManager {
             environment: environment(for: deploy), essential: deploy.request.essential ?? false,
             artifactPath: agent.sandbox.workDirectoryInside + "/workload", totalBytes: totalBytes,
             triggerSubjects: deploy.request.triggerSubjects ?? [])
-        let response: AgentResponse
-        do {
-            let reply = try await internalNATS.client.request(
-                Array(try JSONEncoder().encode(request)), to: AgentSubjects.deploy(agent: agent.id),
-                timeout: .seconds(10))
-            response = try JSONDecoder().decode(AgentResponse.self, from: Data(reply.bytes))
-        } catch {
-            response = AgentResponse(ok: false, message: "the agent did not answer the deploy: \(error)")
-        }
-        guard response.ok else {
-            await destroy(agent)
-            return .failure(DeployRefusal(response.message ?? "the agent refused the workload"))
-        }
-        let workload = Workload(
+        // Known before the agent answers, so output and an immediate exit are attributed to it.
+        var workload = Workload(
             id: workloadID, namespace: namespace, deploy: deploy, artifactPath: artifactPath, totalBytes: totalBytes,
             retryCount: retryCount, agent: agent)
         workloads[workloadID] = workload
         byAgent[agent.id] = workloadID
+        let response: AgentResponse
+        do {
+            let reply = try await internalNATS.request(
+                Array(try JSONEncoder().encode(request)), to: AgentSubjects.deploy(agent: agent.id), agent: agent.id,
+                timeout: .seconds(10))
+            response = try JSONDecoder().decode(AgentResponse.self, from: Data(reply))
+        } catch {
+            response = AgentResponse(ok: false, message: "the agent did not answer the deploy: \(error)")
+        }
+        guard response.ok else {
+            workloads[workloadID] = nil
+            byAgent[agent.id] = nil
+            await destroy(agent)
+            return .failure(DeployRefusal(response.message ?? "the agent refused the workload"))
+        }
+        workload = workloads[workloadID] ?? workload
+        workload.started = true
+        workloads[workloadID] = workload
         logger.info(
             "workload deployed",
             metadata: [
@@ -140,6 +150,9 @@ actor WorkloadManager {
             WorkloadEvent(
                 code: 0, message: "workload deployed", workloadID: workloadID, workloadName: workload.name,
                 essential: workload.essential, totalBytes: totalBytes), namespace: namespace)
+        if let early = workload.earlyExit {
+            Task { await self.exited(agentID: agent.id, early) }
+        }
         return .success(RunResponse(id: workloadID, issuer: deploy.claims.issuer, name: workload.name, started: true))
     }
 
@@ -194,8 +207,8 @@ actor WorkloadManager {
         guard var workload = workloads[id], !workload.stopping else { return }
         workload.stopping = true
         workloads[id] = workload
-        _ = try? await internalNATS.client.request(
-            [UInt8](), to: AgentSubjects.undeploy(agent: workload.agent.id), timeout: .seconds(8))
+        _ = try? await internalNATS.request(
+            [], to: AgentSubjects.undeploy(agent: workload.agent.id), agent: workload.agent.id, timeout: .seconds(8))
         await finish(workload, code: code, message: message, keepArtifact: keepArtifact)
     }
 
@@ -224,13 +237,20 @@ actor WorkloadManager {
 
     /// The workload's process ended by itself.
     func exited(agentID: String, _ report: WorkloadExited) async {
-        guard let id = byAgent[agentID], let workload = workloads[id], !workload.stopping else { return }
+        guard let id = byAgent[agentID], var workload = workloads[id], !workload.stopping else { return }
+        guard workload.started else {
+            workload.earlyExit = report
+            workloads[id] = workload
+            return
+        }
         await ended(workload, code: report.code, message: report.message)
     }
 
     /// An agent process died.
     func agentDied(_ agent: Agent, reason: String) async {
-        guard let id = byAgent[agent.id], let workload = workloads[id], !workload.stopping else { return }
+        guard let id = byAgent[agent.id], let workload = workloads[id], !workload.stopping, workload.started else {
+            return
+        }
         await ended(workload, code: -1, message: reason)
     }
 
@@ -294,8 +314,8 @@ actor WorkloadManager {
         for workload in all() {
             let ok: Bool
             do {
-                _ = try await internalNATS.client.request(
-                    [UInt8](), to: AgentSubjects.ping(agent: workload.agent.id), timeout: timeout)
+                _ = try await internalNATS.request(
+                    [], to: AgentSubjects.ping(agent: workload.agent.id), agent: workload.agent.id, timeout: timeout)
                 ok = true
             } catch { ok = false }
             guard var current = workloads[workload.id], !current.stopping else { continue }

@@ -121,7 +121,8 @@ import Testing
                 }
             }
             let (good, goodHash) = try await upload("good", "the real service")
-            #expect(await deploy(good, hash: goodHash).contains("no agent available"))
+            // Verified and handed to an agent, which cannot exec plain text: refused with the reason.
+            #expect(await deploy(good, hash: goodHash).contains("Exec format error"))
             // The issuer signed the hash of other bytes than those stored: refused (Nex 0.x never compared).
             let (_, otherHash) = try await upload("other", "something else")
             #expect(await deploy(good, hash: otherHash).contains("does not match the signed hash"))

@@ -1,0 +1,312 @@
+import Foundation
+import NATS
+import NATSTestSupport
+import NKeys
+import NexControlClient
+import NexModels
+@testable import NexNode
+import Testing
+
+/// A node in this process with real agents (`nex-agent` child processes, no sandbox) on a real server.
+@Suite(.timeLimit(.minutes(2))) struct NexWorkloadTests {
+    struct Harness {
+        let server: NATSServer
+        let client: NATSClient
+        let node: NexNode
+        let nex: NexControlClient
+        let events: MessageRecorder
+        let issuer = NKeyPair.generate(.account)
+        let publisher = NKeyPair.generate(.curve)
+
+        /// Uploads `file` and deploys it (environment sealed, JWT signed by `issuer`).
+        func deploy(
+            file: String, name: String, environment: [String: String] = [:], essential: Bool = false,
+            namespace: String = "default", argv: [String] = []
+        ) async throws -> RunResponse {
+            let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
+            let request = try NexControlClient.makeDeployRequest(
+                name: name, type: "native", location: location, hash: hash, environment: environment,
+                issuer: issuer, publisher: publisher, targetNode: node.nodeID, targetXkey: node.xkey.publicKey,
+                argv: argv, essential: essential)
+            var scoped = nex
+            scoped.namespace = namespace
+            return try await scoped.deploy(request, to: node.nodeID)
+        }
+
+        /// The data of `type` events seen so far, decoded.
+        func workloadEvents(_ type: String) -> [WorkloadEvent] {
+            events.messages.filter { $0.subject.hasSuffix("." + type) }.compactMap {
+                try? JSONDecoder().decode(CloudEvent<WorkloadEvent>.self, from: Data($0.payload)).data
+            }
+        }
+    }
+
+    func withNode<T>(
+        _ configure: (inout NodeConfiguration) -> Void = { _ in }, _ body: (Harness) async throws -> T
+    ) async throws -> T {
+        try await withServerAndClient(.init(jetStream: true)) { server, client in
+            var config = NodeConfiguration()
+            config.noSandbox = true
+            config.defaultResourceDir = server.directory.appendingPathComponent("nexhome").path
+            configure(&config)
+            let events = try await MessageRecorder(client, subject: "$NEX.events.>")
+            let node = NexNode(configuration: config, client: client, heartbeatInterval: .seconds(30))
+            try await node.start()
+            var nex = NexControlClient(client: client)
+            nex.gatherTimeout = .milliseconds(500)
+            nex.gatherStall = .milliseconds(200)
+            let harness = Harness(server: server, client: client, node: node, nex: nex, events: events)
+            do {
+                let result = try await body(harness)
+                await node.stop(graceful: true)
+                return result
+            } catch {
+                await node.stop(graceful: true)
+                throw error
+            }
+        }
+    }
+
+    /// A shell script as a native artifact (executed through its `#!` line).
+    func script(_ body: String, in server: NATSServer) throws -> String {
+        let path = server.directory.appendingPathComponent("script-\(UUID().uuidString).sh").path
+        try ("#!/bin/sh\n" + body + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static var echoService: String { TestEnvironment.builtProduct("echoservice") }
+
+    @Test func echoServiceRunsAnswersAndStopsOnlyForItsIssuer() async throws {
+        try await withNode({ $0.machinePoolSize = 2 }) { h in
+            let info0 = try await h.nex.info(node: h.node.nodeID)
+            #expect(info0.machines.isEmpty)
+            try await eventually("warm pool full") { (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 2 }
+
+            let run = try await h.deploy(
+                file: Self.echoService, name: "echoservice", environment: ["nats_url": h.server.url])
+            #expect(run.started && run.name == "echoservice" && run.issuer == h.issuer.publicKey)
+            try await eventually("workload_deployed") {
+                h.workloadEvents("workload_deployed").contains { $0.workloadID == run.id }
+            }
+            let reply = try await eventuallyValue("svc.echo answers") {
+                try? await h.client.request("test", to: "svc.echo", timeout: .seconds(1))
+            }
+            #expect(reply.string == "test")
+
+            // INFO: the workload in its namespace only, the pool refilled.
+            try await eventually("pool refilled") { (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 2 }
+            let info = try await h.nex.info(node: h.node.nodeID)
+            #expect(info.machines.map(\.workload.id) == [run.id] && info.machines.first?.healthy == true)
+            var other = h.nex
+            other.namespace = "other"
+            #expect(try await other.info(node: h.node.nodeID).machines.isEmpty)
+            // WPING by name and by id; nothing in another namespace.
+            #expect(try await h.nex.workloadPing(workload: "echoservice").first?.runningMachines.first?.id == run.id)
+            #expect(try await h.nex.workloadPing(workload: run.id).count == 1)
+            #expect(try await other.workloadPing().isEmpty)
+            #expect(try await h.nex.ping(node: h.node.nodeID).runningMachines == 1)
+
+            // Duplicates are refused while allow_duplicate_workloads is false.
+            let duplicate = await #expect(throws: NexClientError.self) {
+                try await h.deploy(file: Self.echoService, name: "echoservice")
+            }
+            #expect(duplicate?.message.contains("already running") == true)
+
+            // Who may stop: not another issuer, not from another namespace, not by replaying the deploy token.
+            let stranger = await #expect(throws: NexClientError.self) {
+                try await h.nex.stop(workloadID: run.id, node: h.node.nodeID, issuer: .generate(.account))
+            }
+            #expect(stranger?.message.contains("only the issuer") == true)
+            let elsewhere = await #expect(throws: NexClientError.self) {
+                try await other.stop(workloadID: run.id, node: h.node.nodeID, issuer: h.issuer)
+            }
+            #expect(elsewhere?.message == "no such workload")
+            let stopped = try await h.nex.stop(workloadID: run.id, node: h.node.nodeID, issuer: h.issuer)
+            #expect(stopped.stopped && stopped.id == run.id)
+            try await eventually("workload_undeployed") {
+                h.workloadEvents("workload_undeployed").contains { $0.workloadID == run.id }
+            }
+            await #expect(throws: NATSError.self) { try await h.client.request("x", to: "svc.echo", timeout: .seconds(1)) }
+            #expect(try await h.nex.info(node: h.node.nodeID).machines.isEmpty)
+        }
+    }
+
+    @Test func replayedDeployTokenCannotStop() async throws {
+        try await withNode { h in
+            let file = try script("sleep 30", in: h.server)
+            let (location, hash) = try await h.nex.uploadArtifact(file: file, key: "sleeper")
+            let request = try NexControlClient.makeDeployRequest(
+                name: "sleeper", type: "native", location: location, hash: hash, issuer: h.issuer,
+                publisher: h.publisher, targetNode: h.node.nodeID, targetXkey: h.node.xkey.publicKey)
+            let run = try await h.nex.deploy(request, to: h.node.nodeID)
+            let replay = StopRequest(nodeID: h.node.nodeID, workloadID: run.id, workloadJWT: request.workloadJWT)
+            let reply = try await h.client.request(
+                Array(try JSONEncoder().encode(replay)), to: NexSubjects.stop(namespace: "default", node: h.node.nodeID))
+            let envelope = try JSONDecoder().decode(Envelope<StopResponse>.self, from: Data(reply.bytes))
+            #expect(envelope.error?.contains("cannot be replayed") == true)
+            #expect(try await h.nex.info(node: h.node.nodeID).machines.count == 1)
+        }
+    }
+
+    @Test func outputGoesToLogsAndExitCodesToEvents() async throws {
+        try await withNode { h in
+            let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.\(h.node.nodeID).talker.*")
+            let file = try script("echo \"hello $GREETING\"; echo oops >&2; exit 7", in: h.server)
+            let run = try await h.deploy(file: file, name: "talker", environment: ["greeting": "world"])
+            try await eventually("workload_undeployed with the exit code") {
+                h.workloadEvents("workload_undeployed").contains { $0.workloadID == run.id && $0.code == 7 }
+            }
+            try await eventually("both lines logged") { logs.messages.count >= 2 }
+            let entries = logs.messages.compactMap { try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload)) }
+            #expect(entries.contains(LogEntry(text: "hello world", level: LogEntry.info, id: run.id)))
+            #expect(entries.contains(LogEntry(text: "oops", level: LogEntry.error, id: run.id)))
+            #expect(logs.messages.allSatisfy { $0.subject.hasSuffix(".talker.\(run.id)") })
+            // Not essential: no restart.
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(h.workloadEvents("workload_deployed").count == 1)
+        }
+    }
+
+    @Test func essentialServicesRestartWithBackoffUntilLameDuck() async throws {
+        try await withNode({
+            $0.restartBackoffInitialMs = 100
+            $0.restartBackoffMaxMs = 400
+        }) { h in
+            let file = try script("echo started; sleep 0.1; exit 3", in: h.server)
+            let first = try await h.deploy(file: file, name: "crasher", essential: true)
+            try await eventually("three restarts") { h.workloadEvents("workload_deployed").count >= 4 }
+            let deployed = h.workloadEvents("workload_deployed").map(\.workloadID)
+            #expect(deployed.first == first.id && Set(deployed).count == deployed.count)  // a new id each time
+            #expect(h.workloadEvents("workload_undeployed").filter { $0.code == 3 }.count >= 3)
+            _ = try await h.nex.lameDuck(node: h.node.nodeID)
+            try await Task.sleep(for: .seconds(1))  // longer than the capped backoff
+            let settled = h.workloadEvents("workload_deployed").count
+            try await Task.sleep(for: .seconds(1))
+            #expect(h.workloadEvents("workload_deployed").count == settled)
+            #expect(try await h.nex.info(node: h.node.nodeID).machines.isEmpty)
+        }
+    }
+
+    @Test func backoffDoublesUpToTheCap() {
+        let delays = (0..<6).map {
+            WorkloadManager.backoff(retry: $0, initial: .milliseconds(100), max: .milliseconds(1000))
+        }
+        #expect(delays.map { $0.components.attoseconds / 1_000_000_000_000_000 } == [100, 200, 400, 800, 0, 0])
+        #expect(delays[4] == .seconds(1) && delays[5] == .seconds(1))
+    }
+
+    @Test func limitsAndUnrunnableArtifactsAreRefused() async throws {
+        try await withNode({ $0.nodeLimits.maxWorkloads = 1 }) { h in
+            let sleeper = try script("sleep 30", in: h.server)
+            _ = try await h.deploy(file: sleeper, name: "one")
+            let second = await #expect(throws: NexClientError.self) { try await h.deploy(file: sleeper, name: "two") }
+            #expect(second?.message.contains("max_workloads") == true)
+        }
+        try await withNode { h in
+            let text = h.server.directory.appendingPathComponent("notes.txt").path
+            try "just text".write(toFile: text, atomically: true, encoding: .utf8)
+            let refused = await #expect(throws: NexClientError.self) { try await h.deploy(file: text, name: "text") }
+            #expect(refused?.message.contains("cannot start") == true)
+            // The agent that refused is gone and the pool is whole again.
+            try await eventually("pool refilled") { (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 1 }
+        }
+    }
+
+    @Test func aKilledWorkloadIsReportedAndCleanedUp() async throws {
+        try await withNode { h in
+            let file = try script("echo $$ > pid; exec sleep 30", in: h.server)
+            let run = try await h.deploy(file: file, name: "victim")
+            let info = try await h.nex.info(node: h.node.nodeID)
+            let agentID = try #require(info.machines.first?.id)
+            let pidFile = h.node.home + "/agents/\(agentID)/pid"
+            let pid = try await eventuallyValue("pid written") {
+                (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap {
+                    Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+                }
+            }
+            kill(pid, SIGKILL)
+            try await eventually("undeployed with 128+9") {
+                h.workloadEvents("workload_undeployed").contains { $0.workloadID == run.id && $0.code == 137 }
+            }
+            #expect(!FileManager.default.fileExists(atPath: h.node.home + "/agents/\(agentID)"))
+        }
+    }
+
+    @Test func agentsCanReachOnlyTheirOwnSubjects() async throws {
+        try await withNode { h in
+            let internalNATS = try #require(h.node.runtime?.internalNATS)
+            let mine = try await internalNATS.addAgent("agentone")
+            _ = try await internalNATS.addAgent("agenttwo")
+            try await withClient(
+                [internalNATS.server.url],
+                configure: {
+                    $0.auth = .nkey(seed: mine)
+                    $0.inboxPrefix = AgentSubjects.inboxPrefix(agent: "agentone")
+                }
+            ) { agent in
+                let errors = EventRecorder(agent)
+                // Its own subjects work (the node listens on hostint.>).
+                try await agent.publish("x", to: AgentSubjects.logs(agent: "agentone"))
+                _ = try await agent.subscribe(to: AgentSubjects.ping(agent: "agentone"))
+                // Another agent's do not.
+                _ = try await agent.subscribe(to: AgentSubjects.ping(agent: "agenttwo"))
+                try await errors.waitFor("subscribe violation") {
+                    if case .error(let e) = $0 { return "\(e)".contains("Permissions Violation") }
+                    return false
+                }
+                try await agent.publish("x", to: AgentSubjects.logs(agent: "agenttwo"))
+                try await errors.waitFor("publish violation") {
+                    if case .error(let e) = $0 { return "\(e)".contains("agenttwo.logs") }
+                    return false
+                }
+            }
+            // Removing an agent revokes its credentials.
+            internalNATS.removeAgent("agentone")
+            var again = testConfig([internalNATS.server.url])
+            again.auth = .nkey(seed: mine)
+            again.connectTimeout = .seconds(2)
+            try await eventually("revoked") {
+                let c = NATSClient(configuration: again)
+                defer { Task { await c.close() } }
+                do { try await c.connect() } catch { return true }
+                return false
+            }
+        }
+    }
+}
+
+/// Records every message on a subscription.
+final class MessageRecorder: Sendable {
+    struct Seen: Sendable {
+        var subject: String
+        var payload: [UInt8]
+    }
+
+    let seen = Locked<[Seen]>([])
+    let task: Task<Void, Never>
+
+    init(_ client: NATSClient, subject: String) async throws {
+        let sub = try await client.subscribe(to: subject)
+        try await client.flush()
+        let seen = self.seen
+        task = Task {
+            do { for try await m in sub { seen.withLock { $0.append(Seen(subject: m.subject, payload: m.bytes)) } } } catch {}
+        }
+    }
+
+    deinit { task.cancel() }
+
+    var messages: [Seen] { seen.value }
+}
+
+/// Polls `produce` until it returns a value.
+func eventuallyValue<T: Sendable>(
+    _ what: String, timeout: Duration = .seconds(15), _ produce: () async throws -> T?
+) async throws -> T {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if let value = try await produce() { return value }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestEnvironment.Failure("timed out waiting for \(what)")
+}
