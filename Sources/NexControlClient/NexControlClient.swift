@@ -36,6 +36,8 @@ public struct NexControlClient: Sendable {
     public var gatherStall: Duration = .milliseconds(500)
     /// How long scatter-gather calls wait in all (nodes that do not match never answer).
     public var gatherTimeout: Duration = .seconds(2)
+    /// How long a deploy may take: the node downloads and verifies the artifact before it answers.
+    public var deployTimeout: Duration = .seconds(60)
 
     public init(client: NATSClient, namespace: String = "default", timeout: Duration = .seconds(5)) {
         self.client = client
@@ -78,7 +80,7 @@ public struct NexControlClient: Sendable {
     public func deploy(_ request: DeployRequest, to node: String) async throws -> RunResponse {
         try await call(
             NexSubjects.deploy(namespace: namespace, node: node), Array(try JSONEncoder().encode(request)),
-            as: RunResponse.self)
+            as: RunResponse.self, timeout: Swift.max(timeout, deployTimeout))
     }
 
     /// Stops a workload; only its deploying issuer may (the stop token is signed by `issuer`).
@@ -179,10 +181,12 @@ public struct NexControlClient: Sendable {
 
     // MARK: Plumbing
 
-    func call<T: Codable & Sendable>(_ subject: String, _ body: [UInt8], as: T.Type) async throws -> T {
+    func call<T: Codable & Sendable>(_ subject: String, _ body: [UInt8], as: T.Type, timeout: Duration? = nil)
+        async throws -> T
+    {
         let reply: NATSMessage
         do {
-            reply = try await client.request(body, to: subject, timeout: timeout)
+            reply = try await client.request(body, to: subject, timeout: timeout ?? self.timeout)
         } catch let e as NATSError where e.code == .noResponders || e.code == .timeout {
             throw NexClientError(.noNode, "no node answered on \(subject)")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import NATS
 import NATSTestSupport
+import NKeys
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct NexCLITests {
@@ -47,40 +48,80 @@ import Testing
         }
     }
 
+    /// Acceptance scenarios 3 and 9 through the real `nex` binary: a node with real agents, the example echo
+    /// service deployed with devrun and answering, run/stop with key files, who may stop, logs and events.
     @Test func devrunRunStopLogsEventsProbe() async throws {
         try await NATSServer.with(.init(jetStream: true)) { server in
             let url = server.url
-            let node = try PeerProcess.start(nex, ["node", "up", "-s", url, "--no-sandbox"])
+            let home = server.directory.appendingPathComponent("nexhome").path
+            let env = ["NEX_HOME": home]
+            let node = try PeerProcess.start(nex, ["node", "up", "-s", url, "--no-sandbox"], environment: env)
             let up = try #require(try await node.waitForLines(2).first { $0.contains("is up") })
             let nodeID = try #require(
                 up.split(separator: " ").first { $0.hasPrefix("N") && $0.count == 56 }.map(String.init))
-            let home = server.directory.appendingPathComponent("nexhome").path
-            let env = ["NEX_HOME": home]
-            let artifact = server.directory.appendingPathComponent("echo-service.bin").path
-            try Data("binary".utf8).write(to: URL(fileURLWithPath: artifact))
+            let echo = TestEnvironment.builtProduct("echoservice")
 
             let events = try PeerProcess.start(nex, ["events", "--all-namespaces", "-s", url])
             try await events.waitForLines(1)
+            let logs = try PeerProcess.start(nex, ["logs", "-s", url])
+            try await logs.waitForLines(1)
 
-            // devrun: keys made, artifact uploaded, auction, seal, sign, deploy — and the node's answer verbatim.
-            let first = try run(["devrun", artifact, "GREETING=hi", "-s", url], env: env)
+            // devrun: keys made, artifact uploaded, auction, seal, sign, deploy; the service answers.
+            let first = try run(["devrun", echo, "nats_url=\(url)", "-s", url], env: env)
+            #expect(first.status == 0, "\(first.stderr)")
             #expect(
                 first.stdout.contains("Created \(home)/issuer.nk")
                     && first.stdout.contains("Created \(home)/publisher.xk"))
-            #expect(first.status != 0 && first.stderr.contains("no agent available"))
-            let second = try run(["devrun", artifact, "-s", url], env: env)
-            #expect(second.stdout.contains("Reusing \(home)/issuer.nk"))
-            let denied = try run(["devrun", artifact, "--trigger_subject", "$SYS.>", "-s", url], env: env)
+            let accepted = try #require(first.stdout.split(separator: "\n").first { $0.hasPrefix("Workload ") })
+            let workloadID = String(accepted.split(separator: " ")[1])
+            try await withClient([url]) { client in
+                let reply = try await eventuallyValue("svc.echo answers") {
+                    try? await client.request("test", to: "svc.echo", timeout: .seconds(1))
+                }
+                #expect(reply.string == "test")
+            }
+            _ = try await events.waitForLines(2)
+            #expect(events.output.contains { $0.contains("default workload_deployed") && $0.contains(workloadID) })
+            try await eventually("the service's own output in nex logs") {
+                logs.output.contains { $0.contains("[echoservice \(workloadID.prefix(8)) info] echoservice: answering") }
+            }
+            #expect(try run(["node", "probe", "-s", url]).stdout.contains("echoservice"))
+
+            // The node's refusals, verbatim.
+            let again = try run(["devrun", echo, "-s", url], env: env)
+            #expect(again.stdout.contains("Reusing \(home)/issuer.nk"))
+            #expect(again.status != 0 && again.stderr.contains("already running"))
+            let denied = try run(["devrun", echo, "--trigger_subject", "$SYS.>", "-s", url], env: env)
             #expect(denied.status != 0 && denied.stderr.contains("not allowed"))
-            let wrongType = try run(["devrun", artifact, "--type", "wasm", "-s", url], env: env)
+            let wrongType = try run(["devrun", echo, "--type", "wasm", "-s", url], env: env)
             #expect(wrongType.status != 0 && wrongType.stderr.contains("no node answered that can run wasm"))
 
-            // run: the artifact devrun uploaded, with explicit key files.
+            // Who may stop: another issuer is refused, another namespace has no such workload, the issuer stops.
+            let strangerKey = server.directory.appendingPathComponent("stranger.nk").path
+            try NKeyPair.generate(.account).seed!.write(toFile: strangerKey, atomically: true, encoding: .utf8)
+            let stranger = try run(["stop", nodeID, workloadID, "--issuer", strangerKey, "-s", url], env: env)
+            #expect(stranger.status != 0 && stranger.stderr.contains("only the issuer"))
+            let elsewhere = try run(["stop", nodeID, workloadID, "--namespace", "other", "-s", url], env: env)
+            #expect(elsewhere.status != 0 && elsewhere.stderr.contains("no such workload"))
+            let stopped = try run(["stop", nodeID, workloadID, "-s", url], env: env)
+            #expect(stopped.status == 0 && stopped.stdout.contains("stopped"))
+            try await eventually("workload_undeployed") {
+                events.output.contains { $0.contains("workload_undeployed") && $0.contains(workloadID) }
+            }
+
+            // run: the artifact devrun uploaded, with explicit key files, under another name.
             let runArgs = [
-                "run", "nats://NEXCLIFILES/echo-service", nodeID, "--xkey", home + "/publisher.xk", "--issuer",
-                home + "/issuer.nk", "--name", "echo", "-s", url,
+                "run", "nats://NEXCLIFILES/echoservice", nodeID, "nats_url=\(url)", "--xkey", home + "/publisher.xk",
+                "--issuer", home + "/issuer.nk", "--name", "echo2", "-s", url,
             ]
-            #expect(try run(runArgs).stderr.contains("no agent available"))
+            let ran = try run(runArgs)
+            #expect(ran.status == 0 && ran.stdout.contains("echo2"), "\(ran.stderr)")
+            try await withClient([url]) { client in
+                let reply = try await eventuallyValue("svc.echo answers again") {
+                    try? await client.request("again", to: "svc.echo", timeout: .seconds(1))
+                }
+                #expect(reply.string == "again")
+            }
             #expect(
                 try run(["run", "http://x/y", nodeID, "--xkey", "a", "--issuer", "b", "--name", "n", "-s", url])
                     .stderr.contains("nats://BUCKET/key"))
@@ -88,25 +129,15 @@ import Testing
             missing[1] = "nats://NEXCLIFILES/none"
             #expect(try run(missing).stderr.contains("no object none"))
 
-            let stop = try run(["stop", nodeID, "W1", "-s", url], env: env)
-            #expect(stop.status != 0 && stop.stderr.contains("no such workload"))
-            #expect(try run(["node", "probe", "-s", url]).stdout.contains("No workloads"))
-
-            let logs = try PeerProcess.start(nex, ["logs", "-s", url])
-            try await logs.waitForLines(1)
-            try await withClient([url]) { client in
-                try await client.publish(
-                    #"{"text":"hello from echo","level":8,"id":"W1"}"#, to: "$NEX.logs.default.\(nodeID).echo.W1")
-            }
-            let logLines = try await logs.waitForLines(2)
-            #expect(logLines.contains { $0.contains("[echo W1 error] hello from echo") })
-
             _ = try run(["lameduck", nodeID, "-s", url])
-            let eventLines = try await events.waitForLines(2)
-            #expect(eventLines.contains { $0.contains("system node_entered_lameduck") })
+            try await eventually("lame duck event") {
+                events.output.contains { $0.contains("system node_entered_lameduck") }
+            }
             _ = try await logs.terminate()
             _ = try await events.terminate()
             #expect(try await node.terminate() == 0)
+            // A graceful stop takes its workloads and agents with it.
+            #expect(events.output.count >= 3)
         }
     }
 
