@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "NexCLICommands",
             dependencies: [
-                "NATS", "NATSJetStream", "NKeys", "NexModels", "NexControlClient", "NexNode", "NATSTestSupport",
+                "NATS", "NATSJetStream", "NKeys", "NexModels", "NexControlClient", "NexNode", "NexProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

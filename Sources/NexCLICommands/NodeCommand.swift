@@ -2,10 +2,10 @@ import ArgumentParser
 import Foundation
 import Logging
 import NATS
-import NATSTestSupport
 import NexControlClient
 import NexModels
 import NexNode
+import NexProcess
 import ServiceLifecycle
 
 /// `nex node …`.
@@ -45,7 +45,7 @@ struct NodeCommand: AsyncParsableCommand {
             if noSandbox { configuration.noSandbox = true }
             try configuration.validate()
 
-            var embedded: NATSServer?
+            var embedded: NATSServerProcess?
             let client: NATSClient
             if let servers = global.servers {
                 client = try await global.connect()
@@ -63,25 +63,44 @@ struct NodeCommand: AsyncParsableCommand {
                 )
                 Output.say("(data under \(Self.dataDirectory)); point other tools at it with NATS_URL=\(server.url)")
             }
-            defer { embedded?.stop() }
 
             let node = NexNode(configuration: configuration, client: client, logger: Logger(label: "nex.node"))
             Output.say("Node \(node.nodeID) is up (xkey \(node.xkey.publicKey)); Ctrl-C stops it")
             let group = ServiceGroup(
                 services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "nex"))
-            try await group.run()
+            do { try await group.run() } catch {
+                await client.close()
+                await embedded?.stop()
+                throw error
+            }
             await client.close()
+            await embedded?.stop()
         }
 
         static var dataDirectory: String { NexHome.path + "/nats" }
 
-        static func startEmbeddedServer() async throws -> NATSServer {
-            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-            var options = NATSServer.Options(jetStream: true)
-            options.storeDirectory = dataDirectory
-            do { return try await NATSServer.start(options) } catch {
-                throw CLIError("no NATS server is reachable and an embedded one did not start: \(error)")
+        /// A nats-server with JetStream on loopback: on 4222 (so other tools find it without options) or,
+        /// when that port is taken, on any free one.
+        static func startEmbeddedServer() async throws -> NATSServerProcess {
+            guard let binary = NATSServerProcess.findBinary(nexHome: NexHome.path) else {
+                throw CLIError(
+                    "no NATS server is reachable and nats-server is not installed (PATH, NATS_SERVER_BIN or ~/.nex/bin)"
+                )
             }
+            var lastError: any Error = CLIError("no port")
+            for port in ["4222", "-1"] {
+                let config = """
+                    host: 127.0.0.1
+                    port: \(port)
+                    jetstream { store_dir: "\(dataDirectory)" }
+
+                    """
+                do {
+                    return try await NATSServerProcess.start(
+                        binary: binary, directory: dataDirectory + "/server", config: config)
+                } catch { lastError = error }
+            }
+            throw CLIError("no NATS server is reachable and an embedded one did not start: \(lastError)")
         }
     }
 

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import NATSTestSupport
 import NexNode
+import NexProcess
 
 /// `nex node preflight`: checks (and unless `--check`, installs) what the configured mode needs.
 struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
@@ -43,7 +43,7 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
         if !check, !missing.isEmpty {
             let packages = Array(Set(missing.flatMap(\.packages))).sorted()
             if yes || Self.confirm("Install \(packages.joined(separator: " ")) with apt-get?") {
-                try Self.aptInstall(packages)
+                try await Self.aptInstall(packages)
                 items = Self.items(for: configuration)
             }
         }
@@ -60,12 +60,17 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
     /// The requirements of a configuration.
     static func items(for config: NodeConfiguration) -> [Item] {
         var items: [Item] = []
-        let server = try? TestEnvironment.natsServerBinary()
-        let onPath = which("nats-server")
+        let server = NATSServerProcess.findBinary(nexHome: NexHome.path)
         items.append(
             Item(
-                name: "nats-server (embedded server when none is reachable)", ok: server != nil || onPath != nil,
-                detail: server ?? onPath ?? "not found: set NATS_SERVER_BIN or install nats-server"))
+                name: "nats-server (the node's internal server; embedded server when none is reachable)",
+                ok: server != nil, detail: server ?? "not found: set NATS_SERVER_BIN or install nats-server"))
+        let agent = config.agentPath ?? (Executable.directory + "/nex-agent")
+        let hasAgent = FileManager.default.isExecutableFile(atPath: agent)
+        items.append(
+            Item(
+                name: "nex-agent", ok: hasAgent,
+                detail: hasAgent ? agent : "not found at \(agent): install it beside nex or set agent_path"))
         let home = NexHome.path
         try? FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         items.append(
@@ -126,16 +131,19 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
         return readLine()?.lowercased().hasPrefix("y") == true
     }
 
-    static func aptInstall(_ packages: [String]) throws {
+    static func aptInstall(_ packages: [String]) async throws {
         let apt = "/usr/bin/apt-get"
         guard FileManager.default.isExecutableFile(atPath: apt) else {
             throw CLIError("apt-get not found; install \(packages.joined(separator: " ")) by hand")
         }
-        let result = try TestEnvironment.runAllowingFailure(
-            apt, ["install", "-y", "-qq", "--no-install-recommends"] + packages,
-            environment: ["DEBIAN_FRONTEND": "noninteractive"])
-        guard result.status == 0 else {
-            throw CLIError("apt-get install \(packages.joined(separator: " ")) failed: \(result.stderr.suffix(400))")
+        var env = ProcessInfo.processInfo.environment
+        env["DEBIAN_FRONTEND"] = "noninteractive"
+        let child = try ChildProcess.spawn(
+            executable: apt, arguments: ["install", "-y", "-qq", "--no-install-recommends"] + packages,
+            environment: env, newProcessGroup: false)
+        let termination = await child.wait()
+        guard termination == .exited(0) else {
+            throw CLIError("apt-get install \(packages.joined(separator: " ")) failed (\(termination))")
         }
     }
 }

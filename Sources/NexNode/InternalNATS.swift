@@ -106,7 +106,8 @@ final class InternalNATS: Sendable {
             pending.withLock { $0[token] = continuation }
             Task {
                 do {
-                    try await client.publish(payload, to: subject, replyTo: AgentSubjects.reply(agent: agent, token: token))
+                    try await client.publish(
+                        payload, to: subject, replyTo: AgentSubjects.reply(agent: agent, token: token))
                 } catch {
                     self.complete(token, .failure(error))
                     return

@@ -83,7 +83,9 @@ import Testing
             _ = try await events.waitForLines(2)
             #expect(events.output.contains { $0.contains("default workload_deployed") && $0.contains(workloadID) })
             try await eventually("the service's own output in nex logs") {
-                logs.output.contains { $0.contains("[echoservice \(workloadID.prefix(8)) info] echoservice: answering") }
+                logs.output.contains {
+                    $0.contains("[echoservice \(workloadID.prefix(8)) info] echoservice: answering")
+                }
             }
             #expect(try run(["node", "probe", "-s", url]).stdout.contains("echoservice"))
 

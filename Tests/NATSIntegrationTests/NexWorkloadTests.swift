@@ -4,8 +4,9 @@ import NATSTestSupport
 import NKeys
 import NexControlClient
 import NexModels
-@testable import NexNode
 import Testing
+
+@testable import NexNode
 
 /// A node in this process with real agents (`nex-agent` child processes, no sandbox) on a real server.
 @Suite(.timeLimit(.minutes(2))) struct NexWorkloadTests {
@@ -80,7 +81,9 @@ import Testing
         try await withNode({ $0.machinePoolSize = 2 }) { h in
             let info0 = try await h.nex.info(node: h.node.nodeID)
             #expect(info0.machines.isEmpty)
-            try await eventually("warm pool full") { (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 2 }
+            try await eventually("warm pool full") {
+                (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 2
+            }
 
             let run = try await h.deploy(
                 file: Self.echoService, name: "echoservice", environment: ["nats_url": h.server.url])
@@ -126,7 +129,9 @@ import Testing
             try await eventually("workload_undeployed") {
                 h.workloadEvents("workload_undeployed").contains { $0.workloadID == run.id }
             }
-            await #expect(throws: NATSError.self) { try await h.client.request("x", to: "svc.echo", timeout: .seconds(1)) }
+            await #expect(throws: NATSError.self) {
+                try await h.client.request("x", to: "svc.echo", timeout: .seconds(1))
+            }
             #expect(try await h.nex.info(node: h.node.nodeID).machines.isEmpty)
         }
     }
@@ -141,7 +146,8 @@ import Testing
             let run = try await h.nex.deploy(request, to: h.node.nodeID)
             let replay = StopRequest(nodeID: h.node.nodeID, workloadID: run.id, workloadJWT: request.workloadJWT)
             let reply = try await h.client.request(
-                Array(try JSONEncoder().encode(replay)), to: NexSubjects.stop(namespace: "default", node: h.node.nodeID))
+                Array(try JSONEncoder().encode(replay)), to: NexSubjects.stop(namespace: "default", node: h.node.nodeID)
+            )
             let envelope = try JSONDecoder().decode(Envelope<StopResponse>.self, from: Data(reply.bytes))
             #expect(envelope.error?.contains("cannot be replayed") == true)
             #expect(try await h.nex.info(node: h.node.nodeID).machines.count == 1)
@@ -290,7 +296,9 @@ final class MessageRecorder: Sendable {
         try await client.flush()
         let seen = self.seen
         task = Task {
-            do { for try await m in sub { seen.withLock { $0.append(Seen(subject: m.subject, payload: m.bytes)) } } } catch {}
+            do {
+                for try await m in sub { seen.withLock { $0.append(Seen(subject: m.subject, payload: m.bytes)) } }
+            } catch {}
         }
     }
 
