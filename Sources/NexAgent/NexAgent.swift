@@ -37,6 +37,9 @@ public final class NexAgent: Sendable {
     let startedAt = ContinuousClock.now
     let state = Mutex(State())
     let done = AsyncStream<String>.makeStream()
+    /// Logs and events in the order the workload produced them (one publisher, so an exit never overtakes
+    /// the last lines before it).
+    let outbox = AsyncStream<(subject: String, body: [UInt8])>.makeStream()
 
     struct State {
         var runner: (any WorkloadRunner)?
@@ -73,6 +76,13 @@ public final class NexAgent: Sendable {
             await self.stopWorkload()
             try await self.reply(m, AgentResponse(ok: true))
             self.done.continuation.yield("undeployed")
+        }
+        let outbox = self.outbox.stream
+        let client = self.client
+        Task {
+            for await (subject, body) in outbox {
+                try? await client.publish(body, to: subject)
+            }
         }
         let events = client.events
         Task {
@@ -122,21 +132,17 @@ public final class NexAgent: Sendable {
         }
         guard taken else { return AgentResponse(ok: false, message: "this agent already runs a workload") }
         let id = settings.agentID
-        let client = self.client
+        let outbox = self.outbox.continuation
         let output = WorkloadOutput(
             log: { text, level in
                 let entry = LogEntry(text: text, level: level, id: request.workloadID)
                 guard let body = try? JSONEncoder().encode(entry) else { return }
-                Task { try? await client.publish(Array(body), to: AgentSubjects.logs(agent: id)) }
+                outbox.yield((AgentSubjects.logs(agent: id), Array(body)))
             },
             exited: { code, message in
                 let event = WorkloadExited(workloadID: request.workloadID, code: code, message: message)
                 guard let body = try? JSONEncoder().encode(event) else { return }
-                Task {
-                    try? await client.publish(
-                        Array(body), to: AgentSubjects.event(agent: id, type: AgentEventType.workloadExited))
-                    try? await client.flush()
-                }
+                outbox.yield((AgentSubjects.event(agent: id, type: AgentEventType.workloadExited), Array(body)))
             })
         do {
             try await runner.start(request, output: output)

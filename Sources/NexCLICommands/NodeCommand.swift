@@ -66,8 +66,11 @@ struct NodeCommand: AsyncParsableCommand {
 
             let node = NexNode(configuration: configuration, client: client, logger: Logger(label: "nex.node"))
             Output.say("Node \(node.nodeID) is up (xkey \(node.xkey.publicKey)); Ctrl-C stops it")
+            // The node ends by itself after a lame-duck drain (lameduck_drain_and_exit): that is a clean exit.
             let group = ServiceGroup(
-                services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "nex"))
+                configuration: .init(
+                    services: [.init(service: node, successTerminationBehavior: .gracefullyShutdownGroup)],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "nex")))
             do { try await group.run() } catch {
                 await client.close()
                 await embedded?.stop()

@@ -238,6 +238,109 @@ import Testing
         }
     }
 
+    /// The control API as a foreign client uses it: hand-written JSON, the Go `url.URL` object for the
+    /// location and `"hash": null` (the hash lives only in the signed token).
+    @Test func rawControlAPIDeployFromHandWrittenJSON() async throws {
+        try await withNode { h in
+            let file = try script("echo raw; sleep 30", in: h.server)
+            let (_, hash) = try await h.nex.uploadArtifact(file: file, key: "rawsvc")
+            let claims = JWTClaims.generic(
+                subject: "req-1", issuer: h.issuer.publicKey,
+                fields: ["name": .string("rawsvc"), "hash": .string(hash)])
+            let jwt = try NATSJWT.encode(claims, signedBy: h.issuer)
+            let env = Data(try h.publisher.seal(Array(#"{"mode":"raw"}"#.utf8), to: h.node.xkey.publicKey))
+            let json = """
+                {"argv":[],"description":"by hand","hash":null,"location":{"Scheme":"nats","Opaque":"","User":null,
+                "Host":"NEXCLIFILES","Path":"/rawsvc","RawPath":"","OmitHost":false,"ForceQuery":false,"RawQuery":"",
+                "Fragment":"","RawFragment":""},"essential":false,"environment":"\(env.base64EncodedString())",
+                "sender_public_key":"\(h.publisher.publicKey)","target_node":"\(h.node.nodeID)",
+                "trigger_subjects":[],"workload_name":"rawsvc","workload_jwt":"\(jwt)","type":"native"}
+                """
+            let subject = "$NEX.DEPLOY.default.\(h.node.nodeID)"
+            let reply = try await h.client.request(json, to: subject, timeout: .seconds(30))
+            let object = try JSONSerialization.jsonObject(with: Data(reply.bytes)) as? [String: Any]
+            #expect(object?["type"] as? String == "io.nats.nex.v1.run_response")
+            let data = try #require(object?["data"] as? [String: Any], "\(reply.string)")
+            #expect(data["started"] as? Bool == true && data["name"] as? String == "rawsvc")
+            let id = try #require(data["id"] as? String)
+
+            // INFO and WPING as raw requests.
+            let info = try await h.client.request("", to: "$NEX.INFO.default.\(h.node.nodeID)")
+            #expect(info.string.contains(id) && info.string.contains("\"available_agents\""))
+            let wping = try await h.client.request("", to: "$NEX.WPING.default.rawsvc")
+            #expect(wping.string.contains("io.nats.nex.v1.ping_response") && wping.string.contains(id))
+
+            // Bad input: an error envelope each time, and the node still answers.
+            for bad in [
+                #"{"workload_name": 5}"#, "[1,2,3]", "", String(repeating: "x", count: 900_000),
+                #"{"location":"nats://B/k","sender_public_key":"X","target_node":"N","workload_name":"a","workload_jwt":"e30.e30.sig","type":"native"}"#,
+            ] {
+                let r = try await h.client.request(bad, to: subject, timeout: .seconds(10))
+                let envelope = try JSONDecoder().decode(Envelope<RunResponse>.self, from: Data(r.bytes))
+                #expect(envelope.isFailure && envelope.data == nil, "\(bad.prefix(40)) → \(r.string.prefix(200))")
+            }
+            let stopBad = try await h.client.request(#"{"workload_id": []}"#, to: "$NEX.STOP.default.\(h.node.nodeID)")
+            #expect(stopBad.string.contains("malformed stop request"))
+            #expect(try await h.nex.ping(node: h.node.nodeID).runningMachines == 1)
+        }
+    }
+
+    @Test func autostartDeploysFromConfigWithTheEnvironmentSealed() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("auto-\(UUID().uuidString).sh").path
+        try "#!/bin/sh\necho \"auto $SECRET_WORD\"\nsleep 30\n".write(toFile: file, atomically: true, encoding: .utf8)
+        // Upload before the node starts, with a throwaway client on the same server.
+        try await withServerAndClient(.init(jetStream: true)) { server, client in
+            let (location, hash) = try await NexControlClient(client: client).uploadArtifact(file: file, key: "auto")
+            var config = NodeConfiguration()
+            config.noSandbox = true
+            config.defaultResourceDir = server.directory.appendingPathComponent("nexhome").path
+            config.autostart = try JSONDecoder().decode(
+                NodeConfiguration.Autostart.self,
+                from: Data(
+                    """
+                    {"workloads":[{"name":"auto","namespace":"tenant","type":"native","location":"\(location)",
+                    "hash":"\(hash)","environment":{"secret_word":"swordfish"}}]}
+                    """.utf8))
+            let logs = try await MessageRecorder(client, subject: "$NEX.logs.tenant.*.auto.*")
+            let node = NexNode(configuration: config, client: client)
+            try await node.start()
+            defer { Task { await node.stop(graceful: true) } }
+            var nex = NexControlClient(client: client, namespace: "tenant")
+            nex.gatherTimeout = .milliseconds(500)
+            #expect(try await nex.info(node: node.nodeID).machines.map(\.workload.name) == ["auto"])
+            try await eventually("the decrypted environment reached the service") {
+                logs.messages.contains { String(decoding: $0.payload, as: UTF8.self).contains("auto swordfish") }
+            }
+            await node.stop(graceful: true)
+        }
+    }
+
+    @Test func lameDuckCanDrainAndExit() async throws {
+        try await withServerAndClient(.init(jetStream: true)) { server, client in
+            var config = NodeConfiguration()
+            config.noSandbox = true
+            config.lameduckDrainAndExit = true
+            config.defaultResourceDir = server.directory.appendingPathComponent("nexhome").path
+            let events = try await MessageRecorder(client, subject: "$NEX.events.>")
+            let node = NexNode(configuration: config, client: client)
+            let running = Task { try await node.run() }
+            try await eventually("node up") { events.messages.contains { $0.subject.hasSuffix("node_started") } }
+            var nex = NexControlClient(client: client)
+            nex.gatherTimeout = .milliseconds(500)
+            let path = server.directory.appendingPathComponent("sleeper.sh").path
+            try "#!/bin/sh\nsleep 30\n".write(toFile: path, atomically: true, encoding: .utf8)
+            let (location, hash) = try await nex.uploadArtifact(file: path, key: "sleeper")
+            let request = try NexControlClient.makeDeployRequest(
+                name: "sleeper", type: "native", location: location, hash: hash, issuer: .generate(.account),
+                publisher: .generate(.curve), targetNode: node.nodeID, targetXkey: node.xkey.publicKey)
+            _ = try await nex.deploy(request, to: node.nodeID)
+            #expect(try await nex.lameDuck(node: node.nodeID).success)
+            try await running.value  // run() returns by itself: drained, then stopped
+            let types = events.messages.map { $0.subject.split(separator: ".").last.map(String.init) ?? "" }
+            #expect(types.contains("workload_undeployed") && types.last == "node_stopped")
+        }
+    }
+
     @Test func agentsCanReachOnlyTheirOwnSubjects() async throws {
         try await withNode { h in
             let internalNATS = try #require(h.node.runtime?.internalNATS)
