@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "NexModels", targets: ["NexModels"]),
         .library(name: "NexControlClient", targets: ["NexControlClient"]),
         .library(name: "NexNode", targets: ["NexNode"]),
+        .library(name: "NexProcess", targets: ["NexProcess"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
         .executable(name: "nex", targets: ["nex"]),
         .executable(name: "nex-agent", targets: ["nex-agent"]),

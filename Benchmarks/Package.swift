@@ -18,7 +18,21 @@ let package = Package(
                 .product(name: "NATS", package: rootPackage), .product(name: "NATSJetStream", package: rootPackage),
             ],
             path: "Sources/NATSBench"
-        )
+        ),
+        .executableTarget(
+            name: "nex-bench",
+            dependencies: [
+                .product(name: "NATS", package: rootPackage), .product(name: "NexNode", package: rootPackage),
+                .product(name: "NexControlClient", package: rootPackage),
+                .product(name: "NexModels", package: rootPackage), .product(name: "NKeys", package: rootPackage),
+                .product(name: "NexProcess", package: rootPackage),
+            ],
+            path: "Sources/NexBench"
+        ),
+        .executableTarget(
+            name: "bench-echo", dependencies: [.product(name: "NATS", package: rootPackage)],
+            path: "Sources/BenchEcho"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

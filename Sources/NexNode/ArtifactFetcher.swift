@@ -3,6 +3,7 @@ import Foundation
 import NATS
 import NATSJetStream
 import NIOPosix
+import NexControlClient
 import NexModels
 
 /// Downloads a workload's artifact from its object store and checks it against the issuer-signed hash —
@@ -24,6 +25,8 @@ struct ArtifactFetcher: Sendable {
     {
         let js = JetStreamContext(client: client)
         let bytes: [UInt8]
+        let path = directory + "/" + workloadID
+        let cached = directory + "/verified/" + expectedHash.lowercased()
         do {
             let store = try await js.objectStore(location.bucket)
             guard let info = try await store.info(location.key) else {
@@ -31,6 +34,11 @@ struct ArtifactFetcher: Sendable {
             }
             if let maxBytes, Int64(info.size) > maxBytes {
                 throw DeployRefusal("artifact of \(info.size) bytes exceeds max_workload_bytes \(maxBytes)")
+            }
+            // Bytes this node already downloaded and verified against the same signed hash need no second
+            // download (redeploys and restarts of one artifact).
+            if StoreDigest.matches(info.digest, hexSHA256: expectedHash), link(cached, path) == 0 {
+                return Artifact(path: path, size: Int(info.size))
             }
             bytes = try await store.get(location.key)
         } catch let refusal as DeployRefusal {
@@ -44,15 +52,24 @@ struct ArtifactFetcher: Sendable {
         guard actual == expectedHash.lowercased() else {
             throw DeployRefusal("artifact hash \(actual) does not match the signed hash \(expectedHash)")
         }
-        let path = directory + "/" + workloadID
         let directory = self.directory
         // Control handlers run on the client's event loop: disk writes go to NIO's blocking-I/O pool.
         let written = try? await NIOThreadPool.singleton.runIfActive {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            return FileManager.default.createFile(
+            try FileManager.default.createDirectory(
+                atPath: directory + "/verified", withIntermediateDirectories: true)
+            let ok = FileManager.default.createFile(
                 atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o700])
+            if ok { _ = link(path, cached) }
+            return ok
         }
         guard written == true else { throw DeployRefusal("cannot write the artifact to \(path)") }
         return Artifact(path: path, size: bytes.count)
+    }
+}
+
+/// The object store's own digest of an object (`SHA-256=<base64url>`) compared with a hex SHA-256.
+enum StoreDigest {
+    static func matches(_ digest: String?, hexSHA256: String) -> Bool {
+        NexControlClient.hexSHA256(fromDigest: digest) == hexSHA256.lowercased()
     }
 }

@@ -16,7 +16,8 @@ struct NodeRuntime: Sendable {
 
     /// Where to find `nex-agent`: `agent_path`, else beside the running executable.
     static func agentExecutable(_ config: NodeConfiguration) -> String {
-        config.agentPath ?? (Executable.directory + "/nex-agent")
+        // Absolute: agents start in their own work directory.
+        URL(fileURLWithPath: config.agentPath ?? (Executable.directory + "/nex-agent")).standardizedFileURL.path
     }
 
     /// The driver the configuration asks for. Only `none` exists so far, and only with `no_sandbox: true`:
