@@ -88,6 +88,14 @@ public final class PeerProcess: Sendable {
         return try await waitForExit()
     }
 
+    /// The peer's pid.
+    public var pid: Int32 { process.withLock { $0.processIdentifier } }
+
+    /// Sends `signal` to the peer.
+    public func signal(_ signal: Int32) {
+        _ = Foundation.kill(pid, signal)
+    }
+
     /// Everything the peer wrote to stderr.
     public var errorOutput: String { lines.withLock { $0.errors } }
 

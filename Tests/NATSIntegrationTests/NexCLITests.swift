@@ -143,6 +143,34 @@ import Testing
         }
     }
 
+    /// A node killed with SIGKILL cannot clean up: its internal nats-server and agents must still go.
+    @Test func aKilledNodeTakesItsChildrenWithIt() async throws {
+        try await NATSServer.with(.init(jetStream: true)) { server in
+            let home = server.directory.appendingPathComponent("nexhome").path
+            let node = try PeerProcess.start(
+                nex, ["node", "up", "-s", server.url, "--no-sandbox"], environment: ["NEX_HOME": home])
+            _ = try await node.waitForLines(2)
+            func children(of pid: Int32) -> [Int32] {
+                let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+                return tasks.flatMap { task in
+                    ((try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? "")
+                        .split(separator: " ").compactMap { Int32($0) }
+                }
+            }
+            func alive(_ pid: Int32) -> Bool {
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+                return !stat.contains(") Z ")  // a zombie has ended
+            }
+            let kids = try await eventuallyValue("an agent and the internal server") {
+                let pids = children(of: node.pid)
+                return pids.count >= 2 ? pids : nil
+            }
+            node.signal(SIGKILL)
+            _ = try await node.waitForExit()
+            try await eventually("children gone") { kids.allSatisfy { !alive($0) } }
+        }
+    }
+
     @Test func preflightChecksAndWritesStarterConfigs() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nex-pre-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
