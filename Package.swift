@@ -111,7 +111,7 @@ let package = Package(
         // L5/L6: how an agent runs a workload, one runner per type; how a node starts agents.
         .target(name: "NexWorkloads", dependencies: ["NexModels"]),
         .target(name: "NexRunnerNative", dependencies: ["NexWorkloads", "NexModels", "NexProcess"]),
-        .target(name: "NexRunnerJS", dependencies: ["CV8", "NexWorkloads", "NexModels"]),
+        .target(name: "NexRunnerJS", dependencies: ["CV8", "NexWorkloads", "NexModels", "NexProcess"]),
         .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess"]),
         // L7: the agent (one per workload) and the node.
         .target(name: "NexAgent", dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess"]),
@@ -139,7 +139,8 @@ let package = Package(
             name: "nex",
             dependencies: ["NexCLICommands", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .executableTarget(name: "nex-agent", dependencies: ["NexAgent", "NexRunnerNative", "NexWorkloads"]),
+        .executableTarget(
+            name: "nex-agent", dependencies: ["NexAgent", "NexRunnerNative", "NexRunnerJS", "NexWorkloads"]),
         // The example service of the Nex scenarios (svc.echo as a NATS micro service). It lives here, not in a
         // package of its own, because the tests run it and CI would otherwise build SwiftNIO twice.
         .executableTarget(name: "EchoService", dependencies: ["NATS", "NATSServices"]),

@@ -72,6 +72,9 @@ public final class NexAgent: Sendable {
         try await client.subscribe(to: AgentSubjects.deploy(agent: id)) { m in
             try await self.reply(m, await self.deploy(m))
         }
+        try await client.subscribe(to: AgentSubjects.trigger(agent: id)) { m in
+            await self.trigger(m)
+        }
         try await client.subscribe(to: AgentSubjects.undeploy(agent: id)) { m in
             await self.stopWorkload()
             try await self.reply(m, AgentResponse(ok: true))
@@ -151,6 +154,31 @@ public final class NexAgent: Sendable {
             state.withLock { $0.runner = nil }
             return AgentResponse(ok: false, message: "\(error)")
         }
+    }
+
+    /// Runs the function for one trigger. The answer carries `Nex-Elapsed-Nanos`; a failure also carries
+    /// `Nats-Service-Error` (the micro-service convention) and the error text as its body.
+    func trigger(_ m: NATSMessage) async {
+        guard let reply = m.replyTo else { return }
+        let subject = m.headers?[AgentSubjects.triggerSubjectHeader] ?? m.subject
+        var headers = NATSHeaders()
+        let body: [UInt8]
+        if let runner = state.withLock({ $0.runner }) as? any FunctionRunner {
+            let result = await runner.trigger(subject: subject, payload: m.bytes)
+            headers[AgentSubjects.elapsedHeader] = String(result.elapsedNanos)
+            if let error = result.error {
+                headers["Nats-Service-Error"] = String(error.split(separator: "\n").first ?? "function failed")
+                headers["Nats-Service-Error-Code"] = "500"
+                body = Array(error.utf8)
+            } else {
+                body = result.reply ?? []
+            }
+        } else {
+            headers["Nats-Service-Error"] = "this workload is not a function"
+            headers["Nats-Service-Error-Code"] = "400"
+            body = []
+        }
+        try? await client.publish(body, to: reply, headers: headers)
     }
 
     func stopWorkload() async {

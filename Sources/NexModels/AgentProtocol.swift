@@ -24,6 +24,8 @@ public enum AgentSubjects {
     public static let allHost = "hostint.>"
     /// The header that carries a trigger's real subject.
     public static let triggerSubjectHeader = "x-nex-trigger-subject"
+    /// The header of a trigger's answer that carries how long the function ran.
+    public static let elapsedHeader = "x-nex-elapsed-nanos"
 
     /// The agent id in a `hostint.<agent>.…` subject, and what follows it.
     public static func parseHost(_ subject: String) -> (agent: String, rest: [Substring])? {

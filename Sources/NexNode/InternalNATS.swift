@@ -17,7 +17,7 @@ final class InternalNATS: Sendable {
     let client: NATSClient
     private let nodeKey: NKeyPair
     private let agents: Mutex<[String: String]>  // agent id → public nkey
-    private let pending = Mutex<[String: CheckedContinuation<[UInt8], any Error>]>([:])
+    private let pending = Mutex<[String: CheckedContinuation<NATSMessage, any Error>]>([:])
     private let stopped = Atomic<Bool>(false)
     private let logger: Logger
 
@@ -100,14 +100,17 @@ final class InternalNATS: Sendable {
     /// Asks an agent something: the reply comes back on `hostint.<agent>.reply.<token>` (see
     /// ``AgentSubjects/reply(agent:token:)``), which the node's one `hostint.>` subscription hands to
     /// ``replyArrived(token:payload:)``.
-    func request(_ payload: [UInt8], to subject: String, agent: String, timeout: Duration) async throws -> [UInt8] {
+    func request(
+        _ payload: [UInt8], to subject: String, agent: String, headers: NATSHeaders? = nil, timeout: Duration
+    ) async throws -> NATSMessage {
         let token = NUID.next()
         return try await withCheckedThrowingContinuation { continuation in
             pending.withLock { $0[token] = continuation }
             Task {
                 do {
                     try await client.publish(
-                        payload, to: subject, replyTo: AgentSubjects.reply(agent: agent, token: token))
+                        payload, to: subject, replyTo: AgentSubjects.reply(agent: agent, token: token),
+                        headers: headers)
                 } catch {
                     self.complete(token, .failure(error))
                     return
@@ -119,11 +122,11 @@ final class InternalNATS: Sendable {
     }
 
     /// An agent's answer to ``request(_:to:agent:timeout:)``.
-    func replyArrived(token: String, payload: [UInt8]) {
-        complete(token, .success(payload))
+    func replyArrived(token: String, message: NATSMessage) {
+        complete(token, .success(message))
     }
 
-    private func complete(_ token: String, _ result: Result<[UInt8], any Error>) {
+    private func complete(_ token: String, _ result: Result<NATSMessage, any Error>) {
         pending.withLock { $0.removeValue(forKey: token) }?.resume(with: result)
     }
 

@@ -85,7 +85,7 @@ struct NodeRuntime: Sendable {
                     try await client.publish(Array(try JSONEncoder().encode(answer)), to: reply)
                 }
             case "reply" where rest.count == 2:
-                internalNATS.replyArrived(token: String(rest[1]), payload: m.bytes)
+                internalNATS.replyArrived(token: String(rest[1]), message: m)
             case "logs":
                 await manager.log(agentID: agent, body: m.bytes)
             case "events" where rest.count == 2 && rest[1] == Substring(AgentEventType.workloadExited):

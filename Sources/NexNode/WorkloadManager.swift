@@ -23,6 +23,8 @@ struct Workload: Sendable {
     var started = false
     /// An exit reported before the agent's deploy answer arrived (a workload that ends at once).
     var earlyExit: WorkloadExited?
+    /// A function's trigger subscriptions on the node's NATS connection.
+    var triggers: [NATSSubscription] = []
 
     var name: String { deploy.request.workloadName }
     var type: String { deploy.request.type }
@@ -58,6 +60,8 @@ actor WorkloadManager {
     }
 
     var count: Int { workloads.count }
+
+    func workloads(id: String) -> Workload? { workloads[id] }
 
     func all(in namespace: String? = nil) -> [Workload] {
         workloads.values.filter { namespace == nil || $0.namespace == namespace }.sorted {
@@ -127,7 +131,7 @@ actor WorkloadManager {
             let reply = try await internalNATS.request(
                 Array(try JSONEncoder().encode(request)), to: AgentSubjects.deploy(agent: agent.id), agent: agent.id,
                 timeout: .seconds(10))
-            response = try JSONDecoder().decode(AgentResponse.self, from: Data(reply))
+            response = try JSONDecoder().decode(AgentResponse.self, from: Data(reply.bytes))
         } catch {
             response = AgentResponse(ok: false, message: "the agent did not answer the deploy: \(error)")
         }
@@ -139,6 +143,12 @@ actor WorkloadManager {
         }
         workload = workloads[workloadID] ?? workload
         workload.started = true
+        do { workload.triggers = try await subscribeTriggers(of: workload) } catch {
+            workloads[workloadID] = nil
+            byAgent[agent.id] = nil
+            await destroy(agent)
+            return .failure(DeployRefusal("cannot subscribe to the trigger subjects: \(error)"))
+        }
         workloads[workloadID] = workload
         logger.info(
             "workload deployed",
@@ -213,7 +223,8 @@ actor WorkloadManager {
     }
 
     private func finish(_ workload: Workload, code: Int, message: String, keepArtifact: Bool) async {
-        guard workloads.removeValue(forKey: workload.id) != nil else { return }
+        guard let current = workloads.removeValue(forKey: workload.id) else { return }
+        for sub in current.triggers { try? await sub.unsubscribe() }
         byAgent[workload.agent.id] = nil
         await destroy(workload.agent)
         if !keepArtifact { try? FileManager.default.removeItem(atPath: workload.artifactPath) }

@@ -91,7 +91,7 @@ public final class ChildProcess: Sendable {
         let argv = [executable] + arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }
         let fdsCopy = fds
-        let pid = SpawnThread.shared.run {
+        let pid = SpawnThread.shared.runBlocking {
             withCStrings(argv) { argvPointers in
                 withCStrings(envp) { envPointers in
                     nex_spawn(

@@ -29,3 +29,27 @@ public struct WorkloadStartError: Error, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
+
+/// A runner of functions: besides start and stop, it runs the function once per trigger.
+public protocol FunctionRunner: WorkloadRunner {
+    /// Runs the function for a message on `subject`; never throws (failures are a result).
+    func trigger(subject: String, payload: [UInt8]) async -> TriggerResult
+}
+
+/// What one trigger of a function produced.
+public struct TriggerResult: Sendable, Equatable {
+    /// The reply, or nil when the function failed.
+    public var reply: [UInt8]?
+    /// Why it failed (message and stack, or the limit it hit).
+    public var error: String?
+    /// Time spent running the function.
+    public var elapsedNanos: Int64
+
+    public static func success(_ reply: [UInt8], elapsedNanos: Int64) -> TriggerResult {
+        TriggerResult(reply: reply, error: nil, elapsedNanos: elapsedNanos)
+    }
+
+    public static func failure(_ error: String, elapsedNanos: Int64) -> TriggerResult {
+        TriggerResult(reply: nil, error: error, elapsedNanos: elapsedNanos)
+    }
+}

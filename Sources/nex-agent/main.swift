@@ -1,5 +1,6 @@
 import Foundation
 import NexAgent
+import NexRunnerJS
 import NexRunnerNative
 import NexWorkloads
 
@@ -10,7 +11,11 @@ case .failure(let error):
     exit(2)
 case .success(let settings):
     let agent = NexAgent(settings: settings) { type in
-        type == "native" ? NativeServiceRunner() : nil
+        switch type {
+        case "native": NativeServiceRunner()
+        case "v8": JSRunner()
+        default: nil
+        }
     }
     do {
         let reason = try await agent.run()

@@ -21,14 +21,15 @@ import Testing
 
         /// Uploads `file` and deploys it (environment sealed, JWT signed by `issuer`).
         func deploy(
-            file: String, name: String, environment: [String: String] = [:], essential: Bool = false,
-            namespace: String = "default", argv: [String] = []
+            file: String, name: String, type: String = "native", triggers: [String] = [],
+            environment: [String: String] = [:], essential: Bool = false, namespace: String = "default",
+            argv: [String] = []
         ) async throws -> RunResponse {
             let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
             let request = try NexControlClient.makeDeployRequest(
-                name: name, type: "native", location: location, hash: hash, environment: environment,
+                name: name, type: type, location: location, hash: hash, environment: environment,
                 issuer: issuer, publisher: publisher, targetNode: node.nodeID, targetXkey: node.xkey.publicKey,
-                argv: argv, essential: essential)
+                triggerSubjects: triggers, argv: argv, essential: essential)
             var scoped = nex
             scoped.namespace = namespace
             return try await scoped.deploy(request, to: node.nodeID)
@@ -338,6 +339,59 @@ import Testing
             try await running.value  // run() returns by itself: drained, then stopped
             let types = events.messages.map { $0.subject.split(separator: ".").last.map(String.init) ?? "" }
             #expect(types.contains("workload_undeployed") && types.last == "node_stopped")
+        }
+    }
+
+    /// Acceptance scenario 4: a JavaScript function on a trigger, wildcards, events, errors readable.
+    @Test func javaScriptFunctionsAnswerTheirTriggers() async throws {
+        try await withNode({ $0.workloadTypes = ["native", "v8"] }) { h in
+            let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+            let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.echofunction.*")
+            let echo = try await h.deploy(
+                file: examples + "/echofunction.js", name: "echofunction", type: "v8", triggers: ["js.echo"])
+            let reply = try await h.client.request("heya", to: "js.echo", timeout: .seconds(5))
+            #expect(reply.string == "heya" && reply.headers?["Nats-Service-Error"] == nil)
+            try await eventually("console.log in the logs") {
+                logs.messages.contains { String(decoding: $0.payload, as: UTF8.self).contains("triggered on js.echo") }
+            }
+            let succeeded = try await eventuallyValue("function_exec_succeeded") {
+                h.events.messages.first { $0.subject == "$NEX.events.default.function_exec_succeeded" }
+            }
+            let event = try JSONDecoder().decode(CloudEvent<FunctionExecEvent>.self, from: Data(succeeded.payload)).data
+            #expect(event.workloadID == echo.id && event.triggerSubject == "js.echo" && (event.elapsedNanos ?? 0) > 0)
+
+            _ = try await h.deploy(file: examples + "/calc.js", name: "calc", type: "v8", triggers: ["calc.*"])
+            #expect(
+                try await h.client.request("[2,3]", to: "calc.add", timeout: .seconds(5)).string == #"{"result":5}"#)
+            #expect(
+                try await h.client.request("[2,3]", to: "calc.mul", timeout: .seconds(5)).string == #"{"result":6}"#)
+            // A thrown error: the requester reads it at once, and function_exec_failed says why.
+            let failed = try await h.client.request("[2,3]", to: "calc.div", timeout: .seconds(5))
+            #expect(failed.headers?["Nats-Service-Error"]?.contains("unknown operation div") == true)
+            #expect(failed.string.contains("Error: unknown operation div"))
+            try await eventually("function_exec_failed") {
+                h.events.messages.contains { $0.subject == "$NEX.events.default.function_exec_failed" }
+            }
+            // A plain publish just runs it; then stopping removes the trigger.
+            try await h.client.publish("[1,1]", to: "calc.add")
+            _ = try await h.nex.stop(workloadID: echo.id, node: h.node.nodeID, issuer: h.issuer)
+            try await eventually("js.echo has no responders after the stop") {
+                do {
+                    _ = try await h.client.request("x", to: "js.echo", timeout: .seconds(1))
+                    return false
+                } catch { return true }
+            }
+        }
+    }
+
+    @Test func functionsThatDoNotCompileAreRefused() async throws {
+        try await withNode({ $0.workloadTypes = ["v8"] }) { h in
+            let file = h.server.directory.appendingPathComponent("broken.js").path
+            try "(subject, payload) => {".write(toFile: file, atomically: true, encoding: .utf8)
+            let refused = await #expect(throws: NexClientError.self) {
+                try await h.deploy(file: file, name: "broken", type: "v8", triggers: ["js.broken"])
+            }
+            #expect(refused?.message.contains("does not compile") == true)
         }
     }
 

@@ -1,0 +1,76 @@
+import Foundation
+import NATS
+import NexModels
+
+/// Functions: each trigger subject is a queue subscription on the node's NATS connection (so instances on
+/// every node share the load); a message is handed to the function's agent with its real subject, and the
+/// answer goes back to the requester.
+extension WorkloadManager {
+    /// The queue group of a function's instances.
+    static func queueGroup(namespace: String, name: String) -> String { "nex-\(namespace)-\(name)" }
+
+    func subscribeTriggers(of workload: Workload) async throws -> [NATSSubscription] {
+        let subjects = workload.deploy.request.triggerSubjects ?? []
+        guard workload.type != "native", !subjects.isEmpty else { return [] }
+        let client = events.client
+        let queue = Self.queueGroup(namespace: workload.namespace, name: workload.name)
+        var subs: [NATSSubscription] = []
+        for subject in subjects {
+            subs.append(
+                try await client.subscribe(to: subject, queue: queue) { m in
+                    await self.runTrigger(m, workloadID: workload.id, agentID: workload.agent.id)
+                })
+        }
+        try await client.flush()
+        return subs
+    }
+
+    func runTrigger(_ m: NATSMessage, workloadID: String, agentID: String) async {
+        guard let workload = workloads(id: workloadID) else { return }
+        var headers = NATSHeaders()
+        headers[AgentSubjects.triggerSubjectHeader] = m.subject
+        let reply: NATSMessage
+        do {
+            reply = try await internalNATS.request(
+                m.bytes, to: AgentSubjects.trigger(agent: agentID), agent: agentID, headers: headers,
+                timeout: .seconds(60))
+        } catch {
+            await answer(m, body: Array("the function did not answer: \(error)".utf8), error: "\(error)")
+            await publishExec(
+                workload, subject: m.subject, elapsed: nil, error: "the function did not answer: \(error)")
+            return
+        }
+        let elapsed = reply.headers?[AgentSubjects.elapsedHeader].flatMap { Int64($0) } ?? 0
+        if let error = reply.headers?["Nats-Service-Error"] {
+            let text = reply.string
+            await answer(m, body: reply.bytes, error: error)
+            await publishExec(workload, subject: m.subject, elapsed: nil, error: text.isEmpty ? error : text)
+        } else {
+            await answer(m, body: reply.bytes, error: nil)
+            await publishExec(workload, subject: m.subject, elapsed: elapsed, error: nil)
+        }
+    }
+
+    /// Replies to a request (a plain publish needs no answer). A failure is readable by the requester: the
+    /// micro-service error headers plus the error text as the body.
+    private func answer(_ m: NATSMessage, body: [UInt8], error: String?) async {
+        guard let replyTo = m.replyTo else { return }
+        var headers: NATSHeaders?
+        if let error {
+            var h = NATSHeaders()
+            h["Nats-Service-Error"] = error
+            h["Nats-Service-Error-Code"] = "500"
+            headers = h
+        }
+        try? await events.client.publish(body, to: replyTo, headers: headers)
+    }
+
+    private func publishExec(_ workload: Workload, subject: String, elapsed: Int64?, error: String?) async {
+        let data = FunctionExecEvent(
+            workloadID: workload.id, workloadName: workload.name, namespace: workload.namespace,
+            triggerSubject: subject, elapsedNanos: elapsed, error: error)
+        await events.publish(
+            error == nil ? NexEventType.functionExecSucceeded : NexEventType.functionExecFailed, data,
+            namespace: workload.namespace)
+    }
+}

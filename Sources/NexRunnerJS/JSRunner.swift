@@ -1,0 +1,73 @@
+import Foundation
+public import NexModels
+import NexProcess
+public import NexWorkloads
+import Synchronization
+
+/// Runs a JavaScript function (`v8` workloads): the artifact is the source; every trigger calls the function
+/// on the runner's own thread, with the limits given.
+public final class JSRunner: FunctionRunner {
+    /// Largest source accepted.
+    public static let maxSourceBytes = 4 << 20
+
+    let limits: JSFunction.Limits
+    let host: JSFunction.HostCall?
+    let thread = WorkerThread(name: "nex-v8")
+    private let function = Mutex<JSFunction?>(nil)
+
+    public init(limits: JSFunction.Limits = JSFunction.Limits(), host: JSFunction.HostCall? = nil) {
+        self.limits = limits
+        self.host = host
+    }
+
+    public func start(_ request: AgentDeployRequest, output: WorkloadOutput) async throws {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: request.artifactPath)
+        let size = (attributes?[.size] as? Int) ?? 0
+        guard size <= Self.maxSourceBytes else {
+            throw WorkloadStartError("the function source is \(size) bytes; the limit is \(Self.maxSourceBytes)")
+        }
+        guard let data = FileManager.default.contents(atPath: request.artifactPath) else {
+            throw WorkloadStartError("cannot read the function source")
+        }
+        let source = String(decoding: data, as: UTF8.self)
+        let limits = self.limits
+        let host = self.host
+        let compiled: Result<JSFunction, JSError> = await thread.run {
+            do {
+                return .success(
+                    try JSFunction(source: source, limits: limits, host: host) { level, text in output.log(text, level)
+                    }
+                )
+            } catch let error as JSError {
+                return .failure(error)
+            } catch {
+                return .failure(JSError("\(error)"))
+            }
+        }
+        switch compiled {
+        case .success(let f): function.withLock { $0 = f }
+        case .failure(let error): throw WorkloadStartError("the function does not compile: \(error)")
+        }
+    }
+
+    public func trigger(subject: String, payload: [UInt8]) async -> TriggerResult {
+        guard let f = function.withLock({ $0 }) else {
+            return .failure("the function is not running", elapsedNanos: 0)
+        }
+        return await thread.run {
+            let start = ContinuousClock.now
+            let outcome = f.call(subject: subject, payload: payload)
+            let elapsed = ContinuousClock.now - start
+            let nanos = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+            switch outcome {
+            case .reply(let bytes): return .success(bytes, elapsedNanos: max(nanos, 1))
+            case .threw(let error), .limitExceeded(let error): return .failure(error, elapsedNanos: nanos)
+            }
+        }
+    }
+
+    public func stop(grace: Duration) async {
+        function.withLock { $0 = nil }
+        thread.stop()
+    }
+}
