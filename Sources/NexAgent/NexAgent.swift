@@ -146,6 +146,12 @@ public final class NexAgent: Sendable {
                 let event = WorkloadExited(workloadID: request.workloadID, code: code, message: message)
                 guard let body = try? JSONEncoder().encode(event) else { return }
                 outbox.yield((AgentSubjects.event(agent: id, type: AgentEventType.workloadExited), Array(body)))
+            },
+            hostCall: { [client] service, method, args in
+                let subject = AgentSubjects.hostCall(
+                    agent: id, namespace: request.namespace, workload: request.workloadName, service: service,
+                    method: method)
+                return try Self.blockingRequest(client, subject: subject, body: Array(args.utf8))
             })
         do {
             try await runner.start(request, output: output)
@@ -179,6 +185,31 @@ public final class NexAgent: Sendable {
             body = []
         }
         try? await client.publish(body, to: reply, headers: headers)
+    }
+
+    /// A request made from an engine's own thread (V8 calls host services synchronously). The node answers
+    /// `{"result": …}` or `{"error": "…"}`; the wait is bounded so a function's limits still hold.
+    static func blockingRequest(_ client: NATSClient, subject: String, body: [UInt8]) throws -> String {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<[UInt8], any Error>>(.failure(WorkloadStartError("host call timed out")))
+        Task {
+            do {
+                let reply = try await client.request(body, to: subject, timeout: .seconds(6))
+                outcome.withLock { $0 = .success(reply.bytes) }
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+            }
+            done.signal()
+        }
+        _ = done.wait(timeout: .now() + 7)
+        let bytes = try outcome.withLock { $0 }.get()
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw WorkloadStartError("malformed host service answer")
+        }
+        if let error = object["error"] as? String { throw WorkloadStartError(error) }
+        let result = object["result"] ?? NSNull()
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.fragmentsAllowed])
+        return String(decoding: data, as: UTF8.self)
     }
 
     func stopWorkload() async {

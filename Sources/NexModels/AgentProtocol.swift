@@ -14,6 +14,12 @@ public enum AgentSubjects {
     /// Where an agent answers the node's request `token`: inside what it may publish to, so agents need no
     /// `allow_responses` (which a config reload resets mid-request) and none can answer for another.
     public static func reply(agent: String, token: String) -> String { "hostint.\(agent).reply.\(token)" }
+    /// A host-service call of the agent's workload (answered by the node).
+    public static func hostCall(agent: String, namespace: String, workload: String, service: String, method: String)
+        -> String
+    {
+        "hostint.\(agent).rpc.\(namespace).\(workload).\(service).\(method)"
+    }
     /// Where the agent's own request replies arrive (inside what it may subscribe to).
     public static func inboxPrefix(agent: String) -> String { "agentint.\(agent).inbox" }
     /// What the agent may publish to.

@@ -86,6 +86,14 @@ struct NodeRuntime: Sendable {
                 }
             case "reply" where rest.count == 2:
                 internalNATS.replyArrived(token: String(rest[1]), message: m)
+            case "rpc" where rest.count == 5:
+                // Host calls may wait (a request to a slow responder): never hold up logs and events.
+                let (service, method) = (String(rest[3]), String(rest[4]))
+                Task {
+                    let answer = await manager.hostCall(
+                        agentID: agent, service: service, method: method, arguments: m.bytes)
+                    if let reply = m.replyTo { try? await client.publish(answer, to: reply) }
+                }
             case "logs":
                 await manager.log(agentID: agent, body: m.bytes)
             case "events" where rest.count == 2 && rest[1] == Substring(AgentEventType.workloadExited):

@@ -74,3 +74,18 @@ extension WorkloadManager {
             namespace: workload.namespace)
     }
 }
+
+extension WorkloadManager {
+    /// A host-service call of the function an agent runs; the namespace and workload come from the node's
+    /// own records, never from the agent's subject.
+    func hostCall(agentID: String, service: String, method: String, arguments: [UInt8]) async -> [UInt8] {
+        guard let id = agentWorkload(agentID), let workload = workloads(id: id) else {
+            return HostServicesBroker.encode(["error": "no workload"])
+        }
+        let broker = HostServicesBroker(
+            client: events.client, denyPublish: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
+        return await broker.handle(
+            namespace: workload.namespace, name: workload.name, service: service, method: method,
+            arguments: arguments)
+    }
+}

@@ -63,6 +63,8 @@ actor WorkloadManager {
 
     func workloads(id: String) -> Workload? { workloads[id] }
 
+    func agentWorkload(_ agentID: String) -> String? { byAgent[agentID] }
+
     func all(in namespace: String? = nil) -> [Workload] {
         workloads.values.filter { namespace == nil || $0.namespace == namespace }.sorted {
             $0.deployedAt < $1.deployedAt

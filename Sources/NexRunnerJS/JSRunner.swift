@@ -11,13 +11,11 @@ public final class JSRunner: FunctionRunner {
     public static let maxSourceBytes = 4 << 20
 
     let limits: JSFunction.Limits
-    let host: JSFunction.HostCall?
     let thread = WorkerThread(name: "nex-v8")
     private let function = Mutex<JSFunction?>(nil)
 
-    public init(limits: JSFunction.Limits = JSFunction.Limits(), host: JSFunction.HostCall? = nil) {
+    public init(limits: JSFunction.Limits = JSFunction.Limits()) {
         self.limits = limits
-        self.host = host
     }
 
     public func start(_ request: AgentDeployRequest, output: WorkloadOutput) async throws {
@@ -31,7 +29,7 @@ public final class JSRunner: FunctionRunner {
         }
         let source = String(decoding: data, as: UTF8.self)
         let limits = self.limits
-        let host = self.host
+        let host = output.hostCall
         let compiled: Result<JSFunction, JSError> = await thread.run {
             do {
                 return .success(

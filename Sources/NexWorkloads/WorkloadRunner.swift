@@ -9,18 +9,25 @@ public protocol WorkloadRunner: Sendable {
     func stop(grace: Duration) async
 }
 
-/// Where a runner reports what its workload does.
+/// Where a runner reports what its workload does, and how it reaches the node's host services.
 public struct WorkloadOutput: Sendable {
     /// A line of output at a ``LogEntry`` level.
     public var log: @Sendable (_ text: String, _ level: Int) -> Void
     /// The workload ended by itself or was stopped (exit code, human-readable reason).
     public var exited: @Sendable (_ code: Int, _ message: String) -> Void
+    /// A host-service call brokered by the node (blocking, with its own deadline): JSON array of arguments
+    /// in, JSON result out; throws with the node's error message.
+    public var hostCall: @Sendable (_ service: String, _ method: String, _ argumentsJSON: String) throws -> String
 
     public init(
-        log: @escaping @Sendable (String, Int) -> Void, exited: @escaping @Sendable (Int, String) -> Void
+        log: @escaping @Sendable (String, Int) -> Void, exited: @escaping @Sendable (Int, String) -> Void,
+        hostCall: @escaping @Sendable (String, String, String) throws -> String = { _, _, _ in
+            throw WorkloadStartError("host services are not available")
+        }
     ) {
         self.log = log
         self.exited = exited
+        self.hostCall = hostCall
     }
 }
 

@@ -384,6 +384,46 @@ import Testing
         }
     }
 
+    /// Acceptance scenarios 5 and 6 (key-value and messaging): brokered by the node, private per workload.
+    @Test func hostServicesKeyValueAndMessaging() async throws {
+        try await withNode({ $0.workloadTypes = ["v8"] }) { h in
+            let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+            _ = try await h.deploy(file: examples + "/kv.js", name: "kvfn", type: "v8", triggers: ["fn.kv"])
+            let reply = try await h.client.request("payload-1", to: "fn.kv", timeout: .seconds(10))
+            #expect(reply.string == #"{"keys":["hello2"],"hello2":"payload-1"}"#, "\(reply.string)")
+            // Another function (same code, another name) has its own bucket.
+            let other = h.server.directory.appendingPathComponent("peek.js").path
+            try "(s, p) => this.hostServices.kv.keys()".write(toFile: other, atomically: true, encoding: .utf8)
+            _ = try await h.deploy(file: other, name: "peek", type: "v8", triggers: ["fn.peek"])
+            #expect(try await h.client.request("", to: "fn.peek", timeout: .seconds(10)).string == "[]")
+
+            // Messaging: publish seen outside, request answered outside, requestMany gathers.
+            let notes = try await h.client.subscribe(to: "fn.note")
+            try await h.client.subscribe(to: "fn.svc") { m in
+                if let r = m.replyTo { try await h.client.publish("svc:" + m.string, to: r) }
+            }
+            for i in 0..<3 {
+                try await h.client.subscribe(to: "fn.many") { m in
+                    if let r = m.replyTo { try await h.client.publish("many\(i)", to: r) }
+                }
+            }
+            try await h.client.flush()
+            _ = try await h.deploy(
+                file: examples + "/messaging.js", name: "msgfn", type: "v8", triggers: ["fn.msg"])
+            let answer = try await h.client.request("hi", to: "fn.msg", timeout: .seconds(10))
+            #expect(answer.string == #"{"reply":"svc:hi","many":3}"#, "\(answer.string)")
+            #expect(try await notes.nextMessage(timeout: .seconds(5))?.string == "hi")
+
+            // The deny list holds for host calls too.
+            let sneaky = h.server.directory.appendingPathComponent("sneaky.js").path
+            try "(s, p) => this.hostServices.messaging.publish('$SYS.REQ.SERVER.PING', p)".write(
+                toFile: sneaky, atomically: true, encoding: .utf8)
+            _ = try await h.deploy(file: sneaky, name: "sneaky", type: "v8", triggers: ["fn.sneaky"])
+            let refused = try await h.client.request("", to: "fn.sneaky", timeout: .seconds(10))
+            #expect(refused.headers?["Nats-Service-Error"]?.contains("not allowed") == true)
+        }
+    }
+
     @Test func functionsThatDoNotCompileAreRefused() async throws {
         try await withNode({ $0.workloadTypes = ["v8"] }) { h in
             let file = h.server.directory.appendingPathComponent("broken.js").path

@@ -1,0 +1,141 @@
+import Crypto
+import Foundation
+import NATS
+import NATSJetStream
+import NexModels
+
+/// Host services brokered by the node for its functions (wire contract §6): an agent asks on
+/// `hostint.<agent>.rpc.<ns>.<workload>.<service>.<method>` with a JSON array of arguments; the node acts with
+/// its own connection on resources private to the workload and answers `{"result": …}` or `{"error": "…"}`.
+/// Byte values travel as `{"$bytes": [..]}`. The agent holds no credentials to any of it.
+struct HostServicesBroker: Sendable {
+    let client: NATSClient
+    let denyPublish: [String]
+    /// Deadline of one host call, so a blocked call never outlives the function's limits.
+    let timeout: Duration = .seconds(5)
+
+    /// The private key-value bucket of a workload: one per namespace and name (hashed, so names with `_` or
+    /// `-` in different places never meet).
+    static func bucket(prefix: String, namespace: String, name: String) -> String {
+        let digest = SHA256.hash(data: Data("\(namespace)\u{0}\(name)".utf8))
+        return prefix + digest.prefix(10).map { String(format: "%02x", $0) }.joined()
+    }
+
+    func handle(namespace: String, name: String, service: String, method: String, arguments: [UInt8]) async -> [UInt8] {
+        do {
+            return try await withDeadline {
+                guard
+                    let args = try JSONSerialization.jsonObject(with: Data(arguments), options: [.fragmentsAllowed])
+                        as? [Any]
+                else { throw HostCallError("arguments must be a JSON array") }
+                let result = try await self.call(
+                    namespace: namespace, name: name, service: service, method: method, args: args)
+                return Self.encode(["result": result])
+            }
+        } catch {
+            return Self.encode(["error": "\(service).\(method): \(error)"])
+        }
+    }
+
+    private func call(namespace: String, name: String, service: String, method: String, args: [Any]) async throws
+        -> Any
+    {
+        switch (service, method) {
+        case ("kv", _): return try await keyValue(namespace: namespace, name: name, method: method, args: args)
+        case ("messaging", "publish"):
+            let subject = try Self.string(args, 0, "subject")
+            try checkSubject(subject)
+            try await client.publish(Self.bytes(args, 1), to: subject)
+            return NSNull()
+        case ("messaging", "request"):
+            let subject = try Self.string(args, 0, "subject")
+            try checkSubject(subject)
+            let reply = try await client.request(Self.bytes(args, 1), to: subject, timeout: timeout)
+            return Self.wrap(reply.bytes)
+        case ("messaging", "requestMany"):
+            let subject = try Self.string(args, 0, "subject")
+            try checkSubject(subject)
+            let replies = try await client.requestMany(
+                Self.bytes(args, 1), to: subject, stall: .milliseconds(300), timeout: timeout)
+            return replies.map { Self.wrap($0.bytes) }
+        default:
+            throw HostCallError("no such host service method")
+        }
+    }
+
+    private func keyValue(namespace: String, name: String, method: String, args: [Any]) async throws -> Any {
+        let js = JetStreamContext(client: client)
+        let bucket = Self.bucket(prefix: "NEXKV_", namespace: namespace, name: name)
+        var config = KeyValueConfig(bucket: bucket)
+        config.description = "Nex host services: key-value of \(namespace)/\(name)"
+        let kv = try await js.createKeyValue(config)
+        switch method {
+        case "get":
+            guard let entry = try await kv.get(Self.string(args, 0, "key")) else { return NSNull() }
+            return Self.wrap(entry.value)
+        case "set":
+            _ = try await kv.put(Self.string(args, 0, "key"), Self.bytes(args, 1))
+            return NSNull()
+        case "delete":
+            try await kv.delete(Self.string(args, 0, "key"))
+            return NSNull()
+        case "keys":
+            return try await kv.keys()
+        default:
+            throw HostCallError("no such key-value method \(method)")
+        }
+    }
+
+    private func checkSubject(_ subject: String) throws {
+        if let denied = DeployValidator.deniedBy(subject, deny: denyPublish) {
+            throw HostCallError("subject \(subject) is not allowed (denied by \(denied))")
+        }
+    }
+
+    private func withDeadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let timeout = self.timeout
+        return try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw HostCallError("timed out after \(timeout)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+
+    // MARK: JSON
+
+    static func string(_ args: [Any], _ index: Int, _ what: String) throws -> String {
+        guard index < args.count, let s = args[index] as? String else {
+            throw HostCallError("\(what) must be a string")
+        }
+        return s
+    }
+
+    /// Bytes from `{"$bytes": [...]}`, a string (UTF-8), or any other JSON value (encoded).
+    static func bytes(_ args: [Any], _ index: Int) -> [UInt8] {
+        guard index < args.count else { return [] }
+        let value = args[index]
+        if let object = value as? [String: Any], let numbers = object["$bytes"] as? [NSNumber] {
+            return numbers.map { $0.uint8Value }
+        }
+        if let s = value as? String { return Array(s.utf8) }
+        if value is NSNull { return [] }
+        return (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])).map(Array.init) ?? []
+    }
+
+    static func wrap(_ bytes: [UInt8]) -> Any { ["$bytes": bytes.map { Int($0) }] }
+
+    static func encode(_ object: [String: Any]) -> [UInt8] {
+        (try? JSONSerialization.data(withJSONObject: object, options: [.fragmentsAllowed])).map(Array.init)
+            ?? Array(#"{"error":"cannot encode the result"}"#.utf8)
+    }
+}
+
+/// Why a host call failed (sent back to the function as the error it throws).
+struct HostCallError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
