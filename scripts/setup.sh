@@ -10,7 +10,7 @@ NATS_SERVER_VERSION=2.15.1
 [ "$#" -eq 0 ] || { echo "setup.sh takes no arguments" >&2; exit 2; }
 
 apt_packages=(openssl libsodium-dev golang-go golang-github-nats-io-go-nats-dev
-  libuv1 libc-ares2 libnghttp2-14 libbrotli1 libssl3 libicu72 zlib1g)
+  libuv1 libc-ares2 libnghttp2-14 libbrotli1 libssl3 libicu72 zlib1g libcurl4)
 
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -42,6 +42,9 @@ struct HostServicesBroker: Sendable {
     {
         switch (service, method) {
         case ("kv", _): return try await keyValue(namespace: namespace, name: name, method: method, args: args)
+        case ("objectstore", _):
+            return try await objectStore(namespace: namespace, name: name, method: method, args: args)
+        case ("http", _): return try await HTTPHostService(timeout: timeout).call(method: method, args: args)
         case ("messaging", "publish"):
             let subject = try Self.string(args, 0, "subject")
             try checkSubject(subject)
@@ -83,6 +86,29 @@ struct HostServicesBroker: Sendable {
             return try await kv.keys()
         default:
             throw HostCallError("no such key-value method \(method)")
+        }
+    }
+
+    private func objectStore(namespace: String, name: String, method: String, args: [Any]) async throws -> Any {
+        let js = JetStreamContext(client: client)
+        var config = ObjectStoreConfig(bucket: Self.bucket(prefix: "NEXOS_", namespace: namespace, name: name))
+        config.description = "Nex host services: object store of \(namespace)/\(name)"
+        let store = try await js.createObjectStore(config)
+        switch method {
+        case "get":
+            let object = try Self.string(args, 0, "name")
+            guard try await store.info(object) != nil else { return NSNull() }
+            return Self.wrap(try await store.get(object))
+        case "put":
+            let info = try await store.put(Self.string(args, 0, "name"), data: Self.bytes(args, 1))
+            return ["name": info.name, "size": Int(info.size)]
+        case "delete":
+            try await store.delete(Self.string(args, 0, "name"))
+            return NSNull()
+        case "list":
+            return try await store.list().map { ["name": $0.name, "size": Int($0.size)] as [String: Any] }
+        default:
+            throw HostCallError("no such object store method \(method)")
         }
     }
 

@@ -424,6 +424,32 @@ import Testing
         }
     }
 
+    /// Acceptance scenarios 6 and 7 (object store, HTTP).
+    @Test func hostServicesObjectStoreAndHTTP() async throws {
+        let python = try #require(TestEnvironment.python, "run scripts/setup.sh")
+        let script = TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/http_echo.py").path
+        let web = try PeerProcess.start(python, [script])
+        defer { Task { _ = try? await web.terminate() } }
+        let port = try #require(try await web.waitForLines(1).first)
+        try await withNode({ $0.workloadTypes = ["v8"] }) { h in
+            let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+            _ = try await h.deploy(file: examples + "/objectstore.js", name: "osfn", type: "v8", triggers: ["fn.os"])
+            let stored = try await h.client.request("bonjour", to: "fn.os", timeout: .seconds(10))
+            #expect(stored.string == #"{"back":"bonjour","objects":["greeting"],"missing":null}"#, "\(stored.string)")
+
+            _ = try await h.deploy(file: examples + "/http.js", name: "httpfn", type: "v8", triggers: ["fn.http"])
+            let url = "http://127.0.0.1:\(port)/x"
+            let answer = try await h.client.request(url, to: "fn.http", timeout: .seconds(15))
+            let object = try JSONSerialization.jsonObject(with: Data(answer.bytes)) as? [String: Any]
+            #expect(object?["get"] as? Int == 200 && object?["del"] as? Int == 204 && object?["head"] as? Int == 200)
+            #expect(object?["type"] as? String == "application/json", "\(answer.string)")
+            #expect((object?["body"] as? String)?.contains(#""x_from": "nex""#) == true)
+            #expect((object?["post"] as? String)?.contains(#""body": "hello""#) == true)
+            let bad = try await h.client.request("file:///etc/passwd", to: "fn.http", timeout: .seconds(10))
+            #expect(bad.headers?["Nats-Service-Error"]?.contains("not an http(s) URL") == true)
+        }
+    }
+
     @Test func functionsThatDoNotCompileAreRefused() async throws {
         try await withNode({ $0.workloadTypes = ["v8"] }) { h in
             let file = h.server.directory.appendingPathComponent("broken.js").path
