@@ -47,6 +47,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swiftwasm/WasmKit.git", exact: "0.4.2"),
     ],
     targets: [
         // L0
@@ -112,6 +113,13 @@ let package = Package(
         .target(name: "NexWorkloads", dependencies: ["NexModels"]),
         .target(name: "NexRunnerNative", dependencies: ["NexWorkloads", "NexModels", "NexProcess"]),
         .target(name: "NexRunnerJS", dependencies: ["CV8", "NexWorkloads", "NexModels", "NexProcess"]),
+        .target(
+            name: "NexRunnerWasm",
+            dependencies: [
+                "NexWorkloads", "NexModels", "NexProcess", .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WasmKitWASI", package: "WasmKit"), .product(name: "WASI", package: "WasmKit"),
+            ]
+        ),
         .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess"]),
         // L7: the agent (one per workload) and the node.
         .target(name: "NexAgent", dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess"]),
@@ -140,7 +148,8 @@ let package = Package(
             dependencies: ["NexCLICommands", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
-            name: "nex-agent", dependencies: ["NexAgent", "NexRunnerNative", "NexRunnerJS", "NexWorkloads"]),
+            name: "nex-agent",
+            dependencies: ["NexAgent", "NexRunnerNative", "NexRunnerJS", "NexRunnerWasm", "NexWorkloads"]),
         // The example service of the Nex scenarios (svc.echo as a NATS micro service). It lives here, not in a
         // package of its own, because the tests run it and CI would otherwise build SwiftNIO twice.
         .executableTarget(name: "EchoService", dependencies: ["NATS", "NATSServices"]),
@@ -159,6 +168,7 @@ let package = Package(
         .testTarget(name: "NexModelsTests", dependencies: ["NexModels"], resources: [.copy("Golden")]),
         .testTarget(name: "NexNodeTests", dependencies: ["NexNode", "NexModels", "NKeys", "NexControlClient"]),
         .testTarget(name: "NexRunnerJSTests", dependencies: ["NexRunnerJS"]),
+        .testTarget(name: "NexRunnerWasmTests", dependencies: ["NexRunnerWasm", "NATSTestSupport"]),
         .testTarget(
             name: "NATSTests",
             dependencies: [

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -82,3 +83,5 @@ pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const 
 }
 
 int nex_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int nex_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

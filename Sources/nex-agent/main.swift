@@ -2,6 +2,7 @@ import Foundation
 import NexAgent
 import NexRunnerJS
 import NexRunnerNative
+import NexRunnerWasm
 import NexWorkloads
 
 // nex-agent: started by a Nex node (never by hand), one per workload.
@@ -14,6 +15,7 @@ case .success(let settings):
         switch type {
         case "native": NativeServiceRunner()
         case "v8": JSRunner()
+        case "wasm": WasmRunner()
         default: nil
         }
     }

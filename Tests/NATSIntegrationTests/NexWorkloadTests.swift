@@ -450,6 +450,29 @@ import Testing
         }
     }
 
+    /// Acceptance scenario 8, and host services for WebAssembly through the `nex` import module.
+    @Test func webAssemblyFunctionsWithHostServices() async throws {
+        try await withNode({ $0.workloadTypes = ["wasm"] }) { h in
+            let wasm = TestEnvironment.packageRoot.appendingPathComponent("examples/wasm").path
+            _ = try await h.deploy(
+                file: wasm + "/echofunction.wasm", name: "echowasm", type: "wasm", triggers: ["wasm.*"])
+            let reply = try await h.client.request("hello", to: "wasm.echo", timeout: .seconds(10))
+            #expect(reply.string == "hellowasm.echo")
+            try await eventually("function_exec_succeeded") {
+                h.events.messages.contains { $0.subject == "$NEX.events.default.function_exec_succeeded" }
+            }
+            _ = try await h.deploy(file: wasm + "/kvfunction.wasm", name: "kvwasm", type: "wasm", triggers: ["kv.wasm"])
+            let stored = try await h.client.request("bonjour", to: "kv.wasm", timeout: .seconds(10))
+            #expect(
+                stored.string == #"{"keys":["last"],"last":{"$bytes":[98,111,110,106,111,117,114]}}"#,
+                "\(stored.string)")
+            _ = try await h.deploy(file: wasm + "/limits.wasm", name: "limitswasm", type: "wasm", triggers: ["lim.*"])
+            let failed = try await h.client.request("", to: "lim.fail", timeout: .seconds(10))
+            #expect(failed.headers?["Nats-Service-Error"]?.contains("exited with code 3") == true)
+            #expect(try await h.client.request("", to: "lim.ok", timeout: .seconds(10)).string == "ok")
+        }
+    }
+
     @Test func functionsThatDoNotCompileAreRefused() async throws {
         try await withNode({ $0.workloadTypes = ["v8"] }) { h in
             let file = h.server.directory.appendingPathComponent("broken.js").path

@@ -16,4 +16,7 @@ pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const 
 /// pipe2(fds, O_CLOEXEC): both ends close on exec, so no child inherits a pipe meant for another.
 int nex_pipe_cloexec(int fds[2]);
 
+/// memfd_create(name, MFD_CLOEXEC): an anonymous in-memory file (a WebAssembly function's stdin/stdout).
+int nex_memfd(const char *name);
+
 #endif

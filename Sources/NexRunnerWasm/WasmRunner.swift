@@ -1,0 +1,66 @@
+import Foundation
+public import NexModels
+import NexProcess
+public import NexWorkloads
+import Synchronization
+
+/// Runs a WebAssembly function (`wasm` workloads): the module is parsed once at deploy and instantiated per
+/// trigger on the runner's own thread; stderr goes to the logs at error level.
+public final class WasmRunner: FunctionRunner {
+    /// Largest module accepted.
+    public static let maxModuleBytes = 64 << 20
+
+    let limits: WasmFunction.Limits
+    let thread = WorkerThread(name: "nex-wasm")
+    private let function = Mutex<WasmFunction?>(nil)
+
+    public init(limits: WasmFunction.Limits = WasmFunction.Limits()) {
+        self.limits = limits
+    }
+
+    public func start(_ request: AgentDeployRequest, output: WorkloadOutput) async throws {
+        guard let data = FileManager.default.contents(atPath: request.artifactPath) else {
+            throw WorkloadStartError("cannot read the module")
+        }
+        guard data.count <= Self.maxModuleBytes else {
+            throw WorkloadStartError("the module is \(data.count) bytes; the limit is \(Self.maxModuleBytes)")
+        }
+        let limits = self.limits
+        let parsed: Result<WasmFunction, WasmError> = await thread.run {
+            do {
+                return .success(
+                    try WasmFunction(
+                        bytes: Array(data), name: request.workloadName, environment: request.environment,
+                        limits: limits, hostImports: NexHostImports(call: output.hostCall),
+                        stderr: { output.log($0, LogEntry.error) }))
+            } catch let error as WasmError {
+                return .failure(error)
+            } catch {
+                return .failure(WasmError("\(error)"))
+            }
+        }
+        switch parsed {
+        case .success(let f): function.withLock { $0 = f }
+        case .failure(let error): throw WorkloadStartError("\(error)")
+        }
+    }
+
+    public func trigger(subject: String, payload: [UInt8]) async -> TriggerResult {
+        guard let f = function.withLock({ $0 }) else { return .failure("the function is not running", elapsedNanos: 0) }
+        return await thread.run {
+            let start = ContinuousClock.now
+            let outcome = f.call(subject: subject, payload: payload)
+            let elapsed = ContinuousClock.now - start
+            let nanos = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+            switch outcome {
+            case .reply(let bytes): return .success(bytes, elapsedNanos: max(nanos, 1))
+            case .failed(let error): return .failure(error, elapsedNanos: nanos)
+            }
+        }
+    }
+
+    public func stop(grace: Duration) async {
+        function.withLock { $0 = nil }
+        thread.stop()
+    }
+}
