@@ -30,6 +30,16 @@ let package = Package(
             path: "Sources/NexBench"
         ),
         .executableTarget(
+            name: "fn-bench",
+            dependencies: [
+                .product(name: "NATS", package: rootPackage), .product(name: "NexNode", package: rootPackage),
+                .product(name: "NexControlClient", package: rootPackage),
+                .product(name: "NexModels", package: rootPackage), .product(name: "NKeys", package: rootPackage),
+                .product(name: "NexProcess", package: rootPackage),
+            ],
+            path: "Sources/FunctionBench"
+        ),
+        .executableTarget(
             name: "bench-echo", dependencies: [.product(name: "NATS", package: rootPackage)],
             path: "Sources/BenchEcho"
         ),

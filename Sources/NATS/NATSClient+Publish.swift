@@ -50,6 +50,23 @@ extension NATSClient {
         try await finishPublish(outcome)
     }
 
+    /// Publishes without suspending: the message is queued for the socket (or the reconnect buffer) and the
+    /// event loop is woken. For code that cannot await, such as a continuation being set up; it skips the
+    /// back-pressure wait of ``publish(_:to:replyTo:headers:)``, so use it for occasional messages only.
+    public func enqueueAndFlush(
+        _ payload: [UInt8], to subject: String, replyTo: String? = nil, headers: NATSHeaders? = nil
+    )
+        throws
+    {
+        let outcome = try payload.withUnsafeBytes {
+            try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers)
+        }
+        switch outcome {
+        case .queued, .waitForRoom(nil): return
+        case .flushOn(let channel), .waitForRoom(let channel?): channel.eventLoop.execute { self.flushOutbox() }
+        }
+    }
+
     /// Wakes the event loop or waits for room, as the enqueue decided. Only the rare wait suspends.
     @inline(__always)
     nonisolated(nonsending) func finishPublish(_ outcome: PublishOutcome) async throws {

@@ -164,7 +164,7 @@ public final class NexAgent: Sendable {
 
     /// Runs the function for one trigger. The answer carries `Nex-Elapsed-Nanos`; a failure also carries
     /// `Nats-Service-Error` (the micro-service convention) and the error text as its body.
-    func trigger(_ m: NATSMessage) async {
+    nonisolated(nonsending) func trigger(_ m: NATSMessage) async {
         guard let reply = m.replyTo else { return }
         let subject = m.headers?[AgentSubjects.triggerSubjectHeader] ?? m.subject
         var headers = NATSHeaders()

@@ -8,9 +8,9 @@ struct EventPublisher: Sendable {
     let nodeID: String
 
     /// `$NEX.events.<namespace>.<type>`.
-    func publish<T: Codable & Sendable>(_ type: String, _ data: T, namespace: String = NexSubjects.systemNamespace)
-        async
-    {
+    nonisolated(nonsending) func publish<T: Codable & Sendable>(
+        _ type: String, _ data: T, namespace: String = NexSubjects.systemNamespace
+    ) async {
         let event = CloudEvent(id: UUID().uuidString, source: nodeID, type: type, data: data)
         guard let body = try? JSONEncoder().encode(event) else { return }
         try? await client.publish(Array(body), to: NexSubjects.event(namespace: namespace, type: type))

@@ -100,23 +100,24 @@ final class InternalNATS: Sendable {
     /// Asks an agent something: the reply comes back on `hostint.<agent>.reply.<token>` (see
     /// ``AgentSubjects/reply(agent:token:)``), which the node's one `hostint.>` subscription hands to
     /// ``replyArrived(token:payload:)``.
-    func request(
+    nonisolated(nonsending) func request(
         _ payload: [UInt8], to subject: String, agent: String, headers: NATSHeaders? = nil, timeout: Duration
     ) async throws -> NATSMessage {
         let token = NUID.next()
+        // The timer is cancelled as soon as the answer arrives (a trigger must not leave a sleeping task behind).
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.complete(token, .failure(AgentRequestTimeout(subject: subject, timeout: timeout)))
+        }
+        defer { timer.cancel() }
         return try await withCheckedThrowingContinuation { continuation in
             pending.withLock { $0[token] = continuation }
-            Task {
-                do {
-                    try await client.publish(
-                        payload, to: subject, replyTo: AgentSubjects.reply(agent: agent, token: token),
-                        headers: headers)
-                } catch {
-                    self.complete(token, .failure(error))
-                    return
-                }
-                try? await Task.sleep(for: timeout)
-                self.complete(token, .failure(AgentRequestTimeout(subject: subject, timeout: timeout)))
+            do {
+                // Queued for the socket right here: no extra task hop on the trigger path.
+                try client.enqueueAndFlush(
+                    payload, to: subject, replyTo: AgentSubjects.reply(agent: agent, token: token), headers: headers)
+            } catch {
+                complete(token, .failure(error))
             }
         }
     }

@@ -16,17 +16,18 @@ extension WorkloadManager {
         let queue = Self.queueGroup(namespace: workload.namespace, name: workload.name)
         var subs: [NATSSubscription] = []
         for subject in subjects {
+            // Runs on the client's event loop, off the manager actor: a trigger is two hops, not four.
             subs.append(
                 try await client.subscribe(to: subject, queue: queue) { m in
-                    await self.runTrigger(m, workloadID: workload.id, agentID: workload.agent.id)
+                    await self.runTrigger(m, workload: workload)
                 })
         }
         try await client.flush()
         return subs
     }
 
-    func runTrigger(_ m: NATSMessage, workloadID: String, agentID: String) async {
-        guard let workload = workloads(id: workloadID) else { return }
+    nonisolated(nonsending) func runTrigger(_ m: NATSMessage, workload: Workload) async {
+        let agentID = workload.agent.id
         var headers = NATSHeaders()
         headers[AgentSubjects.triggerSubjectHeader] = m.subject
         let reply: NATSMessage
@@ -53,7 +54,7 @@ extension WorkloadManager {
 
     /// Replies to a request (a plain publish needs no answer). A failure is readable by the requester: the
     /// micro-service error headers plus the error text as the body.
-    private func answer(_ m: NATSMessage, body: [UInt8], error: String?) async {
+    private nonisolated(nonsending) func answer(_ m: NATSMessage, body: [UInt8], error: String?) async {
         guard let replyTo = m.replyTo else { return }
         var headers: NATSHeaders?
         if let error {
@@ -65,7 +66,9 @@ extension WorkloadManager {
         try? await events.client.publish(body, to: replyTo, headers: headers)
     }
 
-    private func publishExec(_ workload: Workload, subject: String, elapsed: Int64?, error: String?) async {
+    private nonisolated(nonsending) func publishExec(
+        _ workload: Workload, subject: String, elapsed: Int64?, error: String?
+    ) async {
         let data = FunctionExecEvent(
             workloadID: workload.id, workloadName: workload.name, namespace: workload.namespace,
             triggerSubject: subject, elapsedNanos: elapsed, error: error)

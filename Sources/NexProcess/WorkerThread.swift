@@ -22,7 +22,7 @@ public final class WorkerThread: Sendable {
     }
 
     /// Runs `body` on the thread and waits (without blocking the caller's thread) for its result.
-    public func run<R: Sendable>(_ body: @escaping @Sendable () -> R) async -> R {
+    nonisolated(nonsending) public func run<R: Sendable>(_ body: @escaping @Sendable () -> R) async -> R {
         await withCheckedContinuation { continuation in
             jobs.withLock { $0.append({ continuation.resume(returning: body()) }) }
             ready.signal()

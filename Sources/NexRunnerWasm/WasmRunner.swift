@@ -45,7 +45,7 @@ public final class WasmRunner: FunctionRunner {
         }
     }
 
-    public func trigger(subject: String, payload: [UInt8]) async -> TriggerResult {
+    nonisolated(nonsending) public func trigger(subject: String, payload: [UInt8]) async -> TriggerResult {
         guard let f = function.withLock({ $0 }) else { return .failure("the function is not running", elapsedNanos: 0) }
         return await thread.run {
             let start = ContinuousClock.now

@@ -40,7 +40,7 @@ public struct WorkloadStartError: Error, Sendable, CustomStringConvertible {
 /// A runner of functions: besides start and stop, it runs the function once per trigger.
 public protocol FunctionRunner: WorkloadRunner {
     /// Runs the function for a message on `subject`; never throws (failures are a result).
-    func trigger(subject: String, payload: [UInt8]) async -> TriggerResult
+    nonisolated(nonsending) func trigger(subject: String, payload: [UInt8]) async -> TriggerResult
 }
 
 /// What one trigger of a function produced.
