@@ -143,6 +143,33 @@ import Testing
         }
     }
 
+    /// Acceptance scenarios 4 and 8 through the CLI: `nex devrun` of a .js and a .wasm file (type from the name).
+    @Test func devrunFunctions() async throws {
+        try await NATSServer.with(.init(jetStream: true)) { server in
+            let url = server.url
+            let home = server.directory.appendingPathComponent("nexhome").path
+            let config = server.directory.appendingPathComponent("node.json").path
+            try #"{"no_sandbox": true, "allow_duplicate_workloads": true, "workload_types": ["native", "v8", "wasm"]}"#
+                .write(
+                    toFile: config, atomically: true, encoding: .utf8)
+            let node = try PeerProcess.start(
+                nex, ["node", "up", "-s", url, "--config", config], environment: ["NEX_HOME": home])
+            _ = try await node.waitForLines(2)
+            let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+            let js = try run(
+                ["devrun", examples + "/echofunction.js", "--trigger_subject", "js.echo", "-s", url],
+                env: ["NEX_HOME": home])
+            #expect(js.status == 0 && js.stdout.contains("(echofunction) accepted"), "\(js.stderr)")
+            let wasm = try run(
+                ["devrun", examples + "/wasm/echofunction.wasm", "--trigger_subject", "wasm.echo", "-s", url],
+                env: ["NEX_HOME": home])
+            #expect(wasm.status == 0, "\(wasm.stderr)")
+            #expect(try run(["req", "js.echo", "heya", "-s", url]).stdout == "heya\n")
+            #expect(try run(["req", "wasm.echo", "hello", "-s", url]).stdout == "hellowasm.echo\n")
+            #expect(try await node.terminate() == 0)
+        }
+    }
+
     /// A node killed with SIGKILL cannot clean up: its internal nats-server and agents must still go.
     @Test func aKilledNodeTakesItsChildrenWithIt() async throws {
         try await NATSServer.with(.init(jetStream: true)) { server in
