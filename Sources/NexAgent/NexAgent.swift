@@ -184,7 +184,13 @@ public final class NexAgent: Sendable {
             headers["Nats-Service-Error-Code"] = "400"
             body = []
         }
-        try? await client.publish(body, to: reply, headers: headers)
+        do { try await client.publish(body, to: reply, headers: headers) } catch {
+            // Typically a reply over the server's max_payload: answer with the reason instead of silence.
+            var failure = NATSHeaders()
+            failure["Nats-Service-Error"] = "the function's reply could not be sent: \(error)"
+            failure["Nats-Service-Error-Code"] = "500"
+            try? await client.publish([UInt8](), to: reply, headers: failure)
+        }
     }
 
     /// A request made from an engine's own thread (V8 calls host services synchronously). The node answers

@@ -85,11 +85,13 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
     public var artifactPath: String
     public var totalBytes: Int
     public var triggerSubjects: [String]
+    /// Function limits from the node's configuration (nil: the runner's defaults).
+    public var limits: FunctionLimits?
 
     public init(
         workloadID: String, workloadName: String, namespace: String, type: String, argv: [String],
         environment: [String: String], essential: Bool, artifactPath: String, totalBytes: Int,
-        triggerSubjects: [String]
+        triggerSubjects: [String], limits: FunctionLimits? = nil
     ) {
         self.workloadID = workloadID
         self.workloadName = workloadName
@@ -101,6 +103,7 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
         self.artifactPath = artifactPath
         self.totalBytes = totalBytes
         self.triggerSubjects = triggerSubjects
+        self.limits = limits
     }
 
     enum CodingKeys: String, CodingKey {
@@ -110,6 +113,37 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
         case artifactPath = "artifact_path"
         case totalBytes = "total_bytes"
         case triggerSubjects = "trigger_subjects"
+        case limits
+    }
+}
+
+/// Limits of one function call (node configuration `function_limits`).
+public struct FunctionLimits: Codable, Sendable, Equatable {
+    /// CPU time per trigger for JavaScript.
+    public var cpuMillis: Int
+    /// V8 heap and, separately, ArrayBuffer memory for JavaScript; linear memory for WebAssembly.
+    public var memoryMiB: Int
+    /// WebAssembly fuel per trigger (about one unit per operator).
+    public var wasmFuel: UInt64
+
+    public init(cpuMillis: Int = 5_000, memoryMiB: Int = 64, wasmFuel: UInt64 = 2_000_000_000) {
+        self.cpuMillis = cpuMillis
+        self.memoryMiB = memoryMiB
+        self.wasmFuel = wasmFuel
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case cpuMillis = "cpu_ms"
+        case memoryMiB = "memory_mib"
+        case wasmFuel = "wasm_fuel"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = FunctionLimits()
+        cpuMillis = try c.decodeIfPresent(Int.self, forKey: .cpuMillis) ?? defaults.cpuMillis
+        memoryMiB = try c.decodeIfPresent(Int.self, forKey: .memoryMiB) ?? defaults.memoryMiB
+        wasmFuel = try c.decodeIfPresent(UInt64.self, forKey: .wasmFuel) ?? defaults.wasmFuel
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+public import NexModels
 
 /// A node's configuration file (`nex node up --config FILE`): the Nex 0.x keys, plus `sandbox`.
 /// Unknown keys are errors that name the key.
@@ -38,6 +39,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var maxRestarts = 10
     /// When set, lame duck stops every workload and then shuts the node down (Nex 0.x never exited).
     public var lameduckDrainAndExit = false
+    /// Limits of every function call: `{cpu_ms, memory_mib, wasm_fuel}` (5000, 64, 2·10⁹).
+    public var functionLimits = FunctionLimits()
     public var otelMetrics: Bool?
     public var otelMetricsPort: Int?
     public var otelMetricsExporter: String?
@@ -171,6 +174,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         case restartBackoffMaxMs = "restart_backoff_max_ms"
         case maxRestarts = "max_restarts"
         case lameduckDrainAndExit = "lameduck_drain_and_exit"
+        case functionLimits = "function_limits"
         case otelMetrics = "otel_metrics"
         case otelMetricsPort = "otel_metrics_port"
         case otelMetricsExporter = "otel_metrics_exporter"
@@ -205,6 +209,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         restartBackoffMaxMs = try c.decodeIfPresent(Int.self, forKey: .restartBackoffMaxMs) ?? 60_000
         maxRestarts = try c.decodeIfPresent(Int.self, forKey: .maxRestarts) ?? 10
         lameduckDrainAndExit = try c.decodeIfPresent(Bool.self, forKey: .lameduckDrainAndExit) ?? false
+        functionLimits =
+            try c.decodeIfPresent(StrictFunctionLimits.self, forKey: .functionLimits)?.value ?? FunctionLimits()
         otelMetrics = try c.decodeIfPresent(Bool.self, forKey: .otelMetrics)
         otelMetricsPort = try c.decodeIfPresent(Int.self, forKey: .otelMetricsPort)
         otelMetricsExporter = try c.decodeIfPresent(String.self, forKey: .otelMetricsExporter)
@@ -232,6 +238,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         guard restartBackoffInitialMs > 0, restartBackoffMaxMs >= restartBackoffInitialMs, maxRestarts >= 0 else {
             throw NodeConfigurationError.invalid(
                 "restart_backoff_initial_ms must be > 0 and ≤ restart_backoff_max_ms; max_restarts ≥ 0")
+        }
+        guard functionLimits.cpuMillis > 0, functionLimits.memoryMiB >= 1, functionLimits.wasmFuel > 0 else {
+            throw NodeConfigurationError.invalid("function_limits needs cpu_ms > 0, memory_mib ≥ 1, wasm_fuel > 0")
         }
         guard agentHandshakeTimeoutMs > 0, agentPingTimeoutMs > 0 else {
             throw NodeConfigurationError.invalid("agent_handshake_timeout_ms and agent_ping_timeout_ms must be > 0")
@@ -270,4 +279,13 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
 extension CaseIterable where Self: CodingKey {
     /// Every key name, for rejecting the ones not listed.
     static var allNames: [String] { allCases.map(\.stringValue) }
+}
+
+/// `function_limits` with unknown keys refused, like every other part of the configuration.
+struct StrictFunctionLimits: Decodable {
+    var value: FunctionLimits
+    init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(["cpu_ms", "memory_mib", "wasm_fuel"])
+        value = try FunctionLimits(from: decoder)
+    }
 }

@@ -63,7 +63,12 @@ extension WorkloadManager {
             h["Nats-Service-Error-Code"] = "500"
             headers = h
         }
-        try? await events.client.publish(body, to: replyTo, headers: headers)
+        do { try await events.client.publish(body, to: replyTo, headers: headers) } catch {
+            var failure = NATSHeaders()
+            failure["Nats-Service-Error"] = "the function's reply could not be sent: \(error)"
+            failure["Nats-Service-Error-Code"] = "500"
+            try? await events.client.publish([UInt8](), to: replyTo, headers: failure)
+        }
     }
 
     private nonisolated(nonsending) func publishExec(

@@ -121,7 +121,7 @@ actor WorkloadManager {
             type: deploy.request.type, argv: deploy.request.argv ?? [],
             environment: environment(for: deploy), essential: deploy.request.essential ?? false,
             artifactPath: agent.sandbox.workDirectoryInside + "/workload", totalBytes: totalBytes,
-            triggerSubjects: deploy.request.triggerSubjects ?? [])
+            triggerSubjects: deploy.request.triggerSubjects ?? [], limits: config.functionLimits)
         // Known before the agent answers, so output and an immediate exit are attributed to it.
         var workload = Workload(
             id: workloadID, namespace: namespace, deploy: deploy, artifactPath: artifactPath, totalBytes: totalBytes,

@@ -28,7 +28,13 @@ public final class JSRunner: FunctionRunner {
             throw WorkloadStartError("cannot read the function source")
         }
         let source = String(decoding: data, as: UTF8.self)
-        let limits = self.limits
+        var configuredLimits = self.limits
+        if let configured = request.limits {
+            configuredLimits.cpuMillis = UInt64(configured.cpuMillis)
+            configuredLimits.heapBytes = configured.memoryMiB << 20
+            configuredLimits.arrayBufferBytes = configured.memoryMiB << 20
+        }
+        let limits = configuredLimits
         let host = output.hostCall
         let compiled: Result<JSFunction, JSError> = await thread.run {
             do {

@@ -25,7 +25,12 @@ public final class WasmRunner: FunctionRunner {
         guard data.count <= Self.maxModuleBytes else {
             throw WorkloadStartError("the module is \(data.count) bytes; the limit is \(Self.maxModuleBytes)")
         }
-        let limits = self.limits
+        var configuredLimits = self.limits
+        if let configured = request.limits {
+            configuredLimits.fuel = configured.wasmFuel
+            configuredLimits.memoryBytes = configured.memoryMiB << 20
+        }
+        let limits = configuredLimits
         let parsed: Result<WasmFunction, WasmError> = await thread.run {
             do {
                 return .success(

@@ -473,6 +473,34 @@ import Testing
         }
     }
 
+    /// Limits through the node: a runaway loop, a heap bomb and a huge reply are each answered with an error,
+    /// and the function (and node) keep answering.
+    @Test func functionLimitsAreAnswersAndTheNodeStaysHealthy() async throws {
+        try await withNode({
+            $0.workloadTypes = ["v8"]
+            $0.functionLimits = FunctionLimits(cpuMillis: 200, memoryMiB: 32)
+        }) { h in
+            let file = h.server.directory.appendingPathComponent("wild.js").path
+            try """
+            (subject, payload) => {
+              if (subject === 'wild.spin') { while (true) {} }
+              if (subject === 'wild.bomb') { const a = []; while (true) a.push({ n: a.length }); }
+              if (subject === 'wild.huge') { return 'x'.repeat(4 << 20); }
+              return 'calm';
+            }
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+            _ = try await h.deploy(file: file, name: "wild", type: "v8", triggers: ["wild.*"])
+            let spin = try await h.client.request("", to: "wild.spin", timeout: .seconds(10))
+            #expect(spin.headers?["Nats-Service-Error"]?.contains("CPU limit (200 ms)") == true)
+            let bomb = try await h.client.request("", to: "wild.bomb", timeout: .seconds(20))
+            #expect(bomb.headers?["Nats-Service-Error"]?.contains("heap limit") == true)
+            let huge = try await h.client.request("", to: "wild.huge", timeout: .seconds(10))
+            #expect(huge.headers?["Nats-Service-Error"]?.contains("could not be sent") == true)
+            #expect(try await h.client.request("", to: "wild.ok", timeout: .seconds(10)).string == "calm")
+            #expect(try await h.nex.ping(node: h.node.nodeID).runningMachines == 1)
+        }
+    }
+
     @Test func functionsThatDoNotCompileAreRefused() async throws {
         try await withNode({ $0.workloadTypes = ["v8"] }) { h in
             let file = h.server.directory.appendingPathComponent("broken.js").path
