@@ -191,7 +191,13 @@ func withJetStream<T>(
             server.kill()
             restarted = try await server.restart()
             try await eventually("reconnected") { client.isConnected }
-            for i in 10..<20 { _ = try await js.publish("\(i)", to: "feed") }
+            // The restarted server may still be recovering its streams: retry until each publish is acked
+            // (a retried one may be stored twice; the reader counts distinct payloads).
+            for i in 10..<20 {
+                _ = try await eventuallyValue("publish \(i) after the restart", timeout: .seconds(30)) {
+                    try? await js.publish("\(i)", to: "feed")
+                }
+            }
             try await reading.value
             #expect(received.value == Set((0..<20).map(String.init)))
         }
