@@ -59,13 +59,11 @@ public final class JSRunner: FunctionRunner {
             return .failure("the function is not running", elapsedNanos: 0)
         }
         return await thread.run {
-            let start = ContinuousClock.now
-            let outcome = f.call(subject: subject, payload: payload)
-            let elapsed = ContinuousClock.now - start
-            let nanos = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
-            switch outcome {
-            case .reply(let bytes): return .success(bytes, elapsedNanos: max(nanos, 1))
-            case .threw(let error), .limitExceeded(let error): return .failure(error, elapsedNanos: nanos)
+            .timed {
+                switch f.call(subject: subject, payload: payload) {
+                case .reply(let bytes): .success(bytes)
+                case .threw(let error), .limitExceeded(let error): .failure(TriggerFailure(error))
+                }
             }
         }
     }

@@ -53,13 +53,11 @@ public final class WasmRunner: FunctionRunner {
     nonisolated(nonsending) public func trigger(subject: String, payload: [UInt8]) async -> TriggerResult {
         guard let f = function.withLock({ $0 }) else { return .failure("the function is not running", elapsedNanos: 0) }
         return await thread.run {
-            let start = ContinuousClock.now
-            let outcome = f.call(subject: subject, payload: payload)
-            let elapsed = ContinuousClock.now - start
-            let nanos = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
-            switch outcome {
-            case .reply(let bytes): return .success(bytes, elapsedNanos: max(nanos, 1))
-            case .failed(let error): return .failure(error, elapsedNanos: nanos)
+            .timed {
+                switch f.call(subject: subject, payload: payload) {
+                case .reply(let bytes): .success(bytes)
+                case .failed(let error): .failure(TriggerFailure(error))
+                }
             }
         }
     }

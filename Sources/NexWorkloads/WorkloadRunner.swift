@@ -60,3 +60,23 @@ public struct TriggerResult: Sendable, Equatable {
         TriggerResult(reply: nil, error: error, elapsedNanos: elapsedNanos)
     }
 }
+
+extension TriggerResult {
+    /// Runs one trigger and times it: `body` returns the reply or an error message.
+    public static func timed(_ body: () -> Result<[UInt8], TriggerFailure>) -> TriggerResult {
+        let start = ContinuousClock.now
+        let outcome = body()
+        let elapsed = ContinuousClock.now - start
+        let nanos = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        switch outcome {
+        case .success(let bytes): return .success(bytes, elapsedNanos: max(nanos, 1))
+        case .failure(let failure): return .failure(failure.message, elapsedNanos: nanos)
+        }
+    }
+}
+
+/// Why a function run failed (message and stack, or the limit it hit).
+public struct TriggerFailure: Error, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+}

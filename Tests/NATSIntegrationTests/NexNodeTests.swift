@@ -170,21 +170,13 @@ import Testing
 
 /// Records the subjects of messages on a subscription.
 final class EventRecorderOfSubjects: Sendable {
-    let seen = Locked<[String]>([])
-    let task: Task<Void, Never>
+    let recorder: MessageRecorder
 
     init(_ client: NATSClient, subject: String) async throws {
-        let sub = try await client.subscribe(to: subject)
-        try await client.flush()
-        let seen = self.seen
-        task = Task {
-            do { for try await m in sub { seen.withLock { $0.append(m.subject) } } } catch {}
-        }
+        recorder = try await MessageRecorder(client, subject: subject)
     }
 
-    deinit { task.cancel() }
-
     func waitFor(_ what: String, _ match: @escaping (String) -> Bool) async throws {
-        try await eventually(what) { self.seen.value.contains(where: match) }
+        try await eventually(what) { self.recorder.messages.contains { match($0.subject) } }
     }
 }
