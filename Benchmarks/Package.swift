@@ -10,7 +10,7 @@ let rootPackage = URL(fileURLWithPath: Context.packageDirectory).deletingLastPat
 let package = Package(
     name: "nex-swift-benchmarks",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: "..")],
+    dependencies: [.package(path: ".."), .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2")],
     targets: [
         .executableTarget(
             name: "nats-bench",
@@ -19,24 +19,21 @@ let package = Package(
             ],
             path: "Sources/NATSBench"
         ),
-        .executableTarget(
-            name: "nex-bench",
+        // A server and an in-process node for the deploy and function benchmarks.
+        .target(
+            name: "BenchSupport",
             dependencies: [
                 .product(name: "NATS", package: rootPackage), .product(name: "NexNode", package: rootPackage),
                 .product(name: "NexControlClient", package: rootPackage),
                 .product(name: "NexModels", package: rootPackage), .product(name: "NKeys", package: rootPackage),
                 .product(name: "NexProcess", package: rootPackage),
+                .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/NexBench"
+            path: "Sources/BenchSupport"
         ),
+        .executableTarget(name: "nex-bench", dependencies: ["BenchSupport"], path: "Sources/NexBench"),
         .executableTarget(
-            name: "fn-bench",
-            dependencies: [
-                .product(name: "NATS", package: rootPackage), .product(name: "NexNode", package: rootPackage),
-                .product(name: "NexControlClient", package: rootPackage),
-                .product(name: "NexModels", package: rootPackage), .product(name: "NKeys", package: rootPackage),
-                .product(name: "NexProcess", package: rootPackage),
-            ],
+            name: "fn-bench", dependencies: ["BenchSupport", .product(name: "NATS", package: rootPackage)],
             path: "Sources/FunctionBench"
         ),
         .executableTarget(

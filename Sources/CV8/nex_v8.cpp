@@ -422,14 +422,6 @@ int nex_js_call(nex_js_function *f, const char *subject, const uint8_t *payload,
     return reply(text, kind, out, out_length);
 }
 
-size_t nex_js_heap_used(nex_js_function *f) {
-    if (!f->isolate) return 0;
-    v8::Locker locker(f->isolate);
-    v8::HeapStatistics stats;
-    f->isolate->GetHeapStatistics(&stats);
-    return stats.used_heap_size();
-}
-
 void nex_js_destroy(nex_js_function *f) {
     teardown(f);
     delete f;

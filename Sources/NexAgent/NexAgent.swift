@@ -106,8 +106,12 @@ public final class NexAgent: Sendable {
         let elapsed = ContinuousClock.now - startedAt
         let millis = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         let hello = AgentHandshake(id: id, version: Self.version, pid: getpid(), startupMillis: millis)
-        _ = try await client.request(
+        let welcome = try await client.request(
             Array(try JSONEncoder().encode(hello)), to: AgentSubjects.handshake(agent: id), timeout: .seconds(10))
+        if let answer = try? JSONDecoder().decode(AgentResponse.self, from: Data(welcome.bytes)), !answer.ok {
+            await client.close()
+            return "the node refused the handshake: \(answer.message ?? "no reason given")"
+        }
 
         var reason = "ended"
         for await why in done.stream {

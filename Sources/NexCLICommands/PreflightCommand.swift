@@ -138,7 +138,7 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
         }
         var env = ProcessInfo.processInfo.environment
         env["DEBIAN_FRONTEND"] = "noninteractive"
-        let child = try ChildProcess.spawn(
+        let child = try await ChildProcess.spawn(
             executable: apt, arguments: ["install", "-y", "-qq", "--no-install-recommends"] + packages,
             environment: env, newProcessGroup: false)
         let termination = await child.wait()

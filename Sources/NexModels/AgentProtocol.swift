@@ -162,8 +162,6 @@ public struct AgentResponse: Codable, Sendable, Equatable {
 public enum AgentEventType {
     /// The workload ended (a service exited); data is ``WorkloadExited``.
     public static let workloadExited = "workload_exited"
-    /// A function ran; data is ``FunctionExecEvent``.
-    public static let functionExecuted = "function_executed"
 }
 
 /// A workload's process ended.

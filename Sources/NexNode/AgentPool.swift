@@ -45,6 +45,10 @@ actor AgentPool {
     private var waiters: [(ticket: Int, continuation: CheckedContinuation<Agent, any Error>)] = []
     private var nextTicket = 0
     private var handshakes: [String: CheckedContinuation<AgentHandshake, any Error>] = [:]
+    /// Agents being launched, and the hellos that arrived before the pool began to wait for them (the launch
+    /// suspends, so an agent can answer before ``waitForHandshake(_:sandbox:)`` runs).
+    private var launching: Set<String> = []
+    private var earlyHellos: [String: AgentHandshake] = [:]
     private var consecutiveFailures = 0
     private var closed = false
 
@@ -94,8 +98,12 @@ actor AgentPool {
 
     /// An agent said hello.
     func handshakeArrived(_ hello: AgentHandshake) -> Bool {
-        guard let continuation = handshakes.removeValue(forKey: hello.id) else { return false }
-        continuation.resume(returning: hello)
+        if let continuation = handshakes.removeValue(forKey: hello.id) {
+            continuation.resume(returning: hello)
+            return true
+        }
+        guard launching.contains(hello.id) else { return false }
+        earlyHellos[hello.id] = hello
         return true
     }
 
@@ -129,6 +137,11 @@ actor AgentPool {
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let seed = try await internalNATS.addAgent(id)
+            launching.insert(id)
+            defer {
+                launching.remove(id)
+                earlyHellos[id] = nil
+            }
             let spec = AgentLaunchSpec(
                 agentID: id, agentExecutable: settings.agentExecutable, natsURL: internalNATS.server.url,
                 nkeySeed: seed, nodeID: settings.nodeID, workDirectory: directory, memoryMiB: settings.memoryMiB,
@@ -167,6 +180,7 @@ actor AgentPool {
     }
 
     private func waitForHandshake(_ id: String, sandbox: any AgentSandbox) async throws -> AgentHandshake {
+        if let hello = earlyHellos.removeValue(forKey: id) { return hello }
         let timeout = settings.handshakeTimeout
         return try await withCheckedThrowingContinuation { continuation in
             handshakes[id] = continuation

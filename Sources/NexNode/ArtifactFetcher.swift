@@ -37,7 +37,8 @@ struct ArtifactFetcher: Sendable {
             }
             // Bytes this node already downloaded and verified against the same signed hash need no second
             // download (redeploys and restarts of one artifact).
-            if StoreDigest.matches(info.digest, hexSHA256: expectedHash), link(cached, path) == 0 {
+            if NexControlClient.hexSHA256(fromDigest: info.digest) == expectedHash.lowercased(), link(cached, path) == 0
+            {
                 return Artifact(path: path, size: Int(info.size))
             }
             bytes = try await store.get(location.key)
@@ -64,12 +65,5 @@ struct ArtifactFetcher: Sendable {
         }
         guard written == true else { throw DeployRefusal("cannot write the artifact to \(path)") }
         return Artifact(path: path, size: bytes.count)
-    }
-}
-
-/// The object store's own digest of an object (`SHA-256=<base64url>`) compared with a hex SHA-256.
-enum StoreDigest {
-    static func matches(_ digest: String?, hexSHA256: String) -> Bool {
-        NexControlClient.hexSHA256(fromDigest: digest) == hexSHA256.lowercased()
     }
 }

@@ -23,10 +23,4 @@ struct EventPublisher: Sendable {
             to: NexSubjects.logs(namespace: namespace, node: nodeID, workloadName: workloadName, workloadID: workloadID)
         )
     }
-
-    /// A log line written by the node itself about a workload.
-    func log(_ text: String, level: Int, namespace: String, workloadName: String, workloadID: String) async {
-        guard let body = try? JSONEncoder().encode(LogEntry(text: text, level: level, id: workloadID)) else { return }
-        await log(Array(body), namespace: namespace, workloadName: workloadName, workloadID: workloadID)
-    }
 }

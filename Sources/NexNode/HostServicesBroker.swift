@@ -3,16 +3,25 @@ import Foundation
 import NATS
 import NATSJetStream
 import NexModels
+import Synchronization
 
 /// Host services brokered by the node for its functions (wire contract §6): an agent asks on
 /// `hostint.<agent>.rpc.<ns>.<workload>.<service>.<method>` with a JSON array of arguments; the node acts with
 /// its own connection on resources private to the workload and answers `{"result": …}` or `{"error": "…"}`.
 /// Byte values travel as `{"$bytes": [..]}`. The agent holds no credentials to any of it.
-struct HostServicesBroker: Sendable {
+final class HostServicesBroker: Sendable {
     let client: NATSClient
     let denyPublish: [String]
     /// Deadline of one host call, so a blocked call never outlives the function's limits.
     let timeout: Duration = .seconds(5)
+    /// Buckets already made or opened, so a host call is one JetStream request, not two.
+    private let keyValues = Mutex<[String: KeyValue]>([:])
+    private let objectStores = Mutex<[String: ObjectStore]>([:])
+
+    init(client: NATSClient, denyPublish: [String]) {
+        self.client = client
+        self.denyPublish = denyPublish
+    }
 
     /// The private key-value bucket of a workload: one per namespace and name (hashed, so names with `_` or
     /// `-` in different places never meet).
@@ -67,11 +76,16 @@ struct HostServicesBroker: Sendable {
     }
 
     private func keyValue(namespace: String, name: String, method: String, args: [Any]) async throws -> Any {
-        let js = JetStreamContext(client: client)
         let bucket = Self.bucket(prefix: "NEXKV_", namespace: namespace, name: name)
-        var config = KeyValueConfig(bucket: bucket)
-        config.description = "Nex host services: key-value of \(namespace)/\(name)"
-        let kv = try await js.createKeyValue(config)
+        let kv: KeyValue
+        if let known = keyValues.withLock({ $0[bucket] }) {
+            kv = known
+        } else {
+            var config = KeyValueConfig(bucket: bucket)
+            config.description = "Nex host services: key-value of \(namespace)/\(name)"
+            kv = try await JetStreamContext(client: client).createKeyValue(config)
+            keyValues.withLock { $0[bucket] = kv }
+        }
         switch method {
         case "get":
             guard let entry = try await kv.get(Self.string(args, 0, "key")) else { return NSNull() }
@@ -90,10 +104,16 @@ struct HostServicesBroker: Sendable {
     }
 
     private func objectStore(namespace: String, name: String, method: String, args: [Any]) async throws -> Any {
-        let js = JetStreamContext(client: client)
-        var config = ObjectStoreConfig(bucket: Self.bucket(prefix: "NEXOS_", namespace: namespace, name: name))
-        config.description = "Nex host services: object store of \(namespace)/\(name)"
-        let store = try await js.createObjectStore(config)
+        let bucket = Self.bucket(prefix: "NEXOS_", namespace: namespace, name: name)
+        let store: ObjectStore
+        if let known = objectStores.withLock({ $0[bucket] }) {
+            store = known
+        } else {
+            var config = ObjectStoreConfig(bucket: bucket)
+            config.description = "Nex host services: object store of \(namespace)/\(name)"
+            store = try await JetStreamContext(client: client).createObjectStore(config)
+            objectStores.withLock { $0[bucket] = store }
+        }
         switch method {
         case "get":
             let object = try Self.string(args, 0, "name")

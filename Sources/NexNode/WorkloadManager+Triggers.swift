@@ -90,9 +90,7 @@ extension WorkloadManager {
         guard let id = agentWorkload(agentID), let workload = workloads(id: id) else {
             return HostServicesBroker.encode(["error": "no workload"])
         }
-        let broker = HostServicesBroker(
-            client: events.client, denyPublish: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
-        return await broker.handle(
+        return await hostServices.handle(
             namespace: workload.namespace, name: workload.name, service: service, method: method,
             arguments: arguments)
     }

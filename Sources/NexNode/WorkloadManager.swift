@@ -41,6 +41,8 @@ actor WorkloadManager {
     let logger: Logger
     /// Reads the node's lame-duck flag (restarts stop in lame duck).
     let isLameDuck: @Sendable () -> Bool
+    /// Host services of the functions, on the node's own connection.
+    let hostServices: HostServicesBroker
 
     private var workloads: [String: Workload] = [:]
     private var byAgent: [String: String] = [:]
@@ -57,6 +59,8 @@ actor WorkloadManager {
         self.events = events
         self.logger = logger
         self.isLameDuck = isLameDuck
+        self.hostServices = HostServicesBroker(
+            client: events.client, denyPublish: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
     }
 
     var count: Int { workloads.count }

@@ -67,7 +67,7 @@ public final class ChildProcess: Sendable {
         executable: String, arguments: [String] = [], environment: [String: String],
         directory: String? = nil, stdout: Stream = .inherit, stderr: Stream = .inherit,
         newProcessGroup: Bool = true, killWithParent: Bool = true
-    ) throws(SpawnError) -> ChildProcess {
+    ) async throws(SpawnError) -> ChildProcess {
         var toClose: [Int32] = []
         var readEnds: [Int32?] = [nil, nil]
         var fds: [Int32] = [-1, -1, -1]
@@ -91,7 +91,8 @@ public final class ChildProcess: Sendable {
         let argv = [executable] + arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }
         let fdsCopy = fds
-        let pid = SpawnThread.shared.runBlocking {
+        // Awaited, not blocked on: callers run on event loops and the cooperative pool.
+        let pid = await SpawnThread.shared.run {
             withCStrings(argv) { argvPointers in
                 withCStrings(envp) { envPointers in
                     nex_spawn(

@@ -34,7 +34,7 @@ public final class NATSServerProcess: Sendable {
         let logPath = directory + "/server.log"
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         defer { if log >= 0 { close(log) } }
-        let process = try ChildProcess.spawn(
+        let process = try await ChildProcess.spawn(
             executable: binary, arguments: ["-c", configFile, "--ports_file_dir", portsDir] + arguments,
             environment: [:], stdout: log >= 0 ? .descriptor(log) : .null, stderr: log >= 0 ? .descriptor(log) : .null)
         let portsFile = portsDir + "/\(URL(fileURLWithPath: binary).lastPathComponent)_\(process.pid).ports"

@@ -29,21 +29,6 @@ public final class WorkerThread: Sendable {
         }
     }
 
-    /// Runs `body` on the thread and blocks the caller until it is done.
-    public func runBlocking<R: Sendable>(_ body: @escaping @Sendable () -> R) -> R {
-        let done = DispatchSemaphore(value: 0)
-        let result = Mutex<R?>(nil)
-        jobs.withLock {
-            $0.append({
-                result.withLock { $0 = body() }
-                done.signal()
-            })
-        }
-        ready.signal()
-        done.wait()
-        return result.withLock { $0! }
-    }
-
     /// Lets the thread end after the jobs already queued.
     public func stop() {
         stopped.store(true, ordering: .releasing)

@@ -88,9 +88,6 @@ public final class JSFunction: @unchecked Sendable {
         default: return .limitExceeded(String(decoding: bytes, as: UTF8.self))
         }
     }
-
-    /// Bytes in use on the function's V8 heap.
-    public var heapUsed: Int { nex_js_heap_used(handle) }
 }
 
 /// A function that could not be compiled or set up.

@@ -29,7 +29,7 @@ public final class NativeServiceRunner: WorkloadRunner {
         _ = chmod(path, 0o700)
         let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(
+            child = try await ChildProcess.spawn(
                 executable: path, arguments: request.argv,
                 environment: Self.environment(for: request),
                 directory: URL(fileURLWithPath: path).deletingLastPathComponent().path, stdout: .pipe,

@@ -14,7 +14,7 @@ public struct ProcessDriver: SandboxDriver {
     }
 
     public func launch(_ spec: AgentLaunchSpec) async throws -> any AgentSandbox {
-        let process = try ChildProcess.spawn(
+        let process = try await ChildProcess.spawn(
             executable: spec.agentExecutable, arguments: [],
             environment: [
                 AgentEnvironment.agentID: spec.agentID,

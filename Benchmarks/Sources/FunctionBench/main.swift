@@ -2,14 +2,9 @@
 //   (a) a native Swift responder (the floor), (b) a JavaScript echo function, (c) a WebAssembly echo function,
 // each deployed on an in-process node with release-built agents; then triggers/s with concurrent requesters.
 // Usage: fn-bench AGENT EXAMPLES_DIR [REQUESTS]. Run through scripts/bench-functions.sh.
+import BenchSupport
 import Foundation
-import Logging
 import NATS
-import NKeys
-import NexControlClient
-import NexModels
-import NexNode
-import NexProcess
 
 let args = CommandLine.arguments
 guard args.count >= 3 else {
@@ -17,51 +12,21 @@ guard args.count >= 3 else {
     exit(2)
 }
 let requests = args.count > 3 ? Int(args[3]) ?? 2000 : 2000
-let work = FileManager.default.temporaryDirectory.appendingPathComponent("fn-bench-\(UUID().uuidString)").path
-guard let natsBinary = NATSServerProcess.findBinary(nexHome: work) else { fatalError("nats-server not found") }
-let server = try await NATSServerProcess.start(
-    binary: natsBinary, directory: work + "/nats",
-    config: "host: 127.0.0.1\nport: -1\njetstream { store_dir: \"\(work)/js\" }\n")
-let client = NATSClient(configuration: .init(servers: [server.url]))
-try await client.connect()
-let requester = NATSClient(configuration: .init(servers: [server.url]))
+let bench = try await BenchNode.start(name: "fn-bench", agent: args[1]) { $0.workloadTypes = ["v8", "wasm"] }
+let requester = NATSClient(configuration: .init(servers: [bench.server.url]))
 try await requester.connect()
 
-var config = NodeConfiguration()
-config.noSandbox = true
-config.workloadTypes = ["v8", "wasm"]
-config.agentPath = args[1]
-config.defaultResourceDir = work + "/home"
-let node = NexNode(
-    configuration: config, client: client, logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
-try await node.start()
-var nex = NexControlClient(client: client)
-nex.gatherTimeout = .milliseconds(300)
-let issuer = NKeyPair.generate(.account)
-let publisher = NKeyPair.generate(.curve)
-
-func deploy(_ file: String, name: String, type: String, trigger: String) async throws {
-    let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
-    let request = try NexControlClient.makeDeployRequest(
-        name: name, type: type, location: location, hash: hash, issuer: issuer, publisher: publisher,
-        targetNode: node.nodeID, targetXkey: node.xkey.publicKey, triggerSubjects: [trigger])
-    _ = try await nex.deploy(request, to: node.nodeID)
-}
-
 // (a) the floor: a plain Swift responder on its own connection.
-let floorClient = NATSClient(configuration: .init(servers: [server.url]))
+let floorClient = NATSClient(configuration: .init(servers: [bench.server.url]))
 try await floorClient.connect()
 try await floorClient.subscribe(to: "bench.native") { m in
     if let r = m.replyTo { try await floorClient.publish(m.bytes, to: r) }
 }
 try await floorClient.flush()
-try await deploy(args[2] + "/echofunction.js", name: "jsecho", type: "v8", trigger: "bench.js")
-try await deploy(args[2] + "/wasm/echofunction.wasm", name: "wasmecho", type: "wasm", trigger: "bench.wasm")
-
-func percentile(_ values: [Double], _ p: Double) -> Double {
-    let sorted = values.sorted()
-    return sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p + 0.5))]
-}
+let jsEcho = try await bench.upload(args[2] + "/echofunction.js", key: "jsecho")
+_ = try await bench.deploy(jsEcho, name: "jsecho", type: "v8", triggers: ["bench.js"])
+let wasmEcho = try await bench.upload(args[2] + "/wasm/echofunction.wasm", key: "wasmecho")
+_ = try await bench.deploy(wasmEcho, name: "wasmecho", type: "wasm", triggers: ["bench.wasm"])
 
 func micros(_ d: Duration) -> Double { Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) / 1e12 }
 
@@ -115,9 +80,6 @@ for (name, values, rate) in [
             percentile(values, 0.99), percentile(values, 0.5) / percentile(native, 0.5), rate))
 }
 print("  targets: JS p50 ≤ 500 µs and ≤ 3x the floor; WebAssembly p50 ≤ 3 ms")
-await node.stop(graceful: true)
 await floorClient.close()
 await requester.close()
-await client.close()
-await server.stop()
-try? FileManager.default.removeItem(atPath: work)
+await bench.stop()

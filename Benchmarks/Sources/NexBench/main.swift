@@ -3,14 +3,8 @@
 //  - deploy → first answer of a Swift echo service (request sent until it answers),
 //  - idle workloads per GiB (proportional set size of each agent plus its service).
 // Usage: nex-bench AGENT ECHO [ROUNDS]. Run through scripts/bench-nex.sh.
+import BenchSupport
 import Foundation
-import Logging
-import NATS
-import NKeys
-import NexControlClient
-import NexModels
-import NexNode
-import NexProcess
 
 let args = CommandLine.arguments
 guard args.count >= 3 else {
@@ -18,54 +12,32 @@ guard args.count >= 3 else {
     exit(2)
 }
 let rounds = args.count > 3 ? Int(args[3]) ?? 30 : 30
-let work = FileManager.default.temporaryDirectory.appendingPathComponent("nex-bench-\(UUID().uuidString)").path
-guard let natsBinary = NATSServerProcess.findBinary(nexHome: work) else { fatalError("nats-server not found") }
-let server = try await NATSServerProcess.start(
-    binary: natsBinary, directory: work + "/nats",
-    config: "host: 127.0.0.1\nport: -1\njetstream { store_dir: \"\(work)/js\" }\n")
-let client = NATSClient(configuration: .init(servers: [server.url]))
-try await client.connect()
-
-var config = NodeConfiguration()
-config.noSandbox = true
-config.machinePoolSize = 2
-config.agentPath = args[1]
-config.defaultResourceDir = work + "/home"
-config.allowDuplicateWorkloads = true
-let node = NexNode(
-    configuration: config, client: client, logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
-try await node.start()
-var nex = NexControlClient(client: client)
-nex.gatherTimeout = .milliseconds(300)
-let issuer = NKeyPair.generate(.account)
-let publisher = NKeyPair.generate(.curve)
+let poolSize = 2
+let bench = try await BenchNode.start(name: "nex-bench", agent: args[1]) {
+    $0.machinePoolSize = poolSize
+    $0.allowDuplicateWorkloads = true
+}
+let nex = bench.nex
+let nodeID = bench.node.nodeID
 
 func waitForWarmPool() async throws {
-    while try await nex.info(node: node.nodeID).availableAgents < config.machinePoolSize {
+    while try await nex.info(node: nodeID).availableAgents < poolSize {
         try await Task.sleep(for: .milliseconds(5))
     }
-}
-
-func percentile(_ values: [Double], _ p: Double) -> Double {
-    let sorted = values.sorted()
-    return sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p + 0.5))]
 }
 
 func millis(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
 
 // 1. Deploy → accepted, warm pool, a small artifact.
-let script = work + "/idle.sh"
+let script = bench.work + "/idle.sh"
 try "#!/bin/sh\nexec sleep 3600\n".write(toFile: script, atomically: true, encoding: .utf8)
-let (idleLocation, idleHash) = try await nex.uploadArtifact(file: script, key: "idle")
+let idle = try await bench.upload(script, key: "idle")
 var accepted: [Double] = []
 var ids: [String] = []
 for _ in 0..<rounds {
     try await waitForWarmPool()
-    let request = try NexControlClient.makeDeployRequest(
-        name: "idle", type: "native", location: idleLocation, hash: idleHash, issuer: issuer, publisher: publisher,
-        targetNode: node.nodeID, targetXkey: node.xkey.publicKey)
     let start = ContinuousClock.now
-    let run = try await nex.deploy(request, to: node.nodeID)
+    let run = try await bench.deploy(idle, name: "idle", type: "native")
     accepted.append(millis(ContinuousClock.now - start))
     ids.append(run.id)
 }
@@ -95,32 +67,30 @@ func busyAgentPSS() -> Double {
     return busy.map { a in pss(a) + children(of: a).map(pss).reduce(0, +) }.reduce(0, +) / Double(max(busy.count, 1))
 }
 let kBPerWorkload = busyAgentPSS()
-for id in ids { _ = try? await nex.stop(workloadID: id, node: node.nodeID, issuer: issuer) }
+for id in ids { _ = try? await nex.stop(workloadID: id, node: nodeID, issuer: bench.issuer) }
 
 // 2. Deploy → first answer of the echo service.
-let (echoLocation, echoHash) = try await nex.uploadArtifact(file: args[2], key: "echo")
+let echo = try await bench.upload(args[2], key: "echo")
 var firstAnswer: [Double] = []
 var acceptedEcho: [Double] = []
 var echoPSS: [Double] = []
 for _ in 0..<max(rounds / 3, 5) {
     try await waitForWarmPool()
-    let request = try NexControlClient.makeDeployRequest(
-        name: "echo", type: "native", location: echoLocation, hash: echoHash, environment: ["NATS_URL": server.url],
-        issuer: issuer, publisher: publisher, targetNode: node.nodeID, targetXkey: node.xkey.publicKey)
     let start = ContinuousClock.now
-    let run = try await nex.deploy(request, to: node.nodeID)
+    let run = try await bench.deploy(
+        echo, name: "echo", type: "native", environment: ["NATS_URL": bench.server.url])
     acceptedEcho.append(millis(ContinuousClock.now - start))
     while true {
-        if (try? await client.request("ping", to: "svc.echo", timeout: .milliseconds(200))) != nil { break }
+        if (try? await bench.client.request("ping", to: "svc.echo", timeout: .milliseconds(200))) != nil { break }
         try await Task.sleep(for: .milliseconds(1))
     }
     firstAnswer.append(millis(ContinuousClock.now - start))
     echoPSS.append(busyAgentPSS())
-    _ = try await nex.stop(workloadID: run.id, node: node.nodeID, issuer: issuer)
+    _ = try await nex.stop(workloadID: run.id, node: nodeID, issuer: bench.issuer)
 }
 let echoSize = (try? FileManager.default.attributesOfItem(atPath: args[2])[.size] as? Int) ?? 0
 
-print("Nex node deploy benchmark (no sandbox, warm pool of \(config.machinePoolSize), \(rounds) rounds)")
+print("Nex node deploy benchmark (no sandbox, warm pool of \(poolSize), \(rounds) rounds)")
 print(
     String(
         format: "  deploy → accepted, %d B script      p50 %7.1f ms   p90 %7.1f ms   (target ≤ 50 ms)", 33,
@@ -143,7 +113,4 @@ print(
     String(
         format: "  idle workload: agent + echo service %.1f MiB PSS → %.0f per GiB", echoKB / 1024,
         1024 * 1024 / max(echoKB, 1)))
-await node.stop(graceful: true)
-await client.close()
-await server.stop()
-try? FileManager.default.removeItem(atPath: work)
+await bench.stop()

@@ -47,9 +47,6 @@ nex_js_function *nex_js_compile(const char *source, size_t length, nex_js_limits
 int nex_js_call(nex_js_function *function, const char *subject, const uint8_t *payload, size_t payload_length,
                 uint8_t **out, size_t *out_length);
 
-/// Heap in use by the function's isolate, in bytes.
-size_t nex_js_heap_used(nex_js_function *function);
-
 void nex_js_destroy(nex_js_function *function);
 
 #ifdef __cplusplus
