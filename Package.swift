@@ -154,7 +154,7 @@ let package = Package(
         // package of its own, because the tests run it and CI would otherwise build SwiftNIO twice.
         .executableTarget(name: "EchoService", dependencies: ["NATS", "NATSServices"]),
         // Test support: real servers, no XCTest/Testing import.
-        .target(name: "NATSTestSupport", dependencies: ["NKeys"]),
+        .target(name: "NATSTestSupport", dependencies: ["NKeys", "NexProcess"]),
         .executableTarget(
             name: "NATSDemo",
             dependencies: ["NATS", "NATSTestSupport", .product(name: "Logging", package: "swift-log")]

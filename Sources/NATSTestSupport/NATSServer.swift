@@ -1,8 +1,10 @@
 import Foundation
+import NexProcess
 import Synchronization
 
 /// A real `nats-server` process for tests, demos and benchmarks: its own temp dir, an ephemeral port read
-/// from the ports file, and always stopped (``stop()``, or on deinit).
+/// from the ports file, and always stopped (``stop()``, or on deinit). It dies with this process (parent-death
+/// signal), so a crashed or killed test run leaves no server behind.
 public final class NATSServer: Sendable {
     /// How to start the server.
     public struct Options: Sendable {
@@ -51,21 +53,22 @@ public final class NATSServer: Sendable {
     /// The server's own temp dir (store, config, log).
     public let directory: URL
     let options: Options
-    private let process: Mutex<Process?>
+    private let process: Mutex<ChildProcess?>
+    /// The last process, kept after a stop so that ``restart()`` can wait until its port is free.
+    private let previous: Mutex<ChildProcess?>
 
-    private init(url: String, port: Int, clusterURL: String?, directory: URL, options: Options, process: Process) {
+    private init(url: String, port: Int, clusterURL: String?, directory: URL, options: Options, process: ChildProcess) {
         self.url = url
         self.port = port
         self.clusterURL = clusterURL
         self.directory = directory
         self.options = options
         self.process = Mutex(process)
+        self.previous = Mutex(process)
     }
 
     deinit {
-        process.withLock { p in
-            if let p, p.isRunning { Foundation.kill(p.processIdentifier, SIGKILL) }
-        }
+        process.withLock { $0?.signal(SIGKILL) }
     }
 
     /// Starts a server and waits until it listens.
@@ -83,9 +86,11 @@ public final class NATSServer: Sendable {
         do {
             let result = try await body(server)
             server.stop()
+            await server.stopped()
             return result
         } catch {
             server.stop()
+            await server.stopped()
             throw error
         }
     }
@@ -114,15 +119,14 @@ public final class NATSServer: Sendable {
         args += options.arguments
 
         let log = dir.appendingPathComponent("server.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = args
-        process.standardOutput = try FileHandle(forWritingTo: log)
-        process.standardError = process.standardOutput
-        try process.run()
+        let logFD = open(log.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard logFD >= 0 else { throw TestEnvironment.Failure("cannot open \(log.path)") }
+        defer { close(logFD) }
+        let process = try await ChildProcess.spawn(
+            executable: binary, arguments: args, environment: ProcessInfo.processInfo.environment,
+            stdout: .descriptor(logFD), stderr: .descriptor(logFD))
 
-        let portsFile = portsDir.appendingPathComponent("nats-server_\(process.processIdentifier).ports")
+        let portsFile = portsDir.appendingPathComponent("nats-server_\(process.pid).ports")
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
             if let data = try? Data(contentsOf: portsFile),
@@ -133,10 +137,10 @@ public final class NATSServer: Sendable {
                     url: "nats://127.0.0.1:\(port)", port: port, clusterURL: ports.cluster?.first, directory: dir,
                     options: options, process: process)
             }
-            if !process.isRunning { break }
+            if process.termination != nil { break }
             try await Task.sleep(for: .milliseconds(10))
         }
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        process.signal(SIGKILL)
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         throw TestEnvironment.Failure(
             "nats-server did not start (\(args.joined(separator: " "))):\n\(output.suffix(2000))")
@@ -147,35 +151,38 @@ public final class NATSServer: Sendable {
         var cluster: [String]?
     }
 
-    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit.
+    /// Stops the server: SIGTERM now, SIGKILL if it still runs 5 s later. Returns at once (callable from
+    /// `defer`); ``stopped()`` waits for the exit.
     public func stop() {
-        signal(SIGTERM, killAfter: 5)
-    }
-
-    /// Kills the server at once (SIGKILL), as a crash would.
-    public func kill() {
-        signal(SIGKILL, killAfter: 0)
-    }
-
-    private func signal(_ sig: Int32, killAfter seconds: Double) {
         guard
             let p = process.withLock({ p in
                 defer { p = nil }
                 return p
             })
         else { return }
-        guard p.isRunning else { return }
-        Foundation.kill(p.processIdentifier, sig)
-        let deadline = Date().addingTimeInterval(seconds)
-        while p.isRunning && Date() < deadline { usleep(5_000) }
-        if p.isRunning {
-            Foundation.kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+        p.signal(SIGTERM)
+        Task {
+            try await Task.sleep(for: .seconds(5))
+            p.signal(SIGKILL)
         }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    public func kill() {
+        process.withLock { p in
+            defer { p = nil }
+            p?.signal(SIGKILL)
+        }
+    }
+
+    /// Waits until the last started process has exited (after ``stop()`` or ``kill()``).
+    public func stopped() async {
+        if let p = previous.withLock({ $0 }) { _ = await p.wait() }
     }
 
     /// Starts a new server process on the same port, temp dir and options (after ``stop()`` or ``kill()``).
     public func restart() async throws -> NATSServer {
+        await stopped()
         var opts = options
         opts.port = port
         if var cluster = opts.cluster, let clusterURL, let p = URLComponents(string: clusterURL)?.port {
@@ -187,7 +194,7 @@ public final class NATSServer: Sendable {
 
     /// The process id while running (for `nats-server --signal`).
     public var processID: Int32? {
-        process.withLock { p in p.flatMap { $0.isRunning ? $0.processIdentifier : nil } }
+        process.withLock { p in p.flatMap { $0.termination == nil ? $0.pid : nil } }
     }
 
     /// The server's log so far.

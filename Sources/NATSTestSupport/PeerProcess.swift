@@ -1,55 +1,38 @@
 import Foundation
+import NexProcess
 import Synchronization
 
-/// A peer client (nats-py, nats.go) run as a child process, read line by line from its standard output.
+/// A peer client (nats-py, nats.go, the `nex` CLI) run as a child process, read line by line from its
+/// standard output. It dies with this process (parent-death signal), so a failed test leaves nothing behind.
 public final class PeerProcess: Sendable {
-    private let process: Mutex<Process>
+    private let child: ChildProcess
     private let lines = Mutex<(all: [String], errors: String)>(([], ""))
 
-    private init(process: Process) {
-        self.process = Mutex(process)
+    private init(child: ChildProcess) {
+        self.child = child
     }
 
     /// Starts `executable` with `arguments`; `environment` entries are added (nil values remove a variable).
     public static func start(
         _ executable: String, _ arguments: [String], environment: [String: String?] = [:]
-    ) throws -> PeerProcess {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        if !environment.isEmpty {
-            var env = ProcessInfo.processInfo.environment
-            for (k, v) in environment { env[k] = v }
-            p.environment = env
+    ) async throws -> PeerProcess {
+        let child = try await ChildProcess.spawn(
+            executable: executable, arguments: arguments,
+            environment: TestEnvironment.childEnvironment(environment), stdout: .pipe, stderr: .pipe)
+        let peer = PeerProcess(child: child)
+        if let out = child.stdout {
+            LineReader.start(fd: out, name: "peer-out") { line in peer.lines.withLock { $0.all.append(line) } }
         }
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        let peer = PeerProcess(process: p)
-        try p.run()
-        Thread.detachNewThread {
-            var pending = Data()
-            while true {
-                let chunk = out.fileHandleForReading.availableData
-                if chunk.isEmpty { break }
-                pending.append(chunk)
-                while let nl = pending.firstIndex(of: 10) {
-                    let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
-                    pending.removeSubrange(pending.startIndex...nl)
-                    peer.lines.withLock { $0.all.append(line) }
-                }
-            }
-        }
-        Thread.detachNewThread {
-            let data = err.fileHandleForReading.readDataToEndOfFile()
-            peer.lines.withLock { $0.errors += String(decoding: data, as: UTF8.self) }
+        if let err = child.stderr {
+            LineReader.start(fd: err, name: "peer-err") { line in peer.lines.withLock { $0.errors += line + "\n" } }
         }
         return peer
     }
 
     /// Lines printed so far.
     public var output: [String] { lines.withLock { $0.all } }
+
+    private var isRunning: Bool { child.termination == nil }
 
     /// Waits until at least `count` lines were printed; throws with the peer's stderr on timeout or exit.
     @discardableResult
@@ -58,7 +41,7 @@ public final class PeerProcess: Sendable {
         while ContinuousClock.now < deadline {
             let out = output
             if out.count >= count { return out }
-            if !process.withLock({ $0.isRunning }) {
+            if !isRunning {
                 try await Task.sleep(for: .milliseconds(50))
                 if output.count >= count { return output }
                 break
@@ -69,45 +52,45 @@ public final class PeerProcess: Sendable {
             "peer printed \(output.count) of \(count) lines; stderr:\n\(lines.withLock { $0.errors })")
     }
 
-    /// Waits for the peer to exit and returns its status.
+    /// Waits for the peer to exit and returns its status (128 + signal when killed by one).
     public func waitForExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
-        let deadline = ContinuousClock.now + timeout
-        while process.withLock({ $0.isRunning }) {
-            guard ContinuousClock.now < deadline else {
-                process.withLock { $0.terminate() }
-                throw TestEnvironment.Failure("peer did not exit in time")
-            }
-            try await Task.sleep(for: .milliseconds(10))
+        let killer = Task { () -> Bool in
+            do { try await Task.sleep(for: timeout) } catch { return false }
+            child.signal(SIGKILL)
+            return true
         }
-        return process.withLock { $0.terminationStatus }
+        let termination = await child.wait()
+        killer.cancel()
+        if await killer.value { throw TestEnvironment.Failure("peer did not exit in time") }
+        return termination.code
     }
 
     /// Sends SIGTERM (a graceful stop) and waits for the exit.
     public func terminate() async throws -> Int32 {
-        process.withLock { if $0.isRunning { $0.terminate() } }
+        child.signal(SIGTERM)
         return try await waitForExit()
     }
 
     /// The peer's pid.
-    public var pid: Int32 { process.withLock { $0.processIdentifier } }
+    public var pid: Int32 { child.pid }
 
-    /// Sends `signal` to the peer.
+    /// Sends `signal` to the peer (to it alone, not its process group).
     public func signal(_ signal: Int32) {
-        _ = Foundation.kill(pid, signal)
+        child.signal(signal, group: false)
     }
 
     /// Everything the peer wrote to stderr.
     public var errorOutput: String { lines.withLock { $0.errors } }
 
     deinit {
-        process.withLock { if $0.isRunning { $0.terminate() } }
+        child.signal(SIGKILL)
     }
 }
 
 extension TestEnvironment {
     /// Builds a Go program under `Tests/Peers/go/<name>` against Debian's nats.go (GOPATH mode, no module
     /// proxy) into `.build/peers/`, reusing the binary while the source is unchanged. Nil without Go.
-    public static func goPeer(_ name: String) throws -> String? {
+    public static func goPeer(_ name: String) async throws -> String? {
         let go = "/usr/bin/go"
         guard FileManager.default.isExecutableFile(atPath: go),
             FileManager.default.fileExists(atPath: "/usr/share/gocode/src/github.com/nats-io/nats.go")
@@ -123,7 +106,7 @@ extension TestEnvironment {
         }
         try fm.createDirectory(at: outDir, withIntermediateDirectories: true)
         let gopath = outDir.appendingPathComponent("gopath").path
-        try run(
+        try await run(
             go, ["build", "-o", binary.path, source.path],
             environment: [
                 "GO111MODULE": "off", "GOPATH": "\(gopath):/usr/share/gocode", "GOFLAGS": "-mod=mod",

@@ -12,13 +12,13 @@ public struct TestCertificates: Sendable {
 
     /// Generates the CA and both certificates. With `includeIPAddress` false the server certificate names
     /// only `localhost`, so connecting by IP must name the server explicitly.
-    public static func generate(includeIPAddress: Bool = true) throws -> TestCertificates {
+    public static func generate(includeIPAddress: Bool = true) async throws -> TestCertificates {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nats-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let certs = TestCertificates(directory: dir)
         let openssl = "/usr/bin/openssl"
         func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-        try TestEnvironment.run(
+        try await TestEnvironment.run(
             openssl,
             [
                 "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
@@ -28,14 +28,14 @@ public struct TestCertificates: Sendable {
             let names = includeIPAddress ? "IP:127.0.0.1,DNS:localhost" : "DNS:localhost"
             try "subjectAltName=\(names)\nextendedKeyUsage=\(usage)\n".write(
                 toFile: path("\(name).ext"), atomically: true, encoding: .utf8)
-            try TestEnvironment.run(
+            try await TestEnvironment.run(
                 openssl,
                 [
                     "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
                     "/CN=\(name)",
                     "-keyout", path("\(name)-key.pem"), "-out", path("\(name).csr"),
                 ])
-            try TestEnvironment.run(
+            try await TestEnvironment.run(
                 openssl,
                 [
                     "x509", "-req", "-in", path("\(name).csr"), "-CA", certs.caFile, "-CAkey", path("ca-key.pem"),

@@ -67,52 +67,8 @@ public enum TestEnvironment {
         }
     }
 
-    /// A program's exit status and output.
-    public struct RunResult: Sendable {
-        public var status: Int32
-        public var stdout: String
-        public var stderr: String
-    }
-
-    /// Runs a program to completion and returns its status and output, whatever the status.
-    public static func runAllowingFailure(
-        _ executable: String, _ arguments: [String], environment: [String: String] = [:]
-    ) throws -> RunResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return RunResult(
-            status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
-    }
-
     /// A product built by `swift build` in this package (`.build/debug/<name>`).
     public static func builtProduct(_ name: String) -> String {
         packageRoot.appendingPathComponent(".build/debug/\(name)").path
-    }
-
-    /// Runs a program to completion and returns its standard output; throws with its output on failure.
-    @discardableResult
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws
-        -> String
-    {
-        let result = try runAllowingFailure(executable, arguments, environment: environment)
-        guard result.status == 0 else {
-            throw Failure(
-                "\(executable) \(arguments.joined(separator: " ")) exited \(result.status):\n\(result.stdout)\n\(result.stderr)"
-            )
-        }
-        return result.stdout
     }
 }

@@ -6,7 +6,7 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct EchoServiceExampleTests {
     @Test func answersOnSvcEchoAndShowsUpInDiscovery() async throws {
         try await withServerAndClient { server, client in
-            let service = try PeerProcess.start(
+            let service = try await PeerProcess.start(
                 TestEnvironment.builtProduct("echoservice"), [], environment: ["NATS_URL": server.url])
             let line = try await service.waitForLines(1)
             #expect(line[0].contains("answering on svc.echo"))

@@ -6,7 +6,7 @@ import Testing
 /// A peer client program: nats-py or nats.go.
 struct Peer: Sendable, CustomTestStringConvertible {
     var name: String
-    var command: @Sendable () throws -> [String]?
+    var command: @Sendable () async throws -> [String]?
 
     var testDescription: String { name }
 
@@ -15,17 +15,19 @@ struct Peer: Sendable, CustomTestStringConvertible {
             [$0, TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/interop_peer.py").path]
         }
     }
-    static let go = Peer(name: "nats.go") { try TestEnvironment.goPeer("interop").map { [$0] } }
+    static let go = Peer(name: "nats.go") { try await TestEnvironment.goPeer("interop").map { [$0] } }
 
     /// Starts the peer in `mode`; fails (CI) or skips (developer machine) when the peer is missing.
-    func start(_ url: String, _ mode: String, _ subject: String, _ arg: String) throws -> PeerProcess {
-        guard let cmd = try command() else {
+    func start(_ url: String, _ mode: String, _ subject: String, _ arg: String) async throws -> PeerProcess {
+        guard let cmd = try await command() else {
             throw TestEnvironment.Failure("\(name) peer is missing: run scripts/setup.sh")
         }
-        return try PeerProcess.start(cmd[0], Array(cmd.dropFirst()) + [url, mode, subject, arg])
+        return try await PeerProcess.start(cmd[0], Array(cmd.dropFirst()) + [url, mode, subject, arg])
     }
 
-    var available: Bool { ((try? command()) ?? nil) != nil }
+    var available: Bool {
+        get async { ((try? await command()) ?? nil) != nil }
+    }
 }
 
 struct PeerMessage: Decodable {
@@ -60,9 +62,9 @@ let peers = [Peer.python, Peer.go]
 @Suite(.timeLimit(.minutes(2))) struct InteropTests {
     @Test(arguments: peers)
     func peerReceivesOurMessagesWithHeaders(_ peer: Peer) async throws {
-        try #require(TestEnvironment.shouldRun(needing: peer.available), "\(peer.name) not installed")
+        try #require(TestEnvironment.shouldRun(needing: await peer.available), "\(peer.name) not installed")
         try await withServerAndClient { server, client in
-            let p = try peer.start(server.url, "sub", "interop.to.peer", "3")
+            let p = try await peer.start(server.url, "sub", "interop.to.peer", "3")
             try await p.waitForLines(1)
             for i in 0..<3 {
                 var h = NATSHeaders()
@@ -81,11 +83,11 @@ let peers = [Peer.python, Peer.go]
 
     @Test(arguments: peers)
     func weReceiveThePeersMessagesWithHeaders(_ peer: Peer) async throws {
-        try #require(TestEnvironment.shouldRun(needing: peer.available), "\(peer.name) not installed")
+        try #require(TestEnvironment.shouldRun(needing: await peer.available), "\(peer.name) not installed")
         try await withServerAndClient { server, client in
             let sub = try await client.subscribe(to: "interop.from.peer")
             try await client.flush()
-            let p = try peer.start(server.url, "pub", "interop.from.peer", "5")
+            let p = try await peer.start(server.url, "pub", "interop.from.peer", "5")
             #expect(try await p.waitForExit() == 0, "\(p.errorOutput)")
             let got = try await sub.collect(5)
             let prefix = peer.name == "nats-py" ? "py" : "go"
@@ -99,9 +101,9 @@ let peers = [Peer.python, Peer.go]
 
     @Test(arguments: peers)
     func weRequestThePeerReplies(_ peer: Peer) async throws {
-        try #require(TestEnvironment.shouldRun(needing: peer.available), "\(peer.name) not installed")
+        try #require(TestEnvironment.shouldRun(needing: await peer.available), "\(peer.name) not installed")
         try await withServerAndClient { server, client in
-            let p = try peer.start(server.url, "serve", "interop.peer.svc", "3")
+            let p = try await peer.start(server.url, "serve", "interop.peer.svc", "3")
             try await p.waitForLines(1)
             let prefix = peer.name == "nats-py" ? "py" : "go"
             for i in 0..<3 {
@@ -116,7 +118,7 @@ let peers = [Peer.python, Peer.go]
 
     @Test(arguments: peers)
     func peerRequestsWeReply(_ peer: Peer) async throws {
-        try #require(TestEnvironment.shouldRun(needing: peer.available), "\(peer.name) not installed")
+        try #require(TestEnvironment.shouldRun(needing: await peer.available), "\(peer.name) not installed")
         try await withServerAndClient { server, client in
             try await client.subscribe(to: "interop.swift.svc") { m in
                 var h = NATSHeaders()
@@ -125,7 +127,7 @@ let peers = [Peer.python, Peer.go]
                 try await m.respond(Array("swift:\(m.string)".utf8), headers: h, using: client)
             }
             try await client.flush()
-            let p = try peer.start(server.url, "request", "interop.swift.svc", "hello")
+            let p = try await peer.start(server.url, "request", "interop.swift.svc", "hello")
             let line = try await p.waitForLines(1)
             let reply = try PeerMessage.parse(line[0])
             #expect(reply.data == "swift:hello")

@@ -110,7 +110,7 @@ import Testing
         let script = TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/kv_peer.py").path
         try await withJetStream { server, _, js in
             // nats-py makes the bucket (allow_direct off) and writes; we read and write it.
-            _ = try TestEnvironment.run(python, [script, server.url, "make", "pymade", "greeting=hello", "n=1"])
+            _ = try await TestEnvironment.run(python, [script, server.url, "make", "pymade", "greeting=hello", "n=1"])
             let pyBucket = try await js.keyValue("pymade")
             #expect(!pyBucket.usesDirectGet)
             #expect(try await pyBucket.get("greeting")?.string == "hello")
@@ -128,7 +128,7 @@ import Testing
             let ourRead = try JSONDecoder().decode(
                 Read.self,
                 from: Data(
-                    try TestEnvironment.run(
+                    try await TestEnvironment.run(
                         python, [script, server.url, "read", "swiftmade", "lang", "user.ada", "none"]
                     ).utf8))
             #expect(ourRead.values["lang"] == "swift" && ourRead.values["user.ada"] == "admin")
@@ -137,7 +137,8 @@ import Testing
             let pyRead = try JSONDecoder().decode(
                 Read.self,
                 from: Data(
-                    try TestEnvironment.run(python, [script, server.url, "read", "pymade", "n", "greeting"]).utf8))
+                    try await TestEnvironment.run(python, [script, server.url, "read", "pymade", "n", "greeting"]).utf8)
+            )
             #expect(pyRead.values["n"] == "2" && pyRead.values["greeting"] == .some(nil))
             #expect(pyRead.keys == ["n"])
         }

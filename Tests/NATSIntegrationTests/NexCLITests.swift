@@ -7,42 +7,42 @@ import Testing
 @Suite(.timeLimit(.minutes(2))) struct NexCLITests {
     let nex = TestEnvironment.builtProduct("nex")
 
-    func run(_ args: [String], env: [String: String] = [:]) throws -> TestEnvironment.RunResult {
-        try TestEnvironment.runAllowingFailure(nex, args, environment: env)
+    func run(_ args: [String], env: [String: String?] = [:]) async throws -> TestEnvironment.RunResult {
+        try await TestEnvironment.runAllowingFailure(nex, args, environment: env)
     }
 
-    @Test func versionAndHelp() throws {
-        #expect(try run(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0")
-        let help = try run(["--help"]).stdout
+    @Test func versionAndHelp() async throws {
+        #expect(try await run(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0")
+        let help = try await run(["--help"]).stdout
         #expect(help.contains("node") && help.contains("lameduck"))
     }
 
     @Test func nodeUpListInfoLameDuck() async throws {
         try await NATSServer.with(.init(jetStream: true)) { server in
-            let node = try PeerProcess.start(
+            let node = try await PeerProcess.start(
                 nex, ["node", "up", "-s", server.url, "--no-sandbox", "--tags", "zone=eu"])
             let lines = try await node.waitForLines(2)
             let up = try #require(lines.first { $0.contains("is up") })
             let nodeID = try #require(
                 up.split(separator: " ").first { $0.hasPrefix("N") && $0.count == 56 }.map(String.init))
 
-            let table = try run(["node", "ls", "-s", server.url])
+            let table = try await run(["node", "ls", "-s", server.url])
             #expect(table.status == 0 && table.stdout.contains("NODE ID") && table.stdout.contains(nodeID))
             #expect(table.stdout.contains("zone=eu") && table.stdout.contains("nex.unsafe=true"))
-            let json = try run(["node", "ls", "--json", "-s", server.url])
+            let json = try await run(["node", "ls", "--json", "-s", server.url])
             let nodes = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
             #expect(nodes?.first?["node_id"] as? String == nodeID)
 
-            let info = try run(["node", "info", nodeID, "--json", "-s", server.url])
+            let info = try await run(["node", "info", nodeID, "--json", "-s", server.url])
             let infoJSON = try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any]
             #expect((infoJSON?["public_xkey"] as? String)?.hasPrefix("X") == true)
-            #expect(try run(["node", "info", nodeID, "-s", server.url]).stdout.contains("Warm agents:"))
+            #expect(try await run(["node", "info", nodeID, "-s", server.url]).stdout.contains("Warm agents:"))
 
-            let lameduck = try run(["lameduck", nodeID, "-s", server.url])
+            let lameduck = try await run(["lameduck", nodeID, "-s", server.url])
             #expect(lameduck.status == 0 && lameduck.stdout.contains("lame duck mode"))
-            #expect(try run(["node", "ls", "-s", server.url]).stdout.contains("nex.lameduck=true"))
+            #expect(try await run(["node", "ls", "-s", server.url]).stdout.contains("nex.lameduck=true"))
 
-            let missing = try run(["node", "info", "NNOSUCHNODE", "--timeout", "1", "-s", server.url])
+            let missing = try await run(["node", "info", "NNOSUCHNODE", "--timeout", "1", "-s", server.url])
             #expect(missing.status != 0 && missing.stderr.contains("no node answered"))
             #expect(try await node.terminate() == 0)
         }
@@ -55,19 +55,19 @@ import Testing
             let url = server.url
             let home = server.directory.appendingPathComponent("nexhome").path
             let env = ["NEX_HOME": home]
-            let node = try PeerProcess.start(nex, ["node", "up", "-s", url, "--no-sandbox"], environment: env)
+            let node = try await PeerProcess.start(nex, ["node", "up", "-s", url, "--no-sandbox"], environment: env)
             let up = try #require(try await node.waitForLines(2).first { $0.contains("is up") })
             let nodeID = try #require(
                 up.split(separator: " ").first { $0.hasPrefix("N") && $0.count == 56 }.map(String.init))
             let echo = TestEnvironment.builtProduct("echoservice")
 
-            let events = try PeerProcess.start(nex, ["events", "--all-namespaces", "-s", url])
+            let events = try await PeerProcess.start(nex, ["events", "--all-namespaces", "-s", url])
             try await events.waitForLines(1)
-            let logs = try PeerProcess.start(nex, ["logs", "-s", url])
+            let logs = try await PeerProcess.start(nex, ["logs", "-s", url])
             try await logs.waitForLines(1)
 
             // devrun: keys made, artifact uploaded, auction, seal, sign, deploy; the service answers.
-            let first = try run(["devrun", echo, "nats_url=\(url)", "-s", url], env: env)
+            let first = try await run(["devrun", echo, "nats_url=\(url)", "-s", url], env: env)
             #expect(first.status == 0, "\(first.stderr)")
             #expect(
                 first.stdout.contains("Created \(home)/issuer.nk")
@@ -87,25 +87,25 @@ import Testing
                     $0.contains("[echoservice \(workloadID.prefix(8)) info] echoservice: answering")
                 }
             }
-            #expect(try run(["node", "probe", "-s", url]).stdout.contains("echoservice"))
+            #expect(try await run(["node", "probe", "-s", url]).stdout.contains("echoservice"))
 
             // The node's refusals, verbatim.
-            let again = try run(["devrun", echo, "-s", url], env: env)
+            let again = try await run(["devrun", echo, "-s", url], env: env)
             #expect(again.stdout.contains("Reusing \(home)/issuer.nk"))
             #expect(again.status != 0 && again.stderr.contains("already running"))
-            let denied = try run(["devrun", echo, "--trigger_subject", "$SYS.>", "-s", url], env: env)
+            let denied = try await run(["devrun", echo, "--trigger_subject", "$SYS.>", "-s", url], env: env)
             #expect(denied.status != 0 && denied.stderr.contains("not allowed"))
-            let wrongType = try run(["devrun", echo, "--type", "wasm", "-s", url], env: env)
+            let wrongType = try await run(["devrun", echo, "--type", "wasm", "-s", url], env: env)
             #expect(wrongType.status != 0 && wrongType.stderr.contains("no node answered that can run wasm"))
 
             // Who may stop: another issuer is refused, another namespace has no such workload, the issuer stops.
             let strangerKey = server.directory.appendingPathComponent("stranger.nk").path
             try NKeyPair.generate(.account).seed!.write(toFile: strangerKey, atomically: true, encoding: .utf8)
-            let stranger = try run(["stop", nodeID, workloadID, "--issuer", strangerKey, "-s", url], env: env)
+            let stranger = try await run(["stop", nodeID, workloadID, "--issuer", strangerKey, "-s", url], env: env)
             #expect(stranger.status != 0 && stranger.stderr.contains("only the issuer"))
-            let elsewhere = try run(["stop", nodeID, workloadID, "--namespace", "other", "-s", url], env: env)
+            let elsewhere = try await run(["stop", nodeID, workloadID, "--namespace", "other", "-s", url], env: env)
             #expect(elsewhere.status != 0 && elsewhere.stderr.contains("no such workload"))
-            let stopped = try run(["stop", nodeID, workloadID, "-s", url], env: env)
+            let stopped = try await run(["stop", nodeID, workloadID, "-s", url], env: env)
             #expect(stopped.status == 0 && stopped.stdout.contains("stopped"))
             try await eventually("workload_undeployed") {
                 events.output.contains { $0.contains("workload_undeployed") && $0.contains(workloadID) }
@@ -116,7 +116,7 @@ import Testing
                 "run", "nats://NEXCLIFILES/echoservice", nodeID, "nats_url=\(url)", "--xkey", home + "/publisher.xk",
                 "--issuer", home + "/issuer.nk", "--name", "echo2", "-s", url,
             ]
-            let ran = try run(runArgs)
+            let ran = try await run(runArgs)
             #expect(ran.status == 0 && ran.stdout.contains("echo2"), "\(ran.stderr)")
             try await withClient([url]) { client in
                 let reply = try await eventuallyValue("svc.echo answers again") {
@@ -125,13 +125,13 @@ import Testing
                 #expect(reply.string == "again")
             }
             #expect(
-                try run(["run", "http://x/y", nodeID, "--xkey", "a", "--issuer", "b", "--name", "n", "-s", url])
+                try await run(["run", "http://x/y", nodeID, "--xkey", "a", "--issuer", "b", "--name", "n", "-s", url])
                     .stderr.contains("nats://BUCKET/key"))
             var missing = runArgs
             missing[1] = "nats://NEXCLIFILES/none"
-            #expect(try run(missing).stderr.contains("no object none"))
+            #expect(try await run(missing).stderr.contains("no object none"))
 
-            _ = try run(["lameduck", nodeID, "-s", url])
+            _ = try await run(["lameduck", nodeID, "-s", url])
             try await eventually("lame duck event") {
                 events.output.contains { $0.contains("system node_entered_lameduck") }
             }
@@ -152,20 +152,20 @@ import Testing
             try #"{"no_sandbox": true, "allow_duplicate_workloads": true, "workload_types": ["native", "v8", "wasm"]}"#
                 .write(
                     toFile: config, atomically: true, encoding: .utf8)
-            let node = try PeerProcess.start(
+            let node = try await PeerProcess.start(
                 nex, ["node", "up", "-s", url, "--config", config], environment: ["NEX_HOME": home])
             _ = try await node.waitForLines(2)
             let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
-            let js = try run(
+            let js = try await run(
                 ["devrun", examples + "/echofunction.js", "--trigger_subject", "js.echo", "-s", url],
                 env: ["NEX_HOME": home])
             #expect(js.status == 0 && js.stdout.contains("(echofunction) accepted"), "\(js.stderr)")
-            let wasm = try run(
+            let wasm = try await run(
                 ["devrun", examples + "/wasm/echofunction.wasm", "--trigger_subject", "wasm.echo", "-s", url],
                 env: ["NEX_HOME": home])
             #expect(wasm.status == 0, "\(wasm.stderr)")
-            #expect(try run(["req", "js.echo", "heya", "-s", url]).stdout == "heya\n")
-            #expect(try run(["req", "wasm.echo", "hello", "-s", url]).stdout == "hellowasm.echo\n")
+            #expect(try await run(["req", "js.echo", "heya", "-s", url]).stdout == "heya\n")
+            #expect(try await run(["req", "wasm.echo", "hello", "-s", url]).stdout == "hellowasm.echo\n")
             #expect(try await node.terminate() == 0)
         }
     }
@@ -174,7 +174,7 @@ import Testing
     @Test func aKilledNodeTakesItsChildrenWithIt() async throws {
         try await NATSServer.with(.init(jetStream: true)) { server in
             let home = server.directory.appendingPathComponent("nexhome").path
-            let node = try PeerProcess.start(
+            let node = try await PeerProcess.start(
                 nex, ["node", "up", "-s", server.url, "--no-sandbox"], environment: ["NEX_HOME": home])
             _ = try await node.waitForLines(2)
             func children(of pid: Int32) -> [Int32] {
@@ -198,23 +198,23 @@ import Testing
         }
     }
 
-    @Test func preflightChecksAndWritesStarterConfigs() throws {
+    @Test func preflightChecksAndWritesStarterConfigs() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nex-pre-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let env = ["NEX_HOME": dir + "/home"]
         let unsafe = dir + "/unsafe.json"
-        let wrote = try run(["node", "preflight", "--init", "nosandbox", "--config", unsafe], env: env)
+        let wrote = try await run(["node", "preflight", "--init", "nosandbox", "--config", unsafe], env: env)
         #expect(wrote.status == 0 && FileManager.default.fileExists(atPath: unsafe))
         #expect(
-            try run(["node", "preflight", "--init", "nosandbox", "--config", unsafe], env: env).stderr.contains(
+            try await run(["node", "preflight", "--init", "nosandbox", "--config", unsafe], env: env).stderr.contains(
                 "exists"))
-        let ok = try run(["node", "preflight", "--check", "--config", unsafe], env: env)
+        let ok = try await run(["node", "preflight", "--check", "--config", unsafe], env: env)
         #expect(ok.status == 0 && ok.stdout.contains("✅ sandbox: no_sandbox is set") && ok.stdout.contains("ready"))
 
         // A sandboxed node needs bubblewrap: the answer follows whether it is installed.
         let sandboxed = dir + "/sandboxed.json"
-        _ = try run(["node", "preflight", "--init", "sandbox", "--config", sandboxed], env: env)
-        let check = try run(["node", "preflight", "--check", "--config", sandboxed], env: env)
+        _ = try await run(["node", "preflight", "--init", "sandbox", "--config", sandboxed], env: env)
+        let check = try await run(["node", "preflight", "--check", "--config", sandboxed], env: env)
         let hasBwrap = FileManager.default.isExecutableFile(atPath: "/usr/bin/bwrap")
         #expect(check.stdout.contains(hasBwrap ? "✅ bubblewrap" : "❌ bubblewrap"))
         #expect((check.status == 0) == hasBwrap)
@@ -222,20 +222,20 @@ import Testing
         let v8 = dir + "/v8.json"
         try #"{"no_sandbox": true, "workload_types": ["native", "v8"]}"#.write(
             toFile: v8, atomically: true, encoding: .utf8)
-        let v8check = try run(["node", "preflight", "--check", "--config", v8], env: env)
+        let v8check = try await run(["node", "preflight", "--check", "--config", v8], env: env)
         #expect(v8check.status != 0 && v8check.stdout.contains("❌ v8 workloads"))
     }
 
-    @Test func errorsAreOneLineAndNonZero() throws {
-        let unreachable = try run(["node", "ls", "-s", "nats://127.0.0.1:1"])
+    @Test func errorsAreOneLineAndNonZero() async throws {
+        let unreachable = try await run(["node", "ls", "-s", "nats://127.0.0.1:1"])
         #expect(unreachable.status != 0 && unreachable.stderr.contains("Connection refused"))
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nex-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let config = dir.appendingPathComponent("node.json").path
         try #"{"machine_pool_sise": 2}"#.write(toFile: config, atomically: true, encoding: .utf8)
-        let bad = try run(["node", "up", "--config", config, "-s", "nats://127.0.0.1:1"])
+        let bad = try await run(["node", "up", "--config", config, "-s", "nats://127.0.0.1:1"])
         #expect(bad.status != 0 && bad.stderr.contains("unknown configuration key \"machine_pool_sise\""))
-        let usage = try run(["node", "up", "--tags", "novalue", "-s", "nats://127.0.0.1:1"])
+        let usage = try await run(["node", "up", "--tags", "novalue", "-s", "nats://127.0.0.1:1"])
         #expect(usage.status != 0 && usage.stderr.contains("k=v"))
     }
 
@@ -248,7 +248,7 @@ import Testing
             return
         }
         let home = FileManager.default.temporaryDirectory.appendingPathComponent("nex-home-\(UUID().uuidString)").path
-        let node = try PeerProcess.start(
+        let node = try await PeerProcess.start(
             nex, ["node", "up", "--no-sandbox"], environment: ["NEX_HOME": home, "NATS_URL": nil])
         let lines = try await node.waitForLines(3, timeout: .seconds(30))
         #expect(lines.contains { $0.contains("started an embedded nats-server with JetStream") })
@@ -256,7 +256,7 @@ import Testing
             lines.compactMap { line in
                 line.split(separator: " ").first { $0.hasPrefix("nats://") }.map { String($0) }
             }.first)
-        let ls = try run(["node", "ls", "--json", "-s", url])
+        let ls = try await run(["node", "ls", "--json", "-s", url])
         #expect(ls.status == 0 && ls.stdout.contains("node_id"))
         #expect(FileManager.default.fileExists(atPath: home + "/nats"))
         #expect(try await node.terminate() == 0)

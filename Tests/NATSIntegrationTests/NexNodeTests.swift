@@ -18,15 +18,22 @@ import Testing
             var config = NodeConfiguration()
             config.noSandbox = true
             config.workloadTypes = ["native", "v8"]
+            config.defaultResourceDir = server.directory.appendingPathComponent("nexhome").path
             configure(&config)
             let events = try await EventRecorderOfSubjects(client, subject: "$NEX.events.>")
             let node = NexNode(configuration: config, client: client, heartbeatInterval: .milliseconds(200))
             try await node.start()
-            defer { Task { await node.stop(graceful: true) } }
             var nex = NexControlClient(client: client)
             nex.gatherTimeout = .milliseconds(400)
             nex.gatherStall = .milliseconds(150)
-            return try await body(node, nex, client, events)
+            do {
+                let result = try await body(node, nex, client, events)
+                await node.stop(graceful: true)
+                return result
+            } catch {
+                await node.stop(graceful: true)
+                throw error
+            }
         }
     }
 

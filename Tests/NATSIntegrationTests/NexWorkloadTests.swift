@@ -428,8 +428,8 @@ import Testing
     @Test func hostServicesObjectStoreAndHTTP() async throws {
         let python = try #require(TestEnvironment.python, "run scripts/setup.sh")
         let script = TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/http_echo.py").path
-        let web = try PeerProcess.start(python, [script])
-        defer { Task { _ = try? await web.terminate() } }
+        let web = try await PeerProcess.start(python, [script])
+        defer { web.signal(SIGKILL) }
         let port = try #require(try await web.waitForLines(1).first)
         try await withNode({ $0.workloadTypes = ["v8"] }) { h in
             let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path

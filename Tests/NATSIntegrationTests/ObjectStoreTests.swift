@@ -105,7 +105,8 @@ func patternBytes(_ size: Int) -> [UInt8] { (0..<size).map { UInt8(($0 * 7 + 3) 
             let pyPut = try JSONDecoder().decode(
                 Put.self,
                 from: Data(
-                    try TestEnvironment.run(python, [script, server.url, "put", "pyobjs", "model.bin", "300000"]).utf8))
+                    try await TestEnvironment.run(python, [script, server.url, "put", "pyobjs", "model.bin", "300000"])
+                        .utf8))
             let pyStore = try await js.objectStore("pyobjs")
             let read = try await pyStore.get("model.bin")
             #expect(read == patternBytes(300_000))
@@ -120,7 +121,8 @@ func patternBytes(_ size: Int) -> [UInt8] { (0..<size).map { UInt8(($0 * 7 + 3) 
             }
             let pyGet = try JSONDecoder().decode(
                 Get.self,
-                from: Data(try TestEnvironment.run(python, [script, server.url, "get", "swiftobjs", "artifact"]).utf8))
+                from: Data(
+                    try await TestEnvironment.run(python, [script, server.url, "get", "swiftobjs", "artifact"]).utf8))
             #expect(pyGet.size == 200_000 && pyGet.digest == mine.digest)
             let expected = SHA256.hash(data: patternBytes(200_000)).map { String(format: "%02x", $0) }.joined()
             #expect(pyGet.sha256_hex == expected)

@@ -152,7 +152,7 @@ import Testing
         try await withClient([cluster.urls[0]], configure: { $0.reconnect.maxAttemptsPerServer = nil }) { client in
             let events = EventRecorder(client)
             let pid = try #require(cluster.servers[0].processID)
-            try TestEnvironment.run(try TestEnvironment.natsServerBinary(), ["--signal", "ldm=\(pid)"])
+            try await TestEnvironment.run(try TestEnvironment.natsServerBinary(), ["--signal", "ldm=\(pid)"])
             try await events.waitFor("lame duck event") { if case .lameDuckMode = $0 { true } else { false } }
             try await events.waitFor("moved to the other server", timeout: .seconds(20)) {
                 if case .reconnected(let s) = $0 { return s.hasSuffix(":\(cluster.servers[1].port)") }

@@ -104,7 +104,7 @@ import Testing
             // nats-py parses our discovery responses with its own micro types.
             let service = try await startEcho(client)
             _ = try await client.request("x", to: "svc.echo")
-            let out = try TestEnvironment.run(python, [script, server.url, "discover", "echo"])
+            let out = try await TestEnvironment.run(python, [script, server.url, "discover", "echo"])
             let parsed = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
             #expect((parsed["ping"] as? [String: Any])?["id"] as? String == service.id)
             let infoEndpoints = ((parsed["info"] as? [String: Any])?["endpoints"] as? [[String: Any]]) ?? []
@@ -112,7 +112,7 @@ import Testing
             let statsEndpoints = ((parsed["stats"] as? [String: Any])?["endpoints"] as? [[String: Any]]) ?? []
             #expect(statsEndpoints.first { $0["name"] as? String == "echo" }?["num_requests"] as? Int == 1)
             // We discover and call a nats-py micro service.
-            let peer = try PeerProcess.start(python, [script, server.url, "serve", "pyecho"])
+            let peer = try await PeerProcess.start(python, [script, server.url, "serve", "pyecho"])
             try await peer.waitForLines(1)
             #expect(try await client.request("hi", to: "py.echo").string == "py:hi")
             let info = try await client.request([UInt8](), to: "$SRV.INFO.pyecho")

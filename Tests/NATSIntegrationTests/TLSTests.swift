@@ -4,10 +4,10 @@ import NATSTestSupport
 import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct TLSTests {
-    static let certs = Result { try TestCertificates.generate() }
+    static let certs = Task { try await TestCertificates.generate() }
 
-    func tlsConfig(verifyClients: Bool = false, handshakeFirst: Bool = false) throws -> String {
-        let c = try Self.certs.get()
+    func tlsConfig(verifyClients: Bool = false, handshakeFirst: Bool = false) async throws -> String {
+        let c = try await Self.certs.value
         return """
             tls {
               cert_file: "\(c.serverCertFile)"
@@ -21,8 +21,8 @@ import Testing
     }
 
     @Test func serverRequiredTLSWithOurCA() async throws {
-        let c = try Self.certs.get()
-        try await NATSServer.with(.init(config: try tlsConfig())) { server in
+        let c = try await Self.certs.value
+        try await NATSServer.with(.init(config: try await tlsConfig())) { server in
             try await withClient([server.url], configure: { $0.tls = .init(caFile: c.caFile) }) { client in
                 #expect(client.serverInfo?.tlsRequired == true)
                 let sub = try await client.subscribe(to: "secure")
@@ -37,7 +37,7 @@ import Testing
     }
 
     @Test func untrustedServerCertificateIsATLSFailure() async throws {
-        try await NATSServer.with(.init(config: try tlsConfig())) { server in
+        try await NATSServer.with(.init(config: try await tlsConfig())) { server in
             var config = testConfig([server.url])
             config.tls = .init()  // system roots: our test CA is not among them
             let error = await #expect(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
@@ -46,7 +46,7 @@ import Testing
     }
 
     @Test func serverNameIsVerified() async throws {
-        let c = try TestCertificates.generate(includeIPAddress: false)
+        let c = try await TestCertificates.generate(includeIPAddress: false)
         let config = """
             tls { cert_file: "\(c.serverCertFile)", key_file: "\(c.serverKeyFile)", timeout: 10 }
             """
@@ -68,8 +68,8 @@ import Testing
     }
 
     @Test func mutualTLSWithAClientCertificate() async throws {
-        let c = try Self.certs.get()
-        try await NATSServer.with(.init(config: try tlsConfig(verifyClients: true))) { server in
+        let c = try await Self.certs.value
+        try await NATSServer.with(.init(config: try await tlsConfig(verifyClients: true))) { server in
             try await withClient(
                 [server.url],
                 configure: {
@@ -83,8 +83,8 @@ import Testing
     }
 
     @Test func tlsHandshakeFirst() async throws {
-        let c = try Self.certs.get()
-        try await NATSServer.with(.init(config: try tlsConfig(handshakeFirst: true))) { server in
+        let c = try await Self.certs.value
+        try await NATSServer.with(.init(config: try await tlsConfig(handshakeFirst: true))) { server in
             try await withClient([server.url], configure: { $0.tls = .init(caFile: c.caFile, handshakeFirst: true) }) {
                 client in
                 try await client.subscribe(to: "svc") { m in try await m.respond(m.bytes, using: client) }

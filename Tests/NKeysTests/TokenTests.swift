@@ -137,13 +137,13 @@ struct XKeyVector: Decodable, Sendable, CustomTestStringConvertible {
     }
 
     @Test(arguments: XKeyVector.loaded)
-    func pyNaClOpensWhatWeSeal(_ v: XKeyVector) throws {
+    func pyNaClOpensWhatWeSeal(_ v: XKeyVector) async throws {
         try #require(TestEnvironment.shouldRun(needing: TestEnvironment.python != nil), "python venv missing")
         let python = try #require(TestEnvironment.python, "python venv missing: run scripts/setup.sh")
         let plain = Array(Data(base64Encoded: v.plaintext_b64)!)
         let sealed = try NKeyPair(seed: v.sender_seed).seal(plain, to: v.recipient_public)
         let script = TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/xkey_open.py").path
-        let out = try TestEnvironment.run(
+        let out = try await TestEnvironment.run(
             python, [script, v.recipient_seed, v.sender_public, Data(sealed).base64EncodedString()])
         #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == v.plaintext_b64)
     }
