@@ -14,6 +14,7 @@ let libnodeLib = libnode + "/usr/lib/x86_64-linux-gnu"
 //   L4 NexModels            the Nex control API, events and logs as Codable types (no NATS)
 //   L5 NexControlClient     typed client of $NEX.* (ping, auction, info, deploy, stop, lame duck, events, logs)
 //   L0 CNexSpawn, NexProcess  fork/exec with parent-death signal, line readers, nats-server children
+//   L0 NexAgentLink         the node↔agent socket for a function's triggers (frames, reader/writer threads)
 //   L5 NexWorkloads         the WorkloadRunner protocol an agent runs workloads through
 //   L6 NexRunnerNative      native services;  NexSandbox  sandbox drivers (the node starts agents through one)
 //   L7 NexAgent, NexNode    the agent (one per workload) and the node (control API, pool, internal NATS)
@@ -59,6 +60,7 @@ let package = Package(
         ),
         .target(name: "CNexSpawn"),
         .target(name: "NexProcess", dependencies: ["CNexSpawn"]),
+        .target(name: "NexAgentLink"),
         // L1
         .target(
             name: "NATSProtocol",
@@ -122,11 +124,12 @@ let package = Package(
         ),
         .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess"]),
         // L7: the agent (one per workload) and the node.
-        .target(name: "NexAgent", dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess"]),
+        .target(name: "NexAgent", dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess", "NexAgentLink"]),
         .target(
             name: "NexNode",
             dependencies: [
                 "NexModels", "NKeys", "NATS", "NATSJetStream", "NUID", "NexControlClient", "NexProcess", "NexSandbox",
+                "NexAgentLink",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -168,6 +171,7 @@ let package = Package(
         .testTarget(name: "NexModelsTests", dependencies: ["NexModels"], resources: [.copy("Golden")]),
         .testTarget(name: "NexNodeTests", dependencies: ["NexNode", "NexModels", "NKeys", "NexControlClient"]),
         .testTarget(name: "NexRunnerJSTests", dependencies: ["NexRunnerJS"]),
+        .testTarget(name: "NexAgentLinkTests", dependencies: ["NexAgentLink"]),
         .testTarget(name: "NexRunnerWasmTests", dependencies: ["NexRunnerWasm", "NATSTestSupport"]),
         .testTarget(
             name: "NATSTests",

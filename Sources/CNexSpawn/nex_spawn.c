@@ -24,8 +24,8 @@ slow:
 }
 
 // Only async-signal-safe calls between fork and exec: the parent is multi-threaded.
-static void child(const char *path, char *const argv[], char *const envp[], const char *cwd, int fds[3],
-                  int new_process_group, int death_signal, pid_t parent, int report_fd) {
+static void child(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds,
+                  int nfds, int new_process_group, int death_signal, pid_t parent, int report_fd) {
     if (death_signal) {
         prctl(PR_SET_PDEATHSIG, death_signal);
         if (getppid() != parent) _exit(127);  // the parent is already gone
@@ -37,12 +37,12 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
     sigprocmask(SIG_SETMASK, &all, NULL);
 
     int null_fd = open("/dev/null", O_RDWR);
-    // Move the sources above 2 first so that dup2 onto 0-2 never clobbers one still needed.
-    int moved[3];
-    for (int i = 0; i < 3; i++) moved[i] = fcntl(fds[i] >= 0 ? fds[i] : null_fd, F_DUPFD, 10);
-    for (int i = 0; i < 3; i++) dup2(moved[i], i);
+    // Move the sources above the targets first so that dup2 onto 0..nfds-1 never clobbers one still needed.
+    int moved[NEX_SPAWN_MAX_FDS];
+    for (int i = 0; i < nfds; i++) moved[i] = fcntl(fds[i] >= 0 ? fds[i] : null_fd, F_DUPFD, 16);
+    for (int i = 0; i < nfds; i++) dup2(moved[i], i);
     // Close everything else except the report pipe (close-on-exec).
-    close_all_from(3, report_fd);
+    close_all_from(nfds, report_fd);
     if (cwd && chdir(cwd) != 0) goto fail;
     execve(path, argv, envp);
 fail:;
@@ -52,11 +52,11 @@ fail:;
     _exit(127);
 }
 
-pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, int stdin_fd,
-                int stdout_fd, int stderr_fd, int new_process_group, int death_signal) {
+pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds, int nfds,
+                int new_process_group, int death_signal) {
+    if (nfds < 3 || nfds > NEX_SPAWN_MAX_FDS) return -EINVAL;
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
-    int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -65,7 +65,7 @@ pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const 
         close(report[1]);
         return -err;
     }
-    if (pid == 0) child(path, argv, envp, cwd, fds, new_process_group, death_signal, parent, report[1]);
+    if (pid == 0) child(path, argv, envp, cwd, fds, nfds, new_process_group, death_signal, parent, report[1]);
     close(report[1]);
     int err = 0;
     ssize_t n;

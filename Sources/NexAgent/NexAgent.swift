@@ -1,5 +1,6 @@
 import Foundation
 import NATS
+import NexAgentLink
 import NexModels
 import NexProcess
 public import NexWorkloads
@@ -17,6 +18,8 @@ public final class NexAgent: Sendable {
         public var agentID: String
         public var natsURL: String
         public var nkeySeed: String
+        /// The descriptor of the link to the node that carries triggers (nil: none was given).
+        public var linkDescriptor: Int32?
 
         /// Reads ``AgentEnvironment`` variables; nil names the first one missing.
         public static func fromEnvironment(_ env: [String: String]) -> Result<Settings, WorkloadStartError> {
@@ -27,7 +30,10 @@ public final class NexAgent: Sendable {
                 }
                 values.append(value)
             }
-            return .success(Settings(agentID: values[0], natsURL: values[1], nkeySeed: values[2]))
+            return .success(
+                Settings(
+                    agentID: values[0], natsURL: values[1], nkeySeed: values[2],
+                    linkDescriptor: env[AgentEnvironment.linkFD].flatMap { Int32($0) }))
         }
     }
 
@@ -72,13 +78,17 @@ public final class NexAgent: Sendable {
         try await client.subscribe(to: AgentSubjects.deploy(agent: id)) { m in
             try await self.reply(m, await self.deploy(m))
         }
-        try await client.subscribe(to: AgentSubjects.trigger(agent: id)) { m in
-            await self.trigger(m)
-        }
         try await client.subscribe(to: AgentSubjects.undeploy(agent: id)) { m in
             await self.stopWorkload()
             try await self.reply(m, AgentResponse(ok: true))
             self.done.continuation.yield("undeployed")
+        }
+        if let fd = settings.linkDescriptor {
+            AgentLinkServer.serve(LinkSocket(fd: fd)) { subject, payload in
+                self.runTrigger(subject: subject, payload: payload)
+            } onEnd: { reason in
+                self.done.continuation.yield("lost the link to the node: \(reason)")
+            }
         }
         let outbox = self.outbox.stream
         let client = self.client
@@ -166,35 +176,14 @@ public final class NexAgent: Sendable {
         }
     }
 
-    /// Runs the function for one trigger. The answer carries `Nex-Elapsed-Nanos`; a failure also carries
-    /// `Nats-Service-Error` (the micro-service convention) and the error text as its body.
-    nonisolated(nonsending) func trigger(_ m: NATSMessage) async {
-        guard let reply = m.replyTo else { return }
-        let subject = m.headers?[AgentSubjects.triggerSubjectHeader] ?? m.subject
-        var headers = NATSHeaders()
-        let body: [UInt8]
-        if let runner = state.withLock({ $0.runner }) as? any FunctionRunner {
-            let result = await runner.trigger(subject: subject, payload: m.bytes)
-            headers[AgentSubjects.elapsedHeader] = String(result.elapsedNanos)
-            if let error = result.error {
-                headers["Nats-Service-Error"] = String(error.split(separator: "\n").first ?? "function failed")
-                headers["Nats-Service-Error-Code"] = "500"
-                body = Array(error.utf8)
-            } else {
-                body = result.reply ?? []
-            }
-        } else {
-            headers["Nats-Service-Error"] = "this workload is not a function"
-            headers["Nats-Service-Error-Code"] = "400"
-            body = []
+    /// Runs the function for one trigger, on the link's thread: the reply, or the error text.
+    func runTrigger(subject: String, payload: [UInt8]) -> AgentLinkServer.Outcome {
+        guard let runner = state.withLock({ $0.runner }) as? any FunctionRunner else {
+            return (false, 0, Array("this workload is not a function".utf8))
         }
-        do { try await client.publish(body, to: reply, headers: headers) } catch {
-            // Typically a reply over the server's max_payload: answer with the reason instead of silence.
-            var failure = NATSHeaders()
-            failure["Nats-Service-Error"] = "the function's reply could not be sent: \(error)"
-            failure["Nats-Service-Error-Code"] = "500"
-            try? await client.publish([UInt8](), to: reply, headers: failure)
-        }
+        let result = runner.run(subject: subject, payload: payload)
+        if let error = result.error { return (false, result.elapsedNanos, Array(error.utf8)) }
+        return (true, result.elapsedNanos, result.reply ?? [])
     }
 
     /// A request made from an engine's own thread (V8 calls host services synchronously). The node answers

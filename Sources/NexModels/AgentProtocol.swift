@@ -3,6 +3,8 @@
 /// The agent requests `hostint.<agent>.handshake` once connected, publishes `hostint.<agent>.events.<type>`
 /// and `hostint.<agent>.logs`; the node requests `agentint.<agent>.ping|deploy|undeploy`. Each agent's
 /// credentials allow only its own `hostint.<agent>.>` (publish) and `agentint.<agent>.>` (subscribe).
+/// A function's triggers do not use this server: they travel on the agent's private link (NexAgentLink),
+/// a socket the node hands the agent as descriptor ``AgentEnvironment/linkDescriptor``.
 public enum AgentSubjects {
     public static func handshake(agent: String) -> String { "hostint.\(agent).handshake" }
     public static func event(agent: String, type: String) -> String { "hostint.\(agent).events.\(type)" }
@@ -10,7 +12,6 @@ public enum AgentSubjects {
     public static func ping(agent: String) -> String { "agentint.\(agent).ping" }
     public static func deploy(agent: String) -> String { "agentint.\(agent).deploy" }
     public static func undeploy(agent: String) -> String { "agentint.\(agent).undeploy" }
-    public static func trigger(agent: String) -> String { "agentint.\(agent).trigger" }
     /// Where an agent answers the node's request `token`: inside what it may publish to, so agents need no
     /// `allow_responses` (which a config reload resets mid-request) and none can answer for another.
     public static func reply(agent: String, token: String) -> String { "hostint.\(agent).reply.\(token)" }
@@ -28,10 +29,6 @@ public enum AgentSubjects {
     public static func subscribeAllowed(agent: String) -> String { "agentint.\(agent).>" }
     /// Everything agents publish, for the node's one subscription.
     public static let allHost = "hostint.>"
-    /// The header that carries a trigger's real subject.
-    public static let triggerSubjectHeader = "x-nex-trigger-subject"
-    /// The header of a trigger's answer that carries how long the function ran.
-    public static let elapsedHeader = "x-nex-elapsed-nanos"
 
     /// The agent id in a `hostint.<agent>.…` subject, and what follows it.
     public static func parseHost(_ subject: String) -> (agent: String, rest: [Substring])? {
@@ -47,6 +44,10 @@ public enum AgentEnvironment {
     public static let natsURL = "NEX_AGENT_NATS_URL"
     public static let nkeySeed = "NEX_AGENT_NKEY_SEED"
     public static let nodeID = "NEX_NODE_ID"
+    /// The descriptor number of the agent's end of its link to the node.
+    public static let linkFD = "NEX_AGENT_LINK_FD"
+    /// The descriptor the link is given as (after stdin, stdout and stderr).
+    public static let linkDescriptor: Int32 = 3
 }
 
 /// An agent's first words: who it is, and that it is ready for a workload.

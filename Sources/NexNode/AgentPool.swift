@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NUID
+import NexAgentLink
 import NexModels
 import NexSandbox
 
@@ -11,12 +12,18 @@ final class Agent: Sendable {
     /// Host directory private to the agent (the artifact goes here).
     let workDirectory: String
     let handshake: AgentHandshake
+    /// The private link that carries the function's triggers (it ends when the agent does).
+    let link: AgentLinkClient
 
-    init(id: String, sandbox: any AgentSandbox, workDirectory: String, handshake: AgentHandshake) {
+    init(
+        id: String, sandbox: any AgentSandbox, workDirectory: String, handshake: AgentHandshake,
+        link: AgentLinkClient
+    ) {
         self.id = id
         self.sandbox = sandbox
         self.workDirectory = workDirectory
         self.handshake = handshake
+        self.link = link
     }
 }
 
@@ -133,6 +140,7 @@ actor AgentPool {
         let id = NUID.next().lowercased()
         let directory = settings.directory + "/" + id
         var sandbox: (any AgentSandbox)?
+        var link: AgentLinkClient?
         do {
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -142,14 +150,25 @@ actor AgentPool {
                 launching.remove(id)
                 earlyHellos[id] = nil
             }
+            let (socket, agentEnd) = try LinkSocket.pair()
+            let agentLink = AgentLinkClient.start(socket)
+            link = agentLink
             let spec = AgentLaunchSpec(
                 agentID: id, agentExecutable: settings.agentExecutable, natsURL: internalNATS.server.url,
                 nkeySeed: seed, nodeID: settings.nodeID, workDirectory: directory, memoryMiB: settings.memoryMiB,
-                vcpuCount: settings.vcpuCount)
-            let launched = try await driver.launch(spec)
+                vcpuCount: settings.vcpuCount, linkDescriptor: agentEnd)
+            let launched: any AgentSandbox
+            do {
+                launched = try await driver.launch(spec)
+                Foundation.close(agentEnd)
+            } catch {
+                Foundation.close(agentEnd)
+                throw error
+            }
             sandbox = launched
             let hello = try await waitForHandshake(id, sandbox: launched)
-            let agent = Agent(id: id, sandbox: launched, workDirectory: directory, handshake: hello)
+            let agent = Agent(
+                id: id, sandbox: launched, workDirectory: directory, handshake: hello, link: agentLink)
             starting -= 1
             consecutiveFailures = 0
             Task {
@@ -170,6 +189,7 @@ actor AgentPool {
             consecutiveFailures += 1
             logger.error("agent failed to start", metadata: ["nex.agent": "\(id)", "error": "\(error)"])
             await sandbox?.destroy(grace: .seconds(1))
+            link?.close()
             internalNATS.removeAgent(id)
             try? FileManager.default.removeItem(atPath: directory)
             // Back off so that a broken agent binary does not become a fork loop.

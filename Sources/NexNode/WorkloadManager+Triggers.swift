@@ -1,5 +1,6 @@
 import Foundation
 import NATS
+import NexAgentLink
 import NexModels
 
 /// Functions: each trigger subject is a queue subscription on the node's NATS connection (so instances on
@@ -26,29 +27,25 @@ extension WorkloadManager {
         return subs
     }
 
+    /// Hands a message to the function's agent over its private link (no server hop) and answers.
     nonisolated(nonsending) func runTrigger(_ m: NATSMessage, workload: Workload) async {
-        let agentID = workload.agent.id
-        var headers = NATSHeaders()
-        headers[AgentSubjects.triggerSubjectHeader] = m.subject
-        let reply: NATSMessage
+        let reply: AgentLinkClient.Reply
         do {
-            reply = try await internalNATS.request(
-                m.bytes, to: AgentSubjects.trigger(agent: agentID), agent: agentID, headers: headers,
-                timeout: .seconds(60))
+            reply = try await workload.agent.link.trigger(subject: m.subject, payload: m.bytes, timeout: .seconds(60))
         } catch {
             await answer(m, body: Array("the function did not answer: \(error)".utf8), error: "\(error)")
             await publishExec(
                 workload, subject: m.subject, elapsed: nil, error: "the function did not answer: \(error)")
             return
         }
-        let elapsed = reply.headers?[AgentSubjects.elapsedHeader].flatMap { Int64($0) } ?? 0
-        if let error = reply.headers?["Nats-Service-Error"] {
-            let text = reply.string
-            await answer(m, body: reply.bytes, error: error)
-            await publishExec(workload, subject: m.subject, elapsed: nil, error: text.isEmpty ? error : text)
+        if reply.ok {
+            await answer(m, body: reply.body, error: nil)
+            await publishExec(workload, subject: m.subject, elapsed: reply.elapsedNanos, error: nil)
         } else {
-            await answer(m, body: reply.bytes, error: nil)
-            await publishExec(workload, subject: m.subject, elapsed: elapsed, error: nil)
+            let text = String(decoding: reply.body, as: UTF8.self)
+            // The header carries the first line (message); the body the whole text (with the stack).
+            await answer(m, body: reply.body, error: String(text.split(separator: "\n").first ?? "function failed"))
+            await publishExec(workload, subject: m.subject, elapsed: nil, error: text)
         }
     }
 

@@ -61,12 +61,13 @@ public final class ChildProcess: Sendable {
         self.stderr = stderr
     }
 
-    /// Starts `executable`. `environment` is the child's whole environment. With `killWithParent`, the child
-    /// gets SIGKILL when this process dies, however it dies.
+    /// Starts `executable`. `environment` is the child's whole environment. `extraDescriptors` become the
+    /// child's descriptors 3, 4, … (not closed by the spawn). With `killWithParent`, the child gets SIGKILL
+    /// when this process dies, however it dies.
     public static func spawn(
         executable: String, arguments: [String] = [], environment: [String: String],
         directory: String? = nil, stdout: Stream = .inherit, stderr: Stream = .inherit,
-        newProcessGroup: Bool = true, killWithParent: Bool = true
+        extraDescriptors: [Int32] = [], newProcessGroup: Bool = true, killWithParent: Bool = true
     ) async throws(SpawnError) -> ChildProcess {
         var toClose: [Int32] = []
         var readEnds: [Int32?] = [nil, nil]
@@ -90,13 +91,13 @@ public final class ChildProcess: Sendable {
         }
         let argv = [executable] + arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }
-        let fdsCopy = fds
+        let fdsCopy = fds + extraDescriptors
         // Awaited, not blocked on: callers run on event loops and the cooperative pool.
         let pid = await SpawnThread.shared.run {
             withCStrings(argv) { argvPointers in
                 withCStrings(envp) { envPointers in
                     nex_spawn(
-                        executable, argvPointers, envPointers, directory, fdsCopy[0], fdsCopy[1], fdsCopy[2],
+                        executable, argvPointers, envPointers, directory, fdsCopy, Int32(fdsCopy.count),
                         newProcessGroup ? 1 : 0, killWithParent ? SIGKILL : 0)
                 }
             }

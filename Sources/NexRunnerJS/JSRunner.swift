@@ -4,8 +4,9 @@ import NexProcess
 public import NexWorkloads
 import Synchronization
 
-/// Runs a JavaScript function (`v8` workloads): the artifact is the source; every trigger calls the function
-/// on the runner's own thread, with the limits given.
+/// Runs a JavaScript function (`v8` workloads): the artifact is the source, compiled on the runner's own
+/// thread; every trigger calls the function on the caller's (dedicated) thread, with the limits given. The
+/// shim takes V8's lock on each entry, so the isolate may move between threads.
 public final class JSRunner: FunctionRunner {
     /// Largest source accepted.
     public static let maxSourceBytes = 4 << 20
@@ -54,16 +55,14 @@ public final class JSRunner: FunctionRunner {
         }
     }
 
-    nonisolated(nonsending) public func trigger(subject: String, payload: [UInt8]) async -> TriggerResult {
+    public func run(subject: String, payload: [UInt8]) -> TriggerResult {
         guard let f = function.withLock({ $0 }) else {
             return .failure("the function is not running", elapsedNanos: 0)
         }
-        return await thread.run {
-            .timed {
-                switch f.call(subject: subject, payload: payload) {
-                case .reply(let bytes): .success(bytes)
-                case .threw(let error), .limitExceeded(let error): .failure(TriggerFailure(error))
-                }
+        return .timed {
+            switch f.call(subject: subject, payload: payload) {
+            case .reply(let bytes): .success(bytes)
+            case .threw(let error), .limitExceeded(let error): .failure(TriggerFailure(error))
             }
         }
     }

@@ -4,8 +4,9 @@ import NexProcess
 public import NexWorkloads
 import Synchronization
 
-/// Runs a WebAssembly function (`wasm` workloads): the module is parsed once at deploy and instantiated per
-/// trigger on the runner's own thread; stderr goes to the logs at error level.
+/// Runs a WebAssembly function (`wasm` workloads): the module is parsed once at deploy (on the runner's own
+/// thread) and instantiated per trigger on the caller's dedicated thread; stderr goes to the logs at error
+/// level.
 public final class WasmRunner: FunctionRunner {
     /// Largest module accepted.
     public static let maxModuleBytes = 64 << 20
@@ -50,14 +51,12 @@ public final class WasmRunner: FunctionRunner {
         }
     }
 
-    nonisolated(nonsending) public func trigger(subject: String, payload: [UInt8]) async -> TriggerResult {
+    public func run(subject: String, payload: [UInt8]) -> TriggerResult {
         guard let f = function.withLock({ $0 }) else { return .failure("the function is not running", elapsedNanos: 0) }
-        return await thread.run {
-            .timed {
-                switch f.call(subject: subject, payload: payload) {
-                case .reply(let bytes): .success(bytes)
-                case .failed(let error): .failure(TriggerFailure(error))
-                }
+        return .timed {
+            switch f.call(subject: subject, payload: payload) {
+            case .reply(let bytes): .success(bytes)
+            case .failed(let error): .failure(TriggerFailure(error))
             }
         }
     }

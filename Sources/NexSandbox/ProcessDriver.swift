@@ -21,8 +21,9 @@ public struct ProcessDriver: SandboxDriver {
                 AgentEnvironment.natsURL: spec.natsURL,
                 AgentEnvironment.nkeySeed: spec.nkeySeed,
                 AgentEnvironment.nodeID: spec.nodeID,
+                AgentEnvironment.linkFD: String(AgentEnvironment.linkDescriptor),
                 "PATH": "/usr/local/bin:/usr/bin:/bin",
-            ], directory: spec.workDirectory, stdout: .pipe, stderr: .pipe)
+            ], directory: spec.workDirectory, stdout: .pipe, stderr: .pipe, extraDescriptors: [spec.linkDescriptor])
         for fd in [process.stdout, process.stderr].compactMap({ $0 }) {
             let output = agentOutput
             let id = spec.agentID

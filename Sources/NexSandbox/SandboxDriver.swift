@@ -29,10 +29,13 @@ public struct AgentLaunchSpec: Sendable {
     /// Memory and CPU the agent and its workload may use (`machine_template`).
     public var memoryMiB: Int
     public var vcpuCount: Int
+    /// The agent's end of its link to the node (a Unix socket that carries triggers): the driver gives it
+    /// to the agent as descriptor ``AgentEnvironment/linkDescriptor``; the node closes its copy afterwards.
+    public var linkDescriptor: Int32
 
     public init(
         agentID: String, agentExecutable: String, natsURL: String, nkeySeed: String, nodeID: String,
-        workDirectory: String, memoryMiB: Int, vcpuCount: Int
+        workDirectory: String, memoryMiB: Int, vcpuCount: Int, linkDescriptor: Int32
     ) {
         self.agentID = agentID
         self.agentExecutable = agentExecutable
@@ -42,6 +45,7 @@ public struct AgentLaunchSpec: Sendable {
         self.workDirectory = workDirectory
         self.memoryMiB = memoryMiB
         self.vcpuCount = vcpuCount
+        self.linkDescriptor = linkDescriptor
     }
 }
 

@@ -40,7 +40,10 @@ public struct WorkloadStartError: Error, Sendable, CustomStringConvertible {
 /// A runner of functions: besides start and stop, it runs the function once per trigger.
 public protocol FunctionRunner: WorkloadRunner {
     /// Runs the function for a message on `subject`; never throws (failures are a result).
-    nonisolated(nonsending) func trigger(subject: String, payload: [UInt8]) async -> TriggerResult
+    ///
+    /// Blocking, one call at a time: the agent calls it on its link's own thread, so an engine runs on a
+    /// dedicated thread, never on an event loop or the cooperative pool.
+    func run(subject: String, payload: [UInt8]) -> TriggerResult
 }
 
 /// What one trigger of a function produced.

@@ -3,15 +3,18 @@
 
 #include <sys/types.h>
 
+/// The most descriptors a child can be given (0-2 and a few more).
+#define NEX_SPAWN_MAX_FDS 8
+
 /// Starts `path` with `argv` and `envp` (NULL-terminated) in a child process.
 ///
-/// The child gets `stdin_fd`, `stdout_fd` and `stderr_fd` as its fds 0-2 (-1 means /dev/null) and no other
-/// descriptor, default signal dispositions and an empty signal mask, its own process group when
-/// `new_process_group` is non-zero, and `death_signal` (when non-zero) once the spawning thread exits.
-/// `cwd` may be NULL. Returns the pid, or -errno when the exec failed (the error is reported through a
+/// The child gets `fds[0..nfds-1]` as its descriptors 0..nfds-1 (3 <= nfds <= NEX_SPAWN_MAX_FDS; -1 means
+/// /dev/null) and no other descriptor, default signal dispositions and an empty signal mask, its own process
+/// group when `new_process_group` is non-zero, and `death_signal` (when non-zero) once the spawning thread
+/// exits. `cwd` may be NULL. Returns the pid, or -errno when the exec failed (the error is reported through a
 /// close-on-exec pipe, so a missing or non-executable file is an error here, not an exit code later).
-pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, int stdin_fd,
-                int stdout_fd, int stderr_fd, int new_process_group, int death_signal);
+pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds, int nfds,
+                int new_process_group, int death_signal);
 
 /// pipe2(fds, O_CLOEXEC): both ends close on exec, so no child inherits a pipe meant for another.
 int nex_pipe_cloexec(int fds[2]);

@@ -1,0 +1,92 @@
+/// One message on the private link between a node and one of its agents.
+///
+/// The link carries the hot path only (a function's triggers and their results); everything else between
+/// node and agent (handshake, deploy, logs, events, host calls) goes over the internal NATS server. On the
+/// wire: a 4-byte big-endian length of the rest, a kind byte, an 8-byte big-endian id, then the body.
+public enum LinkFrame: Equatable, Sendable {
+    /// Node → agent: run the function for a message on `subject`.
+    case trigger(id: UInt64, subject: String, payload: [UInt8])
+    /// Agent → node: the answer to trigger `id`: the reply (`ok`) or the error text.
+    case result(id: UInt64, ok: Bool, elapsedNanos: Int64, body: [UInt8])
+
+    /// The largest frame accepted (well above NATS's 1 MiB default payload, far below memory trouble).
+    public static let maxLength = 64 << 20
+
+    private static let triggerKind: UInt8 = 1
+    private static let resultKind: UInt8 = 2
+
+    /// The frame as bytes for the wire.
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        switch self {
+        case .trigger(let id, let subject, let payload):
+            let name = Array(subject.utf8)
+            out.reserveCapacity(4 + 1 + 8 + 2 + name.count + payload.count)
+            Self.append(UInt32(1 + 8 + 2 + name.count + payload.count), to: &out)
+            out.append(Self.triggerKind)
+            Self.append(id, to: &out)
+            Self.append(UInt16(name.count), to: &out)
+            out += name
+            out += payload
+        case .result(let id, let ok, let elapsedNanos, let body):
+            out.reserveCapacity(4 + 1 + 8 + 1 + 8 + body.count)
+            Self.append(UInt32(1 + 8 + 1 + 8 + body.count), to: &out)
+            out.append(Self.resultKind)
+            Self.append(id, to: &out)
+            out.append(ok ? 1 : 0)
+            Self.append(UInt64(bitPattern: elapsedNanos), to: &out)
+            out += body
+        }
+        return out
+    }
+
+    /// Why bytes on the link are not a frame; the link is closed after one.
+    public struct MalformedFrame: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Decodes the frame at the start of `bytes`: the frame and how many bytes it took, or nil while the
+    /// frame is still incomplete.
+    public static func decode(_ bytes: ArraySlice<UInt8>) throws(MalformedFrame) -> (LinkFrame, Int)? {
+        guard bytes.count >= 4 else { return nil }
+        let start = bytes.startIndex
+        let length = Int(read(UInt32.self, bytes, at: start))
+        guard length >= 9, length <= maxLength else {
+            throw MalformedFrame(description: "a frame of \(length) bytes")
+        }
+        guard bytes.count >= 4 + length else { return nil }
+        let kind = bytes[start + 4]
+        let id = read(UInt64.self, bytes, at: start + 5)
+        let body = start + 13
+        let end = start + 4 + length
+        switch kind {
+        case triggerKind:
+            guard end - body >= 2 else { throw MalformedFrame(description: "a trigger without a subject") }
+            let nameLength = Int(read(UInt16.self, bytes, at: body))
+            guard end - body - 2 >= nameLength else { throw MalformedFrame(description: "a truncated subject") }
+            let subject = String(decoding: bytes[(body + 2)..<(body + 2 + nameLength)], as: UTF8.self)
+            return (
+                .trigger(id: id, subject: subject, payload: Array(bytes[(body + 2 + nameLength)..<end])), 4 + length
+            )
+        case resultKind:
+            guard end - body >= 9 else { throw MalformedFrame(description: "a truncated result") }
+            let elapsed = Int64(bitPattern: read(UInt64.self, bytes, at: body + 1))
+            return (
+                .result(id: id, ok: bytes[body] == 1, elapsedNanos: elapsed, body: Array(bytes[(body + 9)..<end])),
+                4 + length
+            )
+        default:
+            throw MalformedFrame(description: "an unknown frame kind \(kind)")
+        }
+    }
+
+    private static func append<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {
+        withUnsafeBytes(of: value.bigEndian) { out += $0 }
+    }
+
+    private static func read<T: FixedWidthInteger>(_: T.Type, _ bytes: ArraySlice<UInt8>, at index: Int) -> T {
+        var value: T = 0
+        for offset in 0..<MemoryLayout<T>.size { value = value << 8 | T(bytes[index + offset]) }
+        return value
+    }
+}

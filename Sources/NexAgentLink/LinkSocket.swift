@@ -1,0 +1,189 @@
+import Foundation
+
+/// One end of a node↔agent link: a Unix stream socket, read on a thread of its own and written without
+/// blocking the caller. Senders are event loops (the node answers triggers there), so a send tries a
+/// non-blocking write first and leaves what did not fit to a writer thread, in order.
+public final class LinkSocket: @unchecked Sendable {
+    // @unchecked: every mutable field below is guarded by `condition`.
+    private let fd: Int32
+    private let condition = NSCondition()
+    private var queue: [[UInt8]] = []
+    private var writing = false
+    private var writerStarted = false
+    private var readerStarted = false
+    private var closed = false
+    private var descriptorClosed = false
+
+    /// Takes ownership of `fd`, a connected stream socket.
+    public init(fd: Int32) {
+        self.fd = fd
+    }
+
+    /// A connected pair: this process's end, and the descriptor to hand to a child as one of its descriptors
+    /// (close-on-exec here; the spawn gives the child its own copy, after which the caller closes this one).
+    public static func pair() throws -> (LinkSocket, childEnd: Int32) {
+        var fds: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+            throw LinkError("socketpair: \(String(cString: strerror(errno)))")
+        }
+        return (LinkSocket(fd: fds[0]), fds[1])
+    }
+
+    /// Queues `frame`; false when the link is closed. Never blocks for longer than a non-blocking write.
+    @discardableResult
+    public func send(_ frame: LinkFrame) -> Bool {
+        let bytes = frame.encoded()
+        condition.lock()
+        defer { condition.unlock() }
+        if closed { return false }
+        var offset = 0
+        if queue.isEmpty && !writing {
+            while offset < bytes.count {
+                let n = bytes.withUnsafeBytes {
+                    Foundation.send(
+                        fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                }
+                if n > 0 {
+                    offset += n
+                } else if n < 0, errno == EINTR {
+                    continue
+                } else if n < 0, errno == EAGAIN || errno == EWOULDBLOCK {
+                    break
+                } else {
+                    closed = true
+                    shutdown(fd, Int32(SHUT_RDWR))
+                    return false
+                }
+            }
+            if offset == bytes.count { return true }
+        }
+        queue.append(offset == 0 ? bytes : Array(bytes[offset...]))
+        if !writerStarted {
+            writerStarted = true
+            let thread = Thread { [self] in writeQueued() }
+            thread.name = "nex-link-writer"
+            thread.start()
+        }
+        condition.signal()
+        return true
+    }
+
+    /// The writer thread: blocking writes of what the fast path could not send, until the link closes.
+    private func writeQueued() {
+        condition.lock()
+        while true {
+            while queue.isEmpty && !closed { condition.wait() }
+            if closed { break }
+            let bytes = queue.removeFirst()
+            writing = true
+            condition.unlock()
+            var offset = 0
+            var failed = false
+            while offset < bytes.count {
+                let n = bytes.withUnsafeBytes {
+                    Foundation.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                }
+                if n > 0 {
+                    offset += n
+                } else if !(n < 0 && errno == EINTR) {
+                    failed = true
+                    break
+                }
+            }
+            condition.lock()
+            writing = false
+            condition.broadcast()
+            if failed {
+                closed = true
+                shutdown(fd, Int32(SHUT_RDWR))
+            }
+        }
+        condition.unlock()
+    }
+
+    /// Reads frames on a thread of its own until the link ends: `onFrame` for each (on that thread),
+    /// `onTick` about every `tick` (for deadlines), then `onEnd` with the reason. The descriptor is closed then.
+    public func startReading(
+        name: String, tick: Duration = .seconds(1), onFrame: @escaping @Sendable (LinkFrame) -> Void,
+        onTick: @escaping @Sendable () -> Void = {}, onEnd: @escaping @Sendable (String) -> Void
+    ) {
+        condition.lock()
+        readerStarted = true
+        condition.unlock()
+        let thread = Thread { [self] in
+            let reason = readFrames(tick: tick, onFrame: onFrame, onTick: onTick)
+            finish()
+            onEnd(reason)
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    private func readFrames(
+        tick: Duration, onFrame: (LinkFrame) -> Void, onTick: () -> Void
+    ) -> String {
+        let tickMillis = Int32(tick.components.seconds * 1000 + tick.components.attoseconds / 1_000_000_000_000_000)
+        var lastTick = ContinuousClock.now
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, tickMillis)
+            if ContinuousClock.now - lastTick >= tick {
+                lastTick = .now
+                onTick()
+            }
+            if ready == 0 { continue }
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return "poll: \(String(cString: strerror(errno)))"
+            }
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR || errno == EAGAIN { continue }
+            if n == 0 { return "the other end closed the link" }
+            if n < 0 { return "read: \(String(cString: strerror(errno)))" }
+            buffer += chunk[0..<n]
+            var start = 0
+            do {
+                while let (frame, used) = try LinkFrame.decode(buffer[start...]) {
+                    onFrame(frame)
+                    start += used
+                }
+            } catch {
+                return "malformed link data: \(error)"
+            }
+            buffer.removeFirst(start)
+        }
+    }
+
+    /// Marks the link closed, waits for a write in progress, then closes the descriptor (only now, so that
+    /// no thread can write to a number the kernel has reused).
+    private func finish() {
+        condition.lock()
+        closed = true
+        shutdown(fd, Int32(SHUT_RDWR))
+        condition.broadcast()
+        while writing { condition.wait() }
+        let alreadyClosed = descriptorClosed
+        descriptorClosed = true
+        condition.unlock()
+        if !alreadyClosed { Foundation.close(fd) }
+    }
+
+    /// Closes the link: the reader sees the end (and closes the descriptor); later sends return false.
+    public func close() {
+        condition.lock()
+        let reading = readerStarted
+        closed = true
+        shutdown(fd, Int32(SHUT_RDWR))
+        condition.broadcast()
+        condition.unlock()
+        if !reading { finish() }
+    }
+}
+
+/// Why the link cannot carry a call.
+public struct LinkError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+
+@testable import NexAgentLink
+
+@Suite(.timeLimit(.minutes(1))) struct LinkFrameTests {
+    static let frames: [LinkFrame] = [
+        .trigger(id: 1, subject: "fn.echo", payload: Array("hello".utf8)),
+        .trigger(id: UInt64.max, subject: "", payload: []),
+        .result(id: 7, ok: true, elapsedNanos: 123_456, body: Array("reply".utf8)),
+        .result(id: 8, ok: false, elapsedNanos: -1, body: []),
+    ]
+
+    @Test(arguments: frames) func roundTripsAtEverySplit(_ frame: LinkFrame) throws {
+        let bytes = frame.encoded()
+        for cut in 0..<bytes.count {
+            #expect(try LinkFrame.decode(bytes[0..<cut]) == nil)
+        }
+        let decoded = try #require(try LinkFrame.decode(bytes[...]))
+        #expect(decoded.0 == frame && decoded.1 == bytes.count)
+        // A frame followed by the start of another decodes alone.
+        let two = bytes + bytes.prefix(3)
+        #expect(try LinkFrame.decode(two[...])?.1 == bytes.count)
+    }
+
+    @Test(arguments: [
+        [0, 0, 0, 1, 1] as [UInt8],  // shorter than a header
+        [0xff, 0xff, 0xff, 0xff],  // larger than the limit
+        [0, 0, 0, 9, 9, 0, 0, 0, 0, 0, 0, 0, 1],  // unknown kind
+        [0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 1],  // trigger without a subject length
+        [0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5],  // subject longer than the frame
+        [0, 0, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0, 1],  // result without its fields
+    ])
+    func malformedFramesAreErrors(_ bytes: [UInt8]) {
+        #expect(throws: LinkFrame.MalformedFrame.self) { try LinkFrame.decode(bytes[...]) }
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct AgentLinkTests {
+    /// A node end and an agent end over a real socketpair; the agent echoes with the subject appended.
+    func withLink<T>(
+        _ run: @escaping @Sendable (String, [UInt8]) -> AgentLinkServer.Outcome = { subject, payload in
+            (true, 42, payload + Array(subject.utf8))
+        }, _ body: (AgentLinkClient) async throws -> T
+    ) async throws -> T {
+        let (nodeEnd, agentFD) = try LinkSocket.pair()
+        let client = AgentLinkClient.start(nodeEnd)
+        AgentLinkServer.serve(LinkSocket(fd: agentFD), run: run, onEnd: { _ in })
+        defer { client.close() }
+        return try await body(client)
+    }
+
+    @Test func triggersAreAnsweredInOrderAndConcurrently() async throws {
+        try await withLink { client in
+            let reply = try await client.trigger(subject: "fn.a", payload: Array("x".utf8), timeout: .seconds(5))
+            #expect(reply.ok && reply.elapsedNanos == 42 && reply.body == Array("xfn.a".utf8))
+            let replies = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+                for i in 0..<200 {
+                    group.addTask {
+                        (
+                            i,
+                            try await client.trigger(subject: "s", payload: Array("\(i)".utf8), timeout: .seconds(5))
+                                .body
+                        )
+                    }
+                }
+                return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            }
+            #expect(replies.count == 200 && replies.allSatisfy { $0.value == Array("\($0.key)s".utf8) })
+        }
+    }
+
+    @Test func largePayloadsGoThroughTheWriterThread() async throws {
+        // Far more than a socket buffer: the non-blocking write leaves the rest to the writer thread.
+        let big = [UInt8]((0..<(8 << 20)).map { UInt8(truncatingIfNeeded: $0) })
+        try await withLink { client in
+            async let a = client.trigger(subject: "a", payload: big, timeout: .seconds(20))
+            async let b = client.trigger(subject: "b", payload: big, timeout: .seconds(20))
+            let (ra, rb) = try await (a, b)
+            #expect(ra.body == big + Array("a".utf8) && rb.body == big + Array("b".utf8))
+        }
+    }
+
+    @Test func failuresCarryTheirText() async throws {
+        try await withLink({ _, _ in (false, 5, Array("Error: boom".utf8)) }) { client in
+            let reply = try await client.trigger(subject: "s", payload: [], timeout: .seconds(5))
+            #expect(!reply.ok && String(decoding: reply.body, as: UTF8.self) == "Error: boom")
+        }
+    }
+
+    @Test func aSilentAgentTimesOut() async throws {
+        try await withLink({ _, _ in
+            Thread.sleep(forTimeInterval: 3)
+            return (true, 0, [])
+        }) { client in
+            let started = ContinuousClock.now
+            await #expect(throws: LinkError.self) {
+                try await client.trigger(subject: "s", payload: [], timeout: .milliseconds(500))
+            }
+            #expect(ContinuousClock.now - started < .seconds(3))
+        }
+    }
+
+    @Test func aClosedAgentEndFailsWaitingAndLaterCalls() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.pair()
+        let client = AgentLinkClient.start(nodeEnd)
+        let pending = Task { try await client.trigger(subject: "s", payload: [], timeout: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(100))
+        close(agentFD)  // the agent died
+        await #expect(throws: LinkError.self) { try await pending.value }
+        await #expect(throws: LinkError.self) {
+            try await client.trigger(subject: "s", payload: [], timeout: .seconds(1))
+        }
+    }
+
+    @Test func garbageFromTheAgentEndsTheLink() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.pair()
+        let client = AgentLinkClient.start(nodeEnd)
+        let pending = Task { try await client.trigger(subject: "s", payload: [], timeout: .seconds(30)) }
+        let junk: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0, 0]
+        _ = junk.withUnsafeBytes { write(agentFD, $0.baseAddress, $0.count) }
+        let error = await #expect(throws: LinkError.self) { try await pending.value }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("malformed"))
+        close(agentFD)
+    }
+}
