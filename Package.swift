@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "NexControlClient", targets: ["NexControlClient"]),
         .library(name: "NexNode", targets: ["NexNode"]),
         .library(name: "NexProcess", targets: ["NexProcess"]),
+        .library(name: "NexAgentLink", targets: ["NexAgentLink"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
         .executable(name: "nex", targets: ["nex"]),
         .executable(name: "nex-agent", targets: ["nex-agent"]),

@@ -33,7 +33,11 @@ let package = Package(
         ),
         .executableTarget(name: "nex-bench", dependencies: ["BenchSupport"], path: "Sources/NexBench"),
         .executableTarget(
-            name: "fn-bench", dependencies: ["BenchSupport", .product(name: "NATS", package: rootPackage)],
+            name: "fn-bench",
+            dependencies: [
+                "BenchSupport", .product(name: "NATS", package: rootPackage),
+                .product(name: "NexAgentLink", package: rootPackage), .product(name: "NexModels", package: rootPackage),
+            ],
             path: "Sources/FunctionBench"
         ),
         .executableTarget(

@@ -27,10 +27,20 @@ public struct CloudEvent<Payload: Codable & Sendable>: Codable, Sendable {
         case dataContentType = "datacontenttype"
     }
 
+    /// `2026-11-21T15:21:57.123Z`. Formatted by hand: a new ISO8601DateFormatter costs about 75 µs on
+    /// Linux, and every function trigger publishes an event.
     static func rfc3339(_ date: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: date)
+        let interval = date.timeIntervalSince1970
+        var seconds = time_t(interval.rounded(.down))
+        let millis = min(Int((interval - Double(seconds)) * 1000), 999)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
     }
 }
 

@@ -12,15 +12,18 @@ import Synchronization
 final class HostServicesBroker: Sendable {
     let client: NATSClient
     let denyPublish: [String]
+    /// Services the node's `host_services_config.services` switched off.
+    let disabled: Set<String>
     /// Deadline of one host call, so a blocked call never outlives the function's limits.
     let timeout: Duration = .seconds(5)
     /// Buckets already made or opened, so a host call is one JetStream request, not two.
     private let keyValues = Mutex<[String: KeyValue]>([:])
     private let objectStores = Mutex<[String: ObjectStore]>([:])
 
-    init(client: NATSClient, denyPublish: [String]) {
+    init(client: NATSClient, denyPublish: [String], disabled: Set<String> = []) {
         self.client = client
         self.denyPublish = denyPublish
+        self.disabled = disabled
     }
 
     /// The private key-value bucket of a workload: one per namespace and name (hashed, so names with `_` or
@@ -31,6 +34,10 @@ final class HostServicesBroker: Sendable {
     }
 
     func handle(namespace: String, name: String, service: String, method: String, arguments: [UInt8]) async -> [UInt8] {
+        // The configuration names the object store `objectstore`; so do the calls.
+        if disabled.contains(service) {
+            return Self.encode(["error": "\(service).\(method): the \(service) host service is disabled on this node"])
+        }
         do {
             return try await withDeadline {
                 guard

@@ -87,7 +87,15 @@ extension WorkloadManager {
         guard let id = agentWorkload(agentID), let workload = workloads(id: id) else {
             return HostServicesBroker.encode(["error": "no workload"])
         }
-        return await hostServices.handle(
+        let broker: HostServicesBroker
+        do {
+            broker = try await hostServices.broker(workloadID: id, deploy: workload.deploy.request.hostServicesConfig)
+        } catch {
+            return HostServicesBroker.encode([
+                "error": "\(service).\(method): cannot reach the host services server: \(error)"
+            ])
+        }
+        return await broker.handle(
             namespace: workload.namespace, name: workload.name, service: service, method: method,
             arguments: arguments)
     }

@@ -41,8 +41,8 @@ actor WorkloadManager {
     let logger: Logger
     /// Reads the node's lame-duck flag (restarts stop in lame duck).
     let isLameDuck: @Sendable () -> Bool
-    /// Host services of the functions, on the node's own connection.
-    let hostServices: HostServicesBroker
+    /// Host services of the functions: the connection each one's host calls use.
+    let hostServices: HostServiceConnections
 
     private var workloads: [String: Workload] = [:]
     private var byAgent: [String: String] = [:]
@@ -59,8 +59,9 @@ actor WorkloadManager {
         self.events = events
         self.logger = logger
         self.isLameDuck = isLameDuck
-        self.hostServices = HostServicesBroker(
-            client: events.client, denyPublish: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
+        self.hostServices = HostServiceConnections(
+            client: events.client, config: config.hostServicesConfig,
+            denyPublish: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
     }
 
     var count: Int { workloads.count }
@@ -215,6 +216,7 @@ actor WorkloadManager {
     /// Stops every workload (graceful shutdown, lame-duck drain).
     func stopAll(reason: String) async {
         for workload in all() { await end(workload.id, code: 0, message: reason, keepArtifact: false) }
+        await hostServices.closeAll()
     }
 
     /// Undeploys a workload: the agent stops it (SIGTERM, then SIGKILL), the sandbox is destroyed, and
@@ -232,6 +234,7 @@ actor WorkloadManager {
         guard let current = workloads.removeValue(forKey: workload.id) else { return }
         for sub in current.triggers { try? await sub.unsubscribe() }
         byAgent[workload.agent.id] = nil
+        await hostServices.release(workloadID: workload.id)
         await destroy(workload.agent)
         if !keepArtifact { try? FileManager.default.removeItem(atPath: workload.artifactPath) }
         logger.info(

@@ -1,5 +1,6 @@
 import Foundation
 import NATS
+import NATSJetStream
 import NATSTestSupport
 import NKeys
 import NexControlClient
@@ -23,13 +24,14 @@ import Testing
         func deploy(
             file: String, name: String, type: String = "native", triggers: [String] = [],
             environment: [String: String] = [:], essential: Bool = false, namespace: String = "default",
-            argv: [String] = []
+            argv: [String] = [], hostServices: HostServicesConfig? = nil
         ) async throws -> RunResponse {
             let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
-            let request = try NexControlClient.makeDeployRequest(
+            var request = try NexControlClient.makeDeployRequest(
                 name: name, type: type, location: location, hash: hash, environment: environment,
                 issuer: issuer, publisher: publisher, targetNode: node.nodeID, targetXkey: node.xkey.publicKey,
                 triggerSubjects: triggers, argv: argv, essential: essential)
+            request.hostServicesConfig = hostServices
             var scoped = nex
             scoped.namespace = namespace
             return try await scoped.deploy(request, to: node.nodeID)
@@ -421,6 +423,38 @@ import Testing
             _ = try await h.deploy(file: sneaky, name: "sneaky", type: "v8", triggers: ["fn.sneaky"])
             let refused = try await h.client.request("", to: "fn.sneaky", timeout: .seconds(10))
             #expect(refused.headers?["Nats-Service-Error"]?.contains("not allowed") == true)
+        }
+    }
+
+    /// `host_services_config`: a deploy that names another server gets its bucket there; the node's switches
+    /// turn a service off.
+    @Test func hostServicesFollowTheDeployAndTheNodeConfiguration() async throws {
+        try await NATSServer.with(.init(jetStream: true)) { elsewhere in
+            try await withNode({
+                $0.workloadTypes = ["v8"]
+                $0.hostServicesConfig = try! JSONDecoder().decode(
+                    NodeConfiguration.HostServices.self,
+                    from: Data(#"{"services": {"http": {"enabled": false}}}"#.utf8))
+            }) { h in
+                let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+                _ = try await h.deploy(
+                    file: examples + "/kv.js", name: "remotekv", type: "v8", triggers: ["fn.remotekv"],
+                    hostServices: HostServicesConfig(natsURL: elsewhere.url))
+                let reply = try await h.client.request("far", to: "fn.remotekv", timeout: .seconds(10))
+                #expect(reply.string == #"{"keys":["hello2"],"hello2":"far"}"#, "\(reply.string)")
+                let bucket = HostServicesBroker.bucket(prefix: "NEXKV_", namespace: "default", name: "remotekv")
+                try await withClient([elsewhere.url]) { far in
+                    let kv = try await JetStreamContext(client: far).keyValue(bucket)
+                    #expect(try await kv.get("hello2")?.string == "far")
+                }
+                await #expect(throws: (any Error).self) {
+                    try await JetStreamContext(client: h.client).keyValue(bucket)
+                }
+
+                _ = try await h.deploy(file: examples + "/http.js", name: "nohttp", type: "v8", triggers: ["fn.nohttp"])
+                let refused = try await h.client.request("http://127.0.0.1:1/", to: "fn.nohttp", timeout: .seconds(10))
+                #expect(refused.string.contains("disabled on this node"), "\(refused.string)")
+            }
         }
     }
 

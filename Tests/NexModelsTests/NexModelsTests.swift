@@ -76,6 +76,18 @@ func jsonObject(_ data: Data) throws -> NSDictionary {
         #expect(try jsonObject(again) == jsonObject(golden("workload_deployed_event")))
     }
 
+    @Test(arguments: [0, 1_700_000_000.5, 1_795_000_000.999, 951_782_400.0421, 4_102_444_799.9999])
+    func timesAreRFC3339InUTCWithMilliseconds(_ seconds: Double) {
+        let date = Date(timeIntervalSince1970: seconds)
+        let reference = ISO8601DateFormatter()
+        reference.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let event = CloudEvent(
+            id: "1", source: "N1", type: NexEventType.heartbeat, time: date, data: [String: String]())
+        // The reference rounds to the nearest millisecond; ours truncates (never a time in the future).
+        let truncated = Date(timeIntervalSince1970: (seconds * 1000).rounded(.down) / 1000 + 0.0000001)
+        #expect(event.time == reference.string(from: truncated))
+    }
+
     @Test func newEventsCarryTheCloudEventsFields() throws {
         let e = CloudEvent(
             id: "1", source: "N1", type: NexEventType.heartbeat, data: NodeStoppedEvent(id: "N1", graceful: true))

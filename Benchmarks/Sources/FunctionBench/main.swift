@@ -5,6 +5,9 @@
 import BenchSupport
 import Foundation
 import NATS
+import NexAgentLink
+import NexModels
+import Synchronization
 
 let args = CommandLine.arguments
 guard args.count >= 3 else {
@@ -23,8 +26,13 @@ try await floorClient.subscribe(to: "bench.native") { m in
     if let r = m.replyTo { try await floorClient.publish(m.bytes, to: r) }
 }
 try await floorClient.flush()
-let jsEcho = try await bench.upload(args[2] + "/echofunction.js", key: "jsecho")
+// The echo itself, and the example echo that also logs a line per call (a log line is a publish).
+let pureEcho = FileManager.default.temporaryDirectory.appendingPathComponent("fn-bench-echo.js").path
+try "(subject, payload) => payload;\n".write(toFile: pureEcho, atomically: true, encoding: .utf8)
+let jsEcho = try await bench.upload(pureEcho, key: "jsecho")
 _ = try await bench.deploy(jsEcho, name: "jsecho", type: "v8", triggers: ["bench.js"])
+let jsLogEcho = try await bench.upload(args[2] + "/echofunction.js", key: "jslogecho")
+_ = try await bench.deploy(jsLogEcho, name: "jslogecho", type: "v8", triggers: ["bench.jslog"])
 let wasmEcho = try await bench.upload(args[2] + "/wasm/echofunction.wasm", key: "wasmecho")
 _ = try await bench.deploy(wasmEcho, name: "wasmecho", type: "wasm", triggers: ["bench.wasm"])
 
@@ -61,17 +69,47 @@ func throughput(_ subject: String, concurrency: Int, seconds: Double) async thro
     return Double(done) / seconds
 }
 
+/// The engines' own run time per trigger, as the agent measured it (`elapsed_nanos` of the events).
+let runTimes = Mutex<[String: [Double]]>([:])
+try await requester.subscribe(to: "$NEX.events.default.function_exec_succeeded") { m in
+    guard let event = try? JSONDecoder().decode(CloudEvent<FunctionExecEvent>.self, from: Data(m.bytes)),
+        let nanos = event.data.elapsedNanos
+    else { return }
+    runTimes.withLock { $0[event.data.triggerSubject, default: []].append(Double(nanos) / 1000) }
+}
+try await requester.flush()
+
+/// The node↔agent link alone: an in-process socketpair with an echo on the agent side.
+func linkRoundTrips(count: Int) async throws -> [Double] {
+    let (nodeEnd, agentFD) = try LinkSocket.pair()
+    let link = AgentLinkClient.start(nodeEnd)
+    AgentLinkServer.serve(LinkSocket(fd: agentFD), run: { _, payload in (true, 0, payload) }, onEnd: { _ in })
+    defer { link.close() }
+    let payload = Array("hello".utf8)
+    var out: [Double] = []
+    for i in 0..<(count + 200) {
+        let start = ContinuousClock.now
+        _ = try await link.trigger(subject: "bench.link", payload: payload, timeout: .seconds(10))
+        if i >= 200 { out.append(micros(ContinuousClock.now - start)) }
+    }
+    return out
+}
+
 let native = try await roundTrips("bench.native", count: requests)
 let js = try await roundTrips("bench.js", count: requests)
+let jsLog = try await roundTrips("bench.jslog", count: requests)
 let wasm = try await roundTrips("bench.wasm", count: max(requests / 4, 100))
+let link = try await linkRoundTrips(count: requests)
 let nativeRate = try await throughput("bench.native", concurrency: 8, seconds: 2)
 let jsRate = try await throughput("bench.js", concurrency: 8, seconds: 2)
+let jsLogRate = try await throughput("bench.jslog", concurrency: 8, seconds: 2)
 let wasmRate = try await throughput("bench.wasm", concurrency: 8, seconds: 2)
 
 print("Function round trips (request/reply, 5 B, \(requests) sequential requests; release agent; no sandbox)")
 print("  responder                 p50 µs     p99 µs   p50 vs floor   triggers/s (8 concurrent)")
 for (name, values, rate) in [
     ("native Swift (floor)", native, nativeRate), ("JavaScript echo (V8)", js, jsRate),
+    ("JS echo + console.log", jsLog, jsLogRate),
     ("WebAssembly C echo", wasm, wasmRate),
 ] {
     print(
@@ -80,6 +118,16 @@ for (name, values, rate) in [
             percentile(values, 0.99), percentile(values, 0.5) / percentile(native, 0.5), rate))
 }
 print("  targets: JS p50 ≤ 500 µs and ≤ 3x the floor; WebAssembly p50 ≤ 3 ms")
+print("Where the time goes (p50 µs)")
+let runs = runTimes.withLock { $0 }
+for (name, value) in [
+    ("node↔agent link round trip alone (in-process socketpair echo)", percentile(link, 0.5)),
+    ("JavaScript run time in the agent (elapsed_nanos)", percentile(runs["bench.js"] ?? [0], 0.5)),
+    ("JS + console.log run time in the agent (elapsed_nanos)", percentile(runs["bench.jslog"] ?? [0], 0.5)),
+    ("WebAssembly run time in the agent (elapsed_nanos)", percentile(runs["bench.wasm"] ?? [0], 0.5)),
+] {
+    print(String(format: "  %-64@ %8.1f", name as NSString, value))
+}
 await floorClient.close()
 await requester.close()
 await bench.stop()
