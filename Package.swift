@@ -186,7 +186,7 @@ let package = Package(
             name: "NATSIntegrationTests",
             dependencies: [
                 "NATS", "NKeys", "NATSJetStream", "NATSServices", "NATSTestSupport", "NexModels", "NexControlClient",
-                "NexNode",
+                "NexNode", "NexSandbox",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),

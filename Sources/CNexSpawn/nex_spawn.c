@@ -23,14 +23,31 @@ slow:
     }
 }
 
+// Writes the calling process's pid into `file` (a cgroup's cgroup.procs); async-signal-safe.
+static int join_cgroup(const char *file) {
+    char digits[16];
+    int n = 0;
+    for (pid_t pid = getpid(); pid > 0 && n < 15; pid /= 10) digits[n++] = (char)('0' + pid % 10);
+    char text[16];
+    for (int i = 0; i < n; i++) text[i] = digits[n - 1 - i];
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t written = write(fd, text, (size_t)n);
+    close(fd);
+    return written == n ? 0 : -1;
+}
+
 // Only async-signal-safe calls between fork and exec: the parent is multi-threaded.
 static void child(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds,
-                  int nfds, int new_process_group, int death_signal, pid_t parent, int report_fd) {
+                  int nfds, char *const cgroup_procs[], int new_process_group, int death_signal, pid_t parent, int report_fd) {
     if (death_signal) {
         prctl(PR_SET_PDEATHSIG, death_signal);
         if (getppid() != parent) _exit(127);  // the parent is already gone
     }
     if (new_process_group) setpgid(0, 0);
+    for (int i = 0; cgroup_procs && cgroup_procs[i]; i++) {
+        if (join_cgroup(cgroup_procs[i]) != 0) goto fail;
+    }
     for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);  // NIO ignores SIGPIPE; workloads must not inherit it
     sigset_t all;
     sigemptyset(&all);
@@ -53,7 +70,7 @@ fail:;
 }
 
 pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds, int nfds,
-                int new_process_group, int death_signal) {
+                char *const cgroup_procs[], int new_process_group, int death_signal) {
     if (nfds < 3 || nfds > NEX_SPAWN_MAX_FDS) return -EINVAL;
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
@@ -65,7 +82,7 @@ pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const 
         close(report[1]);
         return -err;
     }
-    if (pid == 0) child(path, argv, envp, cwd, fds, nfds, new_process_group, death_signal, parent, report[1]);
+    if (pid == 0) child(path, argv, envp, cwd, fds, nfds, cgroup_procs, new_process_group, death_signal, parent, report[1]);
     close(report[1]);
     int err = 0;
     ssize_t n;

@@ -22,6 +22,11 @@ extension NATSClient {
         public var connectTimeout: Duration = .seconds(2)
         /// Reconnect after losing the connection.
         public var allowReconnect = true
+        /// A connected stream socket to speak NATS on instead of dialing `servers` (for instance one a parent
+        /// process handed over, with a relay to the server behind it). The client takes ownership and uses it
+        /// once: when that connection ends there is nothing to reconnect to. `servers` still names the server
+        /// (for TLS names and logs).
+        public var connectedSocket: Int32?
         /// Reconnect timing and limits.
         public var reconnect = ServerPool.Policy()
         /// Bytes of publishes kept while disconnected; more is an error (``NATSError/Code/reconnectBufferExceeded``).

@@ -40,8 +40,8 @@ public final class NATSClient: Sendable {
         logger: Logger = Logger(label: "nats", factory: { _ in SwiftLogNoOpLogHandler() }),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
-        self.init(
-            configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup, transport: TCPTransport())
+        let transport: any Transport = configuration.connectedSocket.map { DescriptorTransport($0) } ?? TCPTransport()
+        self.init(configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup, transport: transport)
     }
 
     init(configuration: Configuration, logger: Logger, eventLoopGroup: any EventLoopGroup, transport: any Transport) {

@@ -20,6 +20,8 @@ public final class NexAgent: Sendable {
         public var nkeySeed: String
         /// The descriptor of the link to the node that carries triggers (nil: none was given).
         public var linkDescriptor: Int32?
+        /// A connected socket to the internal server (in a sandbox); nil: dial `natsURL`.
+        public var natsDescriptor: Int32?
 
         /// Reads ``AgentEnvironment`` variables; nil names the first one missing.
         public static func fromEnvironment(_ env: [String: String]) -> Result<Settings, WorkloadStartError> {
@@ -33,7 +35,8 @@ public final class NexAgent: Sendable {
             return .success(
                 Settings(
                     agentID: values[0], natsURL: values[1], nkeySeed: values[2],
-                    linkDescriptor: env[AgentEnvironment.linkFD].flatMap { Int32($0) }))
+                    linkDescriptor: env[AgentEnvironment.linkFD].flatMap { Int32($0) },
+                    natsDescriptor: env[AgentEnvironment.natsFD].flatMap { Int32($0) }))
         }
     }
 
@@ -64,6 +67,11 @@ public final class NexAgent: Sendable {
         // The internal server lives and dies with the node: a few quick retries, then the agent gives up.
         config.reconnect.reconnectWait = .milliseconds(250)
         config.reconnect.maxAttemptsPerServer = 8
+        if let fd = settings.natsDescriptor {
+            // The node's relay is the only way to the server: when it ends, so does the agent.
+            config.connectedSocket = fd
+            config.allowReconnect = false
+        }
         self.client = NATSClient(configuration: config)
     }
 

@@ -44,6 +44,9 @@ public enum AgentEnvironment {
     public static let natsURL = "NEX_AGENT_NATS_URL"
     public static let nkeySeed = "NEX_AGENT_NKEY_SEED"
     public static let nodeID = "NEX_NODE_ID"
+    /// The descriptor of an already connected socket to the internal NATS server (sandboxed agents, which
+    /// have no network: the node relays it to the server's port). Unset: the agent dials the URL.
+    public static let natsFD = "NEX_AGENT_NATS_FD"
     /// The descriptor number of the agent's end of its link to the node.
     public static let linkFD = "NEX_AGENT_LINK_FD"
     /// The descriptor the link is given as (after stdin, stdout and stderr).

@@ -42,6 +42,9 @@ actor AgentPool {
 
     let settings: Settings
     let driver: any SandboxDriver
+    /// Whether the driver isolates agents (then native artifacts must be static executables).
+    nonisolated var isSandboxed: Bool { driver.isSandboxed }
+    nonisolated var driverName: String { driver.name }
     let internalNATS: InternalNATS
     let logger: Logger
     /// Called when an agent dies, warm or busy.

@@ -65,6 +65,7 @@ public final class NexNode: Service, Sendable {
         t["nex.arch"] = HostFacts.arch
         t["nex.cpucount"] = String(HostFacts.cpuCount)
         if config.noSandbox { t["nex.unsafe"] = "true" }
+        t["nex.sandbox"] = NodeRuntime.driverName(config)
         if isLameDuck { t["nex.lameduck"] = "true" }
         return t
     }

@@ -20,27 +20,46 @@ struct NodeRuntime: Sendable {
         URL(fileURLWithPath: config.agentPath ?? (Executable.directory + "/nex-agent")).standardizedFileURL.path
     }
 
-    /// The driver the configuration asks for. Only `none` exists so far, and only with `no_sandbox: true`:
-    /// a sandboxed node never falls back to running workloads unsandboxed.
-    static func driver(_ config: NodeConfiguration, logger: Logger) throws -> any SandboxDriver {
-        guard config.noSandbox else {
-            throw DeployRefusal(
-                "no sandbox driver is available yet (sandbox: \(config.sandbox)); set \"no_sandbox\": true to run workloads unsandboxed"
-            )
-        }
-        return ProcessDriver { agent, line in
+    /// The driver the configuration asks for: `none` only with `no_sandbox: true`; otherwise the sandbox,
+    /// or the reason there is none. A sandboxed node never falls back to running workloads unsandboxed.
+    static func driver(_ config: NodeConfiguration, agent: String, logger: Logger) async throws -> any SandboxDriver {
+        let agentOutput: @Sendable (String, String) -> Void = { agent, line in
             logger.notice("\(line)", metadata: ["nex.agent": "\(agent)"])
         }
+        if config.noSandbox { return ProcessDriver(agentOutput: agentOutput) }
+        switch config.sandbox {
+        case "auto", "namespace":
+            guard let bubblewrap = NamespaceDriver.findBubblewrap() else {
+                throw DeployRefusal(
+                    "the namespace sandbox needs bubblewrap: run `nex node preflight` (or set \"no_sandbox\": true "
+                        + "to run workloads unsandboxed)")
+            }
+            guard let cgroups = Cgroups.detect() else {
+                throw DeployRefusal(
+                    "the namespace sandbox needs cgroups with the memory, cpu and pids controllers for "
+                        + "machine_template limits: none found under /sys/fs/cgroup")
+            }
+            let files = try await NamespaceDriver.runtimeFiles(of: agent)
+            return NamespaceDriver(
+                bubblewrap: bubblewrap, runtimeFiles: files, cgroups: cgroups, agentOutput: agentOutput)
+        default:
+            throw DeployRefusal("the \(config.sandbox) sandbox driver is not available yet")
+        }
+    }
+
+    /// The driver name the node's tags show (`nex.sandbox`).
+    static func driverName(_ config: NodeConfiguration) -> String {
+        config.noSandbox ? "none" : config.sandbox == "auto" ? "namespace" : config.sandbox
     }
 
     static func start(node: NexNode, home: String) async throws -> NodeRuntime {
         let config = node.config
         let logger = node.logger
-        let driver = try driver(config, logger: logger)
         let agent = agentExecutable(config)
         guard FileManager.default.isExecutableFile(atPath: agent) else {
             throw DeployRefusal("nex-agent not found at \(agent) (set agent_path)")
         }
+        let driver = try await driver(config, agent: agent, logger: logger)
         guard let binary = NATSServerProcess.findBinary(nexHome: NexHome.path) else {
             throw DeployRefusal("nats-server not found for the internal server (PATH, NATS_SERVER_BIN, ~/.nex/bin)")
         }

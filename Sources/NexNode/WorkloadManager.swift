@@ -3,6 +3,7 @@ import Logging
 import NATS
 import NKeys
 import NexModels
+import NexSandbox
 
 /// A workload running on one of the node's agents.
 struct Workload: Sendable {
@@ -112,6 +113,9 @@ actor WorkloadManager {
     ) async -> Result<RunResponse, DeployRefusal> {
         if let max = config.nodeLimits.maxTotalBytes, workloads.values.map(\.totalBytes).reduce(totalBytes, +) > max {
             return .failure(DeployRefusal("node_limits.max_total_bytes (\(max)) would be exceeded"))
+        }
+        if pool.isSandboxed, deploy.request.type == "native", let problem = StaticExecutable.problem(at: artifactPath) {
+            return .failure(DeployRefusal("the \(pool.driverName) sandbox runs static executables only: \(problem)"))
         }
         let agent: Agent
         do { agent = try await pool.take(timeout: .milliseconds(config.agentHandshakeTimeoutMs)) } catch {

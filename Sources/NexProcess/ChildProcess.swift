@@ -62,12 +62,14 @@ public final class ChildProcess: Sendable {
     }
 
     /// Starts `executable`. `environment` is the child's whole environment. `extraDescriptors` become the
-    /// child's descriptors 3, 4, … (not closed by the spawn). With `killWithParent`, the child gets SIGKILL
+    /// child's descriptors 3, 4, … (not closed by the spawn). The child writes its pid into each of
+    /// `cgroupProcs` (cgroup.procs files) before it executes. With `killWithParent`, the child gets SIGKILL
     /// when this process dies, however it dies.
     public static func spawn(
         executable: String, arguments: [String] = [], environment: [String: String],
         directory: String? = nil, stdout: Stream = .inherit, stderr: Stream = .inherit,
-        extraDescriptors: [Int32] = [], newProcessGroup: Bool = true, killWithParent: Bool = true
+        extraDescriptors: [Int32] = [], cgroupProcs: [String] = [], newProcessGroup: Bool = true,
+        killWithParent: Bool = true
     ) async throws(SpawnError) -> ChildProcess {
         var toClose: [Int32] = []
         var readEnds: [Int32?] = [nil, nil]
@@ -96,9 +98,11 @@ public final class ChildProcess: Sendable {
         let pid = await SpawnThread.shared.run {
             withCStrings(argv) { argvPointers in
                 withCStrings(envp) { envPointers in
-                    nex_spawn(
-                        executable, argvPointers, envPointers, directory, fdsCopy, Int32(fdsCopy.count),
-                        newProcessGroup ? 1 : 0, killWithParent ? SIGKILL : 0)
+                    withCStrings(cgroupProcs) { cgroupPointers in
+                        nex_spawn(
+                            executable, argvPointers, envPointers, directory, fdsCopy, Int32(fdsCopy.count),
+                            cgroupPointers, newProcessGroup ? 1 : 0, killWithParent ? SIGKILL : 0)
+                    }
                 }
             }
         }

@@ -1,0 +1,187 @@
+import Foundation
+import NexModels
+public import NexProcess
+
+/// The `namespace` driver: each agent and its workload in their own user, pid, mount, ipc, uts, cgroup and
+/// network namespaces (bubblewrap), on an empty read-only root that holds only the agent, the files it
+/// needs and the work directory, with a private /tmp, no capabilities, a seccomp filter and cgroup limits
+/// from `machine_template`.
+///
+/// The only ways out are two sockets the node hands in: the agent's link (triggers) and its connection to
+/// the internal NATS server, which the node relays to that one TCP port. The sandbox has no network.
+public struct NamespaceDriver: SandboxDriver {
+    public var name: String { "namespace" }
+    public var isSandboxed: Bool { true }
+
+    /// Where the agent's NATS connection is inside (after the link, descriptor 3).
+    static let natsDescriptor: Int32 = 4
+    /// Where bubblewrap reads the seccomp program.
+    static let seccompDescriptor: Int32 = 5
+    /// The agent inside the sandbox.
+    static let agentInside = "/nex/nex-agent"
+    /// The work directory inside the sandbox.
+    static let workInside = "/workload"
+    /// Processes a sandbox may have at once (a fork bomb stops here).
+    public static let defaultPidsLimit = 256
+
+    let bubblewrap: String
+    let runtimeFiles: [String]
+    let cgroups: Cgroups?
+    let pidsLimit: Int
+    let agentOutput: @Sendable (String, String) -> Void
+
+    /// A driver that runs `bubblewrap`; `runtimeFiles` are host files the agent needs (its shared libraries
+    /// and their loader), bound read-only at the same paths; without `cgroups` there are no resource limits.
+    public init(
+        bubblewrap: String, runtimeFiles: [String], cgroups: Cgroups?, pidsLimit: Int = Self.defaultPidsLimit,
+        agentOutput: @escaping @Sendable (_ agentID: String, _ line: String) -> Void = { _, _ in }
+    ) {
+        self.bubblewrap = bubblewrap
+        self.runtimeFiles = runtimeFiles
+        self.cgroups = cgroups
+        self.pidsLimit = pidsLimit
+        self.agentOutput = agentOutput
+    }
+
+    /// Where bubblewrap is installed, if it is.
+    public static func findBubblewrap() -> String? {
+        ["/usr/bin/bwrap", "/usr/local/bin/bwrap"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// The shared libraries (and the loader) `executable` needs, as `ldd` resolves them on this host.
+    public static func runtimeFiles(of executable: String) async throws -> [String] {
+        let ldd = try await ChildProcess.spawn(
+            executable: "/usr/bin/ldd", arguments: [executable], environment: ["PATH": "/usr/bin:/bin"],
+            stdout: .pipe, stderr: .null)
+        var output = ""
+        if let fd = ldd.stdout {
+            var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+            var bytes: [UInt8] = []
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0, errno == EINTR { continue }
+                if n <= 0 { break }
+                bytes += chunk[0..<n]
+            }
+            close(fd)
+            output = String(decoding: bytes, as: UTF8.self)
+        }
+        let termination = await ldd.wait()
+        // A static executable: ldd says so and exits 1; it needs nothing.
+        if output.contains("not a dynamic executable") || output.contains("statically linked") { return [] }
+        guard termination == .exited(0) else { throw SandboxError("ldd \(executable) \(termination)") }
+        var files: [String] = []
+        for line in output.split(separator: "\n") {
+            if line.contains("not found") { throw SandboxError("\(executable) needs a missing library: \(line)") }
+            // "libx.so => /path/libx.so (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+            let target = line.split(separator: "=>").last.map(String.init) ?? String(line)
+            if let path = target.split(whereSeparator: \.isWhitespace).first(where: { $0.hasPrefix("/") }) {
+                files.append(String(path))
+            }
+        }
+        return files
+    }
+
+    public func launch(_ spec: AgentLaunchSpec) async throws -> any AgentSandbox {
+        // The agent's connection to the internal server: a socketpair, relayed by the node to that one port.
+        let server = try Self.hostAndPort(spec.natsURL)
+        var natsPair: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &natsPair) == 0 else {
+            throw SandboxError("socketpair: \(String(cString: strerror(errno)))")
+        }
+        let upstream: Int32
+        do { upstream = try SocketRelay.connectTCP(host: server.host, port: server.port) } catch {
+            close(natsPair[0])
+            close(natsPair[1])
+            throw error
+        }
+        SocketRelay.start(natsPair[0], upstream, name: "nex-relay")
+        defer { close(natsPair[1]) }
+
+        let seccomp = try MemoryFile(name: "nex-seccomp", contents: SeccompFilter.bytes)
+
+        var procs: [String] = []
+        if let cgroups {
+            procs = try cgroups.create(
+                spec.agentID,
+                limits: Cgroups.Limits(
+                    memoryBytes: spec.memoryMiB << 20, cpus: max(spec.vcpuCount, 1), pids: pidsLimit))
+        }
+        let process: ChildProcess
+        do {
+            process = try await ChildProcess.spawn(
+                executable: bubblewrap, arguments: arguments(spec),
+                environment: [
+                    AgentEnvironment.agentID: spec.agentID,
+                    AgentEnvironment.natsURL: spec.natsURL,
+                    AgentEnvironment.natsFD: String(Self.natsDescriptor),
+                    AgentEnvironment.nkeySeed: spec.nkeySeed,
+                    AgentEnvironment.nodeID: spec.nodeID,
+                    AgentEnvironment.linkFD: String(AgentEnvironment.linkDescriptor),
+                    "PATH": "/nex", "HOME": "/tmp",
+                ], stdout: .pipe, stderr: .pipe,
+                extraDescriptors: [spec.linkDescriptor, natsPair[1], seccomp.fd], cgroupProcs: procs)
+        } catch {
+            if let cgroups { await cgroups.remove(spec.agentID) }
+            throw error
+        }
+        for fd in [process.stdout, process.stderr].compactMap({ $0 }) {
+            let output = agentOutput
+            let id = spec.agentID
+            LineReader.start(fd: fd, name: "nex-agent-out") { output(id, $0) }
+        }
+        return NamespaceSandbox(
+            agentID: spec.agentID, workDirectoryInside: Self.workInside, process: process, cgroups: cgroups)
+    }
+
+    /// The bubblewrap command line for one agent.
+    func arguments(_ spec: AgentLaunchSpec) -> [String] {
+        var args = [
+            "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--uid", "1000", "--gid", "1000", "--hostname", "nex-sandbox",
+        ]
+        for file in runtimeFiles { args += ["--ro-bind", file, file] }
+        args += [
+            "--ro-bind", spec.agentExecutable, Self.agentInside,
+            "--ro-bind", spec.workDirectory, Self.workInside,
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--remount-ro", "/",
+            "--chdir", Self.workInside,
+            "--seccomp", String(Self.seccompDescriptor),
+            "--", Self.agentInside,
+        ]
+        return args
+    }
+
+    static func hostAndPort(_ url: String) throws -> (host: String, port: Int) {
+        guard let components = URLComponents(string: url), let host = components.host, let port = components.port
+        else { throw SandboxError("not a host:port URL: \(url)") }
+        return (host, port)
+    }
+}
+
+struct NamespaceSandbox: AgentSandbox {
+    let agentID: String
+    let workDirectoryInside: String
+    let process: ChildProcess
+    let cgroups: Cgroups?
+
+    func wait() async -> ChildProcess.Termination {
+        let termination = await process.wait()
+        await cgroups?.remove(agentID)
+        return termination
+    }
+
+    /// bubblewrap dies on SIGTERM; everything inside gets SIGKILL with it (`--die-with-parent`), and the
+    /// cgroup sweep catches anything that escaped the process tree.
+    func destroy(grace: Duration) async {
+        await process.terminate(grace: grace)
+        await cgroups?.remove(agentID)
+    }
+}
+
+/// Why a sandbox could not be made.
+public struct SandboxError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import NATS
+import NATSTestSupport
+import NexControlClient
+import NexModels
+import NexSandbox
+import Testing
+
+@testable import NexNode
+
+/// Acceptance scenario 12 under the `namespace` driver: real bubblewrap sandboxes around real agents, with
+/// a static probe program (Tests/Peers/c/escape.c) trying the ways out.
+@Suite(.timeLimit(.minutes(2))) struct NexSandboxTests {
+    static var available: Bool { NamespaceDriver.findBubblewrap() != nil && Cgroups.detect() != nil }
+
+    /// The probe program, built static once (`cc -static`) into `.build/peers`.
+    static func escapeProgram() async throws -> String {
+        let source = TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/c/escape.c").path
+        let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/peers/escape").path
+        let fm = FileManager.default
+        if let built = try? fm.attributesOfItem(atPath: binary)[.modificationDate] as? Date,
+            let changed = try? fm.attributesOfItem(atPath: source)[.modificationDate] as? Date, built > changed
+        {
+            return binary
+        }
+        try fm.createDirectory(
+            atPath: (binary as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let temporary = binary + ".\(UUID().uuidString)"
+        try await TestEnvironment.run("/usr/bin/cc", ["-static", "-O2", "-o", temporary, source])
+        _ = rename(temporary, binary)
+        return binary
+    }
+
+    func withSandboxedNode<T>(
+        memoryMiB: Int = 256, _ body: (NexWorkloadTests.Harness) async throws -> T
+    ) async throws -> T {
+        try #require(TestEnvironment.shouldRun(needing: Self.available), "bubblewrap or cgroups missing")
+        return try await NexWorkloadTests().withNode({
+            $0.noSandbox = false
+            $0.sandbox = "namespace"
+            $0.workloadTypes = ["native", "v8", "wasm"]
+            $0.machineTemplate.memsizeMib = memoryMiB
+        }) { h in try await body(h) }
+    }
+
+    /// Lines a workload printed, from its log subject.
+    func lines(_ logs: MessageRecorder) -> [String] {
+        logs.messages.compactMap { try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload)).text }
+    }
+
+    @Test func functionsRunSandboxedAndTheNodeSaysWhichDriver() async throws {
+        try await withSandboxedNode { h in
+            let ping = try await h.nex.ping(node: h.node.nodeID)
+            #expect(ping.tags["nex.sandbox"] == "namespace" && ping.tags["nex.unsafe"] == nil)
+            let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+            _ = try await h.deploy(file: examples + "/kv.js", name: "boxedkv", type: "v8", triggers: ["box.kv"])
+            let reply = try await h.client.request("inside", to: "box.kv", timeout: .seconds(10))
+            #expect(reply.string == #"{"keys":["hello2"],"hello2":"inside"}"#, "\(reply.string)")
+            let wasm = examples + "/wasm/echofunction.wasm"
+            _ = try await h.deploy(file: wasm, name: "boxedwasm", type: "wasm", triggers: ["box.wasm"])
+            #expect(try await h.client.request("hi", to: "box.wasm", timeout: .seconds(10)).string == "hibox.wasm")
+        }
+    }
+
+    @Test func theProbesFindNoWayOut() async throws {
+        let escape = try await Self.escapeProgram()
+        try await withSandboxedNode { h in
+            // Two workloads in two namespaces: each sees only its own processes.
+            var outputs: [[String]] = []
+            for namespace in ["alpha", "beta"] {
+                let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.\(namespace).*.probe.*")
+                _ = try await h.deploy(
+                    file: escape, name: "probe", namespace: namespace,
+                    argv: ["probes", String(getpid()), String(h.server.port), "1.1.1.1"])
+                try await eventually("the probes ran in \(namespace)") { lines(logs).contains("DONE") }
+                outputs.append(lines(logs))
+            }
+            for output in outputs {
+                let probes = output.filter { $0.hasPrefix("PROBE ") }
+                #expect(probes.count == 10, "\(output)")
+                #expect(probes.allSatisfy { $0.contains(" blocked ") }, "\(probes.filter { $0.contains("ESCAPED") })")
+                #expect(output.contains("TMP writable") && output.contains("UID 1000"), "\(output)")
+                // bubblewrap's init, the agent and the probe (its name is the artifact's, `workload`).
+                let processes = try #require(output.first { $0.hasPrefix("PROCESSES ") })
+                #expect(processes.hasPrefix("PROCESSES 3 "), "\(processes)")
+                #expect(!processes.contains("nats-server") && !processes.contains("swiftpm"))
+            }
+        }
+    }
+
+    @Test func memoryAndProcessLimitsHold() async throws {
+        let escape = try await Self.escapeProgram()
+        try await withSandboxedNode(memoryMiB: 96) { h in
+            let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.*.*")
+            let hog = try await h.deploy(file: escape, name: "hog", argv: ["memory", "1024"])
+            try await eventually("the memory hog is killed") {
+                h.workloadEvents("workload_undeployed").contains { $0.workloadID == hog.id && $0.code == 137 }
+            }
+            #expect(!lines(logs).contains { $0.contains("MEMORY ESCAPED") })
+            _ = try await h.deploy(file: escape, name: "bomb", argv: ["forkbomb"])
+            try await eventually("the fork bomb is stopped") { lines(logs).contains { $0.hasPrefix("FORK ") } }
+            let fork = try #require(lines(logs).first { $0.hasPrefix("FORK ") })
+            let made = Int(fork.split(separator: " ")[3].dropLast()) ?? .max
+            #expect(fork.hasPrefix("FORK refused after") && made < NamespaceDriver.defaultPidsLimit, "\(fork)")
+            // The node is healthy and still deploys.
+            #expect(try await h.nex.ping(node: h.node.nodeID).nodeID == h.node.nodeID)
+        }
+    }
+
+    @Test func onlyStaticExecutablesAreDeployed() async throws {
+        try await withSandboxedNode { h in
+            let dynamic = h.server.directory.appendingPathComponent("dynamic").path
+            try FileManager.default.copyItem(atPath: "/bin/true", toPath: dynamic)
+            await #expect(throws: (any Error).self) { try await h.deploy(file: dynamic, name: "dynamic") }
+            do { _ = try await h.deploy(file: dynamic, name: "dynamic2") } catch {
+                #expect("\(error)".contains("static executables only") && "\(error)".contains("dynamically linked"))
+            }
+            let script = try NexWorkloadTests().script("echo hi", in: h.server)
+            do {
+                _ = try await h.deploy(file: script, name: "script")
+                Issue.record("a script was deployed into the sandbox")
+            } catch {
+                #expect("\(error)".contains("interpreter"), "\(error)")
+            }
+        }
+    }
+}
