@@ -123,7 +123,7 @@ let package = Package(
                 .product(name: "WasmKitWASI", package: "WasmKit"), .product(name: "WASI", package: "WasmKit"),
             ]
         ),
-        .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess"]),
+        .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess", "CNexSpawn"]),
         // L7: the agent (one per workload) and the node.
         .target(name: "NexAgent", dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess", "NexAgentLink"]),
         .target(

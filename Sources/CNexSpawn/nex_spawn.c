@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -100,5 +102,9 @@ pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const 
 }
 
 int nex_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int nex_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
+
+int nex_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 
 int nex_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

@@ -125,10 +125,19 @@ actor WorkloadManager {
         if link(artifactPath, inside) != 0 {
             try? FileManager.default.copyItem(atPath: artifactPath, toPath: inside)
         }
+        var serviceEnvironment = environment(for: deploy)
+        if pool.isSandboxed, deploy.request.type == "native" {
+            do {
+                serviceEnvironment = try await Self.openServers(in: serviceEnvironment, sandbox: agent.sandbox)
+            } catch {
+                await destroy(agent)
+                return .failure(DeployRefusal("cannot let the workload reach its NATS servers: \(error)"))
+            }
+        }
         let request = AgentDeployRequest(
             workloadID: workloadID, workloadName: deploy.request.workloadName, namespace: namespace,
             type: deploy.request.type, argv: deploy.request.argv ?? [],
-            environment: environment(for: deploy), essential: deploy.request.essential ?? false,
+            environment: serviceEnvironment, essential: deploy.request.essential ?? false,
             artifactPath: agent.sandbox.workDirectoryInside + "/workload", totalBytes: totalBytes,
             triggerSubjects: deploy.request.triggerSubjects ?? [], limits: config.functionLimits)
         // Known before the agent answers, so output and an immediate exit are attributed to it.
@@ -175,6 +184,45 @@ actor WorkloadManager {
             Task { await self.exited(agentID: agent.id, early) }
         }
         return .success(RunResponse(id: workloadID, issuer: deploy.claims.issuer, name: workload.name, started: true))
+    }
+
+    /// The variables that name the NATS servers a service is given: the only servers a sandboxed service can
+    /// reach. Keys as the agent passes them on (upper-cased).
+    static let serverVariables = ["NATS_URL", "NEX_HOSTSERVICES_NATS_SERVER"]
+
+    /// Opens the servers named in ``serverVariables`` (comma-separated URLs) in the sandbox and rewrites
+    /// each URL to the address the workload dials inside.
+    static func openServers(in environment: [String: String], sandbox: any AgentSandbox) async throws -> [String:
+        String]
+    {
+        var env = environment
+        var endpoints: [NetworkEndpoint] = []
+        var parsed: [(key: String, urls: [URLComponents])] = []
+        for (key, value) in environment where serverVariables.contains(key.uppercased()) {
+            let urls = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.map { text in
+                URLComponents(string: text.contains("://") ? text : "nats://" + text)
+            }
+            guard urls.allSatisfy({ $0?.host?.isEmpty == false }) else { continue }
+            let components = urls.compactMap { $0 }
+            for url in components {
+                let endpoint = NetworkEndpoint(host: url.host ?? "", port: url.port ?? 4222)
+                if !endpoints.contains(endpoint) { endpoints.append(endpoint) }
+            }
+            parsed.append((key, components))
+        }
+        guard !endpoints.isEmpty else { return env }
+        let inside = try await sandbox.allowConnections(to: endpoints)
+        for (key, urls) in parsed {
+            env[key] = urls.map { url in
+                var copy = url
+                let endpoint = NetworkEndpoint(host: url.host ?? "", port: url.port ?? 4222)
+                let mapped = inside[endpoints.firstIndex(of: endpoint) ?? 0]
+                copy.host = mapped.host
+                copy.port = mapped.port
+                return copy.string ?? ""
+            }.joined(separator: ",")
+        }
+        return env
     }
 
     /// The deploy's environment plus host-service connection settings for services that want them

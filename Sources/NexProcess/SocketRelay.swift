@@ -5,30 +5,32 @@ import Synchronization
 /// directions end; then closes both. A sandbox reaches a server only through such a relay: the sandbox
 /// holds one end of a socketpair, the node holds the other and a TCP connection to the one server allowed.
 public enum SocketRelay {
-    /// A TCP connection to `host:port` (numeric IPv4), blocking, close-on-exec.
+    /// A TCP connection to `host:port` (a name or an address, v4 or v6), blocking, close-on-exec, Nagle off.
     public static func connectTCP(host: String, port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw RelayError("socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
-            close(fd)
-            throw RelayError("not an IPv4 address: \(host)")
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &list)
+        guard status == 0, let first = list else {
+            throw RelayError("cannot resolve \(host): \(String(cString: gai_strerror(status)))")
         }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        defer { freeaddrinfo(first) }
+        var reason = "no address"
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let info = entry {
+            entry = info.pointee.ai_next
+            let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), 0)
+            if fd < 0 { continue }
+            if connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 {
+                var one: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                return fd
             }
-        }
-        guard connected == 0 else {
-            let reason = String(cString: strerror(errno))
+            reason = String(cString: strerror(errno))
             close(fd)
-            throw RelayError("connect to \(host):\(port): \(reason)")
         }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        return fd
+        throw RelayError("connect to \(host):\(port): \(reason)")
     }
 
     /// Starts relaying between `a` and `b` (both owned by the relay from now on).

@@ -1,6 +1,8 @@
+import CNexSpawn
 import Foundation
 import NexModels
 public import NexProcess
+import Synchronization
 
 /// The `namespace` driver: each agent and its workload in their own user, pid, mount, ipc, uts, cgroup and
 /// network namespaces (bubblewrap), on an empty read-only root that holds only the agent, the files it
@@ -17,6 +19,8 @@ public struct NamespaceDriver: SandboxDriver {
     static let natsDescriptor: Int32 = 4
     /// Where bubblewrap reads the seccomp program.
     static let seccompDescriptor: Int32 = 5
+    /// Where bubblewrap writes the sandbox's first pid (`--info-fd`).
+    static let infoDescriptor: Int32 = 6
     /// The agent inside the sandbox.
     static let agentInside = "/nex/nex-agent"
     /// The work directory inside the sandbox.
@@ -99,6 +103,9 @@ public struct NamespaceDriver: SandboxDriver {
         defer { close(natsPair[1]) }
 
         let seccomp = try MemoryFile(name: "nex-seccomp", contents: SeccompFilter.bytes)
+        var info: [Int32] = [0, 0]
+        guard nex_pipe_cloexec(&info) == 0 else { throw SandboxError("pipe: \(String(cString: strerror(errno)))") }
+        defer { close(info[1]) }
 
         var procs: [String] = []
         if let cgroups {
@@ -120,18 +127,22 @@ public struct NamespaceDriver: SandboxDriver {
                     AgentEnvironment.linkFD: String(AgentEnvironment.linkDescriptor),
                     "PATH": "/nex", "HOME": "/tmp",
                 ], stdout: .pipe, stderr: .pipe,
-                extraDescriptors: [spec.linkDescriptor, natsPair[1], seccomp.fd], cgroupProcs: procs)
+                extraDescriptors: [spec.linkDescriptor, natsPair[1], seccomp.fd, info[1]], cgroupProcs: procs)
         } catch {
+            close(info[0])
             if let cgroups { await cgroups.remove(spec.agentID) }
             throw error
         }
+        let infoReader = info[0]
+        let childPID = Task { await Self.childPID(from: infoReader) }
         for fd in [process.stdout, process.stderr].compactMap({ $0 }) {
             let output = agentOutput
             let id = spec.agentID
             LineReader.start(fd: fd, name: "nex-agent-out") { output(id, $0) }
         }
         return NamespaceSandbox(
-            agentID: spec.agentID, workDirectoryInside: Self.workInside, process: process, cgroups: cgroups)
+            agentID: spec.agentID, workDirectoryInside: Self.workInside, process: process, cgroups: cgroups,
+            childPID: childPID)
     }
 
     /// The bubblewrap command line for one agent.
@@ -147,10 +158,31 @@ public struct NamespaceDriver: SandboxDriver {
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--remount-ro", "/",
             "--chdir", Self.workInside,
-            "--seccomp", String(Self.seccompDescriptor),
+            "--seccomp", String(Self.seccompDescriptor), "--info-fd", String(Self.infoDescriptor),
             "--", Self.agentInside,
         ]
         return args
+    }
+
+    /// Reads bubblewrap's info JSON (written once the namespaces exist) until it closes: `child-pid`.
+    static func childPID(from fd: Int32) async -> Int32? {
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                var bytes: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                while bytes.count < 65536 {
+                    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n < 0, errno == EINTR { continue }
+                    if n <= 0 { break }
+                    bytes += chunk[0..<n]
+                }
+                close(fd)
+                let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+                continuation.resume(returning: (object?["child-pid"] as? NSNumber).map { $0.int32Value })
+            }
+            thread.name = "nex-bwrap-info"
+            thread.start()
+        }
     }
 
     static func hostAndPort(_ url: String) throws -> (host: String, port: Int) {
@@ -160,15 +192,29 @@ public struct NamespaceDriver: SandboxDriver {
     }
 }
 
-struct NamespaceSandbox: AgentSandbox {
+final class NamespaceSandbox: AgentSandbox {
     let agentID: String
     let workDirectoryInside: String
     let process: ChildProcess
     let cgroups: Cgroups?
+    /// The sandbox's first process as the host sees it (from bubblewrap's `--info-fd`): its namespaces.
+    let childPID: Task<Int32?, Never>
+    private let forwarders = Mutex<[PortForwarder]>([])
+
+    init(
+        agentID: String, workDirectoryInside: String, process: ChildProcess, cgroups: Cgroups?,
+        childPID: Task<Int32?, Never>
+    ) {
+        self.agentID = agentID
+        self.workDirectoryInside = workDirectoryInside
+        self.process = process
+        self.cgroups = cgroups
+        self.childPID = childPID
+    }
 
     func wait() async -> ChildProcess.Termination {
         let termination = await process.wait()
-        await cgroups?.remove(agentID)
+        await release()
         return termination
     }
 
@@ -176,6 +222,30 @@ struct NamespaceSandbox: AgentSandbox {
     /// cgroup sweep catches anything that escaped the process tree.
     func destroy(grace: Duration) async {
         await process.terminate(grace: grace)
+        await release()
+    }
+
+    /// The k-th server is at 127.0.0.k inside (its own loopback address, so servers on the same port differ)
+    /// on the server's port, forwarded by the node.
+    func allowConnections(to endpoints: [NetworkEndpoint]) async throws -> [NetworkEndpoint] {
+        guard let pid = await childPID.value else { throw SandboxError("the sandbox did not report its process") }
+        var inside: [NetworkEndpoint] = []
+        for (index, endpoint) in endpoints.enumerated() {
+            let address = "127.0.0.\(index + 1)"
+            let forwarder = try await PortForwarder.start(
+                pid: pid, address: address, port: endpoint.port, target: (endpoint.host, endpoint.port))
+            forwarders.withLock { $0.append(forwarder) }
+            inside.append(NetworkEndpoint(host: address, port: endpoint.port))
+        }
+        return inside
+    }
+
+    private func release() async {
+        let open = forwarders.withLock { f in
+            defer { f.removeAll() }
+            return f
+        }
+        for forwarder in open { forwarder.close() }
         await cgroups?.remove(agentID)
     }
 }

@@ -41,4 +41,7 @@ struct ProcessSandbox: AgentSandbox {
     func wait() async -> ChildProcess.Termination { await process.wait() }
 
     func destroy(grace: Duration) async { await process.terminate(grace: grace) }
+
+    /// The host's network is the agent's: nothing to open, the addresses stay as they are.
+    func allowConnections(to endpoints: [NetworkEndpoint]) async throws -> [NetworkEndpoint] { endpoints }
 }

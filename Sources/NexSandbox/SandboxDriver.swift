@@ -58,4 +58,18 @@ public protocol AgentSandbox: Sendable {
     func wait() async -> ChildProcess.Termination
     /// Ends the agent: SIGTERM (the agent stops its workload), then SIGKILL after `grace`; frees the sandbox.
     func destroy(grace: Duration) async
+    /// Makes servers the workload was given reachable from inside, and returns the address of each as the
+    /// workload must dial it (the same ones when the sandbox shares the host's network).
+    func allowConnections(to endpoints: [NetworkEndpoint]) async throws -> [NetworkEndpoint]
+}
+
+/// A server a workload may reach (`host` a name or an address).
+public struct NetworkEndpoint: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

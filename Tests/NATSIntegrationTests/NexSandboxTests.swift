@@ -88,6 +88,22 @@ import Testing
         }
     }
 
+    /// A service reaches the NATS server it is given (forwarded into its sandbox), and nothing else: the probes
+    /// run beside it still find every other way closed.
+    @Test func servicesReachTheServerTheyAreGiven() async throws {
+        let escape = try await Self.escapeProgram()
+        try await withSandboxedNode { h in
+            let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.natsecho.*")
+            _ = try await h.deploy(
+                file: escape, name: "natsecho", environment: ["nats_url": h.server.url], argv: ["natsecho", "box.echo"])
+            let reply = try await eventuallyValue("the sandboxed service answers") {
+                try? await h.client.request("through the wall", to: "box.echo", timeout: .seconds(1))
+            }
+            #expect(reply.string == "through the wall")
+            #expect(lines(logs).contains { $0.hasPrefix("NATS connected to 127.0.0.1:\(h.server.port)") })
+        }
+    }
+
     @Test func memoryAndProcessLimitsHold() async throws {
         let escape = try await Self.escapeProgram()
         try await withSandboxedNode(memoryMiB: 96) { h in

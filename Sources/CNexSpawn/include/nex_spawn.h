@@ -20,6 +20,12 @@ pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const 
 /// pipe2(fds, O_CLOEXEC): both ends close on exec, so no child inherits a pipe meant for another.
 int nex_pipe_cloexec(int fds[2]);
 
+/// setns(fd, CLONE_NEWNET): the calling thread joins the network namespace `fd` refers to.
+int nex_setns_net(int fd);
+
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
+int nex_accept_cloexec(int fd);
+
 /// memfd_create(name, MFD_CLOEXEC): an anonymous in-memory file (a WebAssembly function's stdin/stdout).
 int nex_memfd(const char *name);
 

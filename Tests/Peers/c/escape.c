@@ -4,6 +4,7 @@
 //   escape probes HOST_PID HOST_PORT OTHER_IP   the file, process, signal, network and kernel probes
 //   escape memory MIB                         touches MIB MiB, printing progress (the cgroup should kill it)
 //   escape forkbomb                           forks until refused (the pids limit should stop it)
+//   escape natsecho SUBJECT                   a NATS echo responder on $NATS_URL (the one server it may reach)
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -132,12 +133,53 @@ static void forkbomb(void) {
     }
 }
 
+// A minimal NATS client: CONNECT, SUB, answer PING and echo every request on `subject`.
+static void natsecho(const char *subject) {
+    const char *url = getenv("NATS_URL");
+    if (!url) {
+        printf("NATS no NATS_URL\n");
+        return;
+    }
+    const char *hostport = strstr(url, "://") ? strstr(url, "://") + 3 : url;
+    char host[64] = "";
+    int port = 4222;
+    sscanf(hostport, "%63[^:]:%d", host, &port);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+    inet_pton(AF_INET, host, &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        printf("NATS cannot connect to %s:%d: %s\n", host, port, strerror(errno));
+        fflush(stdout);
+        return;
+    }
+    FILE *in = fdopen(fd, "r");
+    char line[4096];
+    if (!fgets(line, sizeof line, in) || strncmp(line, "INFO", 4) != 0) return;
+    dprintf(fd, "CONNECT {\"verbose\":false,\"name\":\"natsecho\"}\r\nSUB %s 1\r\nPING\r\n", subject);
+    printf("NATS connected to %s:%d\n", host, port);
+    fflush(stdout);
+    while (fgets(line, sizeof line, in)) {
+        if (strncmp(line, "PING", 4) == 0) {
+            dprintf(fd, "PONG\r\n");
+        } else if (strncmp(line, "MSG ", 4) == 0) {
+            char subj[256], sid[32], reply[256] = "";
+            int size = 0;
+            if (sscanf(line, "MSG %255s %31s %255s %d", subj, sid, reply, &size) != 4) continue;
+            static char payload[1 << 16];
+            if (size > (int)sizeof payload - 2 || fread(payload, 1, (size_t)size + 2, in) != (size_t)size + 2) break;
+            dprintf(fd, "PUB %s %d\r\n", reply, size);
+            if (write(fd, payload, (size_t)size + 2) < 0) break;
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc >= 5 && strcmp(argv[1], "probes") == 0) probes(atoi(argv[2]), atoi(argv[3]), argv[4]);
     else if (argc >= 3 && strcmp(argv[1], "memory") == 0) memory(atol(argv[2]));
     else if (argc >= 2 && strcmp(argv[1], "forkbomb") == 0) forkbomb();
+    else if (argc >= 3 && strcmp(argv[1], "natsecho") == 0) natsecho(argv[2]);
     else {
-        fprintf(stderr, "usage: escape probes HOST_PID HOST_PORT OTHER_IP | memory MIB | forkbomb\n");
+        fprintf(stderr, "usage: escape probes HOST_PID HOST_PORT OTHER_IP | memory MIB | forkbomb | natsecho SUBJ\n");
         return 2;
     }
     for (;;) pause();

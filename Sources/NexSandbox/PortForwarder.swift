@@ -1,0 +1,96 @@
+import CNexSpawn
+import Foundation
+import NexProcess
+import Synchronization
+
+/// Lets a sandbox with no network reach one server: a listening socket made *inside* the sandbox's network
+/// namespace (on a loopback address there), whose connections the node relays to the real server from the
+/// host's side. The workload connects to what looks like a local server; nothing else is reachable.
+final class PortForwarder: Sendable {
+    private let listener: Int32
+    private let closed = Atomic<Bool>(false)
+
+    private init(listener: Int32) {
+        self.listener = listener
+    }
+
+    /// Listens on `address:port` in the network namespace of process `pid` and relays every connection to
+    /// `target` (connected from the node's own namespace).
+    static func start(pid: Int32, address: String, port: Int, target: (host: String, port: Int)) async throws
+        -> PortForwarder
+    {
+        let listener = try await listenInNamespace(of: pid, address: address, port: port)
+        let forwarder = PortForwarder(listener: listener)
+        let thread = Thread { forwarder.acceptLoop(target: target) }
+        thread.name = "nex-forward-\(port)"
+        thread.start()
+        return forwarder
+    }
+
+    /// Stops listening (connections already relayed end when their sides do).
+    func close() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
+    }
+
+    private func acceptLoop(target: (host: String, port: Int)) {
+        while true {
+            let client = nex_accept_cloexec(listener)
+            if client < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                break
+            }
+            // Connected from this thread, which is in the node's namespace, never the sandbox's.
+            guard let upstream = try? SocketRelay.connectTCP(host: target.host, port: target.port) else {
+                Foundation.close(client)
+                continue
+            }
+            SocketRelay.start(client, upstream, name: "nex-forward")
+        }
+        Foundation.close(listener)
+    }
+
+    /// A listening TCP socket created on a thread that joined the network namespace of `pid` (a socket stays
+    /// in the namespace it was made in; the thread then ends, so no other code ever runs in that namespace).
+    private static func listenInNamespace(of pid: Int32, address: String, port: Int) async throws -> Int32 {
+        let result: Result<Int32, SandboxError> = await withCheckedContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(returning: makeListener(pid: pid, address: address, port: port))
+            }
+            thread.name = "nex-netns"
+            thread.start()
+        }
+        return try result.get()
+    }
+
+    private static func makeListener(pid: Int32, address: String, port: Int) -> Result<Int32, SandboxError> {
+        func failure(_ what: String) -> Result<Int32, SandboxError> {
+            .failure(SandboxError("\(what) for \(address):\(port) in the sandbox: \(String(cString: strerror(errno)))"))
+        }
+        let namespace = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
+        guard namespace >= 0 else { return failure("open the network namespace") }
+        defer { Foundation.close(namespace) }
+        guard nex_setns_net(namespace) == 0 else {
+            return failure("join the network namespace")
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return failure("socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var bound = sockaddr_in()
+        bound.sin_family = sa_family_t(AF_INET)
+        bound.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, address, &bound.sin_addr)
+        let ok = withUnsafePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        guard ok, listen(fd, 64) == 0 else {
+            let result = failure("listen")
+            Foundation.close(fd)
+            return result
+        }
+        return .success(fd)
+    }
+}
