@@ -31,7 +31,9 @@ let package = Package(
             ],
             path: "Sources/BenchSupport"
         ),
-        .executableTarget(name: "nex-bench", dependencies: ["BenchSupport"], path: "Sources/NexBench"),
+        .executableTarget(
+            name: "nex-bench", dependencies: ["BenchSupport", .product(name: "NexNode", package: rootPackage)],
+            path: "Sources/NexBench"),
         .executableTarget(
             name: "fn-bench",
             dependencies: [

@@ -20,7 +20,7 @@ struct TCPTransport: Transport {
     ) async throws -> any Channel {
         try await ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout.timeAmount)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer(initialize)
             .connect(host: server.host, port: server.port).get()
     }

@@ -161,7 +161,7 @@ public final class LinkSocket: @unchecked Sendable {
     private func finish() {
         condition.lock()
         closed = true
-        shutdown(fd, Int32(SHUT_RDWR))
+        if !descriptorClosed { shutdown(fd, Int32(SHUT_RDWR)) }
         condition.broadcast()
         while writing { condition.wait() }
         let alreadyClosed = descriptorClosed
@@ -175,7 +175,8 @@ public final class LinkSocket: @unchecked Sendable {
         condition.lock()
         let reading = readerStarted
         closed = true
-        shutdown(fd, Int32(SHUT_RDWR))
+        // Never on a closed descriptor: its number may already belong to another socket of this process.
+        if !descriptorClosed { shutdown(fd, Int32(SHUT_RDWR)) }
         condition.broadcast()
         condition.unlock()
         if !reading { finish() }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NexNode
 import NexProcess
+import NexSandbox
 
 /// `nex node preflight`: checks (and unless `--check`, installs) what the configured mode needs.
 struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
@@ -38,13 +39,13 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             return
         }
         let configuration = try config.map { try NodeConfiguration.load(path: $0) } ?? NodeConfiguration()
-        var items = Self.items(for: configuration)
+        var items = await Self.items(for: configuration)
         let missing = items.filter { !$0.ok && !$0.packages.isEmpty }
         if !check, !missing.isEmpty {
             let packages = Array(Set(missing.flatMap(\.packages))).sorted()
             if yes || Self.confirm("Install \(packages.joined(separator: " ")) with apt-get?") {
                 try await Self.aptInstall(packages)
-                items = Self.items(for: configuration)
+                items = await Self.items(for: configuration)
             }
         }
         for item in items {
@@ -58,7 +59,7 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
     }
 
     /// The requirements of a configuration.
-    static func items(for config: NodeConfiguration) -> [Item] {
+    static func items(for config: NodeConfiguration) async -> [Item] {
         var items: [Item] = []
         let server = NATSServerProcess.findBinary(nexHome: NexHome.path)
         items.append(
@@ -77,26 +78,63 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             Item(
                 name: "node home \(home)", ok: FileManager.default.isWritableFile(atPath: home),
                 detail: FileManager.default.isWritableFile(atPath: home) ? "writable" : "not writable"))
+        // What the agent links (V8 among it): a sandbox binds exactly these files in.
+        var agentFiles: Result<[String], any Error> = .failure(CLIError("no nex-agent"))
+        if hasAgent {
+            do { agentFiles = .success(try await NamespaceDriver.runtimeFiles(of: agent)) } catch {
+                agentFiles = .failure(error)
+            }
+        }
         if config.noSandbox {
             items.append(
                 Item(name: "sandbox", ok: true, detail: "no_sandbox is set: workloads run unsandboxed (unsafe)"))
-        } else {
-            let bwrap = which("bwrap")
+        } else if config.sandbox == "auto" || config.sandbox == "namespace" {
+            let bwrap = NamespaceDriver.findBubblewrap()
             items.append(
                 Item(
                     name: "bubblewrap (namespace sandbox)", ok: bwrap != nil,
                     detail: bwrap ?? "not installed: apt-get install bubblewrap", packages: ["bubblewrap"]))
-            let cgroups = FileManager.default.fileExists(atPath: "/sys/fs/cgroup")
+            let cgroups = Cgroups.detect()
             items.append(
                 Item(
-                    name: "cgroups (memory, CPU and pids limits)", ok: cgroups,
-                    detail: cgroups ? "/sys/fs/cgroup" : "not mounted at /sys/fs/cgroup"))
+                    name: "cgroups (memory, CPU and pids limits from machine_template)", ok: cgroups != nil,
+                    detail: cgroups.map { "cgroup \($0.version.rawValue) under /sys/fs/cgroup" }
+                        ?? "no memory, cpu and pids controllers under /sys/fs/cgroup"))
+            items.append(
+                Item(
+                    name: "seccomp", ok: true,
+                    detail: "built in: a deny list of \(SeccompFilter.denied.count) system calls, loaded by bubblewrap")
+            )
+            switch agentFiles {
+            case .success(let files):
+                items.append(
+                    Item(
+                        name: "agent files for the sandbox root", ok: true,
+                        detail: "\(files.count) libraries bound read-only; workloads must be static executables"))
+            case .failure(let error):
+                items.append(Item(name: "agent files for the sandbox root", ok: false, detail: "\(error)"))
+            }
+        } else {
+            items.append(
+                Item(
+                    name: "\(config.sandbox) sandbox", ok: false,
+                    detail: "the \(config.sandbox) driver is not available yet: use \"sandbox\": \"namespace\""))
         }
         for type in config.workloadTypes where type != "native" {
-            items.append(
-                Item(
-                    name: "\(type) workloads", ok: false,
-                    detail: "the \(type) runner is not built yet; remove \(type) from workload_types"))
+            switch (type, agentFiles) {
+            case ("v8", .success(let files)):
+                let libnode = files.first { $0.contains("libnode") }
+                items.append(
+                    Item(
+                        name: "v8 workloads", ok: libnode != nil,
+                        detail: libnode.map { "V8 from \($0)" } ?? "nex-agent was built without V8 (libnode)"))
+            case ("wasm", .success):
+                items.append(Item(name: "wasm workloads", ok: true, detail: "WasmKit, built into nex-agent"))
+            case (_, .failure(let error)):
+                items.append(Item(name: "\(type) workloads", ok: false, detail: "nex-agent cannot start: \(error)"))
+            default:
+                items.append(Item(name: "\(type) workloads", ok: false, detail: "unknown workload type"))
+            }
         }
         return items
     }

@@ -8,7 +8,9 @@ import Synchronization
 /// host's side. The workload connects to what looks like a local server; nothing else is reachable.
 final class PortForwarder: Sendable {
     private let listener: Int32
-    private let closed = Atomic<Bool>(false)
+    /// Whether ``close()`` was called, and whether the descriptor is closed (after which its number may
+    /// belong to another socket: no call may touch it).
+    private let state = Mutex((closing: false, descriptorClosed: false))
 
     private init(listener: Int32) {
         self.listener = listener
@@ -29,8 +31,11 @@ final class PortForwarder: Sendable {
 
     /// Stops listening (connections already relayed end when their sides do).
     func close() {
-        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        shutdown(listener, Int32(SHUT_RDWR))
+        state.withLock { s in
+            guard !s.closing else { return }
+            s.closing = true
+            if !s.descriptorClosed { shutdown(listener, Int32(SHUT_RDWR)) }
+        }
     }
 
     private func acceptLoop(target: (host: String, port: Int)) {
@@ -47,7 +52,10 @@ final class PortForwarder: Sendable {
             }
             SocketRelay.start(client, upstream, name: "nex-forward")
         }
-        Foundation.close(listener)
+        state.withLock { s in
+            s.descriptorClosed = true
+            Foundation.close(listener)
+        }
     }
 
     /// A listening TCP socket created on a thread that joined the network namespace of `pid` (a socket stays

@@ -223,7 +223,26 @@ import Testing
         try #"{"no_sandbox": true, "workload_types": ["native", "v8"]}"#.write(
             toFile: v8, atomically: true, encoding: .utf8)
         let v8check = try await run(["node", "preflight", "--check", "--config", v8], env: env)
-        #expect(v8check.status != 0 && v8check.stdout.contains("❌ v8 workloads"))
+        #expect(v8check.status == 0 && v8check.stdout.contains("✅ v8 workloads: V8 from"), "\(v8check.stdout)")
+        let vm = dir + "/vm.json"
+        try #"{"sandbox": "vm"}"#.write(toFile: vm, atomically: true, encoding: .utf8)
+        let vmCheck = try await run(["node", "preflight", "--check", "--config", vm], env: env)
+        #expect(vmCheck.status != 0 && vmCheck.stdout.contains("❌ vm sandbox"), "\(vmCheck.stdout)")
+    }
+
+    /// The client as an ordinary user: an option only root may set (SO_DEBUG, once set by mistake for Nagle)
+    /// made every connection fail with "Permission denied" outside root and inside sandboxes.
+    @Test func anUnprivilegedUserConnects() async throws {
+        try await NATSServer.with { server in
+            // As root, drop to nobody; as anyone else, this user already is unprivileged.
+            let command = ["node", "ls", "--timeout", "1", "-s", server.url]
+            let ls =
+                getuid() == 0
+                ? try await TestEnvironment.runAllowingFailure(
+                    "/usr/bin/setpriv", ["--reuid", "65534", "--regid", "65534", "--clear-groups", nex] + command)
+                : try await run(command)
+            #expect(ls.stderr.contains("no node answered") && !ls.stderr.contains("Permission denied"), "\(ls.stderr)")
+        }
     }
 
     @Test func errorsAreOneLineAndNonZero() async throws {
