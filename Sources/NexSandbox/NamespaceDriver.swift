@@ -151,11 +151,13 @@ public struct NamespaceDriver: SandboxDriver {
             "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--uid", "1000", "--gid", "1000", "--hostname", "nex-sandbox",
         ]
+        // /proc, /dev and /tmp first: a library under /tmp (a checkout there) is then bound on top of the
+        // private /tmp instead of being hidden by it.
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for file in runtimeFiles { args += ["--ro-bind", file, file] }
         args += [
             "--ro-bind", spec.agentExecutable, Self.agentInside,
             "--ro-bind", spec.workDirectory, Self.workInside,
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--remount-ro", "/",
             "--chdir", Self.workInside,
             "--seccomp", String(Self.seccompDescriptor), "--info-fd", String(Self.infoDescriptor),
