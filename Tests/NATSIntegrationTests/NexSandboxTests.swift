@@ -100,7 +100,10 @@ import Testing
                 try? await h.client.request("through the wall", to: "box.echo", timeout: .seconds(1))
             }
             #expect(reply.string == "through the wall")
-            #expect(lines(logs).contains { $0.hasPrefix("NATS connected to 127.0.0.1:\(h.server.port)") })
+            // Logs travel apart from the reply: wait for the line rather than expect it already there.
+            try await eventually("the service says where it connected") {
+                lines(logs).contains { $0.hasPrefix("NATS connected to 127.0.0.1:\(h.server.port)") }
+            }
         }
     }
 
