@@ -9,7 +9,7 @@ public struct NexCommand: AsyncParsableCommand {
         version: NexNode.version,
         subcommands: [
             NodeCommand.self, DevRunCommand.self, RunCommand.self, StopCommand.self, LogsCommand.self,
-            EventsCommand.self, LameDuckCommand.self, RequestCommand.self,
+            EventsCommand.self, LameDuckCommand.self, RequestCommand.self, RootfsCommand.self,
         ]
     )
 

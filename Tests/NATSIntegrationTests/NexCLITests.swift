@@ -245,6 +245,40 @@ import Testing
         }
     }
 
+    /// `nex rootfs`: an ext4 image with the agent, its libraries, busybox and /init, checked with e2fsprogs.
+    @Test func rootfsBuildsABootableLayout() async throws {
+        let available =
+            FileManager.default.isExecutableFile(atPath: "/bin/busybox")
+            && FileManager.default.isExecutableFile(atPath: "/usr/sbin/debugfs")
+        try #require(TestEnvironment.shouldRun(needing: available), "busybox-static or e2fsprogs missing")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nex-rootfs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let setup = dir + "/setup.sh"
+        try "#!/bin/busybox sh\necho setting up\n".write(toFile: setup, atomically: true, encoding: .utf8)
+        let image = dir + "/rootfs.ext4"
+        let built = try await run(["rootfs", "--script", setup, "-o", image])
+        #expect(built.status == 0 && built.stdout.contains("Wrote \(image)"), "\(built.stderr)")
+        let check = try await TestEnvironment.runAllowingFailure("/usr/sbin/e2fsck", ["-fn", image])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        func debugfs(_ request: String) async throws -> String {
+            try await TestEnvironment.runAllowingFailure("/usr/sbin/debugfs", ["-R", request, image]).stdout
+        }
+        #expect(try await debugfs("ls -p /nex").contains("/nex-agent/"))
+        #expect(try await debugfs("ls -p /nex").contains("/setup.sh/"))
+        #expect(try await debugfs("stat /init").contains("Mode:  0755"))
+        #expect(try await debugfs("cat /init").contains("/nex/nex-agent"))
+        let libnode = try #require(
+            try await TestEnvironment.run("/usr/bin/ldd", [nex.replacingOccurrences(of: "/nex", with: "/nex-agent")])
+                .split(separator: "\n").first { $0.contains("libnode") }?.split(separator: " ").first {
+                    $0.hasPrefix("/")
+                })
+        #expect(try await debugfs("stat \(libnode)").contains("Type: regular"))
+
+        let missing = try await run(["rootfs", "--agent", dir + "/nothing", "-o", dir + "/x.ext4"])
+        #expect(missing.status != 0 && missing.stderr.contains("no nex-agent"))
+    }
+
     @Test func errorsAreOneLineAndNonZero() async throws {
         let unreachable = try await run(["node", "ls", "-s", "nats://127.0.0.1:1"])
         #expect(unreachable.status != 0 && unreachable.stderr.contains("Connection refused"))

@@ -1,0 +1,115 @@
+import Foundation
+import NexProcess
+
+/// Builds the root filesystem a VM sandbox boots (`nex rootfs`): an ext4 image made with `mkfs.ext4 -d`
+/// from a staging directory, without Docker, loop mounts or root.
+///
+/// Inside: `/init` (a busybox shell script, PID 1) that mounts /proc, /sys, /dev and /tmp, takes the agent's
+/// settings from the kernel command line (`nex.env.KEY=VALUE`), runs an optional setup script, then starts
+/// `/nex/nex-agent` as its child and powers the VM off when the agent ends. The agent links V8 (libnode), so
+/// it is not static: its libraries go in at the paths it was linked with.
+public struct RootfsBuilder: Sendable {
+    /// The `nex-agent` to put in.
+    public var agent: String
+    /// A shell script `/init` runs before the agent (copied to `/nex/setup.sh`).
+    public var script: String?
+    /// The image size; nil: what the files need plus 64 MiB.
+    public var sizeMiB: Int?
+    /// A static busybox (Debian's busybox-static).
+    public var busybox = "/bin/busybox"
+
+    public init(agent: String, script: String? = nil, sizeMiB: Int? = nil) {
+        self.agent = agent
+        self.script = script
+        self.sizeMiB = sizeMiB
+    }
+
+    /// What was built.
+    public struct Summary: Sendable {
+        public var files: Int
+        public var contentBytes: Int
+        public var imageMiB: Int
+    }
+
+    /// The `/init` of the image.
+    static let initScript = """
+        #!/bin/busybox sh
+        # PID 1 of a Nex VM sandbox: mount the kernel's file systems, read the agent's settings from the kernel
+        # command line (nex.env.KEY=VALUE), run the image's setup script, run the agent, power off after it.
+        bb=/bin/busybox
+        $bb mount -t proc proc /proc
+        $bb mount -t sysfs sysfs /sys
+        $bb mount -t devtmpfs devtmpfs /dev
+        $bb mount -t tmpfs -o mode=1777 tmpfs /tmp
+        for word in $($bb cat /proc/cmdline); do
+          case "$word" in nex.env.*=*) export "${word#nex.env.}" ;; esac
+        done
+        [ -x /nex/setup.sh ] && /nex/setup.sh
+        /nex/nex-agent
+        echo "nex-agent exited with $?"
+        $bb sync
+        $bb poweroff -f
+
+        """
+
+    /// Builds the image at `output` (replaced if it exists).
+    public func build(to output: String) async throws -> Summary {
+        let fm = FileManager.default
+        guard fm.isExecutableFile(atPath: agent) else { throw SandboxError("no nex-agent at \(agent)") }
+        guard fm.isExecutableFile(atPath: busybox), StaticExecutable.problem(at: busybox) == nil else {
+            throw SandboxError("a static busybox is needed at \(busybox): apt-get install busybox-static")
+        }
+        guard let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].first(where: fm.isExecutableFile(atPath:)) else {
+            throw SandboxError("mkfs.ext4 not found: apt-get install e2fsprogs")
+        }
+        if let script, !fm.isReadableFile(atPath: script) { throw SandboxError("cannot read the script \(script)") }
+        let stage = fm.temporaryDirectory.appendingPathComponent("nex-rootfs-\(UUID().uuidString)").path
+        defer { try? fm.removeItem(atPath: stage) }
+        for directory in ["nex", "bin", "proc", "sys", "dev", "tmp", "workload", "etc"] {
+            try fm.createDirectory(atPath: stage + "/" + directory, withIntermediateDirectories: true)
+        }
+        var files = [(agent, "/nex/nex-agent"), (busybox, "/bin/busybox")]
+        for library in try await NamespaceDriver.runtimeFiles(of: agent) { files.append((library, library)) }
+        if let script { files.append((script, "/nex/setup.sh")) }
+        var bytes = 0
+        for (source, target) in files {
+            let destination = stage + target
+            try fm.createDirectory(
+                atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            // Resolved: a library path is usually a symbolic link to the versioned file.
+            try fm.copyItem(atPath: URL(fileURLWithPath: source).resolvingSymlinksInPath().path, toPath: destination)
+            bytes += (try fm.attributesOfItem(atPath: destination)[.size] as? Int) ?? 0
+        }
+        try Self.initScript.write(toFile: stage + "/init", atomically: true, encoding: .utf8)
+        for executable in ["/init", "/nex/setup.sh"] where fm.fileExists(atPath: stage + executable) {
+            try fm.setAttributes([.posixPermissions: 0o755], ofItemAtPath: stage + executable)
+        }
+        try fm.setAttributes([.posixPermissions: 0o1777], ofItemAtPath: stage + "/tmp")
+        let size = sizeMiB ?? (bytes >> 20) + 64
+        guard size << 20 > bytes else {
+            throw SandboxError("\(size) MiB is too small for \(bytes >> 20) MiB of files")
+        }
+        try? fm.removeItem(atPath: output)
+        let log = stage + ".mkfs.log"
+        let logFD = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard logFD >= 0 else { throw SandboxError("cannot write \(log)") }
+        defer { try? fm.removeItem(atPath: log) }
+        let child: ChildProcess
+        do {
+            child = try await ChildProcess.spawn(
+                executable: mkfs, arguments: ["-q", "-F", "-L", "nexroot", "-d", stage, output, "\(size)M"],
+                environment: ["PATH": "/usr/sbin:/sbin:/usr/bin:/bin"], stdout: .descriptor(logFD),
+                stderr: .descriptor(logFD))
+            close(logFD)
+        } catch {
+            close(logFD)
+            throw error
+        }
+        let termination = await child.wait()
+        guard termination == .exited(0) else {
+            let errors = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw SandboxError("mkfs.ext4 \(termination): \(errors.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return Summary(files: files.count + 1, contentBytes: bytes, imageMiB: size)
+    }
+}
