@@ -125,7 +125,10 @@ let package = Package(
         ),
         .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess", "CNexSpawn"]),
         // L7: the agent (one per workload) and the node.
-        .target(name: "NexAgent", dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess", "NexAgentLink"]),
+        .target(
+            name: "NexAgent",
+            dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess", "NexAgentLink", "CNexSpawn"]
+        ),
         .target(
             name: "NexNode",
             dependencies: [

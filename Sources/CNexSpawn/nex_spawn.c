@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <linux/vm_sockets.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -106,5 +107,17 @@ int nex_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 int nex_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 
 int nex_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+int nex_vsock_connect(unsigned int cid, unsigned int port) {
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct sockaddr_vm address = {.svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port};
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
 
 int nex_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

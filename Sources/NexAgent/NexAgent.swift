@@ -1,3 +1,4 @@
+import CNexSpawn
 import Foundation
 import NATS
 import NexAgentLink
@@ -32,11 +33,27 @@ public final class NexAgent: Sendable {
                 }
                 values.append(value)
             }
-            return .success(
-                Settings(
-                    agentID: values[0], natsURL: values[1], nkeySeed: values[2],
-                    linkDescriptor: env[AgentEnvironment.linkFD].flatMap { Int32($0) },
-                    natsDescriptor: env[AgentEnvironment.natsFD].flatMap { Int32($0) }))
+            var settings = Settings(
+                agentID: values[0], natsURL: values[1], nkeySeed: values[2],
+                linkDescriptor: env[AgentEnvironment.linkFD].flatMap { Int32($0) },
+                natsDescriptor: env[AgentEnvironment.natsFD].flatMap { Int32($0) })
+            // In a VM the node is on the other side of vsock (the host is CID 2).
+            for (key, port) in [
+                (AgentEnvironment.natsVsockPort, env[AgentEnvironment.natsVsockPort]),
+                (AgentEnvironment.linkVsockPort, env[AgentEnvironment.linkVsockPort]),
+            ] {
+                guard let port, let number = UInt32(port) else { continue }
+                let fd = nex_vsock_connect(2, number)
+                guard fd >= 0 else {
+                    return .failure(WorkloadStartError("cannot reach the node over vsock port \(number) (\(key))"))
+                }
+                if key == AgentEnvironment.natsVsockPort {
+                    settings.natsDescriptor = fd
+                } else {
+                    settings.linkDescriptor = fd
+                }
+            }
+            return .success(settings)
         }
     }
 

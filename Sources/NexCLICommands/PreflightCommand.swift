@@ -114,6 +114,16 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             case .failure(let error):
                 items.append(Item(name: "agent files for the sandbox root", ok: false, detail: "\(error)"))
             }
+        } else if config.sandbox == "firecracker" {
+            switch FirecrackerDriver.requirements(kernel: config.kernelFilepath, rootfs: config.rootfsFilepath) {
+            case .success(let binary):
+                items.append(
+                    Item(
+                        name: "firecracker sandbox", ok: true,
+                        detail: "\(binary); kernel and rootfs present; /dev/kvm opens"))
+            case .failure(let problem):
+                items.append(Item(name: "firecracker sandbox", ok: false, detail: problem.description))
+            }
         } else {
             items.append(
                 Item(

@@ -47,6 +47,11 @@ public enum AgentEnvironment {
     /// The descriptor of an already connected socket to the internal NATS server (sandboxed agents, which
     /// have no network: the node relays it to the server's port). Unset: the agent dials the URL.
     public static let natsFD = "NEX_AGENT_NATS_FD"
+    /// In a VM: the vsock port (on the host, CID 2) of the internal NATS relay; the agent dials it and uses
+    /// the connection as ``natsFD`` would be used.
+    public static let natsVsockPort = "NEX_AGENT_NATS_VSOCK_PORT"
+    /// In a VM: the vsock port of the trigger link.
+    public static let linkVsockPort = "NEX_AGENT_LINK_VSOCK_PORT"
     /// The descriptor number of the agent's end of its link to the node.
     public static let linkFD = "NEX_AGENT_LINK_FD"
     /// The descriptor the link is given as (after stdin, stdout and stderr).

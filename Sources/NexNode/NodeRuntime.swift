@@ -42,6 +42,15 @@ struct NodeRuntime: Sendable {
             let files = try await NamespaceDriver.runtimeFiles(of: agent)
             return NamespaceDriver(
                 bubblewrap: bubblewrap, runtimeFiles: files, cgroups: cgroups, agentOutput: agentOutput)
+        case "firecracker":
+            switch FirecrackerDriver.requirements(kernel: config.kernelFilepath, rootfs: config.rootfsFilepath) {
+            case .success(let firecracker):
+                return FirecrackerDriver(
+                    firecracker: firecracker, kernel: config.kernelFilepath ?? "", rootfs: config.rootfsFilepath ?? "",
+                    agentOutput: agentOutput)
+            case .failure(let problem):
+                throw DeployRefusal("the firecracker sandbox cannot run here: \(problem.description)")
+            }
         default:
             throw DeployRefusal("the \(config.sandbox) sandbox driver is not available yet")
         }

@@ -27,16 +27,24 @@ public final class NativeServiceRunner: WorkloadRunner {
         let path = request.artifactPath
         // An artifact arrives as plain bytes: make it executable for its owner only.
         _ = chmod(path, 0o700)
-        let child: ChildProcess
-        do {
-            child = try await ChildProcess.spawn(
-                executable: path, arguments: request.argv,
-                environment: Self.environment(for: request),
-                directory: URL(fileURLWithPath: path).deletingLastPathComponent().path, stdout: .pipe,
-                stderr: .pipe)
-        } catch {
-            throw WorkloadStartError("\(error)")
+        var started: ChildProcess?
+        // ETXTBSY: a process that forked while the node was writing the artifact may hold a copy of the
+        // writable descriptor for a moment (until its exec closes it). Retried briefly, as Go's os/exec does.
+        for attempt in 0..<50 {
+            do {
+                started = try await ChildProcess.spawn(
+                    executable: path, arguments: request.argv,
+                    environment: Self.environment(for: request),
+                    directory: URL(fileURLWithPath: path).deletingLastPathComponent().path, stdout: .pipe,
+                    stderr: .pipe)
+                break
+            } catch  where error.errno == ETXTBSY && attempt < 49 {
+                try? await Task.sleep(for: .milliseconds(10))
+            } catch {
+                throw WorkloadStartError("\(error)")
+            }
         }
+        guard let child = started else { throw WorkloadStartError("cannot start \(path): text file busy") }
         process.withLock { $0 = child }
         let streams = [(child.stdout, LogEntry.info), (child.stderr, LogEntry.error)]
         let open = Atomic<Int>(streams.count)

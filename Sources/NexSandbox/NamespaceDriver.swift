@@ -201,7 +201,7 @@ final class NamespaceSandbox: AgentSandbox {
     let cgroups: Cgroups?
     /// The sandbox's first process as the host sees it (from bubblewrap's `--info-fd`): its namespaces.
     let childPID: Task<Int32?, Never>
-    private let forwarders = Mutex<[PortForwarder]>([])
+    private let forwarders = Mutex<[Acceptor]>([])
 
     init(
         agentID: String, workDirectoryInside: String, process: ChildProcess, cgroups: Cgroups?,

@@ -3,33 +3,21 @@ import Foundation
 import NexProcess
 import Synchronization
 
-/// Lets a sandbox with no network reach one server: a listening socket made *inside* the sandbox's network
-/// namespace (on a loopback address there), whose connections the node relays to the real server from the
-/// host's side. The workload connects to what looks like a local server; nothing else is reachable.
-final class PortForwarder: Sendable {
+/// Accepts connections on a listening socket on a thread of its own and hands each to `handle`, until
+/// closed. The descriptor is touched only while it is ours (its number may be reused once closed).
+final class Acceptor: Sendable {
     private let listener: Int32
-    /// Whether ``close()`` was called, and whether the descriptor is closed (after which its number may
-    /// belong to another socket: no call may touch it).
     private let state = Mutex((closing: false, descriptorClosed: false))
 
-    private init(listener: Int32) {
+    /// Takes ownership of `listener` and starts accepting.
+    init(listener: Int32, name: String, handle: @escaping @Sendable (Int32) -> Void) {
         self.listener = listener
-    }
-
-    /// Listens on `address:port` in the network namespace of process `pid` and relays every connection to
-    /// `target` (connected from the node's own namespace).
-    static func start(pid: Int32, address: String, port: Int, target: (host: String, port: Int)) async throws
-        -> PortForwarder
-    {
-        let listener = try await listenInNamespace(of: pid, address: address, port: port)
-        let forwarder = PortForwarder(listener: listener)
-        let thread = Thread { forwarder.acceptLoop(target: target) }
-        thread.name = "nex-forward-\(port)"
+        let thread = Thread { [self] in acceptLoop(handle) }
+        thread.name = name
         thread.start()
-        return forwarder
     }
 
-    /// Stops listening (connections already relayed end when their sides do).
+    /// Stops accepting (connections already handed over live on).
     func close() {
         state.withLock { s in
             guard !s.closing else { return }
@@ -38,23 +26,34 @@ final class PortForwarder: Sendable {
         }
     }
 
-    private func acceptLoop(target: (host: String, port: Int)) {
+    private func acceptLoop(_ handle: (Int32) -> Void) {
         while true {
             let client = nex_accept_cloexec(listener)
             if client < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 break
             }
-            // Connected from this thread, which is in the node's namespace, never the sandbox's.
-            guard let upstream = try? SocketRelay.connectTCP(host: target.host, port: target.port) else {
-                Foundation.close(client)
-                continue
-            }
-            SocketRelay.start(client, upstream, name: "nex-forward")
+            handle(client)
         }
         state.withLock { s in
             s.descriptorClosed = true
             Foundation.close(listener)
+        }
+    }
+}
+
+/// Lets a sandbox with no network reach one server: a listening socket made *inside* the sandbox's network
+/// namespace (on a loopback address there), whose connections the node relays to the real server from the
+/// host's side. The workload connects to what looks like a local server; nothing else is reachable.
+enum PortForwarder {
+    /// Listens on `address:port` in the network namespace of process `pid` and relays every connection to
+    /// `target` (connected from the node's own namespace, on the acceptor's thread).
+    static func start(pid: Int32, address: String, port: Int, target: (host: String, port: Int)) async throws
+        -> Acceptor
+    {
+        let listener = try await listenInNamespace(of: pid, address: address, port: port)
+        return Acceptor(listener: listener, name: "nex-forward-\(port)") { client in
+            Acceptor.relay(client, to: target)
         }
     }
 
@@ -100,5 +99,44 @@ final class PortForwarder: Sendable {
             return result
         }
         return .success(fd)
+    }
+}
+
+extension Acceptor {
+    /// Relays an accepted connection to `target` (dropped when the target cannot be reached).
+    static func relay(_ client: Int32, to target: (host: String, port: Int)) {
+        guard let upstream = try? SocketRelay.connectTCP(host: target.host, port: target.port) else {
+            Foundation.close(client)
+            return
+        }
+        SocketRelay.start(client, upstream, name: "nex-forward")
+    }
+
+    /// A listening Unix socket at `path` (replacing a stale one).
+    static func listenUnix(path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SandboxError("socket: \(String(cString: strerror(errno)))") }
+        unlink(path)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            Foundation.close(fd)
+            throw SandboxError("socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Foundation.close(fd)
+            throw SandboxError("listen on \(path): \(reason)")
+        }
+        return fd
     }
 }

@@ -228,6 +228,12 @@ import Testing
         try #"{"sandbox": "vm"}"#.write(toFile: vm, atomically: true, encoding: .utf8)
         let vmCheck = try await run(["node", "preflight", "--check", "--config", vm], env: env)
         #expect(vmCheck.status != 0 && vmCheck.stdout.contains("❌ vm sandbox"), "\(vmCheck.stdout)")
+        let fc = dir + "/fc.json"
+        try #"{"sandbox": "firecracker"}"#.write(toFile: fc, atomically: true, encoding: .utf8)
+        let fcCheck = try await run(["node", "preflight", "--check", "--config", fc], env: env)
+        let hasFirecracker = FileManager.default.isExecutableFile(atPath: "/usr/bin/firecracker")
+        #expect(
+            hasFirecracker || (fcCheck.status != 0 && fcCheck.stdout.contains("❌ firecracker sandbox: no firecracker")))
     }
 
     /// The client as an ordinary user: an option only root may set (SO_DEBUG, once set by mistake for Nagle)

