@@ -40,7 +40,49 @@ import Testing
             $0.sandbox = "namespace"
             $0.workloadTypes = ["native", "v8", "wasm"]
             $0.machineTemplate.memsizeMib = memoryMiB
+            $0.restartBackoffInitialMs = 100
+            $0.restartBackoffMaxMs = 400
         }) { h in try await body(h) }
+    }
+
+    /// The node's own scenarios with the workload sandboxed (the probe program's `do` steps stand in for the
+    /// shell scripts the unsandboxed suite deploys): output to logs at 0 and 8 with the exit code in the
+    /// event and the environment delivered (scenario 3), essential restarts with new ids (11), info and a
+    /// stop by the issuer (2, 9).
+    @Test func theNodeScenariosRunSandboxed() async throws {
+        let program = try await Self.escapeProgram()
+        try await withSandboxedNode { h in
+            let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.*.*")
+            let once = try await h.deploy(
+                file: program, name: "once", environment: ["greeting": "bonjour"],
+                argv: ["do", "out", "hello", "err", "oops", "env", "GREETING", "exit", "3"])
+            try await eventually("it exited with 3") {
+                h.workloadEvents("workload_undeployed").contains { $0.workloadID == once.id && $0.code == 3 }
+            }
+            let entries = logs.messages.compactMap { try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload)) }
+            #expect(entries.contains { $0.text == "hello" && $0.level == LogEntry.info })
+            #expect(entries.contains { $0.text == "oops" && $0.level == LogEntry.error })
+            #expect(entries.contains { $0.text == "GREETING=bonjour" })
+
+            let first = try await h.deploy(
+                file: program, name: "crasher", essential: true, argv: ["do", "out", "started", "exit", "3"])
+            try await eventually("three restarts") {
+                h.workloadEvents("workload_deployed").filter { $0.workloadName == "crasher" }.count >= 4
+            }
+            let ids = h.workloadEvents("workload_deployed").filter { $0.workloadName == "crasher" }.map(\.workloadID)
+            #expect(ids.first == first.id && Set(ids).count == ids.count)
+            _ = try await h.nex.lameDuck(node: h.node.nodeID)
+        }
+        try await withSandboxedNode { h in
+            let sleeper = try await h.deploy(file: program, name: "sleeper", argv: ["do", "sleep", "60"])
+            #expect(try await h.nex.info(node: h.node.nodeID).machines.map(\.workload.name) == ["sleeper"])
+            let stopped = try await h.nex.stop(workloadID: sleeper.id, node: h.node.nodeID, issuer: h.issuer)
+            #expect(stopped.stopped)
+            try await eventually("the stop is an undeploy") {
+                h.workloadEvents("workload_undeployed").contains { $0.workloadID == sleeper.id }
+            }
+            #expect(try await h.nex.info(node: h.node.nodeID).machines.isEmpty)
+        }
     }
 
     /// Lines a workload printed, from its log subject.

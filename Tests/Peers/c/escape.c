@@ -5,6 +5,8 @@
 //   escape memory MIB                         touches MIB MiB, printing progress (the cgroup should kill it)
 //   escape forkbomb                           forks until refused (the pids limit should stop it)
 //   escape natsecho SUBJECT                   a NATS echo responder on $NATS_URL (the one server it may reach)
+//   escape do STEP...                         a tiny script, for the node's scenarios in a sandbox: steps
+//                                             `out TEXT`, `err TEXT`, `env KEY`, `sleep SECONDS`, `exit CODE`
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -173,11 +175,29 @@ static void natsecho(const char *subject) {
     }
 }
 
+// Runs `do` steps in order; without an `exit` step it waits to be stopped.
+static void steps(int argc, char **argv) {
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const char *step = argv[i], *arg = argv[i + 1];
+        if (strcmp(step, "out") == 0) printf("%s\n", arg);
+        else if (strcmp(step, "err") == 0) fprintf(stderr, "%s\n", arg);
+        else if (strcmp(step, "env") == 0) printf("%s=%s\n", arg, getenv(arg) ? getenv(arg) : "");
+        else if (strcmp(step, "sleep") == 0) sleep((unsigned)atoi(arg));
+        else if (strcmp(step, "exit") == 0) {
+            fflush(stdout);
+            exit(atoi(arg));
+        }
+        fflush(stdout);
+        fflush(stderr);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc >= 5 && strcmp(argv[1], "probes") == 0) probes(atoi(argv[2]), atoi(argv[3]), argv[4]);
     else if (argc >= 3 && strcmp(argv[1], "memory") == 0) memory(atol(argv[2]));
     else if (argc >= 2 && strcmp(argv[1], "forkbomb") == 0) forkbomb();
     else if (argc >= 3 && strcmp(argv[1], "natsecho") == 0) natsecho(argv[2]);
+    else if (argc >= 2 && strcmp(argv[1], "do") == 0) steps(argc, argv);
     else {
         fprintf(stderr, "usage: escape probes HOST_PID HOST_PORT OTHER_IP | memory MIB | forkbomb | natsecho SUBJ\n");
         return 2;
