@@ -54,14 +54,8 @@ public final class PeerProcess: Sendable {
 
     /// Waits for the peer to exit and returns its status (128 + signal when killed by one).
     public func waitForExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
-        let killer = Task { () -> Bool in
-            do { try await Task.sleep(for: timeout) } catch { return false }
-            child.signal(SIGKILL)
-            return true
-        }
-        let termination = await child.wait()
-        killer.cancel()
-        if await killer.value { throw TestEnvironment.Failure("peer did not exit in time") }
+        let (termination, timedOut) = await child.wait(killingAfter: timeout)
+        if timedOut { throw TestEnvironment.Failure("peer did not exit in time") }
         return termination.code
     }
 

@@ -28,16 +28,9 @@ extension TestEnvironment {
         let child = try await ChildProcess.spawn(
             executable: executable, arguments: arguments, environment: childEnvironment(environment),
             stdout: .pipe, stderr: .pipe)
-        async let out = readToEnd(child.stdout)
-        async let err = readToEnd(child.stderr)
-        let killer = Task { () -> Bool in
-            do { try await Task.sleep(for: timeout) } catch { return false }
-            child.signal(SIGKILL)
-            return true
-        }
-        let termination = await child.wait()
-        killer.cancel()
-        let timedOut = await killer.value
+        async let out = readAll(child.stdout)
+        async let err = readAll(child.stderr)
+        let (termination, timedOut) = await child.wait(killingAfter: timeout)
         let result = RunResult(
             status: termination.code, stdout: String(decoding: await out, as: UTF8.self),
             stderr: String(decoding: await err, as: UTF8.self))
@@ -60,26 +53,5 @@ extension TestEnvironment {
             )
         }
         return result.stdout
-    }
-
-    /// Everything readable from `fd` until end of file (read on its own thread), then closes it.
-    static func readToEnd(_ fd: Int32?) async -> Data {
-        guard let fd else { return Data() }
-        return await withCheckedContinuation { continuation in
-            let thread = Thread {
-                var data = Data()
-                var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-                while true {
-                    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                    if n < 0, errno == EINTR { continue }
-                    if n <= 0 { break }
-                    data.append(contentsOf: chunk[0..<n])
-                }
-                close(fd)
-                continuation.resume(returning: data)
-            }
-            thread.name = "test-read-\(fd)"
-            thread.start()
-        }
     }
 }

@@ -185,3 +185,40 @@ private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer
     defer { for pointer in pointers { free(pointer) } }
     return body(pointers)
 }
+
+extension ChildProcess {
+    /// Waits until the child ends; when it still runs after `timeout`, kills it (SIGKILL, its whole group)
+    /// and reports that the timeout fired.
+    public func wait(killingAfter timeout: Duration) async -> (termination: Termination, timedOut: Bool) {
+        let killer = Task { () -> Bool in
+            do { try await Task.sleep(for: timeout) } catch { return false }
+            self.signal(SIGKILL)
+            return true
+        }
+        let termination = await wait()
+        killer.cancel()
+        return (termination, await killer.value)
+    }
+}
+
+/// Everything readable from `fd` until end of file (at most `limit` bytes kept), read on a thread of its own
+/// so no event loop or pool thread blocks; the descriptor is closed afterwards. Nothing for a nil `fd`.
+public func readAll(_ fd: Int32?, limit: Int = 64 << 20) async -> [UInt8] {
+    guard let fd else { return [] }
+    return await withCheckedContinuation { continuation in
+        let thread = Thread {
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0, errno == EINTR { continue }
+                if n <= 0 { break }
+                if bytes.count < limit { bytes += chunk[0..<min(n, limit - bytes.count)] }
+            }
+            close(fd)
+            continuation.resume(returning: bytes)
+        }
+        thread.name = "nex-read-\(fd)"
+        thread.start()
+    }
+}

@@ -57,19 +57,7 @@ public struct NamespaceDriver: SandboxDriver {
         let ldd = try await ChildProcess.spawn(
             executable: "/usr/bin/ldd", arguments: [executable], environment: ["PATH": "/usr/bin:/bin"],
             stdout: .pipe, stderr: .null)
-        var output = ""
-        if let fd = ldd.stdout {
-            var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-            var bytes: [UInt8] = []
-            while true {
-                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0, errno == EINTR { continue }
-                if n <= 0 { break }
-                bytes += chunk[0..<n]
-            }
-            close(fd)
-            output = String(decoding: bytes, as: UTF8.self)
-        }
+        let output = String(decoding: await readAll(ldd.stdout), as: UTF8.self)
         let termination = await ldd.wait()
         // A static executable: ldd says so and exits 1; it needs nothing.
         if output.contains("not a dynamic executable") || output.contains("statically linked") { return [] }
@@ -168,23 +156,9 @@ public struct NamespaceDriver: SandboxDriver {
 
     /// Reads bubblewrap's info JSON (written once the namespaces exist) until it closes: `child-pid`.
     static func childPID(from fd: Int32) async -> Int32? {
-        await withCheckedContinuation { continuation in
-            let thread = Thread {
-                var bytes: [UInt8] = []
-                var chunk = [UInt8](repeating: 0, count: 4096)
-                while bytes.count < 65536 {
-                    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                    if n < 0, errno == EINTR { continue }
-                    if n <= 0 { break }
-                    bytes += chunk[0..<n]
-                }
-                close(fd)
-                let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
-                continuation.resume(returning: (object?["child-pid"] as? NSNumber).map { $0.int32Value })
-            }
-            thread.name = "nex-bwrap-info"
-            thread.start()
-        }
+        let bytes = await readAll(fd, limit: 65536)
+        let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+        return (object?["child-pid"] as? NSNumber).map { $0.int32Value }
     }
 
     static func hostAndPort(_ url: String) throws -> (host: String, port: Int) {
