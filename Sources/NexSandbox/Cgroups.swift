@@ -132,17 +132,11 @@ public struct Cgroups: Sendable {
 
     private func write(_ value: String, to file: String) throws {
         let fd = open(file, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw CgroupError("cannot open \(file): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SandboxError("cannot open \(file): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let bytes = Array(value.utf8)
         guard bytes.withUnsafeBytes({ Foundation.write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-            throw CgroupError("cannot write \(value) to \(file): \(String(cString: strerror(errno)))")
+            throw SandboxError("cannot write \(value) to \(file): \(String(cString: strerror(errno)))")
         }
     }
-}
-
-/// Why a sandbox's cgroup could not be made.
-public struct CgroupError: Error, Sendable, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
 }
