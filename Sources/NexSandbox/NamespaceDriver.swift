@@ -91,10 +91,6 @@ public struct NamespaceDriver: SandboxDriver {
         defer { close(natsPair[1]) }
 
         let seccomp = try MemoryFile(name: "nex-seccomp", contents: SeccompFilter.bytes)
-        var info: [Int32] = [0, 0]
-        guard nex_pipe_cloexec(&info) == 0 else { throw SandboxError("pipe: \(String(cString: strerror(errno)))") }
-        defer { close(info[1]) }
-
         var procs: [String] = []
         if let cgroups {
             procs = try cgroups.create(
@@ -102,6 +98,13 @@ public struct NamespaceDriver: SandboxDriver {
                 limits: Cgroups.Limits(
                     memoryBytes: spec.memoryMiB << 20, cpus: max(spec.vcpuCount, 1), pids: pidsLimit))
         }
+        var info: [Int32] = [0, 0]
+        guard nex_pipe_cloexec(&info) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if let cgroups { await cgroups.remove(spec.agentID) }
+            throw SandboxError("pipe: \(reason)")
+        }
+        defer { close(info[1]) }
         let process: ChildProcess
         do {
             process = try await ChildProcess.spawn(
