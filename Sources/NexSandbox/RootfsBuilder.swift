@@ -7,7 +7,8 @@ import NexProcess
 /// Inside: `/init` (a busybox shell script, PID 1) that mounts /proc, /sys, /dev and /tmp, takes the agent's
 /// settings from the kernel command line (`nex.env.KEY=VALUE`), runs an optional setup script, then starts
 /// `/nex/nex-agent` as its child and powers the VM off when the agent ends. The agent links V8 (libnode), so
-/// it is not static: its libraries go in at the paths it was linked with.
+/// it is not static: its libraries go in `/nex/lib` (found through `LD_LIBRARY_PATH`, which precedes the
+/// agent's run paths; those may lie under /tmp, where the VM mounts a fresh tmpfs), the loader at its path.
 public struct RootfsBuilder: Sendable {
     /// The `nex-agent` to put in.
     public var agent: String
@@ -45,7 +46,7 @@ public struct RootfsBuilder: Sendable {
           case "$word" in nex.env.*=*) export "${word#nex.env.}" ;; esac
         done
         [ -x /nex/setup.sh ] && /nex/setup.sh
-        /nex/nex-agent
+        LD_LIBRARY_PATH=/nex/lib /nex/nex-agent
         echo "nex-agent exited with $?"
         $bb sync
         $bb poweroff -f
@@ -65,11 +66,15 @@ public struct RootfsBuilder: Sendable {
         if let script, !fm.isReadableFile(atPath: script) { throw SandboxError("cannot read the script \(script)") }
         let stage = fm.temporaryDirectory.appendingPathComponent("nex-rootfs-\(UUID().uuidString)").path
         defer { try? fm.removeItem(atPath: stage) }
-        for directory in ["nex", "bin", "proc", "sys", "dev", "tmp", "workload", "etc"] {
+        for directory in ["nex/lib", "bin", "proc", "sys", "dev", "tmp", "workload", "etc"] {
             try fm.createDirectory(atPath: stage + "/" + directory, withIntermediateDirectories: true)
         }
         var files = [(agent, "/nex/nex-agent"), (busybox, "/bin/busybox")]
-        for library in try await NamespaceDriver.runtimeFiles(of: agent) { files.append((library, library)) }
+        for library in try await NamespaceDriver.runtimeFiles(of: agent) {
+            // The loader is named by path in the agent (PT_INTERP); the rest are found by name.
+            let name = (library as NSString).lastPathComponent
+            files.append((library, name.hasPrefix("ld-linux") ? library : "/nex/lib/" + name))
+        }
         if let script { files.append((script, "/nex/setup.sh")) }
         var bytes = 0
         for (source, target) in files {
