@@ -94,12 +94,19 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
                 Item(
                     name: "bubblewrap (namespace sandbox)", ok: bwrap != nil,
                     detail: bwrap ?? "not installed: apt-get install bubblewrap", packages: ["bubblewrap"]))
-            let cgroups = Cgroups.detect()
-            items.append(
-                Item(
-                    name: "cgroups (memory, CPU and pids limits from machine_template)", ok: cgroups != nil,
-                    detail: cgroups.map { "cgroup \($0.version.rawValue) under /sys/fs/cgroup" }
-                        ?? "no memory, cpu and pids controllers under /sys/fs/cgroup"))
+            let name = "cgroups (memory, CPU and pids limits from machine_template)"
+            if let cgroups = Cgroups.detect() {
+                switch await cgroups.check() {
+                case .success:
+                    items.append(
+                        Item(name: name, ok: true, detail: "cgroup \(cgroups.version.rawValue) under /sys/fs/cgroup"))
+                case .failure(let problem):
+                    items.append(Item(name: name, ok: false, detail: "\(problem) (run the node as root)"))
+                }
+            } else {
+                items.append(
+                    Item(name: name, ok: false, detail: "no memory, cpu and pids controllers under /sys/fs/cgroup"))
+            }
             items.append(
                 Item(
                     name: "seccomp", ok: true,

@@ -39,6 +39,11 @@ struct NodeRuntime: Sendable {
                     "the namespace sandbox needs cgroups with the memory, cpu and pids controllers for "
                         + "machine_template limits: none found under /sys/fs/cgroup")
             }
+            if case .failure(let problem) = await cgroups.check() {
+                throw DeployRefusal(
+                    "the namespace sandbox cannot make cgroups for machine_template limits (run the node as root): "
+                        + problem.description)
+            }
             let files = try await NamespaceDriver.runtimeFiles(of: agent)
             return NamespaceDriver(
                 bubblewrap: bubblewrap, runtimeFiles: files, cgroups: cgroups, agentOutput: agentOutput)

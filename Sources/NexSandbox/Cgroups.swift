@@ -75,12 +75,12 @@ public struct Cgroups: Sendable {
             if version == .v2 {
                 // Controllers must be enabled on every level between the node's cgroup and the sandbox's.
                 let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
-                try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+                try makeDirectory(parent)
                 for level in [URL(fileURLWithPath: parent).deletingLastPathComponent().path, parent] {
                     try write("+memory +cpu +pids", to: level + "/cgroup.subtree_control")
                 }
             }
-            try fm.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try makeDirectory(path)
             switch (version, controller) {
             case (.v1, "memory"):
                 try write(String(limits.memoryBytes), to: path + "/memory.limit_in_bytes")
@@ -106,6 +106,22 @@ public struct Cgroups: Sendable {
         return procs
     }
 
+    /// Whether this process may make sandbox cgroups (root, or a delegated hierarchy): makes and removes one.
+    public func check() async -> Result<Void, SandboxError> {
+        let probe = "probe-\(getpid())"
+        do {
+            _ = try create(probe, limits: Limits(memoryBytes: 64 << 20, cpus: 1, pids: 16))
+            await remove(probe)
+            return .success(())
+        } catch let error as SandboxError {
+            await remove(probe)
+            return .failure(error)
+        } catch {
+            await remove(probe)
+            return .failure(SandboxError("\(error)"))
+        }
+    }
+
     /// Kills what is left in sandbox `name` and removes its cgroup (the kernel refuses with EBUSY for a
     /// moment after the last process exits: retried).
     public func remove(_ name: String) async {
@@ -127,6 +143,17 @@ public struct Cgroups: Sendable {
         let file = version == .v1 ? "/memory.usage_in_bytes" : "/memory.current"
         return (try? String(contentsOfFile: path + file, encoding: .utf8)).flatMap {
             Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+
+    /// mkdir -p, with the reason in words when the kernel refuses.
+    private func makeDirectory(_ path: String) throws {
+        var current = ""
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, 0o755) != 0, errno != EEXIST {
+                throw SandboxError("cannot create \(current): \(String(cString: strerror(errno)))")
+            }
         }
     }
 
