@@ -24,7 +24,8 @@ public final class NexAgent: Sendable {
         /// A connected socket to the internal server (in a sandbox); nil: dial `natsURL`.
         public var natsDescriptor: Int32?
 
-        /// Reads ``AgentEnvironment`` variables; nil names the first one missing.
+        /// Reads ``AgentEnvironment`` variables (a failure names the first one missing); in a VM, where the
+        /// variables name vsock ports, it also dials the node over vsock.
         public static func fromEnvironment(_ env: [String: String]) -> Result<Settings, WorkloadStartError> {
             var values: [String] = []
             for key in [AgentEnvironment.agentID, AgentEnvironment.natsURL, AgentEnvironment.nkeySeed] {

@@ -162,11 +162,9 @@ actor AgentPool {
                 vcpuCount: settings.vcpuCount, linkDescriptor: agentEnd)
             let launched: any AgentSandbox
             do {
+                // The driver gave the agent its own copy (or relays it); ours is closed either way.
+                defer { Foundation.close(agentEnd) }
                 launched = try await driver.launch(spec)
-                Foundation.close(agentEnd)
-            } catch {
-                Foundation.close(agentEnd)
-                throw error
             }
             sandbox = launched
             let hello = try await waitForHandshake(id, sandbox: launched)

@@ -136,16 +136,6 @@ public struct Cgroups: Sendable {
         }
     }
 
-    /// The memory the sandbox uses now (bytes), for figures and tests.
-    public func memoryUsage(_ name: String) -> Int? {
-        guard let path = directories(name).first(where: { $0.controller == "memory" || $0.controller == "" })?.path
-        else { return nil }
-        let file = version == .v1 ? "/memory.usage_in_bytes" : "/memory.current"
-        return (try? String(contentsOfFile: path + file, encoding: .utf8)).flatMap {
-            Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
-    }
-
     /// mkdir -p, with the reason in words when the kernel refuses.
     private func makeDirectory(_ path: String) throws {
         var current = ""

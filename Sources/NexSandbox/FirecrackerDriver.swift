@@ -1,7 +1,7 @@
 import CNexSpawn
 import Foundation
 import NexModels
-public import NexProcess
+import NexProcess
 import Synchronization
 
 /// The `firecracker` driver: one Firecracker microVM per agent, configured through its API socket, booting

@@ -1,7 +1,7 @@
 import CNexSpawn
 import Foundation
 import NexModels
-public import NexProcess
+import NexProcess
 import Synchronization
 
 /// The `namespace` driver: each agent and its workload in their own user, pid, mount, ipc, uts, cgroup and

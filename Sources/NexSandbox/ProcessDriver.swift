@@ -1,5 +1,5 @@
 import NexModels
-public import NexProcess
+import NexProcess
 
 /// The `none` driver (`no_sandbox: true`): each agent is a plain child process of the node, with the node's
 /// user and view of the host. Fast and unsafe; the node tags itself `nex.unsafe=true`.
