@@ -23,10 +23,27 @@ public final class NexAgent: Sendable {
         public var linkDescriptor: Int32?
         /// A connected socket to the internal server (in a sandbox); nil: dial `natsURL`.
         public var natsDescriptor: Int32?
+        /// In a VM: the control channel, where the artifact is fetched from.
+        public var controlDescriptor: Int32?
 
-        /// Reads ``AgentEnvironment`` variables (a failure names the first one missing); in a VM, where the
-        /// variables name vsock ports, it also dials the node over vsock.
+        /// Reads ``AgentEnvironment`` variables (a failure names the first one missing); in a VM, it first
+        /// waits for them on the control channel, and dials the node over TCP or vsock.
         public static func fromEnvironment(_ env: [String: String]) -> Result<Settings, WorkloadStartError> {
+            var env = env
+            var control: Int32?
+            if let address = env[AgentEnvironment.vmControl] {
+                let fd: Int32
+                switch VMGuest.dial(address) {
+                case .failure(let error): return .failure(error)
+                case .success(let connected): fd = connected
+                }
+                FileHandle.standardOutput.write(Data((VMChannel.waitingLine + "\n").utf8))
+                switch VMGuest.awaitSettings(fd) {
+                case .failure(let error): return .failure(error)
+                case .success(let given): env.merge(given) { _, new in new }
+                }
+                control = fd
+            }
             var values: [String] = []
             for key in [AgentEnvironment.agentID, AgentEnvironment.natsURL, AgentEnvironment.nkeySeed] {
                 guard let value = env[key], !value.isEmpty else {
@@ -37,7 +54,23 @@ public final class NexAgent: Sendable {
             var settings = Settings(
                 agentID: values[0], natsURL: values[1], nkeySeed: values[2],
                 linkDescriptor: env[AgentEnvironment.linkFD].flatMap { Int32($0) },
-                natsDescriptor: env[AgentEnvironment.natsFD].flatMap { Int32($0) })
+                natsDescriptor: env[AgentEnvironment.natsFD].flatMap { Int32($0) }, controlDescriptor: control)
+            if let address = env[AgentEnvironment.natsTCP] {
+                switch VMGuest.dial(address) {
+                case .failure(let error): return .failure(error)
+                case .success(let fd):
+                    guard VMGuest.writeAll(fd, VMChannel.natsPreamble) else {
+                        return .failure(WorkloadStartError("the NATS channel at \(address) closed"))
+                    }
+                    settings.natsDescriptor = fd
+                }
+            }
+            if let address = env[AgentEnvironment.linkTCP] {
+                switch VMGuest.dial(address) {
+                case .failure(let error): return .failure(error)
+                case .success(let fd): settings.linkDescriptor = fd
+                }
+            }
             // In a VM the node is on the other side of vsock (the host is CID 2).
             for (key, port) in [
                 (AgentEnvironment.natsVsockPort, env[AgentEnvironment.natsVsockPort]),
@@ -194,6 +227,9 @@ public final class NexAgent: Sendable {
                 return try Self.blockingRequest(client, subject: subject, body: Array(args.utf8))
             })
         do {
+            if let control = settings.controlDescriptor {
+                try await Self.onThread { try VMGuest.fetchArtifact(control, to: request.artifactPath) }
+            }
             try await runner.start(request, output: output)
             return AgentResponse(ok: true)
         } catch {
@@ -210,6 +246,16 @@ public final class NexAgent: Sendable {
         let result = runner.run(subject: subject, payload: payload)
         if let error = result.error { return (false, result.elapsedNanos, Array(error.utf8)) }
         return (true, result.elapsedNanos, result.reply ?? [])
+    }
+
+    /// Runs blocking I/O on a thread of its own (not on the cooperative pool).
+    static func onThread(_ work: @escaping @Sendable () throws -> Void) async throws {
+        let result: Result<Void, any Error> = await withCheckedContinuation { continuation in
+            let thread = Thread { continuation.resume(returning: Result { try work() }) }
+            thread.name = "nex-agent-io"
+            thread.start()
+        }
+        try result.get()
     }
 
     /// A request made from an engine's own thread (V8 calls host services synchronously). The node answers

@@ -131,6 +131,8 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             case .failure(let problem):
                 items.append(Item(name: "firecracker sandbox", ok: false, detail: problem.description))
             }
+        } else if config.sandbox == "vm" {
+            items += await vmItems(config, agent: agent)
         } else {
             items.append(
                 Item(
@@ -152,6 +154,63 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             default:
                 items.append(Item(name: "\(type) workloads", ok: false, detail: "unknown workload type"))
             }
+        }
+        return items
+    }
+
+    /// The `vm` driver's needs: QEMU, busybox and mkfs.ext4 (installable), the kernel and root filesystem
+    /// (fetched and built), the accelerator, and a test boot that saves the warm pool's snapshot.
+    static func vmItems(_ config: NodeConfiguration, agent: String) async -> [Item] {
+        let fm = FileManager.default
+        let qemu = MicroVM.findQEMU()
+        let busybox = fm.isExecutableFile(atPath: "/bin/busybox") && StaticExecutable.problem(at: "/bin/busybox") == nil
+        let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].first(where: fm.isExecutableFile(atPath:))
+        var items = [
+            Item(
+                name: "QEMU (vm sandbox)", ok: qemu != nil, detail: qemu ?? "not installed",
+                packages: ["qemu-system-x86"]),
+            Item(
+                name: "static busybox (the VM's /init)", ok: busybox,
+                detail: busybox ? "/bin/busybox" : "not installed", packages: ["busybox-static"]),
+            Item(
+                name: "mkfs.ext4 (root filesystem)", ok: mkfs != nil, detail: mkfs ?? "not installed",
+                packages: ["e2fsprogs"]),
+        ]
+        guard qemu != nil, busybox, mkfs != nil else { return items }
+        let resources: VMDriver.Resources
+        do {
+            resources = try await VMDriver.resources(
+                kernelFilepath: config.kernelFilepath, rootfsFilepath: config.rootfsFilepath, agent: agent,
+                cache: NexHome.path + "/vm")
+        } catch {
+            items.append(Item(name: "VM kernel and root filesystem", ok: false, detail: "\(error)"))
+            return items
+        }
+        items.append(
+            Item(
+                name: "VM kernel and root filesystem", ok: true,
+                detail: "\(resources.kernel.kernel) (+ initramfs), \(resources.rootfs)"))
+        let accelerator = await MicroVM.accelerator(qemu: resources.qemu, kernel: resources.kernel)
+        items.append(
+            Item(
+                name: "accelerator", ok: true,
+                detail: accelerator == "kvm" ? "KVM (a test boot passed)" : "software emulation (TCG): no working KVM"))
+        let directory = fm.temporaryDirectory.appendingPathComponent("nex-preflight-\(UUID().uuidString)").path
+        defer { try? fm.removeItem(atPath: directory) }
+        let driver = VMDriver(
+            qemu: resources.qemu, kernel: resources.kernel, rootfs: resources.rootfs, accelerator: accelerator,
+            directory: directory)
+        let started = ContinuousClock.now
+        do {
+            try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            _ = try await driver.bootTemplate(
+                in: directory, memoryMiB: config.machineTemplate.memsizeMib, cpus: config.machineTemplate.vcpuCount)
+            items.append(
+                Item(
+                    name: "test boot", ok: true,
+                    detail: "the agent started in a VM and the VM was saved in \(ContinuousClock.now - started)"))
+        } catch {
+            items.append(Item(name: "test boot", ok: false, detail: "\(error)"))
         }
         return items
     }

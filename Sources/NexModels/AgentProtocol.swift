@@ -56,6 +56,35 @@ public enum AgentEnvironment {
     public static let linkFD = "NEX_AGENT_LINK_FD"
     /// The descriptor the link is given as (after stdin, stdout and stderr).
     public static let linkDescriptor: Int32 = 3
+    /// In a `vm` sandbox: `host:port` of the node's control channel. The agent dials it at boot (before the
+    /// VM is snapshotted), then waits for its settings: one line of JSON, an object of these variables.
+    public static let vmControl = "NEX_AGENT_VM_CONTROL"
+    /// In a `vm` sandbox: `host:port` of the internal NATS relay; the agent dials it and writes
+    /// ``VMChannel/natsPreamble`` first (the relay connects to the server only then).
+    public static let natsTCP = "NEX_AGENT_NATS_TCP"
+    /// In a `vm` sandbox: `host:port` of the trigger link.
+    public static let linkTCP = "NEX_AGENT_LINK_TCP"
+}
+
+/// How a `vm` sandbox's guest reaches the node: QEMU user networking with no route out, where each
+/// address below is forwarded (`guestfwd`) to a Unix socket the node listens on. Each carries one
+/// connection for the life of the VM.
+public enum VMChannel {
+    /// The host-side address every channel appears at in the guest.
+    public static let host = "10.0.2.100"
+    public static let natsPort = 4222
+    public static let linkPort = 4223
+    public static let controlPort = 4224
+    /// Ports for the servers a service was given, in order.
+    public static let servicePorts = [4230, 4231, 4232, 4233]
+    /// What the agent writes on the NATS channel before the server speaks (its INFO would otherwise be
+    /// sent, and a login deadline run, before the guest is there to read it).
+    public static let natsPreamble: [UInt8] = Array("NEX\n".utf8)
+    /// The agent's request for its workload's artifact on the control channel; the node answers
+    /// `OK <size>\n` and the bytes, or `ERR <reason>\n`.
+    public static let artifactRequest = "ARTIFACT\n"
+    /// What the agent prints (on the VM's console) once it waits for settings: the VM can be snapshotted.
+    public static let waitingLine = "nex-agent: waiting for the node's settings"
 }
 
 /// An agent's first words: who it is, and that it is ready for a workload.

@@ -22,7 +22,9 @@ struct NodeRuntime: Sendable {
 
     /// The driver the configuration asks for: `none` only with `no_sandbox: true`; otherwise the sandbox,
     /// or the reason there is none. A sandboxed node never falls back to running workloads unsandboxed.
-    static func driver(_ config: NodeConfiguration, agent: String, logger: Logger) async throws -> any SandboxDriver {
+    static func driver(_ config: NodeConfiguration, agent: String, home: String, logger: Logger) async throws
+        -> any SandboxDriver
+    {
         let agentOutput: @Sendable (String, String) -> Void = { agent, line in
             logger.notice("\(line)", metadata: ["nex.agent": "\(agent)"])
         }
@@ -56,6 +58,20 @@ struct NodeRuntime: Sendable {
             case .failure(let problem):
                 throw DeployRefusal("the firecracker sandbox cannot run here: \(problem.description)")
             }
+        case "vm":
+            let resources: VMDriver.Resources
+            do {
+                resources = try await VMDriver.resources(
+                    kernelFilepath: config.kernelFilepath, rootfsFilepath: config.rootfsFilepath, agent: agent,
+                    cache: NexHome.path + "/vm")
+            } catch {
+                throw DeployRefusal("the vm sandbox cannot run here: \(error)")
+            }
+            let accelerator = await MicroVM.accelerator(qemu: resources.qemu, kernel: resources.kernel)
+            logger.info("vm sandbox", metadata: ["accelerator": "\(accelerator)", "rootfs": "\(resources.rootfs)"])
+            return VMDriver(
+                qemu: resources.qemu, kernel: resources.kernel, rootfs: resources.rootfs, accelerator: accelerator,
+                directory: home + "/vm", agentOutput: agentOutput)
         default:
             throw DeployRefusal("the \(config.sandbox) sandbox driver is not available yet")
         }
@@ -73,7 +89,7 @@ struct NodeRuntime: Sendable {
         guard FileManager.default.isExecutableFile(atPath: agent) else {
             throw DeployRefusal("nex-agent not found at \(agent) (set agent_path)")
         }
-        let driver = try await driver(config, agent: agent, logger: logger)
+        let driver = try await driver(config, agent: agent, home: home, logger: logger)
         guard let binary = NATSServerProcess.findBinary(nexHome: NexHome.path) else {
             throw DeployRefusal("nats-server not found for the internal server (PATH, NATS_SERVER_BIN, ~/.nex/bin)")
         }

@@ -165,7 +165,15 @@ struct FirecrackerSandbox: AgentSandbox {
 /// A descriptor handed over at most once (to a relay), or closed by its owner if never taken.
 final class HandOff: Sendable {
     private let descriptor: Mutex<Int32?>
-    init(_ fd: Int32) { descriptor = Mutex(fd) }
+    init(_ fd: Int32? = nil) { descriptor = Mutex(fd) }
+    /// Holds `fd` (closing one held before).
+    func replace(with fd: Int32) {
+        let old = descriptor.withLock { d in
+            defer { d = fd }
+            return d
+        }
+        if let old { close(old) }
+    }
     func take() -> Int32? {
         descriptor.withLock { d in
             defer { d = nil }
@@ -257,7 +265,7 @@ enum UnixHTTP {
         return Response(code: code, body: String(body))
     }
 
-    private static func connect(_ path: String) throws(SandboxError) -> Int32 {
+    static func connect(_ path: String) throws(SandboxError) -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SandboxError("socket: \(String(cString: strerror(errno)))") }
         guard (try? withUnixSocketAddress(path, { Foundation.connect(fd, $0, $1) })) == 0 else {

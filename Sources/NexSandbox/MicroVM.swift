@@ -93,7 +93,7 @@ public enum MicroVM {
             "-M", "microvm", "-m", String(memoryMiB), "-smp", String(max(cpus, 1)), "-nographic", "-no-reboot",
             "-nodefaults", "-serial", "stdio",
             "-kernel", kernel.kernel, "-initrd", kernel.initramfs,
-            "-append", "console=ttyS0 quiet panic=-1" + khz + " " + append,
+            "-append", "console=ttyS0 quiet panic=-1 pci=off" + khz + " " + append,
             "-drive", "id=root,file=\(rootfs),format=raw,if=none,readonly=on",
             "-device", "virtio-blk-device,drive=root",
         ]
@@ -109,6 +109,51 @@ public enum MicroVM {
             }
         }
         return nil
+    }
+
+    /// `kvm` when a short test boot under KVM reaches the kernel's init, else `tcg` (software emulation).
+    /// Where /dev/kvm exists but cannot run a stock kernel (these machines' KVM is itself emulated) the probe
+    /// costs its `timeout` once: the answer is kept beside the kernel.
+    public static func accelerator(qemu: String, kernel: Kernel, timeout: Duration = .seconds(15)) async -> String {
+        let record = (kernel.kernel as NSString).deletingLastPathComponent + "/accelerator"
+        if let saved = try? String(contentsOfFile: record, encoding: .utf8), ["kvm", "tcg"].contains(saved) {
+            return saved
+        }
+        let kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC)
+        guard kvm >= 0 else { return "tcg" }
+        close(kvm)
+        let arguments = [
+            "-M", "microvm", "-accel", "kvm", "-m", "128", "-nographic", "-no-reboot", "-nodefaults",
+            "-serial", "stdio", "-kernel", kernel.kernel, "-initrd", kernel.initramfs,
+            "-append", "console=ttyS0 panic=-1",
+        ]
+        guard
+            let child = try? await ChildProcess.spawn(
+                executable: qemu, arguments: arguments, environment: ["PATH": "/usr/bin:/bin"], stdout: .pipe,
+                stderr: .null)
+        else { return "tcg" }
+        let reached = AsyncStream<Bool>.makeStream()
+        if let out = child.stdout {
+            LineReader.start(fd: out, name: "nex-kvm-probe") { line in
+                if line.contains("Run /init as init process") { reached.continuation.yield(true) }
+            } onEnd: {
+                reached.continuation.yield(false)
+            }
+        }
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            reached.continuation.yield(false)
+        }
+        var works = false
+        for await answer in reached.stream {
+            works = answer
+            break
+        }
+        timer.cancel()
+        await child.terminate(grace: .milliseconds(100))
+        let answer = works ? "kvm" : "tcg"
+        try? answer.write(toFile: record, atomically: true, encoding: .utf8)
+        return answer
     }
 
     /// Where QEMU is, if installed.

@@ -4,7 +4,8 @@ import NexProcess
 /// Builds the root filesystem a VM sandbox boots (`nex rootfs`): an ext4 image made with `mkfs.ext4 -d`
 /// from a staging directory, without Docker, loop mounts or root.
 ///
-/// Inside: `/init` (a busybox shell script, PID 1) that mounts /proc, /sys, /dev and /tmp, takes the agent's
+/// Inside: `/init` (a busybox shell script, PID 1) that mounts /proc, /sys, /dev and /tmp, brings up the
+/// network device (the only addresses it reaches are the node's channels, see `VMChannel`), takes the agent's
 /// settings from the kernel command line (`nex.env.KEY=VALUE`), runs an optional setup script, then starts
 /// `/nex/nex-agent` as its child and powers the VM off when the agent ends. The agent links V8 (libnode), so
 /// it is not static: its libraries go in `/nex/lib` (found through `LD_LIBRARY_PATH`, which precedes the
@@ -42,6 +43,11 @@ public struct RootfsBuilder: Sendable {
         $bb mount -t sysfs sysfs /sys
         $bb mount -t devtmpfs devtmpfs /dev
         $bb mount -t tmpfs -o mode=1777 tmpfs /tmp
+        $bb ip link set lo up
+        if [ -e /sys/class/net/eth0 ]; then
+          # QEMU user networking: the node's channels appear at 10.0.2.100; there is no route beyond.
+          $bb ip link set eth0 up && $bb ip addr add 10.0.2.15/24 dev eth0
+        fi
         for word in $($bb cat /proc/cmdline); do
           case "$word" in nex.env.*=*) export "${word#nex.env.}" ;; esac
         done

@@ -1,0 +1,87 @@
+import Foundation
+import NexModels
+import NexProcess
+import NexWorkloads
+
+/// The agent's side of a `vm` sandbox's channels to the node (``VMChannel``): the control channel that
+/// delivers its settings and its artifact, and the TCP dials that replace the descriptors a host agent gets.
+enum VMGuest {
+    /// Dials `address` (`host:port`), retrying for a while: the guest's network may still be coming up.
+    static func dial(_ address: String) -> Result<Int32, WorkloadStartError> {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            return .failure(WorkloadStartError("malformed address \(address) (host:port)"))
+        }
+        let host = String(address[..<colon])
+        var lastError = "not tried"
+        for _ in 0..<100 {
+            do { return .success(try SocketRelay.connectTCP(host: host, port: port)) } catch {
+                lastError = "\(error)"
+            }
+            usleep(100_000)
+        }
+        return .failure(WorkloadStartError("cannot reach the node at \(address): \(lastError)"))
+    }
+
+    /// Reads one line (without its newline) from `fd`, a byte at a time so nothing after it is consumed.
+    static func readLine(_ fd: Int32, limit: Int = 64 << 10) -> String? {
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while line.count < limit {
+            let n = read(fd, &byte, 1)
+            if n < 0, errno == EINTR { continue }
+            guard n == 1 else { return nil }
+            if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
+            line.append(byte)
+        }
+        return nil
+    }
+
+    /// Waits on the control channel for the agent's settings (sent by the node once this VM is restored
+    /// for an agent): environment variables to apply over the process's own.
+    static func awaitSettings(_ control: Int32) -> Result<[String: String], WorkloadStartError> {
+        guard let line = readLine(control) else {
+            return .failure(WorkloadStartError("the node closed the control channel before sending settings"))
+        }
+        guard let settings = try? JSONDecoder().decode([String: String].self, from: Data(line.utf8)) else {
+            return .failure(WorkloadStartError("malformed settings from the node"))
+        }
+        return .success(settings)
+    }
+
+    /// Asks the node for the workload's artifact and writes it to `path` (executable).
+    static func fetchArtifact(_ control: Int32, to path: String) throws {
+        let request = Array(VMChannel.artifactRequest.utf8)
+        guard writeAll(control, request) else { throw WorkloadStartError("the control channel is closed") }
+        guard let header = readLine(control) else { throw WorkloadStartError("no answer for the artifact") }
+        guard header.hasPrefix("OK "), let size = Int(header.dropFirst(3)), size >= 0 else {
+            throw WorkloadStartError("the node cannot send the artifact: \(header)")
+        }
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+        guard out >= 0 else { throw WorkloadStartError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(out) }
+        var remaining = size
+        var buffer = [UInt8](repeating: 0, count: 256 << 10)
+        while remaining > 0 {
+            let n = buffer.withUnsafeMutableBytes { read(control, $0.baseAddress, min($0.count, remaining)) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw WorkloadStartError("the artifact was cut short (\(remaining) bytes missing)") }
+            guard writeAll(out, Array(buffer[0..<n])) else {
+                throw WorkloadStartError("cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+            remaining -= n
+        }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return false }
+            offset += n
+        }
+        return true
+    }
+}
