@@ -31,6 +31,10 @@ public final class NexAgent: Sendable {
         public static func fromEnvironment(_ env: [String: String]) -> Result<Settings, WorkloadStartError> {
             var env = env
             var control: Int32?
+            if let user = env[AgentEnvironment.runAs] {
+                guard let uid = UInt32(user) else { return .failure(WorkloadStartError("malformed user id \(user)")) }
+                if case .failure(let error) = VMGuest.becomeUnprivileged(uid: uid) { return .failure(error) }
+            }
             if let address = env[AgentEnvironment.vmControl] {
                 let fd: Int32
                 switch VMGuest.dial(address) {

@@ -59,6 +59,8 @@ public enum AgentEnvironment {
     /// In a `vm` sandbox: `host:port` of the node's control channel. The agent dials it at boot (before the
     /// VM is snapshotted), then waits for its settings: one line of JSON, an object of these variables.
     public static let vmControl = "NEX_AGENT_VM_CONTROL"
+    /// In a `vm` sandbox, where the agent starts as root: the user id it (and so its workload) runs as.
+    public static let runAs = "NEX_AGENT_RUN_AS"
     /// In a `vm` sandbox: `host:port` of the internal NATS relay; the agent dials it and writes
     /// ``VMChannel/natsPreamble`` first (the relay connects to the server only then).
     public static let natsTCP = "NEX_AGENT_NATS_TCP"

@@ -43,6 +43,8 @@ public struct RootfsBuilder: Sendable {
         $bb mount -t sysfs sysfs /sys
         $bb mount -t devtmpfs devtmpfs /dev
         $bb mount -t tmpfs -o mode=1777 tmpfs /tmp
+        # No new user namespaces: the agent and its workload run unprivileged and stay so.
+        echo 0 > /proc/sys/user/max_user_namespaces
         $bb ip link set lo up
         if [ -e /sys/class/net/eth0 ]; then
           # QEMU user networking: the node's channels appear at 10.0.2.100; there is no route beyond.

@@ -87,7 +87,8 @@ public struct VMDriver: SandboxDriver {
         var arguments =
             MicroVM.arguments(
                 kernel: kernel, rootfs: rootfs, memoryMiB: memoryMiB, cpus: cpus,
-                append: "nex.env.\(AgentEnvironment.vmControl)=\(control)", netdev: channels.netdev)
+                append: "nex.env.\(AgentEnvironment.vmControl)=\(control) nex.env.\(AgentEnvironment.runAs)=1000",
+                netdev: channels.netdev)
             + ["-accel", accelerator] + channels.chardevArguments
             + ["-qmp", "unix:\(channels.directory)/qmp.sock,server=on,wait=off"]
         if let snapshot { arguments += ["-incoming", "exec:cat '\(snapshot)'"] }
