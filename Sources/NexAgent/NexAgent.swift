@@ -35,17 +35,27 @@ public final class NexAgent: Sendable {
                 guard let uid = UInt32(user) else { return .failure(WorkloadStartError("malformed user id \(user)")) }
                 if case .failure(let error) = VMGuest.becomeUnprivileged(uid: uid) { return .failure(error) }
             }
+            var controlChannel: Int32?
             if let address = env[AgentEnvironment.vmControl] {
-                let fd: Int32
                 switch VMGuest.dial(address) {
                 case .failure(let error): return .failure(error)
-                case .success(let connected): fd = connected
+                case .success(let connected): controlChannel = connected
                 }
+            } else if let port = env[AgentEnvironment.controlVsockPort].flatMap({ UInt32($0) }) {
+                let fd = nex_vsock_connect(2, port)
+                guard fd >= 0 else {
+                    return .failure(WorkloadStartError("cannot reach the node's control channel (vsock port \(port))"))
+                }
+                controlChannel = fd
+            }
+            if let fd = controlChannel {
                 FileHandle.standardOutput.write(Data((VMChannel.waitingLine + "\n").utf8))
                 switch VMGuest.awaitSettings(fd) {
                 case .failure(let error): return .failure(error)
                 case .success(let given): env.merge(given) { _, new in new }
                 }
+                let id = env[AgentEnvironment.agentID] ?? "?"
+                FileHandle.standardOutput.write(Data("nex-agent \(id): settings received\n".utf8))
                 control = fd
             }
             var values: [String] = []

@@ -30,6 +30,9 @@ struct NodeCommand: AsyncParsableCommand {
         @Flag(name: .customLong("no-sandbox"), help: "Run workloads without a sandbox (unsafe).")
         var noSandbox = false
 
+        @Option(help: "The sandbox driver: auto, namespace, vm or firecracker (overrides the configuration's).")
+        var sandbox: String?
+
         func execute() async throws {
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
@@ -43,6 +46,7 @@ struct NodeCommand: AsyncParsableCommand {
                 configuration.tags[parts[0]] = parts[1]
             }
             if noSandbox { configuration.noSandbox = true }
+            if let sandbox { configuration.sandbox = sandbox }
             try configuration.validate()
 
             var embedded: NATSServerProcess?

@@ -201,6 +201,9 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             qemu: resources.qemu, kernel: resources.kernel, rootfs: resources.rootfs, accelerator: accelerator,
             directory: directory)
         let started = ContinuousClock.now
+        func seconds(_ d: Duration) -> String {
+            String(format: "%.1f s", Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+        }
         do {
             try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
             _ = try await driver.bootTemplate(
@@ -208,7 +211,8 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             items.append(
                 Item(
                     name: "test boot", ok: true,
-                    detail: "the agent started in a VM and the VM was saved in \(ContinuousClock.now - started)"))
+                    detail: "the agent started in a VM, which was saved for the warm pool, in "
+                        + seconds(ContinuousClock.now - started)))
         } catch {
             items.append(Item(name: "test boot", ok: false, detail: "\(error)"))
         }

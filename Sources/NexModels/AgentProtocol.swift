@@ -52,6 +52,9 @@ public enum AgentEnvironment {
     public static let natsVsockPort = "NEX_AGENT_NATS_VSOCK_PORT"
     /// In a VM: the vsock port of the trigger link.
     public static let linkVsockPort = "NEX_AGENT_LINK_VSOCK_PORT"
+    /// In a Firecracker VM: the vsock port of the control channel (settings, then the artifact on request),
+    /// which ``vmControl`` is over TCP.
+    public static let controlVsockPort = "NEX_AGENT_CONTROL_VSOCK_PORT"
     /// The descriptor number of the agent's end of its link to the node.
     public static let linkFD = "NEX_AGENT_LINK_FD"
     /// The descriptor the link is given as (after stdin, stdout and stderr).

@@ -168,6 +168,7 @@ actor AgentPool {
             }
             sandbox = launched
             let hello = try await waitForHandshake(id, sandbox: launched)
+            internalNATS.agentConnected(id)
             let agent = Agent(
                 id: id, sandbox: launched, workDirectory: directory, handshake: hello, link: agentLink)
             starting -= 1

@@ -17,6 +17,8 @@ final class InternalNATS: Sendable {
     let client: NATSClient
     private let nodeKey: NKeyPair
     private let agents: Mutex<[String: String]>  // agent id → public nkey
+    /// The agent logging in now, and removals waiting for it (see ``addAgent(_:)``).
+    private let gate = Mutex<(connecting: String?, removals: Set<String>)>((nil, []))
     private let pending = Mutex<[String: CheckedContinuation<NATSMessage, any Error>]>([:])
     private let stopped = Atomic<Bool>(false)
     private let logger: Logger
@@ -74,9 +76,25 @@ final class InternalNATS: Sendable {
 
     /// Creates credentials for `agentID`, reloads the server, and returns the agent's seed once the server
     /// accepts it (a reload is asynchronous: an agent started earlier could be refused).
+    ///
+    /// A reload also closes every connection that has not yet logged in, so it must not fall inside another
+    /// agent's login: one agent connects at a time (until ``agentConnected(_:)`` or ``removeAgent(_:)``),
+    /// and removals wait for that. A VM's agent takes a good part of a second from dial to login.
     func addAgent(_ agentID: String) async throws -> String {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !gate.withLock({ g in
+            guard g.connecting == nil else { return false }
+            g.connecting = agentID
+            return true
+        }) {
+            guard ContinuousClock.now < deadline else { throw DeployRefusal("another agent is still logging in") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
         let key = NKeyPair.generate(.user)
-        try reload { $0[agentID] = key.publicKey }
+        do { try reload { $0[agentID] = key.publicKey } } catch {
+            agentConnected(agentID)
+            throw error
+        }
         let seed = key.seed!
         var probe = NATSClient.Configuration(servers: [server.url])
         probe.auth = .nkey(seed: seed)
@@ -131,9 +149,32 @@ final class InternalNATS: Sendable {
         pending.withLock { $0.removeValue(forKey: token) }?.resume(with: result)
     }
 
-    /// Revokes `agentID`'s credentials (its connection, if any, is closed by the reload).
+    /// `agentID` logged in (or gave up): the next agent may connect, and removals held back are made.
+    func agentConnected(_ agentID: String) {
+        let flush = gate.withLock { g -> Bool in
+            guard g.connecting == agentID else { return false }
+            g.connecting = nil
+            return !g.removals.isEmpty
+        }
+        if flush { removeAgents([]) }
+    }
+
+    /// Revokes `agentID`'s credentials (its connection, if any, is closed by the reload), at once unless
+    /// another agent is logging in.
     func removeAgent(_ agentID: String) {
-        do { try reload { $0[agentID] = nil } } catch {
+        agentConnected(agentID)
+        removeAgents([agentID])
+    }
+
+    private func removeAgents(_ ids: Set<String>) {
+        let now = gate.withLock { g -> Set<String>? in
+            g.removals.formUnion(ids)
+            guard g.connecting == nil else { return nil }
+            defer { g.removals.removeAll() }
+            return g.removals
+        }
+        guard let now, !now.isEmpty else { return }
+        do { try reload { agents in for id in now { agents[id] = nil } } } catch {
             logger.warning("cannot reload the internal NATS server", metadata: ["error": "\(error)"])
         }
     }

@@ -9,8 +9,10 @@ import Synchronization
 ///
 /// The guest has no network device: the agent reaches the node over vsock only. Firecracker turns a guest
 /// connection to the host (CID 2) on port P into a connection to the Unix socket `<vsock>_P`, where the node
-/// listens and relays: P = 4222 to the internal NATS server, P = 4223 to the agent's trigger link. The
-/// agent's settings travel on the kernel command line (`nex.env.KEY=VALUE`, read by the image's /init).
+/// listens and relays: P = 4222 to the internal NATS server, P = 4223 to the agent's trigger link, and
+/// P = 4224 is the control channel that serves the artifact (as the `vm` driver's does). The agent's
+/// settings travel on the kernel command line (`nex.env.KEY=VALUE`, read by the image's /init). The sockets
+/// live in a private `/tmp/nex-fc-XXXXXX` (a socket path must fit in 108 bytes).
 ///
 /// Firecracker cannot run on these machines (no hardware KVM), so preflight reports the driver unavailable;
 /// the API sequence is tested against a fake API server.
@@ -21,6 +23,7 @@ public struct FirecrackerDriver: SandboxDriver {
     /// The vsock port of the internal NATS relay and of the trigger link.
     public static let natsPort = 4222
     public static let linkPort = 4223
+    public static let controlPort = 4224
 
     let firecracker: String
     let kernel: String
@@ -64,6 +67,7 @@ public struct FirecrackerDriver: SandboxDriver {
             AgentEnvironment.natsURL: "vsock://2:\(Self.natsPort)",
             AgentEnvironment.natsVsockPort: String(Self.natsPort),
             AgentEnvironment.linkVsockPort: String(Self.linkPort),
+            AgentEnvironment.controlVsockPort: String(Self.controlPort),
         ]
         let environment = settings.sorted { $0.key < $1.key }.map { "nex.env.\($0.key)=\($0.value)" }
         let bootArgs = (["console=ttyS0", "reboot=k", "panic=1", "pci=off", "ro", "init=/init"] + environment)
@@ -86,8 +90,13 @@ public struct FirecrackerDriver: SandboxDriver {
     }
 
     public func launch(_ spec: AgentLaunchSpec) async throws -> any AgentSandbox {
-        let api = spec.workDirectory + "/firecracker.sock"
-        let vsock = spec.workDirectory + "/vsock.sock"
+        var template = Array("/tmp/nex-fc-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw SandboxError("cannot make a directory under /tmp: \(String(cString: strerror(errno)))")
+        }
+        let sockets = String(cString: made)
+        let api = sockets + "/firecracker.sock"
+        let vsock = sockets + "/vsock.sock"
         // The node's ends of the guest's two connections, listening before the VM can dial them.
         let server = try NamespaceDriver.hostAndPort(spec.natsURL)
         let natsListener = Acceptor(
@@ -104,6 +113,10 @@ public struct FirecrackerDriver: SandboxDriver {
                 close(client)
             }
         }
+        let artifact = spec.workDirectory + "/workload"
+        let controlListener = Acceptor(
+            listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.controlPort)"), name: "nex-vsock-control"
+        ) { client in VMChannels.serveControl(client, settings: [:], artifact: artifact) }
         let process = try await ChildProcess.spawn(
             executable: firecracker, arguments: ["--api-sock", api, "--id", spec.agentID],
             environment: ["PATH": "/usr/bin:/bin"], directory: spec.workDirectory, stdout: .pipe, stderr: .pipe)
@@ -113,7 +126,8 @@ public struct FirecrackerDriver: SandboxDriver {
             LineReader.start(fd: fd, name: "firecracker-out") { output(id, $0) }
         }
         let sandbox = FirecrackerSandbox(
-            agentID: spec.agentID, process: process, listeners: [natsListener, linkListener], agentEnd: agentEnd)
+            agentID: spec.agentID, process: process, listeners: [natsListener, linkListener, controlListener],
+            agentEnd: agentEnd, socketDirectory: sockets)
         do {
             try await UnixHTTP.waitForSocket(api, timeout: .seconds(5))
             for request in requests(spec, vsock: vsock) {
@@ -132,10 +146,12 @@ public struct FirecrackerDriver: SandboxDriver {
 
 struct FirecrackerSandbox: AgentSandbox {
     let agentID: String
-    var workDirectoryInside: String { "/workload" }
+    /// The agent fetches its artifact over the control channel into the guest's /tmp.
+    var workDirectoryInside: String { "/tmp/nex" }
     let process: ChildProcess
     let listeners: [Acceptor]
     let agentEnd: HandOff
+    let socketDirectory: String
 
     func wait() async -> ChildProcess.Termination {
         let termination = await process.wait()
@@ -151,6 +167,7 @@ struct FirecrackerSandbox: AgentSandbox {
     private func release() {
         for listener in listeners { listener.close() }
         if let end = agentEnd.take() { close(end) }
+        try? FileManager.default.removeItem(atPath: socketDirectory)
     }
 
     /// A guest has no network: services would reach their servers over more vsock ports (not built yet).

@@ -32,6 +32,9 @@ final class VMChannels: Sendable {
     private let held: [String: HandOff]
     /// The agent's end of its link until the link channel's relay takes it.
     private let linkEnd: HandOff?
+    /// Opened by ``releaseSettings()`` once the restored VM runs: data reaching QEMU's network while it still
+    /// loads the snapshot can be lost.
+    private let settingsGate = DispatchSemaphore(value: 0)
 
     private static let names = ["control", "nats", "link"] + VMChannel.servicePorts.indices.map { "service\($0)" }
 
@@ -55,7 +58,10 @@ final class VMChannels: Sendable {
                 if let slot = held[name] {
                     handle = { client in slot.replace(with: client) }
                 } else if let agent, name == "control" {
-                    handle = { client in Self.serveControl(client, agent: agent) }
+                    let gate = settingsGate
+                    handle = { client in
+                        Self.serveControl(client, settings: agent.settings, artifact: agent.artifact, after: gate)
+                    }
                 } else if let agent, name == "nats" {
                     handle = { client in Self.relayAfterPreamble(client, to: agent.natsServer) }
                 } else {
@@ -121,6 +127,9 @@ final class VMChannels: Sendable {
         return inside
     }
 
+    /// Lets the control channel send the agent's settings.
+    func releaseSettings() { settingsGate.signal() }
+
     /// Stops listening and closes what is still held (relays already started live on until their ends close).
     func close() {
         for acceptor in acceptors.withLock({ $0 }) { acceptor.close() }
@@ -129,16 +138,19 @@ final class VMChannels: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    /// Sends the settings, then answers artifact requests until the VM goes away.
-    private static func serveControl(_ client: Int32, agent: Agent) {
+    /// Sends the settings, then answers requests for the file `artifact` until the VM goes away (also the
+    /// firecracker driver's control channel, over vsock).
+    static func serveControl(
+        _ client: Int32, settings: [String: String], artifact: String, after gate: DispatchSemaphore? = nil
+    ) {
         let thread = Thread {
             defer { Foundation.close(client) }
-            guard let settings = try? JSONEncoder().encode(agent.settings),
-                writeAll(client, Array(settings) + [UInt8(ascii: "\n")])
+            if let gate, gate.wait(timeout: .now() + 120) == .timedOut { return }
+            guard let line = try? JSONEncoder().encode(settings), writeAll(client, Array(line) + [UInt8(ascii: "\n")])
             else { return }
             while let request = readLine(client) {
                 if request + "\n" == VMChannel.artifactRequest {
-                    guard sendFile(agent.artifact, to: client) else { return }
+                    guard sendFile(artifact, to: client) else { return }
                 } else {
                     guard writeAll(client, Array("ERR unknown request\n".utf8)) else { return }
                 }

@@ -129,7 +129,28 @@ public struct VMDriver: SandboxDriver {
             let id = spec.agentID
             LineReader.start(fd: fd, name: "nex-vm-out") { output(id, $0) }
         }
-        return VMSandbox(agentID: spec.agentID, process: process, channels: channels)
+        let sandbox = VMSandbox(agentID: spec.agentID, process: process, channels: channels)
+        do {
+            try await waitUntilRunning(qmp: channels.directory + "/qmp.sock")
+        } catch {
+            await sandbox.destroy(grace: .seconds(1))
+            throw error
+        }
+        channels.releaseSettings()
+        return sandbox
+    }
+
+    /// Waits until the restored VM runs (the snapshot is loaded).
+    func waitUntilRunning(qmp path: String) async throws {
+        let qmp = try await QMPConnection.connect(path: path, timeout: .seconds(10))
+        defer { qmp.close() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            let status = try JSONSerialization.jsonObject(with: try await qmp.execute("query-status"))
+            if (status as? [String: Any])?["status"] as? String == "running" { return }
+            guard ContinuousClock.now < deadline else { throw SandboxError("the VM did not resume from its snapshot") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     /// Boots a VM whose agent waits for settings, and saves it to `directory/snapshot`.

@@ -26,11 +26,13 @@ import Testing
             let spec = AgentLaunchSpec(
                 agentID: "agent1", agentExecutable: "/unused", natsURL: internalServer.url, nkeySeed: "SUSEED",
                 nodeID: "NNODE", workDirectory: dir, memoryMiB: 128, vcpuCount: 2, linkDescriptor: link[1])
-            let sandbox = try await driver.launch(spec)
+            try "the artifact".write(toFile: dir + "/workload", atomically: true, encoding: .utf8)
+            let sandbox = try #require(try await driver.launch(spec) as? FirecrackerSandbox)
             close(link[1])
+            #expect(sandbox.socketDirectory.utf8.count < 40 && sandbox.workDirectoryInside == "/tmp/nex")
 
             // The API calls, in order, with their bodies.
-            let log = dir + "/firecracker.sock.requests"
+            let log = sandbox.socketDirectory + "/firecracker.sock.requests"
             func entries() -> [[String: Any]] {
                 ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
                     try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -58,6 +60,11 @@ import Testing
             var buffer = [UInt8](repeating: 0, count: 32)
             let n = buffer.withUnsafeMutableBytes { read(link[0], $0.baseAddress, $0.count) }
             #expect(n > 0 && String(decoding: buffer[0..<max(n, 0)], as: UTF8.self) == "hello-link")
+            // Port 4224: the guest fetches the artifact.
+            try await eventually("the guest fetched the artifact") {
+                entries().contains { ($0["artifact"] as? String) == "the artifact" }
+            }
+            #expect(boot.contains("nex.env.NEX_AGENT_CONTROL_VSOCK_PORT=4224"))
 
             await sandbox.destroy(grace: .seconds(2))
             #expect(try await sandbox.allowConnections(to: []) == [])

@@ -7,7 +7,7 @@ import Testing
 
 /// The image `nex rootfs` builds, booted for real: Debian's cloud kernel and a first-stage initramfs in a
 /// QEMU microvm (software emulation here). The VM runs the image's setup script and nex-agent, then powers
-/// off. This is the base of the `vm` driver, which is not built yet.
+/// off. This is the base of the `vm` driver (`NexVMSandboxTests`).
 @Suite(.timeLimit(.minutes(3))) struct MicroVMTests {
     @Test func theRootfsImageBootsAndRunsTheAgent() async throws {
         let qemu = MicroVM.findQEMU()

@@ -2,6 +2,7 @@ import Foundation
 import NATS
 import NATSTestSupport
 import NKeys
+import NexSandbox
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct NexCLITests {
@@ -224,10 +225,19 @@ import Testing
             toFile: v8, atomically: true, encoding: .utf8)
         let v8check = try await run(["node", "preflight", "--check", "--config", v8], env: env)
         #expect(v8check.status == 0 && v8check.stdout.contains("✅ v8 workloads: V8 from"), "\(v8check.stdout)")
-        let vm = dir + "/vm.json"
-        try #"{"sandbox": "vm"}"#.write(toFile: vm, atomically: true, encoding: .utf8)
-        let vmCheck = try await run(["node", "preflight", "--check", "--config", vm], env: env)
-        #expect(vmCheck.status != 0 && vmCheck.stdout.contains("❌ vm sandbox"), "\(vmCheck.stdout)")
+        // The vm driver: QEMU and the kernel here, the root filesystem built into the node's home, a test boot.
+        if MicroVM.findQEMU() != nil || TestEnvironment.isCI {
+            let kernel = try await MicroVM.prepareKernel(
+                in: TestEnvironment.packageRoot.appendingPathComponent(".build/vm-kernel").path)
+            let vm = dir + "/vm.json"
+            try #"{"sandbox": "vm", "kernel_filepath": "\#(kernel.kernel)"}"#.write(
+                toFile: vm, atomically: true, encoding: .utf8)
+            let vmCheck = try await run(["node", "preflight", "--check", "--config", vm], env: env)
+            #expect(vmCheck.status == 0, "\(vmCheck.stdout) \(vmCheck.stderr)")
+            #expect(vmCheck.stdout.contains("✅ VM kernel and root filesystem"))
+            #expect(vmCheck.stdout.contains("✅ test boot"))
+            #expect(FileManager.default.fileExists(atPath: dir + "/home/vm/rootfs.ext4"))
+        }
         let fc = dir + "/fc.json"
         try #"{"sandbox": "firecracker"}"#.write(toFile: fc, atomically: true, encoding: .utf8)
         let fcCheck = try await run(["node", "preflight", "--check", "--config", fc], env: env)

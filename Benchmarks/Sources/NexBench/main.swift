@@ -1,9 +1,11 @@
-// Deploy benchmark of a Nex node with warm agents, without a sandbox and in the namespace sandbox, side by side
-// in one run with the same static artifacts:
+// Deploy benchmark of a Nex node with warm agents, without a sandbox, in the namespace sandbox and in the vm
+// sandbox (QEMU microVMs restored from a snapshot), side by side in one run with the same static artifacts:
 //  - deploy → accepted latency of a warm-pool deploy (small static program),
 //  - deploy → first answer of the static Swift echo service (request sent until it answers),
 //  - warm-pool refill: from a deploy taking an agent to the pool being full again (spawn → handshake),
-//  - idle workloads per GiB (proportional set size of everything the sandbox runs).
+//  - memory of an idle sandbox (a warm agent) and idle workloads per GiB (proportional set size of
+//    everything the sandbox runs; for a VM, the QEMU process).
+// The vm driver's kernel and root filesystem come from $NEX_HOME/vm (fetched and built on first use).
 // Usage: nex-bench AGENT ECHO IDLE [ROUNDS]. Run through scripts/bench-nex.sh.
 import BenchSupport
 import Foundation
@@ -43,11 +45,21 @@ func comm(_ pid: Int32) -> String {
     ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .newlines)
 }
 
-/// Mean PSS (kB) of each agent's whole tree (bubblewrap, the agent, the workload) that runs a workload.
+/// Each agent's whole tree (bubblewrap, the agent, the workload; or the VM).
+func sandboxes() -> [[Int32]] {
+    children(of: getpid()).filter { ["nex-agent", "bwrap", "qemu-system-x86"].contains(comm($0)) }.map(tree)
+}
+
+func meanPSS(_ trees: [[Int32]]) -> Double {
+    trees.map { $0.map(pss).reduce(0, +) }.reduce(0, +) / Double(max(trees.count, 1))
+}
+
+/// Mean PSS (kB) of the sandboxes that run a workload (a VM's inside cannot be seen: all VMs but the warm pool's
+/// count, as they are the most).
 func busySandboxPSS() -> Double {
-    let sandboxes = children(of: getpid()).filter { ["nex-agent", "bwrap"].contains(comm($0)) }
-    let busy = sandboxes.map(tree).filter { $0.contains { comm($0) == "workload" } }
-    return busy.map { $0.map(pss).reduce(0, +) }.reduce(0, +) / Double(max(busy.count, 1))
+    let all = sandboxes()
+    let busy = all.filter { $0.contains { comm($0) == "workload" } }
+    return meanPSS(busy.isEmpty ? all : busy)
 }
 
 struct Results {
@@ -57,14 +69,18 @@ struct Results {
     var firstAnswer: [Double] = []
     var idleKB = 0.0
     var echoKB: [Double] = []
+    var warmKB = 0.0
+    var firstPool = 0.0
 }
 
-func measure(sandboxed: Bool) async throws -> Results {
+func measure(driver: String, rounds: Int) async throws -> Results {
+    let started = ContinuousClock.now
     let bench = try await BenchNode.start(name: "nex-bench", agent: agent) {
         $0.machinePoolSize = poolSize
         $0.allowDuplicateWorkloads = true
-        $0.noSandbox = !sandboxed
-        $0.sandbox = "namespace"
+        $0.noSandbox = driver == "none"
+        $0.sandbox = driver == "none" ? "auto" : driver
+        $0.machineTemplate.memsizeMib = 256
     }
     let nex = bench.nex
     let nodeID = bench.node.nodeID
@@ -73,6 +89,10 @@ func measure(sandboxed: Bool) async throws -> Results {
         while try await warmAgents() < poolSize { try await Task.sleep(for: .milliseconds(2)) }
     }
     var r = Results()
+    try await waitForWarmPool()
+    r.firstPool = millis(ContinuousClock.now - started)
+    try await Task.sleep(for: .seconds(1))
+    r.warmKB = meanPSS(sandboxes())
 
     // Deploy → accepted (a small static program that waits), and the pool's refill after each.
     let idle = try await bench.upload(idleFile, key: "idle")
@@ -110,37 +130,43 @@ func measure(sandboxed: Bool) async throws -> Results {
     return r
 }
 
-let none = try await measure(sandboxed: false)
-let namespace = try await measure(sandboxed: true)
+let none = try await measure(driver: "none", rounds: rounds)
+let namespace = try await measure(driver: "namespace", rounds: rounds)
+// VMs are few per machine (each an emulated computer): fewer rounds.
+let vmRounds = max(rounds / 3, 5)
+let vm = try await measure(driver: "vm", rounds: vmRounds)
 let echoSize = (try? FileManager.default.attributesOfItem(atPath: echoFile)[.size] as? Int) ?? 0
 
-print("Nex node deploy benchmark (warm pool of \(poolSize), \(rounds) rounds; p50, p90 in brackets)")
-print("  metric                                      no sandbox             namespace sandbox      added")
-func row(_ name: String, _ a: [Double], _ b: [Double], unit: String = "ms") {
-    let (pa, pb) = (percentile(a, 0.5), percentile(b, 0.5))
-    print(
-        String(
-            format: "  %-42@ %7.1f (%7.1f) %@  %7.1f (%7.1f) %@  %+7.1f %@", name as NSString, pa, percentile(a, 0.9),
-            unit as NSString, pb, percentile(b, 0.9), unit as NSString, pb - pa, unit as NSString))
+print(
+    "Nex node deploy benchmark (warm pool of \(poolSize), \(rounds) rounds, \(vmRounds) for vm; p50, p90 in brackets)")
+print("  metric                                    no sandbox           namespace (added)           vm")
+func row(_ name: String, _ results: [[Double]], unit: String = "ms") {
+    let p50 = results.map { percentile($0, 0.5) }
+    let cells = results.enumerated().map { index, values in
+        String(format: "%7.1f (%7.1f)", p50[index], percentile(values, 0.9))
+            + (index == 1 ? String(format: " %+6.1f", p50[1] - p50[0]) : "")
+    }
+    print("  " + name.padding(toLength: 40, withPad: " ", startingAt: 0) + " " + cells.joined(separator: "  ") + " " + unit)
 }
-row("deploy → accepted, static program", none.accepted, namespace.accepted)
+row("deploy → accepted, static program", [none.accepted, namespace.accepted, vm.accepted])
 row(
-    String(format: "deploy → accepted, %.0f MB echo service", Double(echoSize) / 1e6), none.acceptedEcho,
-    namespace.acceptedEcho)
-row("deploy → first answer (svc.echo)", none.firstAnswer, namespace.firstAnswer)
-row("warm-pool refill (spawn → handshake)", none.refill, namespace.refill)
+    String(format: "deploy → accepted, %.0f MB echo service", Double(echoSize) / 1e6),
+    [none.acceptedEcho, namespace.acceptedEcho, vm.acceptedEcho])
+row("deploy → first answer (svc.echo)", [none.firstAnswer, namespace.firstAnswer, vm.firstAnswer])
+row("warm-pool refill (spawn → handshake)", [none.refill, namespace.refill, vm.refill])
 print(
     String(
-        format: "  first echo deploy, with download + SHA-256: %.1f ms / %.1f ms", none.firstAnswer[0],
-        namespace.firstAnswer[0]))
+        format: "  node start → warm pool full:             %.0f ms / %.0f ms / %.0f ms (vm: boot + save the template)",
+        none.firstPool, namespace.firstPool, vm.firstPool))
+func memory(_ name: String, _ kB: [Double]) {
+    let cells = kB.map { String(format: "%6.1f MiB (%4.0f/GiB)", $0 / 1024, 1024 * 1024 / max($0, 1)) }
+    print("  " + name.padding(toLength: 40, withPad: " ", startingAt: 0) + " " + cells.joined(separator: "  "))
+}
+memory("idle sandbox (warm agent), PSS", [none.warmKB, namespace.warmKB, vm.warmKB])
+memory("idle program, PSS per workload", [none.idleKB, namespace.idleKB, vm.idleKB])
+memory(
+    "echo service, PSS per workload",
+    [percentile(none.echoKB, 0.5), percentile(namespace.echoKB, 0.5), percentile(vm.echoKB, 0.5)])
 print(
-    String(
-        format: "  idle program, PSS per workload:            %.1f MiB (%.0f per GiB)   %.1f MiB (%.0f per GiB)",
-        none.idleKB / 1024, 1024 * 1024 / max(none.idleKB, 1), namespace.idleKB / 1024,
-        1024 * 1024 / max(namespace.idleKB, 1)))
-let (echoNone, echoBox) = (percentile(none.echoKB, 0.5), percentile(namespace.echoKB, 0.5))
-print(
-    String(
-        format: "  echo service, PSS per workload:            %.1f MiB (%.0f per GiB)   %.1f MiB (%.0f per GiB)",
-        echoNone / 1024, 1024 * 1024 / max(echoNone, 1), echoBox / 1024, 1024 * 1024 / max(echoBox, 1)))
-print("  targets: warm deploy accepted ≤ 50 ms, first answer ≤ 150 ms; the namespace sandbox adds ≤ 20 ms")
+    "  targets: warm deploy accepted ≤ 50 ms, first answer ≤ 150 ms; the namespace sandbox adds ≤ 20 ms; "
+        + "vm restore from snapshot ≤ 1 s (the refill)")

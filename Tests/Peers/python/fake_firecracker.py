@@ -2,8 +2,8 @@
 
 Serves Firecracker's API on --api-sock: records each request as a JSON line in <api-sock>.requests and
 answers 204. On InstanceStart it plays the guest's part over the vsock Unix sockets the API named: it
-reads the first line the internal NATS relay sends (port 4222) and writes "hello-link" to the link (4223),
-recording what happened.
+reads the first line the internal NATS relay sends (port 4222), writes "hello-link" to the link (4223) and
+fetches the artifact on the control channel (4224), recording what happened.
 """
 import json
 import os
@@ -35,6 +35,16 @@ def play_guest():
     link.connect(base + "_4223")
     link.sendall(b"hello-link")
     record({"guest": "link", "sent": "hello-link"})
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    control.connect(base + "_4224")
+    reader = control.makefile("rb")
+    settings = reader.readline().decode().strip()
+    control.sendall(b"ARTIFACT\n")
+    header = reader.readline().decode().strip()
+    size = int(header.split(" ")[1]) if header.startswith("OK ") else 0
+    body = reader.read(size).decode(errors="replace")
+    record({"guest": "control", "settings": settings, "artifact_header": header, "artifact": body})
+    control.close()
     nats.close()
     link.close()
 
