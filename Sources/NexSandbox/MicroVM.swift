@@ -74,11 +74,13 @@ public enum MicroVM {
         }
         try firstStage.write(toFile: stage + "/init", atomically: true, encoding: .utf8)
         try fm.setAttributes([.posixPermissions: 0o755], ofItemAtPath: stage + "/init")
+        // Built in the private work directory and renamed into place (atomic: nodes or tests may prepare the
+        // same directory at once; the kernel goes last, as its presence says both are there).
         _ = try await shell(
-            "cd \(stage) && find . | \(busybox) cpio -o -H newc 2>/dev/null | gzip -1 > \(initramfs).tmp", in: work)
-        try fm.moveItem(atPath: initramfs + ".tmp", toPath: initramfs)
-        try? fm.removeItem(atPath: kernel)
-        try fm.copyItem(atPath: work + "/root/boot/" + image, toPath: kernel)
+            "cd \(stage) && find . | \(busybox) cpio -o -H newc 2>/dev/null | gzip -1 > \(work)/initramfs.gz", in: work)
+        guard rename(work + "/initramfs.gz", initramfs) == 0, rename(work + "/root/boot/" + image, kernel) == 0 else {
+            throw SandboxError("cannot write into \(directory): \(String(cString: strerror(errno)))")
+        }
         return Kernel(kernel: kernel, initramfs: initramfs)
     }
 

@@ -551,8 +551,11 @@ import Testing
     @Test func agentsCanReachOnlyTheirOwnSubjects() async throws {
         try await withNode { h in
             let internalNATS = try #require(h.node.runtime?.internalNATS)
+            // One agent logs in at a time: each says it has before the next is added.
             let mine = try await internalNATS.addAgent("agentone")
+            internalNATS.agentConnected("agentone")
             _ = try await internalNATS.addAgent("agenttwo")
+            internalNATS.agentConnected("agenttwo")
             try await withClient(
                 [internalNATS.server.url],
                 configure: {

@@ -146,7 +146,8 @@ func row(_ name: String, _ results: [[Double]], unit: String = "ms") {
         String(format: "%7.1f (%7.1f)", p50[index], percentile(values, 0.9))
             + (index == 1 ? String(format: " %+6.1f", p50[1] - p50[0]) : "")
     }
-    print("  " + name.padding(toLength: 40, withPad: " ", startingAt: 0) + " " + cells.joined(separator: "  ") + " " + unit)
+    let label = name.padding(toLength: 40, withPad: " ", startingAt: 0)
+    print("  " + label + " " + cells.joined(separator: "  ") + " " + unit)
 }
 row("deploy → accepted, static program", [none.accepted, namespace.accepted, vm.accepted])
 row(
