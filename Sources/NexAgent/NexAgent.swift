@@ -73,7 +73,7 @@ public final class NexAgent: Sendable {
                 switch VMGuest.dial(address) {
                 case .failure(let error): return .failure(error)
                 case .success(let fd):
-                    guard VMGuest.writeAll(fd, VMChannel.natsPreamble) else {
+                    guard BlockingIO.writeAll(fd, VMChannel.natsPreamble) else {
                         return .failure(WorkloadStartError("the NATS channel at \(address) closed"))
                     }
                     settings.natsDescriptor = fd

@@ -34,24 +34,10 @@ enum VMGuest {
         return .failure(WorkloadStartError("cannot reach the node at \(address): \(lastError)"))
     }
 
-    /// Reads one line (without its newline) from `fd`, a byte at a time so nothing after it is consumed.
-    static func readLine(_ fd: Int32, limit: Int = 64 << 10) -> String? {
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while line.count < limit {
-            let n = read(fd, &byte, 1)
-            if n < 0, errno == EINTR { continue }
-            guard n == 1 else { return nil }
-            if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
-            line.append(byte)
-        }
-        return nil
-    }
-
     /// Waits on the control channel for the agent's settings (sent by the node once this VM is restored
     /// for an agent): environment variables to apply over the process's own.
     static func awaitSettings(_ control: Int32) -> Result<[String: String], WorkloadStartError> {
-        guard let line = readLine(control) else {
+        guard let line = BlockingIO.readLine(control) else {
             return .failure(WorkloadStartError("the node closed the control channel before sending settings"))
         }
         guard let settings = try? JSONDecoder().decode([String: String].self, from: Data(line.utf8)) else {
@@ -63,8 +49,8 @@ enum VMGuest {
     /// Asks the node for the workload's artifact and writes it to `path` (executable).
     static func fetchArtifact(_ control: Int32, to path: String) throws {
         let request = Array(VMChannel.artifactRequest.utf8)
-        guard writeAll(control, request) else { throw WorkloadStartError("the control channel is closed") }
-        guard let header = readLine(control) else { throw WorkloadStartError("no answer for the artifact") }
+        guard BlockingIO.writeAll(control, request) else { throw WorkloadStartError("the control channel is closed") }
+        guard let header = BlockingIO.readLine(control) else { throw WorkloadStartError("no answer for the artifact") }
         guard header.hasPrefix("OK "), let size = Int(header.dropFirst(3)), size >= 0 else {
             throw WorkloadStartError("the node cannot send the artifact: \(header)")
         }
@@ -79,21 +65,10 @@ enum VMGuest {
             let n = buffer.withUnsafeMutableBytes { read(control, $0.baseAddress, min($0.count, remaining)) }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { throw WorkloadStartError("the artifact was cut short (\(remaining) bytes missing)") }
-            guard writeAll(out, Array(buffer[0..<n])) else {
+            guard BlockingIO.writeAll(out, Array(buffer[0..<n])) else {
                 throw WorkloadStartError("cannot write \(path): \(String(cString: strerror(errno)))")
             }
             remaining -= n
         }
-    }
-
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { return false }
-            offset += n
-        }
-        return true
     }
 }

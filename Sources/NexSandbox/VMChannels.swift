@@ -146,13 +146,14 @@ final class VMChannels: Sendable {
         let thread = Thread {
             defer { Foundation.close(client) }
             if let gate, gate.wait(timeout: .now() + 120) == .timedOut { return }
-            guard let line = try? JSONEncoder().encode(settings), writeAll(client, Array(line) + [UInt8(ascii: "\n")])
+            guard let line = try? JSONEncoder().encode(settings),
+                BlockingIO.writeAll(client, Array(line) + [UInt8(ascii: "\n")])
             else { return }
-            while let request = readLine(client) {
+            while let request = BlockingIO.readLine(client) {
                 if request + "\n" == VMChannel.artifactRequest {
                     guard sendFile(artifact, to: client) else { return }
                 } else {
-                    guard writeAll(client, Array("ERR unknown request\n".utf8)) else { return }
+                    guard BlockingIO.writeAll(client, Array("ERR unknown request\n".utf8)) else { return }
                 }
             }
         }
@@ -166,10 +167,10 @@ final class VMChannels: Sendable {
         var status = stat()
         guard file >= 0, fstat(file, &status) == 0 else {
             if file >= 0 { Foundation.close(file) }
-            return writeAll(client, Array("ERR no artifact for this agent\n".utf8))
+            return BlockingIO.writeAll(client, Array("ERR no artifact for this agent\n".utf8))
         }
         defer { Foundation.close(file) }
-        guard writeAll(client, Array("OK \(status.st_size)\n".utf8)) else { return false }
+        guard BlockingIO.writeAll(client, Array("OK \(status.st_size)\n".utf8)) else { return false }
         var remaining = Int(status.st_size)
         while remaining > 0 {
             let n = sendfile(client, file, nil, remaining)
@@ -204,29 +205,5 @@ final class VMChannels: Sendable {
         }
         thread.name = "nex-vm-nats"
         thread.start()
-    }
-
-    private static func readLine(_ fd: Int32) -> String? {
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while line.count < 4096 {
-            let n = read(fd, &byte, 1)
-            if n < 0, errno == EINTR { continue }
-            guard n == 1 else { return nil }
-            if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
-            line.append(byte)
-        }
-        return nil
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { return false }
-            offset += n
-        }
-        return true
     }
 }
