@@ -73,6 +73,11 @@ public final class PeerProcess: Sendable {
         child.signal(signal, group: false)
     }
 
+    /// Sends `signal` to the peer's process group (the peer and whatever it started in its group).
+    public func signalGroup(_ signal: Int32) {
+        child.signal(signal, group: true)
+    }
+
     /// Everything the peer wrote to stderr.
     public var errorOutput: String { lines.withLock { $0.errors } }
 

@@ -48,6 +48,10 @@ struct NodeCommand: AsyncParsableCommand {
             if noSandbox { configuration.noSandbox = true }
             if let sandbox { configuration.sandbox = sandbox }
             try configuration.validate()
+            // Before anything else: a second node on this resource directory is refused here.
+            let home: NodeHome
+            do { home = try NodeHome.open(configuration: configuration) } catch { throw CLIError(error.message) }
+            defer { home.release() }
 
             var embedded: NATSServerProcess?
             let client: NATSClient
@@ -68,7 +72,9 @@ struct NodeCommand: AsyncParsableCommand {
                 Output.say("(data under \(Self.dataDirectory)); point other tools at it with NATS_URL=\(server.url)")
             }
 
-            let node = NexNode(configuration: configuration, client: client, logger: Logger(label: "nex.node"))
+            let node = NexNode(
+                configuration: configuration, client: client, identity: home.identity, logger: Logger(label: "nex.node")
+            )
             Output.say("Node \(node.nodeID) is up (xkey \(node.xkey.publicKey)); Ctrl-C stops it")
             // The node ends by itself after a lame-duck drain (lameduck_drain_and_exit): that is a clean exit.
             let group = ServiceGroup(
@@ -131,7 +137,7 @@ struct NodeCommand: AsyncParsableCommand {
             guard !nodes.isEmpty else { throw CLIError("no node answered") }
             let rows = nodes.sorted { $0.nodeID < $1.nodeID }.map { n in
                 [
-                    n.nodeID, n.version, n.uptime, String(n.runningMachines),
+                    n.nodeID, n.version, GoDuration.human(n.uptime), String(n.runningMachines),
                     n.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
                 ]
             }
@@ -162,7 +168,7 @@ struct NodeCommand: AsyncParsableCommand {
                 return
             }
             print("Node:            \(node)")
-            print("Version:         \(info.version)   Uptime: \(info.uptime)")
+            print("Version:         \(info.version)   Uptime: \(GoDuration.human(info.uptime))")
             print("Xkey:            \(info.publicXkey)")
             print("Workload types:  \(info.supportedWorkloadTypes.joined(separator: ", "))")
             print("Warm agents:     \(info.availableAgents)")
@@ -172,11 +178,18 @@ struct NodeCommand: AsyncParsableCommand {
             print(
                 "Tags:            \(info.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))"
             )
-            print("Workloads (\(global.namespace)): \(info.machines.isEmpty ? "none" : "")")
-            for m in info.machines {
-                print(
-                    "  \(m.workload.id)  \(m.workload.name)  \(m.workload.type)  up \(m.uptime)  healthy \(m.healthy)")
+            guard !info.machines.isEmpty else {
+                print("Workloads (\(global.namespace)): none")
+                return
             }
+            print("Workloads (\(global.namespace)):")
+            let rows = info.machines.map { m in
+                [
+                    m.workload.id, m.workload.name, m.workload.type, GoDuration.human(m.workload.uptime),
+                    m.healthy ? "yes" : "no",
+                ]
+            }
+            print(Output.table(["ID", "NAME", "TYPE", "UPTIME", "HEALTHY"], rows, indent: "  "))
         }
     }
 }

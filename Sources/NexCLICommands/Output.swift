@@ -16,13 +16,14 @@ enum Output {
     }
 
     /// A left-aligned table with a header row.
-    static func table(_ header: [String], _ rows: [[String]]) -> String {
+    static func table(_ header: [String], _ rows: [[String]], indent: String = "") -> String {
         let all = [header] + rows
         let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
         return all.map { row in
-            row.enumerated().map { i, cell in
-                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
+            indent
+                + row.enumerated().map { i, cell in
+                    i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                }.joined(separator: "  ")
         }.joined(separator: "\n")
     }
 

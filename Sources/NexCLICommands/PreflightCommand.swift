@@ -228,7 +228,7 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
               "machine_pool_size": 1,
               "machine_template": { "vcpu_count": 1, "memsize_mib": 256 },
               "no_sandbox": \(mode == "nosandbox"),
-              "workload_types": ["native"],
+              "workload_types": ["native", "v8", "wasm"],
               "tags": {}
             }
 

@@ -5,6 +5,7 @@ import NATSJetStream
 import NKeys
 import NexControlClient
 import NexModels
+import NexNode
 
 /// Options every deploying command shares.
 struct WorkloadOptions: ParsableArguments {
@@ -58,19 +59,53 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
     @Argument(help: "Environment, as KEY=VAL.")
     var environment: [String] = []
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Stop a workload of the same name you deployed earlier, and run this one in its place.")
+    var stop = true
+
     func execute() async throws {
         guard FileManager.default.isReadableFile(atPath: file) else { throw CLIError("cannot read \(file)") }
         let env = try WorkloadOptions.environment(environment)
         let type = workload.type(of: file)
         let name = Self.workloadName(for: file)
+        // Refused by every node: said before an earlier workload is stopped in its favour.
+        for subject in workload.triggerSubjects {
+            if let denied = DeployValidator.deniedBy(subject, deny: NexSubjects.alwaysDeniedTriggers) {
+                throw CLIError(
+                    "trigger subject \(subject) is not allowed (denied by \(denied)); use a subject outside $SYS, $JS and $NEX"
+                )
+            }
+        }
         let issuer = try DeveloperKeys.loadOrCreate("issuer.nk", .account)
         let publisher = try DeveloperKeys.loadOrCreate("publisher.xk", .curve)
         let client = try await global.connect()
         defer { Task { await client.close() } }
         let nex = NexControlClient(client: client, namespace: global.namespace)
         let candidates = try await nex.auction(AuctionRequest(workloadTypes: [type]))
-        guard let node = candidates.randomElement() else {
-            throw CLIError("no node answered that can run \(type) workloads")
+        guard !candidates.isEmpty else {
+            throw CLIError(
+                "no node answered that can run \(type) workloads (a node runs the types in its workload_types; "
+                    + "check `nex node ls` and the nodes' configuration)")
+        }
+        // A node that runs the earlier workload of this name is the one to replace it on.
+        let running = stop ? try await nex.workloadPing(workload: name) : []
+        let holders = Set(running.map(\.nodeID))
+        let node = candidates.first { holders.contains($0.nodeID) } ?? candidates.randomElement()!
+        if stop {
+            let earlier = running.filter { $0.nodeID == node.nodeID }.flatMap(\.runningMachines).filter {
+                $0.name == name
+            }
+            for machine in earlier {
+                do {
+                    _ = try await nex.stop(workloadID: machine.id, node: node.nodeID, issuer: issuer)
+                    Output.say("Stopped the earlier \(name) (\(machine.id)) on node \(node.nodeID)")
+                } catch let e as NexClientError {
+                    throw CLIError(
+                        "cannot replace the earlier \(name) (\(machine.id)) on node \(node.nodeID): \(e.message) "
+                            + "(rename the file, or pass --no-stop on a node that allows duplicate workloads)")
+                }
+            }
         }
         let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
         let request = try NexControlClient.makeDeployRequest(
@@ -83,11 +118,11 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
         Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node.nodeID)")
     }
 
-    /// A workload name from a file name: its base name with anything but `[a-zA-Z0-9_-]` dropped.
+    /// A workload name from a file name, as Nex makes it: the base name with everything outside
+    /// `[a-zA-Z0-9_-]` removed (`echofunction.js` → `echofunctionjs`).
     static func workloadName(for file: String) -> String {
         let base = (file as NSString).lastPathComponent
-        let stem = base.contains(".") ? String(base[..<base.lastIndex(of: ".")!]) : base
-        let name = stem.unicodeScalars.filter { c in
+        let name = base.unicodeScalars.filter { c in
             (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "_" || c == "-"
         }
         return name.isEmpty ? "workload" : String(String.UnicodeScalarView(name))

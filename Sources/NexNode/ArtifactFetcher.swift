@@ -66,4 +66,37 @@ struct ArtifactFetcher: Sendable {
         guard written == true else { throw DeployRefusal("cannot write the artifact to \(path)") }
         return Artifact(path: path, size: bytes.count)
     }
+
+    /// A recorded workload's artifact after a restart: the node's verified copy, hashed again (a copy that
+    /// changed on disk is thrown away), else downloaded again from `location`.
+    func restore(_ location: WorkloadLocation, hash: String, workloadID: String, maxBytes: Int64?)
+        async throws(DeployRefusal) -> Artifact
+    {
+        let cached = directory + "/verified/" + hash.lowercased()
+        let path = directory + "/" + workloadID
+        let size = try? await NIOThreadPool.singleton.runIfActive { () throws -> Int? in
+            guard let (digest, size) = try Self.sha256(ofFileAt: cached) else { return nil }
+            guard digest == hash.lowercased() else {
+                try? FileManager.default.removeItem(atPath: cached)
+                return nil
+            }
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            return link(cached, path) == 0 ? size : nil
+        }
+        if let size = size ?? nil { return Artifact(path: path, size: size) }
+        return try await fetch(location, expectedHash: hash, workloadID: workloadID, maxBytes: maxBytes)
+    }
+
+    /// The hex SHA-256 and size of a file, read in 1 MiB chunks; nil when there is no such file.
+    static func sha256(ofFileAt path: String) throws -> (String, Int)? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        var size = 0
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hasher.update(data: chunk)
+            size += chunk.count
+        }
+        return (hasher.finalize().map { String(format: "%02x", $0) }.joined(), size)
+    }
 }

@@ -35,18 +35,28 @@ public struct DeployValidator: Sendable {
     }
 
     public func validate(_ request: DeployRequest) -> Result<ValidatedDeploy, DeployRefusal> {
-        if lameDuck { return .failure(.init("node is in lame duck mode and accepts no new workloads")) }
+        if lameDuck {
+            return .failure(.init("node is in lame duck mode and accepts no new workloads: deploy to another node"))
+        }
         guard config.workloadTypes.contains(request.type) else {
-            return .failure(.init("workload type \(request.type) is not supported by this node"))
+            return .failure(
+                .init(
+                    "workload type \(request.type) is not supported by this node (its workload_types are "
+                        + "\(config.workloadTypes.joined(separator: ", ")); add \"\(request.type)\" to workload_types in "
+                        + "the node's configuration)"))
         }
         for subject in request.triggerSubjects ?? [] {
             if let denied = Self.deniedBy(subject, deny: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
             {
-                return .failure(.init("trigger subject \(subject) is not allowed (denied by \(denied))"))
+                return .failure(
+                    .init(
+                        "trigger subject \(subject) is not allowed (denied by \(denied)); use a subject outside "
+                            + "$SYS, $JS, $NEX and the node's deny_trigger_subjects"))
             }
         }
         if request.type != "native", (request.triggerSubjects ?? []).isEmpty {
-            return .failure(.init("a \(request.type) function needs at least one trigger subject"))
+            return .failure(
+                .init("a \(request.type) function needs at least one trigger subject (devrun --trigger_subject)"))
         }
         let claims: JWTClaims
         do { claims = try NATSJWT.verify(request.workloadJWT, now: now()) } catch {
@@ -56,7 +66,10 @@ public struct DeployValidator: Sendable {
             return .failure(.init("the workload JWT issuer must be an account key"))
         }
         if !config.validIssuers.isEmpty, !config.validIssuers.contains(claims.issuer) {
-            return .failure(.init("issuer \(claims.issuer) is not a valid issuer for this node"))
+            return .failure(
+                .init(
+                    "issuer \(claims.issuer) is not a valid issuer for this node (sign with a key in its "
+                        + "valid_issuers, or add this one there)"))
         }
         guard let name = claims.nats["name"]?.stringValue, Self.isValidName(name) else {
             return .failure(.init("invalid workload name in the JWT: names may use letters, digits, - and _"))
@@ -77,7 +90,10 @@ public struct DeployValidator: Sendable {
                 let plain = try xkey.open(Array(bytes), from: request.senderPublicKey)
                 environment = try JSONDecoder().decode([String: String].self, from: Data(plain))
             } catch let e as NKeyError {
-                return .failure(.init("cannot open the environment (sealed to another node's xkey?): \(e.message)"))
+                return .failure(
+                    .init(
+                        "cannot open the environment (sealed to another node's xkey? seal it to this node's "
+                            + "target_xkey from PING or INFO): \(e.message)"))
             } catch {
                 return .failure(.init("the environment is not a JSON object of strings"))
             }
@@ -87,7 +103,7 @@ public struct DeployValidator: Sendable {
     }
 
     /// The deny pattern that covers `subject` (or `subject` could match a denied subject), if any.
-    static func deniedBy(_ subject: String, deny: [String]) -> String? {
+    public static func deniedBy(_ subject: String, deny: [String]) -> String? {
         let s = subject.split(separator: ".", omittingEmptySubsequences: false)
         for pattern in deny {
             let p = pattern.split(separator: ".", omittingEmptySubsequences: false)

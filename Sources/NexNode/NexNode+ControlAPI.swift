@@ -38,7 +38,7 @@ extension NexNode {
         guard parts.count == 3 || parts.count == 4 else { return nil }
         let filter = parts.count == 4 ? parts[3] : nil
         let matches = (await runtime?.manager.all(in: parts[2]) ?? []).filter {
-            filter == nil || $0.id == filter || $0.name == filter
+            filter == nil || $0.id == filter || $0.record.name == filter
         }
         guard !matches.isEmpty else { return nil }
         return try encode(
@@ -46,19 +46,21 @@ extension NexNode {
             WorkloadPingResponse(
                 nodeID: nodeID, targetXkey: xkey.publicKey, version: Self.version, tags: tags, uptime: uptime,
                 runningMachines: matches.map {
-                    MachineSummary(id: $0.id, namespace: $0.namespace, name: $0.name, type: $0.type)
+                    MachineSummary(
+                        id: $0.id, namespace: $0.record.namespace, name: $0.record.name, type: $0.record.type)
                 }))
     }
 
     func infoResponse(_ m: NATSMessage) async -> InfoResponse {
         let namespace = Self.namespace(of: m.subject)
         let machines = (await runtime?.manager.all(in: namespace) ?? []).map { w in
-            let up = GoDuration.format(nanoseconds: Int64(Date().timeIntervalSince(w.deployedAt) * 1e9))
+            let up = GoDuration.format(nanoseconds: Int64(Date().timeIntervalSince(w.since) * 1e9))
+            let running = if case .running = w.status { true } else { false }
             return MachineInfo(
-                id: w.agent.id, healthy: w.healthy, uptime: up, namespace: w.namespace,
+                id: w.status.agent ?? w.id, healthy: running && w.healthy, uptime: up, namespace: w.record.namespace,
                 workload: WorkloadDescription(
-                    id: w.id, name: w.name, description: w.deploy.request.description, essential: w.essential,
-                    hash: w.deploy.hash, runtime: up, uptime: up, type: w.type))
+                    id: w.id, name: w.record.name, description: w.record.request.description,
+                    essential: w.record.essential, hash: w.record.hash, runtime: up, uptime: up, type: w.record.type))
         }
         return InfoResponse(
             availableAgents: await runtime?.pool.available ?? 0,
@@ -81,10 +83,11 @@ extension NexNode {
         }
     }
 
-    /// The deploy pipeline: checks, duplicate and limit policy, verified download, hand-off to an agent.
-    func deploy(_ request: DeployRequest, namespace: String, config: NodeConfiguration) async -> Result<
-        RunResponse, DeployRefusal
-    > {
+    /// The deploy pipeline: checks, duplicate and limit policy, verified download, record, hand-off to an
+    /// agent. `persist` false: not recorded (autostart workloads come from the configuration at every start).
+    func deploy(_ request: DeployRequest, namespace: String, config: NodeConfiguration, persist: Bool = true) async
+        -> Result<RunResponse, DeployRefusal>
+    {
         var validator = DeployValidator(config: config, xkey: xkey)
         validator.lameDuck = isLameDuck
         let valid: ValidatedDeploy
@@ -109,9 +112,11 @@ extension NexNode {
             await runtime.manager.release(name: request.workloadName, namespace: namespace)
             return .failure(error)
         }
+        let record = WorkloadRecord(
+            id: workloadID, namespace: namespace, request: request, hash: valid.hash, acceptedAt: Date(),
+            totalBytes: artifact.size, retryCount: request.retryCount ?? 0)
         let result = await runtime.manager.start(
-            valid, namespace: namespace, workloadID: workloadID, artifactPath: artifact.path,
-            totalBytes: artifact.size)
+            valid, record: record, artifactPath: artifact.path, persist: persist && config.persistWorkloads)
         await runtime.manager.release(name: request.workloadName, namespace: namespace)
         if case .failure = result { try? FileManager.default.removeItem(atPath: artifact.path) }
         return result
@@ -155,7 +160,7 @@ extension NexNode {
                     issuer: issuer, publisher: publisher, targetNode: nodeID, targetXkey: xkey.publicKey,
                     triggerSubjects: w.triggerSubjects ?? [], argv: w.argv ?? [], essential: w.essential ?? false,
                     description: w.description)
-                switch await deploy(request, namespace: namespace, config: trusted) {
+                switch await deploy(request, namespace: namespace, config: trusted, persist: false) {
                 case .success(let r):
                     logger.info("autostarted", metadata: ["nex.workload": "\(w.name)", "nex.workload_id": "\(r.id)"])
                 case .failure(let refusal): throw refusal

@@ -15,7 +15,7 @@ public final class NexNode: Service, Sendable {
     public let config: NodeConfiguration
     /// The node's identity: a server nkey (`N…`); its public key is the node id.
     public let identity: NKeyPair
-    /// A fresh curve key per start: clients seal deploy environments to it.
+    /// The node's curve key: clients seal deploy environments to it.
     public let xkey: NKeyPair
     let client: NATSClient
     let logger: Logger
@@ -32,15 +32,16 @@ public final class NexNode: Service, Sendable {
         var runtimeProblem: String?
     }
 
-    /// A node on `client` (which must be connected before ``run()``).
+    /// A node on `client` (which must be connected before ``run()``). A node that should keep its identity
+    /// across restarts takes it from ``NodeHome/open(configuration:)``; the default is a fresh one.
     public init(
-        configuration: NodeConfiguration, client: NATSClient, identity: NKeyPair = .generate(.server),
+        configuration: NodeConfiguration, client: NATSClient, identity: NodeIdentity = .ephemeral(),
         heartbeatInterval: Duration = .seconds(30), logger: Logger = Logger(label: "nex.node")
     ) {
         self.config = configuration
         self.client = client
-        self.identity = identity
-        self.xkey = .generate(.curve)
+        self.identity = identity.server
+        self.xkey = identity.xkey
         self.heartbeatInterval = heartbeatInterval
         self.logger = logger
     }
@@ -55,8 +56,9 @@ public final class NexNode: Service, Sendable {
 
     var events: EventPublisher { EventPublisher(client: client, nodeID: nodeID) }
 
-    /// This node's own files: internal server, agents' directories, downloaded artifacts.
-    var home: String { (config.defaultResourceDir ?? NexHome.path) + "/nodes/" + nodeID }
+    /// This node's own files under its resource directory: the workload journal and verified artifacts (kept),
+    /// the internal server's and agents' directories (made anew at each start).
+    var home: String { NodeHome.directory(for: config) + "/nodes/" + nodeID }
 
     /// Configured tags plus the reserved `nex.*` ones.
     public var tags: [String: String] {
@@ -135,6 +137,7 @@ public final class NexNode: Service, Sendable {
             NexEventType.nodeStarted,
             NodeStartedEvent(version: Self.version, id: nodeID, tags: tags, publicXkey: xkey.publicKey))
         logger.info("node started", metadata: ["nex.node": "\(nodeID)", "nex.xkey": "\(xkey.publicKey)"])
+        await restoreWorkloads()
         await autostart()
     }
 
@@ -149,7 +152,7 @@ public final class NexNode: Service, Sendable {
         }
         for sub in subs { try? await sub.unsubscribe() }
         await runtime?.shutdown()
-        try? FileManager.default.removeItem(atPath: home)
+        NodeRuntime.removeScratch(home: home)
         await events.publish(NexEventType.nodeStopped, NodeStoppedEvent(id: nodeID, graceful: graceful))
         try? await client.flush()
     }
@@ -164,7 +167,8 @@ public final class NexNode: Service, Sendable {
             logger.info("entered lame duck mode", metadata: ["nex.node": "\(nodeID)"])
             if config.lameduckDrainAndExit {
                 Task {
-                    await self.runtime?.manager.stopAll(reason: "node entered lame duck mode")
+                    // Moved away on purpose: their records go too.
+                    await self.runtime?.manager.stopAll(reason: "node entered lame duck mode", forget: true)
                     self.shutdownRequested.continuation.yield()
                 }
             }

@@ -16,8 +16,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var noSandbox = false
     /// Sandbox driver: `auto` (strongest that works), `namespace`, `vm` or `firecracker`.
     public var sandbox = "auto"
-    /// Workload types this node runs (default `["native"]`).
-    public var workloadTypes = ["native"]
+    /// Workload types this node runs: every type its agent can run (native, v8, wasm) unless narrowed here.
+    public var workloadTypes = NodeConfiguration.allWorkloadTypes
     public var allowDuplicateWorkloads = false
     /// Trigger subjects refused in addition to `$SYS.>`, `$JS.>`, `$NEX.>`.
     public var denyTriggerSubjects: [String] = []
@@ -41,6 +41,13 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var lameduckDrainAndExit = false
     /// Limits of every function call: `{cpu_ms, memory_mib, wasm_fuel}` (5000, 64, 2·10⁹).
     public var functionLimits = FunctionLimits()
+    /// The node's server seed (`SN…`); default: made once and kept as `node.nk` in the resource directory.
+    public var nodeSeed: String?
+    /// The node's curve seed (`SX…`); default: made once and kept as `node.xk` in the resource directory.
+    public var nodeXkeySeed: String?
+    /// Record every accepted deploy in the resource directory and start the recorded workloads again after
+    /// a restart or crash (default true). Off: a restarted node comes back empty.
+    public var persistWorkloads = true
     public var otelMetrics: Bool?
     public var otelMetricsPort: Int?
     public var otelMetricsExporter: String?
@@ -49,6 +56,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var otlpExporterURL: String?
 
     public init() {}
+
+    /// The workload types `nex-agent` runs: native services, JavaScript (V8) and WebAssembly functions.
+    public static let allWorkloadTypes = ["native", "v8", "wasm"]
 
     /// Resources of each sandbox.
     public struct MachineTemplate: Codable, Sendable, Equatable {
@@ -175,6 +185,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         case maxRestarts = "max_restarts"
         case lameduckDrainAndExit = "lameduck_drain_and_exit"
         case functionLimits = "function_limits"
+        case nodeSeed = "node_seed"
+        case nodeXkeySeed = "node_xkey_seed"
+        case persistWorkloads = "persist_workloads"
         case otelMetrics = "otel_metrics"
         case otelMetricsPort = "otel_metrics_port"
         case otelMetricsExporter = "otel_metrics_exporter"
@@ -194,7 +207,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         cni = try c.decodeIfPresent([String: String].self, forKey: .cni)
         noSandbox = try c.decodeIfPresent(Bool.self, forKey: .noSandbox) ?? false
         sandbox = try c.decodeIfPresent(String.self, forKey: .sandbox) ?? "auto"
-        workloadTypes = try c.decodeIfPresent([String].self, forKey: .workloadTypes) ?? ["native"]
+        workloadTypes = try c.decodeIfPresent([String].self, forKey: .workloadTypes) ?? Self.allWorkloadTypes
         allowDuplicateWorkloads = try c.decodeIfPresent(Bool.self, forKey: .allowDuplicateWorkloads) ?? false
         denyTriggerSubjects = try c.decodeIfPresent([String].self, forKey: .denyTriggerSubjects) ?? []
         validIssuers = try c.decodeIfPresent([String].self, forKey: .validIssuers) ?? []
@@ -211,6 +224,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         lameduckDrainAndExit = try c.decodeIfPresent(Bool.self, forKey: .lameduckDrainAndExit) ?? false
         functionLimits =
             try c.decodeIfPresent(StrictFunctionLimits.self, forKey: .functionLimits)?.value ?? FunctionLimits()
+        nodeSeed = try c.decodeIfPresent(String.self, forKey: .nodeSeed)
+        nodeXkeySeed = try c.decodeIfPresent(String.self, forKey: .nodeXkeySeed)
+        persistWorkloads = try c.decodeIfPresent(Bool.self, forKey: .persistWorkloads) ?? true
         otelMetrics = try c.decodeIfPresent(Bool.self, forKey: .otelMetrics)
         otelMetricsPort = try c.decodeIfPresent(Int.self, forKey: .otelMetricsPort)
         otelMetricsExporter = try c.decodeIfPresent(String.self, forKey: .otelMetricsExporter)
@@ -244,6 +260,12 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         }
         guard agentHandshakeTimeoutMs > 0, agentPingTimeoutMs > 0 else {
             throw NodeConfigurationError.invalid("agent_handshake_timeout_ms and agent_ping_timeout_ms must be > 0")
+        }
+        if let seed = nodeSeed, !seed.hasPrefix("SN") {
+            throw NodeConfigurationError.invalid("node_seed must be a server seed (SN…)")
+        }
+        if let seed = nodeXkeySeed, !seed.hasPrefix("SX") {
+            throw NodeConfigurationError.invalid("node_xkey_seed must be a curve seed (SX…)")
         }
         for key in tags.keys where key.hasPrefix("nex.") {
             throw NodeConfigurationError.invalid("tag \(key) is reserved for the node")

@@ -89,6 +89,7 @@ struct NodeRuntime: Sendable {
         guard FileManager.default.isExecutableFile(atPath: agent) else {
             throw DeployRefusal("nex-agent not found at \(agent) (set agent_path)")
         }
+        removeScratch(home: home)
         let driver = try await driver(config, agent: agent, home: home, logger: logger)
         guard let binary = NATSServerProcess.findBinary(nexHome: NexHome.path) else {
             throw DeployRefusal("nats-server not found for the internal server (PATH, NATS_SERVER_BIN, ~/.nex/bin)")
@@ -106,9 +107,12 @@ struct NodeRuntime: Sendable {
                 guard let pool = box.pool, let manager = box.manager else { return }
                 if await !pool.remove(agent.id) { await manager.agentDied(agent, reason: reason) }
             })
+        let journal =
+            config.persistWorkloads
+            ? WorkloadJournal(directory: home + "/workloads", xkey: node.xkey, logger: logger) : nil
         let manager = WorkloadManager(
-            config: config, pool: pool, internalNATS: internalNATS, events: node.events, logger: logger,
-            isLameDuck: { node.isLameDuck })
+            config: config, pool: pool, internalNATS: internalNATS, events: node.events, journal: journal,
+            logger: logger, isLameDuck: { node.isLameDuck })
         box.set(pool: pool, manager: manager)
         let runtime = NodeRuntime(internalNATS: internalNATS, pool: pool, manager: manager)
         try await runtime.listenToAgents(logger: logger)
@@ -156,8 +160,21 @@ struct NodeRuntime: Sendable {
         try await client.flush()
     }
 
+    /// Removes what a node run leaves that the next one must make anew: agents' directories, the internal
+    /// server's files, the VM template, and artifact copies of workloads (the verified cache and the journal
+    /// stay). Left behind by a crash, they are removed at the next start.
+    static func removeScratch(home: String) {
+        let fm = FileManager.default
+        for directory in ["agents", "internal-nats", "vm"] { try? fm.removeItem(atPath: home + "/" + directory) }
+        let artifacts = home + "/artifacts"
+        for name in (try? fm.contentsOfDirectory(atPath: artifacts)) ?? [] where name != "verified" {
+            try? fm.removeItem(atPath: artifacts + "/" + name)
+        }
+    }
+
     func shutdown() async {
-        await manager.stopAll(reason: "node stopped")
+        // The workloads' records stay: the node starts them again when it comes back.
+        await manager.stopAll(reason: "node stopped", forget: false)
         await pool.close()
         await internalNATS.stop()
     }

@@ -10,9 +10,8 @@ extension WorkloadManager {
     /// The queue group of a function's instances.
     static func queueGroup(namespace: String, name: String) -> String { "nex-\(namespace)-\(name)" }
 
-    func subscribeTriggers(of workload: Workload) async throws -> [NATSSubscription] {
-        let subjects = workload.deploy.request.triggerSubjects ?? []
-        guard workload.type != "native", !subjects.isEmpty else { return [] }
+    func subscribeTriggers(of workload: FunctionTarget, subjects: [String]) async throws -> [NATSSubscription] {
+        guard !subjects.isEmpty else { return [] }
         let client = events.client
         let queue = Self.queueGroup(namespace: workload.namespace, name: workload.name)
         var subs: [NATSSubscription] = []
@@ -28,10 +27,10 @@ extension WorkloadManager {
     }
 
     /// Hands a message to the function's agent over its private link (no server hop) and answers.
-    nonisolated(nonsending) func runTrigger(_ m: NATSMessage, workload: Workload) async {
+    nonisolated(nonsending) func runTrigger(_ m: NATSMessage, workload: FunctionTarget) async {
         let reply: AgentLinkClient.Reply
         do {
-            reply = try await workload.agent.link.trigger(subject: m.subject, payload: m.bytes, timeout: .seconds(60))
+            reply = try await workload.link.trigger(subject: m.subject, payload: m.bytes, timeout: .seconds(60))
         } catch {
             await answer(m, body: Array("the function did not answer: \(error)".utf8), error: "\(error)")
             await publishExec(
@@ -69,7 +68,7 @@ extension WorkloadManager {
     }
 
     private nonisolated(nonsending) func publishExec(
-        _ workload: Workload, subject: String, elapsed: Int64?, error: String?
+        _ workload: FunctionTarget, subject: String, elapsed: Int64?, error: String?
     ) async {
         let data = FunctionExecEvent(
             workloadID: workload.id, workloadName: workload.name, namespace: workload.namespace,
@@ -84,19 +83,20 @@ extension WorkloadManager {
     /// A host-service call of the function an agent runs; the namespace and workload come from the node's
     /// own records, never from the agent's subject.
     func hostCall(agentID: String, service: String, method: String, arguments: [UInt8]) async -> [UInt8] {
-        guard let id = agentWorkload(agentID), let workload = workloads(id: id) else {
+        guard let entry = workload(agent: agentID) else {
             return HostServicesBroker.encode(["error": "no workload"])
         }
         let broker: HostServicesBroker
         do {
-            broker = try await hostServices.broker(workloadID: id, deploy: workload.deploy.request.hostServicesConfig)
+            broker = try await hostServices.broker(
+                workloadID: entry.id, deploy: entry.record.request.hostServicesConfig)
         } catch {
             return HostServicesBroker.encode([
                 "error": "\(service).\(method): cannot reach the host services server: \(error)"
             ])
         }
         return await broker.handle(
-            namespace: workload.namespace, name: workload.name, service: service, method: method,
+            namespace: entry.record.namespace, name: entry.record.name, service: service, method: method,
             arguments: arguments)
     }
 }

@@ -2,38 +2,24 @@ import Foundation
 import Logging
 import NATS
 import NKeys
+import NexAgentLink
 import NexModels
 import NexSandbox
 
-/// A workload running on one of the node's agents.
-struct Workload: Sendable {
+/// What a function's trigger needs to reach its agent (captured by the trigger subscriptions).
+struct FunctionTarget: Sendable {
     var id: String
+    var name: String
     var namespace: String
-    var deploy: ValidatedDeploy
-    /// The node's verified copy of the artifact (kept for restarts).
-    var artifactPath: String
-    var totalBytes: Int
-    var deployedAt = Date()
-    var retryCount: Int
-    var agent: Agent
-    var healthy = true
-    var missedPings = 0
-    /// Set once a stop began, so the exit it causes is not treated as a crash.
-    var stopping = false
-    /// False until the agent accepted the deploy; logs are forwarded from the start.
-    var started = false
-    /// An exit reported before the agent's deploy answer arrived (a workload that ends at once).
-    var earlyExit: WorkloadExited?
-    /// A function's trigger subscriptions on the node's NATS connection.
-    var triggers: [NATSSubscription] = []
-
-    var name: String { deploy.request.workloadName }
-    var type: String { deploy.request.type }
-    var essential: Bool { deploy.request.essential ?? false }
+    var link: AgentLinkClient
 }
 
-/// Owns the running workloads: hands deploys to warm agents, stops them for their issuer, follows their
-/// exits (restarting essential services with backoff), and forwards their logs.
+/// Runs the node's workloads: hands deploys to warm agents, stops them for their issuer, follows their exits
+/// (restarting essential services with backoff), and forwards their logs.
+///
+/// Every workload's record and status live in one ``NodeState`` value, changed only through its events; what
+/// they return is carried out here (journal writes, agents, triggers). A stop or exit that lands while a start
+/// awaits its agent is therefore seen by the start when it resumes, never overwritten.
 actor WorkloadManager {
     let config: NodeConfiguration
     let pool: AgentPool
@@ -44,108 +30,123 @@ actor WorkloadManager {
     let isLameDuck: @Sendable () -> Bool
     /// Host services of the functions: the connection each one's host calls use.
     let hostServices: HostServiceConnections
+    /// Where accepted deploys are kept (nil: `persist_workloads` is off).
+    let journal: WorkloadJournal?
 
-    private var workloads: [String: Workload] = [:]
-    private var byAgent: [String: String] = [:]
-    /// `namespace/name` of deploys in flight, so duplicates and limits count them.
-    private var inFlight: [String: Int] = [:]
+    private var state: NodeState
+
+    /// What a workload holds while it is on the node, beside its state: the checked deploy (with its opened
+    /// environment, kept in memory only), its copy of the artifact, its agent and its trigger subscriptions.
+    private struct Resources {
+        var deploy: ValidatedDeploy
+        var artifactPath: String
+        var agent: Agent?
+        var triggers: [NATSSubscription] = []
+    }
+    private var resources: [String: Resources] = [:]
+    /// Essential restarts waiting out their backoff, by the new workload id (cancelled at shutdown).
+    private var restarts: [String: Task<Void, Never>] = [:]
+    private var closed = false
 
     init(
         config: NodeConfiguration, pool: AgentPool, internalNATS: InternalNATS, events: EventPublisher,
-        logger: Logger, isLameDuck: @escaping @Sendable () -> Bool
+        journal: WorkloadJournal?, logger: Logger, isLameDuck: @escaping @Sendable () -> Bool
     ) {
         self.config = config
         self.pool = pool
         self.internalNATS = internalNATS
         self.events = events
+        self.journal = journal
         self.logger = logger
         self.isLameDuck = isLameDuck
         self.hostServices = HostServiceConnections(
             client: events.client, config: config.hostServicesConfig,
             denyPublish: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
+        self.state = NodeState(
+            policy: .init(
+                initialBackoff: .milliseconds(config.restartBackoffInitialMs),
+                maxBackoff: .milliseconds(config.restartBackoffMaxMs), maxRestarts: config.maxRestarts))
     }
 
-    var count: Int { workloads.count }
+    /// Workloads on the node.
+    var count: Int { state.workloads().count }
 
-    func workloads(id: String) -> Workload? { workloads[id] }
+    /// The workloads of `namespace` (all when nil), oldest first.
+    func all(in namespace: String? = nil) -> [NodeState.Entry] { state.workloads(in: namespace) }
 
-    func agentWorkload(_ agentID: String) -> String? { byAgent[agentID] }
-
-    func all(in namespace: String? = nil) -> [Workload] {
-        workloads.values.filter { namespace == nil || $0.namespace == namespace }.sorted {
-            $0.deployedAt < $1.deployedAt
-        }
-    }
+    func workload(agent: String) -> NodeState.Entry? { state.entry(agent: agent) }
 
     // MARK: Deploy
 
-    /// The duplicate and count checks, made before the artifact is downloaded.
-    func admit(name: String, namespace: String) -> DeployRefusal? {
-        let key = namespace + "/" + name
-        if !config.allowDuplicateWorkloads,
-            inFlight[key, default: 0] > 0 || workloads.values.contains(where: { $0.namespace + "/" + $0.name == key })
-        {
-            return DeployRefusal("workload \(name) is already running in namespace \(namespace) on this node")
-        }
-        if let max = config.nodeLimits.maxWorkloads, workloads.count + inFlight.values.reduce(0, +) >= max {
-            return DeployRefusal("node_limits.max_workloads (\(max)) reached")
-        }
-        return nil
-    }
-
-    /// Reserves a slot for a deploy in flight; release it with ``release(name:namespace:)``.
+    /// The duplicate and count checks, made before the artifact is downloaded; on success a place is held
+    /// until ``release(name:namespace:)``.
     func reserve(name: String, namespace: String) -> DeployRefusal? {
-        if let refusal = admit(name: name, namespace: namespace) { return refusal }
-        inFlight[namespace + "/" + name, default: 0] += 1
-        return nil
+        if closed { return DeployRefusal("the node is shutting down: deploy to another node") }
+        return state.reserve(
+            name: name, namespace: namespace, allowDuplicates: config.allowDuplicateWorkloads,
+            maxWorkloads: config.nodeLimits.maxWorkloads)
     }
 
-    func release(name: String, namespace: String) {
-        let key = namespace + "/" + name
-        inFlight[key, default: 1] -= 1
-        if inFlight[key] == 0 { inFlight[key] = nil }
-    }
+    func release(name: String, namespace: String) { state.release(name: name, namespace: namespace) }
 
-    /// Runs a verified deploy on a warm agent.
+    /// Accepts a verified deploy (recording it first when `persist`) and runs it on a warm agent.
     func start(
-        _ deploy: ValidatedDeploy, namespace: String, workloadID: String, artifactPath: String, totalBytes: Int,
-        retryCount: Int = 0
+        _ deploy: ValidatedDeploy, record: WorkloadRecord, artifactPath: String, persist: Bool
     ) async -> Result<RunResponse, DeployRefusal> {
-        if let max = config.nodeLimits.maxTotalBytes, workloads.values.map(\.totalBytes).reduce(totalBytes, +) > max {
-            return .failure(DeployRefusal("node_limits.max_total_bytes (\(max)) would be exceeded"))
+        if closed { return .failure(DeployRefusal("the node is shutting down: deploy to another node")) }
+        if let max = config.nodeLimits.maxTotalBytes, state.totalBytes + record.totalBytes > max {
+            return .failure(
+                DeployRefusal(
+                    "node_limits.max_total_bytes (\(max)) would be exceeded: stop a workload or use another node"))
         }
-        if pool.isSandboxed, deploy.request.type == "native", let problem = StaticExecutable.problem(at: artifactPath) {
-            return .failure(DeployRefusal("the \(pool.driverName) sandbox runs static executables only: \(problem)"))
+        if pool.isSandboxed, record.type == "native", let problem = StaticExecutable.problem(at: artifactPath) {
+            return .failure(
+                DeployRefusal(
+                    "the \(pool.driverName) sandbox runs static executables only: \(problem) (build it static, "
+                        + "e.g. swift build --static-swift-stdlib or CGO_ENABLED=0, or run a no_sandbox node)"))
         }
+        let changes = state.accepted(record, persist: persist)
+        resources[record.id] = Resources(deploy: deploy, artifactPath: artifactPath)
+        do { try await journal?.commit(changes) } catch {
+            _ = state.removed(record.id, forget: false)
+            resources[record.id] = nil
+            return .failure(
+                DeployRefusal(
+                    "cannot record the workload (\(error)): check that the node's resource directory is writable"))
+        }
+        return await launch(record.id)
+    }
+
+    /// Gives a workload in `starting` to an agent and waits for the agent to run it.
+    private func launch(_ id: String) async -> Result<RunResponse, DeployRefusal> {
         let agent: Agent
         do { agent = try await pool.take(timeout: .milliseconds(config.agentHandshakeTimeoutMs)) } catch {
-            return .failure(DeployRefusal("no agent available: \(error)"))
+            return await failStart(id, "no agent available: \(error)")
         }
+        guard state.assigned(id, agent: agent.id), var held = resources[id], let entry = state.entries[id] else {
+            await destroy(agent)
+            return .failure(DeployRefusal("the workload was stopped before it started"))
+        }
+        held.agent = agent
+        resources[id] = held
+        let record = entry.record
         let inside = agent.workDirectory + "/workload"
-        if link(artifactPath, inside) != 0 {
-            try? FileManager.default.copyItem(atPath: artifactPath, toPath: inside)
+        if link(held.artifactPath, inside) != 0 {
+            do { try FileManager.default.copyItem(atPath: held.artifactPath, toPath: inside) } catch {
+                return await failStart(id, "cannot give the artifact to the agent: \(error)")
+            }
         }
-        var serviceEnvironment = environment(for: deploy)
-        if pool.isSandboxed, deploy.request.type == "native" {
-            do {
-                serviceEnvironment = try await Self.openServers(in: serviceEnvironment, sandbox: agent.sandbox)
-            } catch {
-                await destroy(agent)
-                return .failure(DeployRefusal("cannot let the workload reach its NATS servers: \(error)"))
+        var environment = environment(for: held.deploy)
+        if pool.isSandboxed, record.type == "native" {
+            do { environment = try await Self.openServers(in: environment, sandbox: agent.sandbox) } catch {
+                return await failStart(id, "cannot let the workload reach its NATS servers: \(error)")
             }
         }
         let request = AgentDeployRequest(
-            workloadID: workloadID, workloadName: deploy.request.workloadName, namespace: namespace,
-            type: deploy.request.type, argv: deploy.request.argv ?? [],
-            environment: serviceEnvironment, essential: deploy.request.essential ?? false,
-            artifactPath: agent.sandbox.workDirectoryInside + "/workload", totalBytes: totalBytes,
-            triggerSubjects: deploy.request.triggerSubjects ?? [], limits: config.functionLimits)
-        // Known before the agent answers, so output and an immediate exit are attributed to it.
-        var workload = Workload(
-            id: workloadID, namespace: namespace, deploy: deploy, artifactPath: artifactPath, totalBytes: totalBytes,
-            retryCount: retryCount, agent: agent)
-        workloads[workloadID] = workload
-        byAgent[agent.id] = workloadID
+            workloadID: id, workloadName: record.name, namespace: record.namespace, type: record.type,
+            argv: record.request.argv ?? [], environment: environment, essential: record.essential,
+            artifactPath: agent.sandbox.workDirectoryInside + "/workload", totalBytes: record.totalBytes,
+            triggerSubjects: record.request.triggerSubjects ?? [], limits: config.functionLimits)
         let response: AgentResponse
         do {
             let reply = try await internalNATS.request(
@@ -155,89 +156,43 @@ actor WorkloadManager {
         } catch {
             response = AgentResponse(ok: false, message: "the agent did not answer the deploy: \(error)")
         }
-        guard response.ok else {
-            workloads[workloadID] = nil
-            byAgent[agent.id] = nil
-            await destroy(agent)
-            return .failure(DeployRefusal(response.message ?? "the agent refused the workload"))
+        guard response.ok else { return await failStart(id, response.message ?? "the agent refused the workload") }
+        switch state.started(id) {
+        case .gone, .stopRequested:
+            // The stop that ended it cleans up.
+            return .failure(DeployRefusal("the workload was stopped before it started"))
+        case .running:
+            break
         }
-        workload = workloads[workloadID] ?? workload
-        workload.started = true
-        do { workload.triggers = try await subscribeTriggers(of: workload) } catch {
-            workloads[workloadID] = nil
-            byAgent[agent.id] = nil
-            await destroy(agent)
+        let target = FunctionTarget(id: id, name: record.name, namespace: record.namespace, link: agent.link)
+        let subscriptions: [NATSSubscription]
+        let triggerSubjects = record.type == "native" ? [] : record.request.triggerSubjects ?? []
+        do { subscriptions = try await subscribeTriggers(of: target, subjects: triggerSubjects) } catch {
+            await end(id, code: -1, message: "cannot subscribe to the trigger subjects: \(error)", forget: true)
             return .failure(DeployRefusal("cannot subscribe to the trigger subjects: \(error)"))
         }
-        workloads[workloadID] = workload
+        guard case .running = state.entries[id]?.status else {
+            for sub in subscriptions { try? await sub.unsubscribe() }
+            return .failure(DeployRefusal("the workload was stopped before it started"))
+        }
+        resources[id]?.triggers = subscriptions
         logger.info(
             "workload deployed",
-            metadata: [
-                "nex.workload": "\(workload.name)", "nex.workload_id": "\(workloadID)", "nex.agent": "\(agent.id)",
-            ])
+            metadata: ["nex.workload": "\(record.name)", "nex.workload_id": "\(id)", "nex.agent": "\(agent.id)"])
         await events.publish(
             NexEventType.workloadDeployed,
             WorkloadEvent(
-                code: 0, message: "workload deployed", workloadID: workloadID, workloadName: workload.name,
-                essential: workload.essential, totalBytes: totalBytes), namespace: namespace)
-        if let early = workload.earlyExit {
-            Task { await self.exited(agentID: agent.id, early) }
-        }
-        return .success(RunResponse(id: workloadID, issuer: deploy.claims.issuer, name: workload.name, started: true))
+                code: 0, message: "workload deployed", workloadID: id, workloadName: record.name,
+                essential: record.essential, totalBytes: record.totalBytes), namespace: record.namespace)
+        if let early = state.entries[id]?.earlyExit { await exited(agentID: agent.id, early) }
+        return .success(
+            RunResponse(id: id, issuer: held.deploy.claims.issuer, name: record.name, started: true))
     }
 
-    /// The variables that name the NATS servers a service is given: the only servers a sandboxed service can
-    /// reach. Keys as the agent passes them on (upper-cased).
-    static let serverVariables = ["NATS_URL", "NEX_HOSTSERVICES_NATS_SERVER"]
-
-    /// Opens the servers named in ``serverVariables`` (comma-separated URLs) in the sandbox and rewrites
-    /// each URL to the address the workload dials inside.
-    static func openServers(in environment: [String: String], sandbox: any AgentSandbox) async throws -> [String:
-        String]
-    {
-        var env = environment
-        var endpoints: [NetworkEndpoint] = []
-        var parsed: [(key: String, urls: [URLComponents])] = []
-        for (key, value) in environment where serverVariables.contains(key.uppercased()) {
-            let urls = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.map { text in
-                URLComponents(string: text.contains("://") ? text : "nats://" + text)
-            }
-            guard urls.allSatisfy({ $0?.host?.isEmpty == false }) else { continue }
-            let components = urls.compactMap { $0 }
-            for url in components {
-                let endpoint = NetworkEndpoint(host: url.host ?? "", port: url.port ?? 4222)
-                if !endpoints.contains(endpoint) { endpoints.append(endpoint) }
-            }
-            parsed.append((key, components))
-        }
-        guard !endpoints.isEmpty else { return env }
-        let inside = try await sandbox.allowConnections(to: endpoints)
-        for (key, urls) in parsed {
-            env[key] = urls.map { url in
-                var copy = url
-                let endpoint = NetworkEndpoint(host: url.host ?? "", port: url.port ?? 4222)
-                let mapped = inside[endpoints.firstIndex(of: endpoint) ?? 0]
-                copy.host = mapped.host
-                copy.port = mapped.port
-                return copy.string ?? ""
-            }.joined(separator: ",")
-        }
-        return env
-    }
-
-    /// The deploy's environment plus host-service connection settings for services that want them
-    /// (the deploy's own `host_services_config` over the node's).
-    func environment(for deploy: ValidatedDeploy) -> [String: String] {
-        var env = deploy.environment
-        let node = config.hostServicesConfig?.nats
-        let mine = deploy.request.hostServicesConfig
-        let settings = [
-            ("NEX_HOSTSERVICES_NATS_SERVER", mine?.natsURL ?? node?.natsURL),
-            ("NEX_HOSTSERVICES_NATS_USER_JWT", mine?.natsUserJWT ?? node?.natsUserJWT),
-            ("NEX_HOSTSERVICES_NATS_USER_SEED", mine?.natsUserSeed ?? node?.natsUserSeed),
-        ]
-        for case (let key, let value?) in settings where env[key] == nil { env[key] = value }
-        return env
+    /// A start that failed: the workload is forgotten (its record too) and its agent destroyed.
+    private func failStart(_ id: String, _ reason: String) async -> Result<RunResponse, DeployRefusal> {
+        await cleanUp(id, forget: true, removeArtifact: false)
+        return .failure(DeployRefusal(reason))
     }
 
     // MARK: Stop
@@ -245,58 +200,75 @@ actor WorkloadManager {
     /// Stops a workload for the issuer that deployed it. A stop from another namespace, or for an unknown id,
     /// is "no such workload" (ids cannot be probed).
     func stop(_ request: StopRequest, namespace: String) async -> Result<StopResponse, DeployRefusal> {
-        guard let workload = workloads[request.workloadID], workload.namespace == namespace, !workload.stopping else {
+        guard let entry = state.workloads(in: namespace).first(where: { $0.id == request.workloadID }),
+            let deploy = resources[entry.id]?.deploy
+        else {
             return .failure(DeployRefusal("no such workload"))
         }
         let claims: JWTClaims
         do { claims = try NATSJWT.verify(request.workloadJWT) } catch {
             return .failure(DeployRefusal("invalid stop JWT: \(error.message)"))
         }
-        guard claims.issuer == workload.deploy.claims.issuer else {
+        guard claims.issuer == deploy.claims.issuer else {
             return .failure(DeployRefusal("stop refused: only the issuer that deployed the workload may stop it"))
         }
-        guard claims.id != workload.deploy.claims.id, request.workloadJWT != workload.deploy.request.workloadJWT else {
+        guard claims.id != deploy.claims.id, request.workloadJWT != deploy.request.workloadJWT else {
             return .failure(DeployRefusal("stop refused: the deploy token cannot be replayed as a stop token"))
         }
-        if !claims.subject.isEmpty, claims.subject != workload.id {
+        if !claims.subject.isEmpty, claims.subject != entry.id {
             return .failure(DeployRefusal("stop refused: the token is for workload \(claims.subject)"))
         }
-        await end(workload.id, code: 0, message: "stopped by its issuer", keepArtifact: false)
-        return .success(StopResponse(id: workload.id, issuer: claims.issuer, stopped: true))
+        await end(entry.id, code: 0, message: "stopped by its issuer", forget: true)
+        return .success(StopResponse(id: entry.id, issuer: claims.issuer, stopped: true))
     }
 
-    /// Stops every workload (graceful shutdown, lame-duck drain).
-    func stopAll(reason: String) async {
-        for workload in all() { await end(workload.id, code: 0, message: reason, keepArtifact: false) }
+    /// Stops every workload. `forget` (a lame-duck drain) removes their records; a node shutdown keeps them
+    /// so the node starts them again. No workload starts or restarts afterwards.
+    func stopAll(reason: String, forget: Bool) async {
+        if !forget { closed = true }
+        for task in restarts.values { task.cancel() }
+        restarts.removeAll()
+        for entry in state.entries.values.sorted(by: { $0.id < $1.id }) {
+            await end(entry.id, code: 0, message: reason, forget: forget)
+        }
         await hostServices.closeAll()
     }
 
     /// Undeploys a workload: the agent stops it (SIGTERM, then SIGKILL), the sandbox is destroyed, and
     /// `workload_undeployed` is published.
-    private func end(_ id: String, code: Int, message: String, keepArtifact: Bool) async {
-        guard var workload = workloads[id], !workload.stopping else { return }
-        workload.stopping = true
-        workloads[id] = workload
-        _ = try? await internalNATS.request(
-            [], to: AgentSubjects.undeploy(agent: workload.agent.id), agent: workload.agent.id, timeout: .seconds(8))
-        await finish(workload, code: code, message: message, keepArtifact: keepArtifact)
+    private func end(_ id: String, code: Int, message: String, forget: Bool) async {
+        guard let entry = state.stopRequested(id) else { return }
+        if let agentID = entry.status.agent {
+            _ = try? await internalNATS.request(
+                [], to: AgentSubjects.undeploy(agent: agentID), agent: agentID, timeout: .seconds(8))
+        }
+        let hadStarted = if case .running = entry.status { true } else { false }
+        await cleanUp(id, forget: forget, removeArtifact: true)
+        if hadStarted { await announceUndeployed(entry.record, code: code, message: message) }
     }
 
-    private func finish(_ workload: Workload, code: Int, message: String, keepArtifact: Bool) async {
-        guard let current = workloads.removeValue(forKey: workload.id) else { return }
-        for sub in current.triggers { try? await sub.unsubscribe() }
-        byAgent[workload.agent.id] = nil
-        await hostServices.release(workloadID: workload.id)
-        await destroy(workload.agent)
-        if !keepArtifact { try? FileManager.default.removeItem(atPath: workload.artifactPath) }
+    /// Removes a workload from the state (and its record when `forget`), unsubscribes its triggers, releases
+    /// its host services and destroys its agent. Each part is taken from the tables first, so a second
+    /// clean-up of the same workload does nothing.
+    private func cleanUp(_ id: String, forget: Bool, removeArtifact: Bool) async {
+        let changes = state.removed(id, forget: forget)
+        await commit(changes)
+        guard let held = resources.removeValue(forKey: id) else { return }
+        for sub in held.triggers { try? await sub.unsubscribe() }
+        await hostServices.release(workloadID: id)
+        if let agent = held.agent { await destroy(agent) }
+        if removeArtifact { try? FileManager.default.removeItem(atPath: held.artifactPath) }
+    }
+
+    private func announceUndeployed(_ record: WorkloadRecord, code: Int, message: String) async {
         logger.info(
             "workload undeployed",
-            metadata: ["nex.workload": "\(workload.name)", "nex.workload_id": "\(workload.id)", "reason": "\(message)"])
+            metadata: ["nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)", "reason": "\(message)"])
         await events.publish(
             NexEventType.workloadUndeployed,
             WorkloadEvent(
-                code: code, message: message, workloadID: workload.id, workloadName: workload.name,
-                essential: workload.essential, totalBytes: workload.totalBytes), namespace: workload.namespace)
+                code: code, message: message, workloadID: record.id, workloadName: record.name,
+                essential: record.essential, totalBytes: record.totalBytes), namespace: record.namespace)
     }
 
     private func destroy(_ agent: Agent) async {
@@ -305,97 +277,89 @@ actor WorkloadManager {
         try? FileManager.default.removeItem(atPath: agent.workDirectory)
     }
 
+    /// Writes journal changes; a failure is logged (the workload runs on, but would not survive a restart
+    /// as recorded).
+    private func commit(_ changes: [NodeState.Change]) async {
+        do { try await journal?.commit(changes) } catch {
+            logger.error(
+                "cannot update the workload journal", metadata: ["error": "\(error)", "changes": "\(changes.count)"])
+        }
+    }
+
     // MARK: Agents' reports
 
     /// The workload's process ended by itself.
     func exited(agentID: String, _ report: WorkloadExited) async {
-        guard let id = byAgent[agentID], var workload = workloads[id], !workload.stopping else { return }
-        guard workload.started else {
-            workload.earlyExit = report
-            workloads[id] = workload
+        let (outcome, changes) = state.exited(
+            agent: agentID, report: report, lameDuck: isLameDuck(), newID: UUID().uuidString.lowercased())
+        await commit(changes)
+        switch outcome {
+        case .ignored:
             return
+        case .ended(let entry):
+            await cleanUp(entry.id, forget: true, removeArtifact: true)
+            await announceUndeployed(entry.record, code: report.code, message: report.message)
+        case .restart(let old, let new, let delay):
+            // The new run keeps the checked deploy and the artifact copy.
+            if var held = resources[old.id] {
+                held.triggers = []
+                held.agent = nil
+                resources[new.id] = held
+            }
+            await cleanUp(old.id, forget: false, removeArtifact: false)
+            await announceUndeployed(old.record, code: report.code, message: report.message)
+            logger.info(
+                "restarting essential workload",
+                metadata: ["nex.workload": "\(new.name)", "retry": "\(new.retryCount)", "delay": "\(delay)"])
+            restarts[new.id] = Task {
+                try? await Task.sleep(for: delay)
+                await self.restartDue(new.id)
+            }
         }
-        await ended(workload, code: report.code, message: report.message)
     }
 
     /// An agent process died.
     func agentDied(_ agent: Agent, reason: String) async {
-        guard let id = byAgent[agent.id], let workload = workloads[id], !workload.stopping, workload.started else {
-            return
-        }
-        await ended(workload, code: -1, message: reason)
+        guard let entry = state.entry(agent: agent.id) else { return }
+        await exited(agentID: agent.id, WorkloadExited(workloadID: entry.id, code: -1, message: reason))
     }
 
-    private func ended(_ workload: Workload, code: Int, message: String) async {
-        let restart = workload.essential && code != 0 && !isLameDuck() && canRestart(workload)
-        var stopped = workload
-        stopped.stopping = true
-        workloads[workload.id] = stopped
-        await finish(workload, code: code, message: message, keepArtifact: restart)
-        guard restart else { return }
-        let delay = Self.backoff(
-            retry: workload.retryCount, initial: .milliseconds(config.restartBackoffInitialMs),
-            max: .milliseconds(config.restartBackoffMaxMs))
-        logger.info(
-            "restarting essential workload",
-            metadata: ["nex.workload": "\(workload.name)", "retry": "\(workload.retryCount + 1)", "delay": "\(delay)"])
-        Task { await self.restart(workload, after: delay) }
-    }
-
-    private func canRestart(_ workload: Workload) -> Bool {
-        config.maxRestarts == 0 || workload.retryCount < config.maxRestarts
-    }
-
-    /// Exponential backoff: `initial · 2^retry`, capped at `max`.
-    static func backoff(retry: Int, initial: Duration, max: Duration) -> Duration {
-        let factor = 1 << Swift.min(retry, 20)
-        return Swift.min(initial * factor, max)
-    }
-
-    private func restart(_ old: Workload, after delay: Duration) async {
-        try? await Task.sleep(for: delay)
+    private func restartDue(_ id: String) async {
+        restarts[id] = nil
+        guard !Task.isCancelled, !closed else { return }
         guard !isLameDuck() else {
-            try? FileManager.default.removeItem(atPath: old.artifactPath)
+            await cleanUp(id, forget: true, removeArtifact: true)
             return
         }
-        var deploy = old.deploy
-        deploy.request.retryCount = old.retryCount + 1
-        deploy.request.retriedAt = ISO8601DateFormatter().string(from: Date())
-        let id = UUID().uuidString.lowercased()
-        let result = await start(
-            deploy, namespace: old.namespace, workloadID: id, artifactPath: old.artifactPath,
-            totalBytes: old.totalBytes, retryCount: old.retryCount + 1)
-        if case .failure(let refusal) = result {
+        guard state.restartDue(id) else { return }
+        if case .failure(let refusal) = await launch(id) {
             logger.error(
-                "essential workload could not restart",
-                metadata: ["nex.workload": "\(old.name)", "error": "\(refusal)"])
-            try? FileManager.default.removeItem(atPath: old.artifactPath)
+                "essential workload could not restart", metadata: ["nex.workload_id": "\(id)", "error": "\(refusal)"])
         }
     }
 
     /// Forwards an agent's log entry to the workload's log subject.
     func log(agentID: String, body: [UInt8]) async {
-        guard let id = byAgent[agentID], let workload = workloads[id] else { return }
-        await events.log(body, namespace: workload.namespace, workloadName: workload.name, workloadID: id)
+        guard let entry = state.entry(agent: agentID) else { return }
+        await events.log(body, namespace: entry.record.namespace, workloadName: entry.record.name, workloadID: entry.id)
     }
 
     // MARK: Health
 
     /// Pings every agent that runs a workload; three missed pings in a row end the workload.
     func checkHealth(timeout: Duration) async {
-        for workload in all() {
+        for entry in state.workloads() {
+            guard case .running(let agentID) = entry.status else { continue }
             let ok: Bool
             do {
                 _ = try await internalNATS.request(
-                    [], to: AgentSubjects.ping(agent: workload.agent.id), agent: workload.agent.id, timeout: timeout)
+                    [], to: AgentSubjects.ping(agent: agentID), agent: agentID, timeout: timeout)
                 ok = true
             } catch { ok = false }
-            guard var current = workloads[workload.id], !current.stopping else { continue }
-            current.healthy = ok
-            current.missedPings = ok ? 0 : current.missedPings + 1
-            workloads[workload.id] = current
-            if current.missedPings >= 3 {
-                await ended(current, code: -1, message: "agent stopped answering pings")
+            if state.pinged(entry.id, ok: ok) {
+                await exited(
+                    agentID: agentID,
+                    WorkloadExited(workloadID: entry.id, code: -1, message: "agent stopped answering pings"))
             }
         }
     }

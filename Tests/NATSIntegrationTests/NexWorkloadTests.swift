@@ -196,14 +196,6 @@ import Testing
         }
     }
 
-    @Test func backoffDoublesUpToTheCap() {
-        let delays = (0..<6).map {
-            WorkloadManager.backoff(retry: $0, initial: .milliseconds(100), max: .milliseconds(1000))
-        }
-        #expect(delays.map { $0.components.attoseconds / 1_000_000_000_000_000 } == [100, 200, 400, 800, 0, 0])
-        #expect(delays[4] == .seconds(1) && delays[5] == .seconds(1))
-    }
-
     @Test func limitsAndUnrunnableArtifactsAreRefused() async throws {
         try await withNode({ $0.nodeLimits.maxWorkloads = 1 }) { h in
             let sleeper = try script("sleep 30", in: h.server)

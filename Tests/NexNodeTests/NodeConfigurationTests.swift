@@ -8,7 +8,7 @@ func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.p
     @Test func defaultsFollowNex() throws {
         let c = try parse("{}")
         #expect(c.machinePoolSize == 1 && c.machineTemplate.vcpuCount == 1 && c.machineTemplate.memsizeMib == 256)
-        #expect(c.noSandbox == false && c.sandbox == "auto" && c.workloadTypes == ["native"])
+        #expect(c.noSandbox == false && c.sandbox == "auto" && c.workloadTypes == ["native", "v8", "wasm"])
         #expect(c.agentHandshakeTimeoutMs == 25_000 && c.agentPingTimeoutMs == 750)
         #expect(c.nodeLimits.maxWorkloads == nil && c.validIssuers.isEmpty)
     }
