@@ -102,7 +102,7 @@ extension NATSCluster {
 
 extension NATSServer {
     /// The HTTP monitoring port, when started with `-m`.
-    var monitoringPort: Int? {
+    public var monitoringPort: Int? {
         let portsDir = directory.appendingPathComponent("ports")
         guard let file = try? FileManager.default.contentsOfDirectory(atPath: portsDir.path).first,
             let data = try? Data(contentsOf: portsDir.appendingPathComponent(file)),

@@ -9,7 +9,8 @@ public struct NexCommand: AsyncParsableCommand {
         version: NexNode.version,
         subcommands: [
             NodeCommand.self, DevRunCommand.self, RunCommand.self, StopCommand.self, LogsCommand.self,
-            EventsCommand.self, LameDuckCommand.self, RequestCommand.self, RootfsCommand.self,
+            EventsCommand.self, LameDuckCommand.self, RequestCommand.self, RootfsCommand.self, WorkloadCommand.self,
+            WorkloadCommand.List.self,
         ]
     )
 

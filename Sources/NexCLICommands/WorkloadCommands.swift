@@ -91,7 +91,11 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
         // A node that runs the earlier workload of this name is the one to replace it on.
         let running = stop ? try await nex.workloadPing(workload: name) : []
         let holders = Set(running.map(\.nodeID))
-        let node = candidates.first { holders.contains($0.nodeID) } ?? candidates.randomElement()!
+        // Else the least busy node (ties broken at random), so deploys spread across the nodes.
+        let fewest = candidates.map(\.runningMachines).min() ?? 0
+        let node =
+            candidates.first { holders.contains($0.nodeID) }
+            ?? candidates.filter { $0.runningMachines == fewest }.randomElement()!
         if stop {
             let earlier = running.filter { $0.nodeID == node.nodeID }.flatMap(\.runningMachines).filter {
                 $0.name == name
