@@ -50,7 +50,8 @@ extension NexNode {
                 record.request.location, hash: valid.hash, workloadID: record.id,
                 maxBytes: config.nodeLimits.maxWorkloadBytes)
             // Already recorded; a start that fails removes the record.
-            result = await runtime.manager.start(valid, record: record, artifactPath: artifact.path, persist: false)
+            result = await runtime.manager.start(
+                valid, record: record, artifactPath: artifact.path, persist: true, alreadyRecorded: true)
         } catch {
             // Kept: the verified copy is gone and the object store did not answer; the next start tries again.
             result = .failure(DeployRefusal("\(error.message) (the record is kept for the next start)"))

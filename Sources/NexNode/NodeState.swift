@@ -63,6 +63,8 @@ struct NodeState: Sendable {
         var status: Status
         /// When this run of the workload began (uptimes).
         var since: Date
+        /// Whether the workload's record is kept in the journal (autostart workloads are not).
+        var persisted = true
         var healthy = true
         var missedPings = 0
         /// An exit the agent reported before its deploy answer arrived (a workload that ends at once).
@@ -142,9 +144,12 @@ struct NodeState: Sendable {
     // MARK: Events
 
     /// A deploy passed its checks (or a recorded one is replayed): it is on the node from now on.
-    mutating func accepted(_ record: WorkloadRecord, persist: Bool, now: Date = Date()) -> [Change] {
-        entries[record.id] = Entry(record: record, status: .starting, since: now)
-        return persist ? [.save(record)] : []
+    /// `persist`: the workload is kept in the journal; `alreadyRecorded`: its record is there (a replay).
+    mutating func accepted(
+        _ record: WorkloadRecord, persist: Bool, alreadyRecorded: Bool = false, now: Date = Date()
+    ) -> [Change] {
+        entries[record.id] = Entry(record: record, status: .starting, since: now, persisted: persist)
+        return persist && !alreadyRecorded ? [.save(record)] : []
     }
 
     /// An agent was given to the workload. False when the workload was stopped meanwhile (the caller
@@ -188,8 +193,8 @@ struct NodeState: Sendable {
     /// The workload is gone from the node. `forget` removes its record too (a stop by its issuer, a failed
     /// start, a lame-duck drain); a node shutdown keeps it to start the workload again.
     mutating func removed(_ id: String, forget: Bool) -> [Change] {
-        guard entries.removeValue(forKey: id) != nil else { return [] }
-        return forget ? [.delete(id: id)] : []
+        guard let entry = entries.removeValue(forKey: id) else { return [] }
+        return forget && entry.persisted ? [.delete(id: id)] : []
     }
 
     enum ExitOutcome: Sendable, Equatable {
@@ -217,8 +222,9 @@ struct NodeState: Sendable {
         }
         entries[entry.id] = nil
         let record = entry.record
+        let forget: [Change] = entry.persisted ? [.delete(id: record.id)] : []
         guard record.essential, report.code != 0, !lameDuck, policy.allows(retry: record.retryCount) else {
-            return (.ended(entry), [.delete(id: record.id)])
+            return (.ended(entry), forget)
         }
         var next = record
         next.id = newID
@@ -226,14 +232,10 @@ struct NodeState: Sendable {
         next.replaces = record.id
         next.request.retryCount = next.retryCount
         next.request.retriedAt = ISO8601DateFormatter().string(from: now)
-        entries[newID] = Entry(record: next, status: .restarting, since: now)
+        entries[newID] = Entry(record: next, status: .restarting, since: now, persisted: entry.persisted)
         // Saved before the old record goes: a crash in between leaves both, and the journal keeps the new one.
-        return (
-            .restart(old: entry, new: next, delay: policy.delay(retry: record.retryCount)),
-            [
-                .save(next), .delete(id: record.id),
-            ]
-        )
+        let changes: [Change] = entry.persisted ? [.save(next), .delete(id: record.id)] : []
+        return (.restart(old: entry, new: next, delay: policy.delay(retry: record.retryCount)), changes)
     }
 
     /// The backoff of a restart ended. False when the workload was stopped meanwhile.

@@ -22,8 +22,8 @@ final class WorkloadJournal: Sendable {
         self.logger = logger
     }
 
-    /// Makes `changes`, in order, after every change asked for before. Throws the first failure (the
-    /// changes after it are still made).
+    /// Makes `changes`, in order, after every change asked for before. Stops at the first failure and
+    /// throws it: a restart's delete of the old record never follows a save of the new one that failed.
     nonisolated(nonsending) func commit(_ changes: [NodeState.Change]) async throws {
         guard !changes.isEmpty else { return }
         let writes = try changes.map { change -> (String, [UInt8]?) in
@@ -37,7 +37,7 @@ final class WorkloadJournal: Sendable {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             queue.async {
                 var failure: (any Error)?
-                for (path, bytes) in writes {
+                for (path, bytes) in writes where failure == nil {
                     do {
                         if let bytes {
                             try FileManager.default.createDirectory(
@@ -48,7 +48,7 @@ final class WorkloadJournal: Sendable {
                             throw AtomicFileError(path: path, errno: errno)
                         }
                     } catch {
-                        failure = failure ?? error
+                        failure = error
                     }
                 }
                 if let failure { continuation.resume(throwing: failure) } else { continuation.resume() }

@@ -91,7 +91,8 @@ actor WorkloadManager {
 
     /// Accepts a verified deploy (recording it first when `persist`) and runs it on a warm agent.
     func start(
-        _ deploy: ValidatedDeploy, record: WorkloadRecord, artifactPath: String, persist: Bool
+        _ deploy: ValidatedDeploy, record: WorkloadRecord, artifactPath: String, persist: Bool,
+        alreadyRecorded: Bool = false
     ) async -> Result<RunResponse, DeployRefusal> {
         if closed { return .failure(DeployRefusal("the node is shutting down: deploy to another node")) }
         if let max = config.nodeLimits.maxTotalBytes, state.totalBytes + record.totalBytes > max {
@@ -105,7 +106,7 @@ actor WorkloadManager {
                     "the \(pool.driverName) sandbox runs static executables only: \(problem) (build it static, "
                         + "e.g. swift build --static-swift-stdlib or CGO_ENABLED=0, or run a no_sandbox node)"))
         }
-        let changes = state.accepted(record, persist: persist)
+        let changes = state.accepted(record, persist: persist, alreadyRecorded: alreadyRecorded)
         resources[record.id] = Resources(deploy: deploy, artifactPath: artifactPath)
         do { try await journal?.commit(changes) } catch {
             _ = state.removed(record.id, forget: false)
@@ -191,6 +192,8 @@ actor WorkloadManager {
 
     /// A start that failed: the workload is forgotten (its record too) and its agent destroyed.
     private func failStart(_ id: String, _ reason: String) async -> Result<RunResponse, DeployRefusal> {
+        // A stop under way (the node's shutdown keeps the record) does its own clean-up.
+        if case .stopping = state.entries[id]?.status { return .failure(DeployRefusal(reason)) }
         await cleanUp(id, forget: true, removeArtifact: false)
         return .failure(DeployRefusal(reason))
     }
@@ -291,7 +294,20 @@ actor WorkloadManager {
     /// The workload's process ended by itself.
     func exited(agentID: String, _ report: WorkloadExited) async {
         let (outcome, changes) = state.exited(
-            agent: agentID, report: report, lameDuck: isLameDuck(), newID: UUID().uuidString.lowercased())
+            agent: agentID, report: report, lameDuck: isLameDuck() || closed, newID: UUID().uuidString.lowercased())
+        if case .restart(let old, let new, let delay) = outcome {
+            // Before any await: the new run keeps the checked deploy and the artifact copy, and its timer is
+            // owned at once (a shutdown meanwhile cancels it).
+            if var held = resources[old.id] {
+                held.triggers = []
+                held.agent = nil
+                resources[new.id] = held
+            }
+            restarts[new.id] = Task {
+                try? await Task.sleep(for: delay)
+                await self.restartDue(new.id)
+            }
+        }
         await commit(changes)
         switch outcome {
         case .ignored:
@@ -300,21 +316,11 @@ actor WorkloadManager {
             await cleanUp(entry.id, forget: true, removeArtifact: true)
             await announceUndeployed(entry.record, code: report.code, message: report.message)
         case .restart(let old, let new, let delay):
-            // The new run keeps the checked deploy and the artifact copy.
-            if var held = resources[old.id] {
-                held.triggers = []
-                held.agent = nil
-                resources[new.id] = held
-            }
             await cleanUp(old.id, forget: false, removeArtifact: false)
             await announceUndeployed(old.record, code: report.code, message: report.message)
             logger.info(
                 "restarting essential workload",
                 metadata: ["nex.workload": "\(new.name)", "retry": "\(new.retryCount)", "delay": "\(delay)"])
-            restarts[new.id] = Task {
-                try? await Task.sleep(for: delay)
-                await self.restartDue(new.id)
-            }
         }
     }
 

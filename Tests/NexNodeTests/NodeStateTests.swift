@@ -130,6 +130,21 @@ import Testing
         }
     }
 
+    /// Autostart workloads are never recorded, not even when an essential one restarts.
+    @Test func unrecordedWorkloadsStayUnrecorded() {
+        var state = NodeState(policy: Self.policy)
+        _ = state.accepted(record("w", essential: true), persist: false)
+        _ = state.assigned("w", agent: "a")
+        _ = state.started("w")
+        let (outcome, changes) = state.exited(agent: "a", report: exit(1), lameDuck: false, newID: "n")
+        guard case .restart = outcome else {
+            Issue.record("expected a restart, got \(outcome)")
+            return
+        }
+        let removed = state.removed("n", forget: true)
+        #expect(changes.isEmpty && removed.isEmpty)
+    }
+
     @Test func aShutdownKeepsTheRecordsAStopForgetsThem() {
         var state = NodeState(policy: Self.policy)
         for id in ["a", "b"] {
