@@ -66,6 +66,9 @@ final class InternalNATS: Sendable {
             port: -1
             max_payload: 8MB
             authorization {
+              # An agent has this long from dial to CONNECT. The default (2 s) was missed by agents starting
+              # on a loaded machine ("Authentication Timeout"), which then failed before their handshake.
+              timeout: 15
               users: [
             \(users.joined(separator: "\n"))
               ]

@@ -99,8 +99,10 @@ extension NexNode {
             let problem = state.withLock { $0.runtimeProblem } ?? "the node is not running"
             return .failure(DeployRefusal("no agent available: \(problem)"))
         }
-        if let refusal = await runtime.manager.reserve(name: request.workloadName, namespace: namespace) {
-            return .failure(refusal)
+        let reservation: NodeState.Reservation
+        switch await runtime.manager.reserve(name: request.workloadName, namespace: namespace) {
+        case .failure(let refusal): return .failure(refusal)
+        case .success(let r): reservation = r
         }
         let workloadID = UUID().uuidString.lowercased()
         let artifact: ArtifactFetcher.Artifact
@@ -109,15 +111,15 @@ extension NexNode {
                 request.location, expectedHash: valid.hash, workloadID: workloadID,
                 maxBytes: config.nodeLimits.maxWorkloadBytes)
         } catch {
-            await runtime.manager.release(name: request.workloadName, namespace: namespace)
+            await runtime.manager.release(reservation)
             return .failure(error)
         }
         let record = WorkloadRecord(
             id: workloadID, namespace: namespace, request: request, hash: valid.hash, acceptedAt: Date(),
             totalBytes: artifact.size, retryCount: request.retryCount ?? 0)
         let result = await runtime.manager.start(
-            valid, record: record, artifactPath: artifact.path, persist: persist && config.persistWorkloads)
-        await runtime.manager.release(name: request.workloadName, namespace: namespace)
+            valid, record: record, reservation: reservation, artifactPath: artifact.path,
+            persist: persist && config.persistWorkloads)
         if case .failure = result { try? FileManager.default.removeItem(atPath: artifact.path) }
         return result
     }

@@ -19,7 +19,7 @@ extension NexNode {
                     metadata: ["nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)"])
             case .failure(let refusal):
                 logger.error(
-                    "recorded workload dropped: it cannot start again",
+                    "recorded workload did not start",
                     metadata: [
                         "nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)", "reason": "\(refusal)",
                     ])
@@ -36,27 +36,40 @@ extension NexNode {
         let valid: ValidatedDeploy
         switch validator.validate(record.request) {
         case .failure(let refusal):
-            try? await journal.commit([.delete(id: record.id)])
+            await forget(record, journal: journal)
             return .failure(refusal)
         case .success(let v): valid = v
         }
-        if let refusal = await runtime.manager.reserve(name: record.name, namespace: record.namespace) {
-            try? await journal.commit([.delete(id: record.id)])
+        let reservation: NodeState.Reservation
+        switch await runtime.manager.reserve(name: record.name, namespace: record.namespace) {
+        case .failure(let refusal):
+            await forget(record, journal: journal)
             return .failure(refusal)
+        case .success(let r): reservation = r
         }
         let result: Result<RunResponse, DeployRefusal>
         do {
             let artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts").restore(
                 record.request.location, hash: valid.hash, workloadID: record.id,
                 maxBytes: config.nodeLimits.maxWorkloadBytes)
-            // Already recorded; a start that fails removes the record.
             result = await runtime.manager.start(
-                valid, record: record, artifactPath: artifact.path, persist: true, alreadyRecorded: true)
+                valid, record: record, reservation: reservation, artifactPath: artifact.path, persist: true,
+                alreadyRecorded: true)
+            // Refused before it was accepted (today's limits or sandbox): it cannot come back. A node shutting
+            // down keeps the record for its next start.
+            if case .failure = result, await !runtime.manager.isClosed { await forget(record, journal: journal) }
         } catch {
             // Kept: the verified copy is gone and the object store did not answer; the next start tries again.
+            await runtime.manager.release(reservation)
             result = .failure(DeployRefusal("\(error.message) (the record is kept for the next start)"))
         }
-        await runtime.manager.release(name: record.name, namespace: record.namespace)
         return result
+    }
+
+    private func forget(_ record: WorkloadRecord, journal: WorkloadJournal) async {
+        do { try await journal.commit([.delete(id: record.id)]) } catch {
+            logger.error(
+                "cannot remove a workload record", metadata: ["nex.workload_id": "\(record.id)", "error": "\(error)"])
+        }
     }
 }

@@ -115,16 +115,33 @@ public final class NexNode: Service, Sendable {
             state.withLock { $0.runtimeProblem = problem }
             logger.error("this node cannot run workloads", metadata: ["reason": "\(problem)"])
         }
-        let subjects: [(String, @Sendable (NATSMessage) async throws -> [UInt8]?)] = [
+        let control: [(String, Handler)] = [
             (NexSubjects.ping, { _ in try self.encode(ReplyKind.ping, await self.pingResponse()) }),
             (NexSubjects.ping(node: nodeID), { _ in try self.encode(ReplyKind.ping, await self.pingResponse()) }),
-            (NexSubjects.auction, { m in try await self.auction(m) }),
             ("$NEX.WPING.>", { m in try await self.workloadPing(m) }),
             ("$NEX.INFO.*.\(nodeID)", { m in try self.encode(ReplyKind.info, await self.infoResponse(m)) }),
-            ("$NEX.DEPLOY.*.\(nodeID)", { m in try await self.deploy(m) }),
             ("$NEX.STOP.*.\(nodeID)", { m in try await self.stopWorkload(m) }),
             (NexSubjects.lameDuck(node: nodeID), { _ in try await self.enterLameDuck() }),
         ]
+        try await answer(control)
+        // Recorded workloads first: a deploy must not take the name or the place of one coming back.
+        await restoreWorkloads()
+        let deploys: [(String, Handler)] = [
+            (NexSubjects.auction, { m in try await self.auction(m) }),
+            ("$NEX.DEPLOY.*.\(nodeID)", { m in try await self.deploy(m) }),
+        ]
+        try await answer(deploys)
+        await events.publish(
+            NexEventType.nodeStarted,
+            NodeStartedEvent(version: Self.version, id: nodeID, tags: tags, publicXkey: xkey.publicKey))
+        logger.info("node started", metadata: ["nex.node": "\(nodeID)", "nex.xkey": "\(xkey.publicKey)"])
+        await autostart()
+    }
+
+    /// Subscribes to control subjects; each request gets its handler's answer (none when it returns nil).
+    private typealias Handler = @Sendable (NATSMessage) async throws -> [UInt8]?
+
+    private func answer(_ subjects: [(String, Handler)]) async throws {
         for (subject, handler) in subjects {
             let sub = try await client.subscribe(to: subject) { m in
                 guard let reply = m.replyTo, let body = try await handler(m) else { return }
@@ -133,12 +150,6 @@ public final class NexNode: Service, Sendable {
             state.withLock { $0.subscriptions.append(sub) }
         }
         try await client.flush()
-        await events.publish(
-            NexEventType.nodeStarted,
-            NodeStartedEvent(version: Self.version, id: nodeID, tags: tags, publicXkey: xkey.publicKey))
-        logger.info("node started", metadata: ["nex.node": "\(nodeID)", "nex.xkey": "\(xkey.publicKey)"])
-        await restoreWorkloads()
-        await autostart()
     }
 
     /// Stops answering, stops every workload and agent, and publishes `node_stopped`.
@@ -167,7 +178,7 @@ public final class NexNode: Service, Sendable {
             logger.info("entered lame duck mode", metadata: ["nex.node": "\(nodeID)"])
             if config.lameduckDrainAndExit {
                 Task {
-                    // Moved away on purpose: their records go too.
+                    // Moved away on purpose: their records go too (and a shutdown meanwhile forgets them as well).
                     await self.runtime?.manager.stopAll(reason: "node entered lame duck mode", forget: true)
                     self.shutdownRequested.continuation.yield()
                 }

@@ -163,6 +163,15 @@ enum AtomicFile {
             unlink(temporary)
             throw AtomicFileError(path: path, errno: e)
         }
+        syncDirectory(of: path)
+    }
+
+    /// Makes a rename or unlink in `path`'s directory durable (the directory entry itself is data).
+    static func syncDirectory(of path: String) {
+        let fd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
     }
 }
 

@@ -95,8 +95,10 @@ struct NodeState: Sendable {
     }
 
     private(set) var entries: [String: Entry] = [:]
-    /// `namespace/name` of deploys being checked and downloaded, so duplicates and limits count them.
-    private var reserved: [String: Int] = [:]
+    /// Places held for deploys being checked and downloaded (by reservation, the workload's `namespace/name`),
+    /// so duplicates and limits count them; a place ends when its workload is accepted or the deploy fails.
+    private var reservations: [Int: String] = [:]
+    private var nextReservation = 0
     let policy: RestartPolicy
 
     init(policy: RestartPolicy) { self.policy = policy }
@@ -113,30 +115,35 @@ struct NodeState: Sendable {
 
     // MARK: Admission
 
-    /// Refuses a deploy of `name` when the node already runs (or is receiving) one and duplicates are off,
-    /// or when `max_workloads` is reached; otherwise holds a place for it until ``release(name:namespace:)``.
-    mutating func reserve(
-        name: String, namespace: String, allowDuplicates: Bool, maxWorkloads: Int?
-    ) -> DeployRefusal? {
-        let key = namespace + "/" + name
-        let current = workloads()
-        if !allowDuplicates, reserved[key, default: 0] > 0 || current.contains(where: { $0.record.key == key }) {
-            return DeployRefusal(
-                "workload \(name) is already running in namespace \(namespace) on this node: stop it first "
-                    + "(devrun does so by default), or set allow_duplicate_workloads on the node")
-        }
-        if let max = maxWorkloads, current.count + reserved.values.reduce(0, +) >= max {
-            return DeployRefusal("node_limits.max_workloads (\(max)) reached: stop a workload or use another node")
-        }
-        reserved[key, default: 0] += 1
-        return nil
+    /// A place held for a deploy until it is accepted or released.
+    struct Reservation: Sendable, Hashable {
+        let id: Int
     }
 
-    mutating func release(name: String, namespace: String) {
+    /// Refuses a deploy of `name` when the node already runs (or is receiving) one and duplicates are off,
+    /// or when `max_workloads` is reached; otherwise holds a place for it until it is accepted or released.
+    mutating func reserve(
+        name: String, namespace: String, allowDuplicates: Bool, maxWorkloads: Int?
+    ) -> Result<Reservation, DeployRefusal> {
         let key = namespace + "/" + name
-        reserved[key, default: 1] -= 1
-        if reserved[key] == 0 { reserved[key] = nil }
+        let current = workloads()
+        if !allowDuplicates, reservations.values.contains(key) || current.contains(where: { $0.record.key == key }) {
+            return .failure(
+                DeployRefusal(
+                    "workload \(name) is already running in namespace \(namespace) on this node: stop it first "
+                        + "(devrun does so by default), or set allow_duplicate_workloads on the node"))
+        }
+        if let max = maxWorkloads, current.count + reservations.count >= max {
+            return .failure(
+                DeployRefusal("node_limits.max_workloads (\(max)) reached: stop a workload or use another node"))
+        }
+        nextReservation += 1
+        reservations[nextReservation] = key
+        return .success(Reservation(id: nextReservation))
     }
+
+    /// Gives up a place (a deploy that failed before it was accepted; nothing when it was accepted).
+    mutating func release(_ reservation: Reservation) { reservations[reservation.id] = nil }
 
     /// Bytes of every workload on the node.
     var totalBytes: Int { workloads().map(\.record.totalBytes).reduce(0, +) }
@@ -146,8 +153,11 @@ struct NodeState: Sendable {
     /// A deploy passed its checks (or a recorded one is replayed): it is on the node from now on.
     /// `persist`: the workload is kept in the journal; `alreadyRecorded`: its record is there (a replay).
     mutating func accepted(
-        _ record: WorkloadRecord, persist: Bool, alreadyRecorded: Bool = false, now: Date = Date()
+        _ record: WorkloadRecord, reservation: Reservation? = nil, persist: Bool, alreadyRecorded: Bool = false,
+        now: Date = Date()
     ) -> [Change] {
+        // The workload now counts itself: its place ends.
+        if let reservation { reservations[reservation.id] = nil }
         entries[record.id] = Entry(record: record, status: .starting, since: now, persisted: persist)
         return persist && !alreadyRecorded ? [.save(record)] : []
     }

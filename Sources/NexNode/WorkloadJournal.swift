@@ -44,7 +44,9 @@ final class WorkloadJournal: Sendable {
                                 atPath: directory, withIntermediateDirectories: true,
                                 attributes: [.posixPermissions: 0o700])
                             try AtomicFile.write(bytes, to: path)
-                        } else if unlink(path) != 0 && errno != ENOENT {
+                        } else if unlink(path) == 0 {
+                            AtomicFile.syncDirectory(of: path)
+                        } else if errno != ENOENT {
                             throw AtomicFileError(path: path, errno: errno)
                         }
                     } catch {

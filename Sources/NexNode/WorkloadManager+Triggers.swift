@@ -15,14 +15,20 @@ extension WorkloadManager {
         let client = events.client
         let queue = Self.queueGroup(namespace: workload.namespace, name: workload.name)
         var subs: [NATSSubscription] = []
-        for subject in subjects {
-            // Runs on the client's event loop, off the manager actor: a trigger is two hops, not four.
-            subs.append(
-                try await client.subscribe(to: subject, queue: queue) { m in
-                    await self.runTrigger(m, workload: workload)
-                })
+        do {
+            for subject in subjects {
+                // Runs on the client's event loop, off the manager actor: a trigger is two hops, not four.
+                subs.append(
+                    try await client.subscribe(to: subject, queue: queue) { m in
+                        await self.runTrigger(m, workload: workload)
+                    })
+            }
+            try await client.flush()
+        } catch {
+            // None may stay in the queue group: they would take requests for an agent about to go.
+            for sub in subs { try? await sub.unsubscribe() }
+            throw error
         }
-        try await client.flush()
         return subs
     }
 

@@ -47,6 +47,8 @@ actor WorkloadManager {
     /// Essential restarts waiting out their backoff, by the new workload id (cancelled at shutdown).
     private var restarts: [String: Task<Void, Never>] = [:]
     private var closed = false
+    /// A lame-duck drain began: every stop from now on removes its workload's record.
+    private var draining = false
 
     init(
         config: NodeConfiguration, pool: AgentPool, internalNATS: InternalNATS, events: EventPublisher,
@@ -71,6 +73,9 @@ actor WorkloadManager {
     /// Workloads on the node.
     var count: Int { state.workloads().count }
 
+    /// Whether the node is shutting down or drained (nothing starts any more).
+    var isClosed: Bool { closed }
+
     /// The workloads of `namespace` (all when nil), oldest first.
     func all(in namespace: String? = nil) -> [NodeState.Entry] { state.workloads(in: namespace) }
 
@@ -79,21 +84,23 @@ actor WorkloadManager {
     // MARK: Deploy
 
     /// The duplicate and count checks, made before the artifact is downloaded; on success a place is held
-    /// until ``release(name:namespace:)``.
-    func reserve(name: String, namespace: String) -> DeployRefusal? {
-        if closed { return DeployRefusal("the node is shutting down: deploy to another node") }
+    /// until the workload is accepted by ``start(_:record:reservation:artifactPath:persist:alreadyRecorded:)``
+    /// or given up with ``release(_:)``.
+    func reserve(name: String, namespace: String) -> Result<NodeState.Reservation, DeployRefusal> {
+        if closed { return .failure(DeployRefusal("the node is shutting down: deploy to another node")) }
         return state.reserve(
             name: name, namespace: namespace, allowDuplicates: config.allowDuplicateWorkloads,
             maxWorkloads: config.nodeLimits.maxWorkloads)
     }
 
-    func release(name: String, namespace: String) { state.release(name: name, namespace: namespace) }
+    func release(_ reservation: NodeState.Reservation) { state.release(reservation) }
 
     /// Accepts a verified deploy (recording it first when `persist`) and runs it on a warm agent.
     func start(
-        _ deploy: ValidatedDeploy, record: WorkloadRecord, artifactPath: String, persist: Bool,
-        alreadyRecorded: Bool = false
+        _ deploy: ValidatedDeploy, record: WorkloadRecord, reservation: NodeState.Reservation, artifactPath: String,
+        persist: Bool, alreadyRecorded: Bool = false
     ) async -> Result<RunResponse, DeployRefusal> {
+        defer { state.release(reservation) }
         if closed { return .failure(DeployRefusal("the node is shutting down: deploy to another node")) }
         if let max = config.nodeLimits.maxTotalBytes, state.totalBytes + record.totalBytes > max {
             return .failure(
@@ -106,7 +113,8 @@ actor WorkloadManager {
                     "the \(pool.driverName) sandbox runs static executables only: \(problem) (build it static, "
                         + "e.g. swift build --static-swift-stdlib or CGO_ENABLED=0, or run a no_sandbox node)"))
         }
-        let changes = state.accepted(record, persist: persist, alreadyRecorded: alreadyRecorded)
+        let changes = state.accepted(
+            record, reservation: reservation, persist: persist, alreadyRecorded: alreadyRecorded)
         resources[record.id] = Resources(deploy: deploy, artifactPath: artifactPath)
         do { try await journal?.commit(changes) } catch {
             _ = state.removed(record.id, forget: false)
@@ -221,14 +229,24 @@ actor WorkloadManager {
         if !claims.subject.isEmpty, claims.subject != entry.id {
             return .failure(DeployRefusal("stop refused: the token is for workload \(claims.subject)"))
         }
-        await end(entry.id, code: 0, message: "stopped by its issuer", forget: true)
+        guard await end(entry.id, code: 0, message: "stopped by its issuer", forget: true) else {
+            return .failure(
+                DeployRefusal(
+                    "workload \(entry.id) stopped, but its record could not be removed: it would start again when "
+                        + "the node restarts (check the node's resource directory, then stop it again after a restart)")
+            )
+        }
         return .success(StopResponse(id: entry.id, issuer: claims.issuer, stopped: true))
     }
 
     /// Stops every workload. `forget` (a lame-duck drain) removes their records; a node shutdown keeps them
     /// so the node starts them again. No workload starts or restarts afterwards.
     func stopAll(reason: String, forget: Bool) async {
-        if !forget { closed = true }
+        // Nothing starts afterwards: a drain ends with the node's exit. Once drained, a later stop (the
+        // shutdown that follows, or one racing the drain) forgets too.
+        closed = true
+        if forget { draining = true }
+        let forget = forget || draining
         for task in restarts.values { task.cancel() }
         restarts.removeAll()
         for entry in state.entries.values.sorted(by: { $0.id < $1.id }) {
@@ -239,28 +257,33 @@ actor WorkloadManager {
 
     /// Undeploys a workload: the agent stops it (SIGTERM, then SIGKILL), the sandbox is destroyed, and
     /// `workload_undeployed` is published.
-    private func end(_ id: String, code: Int, message: String, forget: Bool) async {
-        guard let entry = state.stopRequested(id) else { return }
+    /// Returns false when the journal could not be updated.
+    @discardableResult
+    private func end(_ id: String, code: Int, message: String, forget: Bool) async -> Bool {
+        guard let entry = state.stopRequested(id) else { return true }
         if let agentID = entry.status.agent {
             _ = try? await internalNATS.request(
                 [], to: AgentSubjects.undeploy(agent: agentID), agent: agentID, timeout: .seconds(8))
         }
         let hadStarted = if case .running = entry.status { true } else { false }
-        await cleanUp(id, forget: forget, removeArtifact: true)
+        let recorded = await cleanUp(id, forget: forget, removeArtifact: true)
         if hadStarted { await announceUndeployed(entry.record, code: code, message: message) }
+        return recorded
     }
 
     /// Removes a workload from the state (and its record when `forget`), unsubscribes its triggers, releases
     /// its host services and destroys its agent. Each part is taken from the tables first, so a second
     /// clean-up of the same workload does nothing.
-    private func cleanUp(_ id: String, forget: Bool, removeArtifact: Bool) async {
+    @discardableResult
+    private func cleanUp(_ id: String, forget: Bool, removeArtifact: Bool) async -> Bool {
         let changes = state.removed(id, forget: forget)
-        await commit(changes)
-        guard let held = resources.removeValue(forKey: id) else { return }
+        let recorded = await commit(changes)
+        guard let held = resources.removeValue(forKey: id) else { return recorded }
         for sub in held.triggers { try? await sub.unsubscribe() }
         await hostServices.release(workloadID: id)
         if let agent = held.agent { await destroy(agent) }
         if removeArtifact { try? FileManager.default.removeItem(atPath: held.artifactPath) }
+        return recorded
     }
 
     private func announceUndeployed(_ record: WorkloadRecord, code: Int, message: String) async {
@@ -282,10 +305,15 @@ actor WorkloadManager {
 
     /// Writes journal changes; a failure is logged (the workload runs on, but would not survive a restart
     /// as recorded).
-    private func commit(_ changes: [NodeState.Change]) async {
-        do { try await journal?.commit(changes) } catch {
+    @discardableResult
+    private func commit(_ changes: [NodeState.Change]) async -> Bool {
+        do {
+            try await journal?.commit(changes)
+            return true
+        } catch {
             logger.error(
                 "cannot update the workload journal", metadata: ["error": "\(error)", "changes": "\(changes.count)"])
+            return false
         }
     }
 

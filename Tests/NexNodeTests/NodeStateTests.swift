@@ -159,19 +159,32 @@ import Testing
         #expect(forgotten == [.delete(id: "a")] && kept.isEmpty)
     }
 
-    @Test func duplicatesAndLimitsCountDeploysInFlight() {
+    @Test func duplicatesAndLimitsCountDeploysInFlight() throws {
         var state = NodeState(policy: Self.policy)
-        let first = state.reserve(name: "svc", namespace: "default", allowDuplicates: false, maxWorkloads: nil)
-        #expect(first == nil)
-        let duplicate = state.reserve(name: "svc", namespace: "default", allowDuplicates: false, maxWorkloads: nil)
-        #expect(duplicate?.message.contains("already running") == true)
-        #expect(duplicate?.message.contains("allow_duplicate_workloads") == true)
-        let otherNamespace = state.reserve(name: "svc", namespace: "other", allowDuplicates: false, maxWorkloads: nil)
-        let overLimit = state.reserve(name: "x", namespace: "default", allowDuplicates: true, maxWorkloads: 2)
-        #expect(otherNamespace == nil && overLimit?.message.contains("max_workloads") == true)
-        state.release(name: "svc", namespace: "default")
-        let afterRelease = state.reserve(name: "svc", namespace: "default", allowDuplicates: false, maxWorkloads: nil)
-        #expect(afterRelease == nil)
+        func refusal(_ result: Result<NodeState.Reservation, DeployRefusal>) -> String? {
+            if case .failure(let r) = result { r.message } else { nil }
+        }
+        let first = try state.reserve(name: "svc", namespace: "default", allowDuplicates: false, maxWorkloads: 2).get()
+        let duplicate = refusal(
+            state.reserve(name: "svc", namespace: "default", allowDuplicates: false, maxWorkloads: 2))
+        #expect(
+            duplicate?.contains("already running") == true && duplicate?.contains("allow_duplicate_workloads") == true)
+        let otherNamespace = state.reserve(name: "svc", namespace: "other", allowDuplicates: false, maxWorkloads: 2)
+        let overLimit = refusal(state.reserve(name: "x", namespace: "default", allowDuplicates: true, maxWorkloads: 2))
+        #expect((try? otherNamespace.get()) != nil && overLimit?.contains("max_workloads") == true)
+        state.release(try otherNamespace.get())
+
+        // Accepted: the workload counts itself and its place ends (it is not counted twice).
+        _ = state.accepted(record("w1", name: "svc"), reservation: first, persist: true)
+        let second = state.reserve(name: "y", namespace: "default", allowDuplicates: false, maxWorkloads: 2)
+        #expect((try? second.get()) != nil)
+        let full = refusal(state.reserve(name: "z", namespace: "default", allowDuplicates: false, maxWorkloads: 2))
+        #expect(full?.contains("max_workloads") == true)
+        // Releasing an accepted place changes nothing; the duplicate is now the running workload.
+        state.release(first)
+        let stillDuplicate = refusal(
+            state.reserve(name: "svc", namespace: "default", allowDuplicates: false, maxWorkloads: 9))
+        #expect(stillDuplicate?.contains("already running") == true)
     }
 
     @Test func threeMissedPingsEndTheWorkload() {
