@@ -43,6 +43,13 @@ let package = Package(
             path: "Sources/FunctionBench"
         ),
         .executableTarget(
+            name: "failover-bench",
+            dependencies: [
+                .product(name: "NATS", package: rootPackage), .product(name: "NATSTestSupport", package: rootPackage),
+            ],
+            path: "Sources/FailoverBench"
+        ),
+        .executableTarget(
             name: "bench-echo", dependencies: [.product(name: "NATS", package: rootPackage)],
             path: "Sources/BenchEcho"
         ),

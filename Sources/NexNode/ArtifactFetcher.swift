@@ -30,10 +30,12 @@ struct ArtifactFetcher: Sendable {
         do {
             let store = try await js.objectStore(location.bucket)
             guard let info = try await store.info(location.key) else {
-                throw DeployRefusal("artifact \(location) not found")
+                throw DeployRefusal("artifact \(location) not found: upload it first (devrun does; or nats object put)")
             }
             if let maxBytes, Int64(info.size) > maxBytes {
-                throw DeployRefusal("artifact of \(info.size) bytes exceeds max_workload_bytes \(maxBytes)")
+                throw DeployRefusal(
+                    "artifact of \(info.size) bytes exceeds node_limits.max_workload_bytes \(maxBytes): use a smaller "
+                        + "artifact or another node")
             }
             // Bytes this node already downloaded and verified against the same signed hash need no second
             // download (redeploys and restarts of one artifact).
@@ -45,13 +47,15 @@ struct ArtifactFetcher: Sendable {
         } catch let refusal as DeployRefusal {
             throw refusal
         } catch let e as JetStreamError where e.code == 404 {
-            throw DeployRefusal("artifact \(location) not found")
+            throw DeployRefusal("artifact \(location) not found: upload it first (devrun does; or nats object put)")
         } catch {
             throw DeployRefusal("cannot download the artifact \(location): \(error)")
         }
         let actual = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         guard actual == expectedHash.lowercased() else {
-            throw DeployRefusal("artifact hash \(actual) does not match the signed hash \(expectedHash)")
+            throw DeployRefusal(
+                "artifact hash \(actual) does not match the signed hash \(expectedHash): the object changed after the "
+                    + "deploy was signed; sign a deploy for the artifact as it is now")
         }
         let directory = self.directory
         // Control handlers run on the client's event loop: disk writes go to NIO's blocking-I/O pool.

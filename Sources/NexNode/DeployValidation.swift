@@ -63,7 +63,8 @@ public struct DeployValidator: Sendable {
             return .failure(.init("invalid workload JWT: \(error.message)"))
         }
         guard claims.issuer.hasPrefix("A") else {
-            return .failure(.init("the workload JWT issuer must be an account key"))
+            return .failure(
+                .init("the workload JWT issuer must be an account key (A…): sign with an account seed (SA…)"))
         }
         if !config.validIssuers.isEmpty, !config.validIssuers.contains(claims.issuer) {
             return .failure(
@@ -75,17 +76,25 @@ public struct DeployValidator: Sendable {
             return .failure(.init("invalid workload name in the JWT: names may use letters, digits, - and _"))
         }
         guard name == request.workloadName else {
-            return .failure(.init("workload name \(request.workloadName) does not match the signed name \(name)"))
+            return .failure(
+                .init(
+                    "workload name \(request.workloadName) does not match the signed name \(name): sign the deploy for "
+                        + "the name it is sent with"))
         }
         guard let signedHash = claims.nats["hash"]?.stringValue, signedHash.count == 64 else {
-            return .failure(.init("the workload JWT carries no artifact hash"))
+            return .failure(
+                .init("the workload JWT carries no artifact hash: sign nats.hash with the artifact's SHA-256"))
         }
         if let hash = request.hash, !hash.isEmpty, hash.lowercased() != signedHash.lowercased() {
-            return .failure(.init("hash \(hash) does not match the signed hash"))
+            return .failure(
+                .init("hash \(hash) does not match the signed hash: send the hash the token was signed with, or none"))
         }
         var environment: [String: String] = [:]
         if let sealed = request.environment, !sealed.isEmpty {
-            guard let bytes = Data(base64Encoded: sealed) else { return .failure(.init("environment is not base64")) }
+            guard let bytes = Data(base64Encoded: sealed) else {
+                return .failure(
+                    .init("environment is not base64: send the xkey-sealed environment in standard base64"))
+            }
             do {
                 let plain = try xkey.open(Array(bytes), from: request.senderPublicKey)
                 environment = try JSONDecoder().decode([String: String].self, from: Data(plain))

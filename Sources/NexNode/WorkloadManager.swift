@@ -218,13 +218,16 @@ actor WorkloadManager {
         }
         let claims: JWTClaims
         do { claims = try NATSJWT.verify(request.workloadJWT) } catch {
-            return .failure(DeployRefusal("invalid stop JWT: \(error.message)"))
+            return .failure(
+                DeployRefusal("invalid stop JWT: \(error.message) (sign it with the issuer's account seed)"))
         }
         guard claims.issuer == deploy.claims.issuer else {
             return .failure(DeployRefusal("stop refused: only the issuer that deployed the workload may stop it"))
         }
         guard claims.id != deploy.claims.id, request.workloadJWT != deploy.request.workloadJWT else {
-            return .failure(DeployRefusal("stop refused: the deploy token cannot be replayed as a stop token"))
+            return .failure(
+                DeployRefusal(
+                    "stop refused: the deploy token cannot be replayed as a stop token: sign a new stop token"))
         }
         if !claims.subject.isEmpty, claims.subject != entry.id {
             return .failure(DeployRefusal("stop refused: the token is for workload \(claims.subject)"))

@@ -134,7 +134,7 @@ import Testing
             let (_, otherHash) = try await upload("other", "something else")
             #expect(await deploy(good, hash: otherHash).contains("does not match the signed hash"))
             let (big, bigHash) = try await upload("big", String(repeating: "x", count: 5000))
-            #expect(await deploy(big, hash: bigHash).contains("exceeds max_workload_bytes"))
+            #expect(await deploy(big, hash: bigHash).contains("exceeds node_limits.max_workload_bytes"))
             #expect(
                 await deploy(WorkloadLocation(bucket: "NEXCLIFILES", key: "none"), hash: goodHash).contains("not found")
             )
