@@ -49,7 +49,7 @@ struct ArtifactFetcher: Sendable {
         } catch let e as JetStreamError where e.code == 404 {
             throw DeployRefusal("artifact \(location) not found: upload it first (devrun does; or nats object put)")
         } catch {
-            throw DeployRefusal("cannot download the artifact \(location): \(error)")
+            throw DeployRefusal("cannot download the artifact \(location): \(error)", isTransient: true)
         }
         let actual = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         guard actual == expectedHash.lowercased() else {
@@ -67,7 +67,7 @@ struct ArtifactFetcher: Sendable {
             if ok { _ = link(path, cached) }
             return ok
         }
-        guard written == true else { throw DeployRefusal("cannot write the artifact to \(path)") }
+        guard written == true else { throw DeployRefusal("cannot write the artifact to \(path)", isTransient: true) }
         return Artifact(path: path, size: bytes.count)
     }
 
@@ -87,7 +87,13 @@ struct ArtifactFetcher: Sendable {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             return link(cached, path) == 0 ? size : nil
         }
-        if let size = size ?? nil { return Artifact(path: path, size: size) }
+        if let size = size ?? nil {
+            if let maxBytes, Int64(size) > maxBytes {
+                try? FileManager.default.removeItem(atPath: path)
+                throw DeployRefusal("artifact of \(size) bytes exceeds node_limits.max_workload_bytes \(maxBytes)")
+            }
+            return Artifact(path: path, size: size)
+        }
         return try await fetch(location, expectedHash: hash, workloadID: workloadID, maxBytes: maxBytes)
     }
 

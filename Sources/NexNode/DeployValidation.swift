@@ -133,6 +133,12 @@ public struct DeployValidator: Sendable {
 /// Why a deploy was refused (sent back verbatim as the envelope's `error`).
 public struct DeployRefusal: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// The cause may pass by itself (a server that did not answer, a full disk), unlike a refusal of the
+    /// deploy itself.
+    public var isTransient: Bool
+    public init(_ message: String, isTransient: Bool = false) {
+        self.message = message
+        self.isTransient = isTransient
+    }
     public var description: String { message }
 }

@@ -22,6 +22,7 @@ extension NexNode {
                     "recorded workload did not start",
                     metadata: [
                         "nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)", "reason": "\(refusal)",
+                        "record": "\(refusal.isTransient ? "kept for the next start" : "removed")",
                     ])
             }
         }
@@ -55,13 +56,19 @@ extension NexNode {
             result = await runtime.manager.start(
                 valid, record: record, reservation: reservation, artifactPath: artifact.path, persist: true,
                 alreadyRecorded: true)
-            // Refused before it was accepted (today's limits or sandbox): it cannot come back. A node shutting
-            // down keeps the record for its next start.
-            if case .failure = result, await !runtime.manager.isClosed { await forget(record, journal: journal) }
         } catch {
-            // Kept: the verified copy is gone and the object store did not answer; the next start tries again.
             await runtime.manager.release(reservation)
-            result = .failure(DeployRefusal("\(error.message) (the record is kept for the next start)"))
+            result = .failure(error)
+        }
+        // The manager keeps the record of a start that failed for a reason that may pass (no agent in time, a
+        // shutdown); what is refused for good (today's limits or sandbox, an artifact gone or changed, a drain)
+        // goes.
+        switch result {
+        case .success: break
+        case .failure(let refusal) where refusal.isTransient:
+            if await runtime.manager.isDraining { await forget(record, journal: journal) }
+        case .failure:
+            await forget(record, journal: journal)
         }
         return result
     }

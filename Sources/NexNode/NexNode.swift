@@ -106,7 +106,15 @@ public final class NexNode: Service, Sendable {
     }
 
     /// Starts the internal server and warm pool, subscribes to the control subjects and announces the node.
+    /// A failure stops what was started.
     public func start() async throws {
+        do { try await startParts() } catch {
+            await stop(graceful: false)
+            throw error
+        }
+    }
+
+    private func startParts() async throws {
         do {
             let runtime = try await NodeRuntime.start(node: self, home: home)
             state.withLock { $0.runtime = runtime }

@@ -49,6 +49,10 @@ actor WorkloadManager {
     private var closed = false
     /// A lame-duck drain began: every stop from now on removes its workload's record.
     private var draining = false
+    /// The drain's stops, which a shutdown arriving meanwhile waits for (so their deletes are made).
+    private var drain: Task<Void, Never>?
+    /// Replayed records being started: a start that fails keeps the record.
+    private var replaying: Set<String> = []
 
     init(
         config: NodeConfiguration, pool: AgentPool, internalNATS: InternalNATS, events: EventPublisher,
@@ -73,8 +77,8 @@ actor WorkloadManager {
     /// Workloads on the node.
     var count: Int { state.workloads().count }
 
-    /// Whether the node is shutting down or drained (nothing starts any more).
-    var isClosed: Bool { closed }
+    /// Whether a lame-duck drain began (every record goes).
+    var isDraining: Bool { draining }
 
     /// The workloads of `namespace` (all when nil), oldest first.
     func all(in namespace: String? = nil) -> [NodeState.Entry] { state.workloads(in: namespace) }
@@ -101,18 +105,12 @@ actor WorkloadManager {
         persist: Bool, alreadyRecorded: Bool = false
     ) async -> Result<RunResponse, DeployRefusal> {
         defer { state.release(reservation) }
-        if closed { return .failure(DeployRefusal("the node is shutting down: deploy to another node")) }
-        if let max = config.nodeLimits.maxTotalBytes, state.totalBytes + record.totalBytes > max {
-            return .failure(
-                DeployRefusal(
-                    "node_limits.max_total_bytes (\(max)) would be exceeded: stop a workload or use another node"))
+        if closed {
+            return .failure(DeployRefusal("the node is shutting down: deploy to another node", isTransient: !draining))
         }
-        if pool.isSandboxed, record.type == "native", let problem = StaticExecutable.problem(at: artifactPath) {
-            return .failure(
-                DeployRefusal(
-                    "the \(pool.driverName) sandbox runs static executables only: \(problem) (build it static, "
-                        + "e.g. swift build --static-swift-stdlib or CGO_ENABLED=0, or run a no_sandbox node)"))
-        }
+        if let refusal = admissionProblem(record, artifactPath: artifactPath) { return .failure(refusal) }
+        // A replayed record stays when its start fails for a reason that may pass (no agent in time).
+        if alreadyRecorded { replaying.insert(record.id) }
         let changes = state.accepted(
             record, reservation: reservation, persist: persist, alreadyRecorded: alreadyRecorded)
         resources[record.id] = Resources(deploy: deploy, artifactPath: artifactPath)
@@ -124,6 +122,21 @@ actor WorkloadManager {
                     "cannot record the workload (\(error)): check that the node's resource directory is writable"))
         }
         return await launch(record.id)
+    }
+
+    /// What refuses a workload on this node today, before it is accepted: `max_total_bytes`, and a sandbox
+    /// that runs static executables only.
+    private func admissionProblem(_ record: WorkloadRecord, artifactPath: String) -> DeployRefusal? {
+        if let max = config.nodeLimits.maxTotalBytes, state.totalBytes + record.totalBytes > max {
+            return DeployRefusal(
+                "node_limits.max_total_bytes (\(max)) would be exceeded: stop a workload or use another node")
+        }
+        if pool.isSandboxed, record.type == "native", let problem = StaticExecutable.problem(at: artifactPath) {
+            return DeployRefusal(
+                "the \(pool.driverName) sandbox runs static executables only: \(problem) (build it static, "
+                    + "e.g. swift build --static-swift-stdlib or CGO_ENABLED=0, or run a no_sandbox node)")
+        }
+        return nil
     }
 
     /// Gives a workload in `starting` to an agent and waits for the agent to run it.
@@ -177,14 +190,16 @@ actor WorkloadManager {
         let subscriptions: [NATSSubscription]
         let triggerSubjects = record.type == "native" ? [] : record.request.triggerSubjects ?? []
         do { subscriptions = try await subscribeTriggers(of: target, subjects: triggerSubjects) } catch {
-            await end(id, code: -1, message: "cannot subscribe to the trigger subjects: \(error)", forget: true)
-            return .failure(DeployRefusal("cannot subscribe to the trigger subjects: \(error)"))
+            let replayed = replaying.remove(id) != nil
+            await end(id, code: -1, message: "cannot subscribe to the trigger subjects: \(error)", forget: !replayed)
+            return .failure(DeployRefusal("cannot subscribe to the trigger subjects: \(error)", isTransient: replayed))
         }
         guard case .running = state.entries[id]?.status else {
             for sub in subscriptions { try? await sub.unsubscribe() }
             return .failure(DeployRefusal("the workload was stopped before it started"))
         }
         resources[id]?.triggers = subscriptions
+        replaying.remove(id)
         logger.info(
             "workload deployed",
             metadata: ["nex.workload": "\(record.name)", "nex.workload_id": "\(id)", "nex.agent": "\(agent.id)"])
@@ -202,7 +217,11 @@ actor WorkloadManager {
     private func failStart(_ id: String, _ reason: String) async -> Result<RunResponse, DeployRefusal> {
         // A stop under way (the node's shutdown keeps the record) does its own clean-up.
         if case .stopping = state.entries[id]?.status { return .failure(DeployRefusal(reason)) }
-        await cleanUp(id, forget: true, removeArtifact: false)
+        let replayed = replaying.remove(id) != nil
+        await cleanUp(id, forget: !replayed, removeArtifact: false)
+        if replayed {
+            return .failure(DeployRefusal(reason + " (the record is kept for the next start)", isTransient: true))
+        }
         return .failure(DeployRefusal(reason))
     }
 
@@ -248,12 +267,18 @@ actor WorkloadManager {
         // Nothing starts afterwards: a drain ends with the node's exit. Once drained, a later stop (the
         // shutdown that follows, or one racing the drain) forgets too.
         closed = true
-        if forget { draining = true }
-        let forget = forget || draining
         for task in restarts.values { task.cancel() }
         restarts.removeAll()
+        if forget, drain == nil {
+            draining = true
+            let ids = state.entries.keys.sorted()
+            drain = Task {
+                for id in ids { await self.end(id, code: 0, message: reason, forget: true) }
+            }
+        }
+        await drain?.value
         for entry in state.entries.values.sorted(by: { $0.id < $1.id }) {
-            await end(entry.id, code: 0, message: reason, forget: forget)
+            await end(entry.id, code: 0, message: reason, forget: draining)
         }
         await hostServices.closeAll()
     }

@@ -2,6 +2,7 @@ import Testing
 
 /// Tests that start many processes (clusters, several nodes, virtual machines) run one at a time, so that
 /// on two cores they do not starve each other (or the light tests running beside them) into timeouts.
+/// Waiting for the permit counts toward a test's time limit: heavy suites set limits that cover the queue.
 struct HeavyTestTrait: TestTrait, SuiteTrait, TestScoping {
     var isRecursive: Bool { true }
 

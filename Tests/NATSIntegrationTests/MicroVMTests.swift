@@ -8,7 +8,7 @@ import Testing
 /// The image `nex rootfs` builds, booted for real: Debian's cloud kernel and a first-stage initramfs in a
 /// QEMU microvm (software emulation here). The VM runs the image's setup script and nex-agent, then powers
 /// off. This is the base of the `vm` driver (`NexVMSandboxTests`).
-@Suite(.timeLimit(.minutes(5)), .heavy) struct MicroVMTests {
+@Suite(.timeLimit(.minutes(12)), .heavy) struct MicroVMTests {
     @Test func theRootfsImageBootsAndRunsTheAgent() async throws {
         let qemu = MicroVM.findQEMU()
         try #require(TestEnvironment.shouldRun(needing: qemu != nil), "qemu-system-x86 missing: run scripts/setup.sh")

@@ -8,7 +8,7 @@ import Testing
 #endif
 
 /// Acceptance scenario 15: three `nex node up` processes on a three-server JetStream cluster.
-@Suite(.timeLimit(.minutes(5)), .heavy) struct NexClusterTests {
+@Suite(.timeLimit(.minutes(12)), .heavy) struct NexClusterTests {
     let nex = TestEnvironment.builtProduct("nex")
     static let function = TestEnvironment.packageRoot.appendingPathComponent("examples/echofunction.js").path
 

@@ -6,7 +6,7 @@ import Testing
 
 /// Acceptance scenarios 13 and 14 through the real `nex` binary alone: the getting-started guide as
 /// written, and a node that keeps its identity and workloads across SIGTERM and SIGKILL.
-@Suite(.timeLimit(.minutes(5)), .heavy) struct NexGuideAndRestartTests {
+@Suite(.timeLimit(.minutes(12)), .heavy) struct NexGuideAndRestartTests {
     let nex = TestEnvironment.builtProduct("nex")
     static let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
 

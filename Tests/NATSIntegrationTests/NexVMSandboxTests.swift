@@ -9,7 +9,7 @@ import Testing
 
 /// Acceptance scenario 12 under the `vm` driver: real QEMU microVMs (software emulation here) restored from
 /// the node's template snapshot, each running a real agent, with the static probe program inside.
-@Suite(.timeLimit(.minutes(6)), .heavy) struct NexVMSandboxTests {
+@Suite(.timeLimit(.minutes(12)), .heavy) struct NexVMSandboxTests {
     /// The kernel (shared with `MicroVMTests`) and a root filesystem with the agent as built now.
     static func vmFiles() async throws -> (kernel: String, rootfs: String) {
         let build = TestEnvironment.packageRoot.appendingPathComponent(".build").path

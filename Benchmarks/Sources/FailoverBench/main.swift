@@ -36,6 +36,9 @@ func describe(_ values: [Double]) -> String {
         format: "p50 %7.1f ms   p90 %7.1f ms   (n=%d)", percentile(values, 0.5), percentile(values, 0.9), values.count)
 }
 
+/// The workload name devrun gives a file (its base name without what Nex drops).
+func sharedNameOf(_ file: String) -> String { URL(fileURLWithPath: file).lastPathComponent.filter { $0 != "." } }
+
 /// Runs `nex` to completion; exits the benchmark when it fails.
 @discardableResult
 func nexRun(_ arguments: [String], env: [String: String?] = developer) async throws -> String {
@@ -102,10 +105,14 @@ actor GapMeter {
         }
     }
 
+    /// Ends the measurement; an outage still running counts up to now.
     func stop() -> (Duration, Int) {
         running = false
-        return (longest, failures)
+        return (max(longest, ContinuousClock.now - lastAnswer), failures)
     }
+
+    /// Whether an answer came after `instant`.
+    func answered(after instant: ContinuousClock.Instant) -> Bool { lastAnswer > instant }
 }
 
 // MARK: 1. Node start → answering
@@ -191,8 +198,12 @@ for _ in 0..<gapRounds {
     let meter = GapMeter()
     let measuring = Task { await meter.run("fn.echo", client: requester) }
     try await Task.sleep(for: .milliseconds(300))
+    let killed = ContinuousClock.now
     servers[index].kill()
-    try await Task.sleep(for: .seconds(3))
+    while await !meter.answered(after: killed), ContinuousClock.now - killed < .seconds(30) {
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    try await Task.sleep(for: .milliseconds(500))
     let (gap, failed) = await meter.stop()
     await measuring.value
     serverGaps.append(millis(gap))
@@ -220,8 +231,7 @@ let holder = try await nexRun(["ls", "--json", "-s", shared.url])
 let onFirst = holder.contains(first.1)
 let other = onFirst ? second.1 : first.1
 try await nexRun([
-    "run", "nats://NEXCLIFILES/" + URL(fileURLWithPath: function).lastPathComponent.filter { $0 != "." }, other,
-    "--name", URL(fileURLWithPath: function).lastPathComponent.filter { $0 != "." }, "--type", "v8",
+    "run", "nats://NEXCLIFILES/" + sharedNameOf(function), other, "--name", sharedNameOf(function), "--type", "v8",
     "--trigger_subject", "fn.shared", "--issuer", work + "/developer/issuer.nk", "--xkey",
     work + "/developer/publisher.xk", "-s", shared.url,
 ])
@@ -230,14 +240,19 @@ var victim = onFirst ? first : second
 let survivor = onFirst ? second : first
 var killGaps: [Double] = []
 var killFailures: [Int] = []
+let sharedName = sharedNameOf(function)
 for _ in 0..<gapRounds {
+    // Both nodes serve (the victim re-adopted its instance) before the kill.
+    while try await !nexRun(["ls", sharedName, "--json", "-s", shared.url]).contains(victim.1) {
+        try await Task.sleep(for: .milliseconds(20))
+    }
     _ = try await untilAnswered("fn.shared", client: sharedClient, from: .now)
     let meter = GapMeter()
     let measuring = Task { await meter.run("fn.shared", client: sharedClient) }
     try await Task.sleep(for: .milliseconds(300))
     victim.0.signalGroup(SIGKILL)
     _ = try await victim.0.waitForExit(timeout: .seconds(30))
-    try await Task.sleep(for: .seconds(2))
+    try await Task.sleep(for: .seconds(1))
     let (gap, failed) = await meter.stop()
     await measuring.value
     killGaps.append(millis(gap))
