@@ -333,6 +333,10 @@ import Testing
             try await running.value  // run() returns by itself: drained, then stopped
             let types = events.messages.map { $0.subject.split(separator: ".").last.map(String.init) ?? "" }
             #expect(types.contains("workload_undeployed") && types.last == "node_stopped")
+            // Moved away on purpose: the drained workload's record is gone.
+            let journal = node.home + "/workloads"
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []
+            #expect(left.filter { $0.hasSuffix(".json") }.isEmpty, "\(left)")
         }
     }
 

@@ -4,7 +4,7 @@
 //  - the request gap when the server a node uses dies (three-server JetStream cluster, the requester on a
 //    server that stays): from the last answer before the kill to the first after;
 //  - the request gap when one of two nodes serving one function is SIGKILLed, and the requests that failed.
-// Requests are sequential, each with a 250 ms timeout. Usage: failover-bench NEX ECHO FUNCTION.js [ROUNDS].
+// Requests are sequential, each with a 100 ms timeout (the resolution of a gap that loses a request). Usage: failover-bench NEX ECHO FUNCTION.js [ROUNDS].
 // Run through scripts/bench-failover.sh.
 import Foundation
 import NATS
@@ -82,6 +82,8 @@ func untilAnswered(_ subject: String, client: NATSClient, from start: Continuous
     exit(1)
 }
 
+let requestTimeout = Duration.milliseconds(100)
+
 /// Sends sequential requests until `stop`; returns the longest time between two answers and the failures.
 actor GapMeter {
     private var lastAnswer = ContinuousClock.now
@@ -92,7 +94,7 @@ actor GapMeter {
     func run(_ subject: String, client: NATSClient) async {
         lastAnswer = ContinuousClock.now
         while running {
-            if let reply = try? await client.request("gap", to: subject, timeout: .milliseconds(250)),
+            if let reply = try? await client.request("gap", to: subject, timeout: requestTimeout),
                 reply.string == "gap"
             {
                 let now = ContinuousClock.now
@@ -213,7 +215,8 @@ for _ in 0..<gapRounds {
     try await Task.sleep(for: .seconds(1))  // routes re-form before the next round
 }
 print("  longest gap between answers                      \(describe(serverGaps))")
-print("  failed requests per round (250 ms timeout)       \(serverFailures)")
+print("  per round (ms)                                   \(serverGaps.map { Int($0.rounded()) })")
+print("  failed requests per round (100 ms timeout)       \(serverFailures)")
 clusterNode.0.signal(SIGTERM)
 _ = try await clusterNode.0.waitForExit(timeout: .seconds(60))
 for server in servers { server.stop() }
@@ -260,7 +263,8 @@ for _ in 0..<gapRounds {
     victim = try await nodeUp(servers: shared.url, home: work + (onFirst ? "/first" : "/second"))
 }
 print("  longest gap between answers                      \(describe(killGaps))")
-print("  failed requests per round (250 ms timeout)       \(killFailures)")
+print("  per round (ms)                                   \(killGaps.map { Int($0.rounded()) })")
+print("  failed requests per round (100 ms timeout)       \(killFailures)")
 await sharedClient.close()
 for process in [victim.0, survivor.0] {
     process.signal(SIGTERM)
