@@ -190,7 +190,7 @@ let package = Package(
             name: "NATSIntegrationTests",
             dependencies: [
                 "NATS", "NKeys", "NATSJetStream", "NATSServices", "NATSTestSupport", "NexModels", "NexControlClient",
-                "NexNode", "NexSandbox",
+                "NexNode", "NexSandbox", "NexProcess",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),

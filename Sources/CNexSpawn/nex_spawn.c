@@ -48,6 +48,7 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
         if (getppid() != parent) _exit(127);  // the parent is already gone
     }
     if (new_process_group) setpgid(0, 0);
+    int step = NEX_SPAWN_STEP_CGROUP;
     for (int i = 0; cgroup_procs && cgroup_procs[i]; i++) {
         if (join_cgroup(cgroup_procs[i]) != 0) goto fail;
     }
@@ -63,17 +64,20 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
     for (int i = 0; i < nfds; i++) dup2(moved[i], i);
     // Close everything else except the report pipe (close-on-exec).
     close_all_from(nfds, report_fd);
+    step = NEX_SPAWN_STEP_CHDIR;
     if (cwd && chdir(cwd) != 0) goto fail;
+    step = NEX_SPAWN_STEP_EXEC;
     execve(path, argv, envp);
 fail:;
-    int err = errno;
-    ssize_t ignored = write(report_fd, &err, sizeof err);
+    int report[2] = {errno, step};
+    ssize_t ignored = write(report_fd, report, sizeof report);
     (void)ignored;
     _exit(127);
 }
 
 pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds, int nfds,
-                char *const cgroup_procs[], int new_process_group, int death_signal) {
+                char *const cgroup_procs[], int new_process_group, int death_signal, int *failed_step) {
+    *failed_step = 0;
     if (nfds < 3 || nfds > NEX_SPAWN_MAX_FDS) return -EINVAL;
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
@@ -87,17 +91,18 @@ pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const 
     }
     if (pid == 0) child(path, argv, envp, cwd, fds, nfds, cgroup_procs, new_process_group, death_signal, parent, report[1]);
     close(report[1]);
-    int err = 0;
+    int failure[2] = {0, 0};  // errno, step
     ssize_t n;
     do {
-        n = read(report[0], &err, sizeof err);
+        n = read(report[0], failure, sizeof failure);
     } while (n < 0 && errno == EINTR);
     close(report[0]);
-    if (n == sizeof err) {
+    if (n == sizeof failure) {
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-        return -err;
+        *failed_step = failure[1];
+        return -failure[0];
     }
     return pid;
 }

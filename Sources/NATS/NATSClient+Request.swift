@@ -17,6 +17,11 @@ extension NATSClient {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<NATSMessage, any Error>) in
                 let arm = mux.register(token, c, subject: subject, timeout: timeout)
+                // Cancelled before the token was registered: the cancellation handler found nothing to fail.
+                if Task.isCancelled {
+                    mux.fail(token, NATSError(.cancelled, "request cancelled", subject: subject))
+                    return
+                }
                 let outcome: PublishOutcome
                 do {
                     outcome =

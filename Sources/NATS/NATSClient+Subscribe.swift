@@ -19,7 +19,10 @@ extension NATSClient {
         to subject: String, queue: String? = nil, handler: @escaping @Sendable (NATSMessage) async throws -> Void
     ) async throws -> NATSSubscription {
         let sub = try makeSubscription(subject: subject, queue: queue)
+        sub.setHandlerRunning(true)
         Task(executorPreference: taskExecutor) {
+            // Drain waits for this: the last messages taken are handled before the connection closes.
+            defer { sub.setHandlerRunning(false) }
             do {
                 for try await message in sub {
                     do { try await handler(message) } catch {
@@ -128,7 +131,9 @@ extension NATSClient {
             result = error
         }
         for sub in subs { try? removeSubscription(sub, sendUnsubscribe: false) }
-        while ContinuousClock.now < deadline, subs.contains(where: { $0.pendingMessages > 0 }) {
+        // Buffered messages consumed, and handlers done with the ones they took (a handler takes a whole batch
+        // at once, so the buffer alone empties long before it is done).
+        while ContinuousClock.now < deadline, subs.contains(where: { $0.hasUnfinishedWork }) {
             try? await Task.sleep(for: .milliseconds(5))
         }
         await close()

@@ -46,6 +46,9 @@ public struct NATSError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let handlerFailed = Code(name: "handlerFailed")
         /// The operation was cancelled.
         public static let cancelled = Code(name: "cancelled")
+        /// A second consumer waited on a subscription that another one is waiting on (a subscription has one
+        /// consumer at a time: iterate it from one task).
+        public static let alreadyConsumed = Code(name: "alreadyConsumed")
     }
 
     public var code: Code

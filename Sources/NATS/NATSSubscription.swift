@@ -36,6 +36,9 @@ public final class NATSSubscription: AsyncSequence, Sendable {
         var dropped = 0
         var inSlowConsumerEpisode = false
         var nextWaiterID = 0
+        /// A handler (``NATSClient/subscribe(to:queue:handler:)``) consumes this subscription and has not
+        /// finished: messages it took may still be in its hands.
+        var handlerRunning = false
 
         /// Moves everything buffered into the caller's reversed `current` and `rest`.
         mutating func takeAll(current: inout [NATSMessage], rest: inout Deque<[NATSMessage]>) -> Bool {
@@ -88,6 +91,12 @@ public final class NATSSubscription: AsyncSequence, Sendable {
     /// Messages buffered and not yet consumed.
     public var pendingMessages: Int { delivery.withLock { $0.count } }
 
+    /// Whether messages may still be waiting or being handled: buffered ones, or a handler that has not
+    /// finished (it ends after the subscription did and every message it took was handled).
+    var hasUnfinishedWork: Bool { delivery.withLock { $0.count > 0 || $0.handlerRunning } }
+
+    func setHandlerRunning(_ running: Bool) { delivery.withLock { $0.handlerRunning = running } }
+
     /// Sets the buffer limits (messages and payload bytes) of this subscription.
     public func setPendingLimits(messages: Int, bytes: Int) {
         delivery.withLock {
@@ -99,6 +108,11 @@ public final class NATSSubscription: AsyncSequence, Sendable {
     /// Stops the subscription now. Messages already buffered are still delivered, then iteration ends.
     public func unsubscribe() async throws {
         try client.removeSubscription(self, sendUnsubscribe: true)
+    }
+
+    /// ``unsubscribe()`` for callers that cannot wait (a `deinit`): the UNSUB is queued at once.
+    package func unsubscribeNow() {
+        try? client.removeSubscription(self, sendUnsubscribe: true)
     }
 
     /// Stops the subscription automatically after `count` messages in total.
@@ -195,12 +209,26 @@ public final class NATSSubscription: AsyncSequence, Sendable {
         do {
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-                    let ready = delivery.withLock { d -> Bool in
-                        if d.count > 0 || d.finished { return true }
+                    enum Wait { case ready, waiting, taken }
+                    let wait = delivery.withLock { d -> Wait in
+                        if d.count > 0 || d.finished { return .ready }
+                        // Another consumer waits already: replacing it would leave it waiting for ever.
+                        if let other = d.waiter, other.id != id { return .taken }
                         d.waiter = Waiter(id: id, continuation: c)
-                        return false
+                        return .waiting
                     }
-                    if ready { c.resume() }
+                    if wait == .ready {
+                        c.resume()
+                    } else if wait == .taken {
+                        c.resume(
+                            throwing: NATSError(
+                                .alreadyConsumed,
+                                "another task is consuming this subscription: consume it from one task",
+                                subject: subject))
+                    } else if Task.isCancelled {
+                        // Cancelled before the waiter was set: the cancellation handler found nothing to fail.
+                        failWaiter(id: id, CancellationError())
+                    }
                 }
             } onCancel: {
                 failWaiter(id: id, CancellationError())

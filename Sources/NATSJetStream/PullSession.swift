@@ -71,10 +71,13 @@ final class PullSession: Sendable {
         owed.set(batch)
     }
 
+    /// Ends the session's subscription (and so its pulls). Also done when the session goes away: a loop over
+    /// `messages()` that breaks early drops its iterator, and with it the session.
     func close() {
-        let sub = subscription
-        Task { try? await sub.unsubscribe() }
+        subscription.unsubscribeNow()
     }
+
+    deinit { subscription.unsubscribeNow() }
 }
 
 /// A value behind a lock.

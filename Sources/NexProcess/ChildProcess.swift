@@ -95,21 +95,29 @@ public final class ChildProcess: Sendable {
         let envp = environment.map { "\($0.key)=\($0.value)" }
         let fdsCopy = fds + extraDescriptors
         // Awaited, not blocked on: callers run on event loops and the cooperative pool.
-        let pid = await SpawnThread.shared.run {
-            withCStrings(argv) { argvPointers in
+        let (pid, failedStep) = await SpawnThread.shared.run {
+            var step: Int32 = 0
+            let pid = withCStrings(argv) { argvPointers in
                 withCStrings(envp) { envPointers in
                     withCStrings(cgroupProcs) { cgroupPointers in
                         nex_spawn(
                             executable, argvPointers, envPointers, directory, fdsCopy, Int32(fdsCopy.count),
-                            cgroupPointers, newProcessGroup ? 1 : 0, killWithParent ? SIGKILL : 0)
+                            cgroupPointers, newProcessGroup ? 1 : 0, killWithParent ? SIGKILL : 0, &step)
                     }
                 }
             }
+            return (pid, step)
         }
         for fd in toClose { close(fd) }
         guard pid > 0 else {
             for case let fd? in readEnds { close(fd) }
-            throw SpawnError(executable: executable, errno: -pid)
+            let step: SpawnError.Step =
+                switch failedStep {
+                case NEX_SPAWN_STEP_CGROUP: .joinCgroups(cgroupProcs)
+                case NEX_SPAWN_STEP_CHDIR: .changeDirectory(directory ?? "")
+                default: .exec
+                }
+            throw SpawnError(executable: executable, errno: -pid, step: step)
         }
         let child = ChildProcess(pid: pid, stdout: readEnds[0], stderr: readEnds[1])
         child.startReaper()
@@ -174,9 +182,33 @@ public final class ChildProcess: Sendable {
 
 /// Why a child could not be started.
 public struct SpawnError: Error, Sendable, CustomStringConvertible {
+    /// The step of a start that failed: the error names what it was about, not always the executable.
+    public enum Step: Sendable, Equatable {
+        case joinCgroups([String])
+        case changeDirectory(String)
+        case exec
+    }
+
     public var executable: String
     public var errno: Int32
-    public var description: String { "cannot start \(executable): \(String(cString: strerror(errno)))" }
+    public var step: Step
+
+    public init(executable: String, errno: Int32, step: Step = .exec) {
+        self.executable = executable
+        self.errno = errno
+        self.step = step
+    }
+
+    public var description: String {
+        let reason = String(cString: strerror(errno))
+        return switch step {
+        case .exec: "cannot start \(executable): \(reason)"
+        case .changeDirectory(let directory):
+            "cannot start \(executable): cannot enter its work directory \(directory): \(reason)"
+        case .joinCgroups(let files):
+            "cannot start \(executable): cannot join its cgroups (\(files.joined(separator: ", "))): \(reason)"
+        }
+    }
 }
 
 /// Calls `body` with a NULL-terminated C array of `strings`.

@@ -4,6 +4,10 @@ import NATSJetStream
 import NATSTestSupport
 import Testing
 
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
 /// A server with JetStream and a connected client.
 func withJetStream<T>(
     _ body: (NATSServer, NATSClient, JetStreamContext) async throws -> T
@@ -200,6 +204,39 @@ func withJetStream<T>(
             }
             try await reading.value
             #expect(received.value == Set((0..<20).map(String.init)))
+        }
+    }
+
+    /// `break` out of `for try await m in consumer.messages()` ends the pull session: its inbox subscription
+    /// (and so its pulls) goes with the iterator (it used to stay subscribed for the connection's life).
+    @Test func breakingOutOfMessagesEndsThePullSession() async throws {
+        var options = NATSServer.Options(jetStream: true)
+        options.arguments = ["-m", "-1"]
+        try await withServerAndClient(options) { server, client in
+            let js = JetStreamContext(client: client)
+            _ = try await js.createStream(StreamConfig(name: "BRK", subjects: ["brk"]))
+            let consumer = try await js.createConsumer(stream: "BRK", config: ConsumerConfig(ackPolicy: .none))
+            for i in 0..<3 { _ = try await js.publish("\(i)", to: "brk") }
+            /// The client's subscriptions as the server sees them: a pull session's inbox is `_INBOX.<nuid>`.
+            func pullInboxes() throws -> [String] {
+                let port = try #require(server.monitoringPort)
+                let data = try Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/connz?subs=1")!)
+                let connz = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+                let subs = (connz?["connections"] as? [[String: Any]] ?? []).flatMap {
+                    $0["subscriptions_list"] as? [String] ?? []
+                }
+                return subs.filter { $0.hasPrefix("_INBOX.") && $0.split(separator: ".").count == 2 }
+            }
+            var seen = 0
+            for try await _ in consumer.messages(batch: 10) {
+                seen += 1
+                if seen == 2 {
+                    #expect(try pullInboxes().count == 1)
+                    break
+                }
+            }
+            try await client.flush()
+            try await eventually("the pull inbox is unsubscribed") { try pullInboxes().isEmpty }
         }
     }
 }

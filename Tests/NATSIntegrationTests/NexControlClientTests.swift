@@ -73,7 +73,11 @@ struct ContractNode: Sendable {
                 try await nodeB.serve(on: nodeSide)
                 try await withClient([server.url]) { client in
                     let nex = NexControlClient(client: client)
-                    let nodes = try await nex.ping()
+                    // Scatter-gather ends after a fixed window: wait for the round that has both answers.
+                    let nodes = try await eventuallyValue("both nodes answer $NEX.PING") {
+                        let nodes = try await nex.ping()
+                        return nodes.count == 2 ? nodes : nil
+                    }
                     #expect(Set(nodes.map(\.nodeID)) == [nodeA.id.publicKey, nodeB.id.publicKey])
                     let one = try await nex.ping(node: nodeA.id.publicKey)
                     #expect(one.targetXkey == nodeA.xkey.publicKey)

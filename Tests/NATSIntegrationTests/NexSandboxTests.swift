@@ -108,14 +108,19 @@ import Testing
         let escape = try await Self.escapeProgram()
         try await withSandboxedNode { h in
             // Two workloads in two namespaces: each sees only its own processes.
+            // "Another host" is one this test makes (a network namespace), never a real address.
+            try #require(TestEnvironment.shouldRun(needing: TestNetworkHost.available), "needs root and iproute2")
             var outputs: [[String]] = []
-            for namespace in ["alpha", "beta"] {
-                let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.\(namespace).*.probe.*")
-                _ = try await h.deploy(
-                    file: escape, name: "probe", namespace: namespace,
-                    argv: ["probes", String(getpid()), String(h.server.port), "1.1.1.1"])
-                try await eventually("the probes ran in \(namespace)") { lines(logs).contains("DONE") }
-                outputs.append(lines(logs))
+            try await TestNetworkHost.with(port: h.server.port) { other in
+                #expect(other.isReachable(), "the test host answers from outside the sandbox")
+                for namespace in ["alpha", "beta"] {
+                    let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.\(namespace).*.probe.*")
+                    _ = try await h.deploy(
+                        file: escape, name: "probe", namespace: namespace,
+                        argv: ["probes", String(getpid()), String(h.server.port), other.address])
+                    try await eventually("the probes ran in \(namespace)") { lines(logs).contains("DONE") }
+                    outputs.append(lines(logs))
+                }
             }
             for output in outputs {
                 let probes = output.filter { $0.hasPrefix("PROBE ") }

@@ -86,9 +86,16 @@ import Testing
             #expect(entries.contains { $0.text == "GREETING=bonjour" })
 
             let probeLogs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.probe.*")
-            let probe = try await h.deploy(
-                file: escape, name: "probe", argv: ["probes", String(getpid()), String(h.server.port), "1.1.1.1"])
-            try await eventually("the probes ran", timeout: deployTimeout) { lines(probeLogs).contains("DONE") }
+            // "Another host" is one this test makes (a network namespace), never a real address.
+            try #require(TestEnvironment.shouldRun(needing: TestNetworkHost.available), "needs root and iproute2")
+            let probe = try await TestNetworkHost.with(port: h.server.port) { other in
+                #expect(other.isReachable(), "the test host answers from outside the sandbox")
+                let probe = try await h.deploy(
+                    file: escape, name: "probe",
+                    argv: ["probes", String(getpid()), String(h.server.port), other.address])
+                try await eventually("the probes ran", timeout: deployTimeout) { lines(probeLogs).contains("DONE") }
+                return probe
+            }
             let output = lines(probeLogs)
             let probes = output.filter { $0.hasPrefix("PROBE ") }
             #expect(probes.count == 10, "\(output)")

@@ -107,8 +107,13 @@ import Testing
             other.namespace = "other"
             #expect(try await other.info(node: h.node.nodeID).machines.isEmpty)
             // WPING by name and by id; nothing in another namespace.
-            #expect(try await h.nex.workloadPing(workload: "echoservice").first?.runningMachines.first?.id == run.id)
-            #expect(try await h.nex.workloadPing(workload: run.id).count == 1)
+            // Scatter-gather ends after a fixed window: wait for the round that has the node's answer.
+            let byName = try await eventuallyValue("WPING by name") {
+                try await h.nex.workloadPing(workload: "echoservice").first
+            }
+            #expect(byName.runningMachines.first?.id == run.id)
+            let byID = try await eventuallyValue("WPING by id") { try await h.nex.workloadPing(workload: run.id).first }
+            #expect(byID.nodeID == h.node.nodeID)
             #expect(try await other.workloadPing().isEmpty)
             #expect(try await h.nex.ping(node: h.node.nodeID).runningMachines == 1)
 

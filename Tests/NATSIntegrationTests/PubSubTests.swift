@@ -155,6 +155,48 @@ import Testing
             #expect(client.connectedServer?.hasPrefix("nats://127.0.0.1:") == true)
         }
     }
+
+    /// Drain returns only after the handler has handled every message it took: a handler takes a whole batch
+    /// at once, so the buffer is empty long before (drain used to close the connection then).
+    @Test func drainWaitsForTheHandlerToFinishItsBatch() async throws {
+        try await withServerAndClient { _, client in
+            let handled = Locked(0)
+            try await client.subscribe(to: "slow.work") { _ in
+                try await Task.sleep(for: .milliseconds(20))
+                handled.withLock { $0 += 1 }
+            }
+            try await client.flush()
+            for i in 0..<20 { try await client.publish("\(i)", to: "slow.work") }
+            try await client.drain()
+            #expect(handled.value == 20)
+        }
+    }
+
+    /// Two tasks consuming one subscription: the second is refused with a typed error; the first keeps
+    /// waiting and gets the message (the second used to replace the first's wait, which then never ended).
+    @Test func aSecondConsumerIsRefusedAndTheFirstKeepsItsWait() async throws {
+        try await withServerAndClient { _, client in
+            let sub = try await client.subscribe(to: "shared.one")
+            try await client.flush()
+            let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<2 {
+                    group.addTask {
+                        do {
+                            var iterator = sub.makeAsyncIterator()
+                            return try await iterator.next()?.string ?? "ended"
+                        } catch let error as NATSError where error.code == .alreadyConsumed {
+                            return "refused"
+                        }
+                    }
+                }
+                var outcomes = [try await group.next() ?? ""]
+                try await client.publish("hello", to: "shared.one")
+                outcomes.append(try await group.next() ?? "")
+                return outcomes
+            }
+            #expect(outcomes == ["refused", "hello"])
+        }
+    }
 }
 
 @Suite(.timeLimit(.minutes(1))) struct BadInputTests {

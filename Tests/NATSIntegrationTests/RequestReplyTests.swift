@@ -31,6 +31,41 @@ import Testing
         }
     }
 
+    /// A request made by a task that is already cancelled throws `cancelled` at once: the cancellation
+    /// handler runs before the request's token is registered, so the request itself must look (it used to wait
+    /// out its whole timeout).
+    @Test func aCancelledTaskFailsItsRequestAtOnce() async throws {
+        try await withServerAndClient { _, client in
+            let silent = try await client.subscribe(to: "svc.silent")  // a responder that never answers
+            try await client.flush()
+            let start = ContinuousClock.now
+            let request = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await client.request("x", to: "svc.silent", timeout: .seconds(30))
+            }
+            let error = await #expect(throws: NATSError.self) { try await request.value }
+            #expect(error?.code == .cancelled)
+            #expect(ContinuousClock.now - start < .seconds(5))
+            try await silent.unsubscribe()
+        }
+    }
+
+    /// The same for a subscription's `nextMessage`: a cancelled task's wait ends at once, with no message (it
+    /// used to wait out its timeout).
+    @Test func aCancelledTaskStopsWaitingForMessagesAtOnce() async throws {
+        try await withServerAndClient { _, client in
+            let sub = try await client.subscribe(to: "quiet")
+            let start = ContinuousClock.now
+            let waiting = Task { () -> NATSMessage? in
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await sub.nextMessage(timeout: .seconds(30))
+            }
+            #expect(try await waiting.value == nil)
+            #expect(ContinuousClock.now - start < .seconds(5))
+            try await sub.unsubscribe()
+        }
+    }
+
     @Test func noRespondersIsATypedErrorAtOnce() async throws {
         try await withServerAndClient { _, client in
             let start = ContinuousClock.now

@@ -213,12 +213,12 @@ import Testing
         let (client, conn) = try await connected(server)
         let events = client.events
         try await conn.send(
-            #"INFO {"server_id":"FAKE","version":"2.15.1","max_payload":1048576,"headers":true,"connect_urls":["10.1.1.1:4222"],"ldm":true}"#
+            #"INFO {"server_id":"FAKE","version":"2.15.1","max_payload":1048576,"headers":true,"connect_urls":["127.0.0.9:4222"],"ldm":true}"#
                 + "\r\n")
         var changed = false
         var lameDuck = false
         for await e in events {
-            if case .serversChanged(let s) = e { changed = s.contains { $0.contains("10.1.1.1:4222") } }
+            if case .serversChanged(let s) = e { changed = s.contains { $0.contains("127.0.0.9:4222") } }
             if case .lameDuckMode = e { lameDuck = true }
             if changed && lameDuck { break }
         }

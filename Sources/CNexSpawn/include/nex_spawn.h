@@ -12,10 +12,15 @@
 /// /dev/null) and no other descriptor, default signal dispositions and an empty signal mask, its own process
 /// group when `new_process_group` is non-zero, and `death_signal` (when non-zero) once the spawning thread
 /// exits. The child first writes its pid into each file of `cgroup_procs` (NULL-terminated, or NULL), so it
-/// runs in those cgroups from its first instruction. `cwd` may be NULL. Returns the pid, or -errno when the exec failed (the error is reported through a
-/// close-on-exec pipe, so a missing or non-executable file is an error here, not an exit code later).
+/// runs in those cgroups from its first instruction. `cwd` may be NULL. Returns the pid, or -errno when a step
+/// failed (reported through a close-on-exec pipe, so a missing or non-executable file is an error here, not an
+/// exit code later); `*failed_step` then says which: NEX_SPAWN_STEP_CGROUP, _CHDIR or _EXEC (0: before the fork).
 pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds, int nfds,
-                char *const cgroup_procs[], int new_process_group, int death_signal);
+                char *const cgroup_procs[], int new_process_group, int death_signal, int *failed_step);
+
+#define NEX_SPAWN_STEP_CGROUP 1
+#define NEX_SPAWN_STEP_CHDIR 2
+#define NEX_SPAWN_STEP_EXEC 3
 
 /// pipe2(fds, O_CLOEXEC): both ends close on exec, so no child inherits a pipe meant for another.
 int nex_pipe_cloexec(int fds[2]);
