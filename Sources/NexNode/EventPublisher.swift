@@ -1,26 +1,51 @@
 import Foundation
+import Logging
 import NATS
 import NexModels
+import Synchronization
 
-/// Publishes the node's CloudEvents and workload logs on the control connection.
+/// Publishes the node's CloudEvents and workload logs on the control connection. A publish that fails is
+/// logged and counted (``PublishFailures``), never dropped silently.
 struct EventPublisher: Sendable {
     let client: NATSClient
     let nodeID: String
+    let failures: PublishFailures
+    let logger: Logger
 
     /// `$NEX.events.<namespace>.<type>`.
     nonisolated(nonsending) func publish<T: Codable & Sendable>(
         _ type: String, _ data: T, namespace: String = NexSubjects.systemNamespace
     ) async {
         let event = CloudEvent(id: UUID().uuidString, source: nodeID, type: type, data: data)
-        guard let body = try? JSONEncoder().encode(event) else { return }
-        try? await client.publish(Array(body), to: NexSubjects.event(namespace: namespace, type: type))
+        do {
+            let body = try JSONEncoder().encode(event)
+            try await client.publish(Array(body), to: NexSubjects.event(namespace: namespace, type: type))
+        } catch {
+            let count = failures.events.add(1, ordering: .relaxed).newValue
+            logger.warning(
+                "cannot publish an event",
+                metadata: ["event": "\(type)", "error": "\(error)", "failed_events": "\(count)"])
+        }
     }
 
     /// Forwards an agent's log entry (already JSON) to the workload's log subject.
     func log(_ body: [UInt8], namespace: String, workloadName: String, workloadID: String) async {
-        try? await client.publish(
-            body,
-            to: NexSubjects.logs(namespace: namespace, node: nodeID, workloadName: workloadName, workloadID: workloadID)
-        )
+        let subject = NexSubjects.logs(
+            namespace: namespace, node: nodeID, workloadName: workloadName, workloadID: workloadID)
+        do { try await client.publish(body, to: subject) } catch {
+            let count = failures.logs.add(1, ordering: .relaxed).newValue
+            // The first failure of a run of them is worth a line; every one is counted.
+            if count == 1 || count % 1000 == 0 {
+                logger.warning(
+                    "cannot forward workload logs",
+                    metadata: ["nex.workload_id": "\(workloadID)", "error": "\(error)", "failed_logs": "\(count)"])
+            }
+        }
     }
+}
+
+/// How many event and log publishes failed since the node started.
+final class PublishFailures: Sendable {
+    let events = Atomic<Int>(0)
+    let logs = Atomic<Int>(0)
 }

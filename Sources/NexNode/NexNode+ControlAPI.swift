@@ -20,8 +20,15 @@ extension NexNode {
     }
 
     /// Answers only when the node matches every field of the auction.
+    /// An empty body matches every node; a body that is not an auction request is answered with the error
+    /// (it used to count as match-all).
     func auction(_ m: NATSMessage) async throws -> [UInt8]? {
-        let request = (try? JSONDecoder().decode(AuctionRequest.self, from: Data(m.bytes))) ?? AuctionRequest()
+        var request = AuctionRequest()
+        if !m.bytes.isEmpty {
+            do { request = try JSONDecoder().decode(AuctionRequest.self, from: Data(m.bytes)) } catch {
+                return try encode(ReplyKind.auction, error: "malformed auction request: \(Self.describe(error))")
+            }
+        }
         let tags = self.tags
         if let os = request.os, os.lowercased() != HostFacts.os { return nil }
         if let arch = request.arch, arch.lowercased() != HostFacts.arch { return nil }

@@ -54,7 +54,11 @@ public final class NexNode: Service, Sendable {
 
     var runtime: NodeRuntime? { state.withLock { $0.runtime } }
 
-    var events: EventPublisher { EventPublisher(client: client, nodeID: nodeID) }
+    var events: EventPublisher {
+        EventPublisher(client: client, nodeID: nodeID, failures: publishFailures, logger: logger)
+    }
+    /// Event and log publishes that failed (logged, and counted here).
+    let publishFailures = PublishFailures()
 
     /// This node's own files under its resource directory: the workload journal and verified artifacts (kept),
     /// the internal server's and agents' directories (made anew at each start).

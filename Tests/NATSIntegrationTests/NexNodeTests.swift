@@ -71,6 +71,21 @@ import Testing
         }
     }
 
+    /// A malformed auction body is answered with the error (it used to match every node); an empty one
+    /// matches every node.
+    @Test func malformedAuctionsAreAnsweredWithTheError() async throws {
+        try await withNode { node, _, client, _ in
+            let bad = try await client.request("not json", to: "$NEX.AUCTION", timeout: .seconds(10))
+            let envelope = try JSONSerialization.jsonObject(with: Data(bad.bytes)) as? [String: Any]
+            #expect(envelope?["type"] as? String == "io.nats.nex.v1.auction_response")
+            #expect(
+                (envelope?["error"] as? String)?.hasPrefix("malformed auction request") == true, "\(envelope ?? [:])")
+            let empty = try await client.request([UInt8](), to: "$NEX.AUCTION", timeout: .seconds(10))
+            let data = (try JSONSerialization.jsonObject(with: Data(empty.bytes)) as? [String: Any])?["data"]
+            #expect((data as? [String: Any])?["node_id"] as? String == node.nodeID)
+        }
+    }
+
     @Test func deploysAreCheckedAndRefusedVerbatim() async throws {
         try await withNode { node, nex, client, _ in
             let issuer = NKeyPair.generate(.account)
