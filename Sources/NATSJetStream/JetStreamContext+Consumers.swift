@@ -94,7 +94,7 @@ public struct Consumer: Sendable {
         let client = js.client
         let inbox = "\(client.configuration.inboxPrefix).\(NUID.next())"
         let sub = try await client.subscribe(to: inbox)
-        defer { Task { try? await sub.unsubscribe() } }
+        defer { sub.unsubscribeNow() }
         struct Pull: Encodable {
             var batch: Int
             var expires: Int64?

@@ -75,6 +75,19 @@ package struct GlobalOptions: ParsableArguments {
         try await connect(to: servers ?? ["nats://127.0.0.1:4222"])
     }
 
+    /// Runs `body` with a connection, closed (and awaited) when `body` ends, also when it throws.
+    package func withClient<T>(_ body: (NATSClient) async throws -> T) async throws -> T {
+        let client = try await connect()
+        do {
+            let result = try await body(client)
+            await client.close()
+            return result
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
     /// Connects to `servers` with these options.
     package func connect(to servers: [String]) async throws -> NATSClient {
         let client = NATSClient(configuration: try configuration(servers: servers))

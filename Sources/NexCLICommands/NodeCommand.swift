@@ -127,21 +127,21 @@ struct NodeCommand: AsyncParsableCommand {
         var json = false
 
         func execute() async throws {
-            let client = try await global.connect()
-            defer { Task { await client.close() } }
-            let nodes = try await NexControlClient(client: client, namespace: global.namespace).ping()
-            if json {
-                print(try Output.json(nodes))
-                return
+            try await global.withClient { client in
+                let nodes = try await NexControlClient(client: client, namespace: global.namespace).ping()
+                if json {
+                    print(try Output.json(nodes))
+                    return
+                }
+                guard !nodes.isEmpty else { throw CLIError("no node answered") }
+                let rows = nodes.sorted { $0.nodeID < $1.nodeID }.map { n in
+                    [
+                        n.nodeID, n.version, GoDuration.human(n.uptime), String(n.runningMachines),
+                        n.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+                    ]
+                }
+                print(Output.table(["NODE ID", "VERSION", "UPTIME", "WORKLOADS", "TAGS"], rows))
             }
-            guard !nodes.isEmpty else { throw CLIError("no node answered") }
-            let rows = nodes.sorted { $0.nodeID < $1.nodeID }.map { n in
-                [
-                    n.nodeID, n.version, GoDuration.human(n.uptime), String(n.runningMachines),
-                    n.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
-                ]
-            }
-            print(Output.table(["NODE ID", "VERSION", "UPTIME", "WORKLOADS", "TAGS"], rows))
         }
     }
 
@@ -158,38 +158,38 @@ struct NodeCommand: AsyncParsableCommand {
         var json = false
 
         func execute() async throws {
-            let client = try await global.connect()
-            defer { Task { await client.close() } }
-            let info = try await Output.refusalsAsErrors {
-                try await NexControlClient(client: client, namespace: global.namespace).info(node: node)
+            try await global.withClient { client in
+                let info = try await Output.refusalsAsErrors {
+                    try await NexControlClient(client: client, namespace: global.namespace).info(node: node)
+                }
+                if json {
+                    print(try Output.json(info))
+                    return
+                }
+                print("Node:            \(node)")
+                print("Version:         \(info.version)   Uptime: \(GoDuration.human(info.uptime))")
+                print("Xkey:            \(info.publicXkey)")
+                print("Workload types:  \(info.supportedWorkloadTypes.joined(separator: ", "))")
+                print("Warm agents:     \(info.availableAgents)")
+                if let m = info.memory {
+                    print("Memory (kB):     total \(m.total), free \(m.free), available \(m.available)")
+                }
+                print(
+                    "Tags:            \(info.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))"
+                )
+                guard !info.machines.isEmpty else {
+                    print("Workloads (\(global.namespace)): none")
+                    return
+                }
+                print("Workloads (\(global.namespace)):")
+                let rows = info.machines.map { m in
+                    [
+                        m.workload.id, m.workload.name, m.workload.type, GoDuration.human(m.workload.uptime),
+                        m.healthy ? "yes" : "no",
+                    ]
+                }
+                print(Output.table(["ID", "NAME", "TYPE", "UPTIME", "HEALTHY"], rows, indent: "  "))
             }
-            if json {
-                print(try Output.json(info))
-                return
-            }
-            print("Node:            \(node)")
-            print("Version:         \(info.version)   Uptime: \(GoDuration.human(info.uptime))")
-            print("Xkey:            \(info.publicXkey)")
-            print("Workload types:  \(info.supportedWorkloadTypes.joined(separator: ", "))")
-            print("Warm agents:     \(info.availableAgents)")
-            if let m = info.memory {
-                print("Memory (kB):     total \(m.total), free \(m.free), available \(m.available)")
-            }
-            print(
-                "Tags:            \(info.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))"
-            )
-            guard !info.machines.isEmpty else {
-                print("Workloads (\(global.namespace)): none")
-                return
-            }
-            print("Workloads (\(global.namespace)):")
-            let rows = info.machines.map { m in
-                [
-                    m.workload.id, m.workload.name, m.workload.type, GoDuration.human(m.workload.uptime),
-                    m.healthy ? "yes" : "no",
-                ]
-            }
-            print(Output.table(["ID", "NAME", "TYPE", "UPTIME", "HEALTHY"], rows, indent: "  "))
         }
     }
 }
@@ -205,11 +205,11 @@ struct LameDuckCommand: AsyncParsableCommand, NexCLIRunnable {
     var node: String
 
     func execute() async throws {
-        let client = try await global.connect()
-        defer { Task { await client.close() } }
-        let response = try await Output.refusalsAsErrors {
-            try await NexControlClient(client: client, namespace: global.namespace).lameDuck(node: node)
+        try await global.withClient { client in
+            let response = try await Output.refusalsAsErrors {
+                try await NexControlClient(client: client, namespace: global.namespace).lameDuck(node: node)
+            }
+            print(response.success ? "Node \(node) is in lame duck mode" : "Node \(node) did not enter lame duck mode")
         }
-        print(response.success ? "Node \(node) is in lame duck mode" : "Node \(node) did not enter lame duck mode")
     }
 }

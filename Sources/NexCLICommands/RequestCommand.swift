@@ -16,15 +16,15 @@ struct RequestCommand: AsyncParsableCommand, NexCLIRunnable {
     var payload: String = ""
 
     func execute() async throws {
-        let client = try await global.connect()
-        defer { Task { await client.close() } }
-        do {
-            let reply = try await client.request(payload, to: subject, timeout: .seconds(global.timeout))
-            print(reply.string)
-        } catch let e as NATSError where e.code == .noResponders {
-            throw CLIError("no responders on \(subject)")
-        } catch let e as NATSError where e.code == .timeout {
-            throw CLIError("no reply on \(subject) within \(global.timeout) s")
+        try await global.withClient { client in
+            do {
+                let reply = try await client.request(payload, to: subject, timeout: .seconds(global.timeout))
+                print(reply.string)
+            } catch let e as NATSError where e.code == .noResponders {
+                throw CLIError("no responders on \(subject)")
+            } catch let e as NATSError where e.code == .timeout {
+                throw CLIError("no reply on \(subject) within \(global.timeout) s")
+            }
         }
     }
 }

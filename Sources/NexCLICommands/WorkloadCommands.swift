@@ -79,47 +79,48 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
         }
         let issuer = try DeveloperKeys.loadOrCreate("issuer.nk", .account)
         let publisher = try DeveloperKeys.loadOrCreate("publisher.xk", .curve)
-        let client = try await global.connect()
-        defer { Task { await client.close() } }
-        let nex = NexControlClient(client: client, namespace: global.namespace)
-        let candidates = try await nex.auction(AuctionRequest(workloadTypes: [type]))
-        guard !candidates.isEmpty else {
-            throw CLIError(
-                "no node answered that can run \(type) workloads (a node runs the types in its workload_types; "
-                    + "check `nex node ls` and the nodes' configuration)")
-        }
-        // A node that runs the earlier workload of this name is the one to replace it on.
-        let running = stop ? try await nex.workloadPing(workload: name) : []
-        let holders = Set(running.map(\.nodeID))
-        // Else the least busy node (ties broken at random), so deploys spread across the nodes.
-        let fewest = candidates.map(\.runningMachines).min() ?? 0
-        let node =
-            candidates.first { holders.contains($0.nodeID) }
-            ?? candidates.filter { $0.runningMachines == fewest }.randomElement()!
-        if stop {
-            let earlier = running.filter { $0.nodeID == node.nodeID }.flatMap(\.runningMachines).filter {
-                $0.name == name
+        try await global.withClient { client in
+            let nex = NexControlClient(client: client, namespace: global.namespace)
+            let candidates = try await nex.auction(AuctionRequest(workloadTypes: [type]))
+            guard !candidates.isEmpty else {
+                throw CLIError(
+                    "no node answered that can run \(type) workloads (a node runs the types in its workload_types; "
+                        + "check `nex node ls` and the nodes' configuration)")
             }
-            for machine in earlier {
-                do {
-                    _ = try await nex.stop(workloadID: machine.id, node: node.nodeID, issuer: issuer)
-                    Output.say("Stopped the earlier \(name) (\(machine.id)) on node \(node.nodeID)")
-                } catch let e as NexClientError {
-                    throw CLIError(
-                        "cannot replace the earlier \(name) (\(machine.id)) on node \(node.nodeID): \(e.message) "
-                            + "(rename the file, or pass --no-stop on a node that allows duplicate workloads)")
+            // A node that runs the earlier workload of this name is the one to replace it on.
+            let running = stop ? try await nex.workloadPing(workload: name) : []
+            let holders = Set(running.map(\.nodeID))
+            // Else the least busy node (ties broken at random), so deploys spread across the nodes.
+            let fewest = candidates.map(\.runningMachines).min() ?? 0
+            let node =
+                candidates.first { holders.contains($0.nodeID) }
+                ?? candidates.filter { $0.runningMachines == fewest }.randomElement()!
+            if stop {
+                let earlier = running.filter { $0.nodeID == node.nodeID }.flatMap(\.runningMachines).filter {
+                    $0.name == name
+                }
+                for machine in earlier {
+                    do {
+                        _ = try await nex.stop(workloadID: machine.id, node: node.nodeID, issuer: issuer)
+                        Output.say("Stopped the earlier \(name) (\(machine.id)) on node \(node.nodeID)")
+                    } catch let e as NexClientError {
+                        throw CLIError(
+                            "cannot replace the earlier \(name) (\(machine.id)) on node \(node.nodeID): \(e.message) "
+                                + "(rename the file, or pass --no-stop on a node that allows duplicate workloads)")
+                    }
                 }
             }
+            let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
+            let request = try NexControlClient.makeDeployRequest(
+                name: name, type: type, location: location, hash: hash, environment: env, issuer: issuer,
+                publisher: publisher,
+                targetNode: node.nodeID, targetXkey: node.targetXkey, triggerSubjects: workload.triggerSubjects,
+                argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [],
+                essential: workload.essential,
+                description: workload.description)
+            let run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node.nodeID) }
+            Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node.nodeID)")
         }
-        let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
-        let request = try NexControlClient.makeDeployRequest(
-            name: name, type: type, location: location, hash: hash, environment: env, issuer: issuer,
-            publisher: publisher,
-            targetNode: node.nodeID, targetXkey: node.targetXkey, triggerSubjects: workload.triggerSubjects,
-            argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [], essential: workload.essential,
-            description: workload.description)
-        let run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node.nodeID) }
-        Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node.nodeID)")
     }
 
     /// A workload name from a file name, as Nex makes it: the base name with everything outside
@@ -166,28 +167,29 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
         let env = try WorkloadOptions.environment(environment)
         let issuerKey = try DeveloperKeys.load(issuer, expecting: .account)
         let publisher = try DeveloperKeys.load(xkey, expecting: .curve)
-        let client = try await global.connect()
-        defer { Task { await client.close() } }
-        let nex = NexControlClient(client: client, namespace: global.namespace)
-        let store: ObjectStore
-        do { store = try await JetStreamContext(client: client).objectStore(artifact.bucket) } catch {
-            throw CLIError("no object store \(artifact.bucket): \(error)")
+        try await global.withClient { client in
+            let nex = NexControlClient(client: client, namespace: global.namespace)
+            let store: ObjectStore
+            do { store = try await JetStreamContext(client: client).objectStore(artifact.bucket) } catch {
+                throw CLIError("no object store \(artifact.bucket): \(error)")
+            }
+            guard let info = try await store.info(artifact.key) else {
+                throw CLIError("no object \(artifact.key) in \(artifact.bucket)")
+            }
+            guard let hash = NexControlClient.hexSHA256(fromDigest: info.digest) else {
+                throw CLIError("\(location) has no SHA-256 digest")
+            }
+            let target = try await Output.refusalsAsErrors { try await nex.ping(node: node) }
+            let request = try NexControlClient.makeDeployRequest(
+                name: name, type: workload.type(of: artifact.key), location: artifact, hash: hash, environment: env,
+                issuer: issuerKey, publisher: publisher, targetNode: node, targetXkey: target.targetXkey,
+                triggerSubjects: workload.triggerSubjects,
+                argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [],
+                essential: workload.essential,
+                description: workload.description)
+            let run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node) }
+            Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node)")
         }
-        guard let info = try await store.info(artifact.key) else {
-            throw CLIError("no object \(artifact.key) in \(artifact.bucket)")
-        }
-        guard let hash = NexControlClient.hexSHA256(fromDigest: info.digest) else {
-            throw CLIError("\(location) has no SHA-256 digest")
-        }
-        let target = try await Output.refusalsAsErrors { try await nex.ping(node: node) }
-        let request = try NexControlClient.makeDeployRequest(
-            name: name, type: workload.type(of: artifact.key), location: artifact, hash: hash, environment: env,
-            issuer: issuerKey, publisher: publisher, targetNode: node, targetXkey: target.targetXkey,
-            triggerSubjects: workload.triggerSubjects,
-            argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [], essential: workload.essential,
-            description: workload.description)
-        let run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node) }
-        Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node)")
     }
 }
 
@@ -209,13 +211,13 @@ struct StopCommand: AsyncParsableCommand, NexCLIRunnable {
 
     func execute() async throws {
         let issuerKey = try DeveloperKeys.load(issuer ?? DeveloperKeys.home + "/issuer.nk", expecting: .account)
-        let client = try await global.connect()
-        defer { Task { await client.close() } }
-        let nex = NexControlClient(client: client, namespace: global.namespace)
-        let stopped = try await Output.refusalsAsErrors {
-            try await nex.stop(workloadID: workload, node: node, issuer: issuerKey)
+        try await global.withClient { client in
+            let nex = NexControlClient(client: client, namespace: global.namespace)
+            let stopped = try await Output.refusalsAsErrors {
+                try await nex.stop(workloadID: workload, node: node, issuer: issuerKey)
+            }
+            Output.say(stopped.stopped ? "Workload \(workload) stopped" : "Workload \(workload) was not stopped")
         }
-        Output.say(stopped.stopped ? "Workload \(workload) stopped" : "Workload \(workload) was not stopped")
     }
 }
 
@@ -282,15 +284,15 @@ struct ProbeCommand: AsyncParsableCommand, NexCLIRunnable {
     var workload: String?
 
     func execute() async throws {
-        let client = try await global.connect()
-        defer { Task { await client.close() } }
-        let nodes = try await NexControlClient(client: client, namespace: global.namespace).workloadPing(
-            workload: workload)
-        guard !nodes.isEmpty else {
-            Output.say("No workloads in namespace \(global.namespace)")
-            return
+        try await global.withClient { client in
+            let nodes = try await NexControlClient(client: client, namespace: global.namespace).workloadPing(
+                workload: workload)
+            guard !nodes.isEmpty else {
+                Output.say("No workloads in namespace \(global.namespace)")
+                return
+            }
+            let rows = nodes.flatMap { n in n.runningMachines.map { [n.nodeID, $0.id, $0.name, $0.type] } }
+            Output.say(Output.table(["NODE ID", "WORKLOAD ID", "NAME", "TYPE"], rows))
         }
-        let rows = nodes.flatMap { n in n.runningMachines.map { [n.nodeID, $0.id, $0.name, $0.type] } }
-        Output.say(Output.table(["NODE ID", "WORKLOAD ID", "NAME", "TYPE"], rows))
     }
 }

@@ -106,6 +106,10 @@ public final class NexNode: Service, Sendable {
                 group.cancelAll()
             }
         }
+        if isLameDuck, config.lameduckDrainAndExit {
+            // Moved away on purpose: their records go too (a shutdown signal meanwhile forgets them as well).
+            await runtime?.manager.stopAll(reason: "node entered lame duck mode", forget: true)
+        }
         await stop(graceful: true)
     }
 
@@ -188,13 +192,8 @@ public final class NexNode: Service, Sendable {
         if first {
             await events.publish(NexEventType.nodeEnteredLameDuck, LameDuckEvent(version: Self.version, id: nodeID))
             logger.info("entered lame duck mode", metadata: ["nex.node": "\(nodeID)"])
-            if config.lameduckDrainAndExit {
-                Task {
-                    // Moved away on purpose: their records go too (and a shutdown meanwhile forgets them as well).
-                    await self.runtime?.manager.stopAll(reason: "node entered lame duck mode", forget: true)
-                    self.shutdownRequested.continuation.yield()
-                }
-            }
+            // run() drains and ends the node (no task of its own here).
+            if config.lameduckDrainAndExit { shutdownRequested.continuation.yield() }
         }
         return try encode(ReplyKind.lameDuck, LameDuckResponse(nodeID: nodeID, success: true))
     }
