@@ -108,7 +108,9 @@ public struct Cgroups: Sendable {
 
     /// Whether this process may make sandbox cgroups (root, or a delegated hierarchy): makes and removes one.
     public func check() async -> Result<Void, SandboxError> {
-        let probe = "probe-\(getpid())"
+        // Unique per check: nodes in one process (tests) check at once, and one's removal must not pull the
+        // directory from under another's (ENOENT on memory.limit_in_bytes).
+        let probe = "probe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
             _ = try create(probe, limits: Limits(memoryBytes: 64 << 20, cpus: 1, pids: 16))
             await remove(probe)
