@@ -95,11 +95,11 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
             let node =
                 candidates.first { holders.contains($0.nodeID) }
                 ?? candidates.filter { $0.runningMachines == fewest }.randomElement()!
-            if stop {
-                let earlier = running.filter { $0.nodeID == node.nodeID }.flatMap(\.runningMachines).filter {
-                    $0.name == name
-                }
-                for machine in earlier {
+            func earlier(in responses: [WorkloadPingResponse]) -> [MachineSummary] {
+                responses.filter { $0.nodeID == node.nodeID }.flatMap(\.runningMachines).filter { $0.name == name }
+            }
+            func stopEarlier(_ machines: [MachineSummary]) async throws {
+                for machine in machines {
                     do {
                         _ = try await nex.stop(workloadID: machine.id, node: node.nodeID, issuer: issuer)
                         Output.say("Stopped the earlier \(name) (\(machine.id)) on node \(node.nodeID)")
@@ -110,6 +110,7 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                     }
                 }
             }
+            if stop { try await stopEarlier(earlier(in: running)) }
             let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
             let request = try NexControlClient.makeDeployRequest(
                 name: name, type: type, location: location, hash: hash, environment: env, issuer: issuer,
@@ -118,7 +119,24 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                 argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [],
                 essential: workload.essential,
                 description: workload.description)
-            let run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node.nodeID) }
+            let run: RunResponse
+            do { run = try await nex.deploy(request, to: node.nodeID) } catch let e as NexClientError
+                where stop && e.message.contains("is already running")
+            {
+                // One of this name is on its way (a node starting its recorded workloads after a restart): replace
+                // it once it shows.
+                let deadline = ContinuousClock.now + .seconds(15)
+                var found: [MachineSummary] = []
+                while found.isEmpty, ContinuousClock.now < deadline {
+                    found = earlier(in: try await nex.workloadPing(workload: name))
+                    if found.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+                }
+                guard !found.isEmpty else { throw CLIError(e.message) }
+                try await stopEarlier(found)
+                run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node.nodeID) }
+            } catch let e as NexClientError {
+                throw CLIError(e.message)
+            }
             Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node.nodeID)")
         }
     }

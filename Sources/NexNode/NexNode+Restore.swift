@@ -4,60 +4,79 @@ import NexModels
 /// Durable workloads: after a restart or a crash the node starts the workloads it had recorded, under
 /// their ids, names, namespaces and issuers, so INFO, WPING, events and the issuer's stop work as before.
 extension NexNode {
-    /// Starts every recorded workload again, one after the other (each through the checks a deploy makes,
-    /// as of the time it was accepted). A record that no longer passes is dropped with the reason logged.
-    func restoreWorkloads() async {
-        guard config.persistWorkloads, let runtime, let journal = runtime.manager.journal else { return }
-        let records = await journal.load()
-        guard !records.isEmpty else { return }
-        logger.info("starting recorded workloads", metadata: ["count": "\(records.count)"])
-        for record in records {
-            switch await restore(record, runtime: runtime, journal: journal) {
-            case .success:
-                logger.info(
-                    "recorded workload started",
-                    metadata: ["nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)"])
-            case .failure(let refusal):
-                logger.error(
-                    "recorded workload did not start",
-                    metadata: [
-                        "nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)", "reason": "\(refusal)",
-                        "record": "\(refusal.isTransient ? "kept for the next start" : "removed")",
-                    ])
+    /// A recorded workload that passed the checks and holds its place, waiting to be started.
+    struct PendingRestore: Sendable {
+        var record: WorkloadRecord
+        var deploy: ValidatedDeploy
+        var reservation: NodeState.Reservation
+    }
+
+    /// The first step of a restart, before the node takes deploys: every record goes through the checks a
+    /// deploy makes (as of the time it was accepted) and holds its place, so a deploy arriving meanwhile sees
+    /// it (a duplicate, a slot under `max_workloads`). A record that no longer passes is dropped with the reason.
+    func reserveRecordedWorkloads() async -> [PendingRestore] {
+        guard config.persistWorkloads, let runtime, let journal = runtime.manager.journal else { return [] }
+        var pending: [PendingRestore] = []
+        for record in await journal.load() {
+            var validator = DeployValidator(config: config, xkey: xkey)
+            let acceptedAt = Int64(record.acceptedAt.timeIntervalSince1970)
+            validator.now = { acceptedAt }
+            let refusal: DeployRefusal
+            switch validator.validate(record.request) {
+            case .failure(let r): refusal = r
+            case .success(let valid):
+                switch await runtime.manager.reserve(name: record.name, namespace: record.namespace) {
+                case .failure(let r): refusal = r
+                case .success(let reservation):
+                    pending.append(PendingRestore(record: record, deploy: valid, reservation: reservation))
+                    continue
+                }
             }
+            await forget(record, journal: journal)
+            report(record, .failure(refusal))
+        }
+        return pending
+    }
+
+    /// Starts the reserved workloads, one after the other, under their ids, names, namespaces and issuers.
+    func restoreWorkloads(_ pending: [PendingRestore]) async {
+        guard let runtime, let journal = runtime.manager.journal, !pending.isEmpty else { return }
+        logger.info("starting recorded workloads", metadata: ["count": "\(pending.count)"])
+        for item in pending {
+            report(item.record, await restore(item, runtime: runtime, journal: journal))
         }
     }
 
-    private func restore(_ record: WorkloadRecord, runtime: NodeRuntime, journal: WorkloadJournal) async -> Result<
+    private func report(_ record: WorkloadRecord, _ result: Result<RunResponse, DeployRefusal>) {
+        switch result {
+        case .success:
+            logger.info(
+                "recorded workload started",
+                metadata: ["nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)"])
+        case .failure(let refusal):
+            logger.error(
+                "recorded workload did not start",
+                metadata: [
+                    "nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)", "reason": "\(refusal)",
+                    "record": "\(refusal.isTransient ? "kept for the next start" : "removed")",
+                ])
+        }
+    }
+
+    private func restore(_ item: PendingRestore, runtime: NodeRuntime, journal: WorkloadJournal) async -> Result<
         RunResponse, DeployRefusal
     > {
-        var validator = DeployValidator(config: config, xkey: xkey)
-        let acceptedAt = Int64(record.acceptedAt.timeIntervalSince1970)
-        validator.now = { acceptedAt }
-        let valid: ValidatedDeploy
-        switch validator.validate(record.request) {
-        case .failure(let refusal):
-            await forget(record, journal: journal)
-            return .failure(refusal)
-        case .success(let v): valid = v
-        }
-        let reservation: NodeState.Reservation
-        switch await runtime.manager.reserve(name: record.name, namespace: record.namespace) {
-        case .failure(let refusal):
-            await forget(record, journal: journal)
-            return .failure(refusal)
-        case .success(let r): reservation = r
-        }
+        let record = item.record
         let result: Result<RunResponse, DeployRefusal>
         do {
             let artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts").restore(
-                record.request.location, hash: valid.hash, workloadID: record.id,
+                record.request.location, hash: item.deploy.hash, workloadID: record.id,
                 maxBytes: config.nodeLimits.maxWorkloadBytes)
             result = await runtime.manager.start(
-                valid, record: record, reservation: reservation, artifactPath: artifact.path, persist: true,
-                alreadyRecorded: true)
+                item.deploy, record: record, reservation: item.reservation, artifactPath: artifact.path,
+                persist: true, alreadyRecorded: true)
         } catch {
-            await runtime.manager.release(reservation)
+            await runtime.manager.release(item.reservation)
             result = .failure(error)
         }
         // The manager keeps the record of a start that failed for a reason that may pass (no agent in time, a

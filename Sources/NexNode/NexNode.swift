@@ -131,26 +131,25 @@ public final class NexNode: Service, Sendable {
             state.withLock { $0.runtimeProblem = problem }
             logger.error("this node cannot run workloads", metadata: ["reason": "\(problem)"])
         }
+        // Recorded workloads hold their places before any deploy can arrive (a duplicate sees them), and
+        // start once the node answers everything.
+        let pending = await reserveRecordedWorkloads()
         let control: [(String, Handler)] = [
             (NexSubjects.ping, { _ in try self.encode(ReplyKind.ping, await self.pingResponse()) }),
             (NexSubjects.ping(node: nodeID), { _ in try self.encode(ReplyKind.ping, await self.pingResponse()) }),
+            (NexSubjects.auction, { m in try await self.auction(m) }),
             ("$NEX.WPING.>", { m in try await self.workloadPing(m) }),
             ("$NEX.INFO.*.\(nodeID)", { m in try self.encode(ReplyKind.info, await self.infoResponse(m)) }),
+            ("$NEX.DEPLOY.*.\(nodeID)", { m in try await self.deploy(m) }),
             ("$NEX.STOP.*.\(nodeID)", { m in try await self.stopWorkload(m) }),
             (NexSubjects.lameDuck(node: nodeID), { _ in try await self.enterLameDuck() }),
         ]
         try await answer(control)
-        // Recorded workloads first: a deploy must not take the name or the place of one coming back.
-        await restoreWorkloads()
-        let deploys: [(String, Handler)] = [
-            (NexSubjects.auction, { m in try await self.auction(m) }),
-            ("$NEX.DEPLOY.*.\(nodeID)", { m in try await self.deploy(m) }),
-        ]
-        try await answer(deploys)
         await events.publish(
             NexEventType.nodeStarted,
             NodeStartedEvent(version: Self.version, id: nodeID, tags: tags, publicXkey: xkey.publicKey))
         logger.info("node started", metadata: ["nex.node": "\(nodeID)", "nex.xkey": "\(xkey.publicKey)"])
+        await restoreWorkloads(pending)
         await autostart()
     }
 
