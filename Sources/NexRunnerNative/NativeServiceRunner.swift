@@ -29,7 +29,9 @@ public final class NativeServiceRunner: WorkloadRunner {
         _ = chmod(path, 0o700)
         var started: ChildProcess?
         // ETXTBSY: a process that forked while the node was writing the artifact may hold a copy of the
-        // writable descriptor for a moment (until its exec closes it). Retried briefly, as Go's os/exec does.
+        // writable descriptor for a moment (until its exec closes it). Retried, as Go's os/exec does, for up to
+        // about 5 s: on a loaded machine a forked child can take that long to reach its exec (500 ms was seen
+        // to fail a test run).
         for attempt in 0..<50 {
             do {
                 started = try await ChildProcess.spawn(
@@ -39,7 +41,7 @@ public final class NativeServiceRunner: WorkloadRunner {
                     stderr: .pipe)
                 break
             } catch  where error.errno == ETXTBSY && attempt < 49 {
-                try? await Task.sleep(for: .milliseconds(10))
+                try? await Task.sleep(for: .milliseconds(min(10 << (attempt / 5), 200)))
             } catch {
                 throw WorkloadStartError("\(error)")
             }
