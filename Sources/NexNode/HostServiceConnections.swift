@@ -16,6 +16,7 @@ actor HostServiceConnections {
     private let nodeTarget: Target?
     private let denyPublish: [String]
     private let disabled: Set<String>
+    private let egress: EgressPolicy
     private var opened: [Target: HostServicesBroker] = [:]
     private var opening: [Target: Task<HostServicesBroker, any Error>] = [:]
     /// Workload ids by the connection they use.
@@ -25,7 +26,9 @@ actor HostServiceConnections {
     init(client: NATSClient, config: NodeConfiguration.HostServices?, denyPublish: [String]) {
         self.denyPublish = denyPublish
         self.disabled = Set((config?.services ?? [:]).filter { !$0.value.enabled }.keys)
-        self.nodeBroker = HostServicesBroker(client: client, denyPublish: denyPublish, disabled: disabled)
+        self.egress = config?.egressPolicy ?? .globalOnly
+        self.nodeBroker = HostServicesBroker(
+            client: client, denyPublish: denyPublish, disabled: disabled, egress: egress)
         self.nodeTarget = config?.nats.flatMap { nats in
             nats.natsURL.map { Target(url: $0, jwt: nats.natsUserJWT, seed: nats.natsUserSeed) }
         }
@@ -39,11 +42,11 @@ actor HostServiceConnections {
         users[target, default: []].insert(workloadID)
         if let broker = opened[target] { return broker }
         if let pending = opening[target] { return try await pending.value }
-        let (denyPublish, disabled) = (self.denyPublish, self.disabled)
+        let (denyPublish, disabled, egress) = (self.denyPublish, self.disabled, self.egress)
         let task = Task { () throws -> HostServicesBroker in
             let client = NATSClient(configuration: Self.configuration(for: target))
             try await client.connect()
-            return HostServicesBroker(client: client, denyPublish: denyPublish, disabled: disabled)
+            return HostServicesBroker(client: client, denyPublish: denyPublish, disabled: disabled, egress: egress)
         }
         opening[target] = task
         do {

@@ -14,14 +14,17 @@ final class HostServicesBroker: Sendable {
     let denyPublish: [String]
     /// Services the node's `host_services_config.services` switched off.
     let disabled: Set<String>
+    /// The http service's client, holding the node's egress policy.
+    let http: HTTPHostService
     /// Deadline of one host call, so a blocked call never outlives the function's limits.
     let timeout: Duration = .seconds(5)
     /// Buckets already made or opened, so a host call is one JetStream request, not two.
     private let keyValues = Mutex<[String: KeyValue]>([:])
     private let objectStores = Mutex<[String: ObjectStore]>([:])
 
-    init(client: NATSClient, denyPublish: [String], disabled: Set<String> = []) {
+    init(client: NATSClient, denyPublish: [String], disabled: Set<String> = [], egress: EgressPolicy = .globalOnly) {
         self.client = client
+        self.http = HTTPHostService(client: HTTPEgressClient(policy: egress))
         self.denyPublish = denyPublish
         self.disabled = disabled
     }
@@ -60,7 +63,7 @@ final class HostServicesBroker: Sendable {
         case ("kv", _): return try await keyValue(namespace: namespace, name: name, method: method, args: args)
         case ("objectstore", _):
             return try await objectStore(namespace: namespace, name: name, method: method, args: args)
-        case ("http", _): return try await HTTPHostService(timeout: timeout).call(method: method, args: args)
+        case ("http", _): return try await http.call(method: method, args: args)
         case ("messaging", "publish"):
             let subject = try Self.string(args, 0, "subject")
             try checkSubject(subject)

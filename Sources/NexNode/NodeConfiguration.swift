@@ -136,6 +136,16 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             for name in (services ?? [:]).keys where !["kv", "objectstore", "messaging", "http"].contains(name) {
                 throw NodeConfigurationError.unknownKey("host_services_config.services.\(name)")
             }
+            do {
+                _ = try EgressPolicy(config: services?["http"]?.config)
+            } catch {
+                throw NodeConfigurationError.invalid(error.description)
+            }
+        }
+
+        /// Where the http host service may connect beyond global addresses (`services.http.config.allow`).
+        var egressPolicy: EgressPolicy {
+            (try? EgressPolicy(config: services?["http"]?.config)) ?? .globalOnly  // checked when decoded
         }
     }
 

@@ -466,7 +466,14 @@ import Testing
         let web = try await PeerProcess.start(python, [script])
         defer { web.signal(SIGKILL) }
         let port = try #require(try await web.waitForLines(1).first)
-        try await withNode({ $0.workloadTypes = ["v8"] }) { h in
+        try await withNode({
+            $0.workloadTypes = ["v8"]
+            // The server is on this host, which functions may reach only when the operator allows it.
+            $0.hostServicesConfig = try! JSONDecoder().decode(
+                NodeConfiguration.HostServices.self,
+                from: Data(
+                    #"{"services": {"http": {"enabled": true, "config": {"allow": "127.0.0.1:\#(port)"}}}}"#.utf8))
+        }) { h in
             let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
             _ = try await h.deploy(file: examples + "/objectstore.js", name: "osfn", type: "v8", triggers: ["fn.os"])
             let stored = try await h.client.request("bonjour", to: "fn.os", timeout: .seconds(10))
@@ -482,6 +489,10 @@ import Testing
             #expect((object?["post"] as? String)?.contains(#""body": "hello""#) == true)
             let bad = try await h.client.request("file:///etc/passwd", to: "fn.http", timeout: .seconds(10))
             #expect(bad.headers?["Nats-Service-Error"]?.contains("not an http(s) URL") == true)
+            let inside = try await h.client.request("http://localhost:1/", to: "fn.http", timeout: .seconds(10))
+            let refusal = inside.headers?["Nats-Service-Error"] ?? ""
+            #expect(refusal.contains("refused to connect to localhost (127.0.0.1) port 1"), "\(refusal)")
+            #expect(refusal.contains("services.http.config.allow"), "\(refusal)")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
-import NexNode
 import Testing
+
+@testable import NexNode
 
 func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.parse(Data(json.utf8)) }
 
@@ -60,6 +61,18 @@ func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.p
         #expect(throws: NodeConfigurationError.invalid("machine_template.vcpu_count should be Int")) {
             try parse(#"{"machine_template": {"vcpu_count": true}}"#)
         }
+    }
+
+    @Test func theHTTPAllowListIsCheckedWhenTheConfigurationIsRead() throws {
+        let allowing = try parse(
+            #"{"host_services_config": {"services": {"http": {"enabled": true, "config": {"allow": "10.0.0.0/8"}}}}}"#)
+        #expect(allowing.hostServicesConfig?.egressPolicy.rules.count == 1)
+        let error = #expect(throws: NodeConfigurationError.self) {
+            try parse(
+                #"{"host_services_config": {"services": {"http": {"enabled": true, "config": {"allow": "x/9"}}}}}"#)
+        }
+        #expect(
+            error?.description.contains("services.http.config.allow: \"x/9\"") == true, "\(String(describing: error))")
     }
 
     @Test func missingFileIsUnreadable() {

@@ -1,12 +1,19 @@
-"""A local HTTP server for the http host-service tests: answers every method with JSON describing the request.
-Prints its port on the first line."""
+"""A local HTTP server for the http host-service tests: answers every method with JSON describing the request,
+and `/redirect?to=URL` with a 302 to URL. Prints its port on the first line."""
 import json
 import sys
+from urllib.parse import unquote
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Echo(BaseHTTPRequestHandler):
     def answer(self):
+        if self.path.startswith("/redirect?to="):
+            self.send_response(302)
+            self.send_header("location", unquote(self.path[len("/redirect?to="):]))
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         out = json.dumps({"method": self.command, "path": self.path, "x_from": self.headers.get("x-from"),
