@@ -43,6 +43,9 @@ let package = Package(
             path: "Sources/FunctionBench"
         ),
         .executableTarget(
+            name: "deploy-load-bench", dependencies: ["BenchSupport", .product(name: "NATS", package: rootPackage)],
+            path: "Sources/DeployLoadBench"),
+        .executableTarget(
             name: "failover-bench",
             dependencies: [
                 .product(name: "NATS", package: rootPackage), .product(name: "NATSTestSupport", package: rootPackage),

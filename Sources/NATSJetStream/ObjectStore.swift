@@ -137,48 +137,14 @@ public struct ObjectStore: Sendable {
         return out
     }
 
-    /// The object's content as chunks; the digest is checked when the last chunk arrives (a mismatch ends
-    /// the sequence with an error).
-    public func stream(_ name: String) async throws -> AsyncThrowingStream<[UInt8], any Error> {
+    /// The object's content as chunks, pulled as the caller reads (nothing is buffered ahead beyond the
+    /// consumer's batch). The size and digest are checked after the last chunk: a mismatch ends the sequence
+    /// with an error, so a reader that reaches the end has read exactly the stored object.
+    public func stream(_ name: String) async throws -> ObjectChunks {
         guard let info = try await info(name) else {
             throw JetStreamError(code: 404, errorCode: 0, description: "object \(name) not found")
         }
-        let js = self.js
-        let stream = streamName
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    var hasher = SHA256()
-                    var size: UInt64 = 0
-                    var received: UInt32 = 0
-                    if info.chunks > 0 {
-                        let ordered = OrderedConsumer(
-                            js: js, stream: stream, filterSubjects: ["$O.\(info.bucket).C.\(info.nuid)"])
-                        for try await delivery in ordered {
-                            guard case .message(let m) = delivery else { continue }
-                            let bytes = m.bytes
-                            hasher.update(data: bytes)
-                            size += UInt64(bytes.count)
-                            received += 1
-                            continuation.yield(bytes)
-                            if received == info.chunks { break }
-                        }
-                    }
-                    guard size == info.size else {
-                        throw JetStreamError.client("object \(info.name): \(size) bytes read, \(info.size) expected")
-                    }
-                    let digest = Self.digestText(Array(hasher.finalize()))
-                    guard let expected = info.digest, Self.sameDigest(expected, digest) else {
-                        throw JetStreamError.client(
-                            "object \(info.name): digest mismatch (stored \(info.digest ?? "none"), read \(digest))")
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        return ObjectChunks(info: info, js: js, stream: streamName)
     }
 
     /// The object's metadata, or nil when there is no such object (or it was deleted).
@@ -346,5 +312,71 @@ extension JetStreamContext {
     public func deleteObjectStore(_ bucket: String) async throws {
         try KeyValue.checkBucket(bucket)
         try await deleteStream("OBJ_\(bucket)")
+    }
+}
+
+/// The chunks of one object, in order (see ``ObjectStore/stream(_:)``). Iteration runs in the reader's task;
+/// stopping early deletes the consumer behind it.
+public struct ObjectChunks: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+
+    /// The object's metadata as it was when reading began.
+    public let info: ObjectInfo
+    let js: JetStreamContext
+    let stream: String
+
+    /// Chunks pulled at once: about 2 MiB in flight, so a big object never queues megabytes on the connection
+    /// ahead of other traffic (a request behind 32 MiB of chunks waited tens of milliseconds).
+    static let batch = 16
+
+    public func makeAsyncIterator() -> Iterator {
+        let consumer =
+            info.chunks > 0
+            ? OrderedConsumer(
+                js: js, stream: stream, filterSubjects: ["$O.\(info.bucket).C.\(info.nuid)"], batch: Self.batch
+            ).makeAsyncIterator() : nil
+        return Iterator(info: info, consumer: consumer)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let info: ObjectInfo
+        var consumer: OrderedConsumer.Iterator?
+        var hasher = SHA256()
+        var size: UInt64 = 0
+        var received: UInt32 = 0
+        var finished = false
+
+        init(info: ObjectInfo, consumer: OrderedConsumer.Iterator?) {
+            self.info = info
+            self.consumer = consumer
+        }
+
+        public mutating func next() async throws -> [UInt8]? {
+            guard !finished else { return nil }
+            if received < info.chunks {
+                while let delivery = try await consumer?.next() {
+                    guard case .message(let m) = delivery else { continue }
+                    let bytes = m.bytes
+                    hasher.update(data: bytes)
+                    size += UInt64(bytes.count)
+                    received += 1
+                    return bytes
+                }
+                finished = true
+                if Task.isCancelled { throw CancellationError() }
+                throw JetStreamError.client("object \(info.name): the stream ended after \(received) of \(info.chunks) chunks")
+            }
+            finished = true
+            consumer = nil
+            guard size == info.size else {
+                throw JetStreamError.client("object \(info.name): \(size) bytes read, \(info.size) expected")
+            }
+            let digest = ObjectStore.digestText(Array(hasher.finalize()))
+            guard let expected = info.digest, ObjectStore.sameDigest(expected, digest) else {
+                throw JetStreamError.client(
+                    "object \(info.name): digest mismatch (stored \(info.digest ?? "none"), read \(digest))")
+            }
+            return nil
+        }
     }
 }

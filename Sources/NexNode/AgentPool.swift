@@ -135,7 +135,7 @@ actor AgentPool {
         for agent in agents {
             await agent.sandbox.destroy(grace: .seconds(2))
             internalNATS.removeAgent(agent.id)
-            try? FileManager.default.removeItem(atPath: agent.workDirectory)
+            await BlockingIO.remove(agent.workDirectory, what: "an agent's directory", logger: logger)
         }
     }
 
@@ -145,8 +145,10 @@ actor AgentPool {
         var sandbox: (any AgentSandbox)?
         var link: AgentLinkClient?
         do {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try await BlockingIO.run {
+                try FileManager.default.createDirectory(
+                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
             let seed = try await internalNATS.addAgent(id)
             launching.insert(id)
             defer {
@@ -193,7 +195,7 @@ actor AgentPool {
             await sandbox?.destroy(grace: .seconds(1))
             link?.close()
             internalNATS.removeAgent(id)
-            try? FileManager.default.removeItem(atPath: directory)
+            await BlockingIO.remove(directory, what: "an agent's directory", logger: logger)
             // Back off so that a broken agent binary does not become a fork loop.
             let delay = Duration.milliseconds(min(100 << min(consecutiveFailures, 8), 30_000))
             try? await Task.sleep(for: delay)

@@ -2,7 +2,6 @@ import Crypto
 import Foundation
 import NATS
 import NATSJetStream
-import NIOPosix
 import NexControlClient
 import NexModels
 
@@ -20,56 +19,94 @@ struct ArtifactFetcher: Sendable {
     }
 
     /// Fetches `location`, refusing when it is missing, larger than `maxBytes`, or not `expectedHash`.
+    ///
+    /// The object streams from the store to a file beside its final place, hashed chunk by chunk as it
+    /// arrives; file work runs on the blocking-I/O pool. Only bytes that match the signed hash are moved into
+    /// place (and into the verified cache): a refused artifact leaves nothing behind.
     func fetch(_ location: WorkloadLocation, expectedHash: String, workloadID: String, maxBytes: Int64?)
         async throws(DeployRefusal) -> Artifact
     {
-        let js = JetStreamContext(client: client)
-        let bytes: [UInt8]
+        let expected = expectedHash.lowercased()
         let path = directory + "/" + workloadID
-        let cached = directory + "/verified/" + expectedHash.lowercased()
+        let verified = directory + "/verified"
+        let cached = verified + "/" + expected
+        let chunks: ObjectChunks
         do {
-            let store = try await js.objectStore(location.bucket)
-            guard let info = try await store.info(location.key) else {
-                throw DeployRefusal("artifact \(location) not found: upload it first (devrun does; or nats object put)")
-            }
-            if let maxBytes, Int64(info.size) > maxBytes {
-                throw DeployRefusal(
-                    "artifact of \(info.size) bytes exceeds node_limits.max_workload_bytes \(maxBytes): use a smaller "
-                        + "artifact or another node")
-            }
-            // Bytes this node already downloaded and verified against the same signed hash need no second
-            // download (redeploys and restarts of one artifact).
-            if NexControlClient.hexSHA256(fromDigest: info.digest) == expectedHash.lowercased(), link(cached, path) == 0
-            {
-                return Artifact(path: path, size: Int(info.size))
-            }
-            bytes = try await store.get(location.key)
-        } catch let refusal as DeployRefusal {
-            throw refusal
+            let store = try await JetStreamContext(client: client).objectStore(location.bucket)
+            chunks = try await store.stream(location.key)
         } catch let e as JetStreamError where e.code == 404 {
             throw DeployRefusal("artifact \(location) not found: upload it first (devrun does; or nats object put)")
         } catch {
             throw DeployRefusal("cannot download the artifact \(location): \(error)", isTransient: true)
         }
-        let actual = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-        guard actual == expectedHash.lowercased() else {
+        let info = chunks.info
+        if let maxBytes, Int64(info.size) > maxBytes {
+            throw DeployRefusal(
+                "artifact of \(info.size) bytes exceeds node_limits.max_workload_bytes \(maxBytes): use a smaller "
+                    + "artifact or another node")
+        }
+        // Bytes this node already downloaded and verified against the same signed hash need no second
+        // download (redeploys and restarts of one artifact).
+        if NexControlClient.hexSHA256(fromDigest: info.digest) == expected,
+            (try? await BlockingIO.run { link(cached, path) == 0 }) == true
+        {
+            return Artifact(path: path, size: Int(info.size))
+        }
+        let partial = path + ".partial"
+        let writer: BlockingFileWriter
+        do {
+            try await BlockingIO.run { try FileManager.default.createDirectory(atPath: verified, withIntermediateDirectories: true) }
+            writer = try await BlockingFileWriter.create(partial, mode: 0o700)
+        } catch {
+            throw DeployRefusal("cannot write the artifact: \(error)", isTransient: true)
+        }
+        var hasher = SHA256()
+        var size = 0
+        do {
+            var pending: [UInt8] = []
+            pending.reserveCapacity(Self.writeSize)
+            for try await chunk in chunks {
+                hasher.update(data: chunk)
+                size += chunk.count
+                if let maxBytes, Int64(size) > maxBytes {
+                    throw DeployRefusal("artifact grew past node_limits.max_workload_bytes \(maxBytes) while downloading")
+                }
+                pending += chunk
+                if pending.count >= Self.writeSize {
+                    try await writer.write(pending)
+                    pending.removeAll(keepingCapacity: true)
+                }
+            }
+            if !pending.isEmpty { try await writer.write(pending) }
+            try await writer.finish()
+        } catch {
+            await writer.discard()
+            if let refusal = error as? DeployRefusal { throw refusal }
+            if error is SystemCallError { throw DeployRefusal("cannot write the artifact: \(error)", isTransient: true) }
+            throw DeployRefusal("cannot download the artifact \(location): \(error)", isTransient: true)
+        }
+        let actual = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        guard actual == expected else {
+            _ = try? await BlockingIO.run { unlink(partial) }
             throw DeployRefusal(
                 "artifact hash \(actual) does not match the signed hash \(expectedHash): the object changed after the "
                     + "deploy was signed; sign a deploy for the artifact as it is now")
         }
-        let directory = self.directory
-        // Control handlers run on the client's event loop: disk writes go to NIO's blocking-I/O pool.
-        let written = try? await NIOThreadPool.singleton.runIfActive {
-            try FileManager.default.createDirectory(
-                atPath: directory + "/verified", withIntermediateDirectories: true)
-            let ok = FileManager.default.createFile(
-                atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o700])
-            if ok { _ = link(path, cached) }
-            return ok
+        do {
+            try await BlockingIO.run {
+                guard rename(partial, path) == 0 else { throw SystemCallError.current("cannot move \(partial) into place") }
+                // The cache only saves a later download: a link that fails (or exists) changes nothing else.
+                _ = link(path, cached)
+            }
+        } catch {
+            _ = try? await BlockingIO.run { unlink(partial) }
+            throw DeployRefusal("cannot write the artifact: \(error)", isTransient: true)
         }
-        guard written == true else { throw DeployRefusal("cannot write the artifact to \(path)", isTransient: true) }
-        return Artifact(path: path, size: bytes.count)
+        return Artifact(path: path, size: size)
     }
+
+    /// Bytes gathered before one write: fewer thread hops than one per 128 KiB chunk.
+    static let writeSize = 1 << 20
 
     /// A recorded workload's artifact after a restart: the node's verified copy, hashed again (a copy that
     /// changed on disk is thrown away), else downloaded again from `location`.
@@ -78,7 +115,7 @@ struct ArtifactFetcher: Sendable {
     {
         let cached = directory + "/verified/" + hash.lowercased()
         let path = directory + "/" + workloadID
-        let size = try? await NIOThreadPool.singleton.runIfActive { () throws -> Int? in
+        let size = try? await BlockingIO.run { () throws -> Int? in
             guard let (digest, size) = try Self.sha256(ofFileAt: cached) else { return nil }
             guard digest == hash.lowercased() else {
                 try? FileManager.default.removeItem(atPath: cached)

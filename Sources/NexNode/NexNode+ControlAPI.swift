@@ -127,7 +127,7 @@ extension NexNode {
         let result = await runtime.manager.start(
             valid, record: record, reservation: reservation, artifactPath: artifact.path,
             persist: persist && config.persistWorkloads)
-        if case .failure = result { try? FileManager.default.removeItem(atPath: artifact.path) }
+        if case .failure = result { await BlockingIO.remove(artifact.path, what: "a refused artifact", logger: logger) }
         return result
     }
 

@@ -26,7 +26,8 @@ public final class NexNode: Service, Sendable {
 
     struct State {
         var lameDuck = false
-        var subscriptions: [NATSSubscription] = []
+        /// Answers the control API while the node runs.
+        var control: ControlResponder?
         var runtime: NodeRuntime?
         /// Why the node cannot run workloads, when it cannot.
         var runtimeProblem: String?
@@ -134,7 +135,7 @@ public final class NexNode: Service, Sendable {
         // Recorded workloads hold their places before any deploy can arrive (a duplicate sees them), and
         // start once the node answers everything.
         let pending = await reserveRecordedWorkloads()
-        let control: [(String, Handler)] = [
+        let routes: [(subject: String, handler: ControlResponder.Handler)] = [
             (NexSubjects.ping, { _ in try self.encode(ReplyKind.ping, await self.pingResponse()) }),
             (NexSubjects.ping(node: nodeID), { _ in try self.encode(ReplyKind.ping, await self.pingResponse()) }),
             (NexSubjects.auction, { m in try await self.auction(m) }),
@@ -144,7 +145,8 @@ public final class NexNode: Service, Sendable {
             ("$NEX.STOP.*.\(nodeID)", { m in try await self.stopWorkload(m) }),
             (NexSubjects.lameDuck(node: nodeID), { _ in try await self.enterLameDuck() }),
         ]
-        try await answer(control)
+        let control = try await ControlResponder(client: client, routes: routes, logger: logger)
+        state.withLock { $0.control = control }
         await events.publish(
             NexEventType.nodeStarted,
             NodeStartedEvent(version: Self.version, id: nodeID, tags: tags, publicXkey: xkey.publicKey))
@@ -153,32 +155,18 @@ public final class NexNode: Service, Sendable {
         await autostart()
     }
 
-    /// Subscribes to control subjects; each request gets its handler's answer (none when it returns nil).
-    private typealias Handler = @Sendable (NATSMessage) async throws -> [UInt8]?
-
-    private func answer(_ subjects: [(String, Handler)]) async throws {
-        for (subject, handler) in subjects {
-            let sub = try await client.subscribe(to: subject) { m in
-                guard let reply = m.replyTo, let body = try await handler(m) else { return }
-                try await self.client.publish(body, to: reply)
-            }
-            state.withLock { $0.subscriptions.append(sub) }
-        }
-        try await client.flush()
-    }
-
     /// Stops answering, stops every workload and agent, and publishes `node_stopped`.
     public func stop(graceful: Bool) async {
-        let (subs, runtime) = state.withLock { s in
+        let (control, runtime) = state.withLock { s in
             defer {
-                s.subscriptions.removeAll()
+                s.control = nil
                 s.runtime = nil
             }
-            return (s.subscriptions, s.runtime)
+            return (s.control, s.runtime)
         }
-        for sub in subs { try? await sub.unsubscribe() }
+        await control?.stop()
         await runtime?.shutdown()
-        NodeRuntime.removeScratch(home: home)
+        await NodeRuntime.removeScratch(home: home, logger: logger)
         await events.publish(NexEventType.nodeStopped, NodeStoppedEvent(id: nodeID, graceful: graceful))
         try? await client.flush()
     }

@@ -86,10 +86,10 @@ struct NodeRuntime: Sendable {
         let config = node.config
         let logger = node.logger
         let agent = agentExecutable(config)
-        guard FileManager.default.isExecutableFile(atPath: agent) else {
+        guard try await BlockingIO.run({ FileManager.default.isExecutableFile(atPath: agent) }) else {
             throw DeployRefusal("nex-agent not found at \(agent) (set agent_path)")
         }
-        removeScratch(home: home)
+        await removeScratch(home: home, logger: logger)
         let driver = try await driver(config, agent: agent, home: home, logger: logger)
         guard let binary = NATSServerProcess.findBinary(nexHome: NexHome.path) else {
             throw DeployRefusal("nats-server not found for the internal server (PATH, NATS_SERVER_BIN, ~/.nex/bin)")
@@ -163,12 +163,21 @@ struct NodeRuntime: Sendable {
     /// Removes what a node run leaves that the next one must make anew: agents' directories, the internal
     /// server's files, the VM template, and artifact copies of workloads (the verified cache and the journal
     /// stay). Left behind by a crash, they are removed at the next start.
-    static func removeScratch(home: String) {
-        let fm = FileManager.default
-        for directory in ["agents", "internal-nats", "vm"] { try? fm.removeItem(atPath: home + "/" + directory) }
-        let artifacts = home + "/artifacts"
-        for name in (try? fm.contentsOfDirectory(atPath: artifacts)) ?? [] where name != "verified" {
-            try? fm.removeItem(atPath: artifacts + "/" + name)
+    static func removeScratch(home: String, logger: Logger) async {
+        do {
+            try await BlockingIO.run {
+                let fm = FileManager.default
+                var leftovers = ["agents", "internal-nats", "vm"].map { home + "/" + $0 }
+                let artifacts = home + "/artifacts"
+                if fm.fileExists(atPath: artifacts) {
+                    leftovers += try fm.contentsOfDirectory(atPath: artifacts).filter { $0 != "verified" }.map {
+                        artifacts + "/" + $0
+                    }
+                }
+                for path in leftovers where fm.fileExists(atPath: path) { try fm.removeItem(atPath: path) }
+            }
+        } catch {
+            logger.warning("cannot remove the node's scratch files", metadata: ["home": "\(home)", "error": "\(error)"])
         }
     }
 

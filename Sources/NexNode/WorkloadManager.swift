@@ -105,10 +105,14 @@ actor WorkloadManager {
         persist: Bool, alreadyRecorded: Bool = false
     ) async -> Result<RunResponse, DeployRefusal> {
         defer { state.release(reservation) }
+        // Reading the executable's header is file work: done before the actor's state is looked at.
+        let staticProblem =
+            pool.isSandboxed && record.type == "native"
+            ? await Self.staticExecutableProblem(at: artifactPath) : nil
         if closed {
             return .failure(DeployRefusal("the node is shutting down: deploy to another node", isTransient: !draining))
         }
-        if let refusal = admissionProblem(record, artifactPath: artifactPath) { return .failure(refusal) }
+        if let refusal = admissionProblem(record, staticProblem: staticProblem) { return .failure(refusal) }
         // A replayed record stays when its start fails for a reason that may pass (no agent in time).
         if alreadyRecorded { replaying.insert(record.id) }
         let changes = state.accepted(
@@ -126,12 +130,12 @@ actor WorkloadManager {
 
     /// What refuses a workload on this node today, before it is accepted: `max_total_bytes`, and a sandbox
     /// that runs static executables only.
-    private func admissionProblem(_ record: WorkloadRecord, artifactPath: String) -> DeployRefusal? {
+    private func admissionProblem(_ record: WorkloadRecord, staticProblem: String?) -> DeployRefusal? {
         if let max = config.nodeLimits.maxTotalBytes, state.totalBytes + record.totalBytes > max {
             return DeployRefusal(
                 "node_limits.max_total_bytes (\(max)) would be exceeded: stop a workload or use another node")
         }
-        if pool.isSandboxed, record.type == "native", let problem = StaticExecutable.problem(at: artifactPath) {
+        if let problem = staticProblem {
             return DeployRefusal(
                 "the \(pool.driverName) sandbox runs static executables only: \(problem) (build it static, "
                     + "e.g. swift build --static-swift-stdlib or CGO_ENABLED=0, or run a no_sandbox node)")
@@ -153,10 +157,13 @@ actor WorkloadManager {
         resources[id] = held
         let record = entry.record
         let inside = agent.workDirectory + "/workload"
-        if link(held.artifactPath, inside) != 0 {
-            do { try FileManager.default.copyItem(atPath: held.artifactPath, toPath: inside) } catch {
-                return await failStart(id, "cannot give the artifact to the agent: \(error)")
+        let artifactPath = held.artifactPath
+        do {
+            try await BlockingIO.run {
+                if link(artifactPath, inside) != 0 { try FileManager.default.copyItem(atPath: artifactPath, toPath: inside) }
             }
+        } catch {
+            return await failStart(id, "cannot give the artifact to the agent: \(error)")
         }
         var environment = environment(for: held.deploy)
         if pool.isSandboxed, record.type == "native" {
@@ -310,7 +317,7 @@ actor WorkloadManager {
         for sub in held.triggers { try? await sub.unsubscribe() }
         await hostServices.release(workloadID: id)
         if let agent = held.agent { await destroy(agent) }
-        if removeArtifact { try? FileManager.default.removeItem(atPath: held.artifactPath) }
+        if removeArtifact { await BlockingIO.remove(held.artifactPath, what: "a workload's artifact", logger: logger) }
         return recorded
     }
 
@@ -328,7 +335,14 @@ actor WorkloadManager {
     private func destroy(_ agent: Agent) async {
         await agent.sandbox.destroy(grace: .seconds(6))
         internalNATS.removeAgent(agent.id)
-        try? FileManager.default.removeItem(atPath: agent.workDirectory)
+        await BlockingIO.remove(agent.workDirectory, what: "an agent's directory", logger: logger)
+    }
+
+    /// Why a sandbox cannot run the executable at `path` (nil: it is static), read off the cooperative pool.
+    private static func staticExecutableProblem(at path: String) async -> String? {
+        do { return try await BlockingIO.run { StaticExecutable.problem(at: path) } } catch {
+            return "cannot read the executable: \(error)"
+        }
     }
 
     /// Writes journal changes; a failure is logged (the workload runs on, but would not survive a restart

@@ -563,11 +563,12 @@ import Testing
     @Test func agentsCanReachOnlyTheirOwnSubjects() async throws {
         try await withNode { h in
             let internalNATS = try #require(h.node.runtime?.internalNATS)
-            // One agent logs in at a time: each says it has before the next is added.
-            let mine = try await internalNATS.addAgent("agentone")
-            internalNATS.agentConnected("agentone")
+            // One agent logs in at a time: each says it has before the next is added. This test's client logs in
+            // as agentone while it holds the turn, as an agent does (a reload by the warm pool in the middle of
+            // a login closes that connection).
             _ = try await internalNATS.addAgent("agenttwo")
             internalNATS.agentConnected("agenttwo")
+            let mine = try await internalNATS.addAgent("agentone")
             try await withClient(
                 [internalNATS.server.url],
                 configure: {
@@ -575,6 +576,7 @@ import Testing
                     $0.inboxPrefix = AgentSubjects.inboxPrefix(agent: "agentone")
                 }
             ) { agent in
+                internalNATS.agentConnected("agentone")
                 let errors = EventRecorder(agent)
                 // Its own subjects work (the node listens on hostint.>).
                 try await agent.publish("x", to: AgentSubjects.logs(agent: "agentone"))
