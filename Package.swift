@@ -61,7 +61,7 @@ let package = Package(
         ),
         .target(name: "CNexSpawn"),
         .target(name: "NexProcess", dependencies: ["CNexSpawn"]),
-        .target(name: "NexAgentLink"),
+        .target(name: "NexAgentLink", dependencies: ["CNexSpawn"]),
         // L1
         .target(
             name: "NATSProtocol",

@@ -2,6 +2,7 @@
 #include "nex_spawn.h"
 
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -126,3 +127,10 @@ int nex_vsock_connect(unsigned int cid, unsigned int port) {
 }
 
 int nex_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+void nex_set_thread_name(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof cut - 1);
+    cut[sizeof cut - 1] = 0;
+    prctl(PR_SET_NAME, cut, 0, 0, 0);
+}

@@ -364,7 +364,8 @@ public struct ObjectChunks: AsyncSequence, Sendable {
                 }
                 finished = true
                 if Task.isCancelled { throw CancellationError() }
-                throw JetStreamError.client("object \(info.name): the stream ended after \(received) of \(info.chunks) chunks")
+                throw JetStreamError.client(
+                    "object \(info.name): the stream ended after \(received) of \(info.chunks) chunks")
             }
             finished = true
             consumer = nil

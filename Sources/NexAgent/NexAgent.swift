@@ -265,9 +265,7 @@ public final class NexAgent: Sendable {
     /// Runs blocking I/O on a thread of its own (not on the cooperative pool).
     static func onThread(_ work: @escaping @Sendable () throws -> Void) async throws {
         let result: Result<Void, any Error> = await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: Result { try work() }) }
-            thread.name = "nex-agent-io"
-            thread.start()
+            startThread(named: "nex-agent-io") { continuation.resume(returning: Result { try work() }) }
         }
         try result.get()
     }

@@ -1,3 +1,4 @@
+import CNexSpawn
 import Foundation
 
 /// One end of a node↔agent link: a Unix stream socket, read on a thread of its own and written without
@@ -60,7 +61,10 @@ public final class LinkSocket: @unchecked Sendable {
         queue.append(offset == 0 ? bytes : Array(bytes[offset...]))
         if !writerStarted {
             writerStarted = true
-            let thread = Thread { [self] in writeQueued() }
+            let thread = Thread { [self] in
+                nex_set_thread_name("nex-link-writer")  // the name the kernel shows
+                writeQueued()
+            }
             thread.name = "nex-link-writer"
             thread.start()
         }
@@ -111,6 +115,7 @@ public final class LinkSocket: @unchecked Sendable {
         readerStarted = true
         condition.unlock()
         let thread = Thread { [self] in
+            nex_set_thread_name(name)
             let reason = readFrames(tick: tick, onFrame: onFrame, onTick: onTick)
             finish()
             onEnd(reason)

@@ -88,6 +88,14 @@ struct NodeCommand: AsyncParsableCommand {
             }
             await client.close()
             await embedded?.stop()
+            // Everything the node started was awaited: say so, or name what was not.
+            let left = await ThreadCensus.nexThreadsLeft(after: .seconds(2))
+            let logger = Logger(label: "nex")
+            if left.isEmpty {
+                logger.info("node stopped: none of its tasks or threads is left")
+            } else {
+                logger.warning("node stopped, but threads of it are still running", metadata: ["threads": "\(left)"])
+            }
         }
 
         static var dataDirectory: String { NexHome.path + "/nats" }

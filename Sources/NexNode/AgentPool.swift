@@ -50,9 +50,14 @@ actor AgentPool {
     /// Called when an agent dies, warm or busy.
     let onExit: @Sendable (Agent, String) async -> Void
 
+    /// Every task of the pool (starts, timers, exit watchers): cancelled and awaited by ``close()``.
+    nonisolated let tasks = OwnedTasks()
     private var warm: [Agent] = []
+    /// Agents past their handshake and not yet exited, warm or busy.
+    private var alive: [String: Agent] = [:]
     private var starting = 0
-    private var waiters: [(ticket: Int, continuation: CheckedContinuation<Agent, any Error>)] = []
+    private var waiters:
+        [(ticket: Int, continuation: CheckedContinuation<Agent, any Error>, timer: OwnedTasks.Handle?)] = []
     private var nextTicket = 0
     private var handshakes: [String: CheckedContinuation<AgentHandshake, any Error>] = [:]
     /// Agents being launched, and the hellos that arrived before the pool began to wait for them (the launch
@@ -81,7 +86,7 @@ actor AgentPool {
         guard !closed else { return }
         while warm.count + starting < settings.size {
             starting += 1
-            Task { await self.startOne() }
+            tasks.spawn { await self.startOne() }
         }
     }
 
@@ -93,12 +98,18 @@ actor AgentPool {
         nextTicket += 1
         let ticket = nextTicket
         return try await withCheckedThrowingContinuation { continuation in
-            waiters.append((ticket, continuation))
-            Task {
-                try? await Task.sleep(for: timeout)
-                self.timeOutWaiter(ticket)
+            let timer = tasks.spawn {
+                do { try await Task.sleep(for: timeout) } catch { return }
+                await self.timeOutWaiter(ticket)
             }
+            waiters.append((ticket, continuation, timer))
         }
+    }
+
+    /// An agent past its handshake ended (warm or busy).
+    private func exited(_ agent: Agent, _ reason: String) async {
+        alive[agent.id] = nil
+        await onExit(agent, reason)
     }
 
     private func timeOutWaiter(_ ticket: Int) {
@@ -128,15 +139,18 @@ actor AgentPool {
     /// Stops starting agents and destroys the warm ones.
     func close() async {
         closed = true
-        let agents = warm
+        let agents = Array(alive.values)
         warm.removeAll()
         for waiter in waiters { waiter.continuation.resume(throwing: DeployRefusal("the node is shutting down")) }
         waiters.removeAll()
+        for id in Array(handshakes.keys) { failHandshake(id, "the node is shutting down") }
+        // Warm agents, and any a workload still held: each watcher below ends when its agent is gone.
         for agent in agents {
             await agent.sandbox.destroy(grace: .seconds(2))
             internalNATS.removeAgent(agent.id)
             await BlockingIO.remove(agent.workDirectory, what: "an agent's directory", logger: logger)
         }
+        await tasks.shutdown()
     }
 
     private func startOne() async {
@@ -175,16 +189,19 @@ actor AgentPool {
                 id: id, sandbox: launched, workDirectory: directory, handshake: hello, link: agentLink)
             starting -= 1
             consecutiveFailures = 0
-            Task {
+            alive[id] = agent
+            tasks.spawn {
                 let termination = await launched.wait()
-                await self.onExit(agent, "agent \(termination)")
+                await self.exited(agent, "agent \(termination)")
             }
             logger.debug(
                 "agent ready", metadata: ["nex.agent": "\(id)", "startup_ms": "\(hello.startupMillis)"])
             if closed {
                 await launched.destroy(grace: .seconds(1))
             } else if !waiters.isEmpty {
-                waiters.removeFirst().continuation.resume(returning: agent)
+                let waiter = waiters.removeFirst()
+                tasks.cancel(waiter.timer)
+                waiter.continuation.resume(returning: agent)
             } else {
                 warm.append(agent)
             }
@@ -206,15 +223,18 @@ actor AgentPool {
     private func waitForHandshake(_ id: String, sandbox: any AgentSandbox) async throws -> AgentHandshake {
         if let hello = earlyHellos.removeValue(forKey: id) { return hello }
         let timeout = settings.handshakeTimeout
+        var timer: OwnedTasks.Handle?
+        defer { tasks.cancel(timer) }
         return try await withCheckedThrowingContinuation { continuation in
             handshakes[id] = continuation
-            Task {
-                try? await Task.sleep(for: timeout)
-                self.failHandshake(id, "no handshake within \(timeout)")
+            timer = tasks.spawn {
+                do { try await Task.sleep(for: timeout) } catch { return }
+                await self.failHandshake(id, "no handshake within \(timeout)")
             }
-            Task {
+            // Lives as long as the agent (a no-op after the handshake); the pool's close waits for it.
+            tasks.spawn {
                 let termination = await sandbox.wait()
-                self.failHandshake(id, "agent \(termination) before its handshake")
+                await self.failHandshake(id, "agent \(termination) before its handshake")
             }
         }
     }

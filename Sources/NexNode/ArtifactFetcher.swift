@@ -55,7 +55,9 @@ struct ArtifactFetcher: Sendable {
         let partial = path + ".partial"
         let writer: BlockingFileWriter
         do {
-            try await BlockingIO.run { try FileManager.default.createDirectory(atPath: verified, withIntermediateDirectories: true) }
+            try await BlockingIO.run {
+                try FileManager.default.createDirectory(atPath: verified, withIntermediateDirectories: true)
+            }
             writer = try await BlockingFileWriter.create(partial, mode: 0o700)
         } catch {
             throw DeployRefusal("cannot write the artifact: \(error)", isTransient: true)
@@ -69,7 +71,8 @@ struct ArtifactFetcher: Sendable {
                 hasher.update(data: chunk)
                 size += chunk.count
                 if let maxBytes, Int64(size) > maxBytes {
-                    throw DeployRefusal("artifact grew past node_limits.max_workload_bytes \(maxBytes) while downloading")
+                    throw DeployRefusal(
+                        "artifact grew past node_limits.max_workload_bytes \(maxBytes) while downloading")
                 }
                 pending += chunk
                 if pending.count >= Self.writeSize {
@@ -82,7 +85,9 @@ struct ArtifactFetcher: Sendable {
         } catch {
             await writer.discard()
             if let refusal = error as? DeployRefusal { throw refusal }
-            if error is SystemCallError { throw DeployRefusal("cannot write the artifact: \(error)", isTransient: true) }
+            if error is SystemCallError {
+                throw DeployRefusal("cannot write the artifact: \(error)", isTransient: true)
+            }
             throw DeployRefusal("cannot download the artifact \(location): \(error)", isTransient: true)
         }
         let actual = hasher.finalize().map { String(format: "%02x", $0) }.joined()
@@ -94,7 +99,9 @@ struct ArtifactFetcher: Sendable {
         }
         do {
             try await BlockingIO.run {
-                guard rename(partial, path) == 0 else { throw SystemCallError.current("cannot move \(partial) into place") }
+                guard rename(partial, path) == 0 else {
+                    throw SystemCallError.current("cannot move \(partial) into place")
+                }
                 // The cache only saves a later download: a link that fails (or exists) changes nothing else.
                 _ = link(path, cached)
             }

@@ -50,7 +50,8 @@ final class ControlResponder: Sendable {
                     requests.addTask { await answer(message, handler, client: client, logger: logger) }
                 }
             } catch {
-                logger.error("control subscription ended", metadata: ["subject": "\(sub.subject)", "error": "\(error)"])
+                logger.error(
+                    "control subscription ended", metadata: ["subject": "\(sub.subject)", "error": "\(error)"])
             }
         }
     }
@@ -65,14 +66,18 @@ final class ControlResponder: Sendable {
         }
     }
 
-    /// Stops taking requests, lets those in flight finish for up to `grace`, then cancels what remains and
-    /// waits for it.
-    func stop(grace: Duration = .seconds(5)) async {
+    /// Takes no more requests (those buffered are still answered).
+    func stopTakingRequests() async {
         for sub in subscriptions {
             do { try await sub.unsubscribe() } catch {
                 // A closed connection has no subscriptions left to end; iteration has ended with it.
             }
         }
+    }
+
+    /// Lets the requests in flight finish for up to `grace`, then cancels what remains and waits for it.
+    /// Call after ``stopTakingRequests()`` and after the work they wait for (agents, workloads) is shut down.
+    func finish(grace: Duration = .seconds(5)) async {
         let serving = self.serving
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await serving.value }

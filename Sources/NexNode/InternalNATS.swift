@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import NATS
+import NIOCore
+import NIOPosix
 import NKeys
 import NUID
 import NexModels
@@ -125,9 +127,8 @@ final class InternalNATS: Sendable {
         _ payload: [UInt8], to subject: String, agent: String, headers: NATSHeaders? = nil, timeout: Duration
     ) async throws -> NATSMessage {
         let token = NUID.next()
-        // The timer is cancelled as soon as the answer arrives (a trigger must not leave a sleeping task behind).
-        let timer = Task {
-            try await Task.sleep(for: timeout)
+        // An event-loop timer, cancelled as soon as the answer arrives: no task per trigger.
+        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: Self.timeAmount(timeout)) {
             self.complete(token, .failure(AgentRequestTimeout(subject: subject, timeout: timeout)))
         }
         defer { timer.cancel() }
@@ -194,6 +195,13 @@ final class InternalNATS: Sendable {
         stopped.store(true, ordering: .relaxed)
         await client.close()
         await server.stop()
+    }
+}
+
+extension InternalNATS {
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
+        let (seconds, attoseconds) = duration.components
+        return .seconds(seconds) + .nanoseconds(attoseconds / 1_000_000_000)
     }
 }
 

@@ -164,8 +164,10 @@ public final class NexNode: Service, Sendable {
             }
             return (s.control, s.runtime)
         }
-        await control?.stop()
+        await control?.stopTakingRequests()
+        // Deploys in flight that wait for an agent are refused by the shutdown, then their answers go out.
         await runtime?.shutdown()
+        await control?.finish()
         await NodeRuntime.removeScratch(home: home, logger: logger)
         await events.publish(NexEventType.nodeStopped, NodeStoppedEvent(id: nodeID, graceful: graceful))
         try? await client.flush()

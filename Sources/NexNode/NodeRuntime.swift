@@ -142,10 +142,14 @@ struct NodeRuntime: Sendable {
             case "rpc" where rest.count == 5:
                 // Host calls may wait (a request to a slow responder): never hold up logs and events.
                 let (service, method) = (String(rest[3]), String(rest[4]))
-                Task {
+                manager.tasks.spawn {
                     let answer = await manager.hostCall(
                         agentID: agent, service: service, method: method, arguments: m.bytes)
-                    if let reply = m.replyTo { try? await client.publish(answer, to: reply) }
+                    guard let reply = m.replyTo else { return }
+                    do { try await client.publish(answer, to: reply) } catch {
+                        logger.warning(
+                            "cannot answer a host call", metadata: ["nex.agent": "\(agent)", "error": "\(error)"])
+                    }
                 }
             case "logs":
                 await manager.log(agentID: agent, body: m.bytes)
@@ -177,7 +181,8 @@ struct NodeRuntime: Sendable {
                 for path in leftovers where fm.fileExists(atPath: path) { try fm.removeItem(atPath: path) }
             }
         } catch {
-            logger.warning("cannot remove the node's scratch files", metadata: ["home": "\(home)", "error": "\(error)"])
+            logger.warning(
+                "cannot remove the node's scratch files", metadata: ["home": "\(home)", "error": "\(error)"])
         }
     }
 

@@ -45,7 +45,9 @@ actor WorkloadManager {
     }
     private var resources: [String: Resources] = [:]
     /// Essential restarts waiting out their backoff, by the new workload id (cancelled at shutdown).
-    private var restarts: [String: Task<Void, Never>] = [:]
+    private var restarts: [String: OwnedTasks.Handle] = [:]
+    /// The manager's own tasks (restart timers, host calls): cancelled and awaited by ``stopAll(reason:forget:)``.
+    nonisolated let tasks = OwnedTasks()
     private var closed = false
     /// A lame-duck drain began: every stop from now on removes its workload's record.
     private var draining = false
@@ -160,7 +162,9 @@ actor WorkloadManager {
         let artifactPath = held.artifactPath
         do {
             try await BlockingIO.run {
-                if link(artifactPath, inside) != 0 { try FileManager.default.copyItem(atPath: artifactPath, toPath: inside) }
+                if link(artifactPath, inside) != 0 {
+                    try FileManager.default.copyItem(atPath: artifactPath, toPath: inside)
+                }
             }
         } catch {
             return await failStart(id, "cannot give the artifact to the agent: \(error)")
@@ -274,7 +278,7 @@ actor WorkloadManager {
         // Nothing starts afterwards: a drain ends with the node's exit. Once drained, a later stop (the
         // shutdown that follows, or one racing the drain) forgets too.
         closed = true
-        for task in restarts.values { task.cancel() }
+        for handle in restarts.values { tasks.cancel(handle) }
         restarts.removeAll()
         if forget, drain == nil {
             draining = true
@@ -288,6 +292,7 @@ actor WorkloadManager {
             await end(entry.id, code: 0, message: reason, forget: draining)
         }
         await hostServices.closeAll()
+        await tasks.shutdown()
     }
 
     /// Undeploys a workload: the agent stops it (SIGTERM, then SIGKILL), the sandbox is destroyed, and
@@ -373,8 +378,8 @@ actor WorkloadManager {
                 held.agent = nil
                 resources[new.id] = held
             }
-            restarts[new.id] = Task {
-                try? await Task.sleep(for: delay)
+            restarts[new.id] = tasks.spawn {
+                do { try await Task.sleep(for: delay) } catch { return }
                 await self.restartDue(new.id)
             }
         }

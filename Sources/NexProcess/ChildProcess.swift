@@ -162,7 +162,7 @@ public final class ChildProcess: Sendable {
     /// One thread per child blocks in waitpid: simple, and children are few (one per agent or workload).
     private func startReaper() {
         let pid = self.pid
-        let thread = Thread { [self] in
+        startThread(named: "nex-reaper-\(pid)") { [self] in
             var status: Int32 = 0
             var result: Int32
             repeat { result = waitpid(pid, &status, 0) } while result < 0 && errno == EINTR
@@ -175,8 +175,6 @@ public final class ChildProcess: Sendable {
             }
             for waiter in waiters { waiter.resume(returning: termination) }
         }
-        thread.name = "nex-reaper-\(pid)"
-        thread.start()
     }
 }
 
@@ -238,7 +236,7 @@ extension ChildProcess {
 public func readAll(_ fd: Int32?, limit: Int = 64 << 20) async -> [UInt8] {
     guard let fd else { return [] }
     return await withCheckedContinuation { continuation in
-        let thread = Thread {
+        startThread(named: "nex-read-\(fd)") {
             var bytes: [UInt8] = []
             var chunk = [UInt8](repeating: 0, count: 64 * 1024)
             while true {
@@ -250,7 +248,5 @@ public func readAll(_ fd: Int32?, limit: Int = 64 << 20) async -> [UInt8] {
             close(fd)
             continuation.resume(returning: bytes)
         }
-        thread.name = "nex-read-\(fd)"
-        thread.start()
     }
 }

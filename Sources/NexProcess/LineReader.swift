@@ -10,7 +10,7 @@ public enum LineReader {
         fd: Int32, name: String, maxLine: Int = 16 * 1024, onLine: @escaping @Sendable (String) -> Void,
         onEnd: @escaping @Sendable () -> Void = {}
     ) {
-        let thread = Thread {
+        startThread(named: name) {
             var pending: [UInt8] = []
             var chunk = [UInt8](repeating: 0, count: 64 * 1024)
             while true {
@@ -33,7 +33,5 @@ public enum LineReader {
             close(fd)
             onEnd()
         }
-        thread.name = name
-        thread.start()
     }
 }

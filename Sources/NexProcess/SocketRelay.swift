@@ -41,15 +41,13 @@ public enum SocketRelay {
         for fd in [a, b] { setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size)) }
         let remaining = Remaining()
         for (from, to) in [(a, b), (b, a)] {
-            let thread = Thread {
+            startThread(named: name) {
                 pump(from: from, to: to)
                 if remaining.finishOne() {
                     close(a)
                     close(b)
                 }
             }
-            thread.name = name
-            thread.start()
         }
     }
 

@@ -10,15 +10,13 @@ public final class WorkerThread: Sendable {
 
     /// Starts the thread, named `name`.
     public init(name: String) {
-        let thread = Thread { [self] in
+        startThread(named: name) { [self] in
             while !stopped.load(ordering: .acquiring) {
                 ready.wait()
                 let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
                 job?()
             }
         }
-        thread.name = name
-        thread.start()
     }
 
     /// Runs `body` on the thread and waits (without blocking the caller's thread) for its result.

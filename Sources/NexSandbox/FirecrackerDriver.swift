@@ -222,9 +222,9 @@ enum UnixHTTP {
     /// Sends one request and reads the response (blocking I/O on a thread of its own).
     static func send(_ method: String, _ path: String, body: String, to socket: String) async throws -> Response {
         let result: Result<Response, SandboxError> = await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: exchange(method, path, body, socket)) }
-            thread.name = "nex-firecracker-api"
-            thread.start()
+            startThread(named: "nex-firecracker-api") {
+                continuation.resume(returning: exchange(method, path, body, socket))
+            }
         }
         return try result.get()
     }

@@ -12,9 +12,7 @@ final class Acceptor: Sendable {
     /// Takes ownership of `listener` and starts accepting.
     init(listener: Int32, name: String, handle: @escaping @Sendable (Int32) -> Void) {
         self.listener = listener
-        let thread = Thread { [self] in acceptLoop(handle) }
-        thread.name = name
-        thread.start()
+        startThread(named: name) { [self] in acceptLoop(handle) }
     }
 
     /// Stops accepting (connections already handed over live on).
@@ -61,11 +59,9 @@ enum PortForwarder {
     /// in the namespace it was made in; the thread then ends, so no other code ever runs in that namespace).
     private static func listenInNamespace(of pid: Int32, address: String, port: Int) async throws -> Int32 {
         let result: Result<Int32, SandboxError> = await withCheckedContinuation { continuation in
-            let thread = Thread {
+            startThread(named: "nex-netns") {
                 continuation.resume(returning: makeListener(pid: pid, address: address, port: port))
             }
-            thread.name = "nex-netns"
-            thread.start()
         }
         return try result.get()
     }

@@ -76,9 +76,7 @@ final class QMPConnection: Sendable {
 
     private func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: Result { try work() }) }
-            thread.name = "nex-qmp"
-            thread.start()
+            startThread(named: "nex-qmp") { continuation.resume(returning: Result { try work() }) }
         }
         return try result.get()
     }

@@ -143,7 +143,7 @@ final class VMChannels: Sendable {
     static func serveControl(
         _ client: Int32, settings: [String: String], artifact: String, after gate: DispatchSemaphore? = nil
     ) {
-        let thread = Thread {
+        startThread(named: "nex-vm-control") {
             defer { Foundation.close(client) }
             if let gate, gate.wait(timeout: .now() + 120) == .timedOut { return }
             guard let line = try? JSONEncoder().encode(settings),
@@ -157,8 +157,6 @@ final class VMChannels: Sendable {
                 }
             }
         }
-        thread.name = "nex-vm-control"
-        thread.start()
     }
 
     /// `OK <size>\n` and the file's bytes, or `ERR <reason>\n`; false when the channel broke.
@@ -183,7 +181,7 @@ final class VMChannels: Sendable {
 
     /// Waits for the agent's preamble on the NATS channel, then connects to the server and relays.
     private static func relayAfterPreamble(_ client: Int32, to server: (host: String, port: Int)) {
-        let thread = Thread {
+        startThread(named: "nex-vm-nats") {
             var preamble = [UInt8](repeating: 0, count: VMChannel.natsPreamble.count)
             var got = 0
             while got < preamble.count {
@@ -203,7 +201,5 @@ final class VMChannels: Sendable {
             }
             SocketRelay.start(client, upstream, name: "nex-vm-nats")
         }
-        thread.name = "nex-vm-nats"
-        thread.start()
     }
 }

@@ -87,6 +87,10 @@ import Testing
             }
             #expect(info.stdout.contains("UPTIME") && !info.stdout.contains("Uptime: 0."))
             #expect(try await node.process.terminate() == 0)
+            // Every task and thread the node started for its agents, workloads and sandboxes ended with it.
+            #expect(
+                node.process.errorOutput.contains("none of its tasks or threads is left"), "\(node.process.errorOutput)"
+            )
         }
     }
 

@@ -549,6 +549,52 @@ import Testing
         }
     }
 
+    /// Control requests are answered concurrently: while one deploy waits for an agent that never comes,
+    /// PING, INFO and a second deploy are answered. (With one handler per subscription, the second deploy
+    /// waited behind the first.)
+    @Test func aSlowDeployHoldsUpNeitherPingNorAnotherDeploy() async throws {
+        try await withNode({
+            $0.workloadTypes = ["v8"]
+            $0.agentHandshakeTimeoutMs = 60_000
+            $0.agentPath = "/bin/true"  // an agent that exits before its handshake: the pool never fills
+        }) { h in
+            let file = h.server.directory.appendingPathComponent("echo.js").path
+            try "(s, p) => p".write(toFile: file, atomically: true, encoding: .utf8)
+            let slow = Task { try await h.deploy(file: file, name: "slow", type: "v8", triggers: ["slow.echo"]) }
+            defer { slow.cancel() }
+            // INFO answers while the deploy waits for its agent, and shows it.
+            let starting = try await eventuallyValue("the slow deploy waits for an agent") {
+                try await h.nex.info(node: h.node.nodeID).machines.first { $0.workload.name == "slow" }
+            }
+            #expect(starting.healthy == false)
+            let ping = try await h.nex.ping(node: h.node.nodeID)
+            #expect(ping.nodeID == h.node.nodeID)
+            // Another deploy is answered beside it: of the same name, refused as a duplicate; of a type this
+            // node does not run, refused for that.
+            let duplicate = await #expect(throws: NexClientError.self) {
+                try await h.deploy(file: file, name: "slow", type: "v8", triggers: ["slow.again"])
+            }
+            #expect(duplicate?.message.contains("already running") == true, "\(String(describing: duplicate))")
+            await #expect(throws: NexClientError.self) {
+                try await h.deploy(file: file, name: "native", type: "native")
+            }
+        }
+    }
+
+    /// A node's shutdown cancels its timers and background work and waits for all of it.
+    @Test func aStoppedNodeLeavesNoTaskBehind() async throws {
+        try await withNode({ $0.workloadTypes = ["v8"] }) { h in
+            let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+            _ = try await h.deploy(file: examples + "/kv.js", name: "kvfn", type: "v8", triggers: ["fn.kv"])
+            _ = try await h.client.request("hi", to: "fn.kv", timeout: .seconds(10))
+            let runtime = try #require(h.node.runtime)
+            #expect(runtime.pool.tasks.count > 0, "the pool watches its agents")
+            await h.node.stop(graceful: true)
+            #expect(runtime.pool.tasks.count == 0 && runtime.manager.tasks.count == 0)
+            #expect(runtime.pool.tasks.spawn {} == nil, "nothing starts after shutdown")
+        }
+    }
+
     @Test func functionsThatDoNotCompileAreRefused() async throws {
         try await withNode({ $0.workloadTypes = ["v8"] }) { h in
             let file = h.server.directory.appendingPathComponent("broken.js").path

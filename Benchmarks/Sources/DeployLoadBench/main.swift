@@ -94,12 +94,15 @@ for index in 0..<rounds {
     pingTimes.append(round.pingMillis.withLock { $0 })
 }
 
-print("JavaScript echo round trips while a \(artifactMiB) MiB native artifact deploys (release; no sandbox; \(rounds) deploys)")
+print(
+    "JavaScript echo round trips while a \(artifactMiB) MiB native artifact deploys (release; no sandbox; \(rounds) deploys)"
+)
 print("                              p50 ms    p99 ms    max ms   samples")
 for (name, values) in [("idle", idle), ("during the deploys", loaded)] {
     print(
         String(
-            format: "  %@ %8.2f  %8.2f  %8.2f  %8d", name.padding(toLength: 24, withPad: " ", startingAt: 0), percentile(values, 0.5),
+            format: "  %@ %8.2f  %8.2f  %8.2f  %8d", name.padding(toLength: 24, withPad: " ", startingAt: 0),
+            percentile(values, 0.5),
             percentile(values, 0.99), values.max() ?? 0, values.count))
 }
 print(

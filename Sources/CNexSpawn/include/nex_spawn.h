@@ -38,3 +38,6 @@ int nex_vsock_connect(unsigned int cid, unsigned int port);
 int nex_memfd(const char *name);
 
 #endif
+
+/// Names the calling thread for the kernel (PR_SET_NAME: 15 bytes and a NUL; longer names are cut).
+void nex_set_thread_name(const char *name);
