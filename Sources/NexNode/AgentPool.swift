@@ -98,6 +98,9 @@ actor AgentPool {
         nextTicket += 1
         let ticket = nextTicket
         return try await withCheckedThrowingContinuation { continuation in
+            // Decided in this actor turn: a close either came before (refused here) or comes after (it fails
+            // the waiters it finds). A waiter registered after close would wait forever: no timer starts then.
+            guard !closed else { return continuation.resume(throwing: DeployRefusal("the node is shutting down")) }
             let timer = tasks.spawn {
                 do { try await Task.sleep(for: timeout) } catch { return }
                 await self.timeOutWaiter(ticket)
@@ -226,6 +229,8 @@ actor AgentPool {
         var timer: OwnedTasks.Handle?
         defer { tasks.cancel(timer) }
         return try await withCheckedThrowingContinuation { continuation in
+            // As in take: after close, nothing would ever fail this wait.
+            guard !closed else { return continuation.resume(throwing: DeployRefusal("the node is shutting down")) }
             handshakes[id] = continuation
             timer = tasks.spawn {
                 do { try await Task.sleep(for: timeout) } catch { return }
