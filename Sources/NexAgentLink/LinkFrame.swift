@@ -64,12 +64,17 @@ public enum LinkFrame: Equatable, Sendable {
             guard end - body >= 2 else { throw MalformedFrame(description: "a trigger without a subject") }
             let nameLength = Int(read(UInt16.self, bytes, at: body))
             guard end - body - 2 >= nameLength else { throw MalformedFrame(description: "a truncated subject") }
-            let subject = String(decoding: bytes[(body + 2)..<(body + 2 + nameLength)], as: UTF8.self)
+            // Found by fuzzing: bytes that are not UTF-8 became U+FFFD, a subject other than the one sent.
+            guard let subject = String(validating: bytes[(body + 2)..<(body + 2 + nameLength)], as: UTF8.self) else {
+                throw MalformedFrame(description: "a subject that is not UTF-8")
+            }
             return (
                 .trigger(id: id, subject: subject, payload: Array(bytes[(body + 2 + nameLength)..<end])), 4 + length
             )
         case resultKind:
             guard end - body >= 9 else { throw MalformedFrame(description: "a truncated result") }
+            // Found by fuzzing: any byte but 1 read as a failure; only 0 and 1 are results.
+            guard bytes[body] <= 1 else { throw MalformedFrame(description: "a result flag of \(bytes[body])") }
             let elapsed = Int64(bitPattern: read(UInt64.self, bytes, at: body + 1))
             return (
                 .result(id: id, ok: bytes[body] == 1, elapsedNanos: elapsed, body: Array(bytes[(body + 9)..<end])),

@@ -30,6 +30,9 @@ import Testing
         [0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 1],  // trigger without a subject length
         [0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5],  // subject longer than the frame
         [0, 0, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0, 1],  // result without its fields
+        // Found by scripts/fuzz.sh (agentlink): a subject that is not UTF-8, and a result flag other than 0 or 1.
+        [0, 0, 0, 14, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 0x66, 0xff, 0x6f],
+        [0, 0, 0, 18, 2, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0],
     ])
     func malformedFramesAreErrors(_ bytes: [UInt8]) {
         #expect(throws: LinkFrame.MalformedFrame.self) { try LinkFrame.decode(bytes[...]) }
