@@ -46,7 +46,12 @@ struct NodeCommand: AsyncParsableCommand {
                 configuration.tags[parts[0]] = parts[1]
             }
             if noSandbox { configuration.noSandbox = true }
-            if let sandbox { configuration.sandbox = sandbox }
+            if let sandbox {
+                guard let kind = NodeConfiguration.SandboxKind(rawValue: sandbox) else {
+                    throw CLIError("--sandbox takes auto, namespace, vm or firecracker, got \(sandbox)")
+                }
+                configuration.sandbox = kind
+            }
             try configuration.validate()
             // Before anything else: a second node on this resource directory is refused here.
             let home: NodeHome

@@ -1,5 +1,6 @@
 import Foundation
 import NexControlClient
+import NexModels
 
 /// Printing helpers shared by the commands.
 enum Output {
@@ -29,6 +30,6 @@ enum Output {
 
     /// Runs a control call, turning the client's errors into one-line CLI errors (refusals verbatim).
     static func refusalsAsErrors<T>(_ body: () async throws -> T) async throws -> T {
-        do { return try await body() } catch let e as NexClientError { throw CLIError(e.message) }
+        do { return try await body() } catch let e as NexError { throw CLIError(e.message) }
     }
 }

@@ -88,7 +88,7 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
         if config.noSandbox {
             items.append(
                 Item(name: "sandbox", ok: true, detail: "no_sandbox is set: workloads run unsandboxed (unsafe)"))
-        } else if config.sandbox == "auto" || config.sandbox == "namespace" {
+        } else if config.sandbox == .auto || config.sandbox == .namespace {
             let bwrap = NamespaceDriver.findBubblewrap()
             items.append(
                 Item(
@@ -121,7 +121,7 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             case .failure(let error):
                 items.append(Item(name: "agent files for the sandbox root", ok: false, detail: "\(error)"))
             }
-        } else if config.sandbox == "firecracker" {
+        } else if config.sandbox == .firecracker {
             switch FirecrackerDriver.requirements(kernel: config.kernelFilepath, rootfs: config.rootfsFilepath) {
             case .success(let binary):
                 items.append(
@@ -131,28 +131,23 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
             case .failure(let problem):
                 items.append(Item(name: "firecracker sandbox", ok: false, detail: problem.description))
             }
-        } else if config.sandbox == "vm" {
-            items += await vmItems(config, agent: agent)
         } else {
-            items.append(
-                Item(
-                    name: "\(config.sandbox) sandbox", ok: false,
-                    detail: "the \(config.sandbox) driver is not available yet: use \"sandbox\": \"namespace\""))
+            items += await vmItems(config, agent: agent)
         }
-        for type in config.workloadTypes where type != "native" {
+        for type in config.workloadTypes where type.isFunction {
             switch (type, agentFiles) {
-            case ("v8", .success(let files)):
+            case (.v8, .success(let files)):
                 let libnode = files.first { $0.contains("libnode") }
                 items.append(
                     Item(
                         name: "v8 workloads", ok: libnode != nil,
                         detail: libnode.map { "V8 from \($0)" } ?? "nex-agent was built without V8 (libnode)"))
-            case ("wasm", .success):
+            case (.wasm, .success):
                 items.append(Item(name: "wasm workloads", ok: true, detail: "WasmKit, built into nex-agent"))
             case (_, .failure(let error)):
                 items.append(Item(name: "\(type) workloads", ok: false, detail: "nex-agent cannot start: \(error)"))
-            default:
-                items.append(Item(name: "\(type) workloads", ok: false, detail: "unknown workload type"))
+            case (.native, .success):
+                break  // functions only
             }
         }
         return items

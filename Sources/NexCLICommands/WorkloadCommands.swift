@@ -37,10 +37,7 @@ struct WorkloadOptions: ParsableArguments {
 
     /// The workload type of a file, from `--type` or its extension.
     func type(of file: String) -> String {
-        if let type { return type }
-        if file.hasSuffix(".js") { return "v8" }
-        if file.hasSuffix(".wasm") { return "wasm" }
-        return "native"
+        type ?? WorkloadType(guessingFrom: file).rawValue
     }
 }
 
@@ -103,7 +100,7 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                     do {
                         _ = try await nex.stop(workloadID: machine.id, node: node.nodeID, issuer: issuer)
                         Output.say("Stopped the earlier \(name) (\(machine.id)) on node \(node.nodeID)")
-                    } catch let e as NexClientError {
+                    } catch let e as NexError {
                         throw CLIError(
                             "cannot replace the earlier \(name) (\(machine.id)) on node \(node.nodeID): \(e.message) "
                                 + "(rename the file, or pass --no-stop on a node that allows duplicate workloads)")
@@ -120,7 +117,7 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                 essential: workload.essential,
                 description: workload.description)
             let run: RunResponse
-            do { run = try await nex.deploy(request, to: node.nodeID) } catch let e as NexClientError
+            do { run = try await nex.deploy(request, to: node.nodeID) } catch let e as NexError
                 where stop && e.message.contains("is already running")
             {
                 // One of this name is on its way (a node starting its recorded workloads after a restart): replace
@@ -134,7 +131,7 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                 guard !found.isEmpty else { throw CLIError(e.message) }
                 try await stopEarlier(found)
                 run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node.nodeID) }
-            } catch let e as NexClientError {
+            } catch let e as NexError {
                 throw CLIError(e.message)
             }
             Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node.nodeID)")

@@ -4,27 +4,6 @@ public import NATSJetStream
 public import NKeys
 public import NexModels
 
-/// Why a control-API call failed: no node answered, the node refused (its message, verbatim), or the
-/// reply was not the contract's shape.
-public struct NexClientError: Error, Sendable, CustomStringConvertible {
-    public enum Code: Sendable, Equatable {
-        case noNode
-        case refused
-        case badReply
-        case invalidInput
-    }
-
-    public var code: Code
-    public var message: String
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { message }
-}
-
 /// A typed client of the Nex control API (`$NEX.*`), for any node that speaks the Nex 0.x contract.
 public struct NexControlClient: Sendable {
     public let client: NATSClient
@@ -76,7 +55,7 @@ public struct NexControlClient: Sendable {
 
     // MARK: Workloads
 
-    /// Deploys on `node`; the node's refusal comes back verbatim as ``NexClientError/Code/refused``.
+    /// Deploys on `node`; the node's refusal comes back verbatim as ``NexError/Code/refused``.
     public func deploy(_ request: DeployRequest, to node: String) async throws -> RunResponse {
         try await call(
             NexSubjects.deploy(namespace: namespace, node: node), Array(try JSONEncoder().encode(request)),
@@ -111,7 +90,7 @@ public struct NexControlClient: Sendable {
         }
         let info = try await store.put(key, file: path)
         guard let hash = Self.hexSHA256(fromDigest: info.digest) else {
-            throw NexClientError(.badReply, "the object store did not record a SHA-256 digest")
+            throw NexError(.badReply, "the object store did not record a SHA-256 digest")
         }
         return (WorkloadLocation(bucket: bucket, key: key), hash)
     }
@@ -126,10 +105,10 @@ public struct NexControlClient: Sendable {
         hostServices: HostServicesConfig? = nil
     ) throws -> DeployRequest {
         guard issuer.prefix == .account else {
-            throw NexClientError(.invalidInput, "the issuer must be an account key (A…)")
+            throw NexError(.invalidRequest, "the issuer must be an account key (A…)")
         }
         guard publisher.prefix == .curve else {
-            throw NexClientError(.invalidInput, "the publisher must be a curve key (X…)")
+            throw NexError(.invalidRequest, "the publisher must be a curve key (X…)")
         }
         let envJSON = Array(try JSONEncoder().encode(environment))
         let sealed = try publisher.seal(envJSON, to: targetXkey)
@@ -188,7 +167,7 @@ public struct NexControlClient: Sendable {
         do {
             reply = try await client.request(body, to: subject, timeout: timeout ?? self.timeout)
         } catch let e as NATSError where e.code == .noResponders || e.code == .timeout {
-            throw NexClientError(.noNode, "no node answered on \(subject)")
+            throw NexError(.noNode, "no node answered on \(subject)")
         }
         return try Self.unwrap(reply.bytes, as: T.self)
     }
@@ -208,11 +187,11 @@ public struct NexControlClient: Sendable {
         do {
             envelope = try JSONDecoder().decode(Envelope<T>.self, from: Data(bytes))
         } catch {
-            throw NexClientError(
+            throw NexError(
                 .badReply, "reply is not a Nex envelope: \(String(decoding: bytes.prefix(200), as: UTF8.self))")
         }
-        if envelope.isFailure { throw NexClientError(.refused, envelope.error ?? "refused") }
-        guard let data = envelope.data else { throw NexClientError(.badReply, "reply without data") }
+        if envelope.isFailure { throw NexError(.refused, envelope.error ?? "refused") }
+        guard let data = envelope.data else { throw NexError(.badReply, "reply without data") }
         return data
     }
 }

@@ -100,7 +100,9 @@ actor AgentPool {
         return try await withCheckedThrowingContinuation { continuation in
             // Decided in this actor turn: a close either came before (refused here) or comes after (it fails
             // the waiters it finds). A waiter registered after close would wait forever: no timer starts then.
-            guard !closed else { return continuation.resume(throwing: DeployRefusal("the node is shutting down")) }
+            guard !closed else {
+                return continuation.resume(throwing: NexError(.unavailable, "the node is shutting down"))
+            }
             let timer = tasks.spawn {
                 do { try await Task.sleep(for: timeout) } catch { return }
                 await self.timeOutWaiter(ticket)
@@ -117,7 +119,8 @@ actor AgentPool {
 
     private func timeOutWaiter(_ ticket: Int) {
         guard let index = waiters.firstIndex(where: { $0.ticket == ticket }) else { return }
-        waiters.remove(at: index).continuation.resume(throwing: DeployRefusal("no agent became available in time"))
+        waiters.remove(at: index).continuation.resume(
+            throwing: NexError(.unavailable, "no agent became available in time"))
     }
 
     /// An agent said hello.
@@ -144,7 +147,9 @@ actor AgentPool {
         closed = true
         let agents = Array(alive.values)
         warm.removeAll()
-        for waiter in waiters { waiter.continuation.resume(throwing: DeployRefusal("the node is shutting down")) }
+        for waiter in waiters {
+            waiter.continuation.resume(throwing: NexError(.unavailable, "the node is shutting down"))
+        }
         waiters.removeAll()
         for id in Array(handshakes.keys) { failHandshake(id, "the node is shutting down") }
         // Warm agents, and any a workload still held: each watcher below ends when its agent is gone.
@@ -230,7 +235,9 @@ actor AgentPool {
         defer { tasks.cancel(timer) }
         return try await withCheckedThrowingContinuation { continuation in
             // As in take: after close, nothing would ever fail this wait.
-            guard !closed else { return continuation.resume(throwing: DeployRefusal("the node is shutting down")) }
+            guard !closed else {
+                return continuation.resume(throwing: NexError(.unavailable, "the node is shutting down"))
+            }
             handshakes[id] = continuation
             timer = tasks.spawn {
                 do { try await Task.sleep(for: timeout) } catch { return }
@@ -245,6 +252,6 @@ actor AgentPool {
     }
 
     private func failHandshake(_ id: String, _ reason: String) {
-        handshakes.removeValue(forKey: id)?.resume(throwing: DeployRefusal(reason))
+        handshakes.removeValue(forKey: id)?.resume(throwing: NexError(.unavailable, reason))
     }
 }

@@ -24,7 +24,7 @@ struct ArtifactFetcher: Sendable {
     /// arrives; file work runs on the blocking-I/O pool. Only bytes that match the signed hash are moved into
     /// place (and into the verified cache): a refused artifact leaves nothing behind.
     func fetch(_ location: WorkloadLocation, expectedHash: String, workloadID: String, maxBytes: Int64?)
-        async throws(DeployRefusal) -> Artifact
+        async throws(NexError) -> Artifact
     {
         let expected = expectedHash.lowercased()
         let path = directory + "/" + workloadID
@@ -35,13 +35,15 @@ struct ArtifactFetcher: Sendable {
             let store = try await JetStreamContext(client: client).objectStore(location.bucket)
             chunks = try await store.stream(location.key)
         } catch let e as JetStreamError where e.code == 404 {
-            throw DeployRefusal("artifact \(location) not found: upload it first (devrun does; or nats object put)")
+            throw NexError(
+                .notFound, "artifact \(location) not found: upload it first (devrun does; or nats object put)")
         } catch {
-            throw DeployRefusal("cannot download the artifact \(location): \(error)", isTransient: true)
+            throw NexError(.unavailable, "cannot download the artifact \(location): \(error)", isTransient: true)
         }
         let info = chunks.info
         if let maxBytes, Int64(info.size) > maxBytes {
-            throw DeployRefusal(
+            throw NexError(
+                .limitExceeded,
                 "artifact of \(info.size) bytes exceeds node_limits.max_workload_bytes \(maxBytes): use a smaller "
                     + "artifact or another node")
         }
@@ -60,7 +62,7 @@ struct ArtifactFetcher: Sendable {
             }
             writer = try await BlockingFileWriter.create(partial, mode: 0o700)
         } catch {
-            throw DeployRefusal("cannot write the artifact: \(error)", isTransient: true)
+            throw NexError(.storage, "cannot write the artifact: \(error)", isTransient: true)
         }
         var hasher = SHA256()
         var size = 0
@@ -71,7 +73,8 @@ struct ArtifactFetcher: Sendable {
                 hasher.update(data: chunk)
                 size += chunk.count
                 if let maxBytes, Int64(size) > maxBytes {
-                    throw DeployRefusal(
+                    throw NexError(
+                        .limitExceeded,
                         "artifact grew past node_limits.max_workload_bytes \(maxBytes) while downloading")
                 }
                 pending += chunk
@@ -84,16 +87,17 @@ struct ArtifactFetcher: Sendable {
             try await writer.finish()
         } catch {
             await writer.discard()
-            if let refusal = error as? DeployRefusal { throw refusal }
+            if let refusal = error as? NexError { throw refusal }
             if error is SystemCallError {
-                throw DeployRefusal("cannot write the artifact: \(error)", isTransient: true)
+                throw NexError(.storage, "cannot write the artifact: \(error)", isTransient: true)
             }
-            throw DeployRefusal("cannot download the artifact \(location): \(error)", isTransient: true)
+            throw NexError(.unavailable, "cannot download the artifact \(location): \(error)", isTransient: true)
         }
         let actual = hasher.finalize().map { String(format: "%02x", $0) }.joined()
         guard actual == expected else {
             _ = try? await BlockingIO.run { unlink(partial) }
-            throw DeployRefusal(
+            throw NexError(
+                .integrity,
                 "artifact hash \(actual) does not match the signed hash \(expectedHash): the object changed after the "
                     + "deploy was signed; sign a deploy for the artifact as it is now")
         }
@@ -107,7 +111,7 @@ struct ArtifactFetcher: Sendable {
             }
         } catch {
             _ = try? await BlockingIO.run { unlink(partial) }
-            throw DeployRefusal("cannot write the artifact: \(error)", isTransient: true)
+            throw NexError(.storage, "cannot write the artifact: \(error)", isTransient: true)
         }
         return Artifact(path: path, size: size)
     }
@@ -118,7 +122,7 @@ struct ArtifactFetcher: Sendable {
     /// A recorded workload's artifact after a restart: the node's verified copy, hashed again (a copy that
     /// changed on disk is thrown away), else downloaded again from `location`.
     func restore(_ location: WorkloadLocation, hash: String, workloadID: String, maxBytes: Int64?)
-        async throws(DeployRefusal) -> Artifact
+        async throws(NexError) -> Artifact
     {
         let cached = directory + "/verified/" + hash.lowercased()
         let path = directory + "/" + workloadID
@@ -134,7 +138,8 @@ struct ArtifactFetcher: Sendable {
         if let size = size ?? nil {
             if let maxBytes, Int64(size) > maxBytes {
                 try? FileManager.default.removeItem(atPath: path)
-                throw DeployRefusal("artifact of \(size) bytes exceeds node_limits.max_workload_bytes \(maxBytes)")
+                throw NexError(
+                    .limitExceeded, "artifact of \(size) bytes exceeds node_limits.max_workload_bytes \(maxBytes)")
             }
             return Artifact(path: path, size: size)
         }

@@ -34,15 +34,17 @@ public struct DeployValidator: Sendable {
             }
     }
 
-    public func validate(_ request: DeployRequest) -> Result<ValidatedDeploy, DeployRefusal> {
+    public func validate(_ request: DeployRequest) -> Result<ValidatedDeploy, NexError> {
         if lameDuck {
-            return .failure(.init("node is in lame duck mode and accepts no new workloads: deploy to another node"))
+            return .failure(
+                .init(.unavailable, "node is in lame duck mode and accepts no new workloads: deploy to another node"))
         }
-        guard config.workloadTypes.contains(request.type) else {
+        guard let type = request.workloadType, config.workloadTypes.contains(type) else {
             return .failure(
                 .init(
+                    .unsupported,
                     "workload type \(request.type) is not supported by this node (its workload_types are "
-                        + "\(config.workloadTypes.joined(separator: ", ")); add \"\(request.type)\" to workload_types in "
+                        + "\(config.workloadTypes.map(\.rawValue).joined(separator: ", ")); add \"\(request.type)\" to workload_types in "
                         + "the node's configuration)"))
         }
         for subject in request.triggerSubjects ?? [] {
@@ -50,50 +52,64 @@ public struct DeployValidator: Sendable {
             {
                 return .failure(
                     .init(
+                        .unauthorized,
                         "trigger subject \(subject) is not allowed (denied by \(denied)); use a subject outside "
                             + "$SYS, $JS, $NEX and the node's deny_trigger_subjects"))
             }
         }
-        if request.type != "native", (request.triggerSubjects ?? []).isEmpty {
+        if type.isFunction, (request.triggerSubjects ?? []).isEmpty {
             return .failure(
-                .init("a \(request.type) function needs at least one trigger subject (devrun --trigger_subject)"))
+                .init(
+                    .invalidRequest,
+                    "a \(request.type) function needs at least one trigger subject (devrun --trigger_subject)"))
         }
         let claims: JWTClaims
         do { claims = try NATSJWT.verify(request.workloadJWT, now: now()) } catch {
-            return .failure(.init("invalid workload JWT: \(error.message)"))
+            return .failure(.init(.unauthorized, "invalid workload JWT: \(error.message)"))
         }
         guard claims.issuer.hasPrefix("A") else {
             return .failure(
-                .init("the workload JWT issuer must be an account key (A…): sign with an account seed (SA…)"))
+                .init(
+                    .unauthorized,
+                    "the workload JWT issuer must be an account key (A…): sign with an account seed (SA…)"))
         }
         if !config.validIssuers.isEmpty, !config.validIssuers.contains(claims.issuer) {
             return .failure(
                 .init(
+                    .unauthorized,
                     "issuer \(claims.issuer) is not a valid issuer for this node (sign with a key in its "
                         + "valid_issuers, or add this one there)"))
         }
         guard let name = claims.nats["name"]?.stringValue, Self.isValidName(name) else {
-            return .failure(.init("invalid workload name in the JWT: names may use letters, digits, - and _"))
+            return .failure(
+                .init(.invalidRequest, "invalid workload name in the JWT: names may use letters, digits, - and _"))
         }
         guard name == request.workloadName else {
             return .failure(
                 .init(
+                    .invalidRequest,
                     "workload name \(request.workloadName) does not match the signed name \(name): sign the deploy for "
                         + "the name it is sent with"))
         }
         guard let signedHash = claims.nats["hash"]?.stringValue, signedHash.count == 64 else {
             return .failure(
-                .init("the workload JWT carries no artifact hash: sign nats.hash with the artifact's SHA-256"))
+                .init(
+                    .integrity, "the workload JWT carries no artifact hash: sign nats.hash with the artifact's SHA-256")
+            )
         }
         if let hash = request.hash, !hash.isEmpty, hash.lowercased() != signedHash.lowercased() {
             return .failure(
-                .init("hash \(hash) does not match the signed hash: send the hash the token was signed with, or none"))
+                .init(
+                    .integrity,
+                    "hash \(hash) does not match the signed hash: send the hash the token was signed with, or none"))
         }
         var environment: [String: String] = [:]
         if let sealed = request.environment, !sealed.isEmpty {
             guard let bytes = Data(base64Encoded: sealed) else {
                 return .failure(
-                    .init("environment is not base64: send the xkey-sealed environment in standard base64"))
+                    .init(
+                        .invalidRequest,
+                        "environment is not base64: send the xkey-sealed environment in standard base64"))
             }
             do {
                 let plain = try xkey.open(Array(bytes), from: request.senderPublicKey)
@@ -101,10 +117,11 @@ public struct DeployValidator: Sendable {
             } catch let e as NKeyError {
                 return .failure(
                     .init(
+                        .invalidRequest,
                         "cannot open the environment (sealed to another node's xkey? seal it to this node's "
                             + "target_xkey from PING or INFO): \(e.message)"))
             } catch {
-                return .failure(.init("the environment is not a JSON object of strings"))
+                return .failure(.init(.invalidRequest, "the environment is not a JSON object of strings"))
             }
         }
         return .success(
@@ -128,17 +145,4 @@ public struct DeployValidator: Sendable {
         guard x == "*" || y == "*" || x == y else { return false }
         return overlaps(a.dropFirst(), b.dropFirst())
     }
-}
-
-/// Why a deploy was refused (sent back verbatim as the envelope's `error`).
-public struct DeployRefusal: Error, Sendable, Equatable, CustomStringConvertible {
-    public var message: String
-    /// The cause may pass by itself (a server that did not answer, a full disk), unlike a refusal of the
-    /// deploy itself.
-    public var isTransient: Bool
-    public init(_ message: String, isTransient: Bool = false) {
-        self.message = message
-        self.isTransient = isTransient
-    }
-    public var description: String { message }
 }

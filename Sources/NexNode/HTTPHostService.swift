@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import NexModels
 
 /// The `http` host service: `get/head/del(url, options?)` and `post/put/patch(url, body, options?)`, where
 /// `options.headers` is an object of strings. Answers `{status, headers, body}` (body as UTF-8 text).
@@ -12,12 +13,12 @@ struct HTTPHostService: Sendable {
     ]
 
     func call(method: String, args: [Any]) async throws -> Any {
-        guard let verb = Self.verbs[method] else { throw HostCallError("no such http method \(method)") }
+        guard let verb = Self.verbs[method] else { throw NexError(.notFound, "no such http method \(method)") }
         let text = try HostServicesBroker.string(args, 0, "url")
         guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
             url.host?.isEmpty == false
         else {
-            throw HostCallError("\(text) is not an http(s) URL")
+            throw NexError(.invalidRequest, "\(text) is not an http(s) URL")
         }
         let hasBody = [.POST, .PUT, .PATCH].contains(verb)
         var request = HTTPEgressClient.Request(method: verb, url: url)

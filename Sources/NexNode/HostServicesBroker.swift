@@ -46,7 +46,7 @@ final class HostServicesBroker: Sendable {
                 guard
                     let args = try JSONSerialization.jsonObject(with: Data(arguments), options: [.fragmentsAllowed])
                         as? [Any]
-                else { throw HostCallError("arguments must be a JSON array") }
+                else { throw NexError(.invalidRequest, "arguments must be a JSON array") }
                 let result = try await self.call(
                     namespace: namespace, name: name, service: service, method: method, args: args)
                 return Self.encode(["result": result])
@@ -81,7 +81,7 @@ final class HostServicesBroker: Sendable {
                 Self.bytes(args, 1), to: subject, stall: .milliseconds(300), timeout: timeout)
             return replies.map { Self.wrap($0.bytes) }
         default:
-            throw HostCallError("no such host service method")
+            throw NexError(.notFound, "no such host service method")
         }
     }
 
@@ -109,7 +109,7 @@ final class HostServicesBroker: Sendable {
         case "keys":
             return try await kv.keys()
         default:
-            throw HostCallError("no such key-value method \(method)")
+            throw NexError(.notFound, "no such key-value method \(method)")
         }
     }
 
@@ -138,13 +138,13 @@ final class HostServicesBroker: Sendable {
         case "list":
             return try await store.list().map { ["name": $0.name, "size": Int($0.size)] as [String: Any] }
         default:
-            throw HostCallError("no such object store method \(method)")
+            throw NexError(.notFound, "no such object store method \(method)")
         }
     }
 
     private func checkSubject(_ subject: String) throws {
         if let denied = DeployValidator.deniedBy(subject, deny: denyPublish) {
-            throw HostCallError("subject \(subject) is not allowed (denied by \(denied))")
+            throw NexError(.unauthorized, "subject \(subject) is not allowed (denied by \(denied))")
         }
     }
 
@@ -154,7 +154,7 @@ final class HostServicesBroker: Sendable {
             group.addTask { try await body() }
             group.addTask {
                 try await Task.sleep(for: timeout)
-                throw HostCallError("timed out after \(timeout)")
+                throw NexError(.unavailable, "timed out after \(timeout)")
             }
             defer { group.cancelAll() }
             return try await group.next()!
@@ -165,7 +165,7 @@ final class HostServicesBroker: Sendable {
 
     static func string(_ args: [Any], _ index: Int, _ what: String) throws -> String {
         guard index < args.count, let s = args[index] as? String else {
-            throw HostCallError("\(what) must be a string")
+            throw NexError(.invalidRequest, "\(what) must be a string")
         }
         return s
     }
@@ -188,10 +188,4 @@ final class HostServicesBroker: Sendable {
         (try? JSONSerialization.data(withJSONObject: object, options: [.fragmentsAllowed])).map(Array.init)
             ?? Array(#"{"error":"cannot encode the result"}"#.utf8)
     }
-}
-
-/// Why a host call failed (sent back to the function as the error it throws).
-struct HostCallError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }

@@ -92,7 +92,9 @@ final class InternalNATS: Sendable {
             g.connecting = agentID
             return true
         }) {
-            guard ContinuousClock.now < deadline else { throw DeployRefusal("another agent is still logging in") }
+            guard ContinuousClock.now < deadline else {
+                throw NexError(.unavailable, "another agent is still logging in")
+            }
             try await Task.sleep(for: .milliseconds(5))
         }
         let key = NKeyPair.generate(.user)

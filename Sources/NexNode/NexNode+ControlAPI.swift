@@ -34,7 +34,9 @@ extension NexNode {
         if let arch = request.arch, arch.lowercased() != HostFacts.arch { return nil }
         if let sandboxed = request.sandboxed, sandboxed == config.noSandbox { return nil }
         for (k, v) in request.tags ?? [:] where tags[k]?.lowercased() != v.lowercased() { return nil }
-        for t in request.workloadTypes ?? [] where !config.workloadTypes.contains(t) { return nil }
+        for t in request.workloadTypes ?? [] {
+            guard let type = WorkloadType(rawValue: t), config.workloadTypes.contains(type) else { return nil }
+        }
         if isLameDuck || runtime == nil { return nil }
         return try encode(ReplyKind.auction, await pingResponse())
     }
@@ -73,7 +75,8 @@ extension NexNode {
             availableAgents: await runtime?.pool.available ?? 0,
             allowDuplicateWorkloads: config.allowDuplicateWorkloads,
             machines: machines, memory: HostFacts.memory(), publicXkey: xkey.publicKey,
-            supportedWorkloadTypes: config.workloadTypes, tags: tags, uptime: uptime, version: Self.version)
+            supportedWorkloadTypes: config.workloadTypes.map(\.rawValue), tags: tags, uptime: uptime,
+            version: Self.version)
     }
 
     func deploy(_ m: NATSMessage) async throws -> [UInt8] {
@@ -93,7 +96,7 @@ extension NexNode {
     /// The deploy pipeline: checks, duplicate and limit policy, verified download, record, hand-off to an
     /// agent. `persist` false: not recorded (autostart workloads come from the configuration at every start).
     func deploy(_ request: DeployRequest, namespace: String, config: NodeConfiguration, persist: Bool = true) async
-        -> Result<RunResponse, DeployRefusal>
+        -> Result<RunResponse, NexError>
     {
         var validator = DeployValidator(config: config, xkey: xkey)
         validator.lameDuck = isLameDuck
@@ -104,7 +107,7 @@ extension NexNode {
         }
         guard let runtime else {
             let problem = state.withLock { $0.runtimeProblem } ?? "the node is not running"
-            return .failure(DeployRefusal("no agent available: \(problem)"))
+            return .failure(NexError(.unavailable, "no agent available: \(problem)"))
         }
         let reservation: NodeState.Reservation
         switch await runtime.manager.reserve(name: request.workloadName, namespace: namespace) {
@@ -155,7 +158,7 @@ extension NexNode {
             let namespace = w.namespace ?? "default"
             do {
                 guard let location = WorkloadLocation(url: w.location) else {
-                    throw DeployRefusal("location \(w.location) is not nats://BUCKET/key")
+                    throw NexError(.invalidRequest, "location \(w.location) is not nats://BUCKET/key")
                 }
                 var hash = w.hash
                 if hash == nil {
@@ -163,7 +166,7 @@ extension NexNode {
                         location.key)
                     hash = NexControlClient.hexSHA256(fromDigest: info?.digest)
                 }
-                guard let hash else { throw DeployRefusal("no hash given and none found for \(w.location)") }
+                guard let hash else { throw NexError(.integrity, "no hash given and none found for \(w.location)") }
                 let request = try NexControlClient.makeDeployRequest(
                     name: w.name, type: w.type, location: location, hash: hash, environment: w.environment ?? [:],
                     issuer: issuer, publisher: publisher, targetNode: nodeID, targetXkey: xkey.publicKey,

@@ -21,7 +21,7 @@ extension NexNode {
             var validator = DeployValidator(config: config, xkey: xkey)
             let acceptedAt = Int64(record.acceptedAt.timeIntervalSince1970)
             validator.now = { acceptedAt }
-            let refusal: DeployRefusal
+            let refusal: NexError
             switch validator.validate(record.request) {
             case .failure(let r): refusal = r
             case .success(let valid):
@@ -47,7 +47,7 @@ extension NexNode {
         }
     }
 
-    private func report(_ record: WorkloadRecord, _ result: Result<RunResponse, DeployRefusal>) {
+    private func report(_ record: WorkloadRecord, _ result: Result<RunResponse, NexError>) {
         switch result {
         case .success:
             logger.info(
@@ -64,10 +64,10 @@ extension NexNode {
     }
 
     private func restore(_ item: PendingRestore, runtime: NodeRuntime, journal: WorkloadJournal) async -> Result<
-        RunResponse, DeployRefusal
+        RunResponse, NexError
     > {
         let record = item.record
-        let result: Result<RunResponse, DeployRefusal>
+        let result: Result<RunResponse, NexError>
         do {
             let artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts").restore(
                 record.request.location, hash: item.deploy.hash, workloadID: record.id,

@@ -15,7 +15,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// Run workloads without any sandbox. Off by default: sandboxed is the default.
     public var noSandbox = false
     /// Sandbox driver: `auto` (strongest that works), `namespace`, `vm` or `firecracker`.
-    public var sandbox = "auto"
+    public var sandbox = SandboxKind.auto
     /// Workload types this node runs: every type its agent can run (native, v8, wasm) unless narrowed here.
     public var workloadTypes = NodeConfiguration.allWorkloadTypes
     public var allowDuplicateWorkloads = false
@@ -58,7 +58,21 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public init() {}
 
     /// The workload types `nex-agent` runs: native services, JavaScript (V8) and WebAssembly functions.
-    public static let allWorkloadTypes = ["native", "v8", "wasm"]
+    public static let allWorkloadTypes = WorkloadType.allCases
+
+    /// The sandbox drivers a node can use (`sandbox`).
+    public enum SandboxKind: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+        /// The strongest that works here: today, namespace.
+        case auto
+        /// Linux namespaces and cgroups through bubblewrap.
+        case namespace
+        /// QEMU microVMs restored from a snapshot.
+        case vm
+        /// Firecracker microVMs.
+        case firecracker
+
+        public var description: String { rawValue }
+    }
 
     /// Resources of each sandbox.
     public struct MachineTemplate: Codable, Sendable, Equatable {
@@ -216,8 +230,22 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         machineTemplate = try c.decodeIfPresent(MachineTemplate.self, forKey: .machineTemplate) ?? MachineTemplate()
         cni = try c.decodeIfPresent([String: String].self, forKey: .cni)
         noSandbox = try c.decodeIfPresent(Bool.self, forKey: .noSandbox) ?? false
-        sandbox = try c.decodeIfPresent(String.self, forKey: .sandbox) ?? "auto"
-        workloadTypes = try c.decodeIfPresent([String].self, forKey: .workloadTypes) ?? Self.allWorkloadTypes
+        let sandboxName = try c.decodeIfPresent(String.self, forKey: .sandbox) ?? SandboxKind.auto.rawValue
+        guard let sandbox = SandboxKind(rawValue: sandboxName) else {
+            throw NodeConfigurationError.invalid(
+                "sandbox must be auto, namespace, vm or firecracker (got \(sandboxName))")
+        }
+        self.sandbox = sandbox
+        let typeNames = try c.decodeIfPresent([String].self, forKey: .workloadTypes)
+        workloadTypes =
+            try typeNames.map { names in
+                try names.map { name in
+                    guard let type = WorkloadType(rawValue: name) else {
+                        throw NodeConfigurationError.invalid("workload type \(name) is not native, v8 or wasm")
+                    }
+                    return type
+                }
+            } ?? Self.allWorkloadTypes
         allowDuplicateWorkloads = try c.decodeIfPresent(Bool.self, forKey: .allowDuplicateWorkloads) ?? false
         denyTriggerSubjects = try c.decodeIfPresent([String].self, forKey: .denyTriggerSubjects) ?? []
         validIssuers = try c.decodeIfPresent([String].self, forKey: .validIssuers) ?? []
@@ -251,12 +279,6 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         guard machinePoolSize >= 1 else { throw NodeConfigurationError.invalid("machine_pool_size must be at least 1") }
         guard machineTemplate.vcpuCount >= 1, machineTemplate.memsizeMib >= 16 else {
             throw NodeConfigurationError.invalid("machine_template needs vcpu_count ≥ 1 and memsize_mib ≥ 16")
-        }
-        guard ["auto", "namespace", "vm", "firecracker"].contains(sandbox) else {
-            throw NodeConfigurationError.invalid("sandbox must be auto, namespace, vm or firecracker (got \(sandbox))")
-        }
-        for t in workloadTypes where !["native", "v8", "wasm"].contains(t) {
-            throw NodeConfigurationError.invalid("workload type \(t) is not native, v8 or wasm")
         }
         for issuer in validIssuers where !(issuer.hasPrefix("A") && issuer.count == 56) {
             throw NodeConfigurationError.invalid("valid_issuers holds \(issuer), not an account public key")

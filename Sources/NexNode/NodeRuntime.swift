@@ -30,56 +30,59 @@ struct NodeRuntime: Sendable {
         }
         if config.noSandbox { return ProcessDriver(agentOutput: agentOutput) }
         switch config.sandbox {
-        case "auto", "namespace":
+        case .auto, .namespace:
             guard let bubblewrap = NamespaceDriver.findBubblewrap() else {
-                throw DeployRefusal(
+                throw NexError(
+                    .unsupported,
                     "the namespace sandbox needs bubblewrap: run `nex node preflight` (or set \"no_sandbox\": true "
                         + "to run workloads unsandboxed)")
             }
             guard let cgroups = Cgroups.detect() else {
-                throw DeployRefusal(
+                throw NexError(
+                    .unsupported,
                     "the namespace sandbox needs cgroups with the memory, cpu and pids controllers for "
                         + "machine_template limits: none found under /sys/fs/cgroup")
             }
             if case .failure(let problem) = await cgroups.check() {
-                throw DeployRefusal(
+                throw NexError(
+                    .unsupported,
                     "the namespace sandbox cannot make cgroups for machine_template limits (run the node as root): "
                         + problem.description)
             }
             let files = try await NamespaceDriver.runtimeFiles(of: agent)
             return NamespaceDriver(
                 bubblewrap: bubblewrap, runtimeFiles: files, cgroups: cgroups, agentOutput: agentOutput)
-        case "firecracker":
+        case .firecracker:
             switch FirecrackerDriver.requirements(kernel: config.kernelFilepath, rootfs: config.rootfsFilepath) {
             case .success(let firecracker):
                 return FirecrackerDriver(
                     firecracker: firecracker, kernel: config.kernelFilepath ?? "", rootfs: config.rootfsFilepath ?? "",
                     agentOutput: agentOutput)
             case .failure(let problem):
-                throw DeployRefusal("the firecracker sandbox cannot run here: \(problem.description)")
+                throw NexError(.unsupported, "the firecracker sandbox cannot run here: \(problem.description)")
             }
-        case "vm":
+        case .vm:
             let resources: VMDriver.Resources
             do {
                 resources = try await VMDriver.resources(
                     kernelFilepath: config.kernelFilepath, rootfsFilepath: config.rootfsFilepath, agent: agent,
                     cache: NexHome.path + "/vm")
             } catch {
-                throw DeployRefusal("the vm sandbox cannot run here: \(error)")
+                throw NexError(.unsupported, "the vm sandbox cannot run here: \(error)")
             }
             let accelerator = await MicroVM.accelerator(qemu: resources.qemu, kernel: resources.kernel)
             logger.info("vm sandbox", metadata: ["accelerator": "\(accelerator)", "rootfs": "\(resources.rootfs)"])
             return VMDriver(
                 qemu: resources.qemu, kernel: resources.kernel, rootfs: resources.rootfs, accelerator: accelerator,
                 directory: home + "/vm", agentOutput: agentOutput)
-        default:
-            throw DeployRefusal("the \(config.sandbox) sandbox driver is not available yet")
         }
     }
 
     /// The driver name the node's tags show (`nex.sandbox`).
     static func driverName(_ config: NodeConfiguration) -> String {
-        config.noSandbox ? "none" : config.sandbox == "auto" ? "namespace" : config.sandbox
+        config.noSandbox
+            ? "none"
+            : config.sandbox == .auto ? NodeConfiguration.SandboxKind.namespace.rawValue : config.sandbox.rawValue
     }
 
     static func start(node: NexNode, home: String) async throws -> NodeRuntime {
@@ -87,12 +90,13 @@ struct NodeRuntime: Sendable {
         let logger = node.logger
         let agent = agentExecutable(config)
         guard try await BlockingIO.run({ FileManager.default.isExecutableFile(atPath: agent) }) else {
-            throw DeployRefusal("nex-agent not found at \(agent) (set agent_path)")
+            throw NexError(.notFound, "nex-agent not found at \(agent) (set agent_path)")
         }
         await removeScratch(home: home, logger: logger)
         let driver = try await driver(config, agent: agent, home: home, logger: logger)
         guard let binary = NATSServerProcess.findBinary(nexHome: NexHome.path) else {
-            throw DeployRefusal("nats-server not found for the internal server (PATH, NATS_SERVER_BIN, ~/.nex/bin)")
+            throw NexError(
+                .notFound, "nats-server not found for the internal server (PATH, NATS_SERVER_BIN, ~/.nex/bin)")
         }
         let internalNATS = try await InternalNATS.start(
             binary: binary, directory: home + "/internal-nats", logger: logger)

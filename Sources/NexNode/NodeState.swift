@@ -124,18 +124,20 @@ struct NodeState: Sendable {
     /// or when `max_workloads` is reached; otherwise holds a place for it until it is accepted or released.
     mutating func reserve(
         name: String, namespace: String, allowDuplicates: Bool, maxWorkloads: Int?
-    ) -> Result<Reservation, DeployRefusal> {
+    ) -> Result<Reservation, NexError> {
         let key = namespace + "/" + name
         let current = workloads()
         if !allowDuplicates, reservations.values.contains(key) || current.contains(where: { $0.record.key == key }) {
             return .failure(
-                DeployRefusal(
+                NexError(
+                    .duplicate,
                     "workload \(name) is already running in namespace \(namespace) on this node: stop it first "
                         + "(devrun does so by default), or set allow_duplicate_workloads on the node"))
         }
         if let max = maxWorkloads, current.count + reservations.count >= max {
             return .failure(
-                DeployRefusal("node_limits.max_workloads (\(max)) reached: stop a workload or use another node"))
+                NexError(
+                    .limitExceeded, "node_limits.max_workloads (\(max)) reached: stop a workload or use another node"))
         }
         nextReservation += 1
         reservations[nextReservation] = key

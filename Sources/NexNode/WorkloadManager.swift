@@ -92,8 +92,8 @@ actor WorkloadManager {
     /// The duplicate and count checks, made before the artifact is downloaded; on success a place is held
     /// until the workload is accepted by ``start(_:record:reservation:artifactPath:persist:alreadyRecorded:)``
     /// or given up with ``release(_:)``.
-    func reserve(name: String, namespace: String) -> Result<NodeState.Reservation, DeployRefusal> {
-        if closed { return .failure(DeployRefusal("the node is shutting down: deploy to another node")) }
+    func reserve(name: String, namespace: String) -> Result<NodeState.Reservation, NexError> {
+        if closed { return .failure(NexError(.unavailable, "the node is shutting down: deploy to another node")) }
         return state.reserve(
             name: name, namespace: namespace, allowDuplicates: config.allowDuplicateWorkloads,
             maxWorkloads: config.nodeLimits.maxWorkloads)
@@ -105,14 +105,15 @@ actor WorkloadManager {
     func start(
         _ deploy: ValidatedDeploy, record: WorkloadRecord, reservation: NodeState.Reservation, artifactPath: String,
         persist: Bool, alreadyRecorded: Bool = false
-    ) async -> Result<RunResponse, DeployRefusal> {
+    ) async -> Result<RunResponse, NexError> {
         defer { state.release(reservation) }
         // Reading the executable's header is file work: done before the actor's state is looked at.
         let staticProblem =
-            pool.isSandboxed && record.type == "native"
+            pool.isSandboxed && record.request.workloadType == .native
             ? await Self.staticExecutableProblem(at: artifactPath) : nil
         if closed {
-            return .failure(DeployRefusal("the node is shutting down: deploy to another node", isTransient: !draining))
+            return .failure(
+                NexError(.unavailable, "the node is shutting down: deploy to another node", isTransient: !draining))
         }
         if let refusal = admissionProblem(record, staticProblem: staticProblem) { return .failure(refusal) }
         // A replayed record stays when its start fails for a reason that may pass (no agent in time).
@@ -124,7 +125,8 @@ actor WorkloadManager {
             _ = state.removed(record.id, forget: false)
             resources[record.id] = nil
             return .failure(
-                DeployRefusal(
+                NexError(
+                    .storage,
                     "cannot record the workload (\(error)): check that the node's resource directory is writable"))
         }
         return await launch(record.id)
@@ -132,13 +134,15 @@ actor WorkloadManager {
 
     /// What refuses a workload on this node today, before it is accepted: `max_total_bytes`, and a sandbox
     /// that runs static executables only.
-    private func admissionProblem(_ record: WorkloadRecord, staticProblem: String?) -> DeployRefusal? {
+    private func admissionProblem(_ record: WorkloadRecord, staticProblem: String?) -> NexError? {
         if let max = config.nodeLimits.maxTotalBytes, state.totalBytes + record.totalBytes > max {
-            return DeployRefusal(
+            return NexError(
+                .limitExceeded,
                 "node_limits.max_total_bytes (\(max)) would be exceeded: stop a workload or use another node")
         }
         if let problem = staticProblem {
-            return DeployRefusal(
+            return NexError(
+                .unsupported,
                 "the \(pool.driverName) sandbox runs static executables only: \(problem) (build it static, "
                     + "e.g. swift build --static-swift-stdlib or CGO_ENABLED=0, or run a no_sandbox node)")
         }
@@ -146,14 +150,14 @@ actor WorkloadManager {
     }
 
     /// Gives a workload in `starting` to an agent and waits for the agent to run it.
-    private func launch(_ id: String) async -> Result<RunResponse, DeployRefusal> {
+    private func launch(_ id: String) async -> Result<RunResponse, NexError> {
         let agent: Agent
         do { agent = try await pool.take(timeout: .milliseconds(config.agentHandshakeTimeoutMs)) } catch {
-            return await failStart(id, "no agent available: \(error)")
+            return await failStart(id, .unavailable, "no agent available: \(error)")
         }
         guard state.assigned(id, agent: agent.id), var held = resources[id], let entry = state.entries[id] else {
             await destroy(agent)
-            return .failure(DeployRefusal("the workload was stopped before it started"))
+            return .failure(NexError(.unavailable, "the workload was stopped before it started"))
         }
         held.agent = agent
         resources[id] = held
@@ -167,12 +171,12 @@ actor WorkloadManager {
                 }
             }
         } catch {
-            return await failStart(id, "cannot give the artifact to the agent: \(error)")
+            return await failStart(id, .storage, "cannot give the artifact to the agent: \(error)")
         }
         var environment = environment(for: held.deploy)
-        if pool.isSandboxed, record.type == "native" {
+        if pool.isSandboxed, record.request.workloadType == .native {
             do { environment = try await Self.openServers(in: environment, sandbox: agent.sandbox) } catch {
-                return await failStart(id, "cannot let the workload reach its NATS servers: \(error)")
+                return await failStart(id, .unavailable, "cannot let the workload reach its NATS servers: \(error)")
             }
         }
         let request = AgentDeployRequest(
@@ -189,25 +193,29 @@ actor WorkloadManager {
         } catch {
             response = AgentResponse(ok: false, message: "the agent did not answer the deploy: \(error)")
         }
-        guard response.ok else { return await failStart(id, response.message ?? "the agent refused the workload") }
+        guard response.ok else {
+            return await failStart(id, .invalidRequest, response.message ?? "the agent refused the workload")
+        }
         switch state.started(id) {
         case .gone, .stopRequested:
             // The stop that ended it cleans up.
-            return .failure(DeployRefusal("the workload was stopped before it started"))
+            return .failure(NexError(.unavailable, "the workload was stopped before it started"))
         case .running:
             break
         }
         let target = FunctionTarget(id: id, name: record.name, namespace: record.namespace, link: agent.link)
         let subscriptions: [NATSSubscription]
-        let triggerSubjects = record.type == "native" ? [] : record.request.triggerSubjects ?? []
+        let triggerSubjects =
+            record.request.workloadType?.isFunction == true ? record.request.triggerSubjects ?? [] : []
         do { subscriptions = try await subscribeTriggers(of: target, subjects: triggerSubjects) } catch {
             let replayed = replaying.remove(id) != nil
             await end(id, code: -1, message: "cannot subscribe to the trigger subjects: \(error)", forget: !replayed)
-            return .failure(DeployRefusal("cannot subscribe to the trigger subjects: \(error)", isTransient: replayed))
+            return .failure(
+                NexError(.unavailable, "cannot subscribe to the trigger subjects: \(error)", isTransient: replayed))
         }
         guard case .running = state.entries[id]?.status else {
             for sub in subscriptions { try? await sub.unsubscribe() }
-            return .failure(DeployRefusal("the workload was stopped before it started"))
+            return .failure(NexError(.unavailable, "the workload was stopped before it started"))
         }
         resources[id]?.triggers = subscriptions
         replaying.remove(id)
@@ -225,46 +233,50 @@ actor WorkloadManager {
     }
 
     /// A start that failed: the workload is forgotten (its record too) and its agent destroyed.
-    private func failStart(_ id: String, _ reason: String) async -> Result<RunResponse, DeployRefusal> {
+    private func failStart(_ id: String, _ code: NexError.Code, _ reason: String) async -> Result<RunResponse, NexError>
+    {
         // A stop under way (the node's shutdown keeps the record) does its own clean-up.
-        if case .stopping = state.entries[id]?.status { return .failure(DeployRefusal(reason)) }
+        if case .stopping = state.entries[id]?.status { return .failure(NexError(code, reason)) }
         let replayed = replaying.remove(id) != nil
         await cleanUp(id, forget: !replayed, removeArtifact: false)
         if replayed {
-            return .failure(DeployRefusal(reason + " (the record is kept for the next start)", isTransient: true))
+            return .failure(NexError(code, reason + " (the record is kept for the next start)", isTransient: true))
         }
-        return .failure(DeployRefusal(reason))
+        return .failure(NexError(code, reason))
     }
 
     // MARK: Stop
 
     /// Stops a workload for the issuer that deployed it. A stop from another namespace, or for an unknown id,
     /// is "no such workload" (ids cannot be probed).
-    func stop(_ request: StopRequest, namespace: String) async -> Result<StopResponse, DeployRefusal> {
+    func stop(_ request: StopRequest, namespace: String) async -> Result<StopResponse, NexError> {
         guard let entry = state.workloads(in: namespace).first(where: { $0.id == request.workloadID }),
             let deploy = resources[entry.id]?.deploy
         else {
-            return .failure(DeployRefusal("no such workload"))
+            return .failure(NexError(.notFound, "no such workload"))
         }
         let claims: JWTClaims
         do { claims = try NATSJWT.verify(request.workloadJWT) } catch {
             return .failure(
-                DeployRefusal("invalid stop JWT: \(error.message) (sign it with the issuer's account seed)"))
+                NexError(.unauthorized, "invalid stop JWT: \(error.message) (sign it with the issuer's account seed)"))
         }
         guard claims.issuer == deploy.claims.issuer else {
-            return .failure(DeployRefusal("stop refused: only the issuer that deployed the workload may stop it"))
+            return .failure(
+                NexError(.unauthorized, "stop refused: only the issuer that deployed the workload may stop it"))
         }
         guard claims.id != deploy.claims.id, request.workloadJWT != deploy.request.workloadJWT else {
             return .failure(
-                DeployRefusal(
+                NexError(
+                    .unauthorized,
                     "stop refused: the deploy token cannot be replayed as a stop token: sign a new stop token"))
         }
         if !claims.subject.isEmpty, claims.subject != entry.id {
-            return .failure(DeployRefusal("stop refused: the token is for workload \(claims.subject)"))
+            return .failure(NexError(.unauthorized, "stop refused: the token is for workload \(claims.subject)"))
         }
         guard await end(entry.id, code: 0, message: "stopped by its issuer", forget: true) else {
             return .failure(
-                DeployRefusal(
+                NexError(
+                    .invalidRequest,
                     "workload \(entry.id) stopped, but its record could not be removed: it would start again when "
                         + "the node restarts (check the node's resource directory, then stop it again after a restart)")
             )

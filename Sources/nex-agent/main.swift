@@ -1,5 +1,6 @@
 import Foundation
 import NexAgent
+import NexModels
 import NexRunnerJS
 import NexRunnerNative
 import NexRunnerWasm
@@ -12,11 +13,11 @@ case .failure(let error):
     exit(2)
 case .success(let settings):
     let agent = NexAgent(settings: settings) { type in
-        switch type {
-        case "native": NativeServiceRunner()
-        case "v8": JSRunner()
-        case "wasm": WasmRunner()
-        default: nil
+        switch WorkloadType(rawValue: type) {
+        case .native: NativeServiceRunner()
+        case .v8: JSRunner()
+        case .wasm: WasmRunner()
+        case nil: nil
         }
     }
     do {

@@ -34,9 +34,9 @@ struct ContractNode: Sendable {
                 let claims = try NATSJWT.verify(request.workloadJWT)
                 guard claims.nats["name"]?.stringValue == request.workloadName,
                     request.workloadName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
-                else { throw NexClientError(.invalidInput, "invalid workload name \(request.workloadName)") }
+                else { throw NexError(.invalidRequest, "invalid workload name \(request.workloadName)") }
                 guard claims.nats["hash"]?.stringValue == request.hash else {
-                    throw NexClientError(.invalidInput, "hash does not match the signed hash")
+                    throw NexError(.invalidRequest, "hash does not match the signed hash")
                 }
                 let sealed = try #require(Data(base64Encoded: request.environment ?? ""))
                 let env = try xkey.open(Array(sealed), from: request.senderPublicKey)
@@ -102,7 +102,7 @@ struct ContractNode: Sendable {
                     // A refusal comes back verbatim.
                     var bad = request
                     bad.hash = String(repeating: "0", count: 64)
-                    let refused = await #expect(throws: NexClientError.self) {
+                    let refused = await #expect(throws: NexError.self) {
                         try await nex.deploy(bad, to: one.nodeID)
                     }
                     #expect(refused?.code == .refused && refused?.message.contains("signed hash") == true)
@@ -110,7 +110,7 @@ struct ContractNode: Sendable {
                     let stopped = try await nex.stop(workloadID: "W1", node: one.nodeID, issuer: issuer)
                     #expect(stopped.stopped && stopped.issuer == issuer.publicKey)
 
-                    let none = await #expect(throws: NexClientError.self) { try await nex.info(node: "NNOSUCHNODE") }
+                    let none = await #expect(throws: NexError.self) { try await nex.info(node: "NNOSUCHNODE") }
                     #expect(none?.code == .noNode)
                     #expect(try await nex.workloadPing().isEmpty)
                 }
@@ -120,7 +120,7 @@ struct ContractNode: Sendable {
 
     @Test func deployRequestsAreCheckedBeforeSending() throws {
         let location = WorkloadLocation(bucket: "B", key: "k")
-        #expect(throws: NexClientError.self) {
+        #expect(throws: NexError.self) {
             try NexControlClient.makeDeployRequest(
                 name: "x", type: "native", location: location, hash: "h", issuer: NKeyPair.generate(.user),
                 publisher: NKeyPair.generate(.curve), targetNode: "N", targetXkey: NKeyPair.generate(.curve).publicKey)

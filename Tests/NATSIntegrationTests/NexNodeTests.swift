@@ -17,7 +17,7 @@ import Testing
         try await withServerAndClient(.init(jetStream: true)) { server, client in
             var config = NodeConfiguration()
             config.noSandbox = true
-            config.workloadTypes = ["native", "v8"]
+            config.workloadTypes = [.native, .v8]
             config.defaultResourceDir = server.directory.appendingPathComponent("nexhome").path
             configure(&config)
             let events = try await EventRecorderOfSubjects(client, subject: "$NEX.events.>")
@@ -100,7 +100,7 @@ import Testing
                 do {
                     _ = try await nex.deploy(r, to: node.nodeID)
                     return nil
-                } catch let e as NexClientError where e.code == .refused {
+                } catch let e as NexError where e.code == .refused {
                     return e.message
                 } catch {
                     return "unexpected \(error)"
@@ -117,7 +117,7 @@ import Testing
                 "{not json", to: NexSubjects.deploy(namespace: "default", node: node.nodeID))
             let env = try JSONDecoder().decode(Envelope<RunResponse>.self, from: Data(raw.bytes))
             #expect(env.isFailure && env.error?.contains("malformed deploy request") == true)
-            let stop = await #expect(throws: NexClientError.self) {
+            let stop = await #expect(throws: NexError.self) {
                 try await nex.stop(workloadID: "nope", node: node.nodeID, issuer: issuer)
             }
             #expect(stop?.message == "no such workload")
@@ -170,7 +170,7 @@ import Testing
                 name: "x", type: "native", location: WorkloadLocation(bucket: "B", key: "k"),
                 hash: String(repeating: "0", count: 64), issuer: .generate(.account), publisher: .generate(.curve),
                 targetNode: node.nodeID, targetXkey: node.xkey.publicKey)
-            let error = await #expect(throws: NexClientError.self) { try await nex.deploy(r, to: node.nodeID) }
+            let error = await #expect(throws: NexError.self) { try await nex.deploy(r, to: node.nodeID) }
             #expect(error?.message.contains("lame duck") == true)
             #expect(try await nex.auction(AuctionRequest()).isEmpty)
         }

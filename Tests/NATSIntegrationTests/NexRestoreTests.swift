@@ -42,7 +42,7 @@ import Testing
 
             // Native workloads are no longer allowed here: refused for good, the record goes.
             var narrowed = config
-            narrowed.workloadTypes = ["v8"]
+            narrowed.workloadTypes = [.v8]
             let second = NexNode(configuration: narrowed, client: client, identity: identity)
             try await second.start()
             #expect(try await nex.info(node: second.nodeID).machines.isEmpty)

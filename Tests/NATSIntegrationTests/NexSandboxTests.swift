@@ -37,8 +37,8 @@ import Testing
         try #require(TestEnvironment.shouldRun(needing: Self.available), "bubblewrap or cgroups missing")
         return try await NexWorkloadTests().withNode({
             $0.noSandbox = false
-            $0.sandbox = "namespace"
-            $0.workloadTypes = ["native", "v8", "wasm"]
+            $0.sandbox = .namespace
+            $0.workloadTypes = [.native, .v8, .wasm]
             $0.machineTemplate.memsizeMib = memoryMiB
             $0.restartBackoffInitialMs = 100
             $0.restartBackoffMaxMs = 400

@@ -29,10 +29,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: files.rootfs) }
         return try await NexWorkloadTests().withNode({
             $0.noSandbox = false
-            $0.sandbox = "vm"
+            $0.sandbox = .vm
             $0.kernelFilepath = files.kernel
             $0.rootfsFilepath = files.rootfs
-            $0.workloadTypes = ["native", "v8"]
+            $0.workloadTypes = [.native, .v8]
             $0.machineTemplate.memsizeMib = 256
         }) { h in
             // The first agent waits for the template VM to boot and be saved (seconds under emulation).

@@ -118,17 +118,17 @@ import Testing
             #expect(try await h.nex.ping(node: h.node.nodeID).runningMachines == 1)
 
             // Duplicates are refused while allow_duplicate_workloads is false.
-            let duplicate = await #expect(throws: NexClientError.self) {
+            let duplicate = await #expect(throws: NexError.self) {
                 try await h.deploy(file: Self.echoService, name: "echoservice")
             }
             #expect(duplicate?.message.contains("already running") == true)
 
             // Who may stop: not another issuer, not from another namespace, not by replaying the deploy token.
-            let stranger = await #expect(throws: NexClientError.self) {
+            let stranger = await #expect(throws: NexError.self) {
                 try await h.nex.stop(workloadID: run.id, node: h.node.nodeID, issuer: .generate(.account))
             }
             #expect(stranger?.message.contains("only the issuer") == true)
-            let elsewhere = await #expect(throws: NexClientError.self) {
+            let elsewhere = await #expect(throws: NexError.self) {
                 try await other.stop(workloadID: run.id, node: h.node.nodeID, issuer: h.issuer)
             }
             #expect(elsewhere?.message == "no such workload")
@@ -205,13 +205,13 @@ import Testing
         try await withNode({ $0.nodeLimits.maxWorkloads = 1 }) { h in
             let sleeper = try script("sleep 30", in: h.server)
             _ = try await h.deploy(file: sleeper, name: "one")
-            let second = await #expect(throws: NexClientError.self) { try await h.deploy(file: sleeper, name: "two") }
+            let second = await #expect(throws: NexError.self) { try await h.deploy(file: sleeper, name: "two") }
             #expect(second?.message.contains("max_workloads") == true)
         }
         try await withNode { h in
             let text = h.server.directory.appendingPathComponent("notes.txt").path
             try "just text".write(toFile: text, atomically: true, encoding: .utf8)
-            let refused = await #expect(throws: NexClientError.self) { try await h.deploy(file: text, name: "text") }
+            let refused = await #expect(throws: NexError.self) { try await h.deploy(file: text, name: "text") }
             #expect(refused?.message.contains("cannot start") == true)
             // The agent that refused is gone and the pool is whole again.
             try await eventually("pool refilled") { (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 1 }
@@ -347,7 +347,7 @@ import Testing
 
     /// Acceptance scenario 4: a JavaScript function on a trigger, wildcards, events, errors readable.
     @Test func javaScriptFunctionsAnswerTheirTriggers() async throws {
-        try await withNode({ $0.workloadTypes = ["native", "v8"] }) { h in
+        try await withNode({ $0.workloadTypes = [.native, .v8] }) { h in
             let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
             let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.echofunction.*")
             let echo = try await h.deploy(
@@ -389,7 +389,7 @@ import Testing
 
     /// Acceptance scenarios 5 and 6 (key-value and messaging): brokered by the node, private per workload.
     @Test func hostServicesKeyValueAndMessaging() async throws {
-        try await withNode({ $0.workloadTypes = ["v8"] }) { h in
+        try await withNode({ $0.workloadTypes = [.v8] }) { h in
             let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
             _ = try await h.deploy(file: examples + "/kv.js", name: "kvfn", type: "v8", triggers: ["fn.kv"])
             let reply = try await h.client.request("payload-1", to: "fn.kv", timeout: .seconds(10))
@@ -432,7 +432,7 @@ import Testing
     @Test func hostServicesFollowTheDeployAndTheNodeConfiguration() async throws {
         try await NATSServer.with(.init(jetStream: true)) { elsewhere in
             try await withNode({
-                $0.workloadTypes = ["v8"]
+                $0.workloadTypes = [.v8]
                 $0.hostServicesConfig = try! JSONDecoder().decode(
                     NodeConfiguration.HostServices.self,
                     from: Data(#"{"services": {"http": {"enabled": false}}}"#.utf8))
@@ -467,7 +467,7 @@ import Testing
         defer { web.signal(SIGKILL) }
         let port = try #require(try await web.waitForLines(1).first)
         try await withNode({
-            $0.workloadTypes = ["v8"]
+            $0.workloadTypes = [.v8]
             // The server is on this host, which functions may reach only when the operator allows it.
             $0.hostServicesConfig = try! JSONDecoder().decode(
                 NodeConfiguration.HostServices.self,
@@ -498,7 +498,7 @@ import Testing
 
     /// Acceptance scenario 8, and host services for WebAssembly through the `nex` import module.
     @Test func webAssemblyFunctionsWithHostServices() async throws {
-        try await withNode({ $0.workloadTypes = ["wasm"] }) { h in
+        try await withNode({ $0.workloadTypes = [.wasm] }) { h in
             let wasm = TestEnvironment.packageRoot.appendingPathComponent("examples/wasm").path
             _ = try await h.deploy(
                 file: wasm + "/echofunction.wasm", name: "echowasm", type: "wasm", triggers: ["wasm.*"])
@@ -523,7 +523,7 @@ import Testing
     /// and the function (and node) keep answering.
     @Test func functionLimitsAreAnswersAndTheNodeStaysHealthy() async throws {
         try await withNode({
-            $0.workloadTypes = ["v8"]
+            $0.workloadTypes = [.v8]
             $0.functionLimits = FunctionLimits(cpuMillis: 200, memoryMiB: 32)
         }) { h in
             let file = h.server.directory.appendingPathComponent("wild.js").path
@@ -554,7 +554,7 @@ import Testing
     /// waited behind the first.)
     @Test func aSlowDeployHoldsUpNeitherPingNorAnotherDeploy() async throws {
         try await withNode({
-            $0.workloadTypes = ["v8"]
+            $0.workloadTypes = [.v8]
             $0.agentHandshakeTimeoutMs = 60_000
             $0.agentPath = "/bin/true"  // an agent that exits before its handshake: the pool never fills
         }) { h in
@@ -571,11 +571,11 @@ import Testing
             #expect(ping.nodeID == h.node.nodeID)
             // Another deploy is answered beside it: of the same name, refused as a duplicate; of a type this
             // node does not run, refused for that.
-            let duplicate = await #expect(throws: NexClientError.self) {
+            let duplicate = await #expect(throws: NexError.self) {
                 try await h.deploy(file: file, name: "slow", type: "v8", triggers: ["slow.again"])
             }
             #expect(duplicate?.message.contains("already running") == true, "\(String(describing: duplicate))")
-            await #expect(throws: NexClientError.self) {
+            await #expect(throws: NexError.self) {
                 try await h.deploy(file: file, name: "native", type: "native")
             }
         }
@@ -583,7 +583,7 @@ import Testing
 
     /// A node's shutdown cancels its timers and background work and waits for all of it.
     @Test func aStoppedNodeLeavesNoTaskBehind() async throws {
-        try await withNode({ $0.workloadTypes = ["v8"] }) { h in
+        try await withNode({ $0.workloadTypes = [.v8] }) { h in
             let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
             _ = try await h.deploy(file: examples + "/kv.js", name: "kvfn", type: "v8", triggers: ["fn.kv"])
             _ = try await h.client.request("hi", to: "fn.kv", timeout: .seconds(10))
@@ -596,10 +596,10 @@ import Testing
     }
 
     @Test func functionsThatDoNotCompileAreRefused() async throws {
-        try await withNode({ $0.workloadTypes = ["v8"] }) { h in
+        try await withNode({ $0.workloadTypes = [.v8] }) { h in
             let file = h.server.directory.appendingPathComponent("broken.js").path
             try "(subject, payload) => {".write(toFile: file, atomically: true, encoding: .utf8)
-            let refused = await #expect(throws: NexClientError.self) {
+            let refused = await #expect(throws: NexError.self) {
                 try await h.deploy(file: file, name: "broken", type: "v8", triggers: ["js.broken"])
             }
             #expect(refused?.message.contains("does not compile") == true)

@@ -14,7 +14,7 @@ import Testing
 
     func validator(_ configure: (inout NodeConfiguration) -> Void = { _ in }) -> DeployValidator {
         var config = NodeConfiguration()
-        config.workloadTypes = ["native", "v8"]
+        config.workloadTypes = [.native, .v8]
         configure(&config)
         return DeployValidator(config: config, xkey: nodeXkey)
     }
@@ -63,6 +63,26 @@ import Testing
         }
         #expect(ok.environment == ["NATS_URL": "nats://127.0.0.1:4222"])
         #expect(ok.hash == "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+    }
+
+    /// Each refusal carries the code of its kind, not only its text.
+    @Test func refusalsCarryTheirCode() throws {
+        func code(_ v: DeployValidator, _ r: DeployRequest) -> NexError.Code? {
+            if case .failure(let f) = v.validate(r) { return f.code }
+            return nil
+        }
+        let v = validator { $0.validIssuers = [NKeyPair.generate(.account).publicKey] }
+        #expect(code(validator(), try request(type: "wasm", triggers: ["a"])) == .unsupported)
+        #expect(code(validator(), try request(type: "python")) == .unsupported)
+        #expect(code(validator(), try request(type: "v8", triggers: ["$SYS.x"])) == .unauthorized)
+        #expect(code(v, try request()) == .unauthorized)
+        #expect(code(validator(), try request(sealTo: NKeyPair.generate(.curve).publicKey)) == .invalidRequest)
+        var mismatched = try request()
+        mismatched.hash = String(repeating: "cd", count: 32)
+        #expect(code(validator(), mismatched) == .integrity)
+        var lameDuck = validator()
+        lameDuck.lameDuck = true
+        #expect(code(lameDuck, try request()) == .unavailable)
     }
 
     @Test func refusalsOfScenarioTen() throws {

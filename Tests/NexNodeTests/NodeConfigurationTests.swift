@@ -9,7 +9,7 @@ func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.p
     @Test func defaultsFollowNex() throws {
         let c = try parse("{}")
         #expect(c.machinePoolSize == 1 && c.machineTemplate.vcpuCount == 1 && c.machineTemplate.memsizeMib == 256)
-        #expect(c.noSandbox == false && c.sandbox == "auto" && c.workloadTypes == ["native", "v8", "wasm"])
+        #expect(c.noSandbox == false && c.sandbox == .auto && c.workloadTypes == [.native, .v8, .wasm])
         #expect(c.agentHandshakeTimeoutMs == 25_000 && c.agentPingTimeoutMs == 750)
         #expect(c.nodeLimits.maxWorkloads == nil && c.validIssuers.isEmpty)
     }
@@ -29,7 +29,7 @@ func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.p
              "otel_metrics": false}
             """)
         #expect(c.machinePoolSize == 3 && c.machineTemplate.memsizeMib == 512 && c.noSandbox)
-        #expect(c.workloadTypes == ["native", "v8", "wasm"] && c.denyTriggerSubjects == ["secret.>"])
+        #expect(c.workloadTypes == [.native, .v8, .wasm] && c.denyTriggerSubjects == ["secret.>"])
         #expect(c.nodeLimits.maxWorkloads == 10 && c.nodeLimits.maxTotalBytes == 1_000_000)
         #expect(c.hostServicesConfig?.nats?.natsURL == "nats://hs:4222")
         #expect(c.hostServicesConfig?.services?["kv"]?.enabled == true)

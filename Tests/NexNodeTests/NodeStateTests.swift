@@ -161,7 +161,7 @@ import Testing
 
     @Test func duplicatesAndLimitsCountDeploysInFlight() throws {
         var state = NodeState(policy: Self.policy)
-        func refusal(_ result: Result<NodeState.Reservation, DeployRefusal>) -> String? {
+        func refusal(_ result: Result<NodeState.Reservation, NexError>) -> String? {
             if case .failure(let r) = result { r.message } else { nil }
         }
         let first = try state.reserve(name: "svc", namespace: "default", allowDuplicates: false, maxWorkloads: 2).get()

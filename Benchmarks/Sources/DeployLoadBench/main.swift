@@ -16,7 +16,7 @@ guard args.count >= 3 else {
 let rounds = args.count > 3 ? Int(args[3]) ?? 5 : 5
 let artifactMiB = 64
 let bench = try await BenchNode.start(name: "deploy-load-bench", agent: args[1]) {
-    $0.workloadTypes = ["v8", "native"]
+    $0.workloadTypes = [.v8, .native]
     $0.machinePoolSize = 2
 }
 let requester = NATSClient(configuration: .init(servers: [bench.server.url]))

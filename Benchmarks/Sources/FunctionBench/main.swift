@@ -15,7 +15,7 @@ guard args.count >= 3 else {
     exit(2)
 }
 let requests = args.count > 3 ? Int(args[3]) ?? 2000 : 2000
-let bench = try await BenchNode.start(name: "fn-bench", agent: args[1]) { $0.workloadTypes = ["v8", "wasm"] }
+let bench = try await BenchNode.start(name: "fn-bench", agent: args[1]) { $0.workloadTypes = [.v8, .wasm] }
 let requester = NATSClient(configuration: .init(servers: [bench.server.url]))
 try await requester.connect()
 
