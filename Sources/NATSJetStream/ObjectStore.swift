@@ -355,7 +355,13 @@ public struct ObjectChunks: AsyncSequence, Sendable {
             guard !finished else { return nil }
             if received < info.chunks {
                 while let delivery = try await consumer?.next() {
-                    guard case .message(let m) = delivery else { continue }
+                    guard case .message(let m) = delivery else {
+                        // Caught up before the last chunk: the object was replaced or deleted while being read
+                        // (its chunks purged), and the rest will never come.
+                        finished = true
+                        throw JetStreamError.client(
+                            "object \(info.name) changed while it was read (\(received) of \(info.chunks) chunks)")
+                    }
                     let bytes = m.bytes
                     hasher.update(data: bytes)
                     size += UInt64(bytes.count)

@@ -2,11 +2,23 @@ import Foundation
 import Logging
 import NIOPosix
 
-/// File and process work that blocks its thread runs here, on NIO's blocking-I/O pool: never on an event loop
-/// (it would stall every connection on it) nor on the cooperative pool (2 threads on 2 cores).
+/// File and process work that blocks its thread runs here, on a pool of its own: never on an event loop (it
+/// would stall every connection on it) nor on the cooperative pool (2 threads on 2 cores). The pool is wider
+/// than the cores because its threads wait on disks, not on the CPU, and it is not NIO's shared pool, which a
+/// slow name lookup could fill.
 enum BlockingIO {
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 8)
+        pool.start()
+        return pool
+    }()
+
+    /// Runs `work` on the pool. A task cancelled meanwhile still has its work done: clean-ups (close, unlink,
+    /// remove) must happen whatever happened to the task that asked for them.
     static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await NIOThreadPool.singleton.runIfActive(work)
+        try await withCheckedThrowingContinuation { continuation in
+            pool.submit { _ in continuation.resume(with: Result { try work() }) }
+        }
     }
 
     /// Removes a file or a directory tree. A path that is already gone is not an error.

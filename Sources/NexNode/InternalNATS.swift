@@ -129,13 +129,15 @@ final class InternalNATS: Sendable {
         _ payload: [UInt8], to subject: String, agent: String, headers: NATSHeaders? = nil, timeout: Duration
     ) async throws -> NATSMessage {
         let token = NUID.next()
-        // An event-loop timer, cancelled as soon as the answer arrives: no task per trigger.
-        let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: Self.timeAmount(timeout)) {
-            self.complete(token, .failure(AgentRequestTimeout(subject: subject, timeout: timeout)))
-        }
-        defer { timer.cancel() }
+        // An event-loop timer, cancelled as soon as the answer arrives: no task per trigger. Armed after the
+        // request is registered, so a timer that fires at once still finds it.
+        var timer: Scheduled<Void>?
+        defer { timer?.cancel() }
         return try await withCheckedThrowingContinuation { continuation in
             pending.withLock { $0[token] = continuation }
+            timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: Self.timeAmount(timeout)) {
+                self.complete(token, .failure(AgentRequestTimeout(subject: subject, timeout: timeout)))
+            }
             do {
                 // Queued for the socket right here: no extra task hop on the trigger path.
                 try client.enqueueAndFlush(

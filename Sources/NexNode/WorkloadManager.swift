@@ -303,8 +303,9 @@ actor WorkloadManager {
         for entry in state.entries.values.sorted(by: { $0.id < $1.id }) {
             await end(entry.id, code: 0, message: reason, forget: draining)
         }
-        await hostServices.closeAll()
+        // Host calls first: one still opening a connection would store it after closeAll.
         await tasks.shutdown()
+        await hostServices.closeAll()
     }
 
     /// Undeploys a workload: the agent stops it (SIGTERM, then SIGKILL), the sandbox is destroyed, and

@@ -65,6 +65,18 @@ import Testing
         }
     }
 
+    /// Found in review: Foundation accepts any digits as a port, and a socket address traps past 65535.
+    @Test func aPortOutOfRangeIsAnErrorNotACrash() async throws {
+        for url in ["http://127.0.0.1:70000/", "http://[::1]:65536/"] {
+            do {
+                _ = try await get(url, HTTPEgressClient(policy: .globalOnly))
+                Issue.record("\(url) was fetched")
+            } catch {
+                #expect("\(error)".contains("port outside 1–65535"), "\(error)")
+            }
+        }
+    }
+
     @Test func aRedirectToARefusedAddressIsRefused() async throws {
         try await withEchoServer { port in
             let allowed = HTTPEgressClient(policy: try EgressPolicy(allowList: "127.0.0.1:\(port)"))

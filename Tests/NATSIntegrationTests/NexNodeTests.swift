@@ -186,6 +186,8 @@ import Testing
                 services: [node], gracefulShutdownSignals: [],
                 logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
             let running = Task { try await group.run() }
+            // Starting takes the internal server and the pool: seconds when the whole suite starts at once.
+            try await events.waitFor("node_started", timeout: .seconds(60)) { $0.hasSuffix(".node_started") }
             try await events.waitFor("heartbeat") { $0.hasSuffix(".heartbeat") }
             await group.triggerGracefulShutdown()
             try await running.value
@@ -202,7 +204,9 @@ final class EventRecorderOfSubjects: Sendable {
         recorder = try await MessageRecorder(client, subject: subject)
     }
 
-    func waitFor(_ what: String, _ match: @escaping (String) -> Bool) async throws {
-        try await eventually(what) { self.recorder.messages.contains { match($0.subject) } }
+    func waitFor(
+        _ what: String, timeout: Duration = .seconds(10), _ match: @escaping (String) -> Bool
+    ) async throws {
+        try await eventually(what, timeout: timeout) { self.recorder.messages.contains { match($0.subject) } }
     }
 }

@@ -62,6 +62,22 @@ func patternBytes(_ size: Int) -> [UInt8] { (0..<size).map { UInt8(($0 * 7 + 3) 
         }
     }
 
+    /// Found in review: an object replaced between reading its metadata and reading its chunks (which were
+    /// purged) left the reader waiting forever. It now ends with an error.
+    @Test(.timeLimit(.minutes(1))) func anObjectReplacedBeforeItsChunksAreReadIsAnError() async throws {
+        try await withJetStream { _, _, js in
+            var store = try await js.createObjectStore(ObjectStoreConfig(bucket: "moving"))
+            store.chunkSize = 100
+            _ = try await store.put("doc", data: patternBytes(1_000))
+            let chunks = try await store.stream("doc")
+            _ = try await store.put("doc", data: patternBytes(500))
+            let error = await #expect(throws: JetStreamError.self) {
+                for try await _ in chunks {}
+            }
+            #expect("\(String(describing: error))".contains("changed while it was read"))
+        }
+    }
+
     @Test func corruptedChunkIsCaughtByTheDigest() async throws {
         try await withJetStream { _, _, js in
             var store = try await js.createObjectStore(ObjectStoreConfig(bucket: "tamper"))

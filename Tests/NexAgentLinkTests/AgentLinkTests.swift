@@ -96,11 +96,11 @@ import Testing
             Thread.sleep(forTimeInterval: 3)
             return (true, 0, [])
         }) { client in
-            let started = ContinuousClock.now
+            // The agent answers after 3 s: a call that throws did not wait for it (no clock needed to show it,
+            // and none to flake on a loaded machine).
             await #expect(throws: LinkError.self) {
                 try await client.trigger(subject: "s", payload: [], timeout: .milliseconds(500))
             }
-            #expect(ContinuousClock.now - started < .seconds(3))
         }
     }
 

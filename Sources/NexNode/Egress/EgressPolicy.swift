@@ -2,7 +2,8 @@
 ///
 /// Global addresses are allowed. Loopback, link-local, private, multicast, unspecified and reserved ones are
 /// refused unless the operator's allow-list (`host_services_config.services.http.config.allow`) names them, so a
-/// function on a shared node cannot reach the node's own ports, its neighbours or a cloud metadata service.
+/// function on a shared node cannot reach the node's loopback ports, private neighbours or a cloud metadata
+/// service. (The node's own global addresses are global: a service bound to them is reachable like any other.)
 /// The check runs on every address a name resolves to and on every redirect, right before the connection.
 struct EgressPolicy: Sendable, Equatable {
     /// One allow-list entry.

@@ -53,11 +53,16 @@ struct HTTPEgressClient: Sendable {
                 throw HTTPEgressError.badRedirect(location)
             }
             if !Self.sameOrigin(next, request.url) {
-                request.headers.removeAll { ["authorization", "cookie"].contains($0.0.lowercased()) }
+                request.headers.removeAll {
+                    ["authorization", "cookie", "proxy-authorization"].contains($0.0.lowercased())
+                }
             }
-            // 303, and 301/302 after anything but GET or HEAD, become a GET without a body (as browsers do).
-            if response.status == 303 || ([301, 302].contains(response.status) && request.method != .HEAD) {
-                if request.method != .HEAD { request.method = .GET }
+            // 303 (except after HEAD), and 301/302 after a POST, become a GET without a body (as the Fetch
+            // standard says); other methods keep their method and body.
+            if (response.status == 303 && request.method != .HEAD)
+                || ([301, 302].contains(response.status) && request.method == .POST)
+            {
+                request.method = .GET
                 request.body = nil
             }
             request.url = next
@@ -70,7 +75,9 @@ struct HTTPEgressClient: Sendable {
         guard !addresses.isEmpty else { throw HTTPEgressError.unresolved(target.host) }
         var firstRefusal: EgressRefusal?
         var lastError: (any Error)?
-        for address in addresses {
+        // A few addresses at most: each costs up to the connect timeout, and the call has a deadline.
+        for address in addresses.prefix(Self.maxAddressesTried) {
+            try Task.checkCancellation()
             if let refusal = policy.refusal(host: target.host, port: target.port, address: address) {
                 firstRefusal = firstRefusal ?? refusal
                 continue
@@ -84,6 +91,8 @@ struct HTTPEgressClient: Sendable {
         if let lastError { throw HTTPEgressError.connectFailed(target.host, target.port, "\(lastError)") }
         throw firstRefusal!
     }
+
+    static let maxAddressesTried = 4
 
     /// Only a failure to connect moves on to the next address; anything later has reached the server.
     private struct ConnectFailure: Error { let underlying: any Error }
@@ -167,10 +176,18 @@ struct HTTPEgressClient: Sendable {
         }
     }
 
-    /// getaddrinfo on NIO's thread pool (it blocks), keeping the system's order.
+    /// Name lookups (getaddrinfo blocks, for as long as a resolver takes): a pool of their own, so functions
+    /// that resolve slow names hold up neither file work nor each other beyond its size.
+    static let resolverPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        return pool
+    }()
+
+    /// getaddrinfo on ``resolverPool``, keeping the system's order.
     static let systemResolver: Resolver = { host, port in
         if let literal = IPAddress(host) { return [literal] }
-        return try await NIOThreadPool.singleton.runIfActive {
+        return try await lookUp {
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
             var list: UnsafeMutablePointer<addrinfo>?
@@ -188,6 +205,31 @@ struct HTTPEgressClient: Sendable {
                 entry = current.ai_next
             }
             return found
+        }
+    }
+
+    /// Runs a lookup on ``resolverPool``; a cancelled caller (a host call past its deadline) returns at once and
+    /// the lookup finishes in the background on its pool thread, its answer dropped.
+    private static func lookUp(_ work: @escaping @Sendable () throws -> [IPAddress]) async throws -> [IPAddress] {
+        let waiter = Mutex<(continuation: CheckedContinuation<[IPAddress], any Error>?, cancelled: Bool)>((nil, false))
+        @Sendable func finish(_ result: Result<[IPAddress], any Error>) {
+            waiter.withLock { w in
+                defer { w.continuation = nil }
+                return w.continuation
+            }?.resume(with: result)
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let cancelled = waiter.withLock { w in
+                    if !w.cancelled { w.continuation = continuation }
+                    return w.cancelled
+                }
+                if cancelled { return continuation.resume(throwing: CancellationError()) }
+                resolverPool.submit { _ in finish(Result { try work() }) }
+            }
+        } onCancel: {
+            waiter.withLock { $0.cancelled = true }
+            finish(.failure(CancellationError()))
         }
     }
 
@@ -222,6 +264,8 @@ struct HTTPEgressClient: Sendable {
             secure = scheme == "https"
             self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
             port = url.port ?? (secure ? 443 : 80)
+            // Foundation's URL takes any digits as a port; a socket address traps on one past 65535.
+            guard (1...65535).contains(port) else { throw HTTPEgressError.badPort(url.absoluteString) }
             let shownHost = self.host.contains(":") ? "[\(self.host)]" : self.host
             hostHeader = url.port == nil ? shownHost : "\(shownHost):\(port)"
             let components = URLComponents(url: url, resolvingAgainstBaseURL: true)
@@ -234,6 +278,7 @@ struct HTTPEgressClient: Sendable {
 /// Why an HTTP host call failed before or while talking to the server.
 enum HTTPEgressError: Error, CustomStringConvertible {
     case notHTTP(String)
+    case badPort(String)
     case unresolved(String)
     case unresolvedBecause(String, String)
     case connectFailed(String, Int, String)
@@ -245,6 +290,7 @@ enum HTTPEgressError: Error, CustomStringConvertible {
     var description: String {
         switch self {
         case .notHTTP(let url): "\(url) is not an http(s) URL"
+        case .badPort(let url): "\(url) has a port outside 1–65535"
         case .unresolved(let host): "\(host) resolves to no address"
         case .unresolvedBecause(let host, let reason): "cannot resolve \(host): \(reason)"
         case .connectFailed(let host, let port, let reason): "cannot connect to \(host) port \(port): \(reason)"
