@@ -4,6 +4,7 @@ import NATS
 import NATSJetStream
 import NexControlClient
 import NexModels
+import Synchronization
 
 /// Downloads a workload's artifact from its object store and checks it against the issuer-signed hash —
 /// the comparison Nex 0.x computed but never made.
@@ -31,8 +32,9 @@ struct ArtifactFetcher: Sendable {
         let verified = directory + "/verified"
         let cached = verified + "/" + expected
         let chunks: ObjectChunks
+        let store: ObjectStore
         do {
-            let store = try await JetStreamContext(client: client).objectStore(location.bucket)
+            store = try await JetStreamContext(client: client).objectStore(location.bucket)
             chunks = try await store.stream(location.key)
         } catch let e as JetStreamError where e.code == 404 {
             throw NexError(
@@ -50,7 +52,7 @@ struct ArtifactFetcher: Sendable {
         // Bytes this node already downloaded and verified against the same signed hash need no second
         // download (redeploys and restarts of one artifact).
         if NexControlClient.hexSHA256(fromDigest: info.digest) == expected,
-            (try? await BlockingIO.run { link(cached, path) == 0 }) == true
+            await BlockingIO.run({ link(cached, path) == 0 })
         {
             return Artifact(path: path, size: Int(info.size))
         }
@@ -64,27 +66,11 @@ struct ArtifactFetcher: Sendable {
         } catch {
             throw NexError(.storage, "cannot write the artifact: \(error)", isTransient: true)
         }
-        var hasher = SHA256()
-        var size = 0
+        let actual: String
+        let size: Int
         do {
-            var pending: [UInt8] = []
-            pending.reserveCapacity(Self.writeSize)
-            for try await chunk in chunks {
-                hasher.update(data: chunk)
-                size += chunk.count
-                if let maxBytes, Int64(size) > maxBytes {
-                    throw NexError(
-                        .limitExceeded,
-                        "artifact grew past node_limits.max_workload_bytes \(maxBytes) while downloading")
-                }
-                pending += chunk
-                if pending.count >= Self.writeSize {
-                    try await writer.write(pending)
-                    pending.removeAll(keepingCapacity: true)
-                }
-            }
-            if !pending.isEmpty { try await writer.write(pending) }
-            try await writer.finish()
+            (actual, size) = try await Self.download(
+                chunks, to: writer, maxBytes: maxBytes, watching: store, key: location.key)
         } catch {
             await writer.discard()
             if let refusal = error as? NexError { throw refusal }
@@ -93,9 +79,8 @@ struct ArtifactFetcher: Sendable {
             }
             throw NexError(.unavailable, "cannot download the artifact \(location): \(error)", isTransient: true)
         }
-        let actual = hasher.finalize().map { String(format: "%02x", $0) }.joined()
         guard actual == expected else {
-            _ = try? await BlockingIO.run { unlink(partial) }
+            _ = await BlockingIO.run { unlink(partial) }
             throw NexError(
                 .integrity,
                 "artifact hash \(actual) does not match the signed hash \(expectedHash): the object changed after the "
@@ -110,11 +95,72 @@ struct ArtifactFetcher: Sendable {
                 _ = link(path, cached)
             }
         } catch {
-            _ = try? await BlockingIO.run { unlink(partial) }
+            _ = await BlockingIO.run { unlink(partial) }
             throw NexError(.storage, "cannot write the artifact: \(error)", isTransient: true)
         }
         return Artifact(path: path, size: size)
     }
+
+    /// Writes the chunks to `writer` (synced when done) and returns their hex SHA-256 and size. Beside it, a
+    /// watch: when no chunk came for ``stallCheck`` and the object in the store is no longer the one being
+    /// read (replaced or deleted, its chunks purged), the download ends instead of waiting forever.
+    static func download(
+        _ chunks: ObjectChunks, to writer: BlockingFileWriter, maxBytes: Int64?, watching store: ObjectStore,
+        key: String
+    ) async throws -> (String, Int) {
+        let received = ReceivedBytes()
+        return try await withThrowingTaskGroup(of: (String, Int)?.self) { group in
+            group.addTask {
+                var hasher = SHA256()
+                var size = 0
+                var pending: [UInt8] = []
+                pending.reserveCapacity(Self.writeSize)
+                for try await chunk in chunks {
+                    hasher.update(data: chunk)
+                    size += chunk.count
+                    received.count.store(size, ordering: .relaxed)
+                    if let maxBytes, Int64(size) > maxBytes {
+                        throw NexError(
+                            .limitExceeded,
+                            "artifact grew past node_limits.max_workload_bytes \(maxBytes) while downloading")
+                    }
+                    pending += chunk
+                    if pending.count >= Self.writeSize {
+                        try await writer.write(pending)
+                        pending.removeAll(keepingCapacity: true)
+                    }
+                }
+                if !pending.isEmpty { try await writer.write(pending) }
+                try await writer.finish()
+                return (hasher.finalize().map { String(format: "%02x", $0) }.joined(), size)
+            }
+            group.addTask {
+                while true {
+                    let before = received.count.load(ordering: .relaxed)
+                    try await Task.sleep(for: Self.stallCheck)
+                    guard received.count.load(ordering: .relaxed) == before else { continue }
+                    let current: ObjectInfo?
+                    do { current = try await store.info(key) } catch {
+                        continue  // the store did not answer: nothing learned, look again later
+                    }
+                    if current?.nuid != chunks.info.nuid {
+                        throw NexError(
+                            .unavailable,
+                            "the artifact was replaced or deleted in the object store while it was downloaded: "
+                                + "deploy again", isTransient: true)
+                    }
+                }
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            throw CancellationError()
+        }
+    }
+
+    /// How long a download may see no chunk before the object in the store is checked.
+    static let stallCheck = Duration.seconds(5)
 
     /// Bytes gathered before one write: fewer thread hops than one per 128 KiB chunk.
     static let writeSize = 1 << 20
@@ -158,4 +204,9 @@ struct ArtifactFetcher: Sendable {
         }
         return (hasher.finalize().map { String(format: "%02x", $0) }.joined(), size)
     }
+}
+
+/// Bytes a download has received so far, read by its stall watch.
+private final class ReceivedBytes: Sendable {
+    let count = Atomic<Int>(0)
 }

@@ -21,6 +21,13 @@ enum BlockingIO {
         }
     }
 
+    /// ``run(_:)`` for work that cannot fail.
+    static func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            pool.submit { _ in continuation.resume(returning: work()) }
+        }
+    }
+
     /// Removes a file or a directory tree. A path that is already gone is not an error.
     static func remove(_ path: String) async throws {
         try await run {
@@ -84,7 +91,7 @@ final class BlockingFileWriter: Sendable {
     /// Closes without syncing and removes the file (after a failure).
     func discard() async {
         let (fd, path) = (descriptor, self.path)
-        _ = try? await BlockingIO.run {
+        await BlockingIO.run {
             close(fd)
             unlink(path)
         }
