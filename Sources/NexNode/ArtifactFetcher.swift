@@ -183,7 +183,7 @@ struct ArtifactFetcher: Sendable {
         }
         if let size = size ?? nil {
             if let maxBytes, Int64(size) > maxBytes {
-                try? FileManager.default.removeItem(atPath: path)
+                _ = await BlockingIO.run { unlink(path) }  // our own link to the cached copy, made above
                 throw NexError(
                     .limitExceeded, "artifact of \(size) bytes exceeds node_limits.max_workload_bytes \(maxBytes)")
             }

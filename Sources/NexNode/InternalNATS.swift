@@ -135,7 +135,7 @@ final class InternalNATS: Sendable {
         defer { timer?.cancel() }
         return try await withCheckedThrowingContinuation { continuation in
             pending.withLock { $0[token] = continuation }
-            timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: Self.timeAmount(timeout)) {
+            timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: timeout.timeAmount) {
                 self.complete(token, .failure(AgentRequestTimeout(subject: subject, timeout: timeout)))
             }
             do {
@@ -199,13 +199,6 @@ final class InternalNATS: Sendable {
         stopped.store(true, ordering: .relaxed)
         await client.close()
         await server.stop()
-    }
-}
-
-extension InternalNATS {
-    static func timeAmount(_ duration: Duration) -> TimeAmount {
-        let (seconds, attoseconds) = duration.components
-        return .seconds(seconds) + .nanoseconds(attoseconds / 1_000_000_000)
     }
 }
 
