@@ -15,7 +15,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         case closed
     }
 
-    let client: NATSClient
+    /// Weak: a client its user has let go of is freed, and its deinit closes this channel.
+    weak var client: NATSClient?
     let infoPromise: EventLoopPromise<ServerInfo>
     let connectedPromise: EventLoopPromise<Void>
     private var parser: ProtocolParser
@@ -88,16 +89,16 @@ final class ConnectionHandler: ChannelInboundHandler {
         switch (phase, op) {
         case (.connected, .pong):
             deliverFrames()
-            client.pongReceived()
+            client?.pongReceived()
         case (_, .ping):
             var pong = context.channel.allocator.buffer(capacity: 6)
             ClientOp.writePong(into: &pong)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case (.connected, .info(let info)):
-            client.serverInfoUpdated(info)
+            client?.serverInfoUpdated(info)
         case (.connected, .error(let text)):
             deliverFrames()
-            client.serverError(text)
+            client?.serverError(text)
         case (_, .ok):
             break
         case (.awaitingInfo, .info(let info)):
@@ -127,22 +128,22 @@ final class ConnectionHandler: ChannelInboundHandler {
         let batch = frames
         frames = []
         frames.reserveCapacity(batch.count)
-        client.deliver(batch)
+        client?.deliver(batch)
     }
 
     private func startKeepAlive(context: ChannelHandlerContext) {
-        let interval = client.configuration.pingInterval.timeAmount
-        let client = self.client
+        guard let interval = client?.configuration.pingInterval.timeAmount else { return }
         let channel = context.channel
-        keepAliveTask = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-            client.keepAliveTick(channel)
+        keepAliveTask = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) {
+            [weak client] _ in
+            client?.keepAliveTick(channel)
         }
     }
 
     /// Fails the handshake (if still running), records why, and closes the channel.
     private func fail(context: ChannelHandlerContext, _ error: any Error) {
         if failure == nil { failure = error }
-        if let e = error as? NATSError { client.noteDisconnect(reason: e) }
+        if let e = error as? NATSError { client?.noteDisconnect(reason: e) }
         failHandshake(error)
         context.close(promise: nil)
     }
@@ -170,7 +171,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { client.flushOutbox() }
+        if context.channel.isWritable { client?.flushOutbox() }
         context.fireChannelWritabilityChanged()
     }
 

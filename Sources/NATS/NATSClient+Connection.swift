@@ -165,32 +165,41 @@ extension NATSClient {
     // MARK: Supervision and reconnect
 
     /// Waits for the connection to drop, then reconnects (or closes) as configured. One task per client.
-    func supervise() async {
+    /// Watches the connection and reconnects when it drops, until the client closes for good or the task is
+    /// cancelled. Holds the client weakly while it waits, so a client its user lets go of is freed (and its
+    /// deinit closes the connection) even though this loop still runs.
+    static func supervise(_ client: Weak<NATSClient>) async {
         while !Task.isCancelled {
-            guard let channel = state.withLock({ $0.channel }) else { return }
-            try? await channel.closeFuture.get()
-            let lost = state.withLock { s -> (failed: [CheckedContinuation<Void, any Error>], reason: String)? in
-                guard s.channel === channel, s.phase == .connected || s.phase == .draining else { return nil }
-                let reason = s.disconnectReason?.description ?? "connection closed"
-                s.channel = nil
-                s.phase = s.phase == .draining ? .closed : .reconnecting
-                s.flushScheduled = false
-                return (s.dropSentPings(), reason)
-            }
-            guard let lost else { return }
-            let error = NATSError(.disconnected, lost.reason)
-            for c in lost.failed { c.resume(throwing: error) }
-            broadcaster.emit(.disconnected(reason: lost.reason))
-            logger.debug("disconnected", metadata: ["reason": "\(lost.reason)"])
-            guard configuration.allowReconnect, state.withLock({ $0.phase == .reconnecting }) else {
-                finishClosing(error)
-                return
-            }
-            guard await reconnect() else {
-                finishClosing(NATSError(.noServers, "reconnect attempts exhausted"))
-                return
-            }
+            guard let channel = client.value?.state.withLock({ $0.channel }) else { return }
+            try? await channel.closeFuture.get()  // the result says nothing: the state says why it closed
+            guard let strong = client.value, await strong.recoverFromLoss(of: channel) else { return }
         }
+    }
+
+    /// Handles the loss of `channel`: reconnects when allowed; returns false when the client is done.
+    private func recoverFromLoss(of channel: any Channel) async -> Bool {
+        let lost = state.withLock { s -> (failed: [CheckedContinuation<Void, any Error>], reason: String)? in
+            guard s.channel === channel, s.phase == .connected || s.phase == .draining else { return nil }
+            let reason = s.disconnectReason?.description ?? "connection closed"
+            s.channel = nil
+            s.phase = s.phase == .draining ? .closed : .reconnecting
+            s.flushScheduled = false
+            return (s.dropSentPings(), reason)
+        }
+        guard let lost else { return false }
+        let error = NATSError(.disconnected, lost.reason)
+        for c in lost.failed { c.resume(throwing: error) }
+        broadcaster.emit(.disconnected(reason: lost.reason))
+        logger.debug("disconnected", metadata: ["reason": "\(lost.reason)"])
+        guard configuration.allowReconnect, state.withLock({ $0.phase == .reconnecting }) else {
+            finishClosing(error)
+            return false
+        }
+        guard await reconnect() else {
+            finishClosing(NATSError(.noServers, "reconnect attempts exhausted"))
+            return false
+        }
+        return true
     }
 
     private func reconnect() async -> Bool {

@@ -77,7 +77,7 @@ extension NATSClient {
         let timeout = timeout ?? configuration.requestTimeout
         let inbox = "\(configuration.inboxPrefix).\(NUID.next())"
         let sub = try makeSubscription(subject: inbox, queue: nil)
-        defer { try? removeSubscription(sub, sendUnsubscribe: true) }
+        defer { removeSubscription(sub, sendUnsubscribe: true) }
         try await publish(payload, to: subject, replyTo: inbox, headers: headers)
         let deadline = ContinuousClock.now + timeout
         var replies: [NATSMessage] = []

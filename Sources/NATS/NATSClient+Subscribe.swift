@@ -8,6 +8,24 @@ extension NATSClient {
         try makeSubscription(subject: subject, queue: queue)
     }
 
+    /// Subscribes to `subject` for as long as `body` runs: the subscription ends when `body` returns or
+    /// throws, so it cannot outlive its use.
+    ///
+    /// ```swift
+    /// let first = try await client.withSubscription(to: "greet.*") { sub in
+    ///     try await client.publish("hi", to: "greet.joe")
+    ///     return try await sub.nextMessage(timeout: .seconds(1))
+    /// }
+    /// ```
+    nonisolated(nonsending) public func withSubscription<Result>(
+        to subject: String, queue: String? = nil,
+        _ body: nonisolated(nonsending) (NATSSubscription) async throws -> Result
+    ) async throws -> Result {
+        let sub = try makeSubscription(subject: subject, queue: queue)
+        defer { removeSubscription(sub, sendUnsubscribe: true) }
+        return try await body(sub)
+    }
+
     /// Subscribes and runs `handler` for each message, one at a time, on a task of its own.
     /// The handler's errors are reported as ``NATSEvent/error(_:)`` events and do not stop the subscription.
     ///
@@ -65,7 +83,7 @@ extension NATSClient {
         return sub
     }
 
-    func removeSubscription(_ sub: NATSSubscription, sendUnsubscribe: Bool) throws(NATSError) {
+    func removeSubscription(_ sub: NATSSubscription, sendUnsubscribe: Bool) {
         let flushOn = state.withLock { s -> (any Channel)? in
             guard s.subscriptions.removeValue(forKey: sub.sid) != nil else { return nil }
             guard sendUnsubscribe, s.isConnected else { return nil }
@@ -101,7 +119,7 @@ extension NATSClient {
         }
         flushOn?.eventLoop.execute { self.flushOutbox() }
         // Everything the server sent before our UNSUB arrives before the PONG of this flush.
-        defer { try? removeSubscription(sub, sendUnsubscribe: false) }
+        defer { removeSubscription(sub, sendUnsubscribe: false) }
         try await flush(timeout: configuration.drainTimeout)
     }
 
@@ -130,7 +148,7 @@ extension NATSClient {
         } catch {
             result = error
         }
-        for sub in subs { try? removeSubscription(sub, sendUnsubscribe: false) }
+        for sub in subs { removeSubscription(sub, sendUnsubscribe: false) }
         // Buffered messages consumed, and handlers done with the ones they took (a handler takes a whole batch
         // at once, so the buffer alone empties long before it is done).
         while ContinuousClock.now < deadline, subs.contains(where: { $0.hasUnfinishedWork }) {

@@ -87,8 +87,16 @@ public final class NATSClient: Sendable {
 
     // MARK: Connect and close
 
-    /// Connects to the first reachable server of the configuration and starts supervising the connection.
+    /// Connects to the first reachable server of the configuration and starts supervising the connection
+    /// (reconnecting when it drops) until ``close()`` or ``drain()``.
+    ///
+    /// To give the supervision an owner instead, run the client as a `Service` (``run()``), which connects
+    /// and supervises within its own task.
     public func connect() async throws {
+        try await connect(supervisingInBackground: true)
+    }
+
+    func connect(supervisingInBackground: Bool) async throws {
         if let addressError { throw addressError }
         guard !addresses.isEmpty else { throw NATSError(.invalidURL, "no servers configured") }
         try state.withLock { s throws(NATSError) in
@@ -103,7 +111,7 @@ public final class NATSClient: Sendable {
         case .success(let server):
             broadcaster.emit(.connected(server: server.description))
             logger.debug("connected", metadata: ["nats.server": "\(server)"])
-            startSupervisor()
+            if supervisingInBackground { startSupervisor() }
         case .failure(let error):
             finishClosing(NATSError(.connectionClosed, "connect failed"))
             if let e = error as? NATSError, e.code != .timeout, e.code != .noServers { throw e }
@@ -175,6 +183,28 @@ public final class NATSClient: Sendable {
         var mux: RequestMux?
     }
 
+    /// Connects a client, runs `body` with it, and closes it when `body` returns or throws: a connection
+    /// scoped to its use.
+    ///
+    /// ```swift
+    /// try await NATSClient.withConnection(configuration: .init(servers: ["nats://127.0.0.1:4222"])) { nc in
+    ///     try await nc.publish("hello", to: "greet.joe")
+    /// }
+    /// ```
+    nonisolated(nonsending) public static func withConnection<Result>(
+        configuration: Configuration = Configuration(),
+        logger: Logger = Logger(label: "nats", factory: { _ in SwiftLogNoOpLogHandler() }),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        _ body: nonisolated(nonsending) (NATSClient) async throws -> Result
+    ) async throws -> Result {
+        let client = NATSClient(configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup)
+        try await client.connect()
+        let result: Swift.Result<Result, any Error>
+        do { result = .success(try await body(client)) } catch { result = .failure(error) }
+        await client.close()
+        return try result.get()
+    }
+
     // MARK: Flush
 
     /// Waits until the server has processed everything sent so far (a PING/PONG round trip).
@@ -220,25 +250,71 @@ public final class NATSClient: Sendable {
         c?.resume(throwing: error)
     }
 
-    // MARK: Service
+    // MARK: Supervision
 
+    /// Supervises the connection of a client connected with ``connect()``. The task holds the client weakly;
+    /// ``close()`` and the client's deinit cancel it.
     func startSupervisor() {
-        let task = Task { await self.supervise() }
+        let task = Task { [weak self] in await Self.supervise(Weak(self)) }
         supervisor.withLock { $0 = task }
+    }
+
+    /// Closes the connection of a client its user let go of without closing it.
+    deinit {
+        supervisor.withLock { $0?.cancel() }
+        closeNow(NATSError(.connectionClosed, "the client was released without being closed"))
     }
 }
 
 extension NATSClient: Service {
-    /// Connects (if not yet connected) and runs until graceful shutdown, then drains the connection.
+    /// Connects (unless already connected), supervises the connection within this task, and on graceful
+    /// shutdown drains it: the way to give a client's lifetime an owner, such as a `ServiceGroup`.
+    ///
+    /// Returns when the client has closed: after the drain, after ``close()``, or when reconnecting gives up.
+    /// Cancelling the task closes the client at once.
     public func run() async throws {
-        if state.withLock({ $0.phase == .idle }) { try await connect() }
-        await withGracefulShutdownHandler {
-            let events = self.events
-            for await event in events where event == .closed { break }
-        } onGracefulShutdown: {
-            Task { try? await self.drain() }
+        if state.withLock({ $0.phase == .idle }) { try await connect(supervisingInBackground: false) }
+        // A client connected with connect() already has a supervisor: run() becomes its owner.
+        let background = supervisor.withLock { $0 }
+        await withTaskCancellationHandler {
+            await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    if let background { await background.value } else { await Self.supervise(Weak(self)) }
+                    return true
+                }
+                group.addTask {
+                    do { try await gracefulShutdown() } catch { return false }  // cancelled: the client closed
+                    do {
+                        try await self.drain()
+                    } catch {
+                        self.logger.debug("drain on graceful shutdown ended early", metadata: ["error": "\(error)"])
+                    }
+                    return false
+                }
+                // Supervision ends only once the client has closed; then nothing is left to wait for.
+                for await supervisionEnded in group where supervisionEnded { group.cancelAll() }
+            }
+        } onCancel: {
+            closeNow(NATSError(.connectionClosed, "the client's run() was cancelled"))
         }
     }
+
+    /// Closes without writing what is queued: for cancellation, which must not wait.
+    func closeNow(_ error: NATSError) {
+        let channel = state.withLock { s -> (any Channel)? in
+            guard s.phase != .closed else { return nil }
+            s.phase = .closed
+            return s.channel
+        }
+        channel?.close(promise: nil)
+        finishClosing(error)
+    }
+}
+
+/// A weak reference that can cross tasks.
+struct Weak<Object: AnyObject & Sendable>: Sendable {
+    weak var value: Object?
+    init(_ value: Object?) { self.value = value }
 }
 
 extension ClientState {

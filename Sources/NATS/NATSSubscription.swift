@@ -107,12 +107,12 @@ public final class NATSSubscription: AsyncSequence, Sendable {
 
     /// Stops the subscription now. Messages already buffered are still delivered, then iteration ends.
     public func unsubscribe() async throws {
-        try client.removeSubscription(self, sendUnsubscribe: true)
+        client.removeSubscription(self, sendUnsubscribe: true)
     }
 
     /// ``unsubscribe()`` for callers that cannot wait (a `deinit`): the UNSUB is queued at once.
     package func unsubscribeNow() {
-        try? client.removeSubscription(self, sendUnsubscribe: true)
+        client.removeSubscription(self, sendUnsubscribe: true)
     }
 
     /// Stops the subscription automatically after `count` messages in total.

@@ -17,8 +17,12 @@ enum DeveloperKeys {
         }
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         let kp = NKeyPair.generate(prefix)
-        FileManager.default.createFile(
-            atPath: path, contents: Data((kp.seed! + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        guard
+            FileManager.default.createFile(
+                atPath: path, contents: Data((kp.seed! + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        else {
+            throw CLIError("cannot write the key to \(path): check that the directory is writable")
+        }
         Output.say("Created \(path) (\(kp.publicKey))")
         return kp
     }

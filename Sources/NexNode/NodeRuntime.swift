@@ -89,7 +89,7 @@ struct NodeRuntime: Sendable {
         let config = node.config
         let logger = node.logger
         let agent = agentExecutable(config)
-        guard try await BlockingIO.run({ FileManager.default.isExecutableFile(atPath: agent) }) else {
+        guard await BlockingIO.run({ FileManager.default.isExecutableFile(atPath: agent) }) else {
             throw NexError(.notFound, "nex-agent not found at \(agent) (set agent_path)")
         }
         await removeScratch(home: home, logger: logger)

@@ -358,9 +358,7 @@ actor WorkloadManager {
 
     /// Why a sandbox cannot run the executable at `path` (nil: it is static), read off the cooperative pool.
     private static func staticExecutableProblem(at path: String) async -> String? {
-        do { return try await BlockingIO.run { StaticExecutable.problem(at: path) } } catch {
-            return "cannot read the executable: \(error)"
-        }
+        await BlockingIO.run { StaticExecutable.problem(at: path) }
     }
 
     /// Writes journal changes; a failure is logged (the workload runs on, but would not survive a restart

@@ -31,6 +31,64 @@ import Testing
         }
     }
 
+    @Test func runOwnsTheSupervisionReconnectsAndClosesWhenCancelled() async throws {
+        try await NATSServer.with { server in
+            let client = NATSClient(configuration: testConfig([server.url]))
+            let events = EventRecorder(client)
+            let running = Task { try await client.run() }
+            try await eventually("connected by run()") { client.isConnected }
+            server.kill()
+            // run() supervises in its own task: it notices the loss and reconnects.
+            try await events.waitFor("disconnected") { if case .disconnected = $0 { true } else { false } }
+            let restarted = try await server.restart()
+            defer { restarted.stop() }
+            try await events.waitFor("reconnected") {
+                if case .reconnected = $0 { return true }
+                return false
+            }
+            running.cancel()
+            try await running.value
+            #expect(!client.isConnected)
+            await #expect(throws: NATSError.self) { try await client.publish("late", to: "x") }
+        }
+    }
+
+    @Test func aClientLetGoOfWithoutClosingClosesItsConnection() async throws {
+        try await NATSServer.with { server in
+            var client: NATSClient? = NATSClient(configuration: testConfig([server.url]))
+            try await client?.connect()
+            let events = try #require(client?.events)
+            weak let watched = client
+            client = nil
+            // Neither the supervisor nor the connection keeps it alive: its deinit closed it (nothing else
+            // could have: the events end with .closed).
+            var seen: [NATSEvent] = []
+            for await e in events { seen.append(e) }
+            #expect(seen == [.closed])
+            #expect(watched == nil)
+        }
+    }
+
+    @Test func scopedHelpersEndWhatTheyOpened() async throws {
+        try await NATSServer.with { server in
+            let kept = try await NATSClient.withConnection(configuration: testConfig([server.url])) { nc in
+                let (sub, first) = try await nc.withSubscription(to: "scoped.>") { sub in
+                    try await nc.publish("one", to: "scoped.a")
+                    return (sub, try await sub.nextMessage(timeout: .seconds(5)))
+                }
+                #expect(first?.string == "one")
+                // Once the body returned, the subscription ended: iteration finishes and nothing more arrives.
+                try await nc.publish("two", to: "scoped.b")
+                try await nc.flush()
+                var after: [String] = []
+                for try await m in sub { after.append(m.string) }
+                #expect(after.isEmpty)
+                return nc
+            }
+            #expect(!kept.isConnected)
+        }
+    }
+
     @Test func eventsRequestedAfterCloseEnd() async throws {
         try await withServerAndClient { _, client in
             await client.close()
