@@ -163,47 +163,63 @@ public final class NexAgent: Sendable {
                 self.done.continuation.yield("lost the link to the node: \(reason)")
             }
         }
-        let outbox = self.outbox.stream
-        let client = self.client
-        Task {
-            for await (subject, body) in outbox {
-                try? await client.publish(body, to: subject)
-            }
-        }
-        let events = client.events
-        Task {
-            for await event in events {
-                if case .closed = event {
+        // Logs and events go out until the agent ends; then the rest is sent before the connection closes.
+        async let relayed: Void = Self.relay(outbox.stream, through: client)
+        let reason = try await withThrowingDiscardingTaskGroup { watchers in
+            let events = client.events
+            watchers.addTask {
+                for await event in events where event == .closed {
                     self.done.continuation.yield("lost the node's internal NATS server")
                     return
                 }
             }
-        }
-        Task {
-            // A node killed with SIGKILL cannot say goodbye: notice the re-parenting instead.
-            while !Task.isCancelled {
-                try await Task.sleep(for: .milliseconds(500))
-                if getppid() != parent { self.done.continuation.yield("the node process is gone") }
+            watchers.addTask {
+                // A node killed with SIGKILL cannot say goodbye: notice the re-parenting instead.
+                while getppid() == parent { try await Task.sleep(for: .milliseconds(500)) }
+                self.done.continuation.yield("the node process is gone")
             }
-        }
-        let elapsed = ContinuousClock.now - startedAt
-        let millis = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        let hello = AgentHandshake(id: id, version: Self.version, pid: getpid(), startupMillis: millis)
-        let welcome = try await client.request(
-            Array(try JSONEncoder().encode(hello)), to: AgentSubjects.handshake(agent: id), timeout: .seconds(10))
-        if let answer = try? JSONDecoder().decode(AgentResponse.self, from: Data(welcome.bytes)), !answer.ok {
-            await client.close()
-            return "the node refused the handshake: \(answer.message ?? "no reason given")"
-        }
-
-        var reason = "ended"
-        for await why in done.stream {
-            reason = why
-            break
+            defer { watchers.cancelAll() }
+            if let refusal = try await handshake() { return refusal }
+            for await why in done.stream { return why }
+            return "ended"
         }
         await stopWorkload()
+        outbox.continuation.finish()
+        await relayed
         await client.close()
         return reason
+    }
+
+    /// Introduces the agent to the node; the node's refusal, if it refused.
+    private func handshake() async throws -> String? {
+        let elapsed = ContinuousClock.now - startedAt
+        let millis = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        let hello = AgentHandshake(id: settings.agentID, version: Self.version, pid: getpid(), startupMillis: millis)
+        let welcome = try await client.request(
+            Array(try JSONEncoder().encode(hello)), to: AgentSubjects.handshake(agent: settings.agentID),
+            timeout: .seconds(10))
+        let answer: AgentResponse
+        do { answer = try JSONDecoder().decode(AgentResponse.self, from: Data(welcome.bytes)) } catch {
+            return "the node answered the handshake with something else than an agent response: \(error)"
+        }
+        return answer.ok ? nil : "the node refused the handshake: \(answer.message ?? "no reason given")"
+    }
+
+    /// Publishes the workload's logs and events in order. A failed publish is reported on stderr (which the
+    /// node keeps in its log), the first one and then every hundredth, with the count so far.
+    static func relay(
+        _ outbox: AsyncStream<(subject: String, body: [UInt8])>, through client: NATSClient
+    ) async {
+        var failed = 0
+        for await (subject, body) in outbox {
+            do { try await client.publish(body, to: subject) } catch {
+                failed += 1
+                if failed % 100 == 1 {
+                    let line = "nex-agent: \(failed) log or event message(s) not sent; last to \(subject): \(error)\n"
+                    FileHandle.standardError.write(Data(line.utf8))
+                }
+            }
+        }
     }
 
     func deploy(_ m: NATSMessage) async -> AgentResponse {

@@ -205,7 +205,11 @@ actor AgentPool {
             logger.debug(
                 "agent ready", metadata: ["nex.agent": "\(id)", "startup_ms": "\(hello.startupMillis)"])
             if closed {
+                // Handshaken while the pool closed: close() did not see it, so it is cleaned up here.
                 await launched.destroy(grace: .seconds(1))
+                agentLink.close()
+                internalNATS.removeAgent(id)
+                await BlockingIO.remove(directory, what: "an agent's directory", logger: logger)
             } else if !waiters.isEmpty {
                 let waiter = waiters.removeFirst()
                 tasks.cancel(waiter.timer)

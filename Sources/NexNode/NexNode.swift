@@ -170,7 +170,9 @@ public final class NexNode: Service, Sendable {
         await control?.finish()
         await NodeRuntime.removeScratch(home: home, logger: logger)
         await events.publish(NexEventType.nodeStopped, NodeStoppedEvent(id: nodeID, graceful: graceful))
-        try? await client.flush()
+        do { try await client.flush() } catch {
+            logger.warning("node_stopped may not have reached the server", metadata: ["error": "\(error)"])
+        }
     }
 
     func enterLameDuck() async throws -> [UInt8] {

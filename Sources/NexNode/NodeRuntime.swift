@@ -134,8 +134,19 @@ struct NodeRuntime: Sendable {
             guard let (agent, rest) = AgentSubjects.parseHost(m.subject) else { return }
             switch rest.first {
             case "handshake":
-                guard let hello = try? JSONDecoder().decode(AgentHandshake.self, from: Data(m.bytes)), hello.id == agent
-                else { return }
+                let hello: AgentHandshake
+                do { hello = try JSONDecoder().decode(AgentHandshake.self, from: Data(m.bytes)) } catch {
+                    logger.warning(
+                        "an agent's handshake is malformed; ignored",
+                        metadata: ["nex.agent": "\(agent)", "error": "\(error)"])
+                    return
+                }
+                guard hello.id == agent else {
+                    logger.warning(
+                        "an agent's handshake names another agent; ignored",
+                        metadata: ["nex.agent": "\(agent)", "named": "\(hello.id)"])
+                    return
+                }
                 let known = await pool.handshakeArrived(hello)
                 if let reply = m.replyTo {
                     let answer = AgentResponse(ok: known, message: known ? nil : "unknown agent")

@@ -86,7 +86,12 @@ final class WorkloadJournal: Sendable {
         }
         let replaced = Set(records.compactMap(\.replaces))
         for record in records where replaced.contains(record.id) {
-            try? await commit([.delete(id: record.id)])
+            do { try await commit([.delete(id: record.id)]) } catch {
+                // Harmless now (it is skipped), but it would be read and skipped again at every start.
+                logger.warning(
+                    "a replaced workload record cannot be deleted",
+                    metadata: ["nex.workload": "\(record.id)", "error": "\(error)"])
+            }
         }
         return records.filter { !replaced.contains($0.id) }.sorted { ($0.acceptedAt, $0.id) < ($1.acceptedAt, $1.id) }
     }

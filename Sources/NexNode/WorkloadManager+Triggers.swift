@@ -69,7 +69,11 @@ extension WorkloadManager {
             var failure = NATSHeaders()
             failure["Nats-Service-Error"] = "the function's reply could not be sent: \(error)"
             failure["Nats-Service-Error-Code"] = "500"
-            try? await events.client.publish([UInt8](), to: replyTo, headers: failure)
+            do { try await events.client.publish([UInt8](), to: replyTo, headers: failure) } catch {
+                logger.warning(
+                    "a function's reply could not be sent; the caller will time out",
+                    metadata: ["nats.subject": "\(m.subject)", "error": "\(error)"])
+            }
         }
     }
 

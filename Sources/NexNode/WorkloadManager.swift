@@ -315,8 +315,15 @@ actor WorkloadManager {
     private func end(_ id: String, code: Int, message: String, forget: Bool) async -> Bool {
         guard let entry = state.stopRequested(id) else { return true }
         if let agentID = entry.status.agent {
-            _ = try? await internalNATS.request(
-                [], to: AgentSubjects.undeploy(agent: agentID), agent: agentID, timeout: .seconds(8))
+            do {
+                _ = try await internalNATS.request(
+                    [], to: AgentSubjects.undeploy(agent: agentID), agent: agentID, timeout: .seconds(8))
+            } catch {
+                // The sandbox is destroyed next either way; the workload just had no chance to stop cleanly.
+                logger.warning(
+                    "the agent did not confirm the stop; destroying its sandbox",
+                    metadata: ["nex.workload": "\(id)", "nex.agent": "\(agentID)", "error": "\(error)"])
+            }
         }
         let hadStarted = if case .running = entry.status { true } else { false }
         let recorded = await cleanUp(id, forget: forget, removeArtifact: true)
