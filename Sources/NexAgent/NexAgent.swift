@@ -175,7 +175,9 @@ public final class NexAgent: Sendable {
             }
             watchers.addTask {
                 // A node killed with SIGKILL cannot say goodbye: notice the re-parenting instead.
-                while getppid() == parent { try await Task.sleep(for: .milliseconds(500)) }
+                while getppid() == parent {
+                    do { try await Task.sleep(for: .milliseconds(500)) } catch { return }  // the agent ended
+                }
                 self.done.continuation.yield("the node process is gone")
             }
             defer { watchers.cancelAll() }

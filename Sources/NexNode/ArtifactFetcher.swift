@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Logging
 import NATS
 import NATSJetStream
 import NexControlClient
@@ -12,6 +13,7 @@ struct ArtifactFetcher: Sendable {
     let client: NATSClient
     /// Where artifacts are written (one file per workload).
     let directory: String
+    let logger: Logger
 
     /// The downloaded artifact.
     struct Artifact: Sendable {
@@ -52,9 +54,9 @@ struct ArtifactFetcher: Sendable {
         // Bytes this node already downloaded and verified against the same signed hash need no second
         // download (redeploys and restarts of one artifact).
         if NexControlClient.hexSHA256(fromDigest: info.digest) == expected,
-            await BlockingIO.run({ link(cached, path) == 0 })
+            let size = await reuseVerifiedCopy(hash: expected, as: path)
         {
-            return Artifact(path: path, size: Int(info.size))
+            return Artifact(path: path, size: size)
         }
         let partial = path + ".partial"
         let writer: BlockingFileWriter
@@ -170,18 +172,8 @@ struct ArtifactFetcher: Sendable {
     func restore(_ location: WorkloadLocation, hash: String, workloadID: String, maxBytes: Int64?)
         async throws(NexError) -> Artifact
     {
-        let cached = directory + "/verified/" + hash.lowercased()
         let path = directory + "/" + workloadID
-        let size = try? await BlockingIO.run { () throws -> Int? in
-            guard let (digest, size) = try Self.sha256(ofFileAt: cached) else { return nil }
-            guard digest == hash.lowercased() else {
-                try? FileManager.default.removeItem(atPath: cached)
-                return nil
-            }
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            return link(cached, path) == 0 ? size : nil
-        }
-        if let size = size ?? nil {
+        if let size = await reuseVerifiedCopy(hash: hash.lowercased(), as: path) {
             if let maxBytes, Int64(size) > maxBytes {
                 _ = await BlockingIO.run { unlink(path) }  // our own link to the cached copy, made above
                 throw NexError(
@@ -190,6 +182,36 @@ struct ArtifactFetcher: Sendable {
             return Artifact(path: path, size: size)
         }
         return try await fetch(location, expectedHash: hash, workloadID: workloadID, maxBytes: maxBytes)
+    }
+
+    /// Links the verified copy of `hash` to `path` after hashing it again (the disk may have changed since it
+    /// was verified); its size, or nil when there is no usable copy. A copy that no longer matches is removed;
+    /// why a copy cannot be used is logged, and the caller downloads instead.
+    private func reuseVerifiedCopy(hash: String, as path: String) async -> Int? {
+        let cached = directory + "/verified/" + hash
+        let directory = self.directory
+        let outcome = await BlockingIO.run { () -> Result<Int?, any Error> in
+            Result {
+                guard let (digest, size) = try Self.sha256(ofFileAt: cached) else { return nil }
+                guard digest == hash else {
+                    try FileManager.default.removeItem(atPath: cached)
+                    throw UnusableCopy("it no longer matches its hash (removed)")
+                }
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                guard link(cached, path) == 0 else {
+                    throw UnusableCopy("cannot link it: \(String(cString: strerror(errno)))")
+                }
+                return size
+            }
+        }
+        switch outcome {
+        case .success(let size): return size
+        case .failure(let error):
+            logger.warning(
+                "the verified copy of an artifact cannot be reused; downloading it again",
+                metadata: ["nex.artifact_hash": "\(hash)", "error": "\(error)"])
+            return nil
+        }
     }
 
     /// The hex SHA-256 and size of a file, read in 1 MiB chunks; nil when there is no such file.
@@ -209,4 +231,10 @@ struct ArtifactFetcher: Sendable {
 /// Bytes a download has received so far, read by its stall watch.
 private final class ReceivedBytes: Sendable {
     let count = Atomic<Int>(0)
+}
+
+/// Why a verified copy cannot stand in for a download.
+private struct UnusableCopy: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

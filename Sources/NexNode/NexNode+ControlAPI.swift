@@ -117,7 +117,7 @@ extension NexNode {
         let workloadID = UUID().uuidString.lowercased()
         let artifact: ArtifactFetcher.Artifact
         do {
-            artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts").fetch(
+            artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts", logger: logger).fetch(
                 request.location, expectedHash: valid.hash, workloadID: workloadID,
                 maxBytes: config.nodeLimits.maxWorkloadBytes)
         } catch {

@@ -69,9 +69,10 @@ extension NexNode {
         let record = item.record
         let result: Result<RunResponse, NexError>
         do {
-            let artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts").restore(
-                record.request.location, hash: item.deploy.hash, workloadID: record.id,
-                maxBytes: config.nodeLimits.maxWorkloadBytes)
+            let artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts", logger: logger)
+                .restore(
+                    record.request.location, hash: item.deploy.hash, workloadID: record.id,
+                    maxBytes: config.nodeLimits.maxWorkloadBytes)
             result = await runtime.manager.start(
                 item.deploy, record: record, reservation: item.reservation, artifactPath: artifact.path,
                 persist: true, alreadyRecorded: true)

@@ -181,6 +181,34 @@ import Testing
         }
     }
 
+    @Test func aVerifiedCopyThatChangedOnDiskIsDownloadedAgain() async throws {
+        try await withNode { h in
+            let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.\(h.node.nodeID).marker.*")
+            let file = try script("echo original", in: h.server)
+            let original = try Data(contentsOf: URL(fileURLWithPath: file))
+            func lines(of run: RunResponse) async throws -> [String] {
+                try await eventually("\(run.id) ran and ended") {
+                    h.workloadEvents("workload_undeployed").contains { $0.workloadID == run.id }
+                }
+                try await eventually("\(run.id) logged") { logs.messages.contains { $0.subject.hasSuffix(run.id) } }
+                return logs.messages.filter { $0.subject.hasSuffix(run.id) }.compactMap {
+                    try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload)).text
+                }
+            }
+            #expect(try await lines(of: h.deploy(file: file, name: "marker")) == ["original"])
+            let verified = h.node.home + "/artifacts/verified/"
+            let copies = try FileManager.default.contentsOfDirectory(atPath: verified)
+            try #require(copies.count == 1)
+            let cached = verified + copies[0]
+            #expect(FileManager.default.contents(atPath: cached) == original)
+            // Someone replaces the node's verified copy; the same artifact is deployed again.
+            try Data("#!/bin/sh\necho tampered\n".utf8).write(to: URL(fileURLWithPath: cached), options: .atomic)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: cached)
+            #expect(try await lines(of: h.deploy(file: file, name: "marker")) == ["original"])
+            #expect(FileManager.default.contents(atPath: cached) == original)
+        }
+    }
+
     @Test func essentialServicesRestartWithBackoffUntilLameDuck() async throws {
         try await withNode({
             $0.restartBackoffInitialMs = 100

@@ -1,7 +1,10 @@
 """A local HTTP server for the http host-service tests: answers every method with JSON describing the request,
 and `/redirect?to=URL` with a 302 to URL. Prints its port on the first line."""
+import errno
 import json
+import socket
 import sys
+import threading
 from urllib.parse import unquote
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,6 +34,26 @@ class Echo(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-print(server.server_address[1], flush=True)
-server.serve_forever()
+class EchoV6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+# One port on 127.0.0.1 and on ::1: "localhost" may resolve to either, and the other address's port must not
+# belong to some other process.
+for _ in range(100):
+    v4 = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    port = v4.server_address[1]
+    try:
+        v6 = EchoV6(("::1", port), Echo)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            v4.server_close()
+            continue
+        v6 = None  # no IPv6 loopback here: connecting to ::1 fails and the client moves on
+    break
+else:
+    sys.exit("no port is free on both 127.0.0.1 and ::1")
+if v6:
+    threading.Thread(target=v6.serve_forever, daemon=True).start()
+print(port, flush=True)
+v4.serve_forever()
