@@ -164,10 +164,9 @@ extension NATSClient {
 
     // MARK: Supervision and reconnect
 
-    /// Waits for the connection to drop, then reconnects (or closes) as configured. One task per client.
     /// Watches the connection and reconnects when it drops, until the client closes for good or the task is
-    /// cancelled. Holds the client weakly while it waits, so a client its user lets go of is freed (and its
-    /// deinit closes the connection) even though this loop still runs.
+    /// cancelled. While the connection is up it holds the client weakly, so a client its user lets go of is
+    /// freed (and its deinit closes the connection); while it reconnects, it holds it.
     static func supervise(_ client: Weak<NATSClient>) async {
         while !Task.isCancelled {
             guard let channel = client.value?.state.withLock({ $0.channel }) else { return }

@@ -152,7 +152,7 @@ extension NATSClient {
         // Buffered messages consumed, and handlers done with the ones they took (a handler takes a whole batch
         // at once, so the buffer alone empties long before it is done).
         while ContinuousClock.now < deadline, subs.contains(where: { $0.hasUnfinishedWork }) {
-            try? await Task.sleep(for: .milliseconds(5))
+            do { try await Task.sleep(for: .milliseconds(5)) } catch { break }  // cancelled: close now
         }
         await close()
         if let result { throw result }

@@ -90,13 +90,9 @@ public final class NATSClient: Sendable {
     /// Connects to the first reachable server of the configuration and starts supervising the connection
     /// (reconnecting when it drops) until ``close()`` or ``drain()``.
     ///
-    /// To give the supervision an owner instead, run the client as a `Service` (``run()``), which connects
-    /// and supervises within its own task.
+    /// To give the connection an owner, run the client as a `Service` (``run()``): it connects if needed and
+    /// returns only when the client has closed.
     public func connect() async throws {
-        try await connect(supervisingInBackground: true)
-    }
-
-    func connect(supervisingInBackground: Bool) async throws {
         if let addressError { throw addressError }
         guard !addresses.isEmpty else { throw NATSError(.invalidURL, "no servers configured") }
         try state.withLock { s throws(NATSError) in
@@ -111,7 +107,7 @@ public final class NATSClient: Sendable {
         case .success(let server):
             broadcaster.emit(.connected(server: server.description))
             logger.debug("connected", metadata: ["nats.server": "\(server)"])
-            if supervisingInBackground { startSupervisor() }
+            startSupervisor()
         case .failure(let error):
             finishClosing(NATSError(.connectionClosed, "connect failed"))
             if let e = error as? NATSError, e.code != .timeout, e.code != .noServers { throw e }
@@ -252,8 +248,9 @@ public final class NATSClient: Sendable {
 
     // MARK: Supervision
 
-    /// Supervises the connection of a client connected with ``connect()``. The task holds the client weakly;
-    /// ``close()`` and the client's deinit cancel it.
+    /// Starts supervising the connection: a task of the client's own (so ``close()`` can cancel it), awaited
+    /// by ``run()`` when the client runs as a service. It holds the client weakly; ``close()``, cancelling
+    /// ``run()`` and the client's deinit cancel it.
     func startSupervisor() {
         let task = Task { [weak self] in await Self.supervise(Weak(self)) }
         supervisor.withLock { $0 = task }
@@ -261,46 +258,52 @@ public final class NATSClient: Sendable {
 
     /// Closes the connection of a client its user let go of without closing it.
     deinit {
-        supervisor.withLock { $0?.cancel() }
         closeNow(NATSError(.connectionClosed, "the client was released without being closed"))
     }
 }
 
 extension NATSClient: Service {
-    /// Connects (unless already connected), supervises the connection within this task, and on graceful
-    /// shutdown drains it: the way to give a client's lifetime an owner, such as a `ServiceGroup`.
+    /// Connects (unless already connected), then owns the connection's supervision until the client closes,
+    /// and on graceful shutdown drains it: the way to give a client's lifetime an owner, such as a
+    /// `ServiceGroup`.
     ///
     /// Returns when the client has closed: after the drain, after ``close()``, or when reconnecting gives up.
     /// Cancelling the task closes the client at once.
     public func run() async throws {
-        if state.withLock({ $0.phase == .idle }) { try await connect(supervisingInBackground: false) }
-        // A client connected with connect() already has a supervisor: run() becomes its owner.
-        let background = supervisor.withLock { $0 }
+        if state.withLock({ $0.phase == .idle }) { try await connect() }
+        guard let supervision = supervisor.withLock({ $0 }) else { return }  // closed already
+        enum Step { case closed, shutdownRequested }
         await withTaskCancellationHandler {
-            await withTaskGroup(of: Bool.self) { group in
+            await withTaskGroup(of: Step.self) { group in
                 group.addTask {
-                    if let background { await background.value } else { await Self.supervise(Weak(self)) }
-                    return true
+                    await supervision.value
+                    return .closed
                 }
                 group.addTask {
-                    do { try await gracefulShutdown() } catch { return false }  // cancelled: the client closed
-                    do {
-                        try await self.drain()
-                    } catch {
-                        self.logger.debug("drain on graceful shutdown ended early", metadata: ["error": "\(error)"])
+                    do { try await gracefulShutdown() } catch { return .closed }  // cancelled: the client closed
+                    return .shutdownRequested
+                }
+                while let step = await group.next() {
+                    switch step {
+                    case .closed:
+                        group.cancelAll()  // the shutdown waiter, if still waiting
+                    case .shutdownRequested:
+                        // In run()'s own task, so the end of the supervision (the drain closes) cannot cancel it.
+                        do { try await drain() } catch {
+                            logger.warning("drain on graceful shutdown ended early", metadata: ["error": "\(error)"])
+                        }
                     }
-                    return false
                 }
-                // Supervision ends only once the client has closed; then nothing is left to wait for.
-                for await supervisionEnded in group where supervisionEnded { group.cancelAll() }
             }
         } onCancel: {
             closeNow(NATSError(.connectionClosed, "the client's run() was cancelled"))
         }
     }
 
-    /// Closes without writing what is queued: for cancellation, which must not wait.
+    /// Closes without writing what is queued and stops the supervision: for cancellation and deinit, which
+    /// must not wait.
     func closeNow(_ error: NATSError) {
+        supervisor.withLock { $0?.cancel() }
         let channel = state.withLock { s -> (any Channel)? in
             guard s.phase != .closed else { return nil }
             s.phase = .closed

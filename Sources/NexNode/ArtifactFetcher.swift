@@ -54,7 +54,7 @@ struct ArtifactFetcher: Sendable {
         // Bytes this node already downloaded and verified against the same signed hash need no second
         // download (redeploys and restarts of one artifact).
         if NexControlClient.hexSHA256(fromDigest: info.digest) == expected,
-            let size = await reuseVerifiedCopy(hash: expected, as: path)
+            let size = await reuseVerifiedCopy(hash: expected, as: path, hashAgain: false)
         {
             return Artifact(path: path, size: size)
         }
@@ -88,17 +88,28 @@ struct ArtifactFetcher: Sendable {
                 "artifact hash \(actual) does not match the signed hash \(expectedHash): the object changed after the "
                     + "deploy was signed; sign a deploy for the artifact as it is now")
         }
+        let cacheProblem: String?
         do {
-            try await BlockingIO.run {
+            cacheProblem = try await BlockingIO.run { () throws -> String? in
                 guard rename(partial, path) == 0 else {
                     throw SystemCallError.current("cannot move \(partial) into place")
                 }
-                // The cache only saves a later download: a link that fails (or exists) changes nothing else.
-                _ = link(path, cached)
+                // The cache only saves a later download: when it cannot keep this copy, nothing else changes.
+                // (A copy already there is checked when it is next used.)
+                guard link(path, cached) == 0 else {
+                    return errno == EEXIST ? nil : "cannot link it: \(String(cString: strerror(errno)))"
+                }
+                do { try VerifiedCopyStamp.record(for: cached) } catch { return "cannot stamp it: \(error)" }
+                return nil
             }
         } catch {
             _ = await BlockingIO.run { unlink(partial) }
             throw NexError(.storage, "cannot write the artifact: \(error)", isTransient: true)
+        }
+        if let cacheProblem {
+            logger.warning(
+                "a verified artifact cannot be cached; a redeploy downloads it again",
+                metadata: ["nex.artifact_hash": "\(expected)", "error": "\(cacheProblem)"])
         }
         return Artifact(path: path, size: size)
     }
@@ -173,7 +184,7 @@ struct ArtifactFetcher: Sendable {
         async throws(NexError) -> Artifact
     {
         let path = directory + "/" + workloadID
-        if let size = await reuseVerifiedCopy(hash: hash.lowercased(), as: path) {
+        if let size = await reuseVerifiedCopy(hash: hash.lowercased(), as: path, hashAgain: true) {
             if let maxBytes, Int64(size) > maxBytes {
                 _ = await BlockingIO.run { unlink(path) }  // our own link to the cached copy, made above
                 throw NexError(
@@ -184,18 +195,28 @@ struct ArtifactFetcher: Sendable {
         return try await fetch(location, expectedHash: hash, workloadID: workloadID, maxBytes: maxBytes)
     }
 
-    /// Links the verified copy of `hash` to `path` after hashing it again (the disk may have changed since it
-    /// was verified); its size, or nil when there is no usable copy. A copy that no longer matches is removed;
-    /// why a copy cannot be used is logged, and the caller downloads instead.
-    private func reuseVerifiedCopy(hash: String, as path: String) async -> Int? {
+    /// Links the verified copy of `hash` to `path`; its size, or nil when there is no usable copy. The copy is
+    /// hashed again when `hashAgain` is set (after a restart) or when it changed since it was verified (its
+    /// ``VerifiedCopyStamp``); a copy that no longer matches is removed. Why a copy cannot be used is logged,
+    /// and the caller downloads instead.
+    private func reuseVerifiedCopy(hash: String, as path: String, hashAgain: Bool) async -> Int? {
         let cached = directory + "/verified/" + hash
         let directory = self.directory
         let outcome = await BlockingIO.run { () -> Result<Int?, any Error> in
             Result {
-                guard let (digest, size) = try Self.sha256(ofFileAt: cached) else { return nil }
-                guard digest == hash else {
-                    try FileManager.default.removeItem(atPath: cached)
-                    throw UnusableCopy("it no longer matches its hash (removed)")
+                guard let now = VerifiedCopyStamp(ofFileAt: cached) else { return nil }
+                var size = now.size
+                if hashAgain || VerifiedCopyStamp(recordedFor: cached) != now {
+                    guard let (digest, hashedSize) = try Self.sha256(ofFileAt: cached) else { return nil }
+                    guard digest == hash else {
+                        VerifiedCopyStamp.remove(for: cached)
+                        do { try FileManager.default.removeItem(atPath: cached) } catch {
+                            throw UnusableCopy("it no longer matches its hash, and cannot be removed: \(error)")
+                        }
+                        throw UnusableCopy("it no longer matches its hash (removed)")
+                    }
+                    size = hashedSize
+                    try VerifiedCopyStamp.record(for: cached)
                 }
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 guard link(cached, path) == 0 else {

@@ -135,16 +135,16 @@ struct NodeRuntime: Sendable {
             switch rest.first {
             case "handshake":
                 let hello: AgentHandshake
-                do { hello = try JSONDecoder().decode(AgentHandshake.self, from: Data(m.bytes)) } catch {
+                do {
+                    hello = try JSONDecoder().decode(AgentHandshake.self, from: Data(m.bytes))
+                    guard hello.id == agent else { throw NexError(.invalidRequest, "it names agent \(hello.id)") }
+                } catch {
                     logger.warning(
-                        "an agent's handshake is malformed; ignored",
+                        "an agent's handshake is malformed; refused",
                         metadata: ["nex.agent": "\(agent)", "error": "\(error)"])
-                    return
-                }
-                guard hello.id == agent else {
-                    logger.warning(
-                        "an agent's handshake names another agent; ignored",
-                        metadata: ["nex.agent": "\(agent)", "named": "\(hello.id)"])
+                    guard let reply = m.replyTo else { return }
+                    let refusal = AgentResponse(ok: false, message: "malformed handshake: \(error)")
+                    try await client.publish(Array(try JSONEncoder().encode(refusal)), to: reply)
                     return
                 }
                 let known = await pool.handshakeArrived(hello)
@@ -169,8 +169,14 @@ struct NodeRuntime: Sendable {
             case "logs":
                 await manager.log(agentID: agent, body: m.bytes)
             case "events" where rest.count == 2 && rest[1] == Substring(AgentEventType.workloadExited):
-                if let report = try? JSONDecoder().decode(WorkloadExited.self, from: Data(m.bytes)) {
+                do {
+                    let report = try JSONDecoder().decode(WorkloadExited.self, from: Data(m.bytes))
                     await manager.exited(agentID: agent, report)
+                } catch {
+                    // The agent's own exit is still noticed (its sandbox ends), only later and without a code.
+                    logger.warning(
+                        "an agent's workload_exited report is malformed; ignored",
+                        metadata: ["nex.agent": "\(agent)", "error": "\(error)"])
                 }
             default:
                 logger.debug("unexpected agent message", metadata: ["subject": "\(m.subject)"])

@@ -53,6 +53,25 @@ import Testing
         }
     }
 
+    @Test func closeWhileReconnectingEndsRunAtOnce() async throws {
+        try await NATSServer.with { server in
+            var config = testConfig([server.url])
+            config.reconnect.reconnectWait = .seconds(50)  // longer than the test may take
+            config.reconnect.jitter = .zero
+            let client = NATSClient(configuration: config)
+            let events = EventRecorder(client)
+            let running = Task { try await client.run() }
+            try await eventually("connected by run()") { client.isConnected }
+            server.kill()
+            try await events.waitFor("disconnected") { if case .disconnected = $0 { true } else { false } }
+            // The supervision waits out a backoff; close() cancels it instead of leaving run() to wait.
+            let start = ContinuousClock.now
+            await client.close()
+            try await running.value
+            #expect(ContinuousClock.now - start < .seconds(20))
+        }
+    }
+
     @Test func aClientLetGoOfWithoutClosingClosesItsConnection() async throws {
         try await NATSServer.with { server in
             var client: NATSClient? = NATSClient(configuration: testConfig([server.url]))

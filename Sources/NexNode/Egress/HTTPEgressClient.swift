@@ -129,11 +129,12 @@ struct HTTPEgressClient: Sendable {
                 head.headers.add(name: name, value: value)
             }
             if let body = request.body { head.headers.add(name: "content-length", value: "\(body.count)") }
-            try await outbound.write(.head(head))
-            if let body = request.body, !body.isEmpty {
-                try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
-            }
-            try await outbound.write(.end(nil))
+            // One write for the whole request: a server may answer as soon as the head is in and close at
+            // once (HTTP/1.0 servers do), and a separate write of the end would then fail on a closed channel.
+            var parts: [HTTPClientRequestPart] = [.head(head)]
+            if let body = request.body, !body.isEmpty { parts.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+            parts.append(.end(nil))
+            try await outbound.write(contentsOf: parts)
 
             var response: Response?
             for try await part in inbound {
