@@ -4,6 +4,8 @@ import NIOCore
 
 /// Everything the client shares between callers and its event loop, guarded by one `Mutex` in ``NATSClient``.
 struct ClientState {
+    /// Counters for ``NATSClient/statistics``.
+    var statistics = NATSStatistics()
     enum Phase: Equatable {
         case idle
         case connecting

@@ -206,6 +206,7 @@ extension NATSClient {
             self.state.withLock { $0.phase == .reconnecting }
         }
         guard case .success(let server) = connected else { return false }
+        state.withLock { $0.statistics.reconnects += 1 }
         broadcaster.emit(.reconnected(server: server.description))
         logger.debug("reconnected", metadata: ["nats.server": "\(server)"])
         return true
@@ -306,6 +307,8 @@ extension NATSClient {
         var batches: [(ClientState.Target, [NATSMessage])] = []
         var ended: [NATSSubscription] = []
         let whole = state.withLock { s -> ClientState.Target? in
+            s.statistics.inMessages += frames.count
+            for f in frames { s.statistics.inBytes += f.payload.readableBytes }
             let sid = frames[0].sid
             if let i = s.subscriptions.index(forKey: sid), s.subscriptions.values[i].max == nil,
                 frames.allSatisfy({ $0.sid == sid })

@@ -128,6 +128,8 @@ extension NATSClient {
             }
             ClientOp.writePublish(
                 subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &s.outbox)
+            s.statistics.outMessages += 1
+            s.statistics.outBytes += payload.count
             let flushOn = s.scheduleFlushIfNeeded()
             if s.isConnected, s.outbox.readableBytes > limit { return .waitForRoom(flushOn) }
             if let flushOn { return .flushOn(flushOn) }
