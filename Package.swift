@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 // V8 comes from Debian's libnode 18, unpacked by scripts/setup.sh into .deps/libnode (never /usr/include/node).
@@ -18,6 +18,7 @@ let libnodeLib = libnode + "/usr/lib/x86_64-linux-gnu"
 //   L5 NexWorkloads         the WorkloadRunner protocol an agent runs workloads through
 //   L6 NexRunnerNative      native services;  NexSandbox  sandbox drivers (the node starts agents through one)
 //   L7 NexAgent, NexNode    the agent (one per workload) and the node (control API, pool, internal NATS)
+//   L8 NexUI                the web dashboard (`nex ui`) over the control API
 //   L8 NexCLICommands       every `nex` subcommand;  L9 nex, nex-agent  one-file executables
 //   T  NATSTestSupport      real nats-server processes for tests, demos and benchmarks
 let package = Package(
@@ -50,6 +51,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swiftwasm/WasmKit.git", exact: "0.4.2"),
+        // Observability: metrics on a Prometheus registry, served (with the dashboard) by Hummingbird. No traits:
+        // Hummingbird's defaults pull in swift-configuration, which nothing here uses.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
     ],
     targets: [
         // L0
@@ -140,14 +146,28 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]
+        ),
+        // L8: the web dashboard (`nex ui`), a client of the control API; its page is compiled into the binary.
+        .target(
+            name: "NexUI",
+            dependencies: [
+                "NATS", "NKeys", "NexModels", "NexControlClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.embedInCode("Resources/index.html")]
         ),
         // L8: every `nex` subcommand; L9: the one-file executable.
         .target(
             name: "NexCLICommands",
             dependencies: [
                 "NATS", "NATSJetStream", "NKeys", "NexModels", "NexControlClient", "NexNode", "NexProcess",
-                "NexSandbox",
+                "NexSandbox", "NexUI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

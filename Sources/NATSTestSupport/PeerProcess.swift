@@ -12,13 +12,15 @@ public final class PeerProcess: Sendable {
         self.child = child
     }
 
-    /// Starts `executable` with `arguments`; `environment` entries are added (nil values remove a variable).
+    /// Starts `executable` with `arguments` in `directory` (default: this process's); `environment` entries
+    /// are added (nil values remove a variable).
     public static func start(
-        _ executable: String, _ arguments: [String], environment: [String: String?] = [:]
+        _ executable: String, _ arguments: [String], environment: [String: String?] = [:], directory: String? = nil
     ) async throws -> PeerProcess {
         let child = try await ChildProcess.spawn(
             executable: executable, arguments: arguments,
-            environment: TestEnvironment.childEnvironment(environment), stdout: .pipe, stderr: .pipe)
+            environment: TestEnvironment.childEnvironment(environment), directory: directory, stdout: .pipe,
+            stderr: .pipe)
         let peer = PeerProcess(child: child)
         if let out = child.stdout {
             LineReader.start(fd: out, name: "peer-out") { line in peer.lines.withLock { $0.all.append(line) } }

@@ -10,7 +10,7 @@ public struct NexCommand: AsyncParsableCommand {
         subcommands: [
             NodeCommand.self, DevRunCommand.self, RunCommand.self, StopCommand.self, LogsCommand.self,
             EventsCommand.self, LameDuckCommand.self, RequestCommand.self, RootfsCommand.self, WorkloadCommand.self,
-            WorkloadCommand.List.self,
+            WorkloadCommand.List.self, UICommand.self,
         ]
     )
 

@@ -33,11 +33,30 @@ struct NodeCommand: AsyncParsableCommand {
         @Option(help: "The sandbox driver: auto, namespace, vm or firecracker (overrides the configuration's).")
         var sandbox: String?
 
+        @Option(
+            name: .customLong("logger"),
+            help: """
+                Where the node logs: std (standard error), file (nex.log, and nex.err for warnings and worse, in \
+                the working directory) or nats ($NEX.logs.system.<node>.stdout|stderr). Repeatable; default std.
+                """)
+        var loggers: [String] = []
+
+        @Flag(name: .customLong("logjson"), help: "Log JSON lines (time, level, logger, msg and metadata keys).")
+        var logJSON = false
+
+        @Flag(help: "Serve Prometheus metrics on http://127.0.0.1:<metrics_port>/metrics (config: otel_metrics).")
+        var metrics = false
+
+        @Option(
+            name: .customLong("metrics_port"),
+            help: "The metrics port (default 8085; config: otel_metrics_port, and otel_metrics_host for the address).")
+        var metricsPort: Int?
+
         func execute() async throws {
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = Logger.Level(rawValue: global.logLevel) ?? .info
-                return handler
+            let logs = try Self.logSinks(loggers)
+            let level = Logger.Level(rawValue: global.logLevel) ?? .info
+            LoggingSystem.bootstrap { [json = logJSON] label in
+                NodeLogHandler(label: label, level: level, json: json, sinks: logs.sinks)
             }
             var configuration = try config.map { try NodeConfiguration.load(path: $0) } ?? NodeConfiguration()
             for tag in tags {
@@ -52,6 +71,8 @@ struct NodeCommand: AsyncParsableCommand {
                 }
                 configuration.sandbox = kind
             }
+            if metrics { configuration.otelMetrics = true }
+            if let metricsPort { configuration.otelMetricsPort = metricsPort }
             try configuration.validate()
             // Before anything else: a second node on this resource directory is refused here.
             let home: NodeHome
@@ -82,10 +103,23 @@ struct NodeCommand: AsyncParsableCommand {
             )
             Output.say("Node \(node.nodeID) is up (xkey \(node.xkey.publicKey)); Ctrl-C stops it")
             // The node ends by itself after a lame-duck drain (lameduck_drain_and_exit): that is a clean exit.
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let shipper = logs.shipper {
+                // First in the group, so last to stop: the node's shutdown lines are shipped too.
+                shipper.ship(through: client, nodeID: node.nodeID)
+                services.append(.init(service: shipper))
+            }
+            services.append(.init(service: node, successTerminationBehavior: .gracefullyShutdownGroup))
+            if configuration.otelMetrics == true {
+                let server = NodeMetricsServer(
+                    node: node, host: configuration.otelMetricsHost ?? "127.0.0.1",
+                    port: configuration.otelMetricsPort ?? NodeMetricsServer.defaultPort,
+                    logger: Logger(label: "nex.metrics"))
+                services.append(.init(service: server))
+            }
             let group = ServiceGroup(
                 configuration: .init(
-                    services: [.init(service: node, successTerminationBehavior: .gracefullyShutdownGroup)],
-                    gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "nex")))
+                    services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "nex")))
             do { try await group.run() } catch {
                 await client.close()
                 await embedded?.stop()
@@ -104,6 +138,28 @@ struct NodeCommand: AsyncParsableCommand {
         }
 
         static var dataDirectory: String { NexHome.path + "/nats" }
+
+        /// The sinks `--logger` names (std when none), and the NATS shipper among them to run as a service.
+        static func logSinks(_ names: [String]) throws -> (sinks: [any NodeLogSink], shipper: NATSLogShipper?) {
+            var sinks: [any NodeLogSink] = []
+            var shipper: NATSLogShipper?
+            var seen: Set<String> = []
+            for name in names.isEmpty ? ["std"] : names where seen.insert(name).inserted {
+                switch name {
+                case "std": sinks.append(StandardLogSink())
+                case "file":
+                    do { sinks.append(try FileLogSink(directory: FileManager.default.currentDirectoryPath)) } catch {
+                        throw CLIError(error.description)
+                    }
+                case "nats":
+                    let nats = NATSLogShipper()
+                    shipper = nats
+                    sinks.append(nats)
+                default: throw CLIError("--logger takes std, file or nats, got \(name)")
+                }
+            }
+            return (sinks, shipper)
+        }
 
         /// A nats-server with JetStream on loopback: on 4222 (so other tools find it without options) or,
         /// when that port is taken, on any free one.

@@ -36,13 +36,25 @@ final class HostServicesBroker: Sendable {
         return prefix + digest.prefix(10).map { String(format: "%02x", $0) }.joined()
     }
 
-    func handle(namespace: String, name: String, service: String, method: String, arguments: [UInt8]) async -> [UInt8] {
-        // The configuration names the object store `objectstore`; so do the calls.
+    /// The host services a function can call (the configuration names the object store `objectstore`;
+    /// so do the calls).
+    static let services: Set<String> = ["kv", "objectstore", "messaging", "http"]
+
+    /// An answer to a host-service call, and how the call went (`ok`, `error` or `disabled`) for the metrics.
+    struct Answer: Sendable {
+        var body: [UInt8]
+        var outcome: String
+    }
+
+    func handle(namespace: String, name: String, service: String, method: String, arguments: [UInt8]) async -> Answer {
         if disabled.contains(service) {
-            return Self.encode(["error": "\(service).\(method): the \(service) host service is disabled on this node"])
+            return Answer(
+                body: Self.encode(
+                    ["error": "\(service).\(method): the \(service) host service is disabled on this node"]),
+                outcome: "disabled")
         }
         do {
-            return try await withDeadline {
+            let body = try await withDeadline {
                 guard
                     let args = try JSONSerialization.jsonObject(with: Data(arguments), options: [.fragmentsAllowed])
                         as? [Any]
@@ -51,8 +63,9 @@ final class HostServicesBroker: Sendable {
                     namespace: namespace, name: name, service: service, method: method, args: args)
                 return Self.encode(["result": result])
             }
+            return Answer(body: body, outcome: "ok")
         } catch {
-            return Self.encode(["error": "\(service).\(method): \(error)"])
+            return Answer(body: Self.encode(["error": "\(service).\(method): \(error)"]), outcome: "error")
         }
     }
 

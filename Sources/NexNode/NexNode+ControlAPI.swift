@@ -82,11 +82,15 @@ extension NexNode {
     func deploy(_ m: NATSMessage) async throws -> [UInt8] {
         let request: DeployRequest
         do { request = try JSONDecoder().decode(DeployRequest.self, from: Data(m.bytes)) } catch {
+            metrics.deploy(accepted: false)
             return try encode(ReplyKind.run, error: "malformed deploy request: \(Self.describe(error))")
         }
         switch await deploy(request, namespace: Self.namespace(of: m.subject), config: config) {
-        case .success(let response): return try encode(ReplyKind.run, response)
+        case .success(let response):
+            metrics.deploy(accepted: true)
+            return try encode(ReplyKind.run, response)
         case .failure(let refusal):
+            metrics.deploy(accepted: false)
             logger.info(
                 "deploy refused", metadata: ["nex.workload": "\(request.workloadName)", "reason": "\(refusal)"])
             return try encode(ReplyKind.run, error: refusal.message)

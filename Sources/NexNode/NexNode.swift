@@ -60,6 +60,8 @@ public final class NexNode: Service, Sendable {
     }
     /// Event and log publishes that failed (logged, and counted here).
     let publishFailures = PublishFailures()
+    /// The node's Prometheus metrics (served by ``NodeMetricsServer`` when `otel_metrics` is on).
+    public let metrics = NodeMetrics()
 
     /// This node's own files under its resource directory: the workload journal and verified artifacts (kept),
     /// the internal server's and agents' directories (made anew at each start).

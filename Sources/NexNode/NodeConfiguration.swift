@@ -48,8 +48,13 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// Record every accepted deploy in the resource directory and start the recorded workloads again after
     /// a restart or crash (default true). Off: a restarted node comes back empty.
     public var persistWorkloads = true
+    /// Serve Prometheus metrics on `GET /metrics` (as `nex node up --metrics`).
     public var otelMetrics: Bool?
+    /// The metrics port (default 8085, as Nex; 0: any free port).
     public var otelMetricsPort: Int?
+    /// The address metrics listen on: loopback unless set (`0.0.0.0` for a Prometheus on another host).
+    public var otelMetricsHost: String?
+    /// `prometheus`, the only exporter (the default).
     public var otelMetricsExporter: String?
     public var otelTraces: Bool?
     public var otelTracesExporter: String?
@@ -215,6 +220,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         case otelMetrics = "otel_metrics"
         case otelMetricsPort = "otel_metrics_port"
         case otelMetricsExporter = "otel_metrics_exporter"
+        case otelMetricsHost = "otel_metrics_host"
         case otelTraces = "otel_traces"
         case otelTracesExporter = "otel_traces_exporter"
         case otlpExporterURL = "otlp_exporter_url"
@@ -268,6 +274,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         otelMetrics = try c.decodeIfPresent(Bool.self, forKey: .otelMetrics)
         otelMetricsPort = try c.decodeIfPresent(Int.self, forKey: .otelMetricsPort)
         otelMetricsExporter = try c.decodeIfPresent(String.self, forKey: .otelMetricsExporter)
+        otelMetricsHost = try c.decodeIfPresent(String.self, forKey: .otelMetricsHost)
         otelTraces = try c.decodeIfPresent(Bool.self, forKey: .otelTraces)
         otelTracesExporter = try c.decodeIfPresent(String.self, forKey: .otelTracesExporter)
         otlpExporterURL = try c.decodeIfPresent(String.self, forKey: .otlpExporterURL)
@@ -298,6 +305,13 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         }
         if let seed = nodeXkeySeed, !seed.hasPrefix("SX") {
             throw NodeConfigurationError.invalid("node_xkey_seed must be a curve seed (SX…)")
+        }
+        if let port = otelMetricsPort, !(0...65_535).contains(port) {
+            throw NodeConfigurationError.invalid("otel_metrics_port must be a port number (0 to 65535), got \(port)")
+        }
+        if let exporter = otelMetricsExporter, exporter != "prometheus" {
+            throw NodeConfigurationError.invalid(
+                "otel_metrics_exporter \(exporter) is not supported: use \"prometheus\" (scraped on /metrics)")
         }
         for key in tags.keys where key.hasPrefix("nex.") {
             throw NodeConfigurationError.invalid("tag \(key) is reserved for the node")

@@ -116,7 +116,7 @@ struct NodeRuntime: Sendable {
             ? WorkloadJournal(directory: home + "/workloads", xkey: node.xkey, logger: logger) : nil
         let manager = WorkloadManager(
             config: config, pool: pool, internalNATS: internalNATS, events: node.events, journal: journal,
-            logger: logger, isLameDuck: { node.isLameDuck })
+            metrics: node.metrics, logger: logger, isLameDuck: { node.isLameDuck })
         box.set(pool: pool, manager: manager)
         let runtime = NodeRuntime(internalNATS: internalNATS, pool: pool, manager: manager)
         try await runtime.listenToAgents(logger: logger)

@@ -38,11 +38,16 @@ extension WorkloadManager {
         do {
             reply = try await workload.link.trigger(subject: m.subject, payload: m.bytes, timeout: .seconds(60))
         } catch {
+            metrics.functionTriggered(
+                namespace: workload.namespace, workload: workload.name, succeeded: false, elapsed: nil)
             await answer(m, body: Array("the function did not answer: \(error)".utf8), error: "\(error)")
             await publishExec(
                 workload, subject: m.subject, elapsed: nil, error: "the function did not answer: \(error)")
             return
         }
+        metrics.functionTriggered(
+            namespace: workload.namespace, workload: workload.name, succeeded: reply.ok,
+            elapsed: .nanoseconds(reply.elapsedNanos))
         if reply.ok {
             await answer(m, body: reply.body, error: nil)
             await publishExec(workload, subject: m.subject, elapsed: reply.elapsedNanos, error: nil)
@@ -96,17 +101,22 @@ extension WorkloadManager {
         guard let entry = workload(agent: agentID) else {
             return HostServicesBroker.encode(["error": "no workload"])
         }
+        // The service name comes from the workload: only known ones become metric labels.
+        let serviceLabel = HostServicesBroker.services.contains(service) ? service : "unknown"
         let broker: HostServicesBroker
         do {
             broker = try await hostServices.broker(
                 workloadID: entry.id, deploy: entry.record.request.hostServicesConfig)
         } catch {
+            metrics.hostServiceCall(service: serviceLabel, outcome: "unreachable")
             return HostServicesBroker.encode([
                 "error": "\(service).\(method): cannot reach the host services server: \(error)"
             ])
         }
-        return await broker.handle(
+        let answer = await broker.handle(
             namespace: entry.record.namespace, name: entry.record.name, service: service, method: method,
             arguments: arguments)
+        metrics.hostServiceCall(service: serviceLabel, outcome: answer.outcome)
+        return answer.body
     }
 }

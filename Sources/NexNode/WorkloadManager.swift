@@ -32,6 +32,8 @@ actor WorkloadManager {
     let hostServices: HostServiceConnections
     /// Where accepted deploys are kept (nil: `persist_workloads` is off).
     let journal: WorkloadJournal?
+    /// Counts triggers and host-service calls.
+    let metrics: NodeMetrics
 
     private var state: NodeState
 
@@ -58,13 +60,15 @@ actor WorkloadManager {
 
     init(
         config: NodeConfiguration, pool: AgentPool, internalNATS: InternalNATS, events: EventPublisher,
-        journal: WorkloadJournal?, logger: Logger, isLameDuck: @escaping @Sendable () -> Bool
+        journal: WorkloadJournal?, metrics: NodeMetrics, logger: Logger,
+        isLameDuck: @escaping @Sendable () -> Bool
     ) {
         self.config = config
         self.pool = pool
         self.internalNATS = internalNATS
         self.events = events
         self.journal = journal
+        self.metrics = metrics
         self.logger = logger
         self.isLameDuck = isLameDuck
         self.hostServices = HostServiceConnections(
@@ -86,6 +90,22 @@ actor WorkloadManager {
     func all(in namespace: String? = nil) -> [NodeState.Entry] { state.workloads(in: namespace) }
 
     func workload(agent: String) -> NodeState.Entry? { state.entry(agent: agent) }
+
+    /// What a metrics scrape reports of the workloads: how many of each namespace and type, their bytes,
+    /// and the sandbox of each that has an agent (read outside the actor: its usage is file reads).
+    func metricsLevels() -> (
+        workloads: [WorkloadKind: Int], deployedBytes: Int, sandboxes: [(WorkloadName, any AgentSandbox)]
+    ) {
+        var kinds: [WorkloadKind: Int] = [:]
+        var sandboxes: [(WorkloadName, any AgentSandbox)] = []
+        for entry in state.workloads() {
+            kinds[WorkloadKind(namespace: entry.record.namespace, type: entry.record.type), default: 0] += 1
+            if let sandbox = resources[entry.id]?.agent?.sandbox {
+                sandboxes.append((WorkloadName(namespace: entry.record.namespace, workload: entry.record.name), sandbox))
+            }
+        }
+        return (kinds, state.totalBytes, sandboxes)
+    }
 
     // MARK: Deploy
 

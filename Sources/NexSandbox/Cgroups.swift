@@ -56,7 +56,7 @@ public struct Cgroups: Sendable {
     func directories(_ name: String) -> [(controller: String, path: String)] {
         switch version {
         case .v1:
-            return ["memory", "cpu", "pids"].map { controller in
+            return v1Controllers.map { controller in
                 let own = ownPaths[controller] ?? "/"
                 return (controller, "\(root)/\(controller)\(own == "/" ? "" : own)/nex/\(name)")
             }
@@ -64,6 +64,44 @@ public struct Cgroups: Sendable {
             let own = ownPaths[""] ?? "/"
             return [("", "\(root)\(own == "/" ? "" : own)/nex/\(name)")]
         }
+    }
+
+    /// The v1 hierarchies a sandbox joins: the three with limits, plus `cpuacct` (no limits, it counts CPU
+    /// time) where it is mounted apart from `cpu`; where they share a mount, `cpu` counts already.
+    private var v1Controllers: [String] {
+        let cpuCounts = FileManager.default.fileExists(atPath: "\(root)/cpu/cpuacct.usage")
+        let cpuacct = FileManager.default.fileExists(atPath: "\(root)/cpuacct/cgroup.procs")
+        return ["memory", "cpu", "pids"] + (cpuacct && !cpuCounts ? ["cpuacct"] : [])
+    }
+
+    /// What sandbox `name` uses now: its memory (page cache included, as the limit counts it) and the CPU
+    /// time of everything in it so far. Nil when its cgroup is gone or cannot be read.
+    public func usage(_ name: String) -> SandboxUsage? {
+        var memory: Int?
+        var cpuNanoseconds: Int?
+        for (controller, path) in directories(name) {
+            switch (version, controller) {
+            case (.v1, "memory"):
+                memory = Self.readInteger(path + "/memory.usage_in_bytes")
+            case (.v1, "cpu"), (.v1, "cpuacct"):
+                cpuNanoseconds = Self.readInteger(path + "/cpuacct.usage") ?? cpuNanoseconds
+            case (.v2, _):
+                memory = Self.readInteger(path + "/memory.current")
+                let stat = (try? String(contentsOfFile: path + "/cpu.stat", encoding: .utf8)) ?? ""
+                for line in stat.split(separator: "\n") where line.hasPrefix("usage_usec ") {
+                    cpuNanoseconds = Int(line.dropFirst("usage_usec ".count)).map { $0 * 1000 }
+                }
+            default:
+                break
+            }
+        }
+        guard let memory else { return nil }
+        return SandboxUsage(memoryBytes: memory, cpuSeconds: Double(cpuNanoseconds ?? 0) / 1e9)
+    }
+
+    private static func readInteger(_ file: String) -> Int? {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
+        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// Makes the cgroup of sandbox `name` with `limits`; returns the `cgroup.procs` files its first process

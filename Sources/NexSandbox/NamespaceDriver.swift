@@ -219,6 +219,8 @@ final class NamespaceSandbox: AgentSandbox {
         return inside
     }
 
+    func usage() -> SandboxUsage? { cgroups?.usage(agentID) }
+
     private func release() async {
         let open = forwarders.withLock { f in
             defer { f.removeAll() }

@@ -61,6 +61,23 @@ public protocol AgentSandbox: Sendable {
     /// Makes servers the workload was given reachable from inside, and returns the address of each as the
     /// workload must dial it (the same ones when the sandbox shares the host's network).
     func allowConnections(to endpoints: [NetworkEndpoint]) async throws -> [NetworkEndpoint]
+    /// What the sandbox uses now, where its driver can tell (a cgroup); nil otherwise.
+    func usage() -> SandboxUsage?
+}
+
+extension AgentSandbox {
+    public func usage() -> SandboxUsage? { nil }
+}
+
+/// Memory and CPU time a sandbox uses, from its cgroup.
+public struct SandboxUsage: Sendable, Equatable {
+    public var memoryBytes: Int
+    /// CPU time of everything in the sandbox since it started.
+    public var cpuSeconds: Double
+    public init(memoryBytes: Int, cpuSeconds: Double) {
+        self.memoryBytes = memoryBytes
+        self.cpuSeconds = cpuSeconds
+    }
 }
 
 /// A server a workload may reach (`host` a name or an address).

@@ -140,10 +140,10 @@ public final class NodeMetrics: Sendable {
                             helpText: "CPU time of the workload's sandbox (its cgroup's cpu.stat usage_usec)"),
                         labels: labels), 0
                 )
-            if usage.cpuSeconds > cpu.seconds {
-                cpu.counter.increment(by: usage.cpuSeconds - cpu.seconds)
-                cpu.seconds = usage.cpuSeconds
-            }
+            // Less than last time: the workload restarted in a new sandbox, whose time counts from zero.
+            let delta = usage.cpuSeconds >= cpu.seconds ? usage.cpuSeconds - cpu.seconds : usage.cpuSeconds
+            if delta > 0 { cpu.counter.increment(by: delta) }
+            cpu.seconds = usage.cpuSeconds
             levels.cpuCounters[name] = cpu
         }
 
@@ -185,4 +185,25 @@ public struct NodeMetricsSnapshot: Sendable {
     /// Sandbox usage per workload, where its sandbox has a cgroup.
     public var usage: [WorkloadName: (memoryBytes: Int, cpuSeconds: Double)] = [:]
     public var nats = NATSStatistics()
+}
+
+extension NexNode {
+    /// The levels a scrape reports now: workloads, the warm pool, deployed bytes, each sandbox's cgroup usage
+    /// and the node's NATS connection.
+    public func metricsSnapshot() async -> NodeMetricsSnapshot {
+        var snapshot = NodeMetricsSnapshot()
+        snapshot.nats = client.statistics
+        guard let runtime else { return snapshot }
+        snapshot.warmAgents = await runtime.pool.available
+        let levels = await runtime.manager.metricsLevels()
+        snapshot.workloads = levels.workloads
+        snapshot.deployedBytes = levels.deployedBytes
+        for (name, sandbox) in levels.sandboxes {
+            guard let usage = sandbox.usage() else { continue }
+            // Duplicates (allow_duplicate_workloads) of one name add up.
+            let sum = snapshot.usage[name] ?? (0, 0)
+            snapshot.usage[name] = (sum.memoryBytes + usage.memoryBytes, sum.cpuSeconds + usage.cpuSeconds)
+        }
+        return snapshot
+    }
 }

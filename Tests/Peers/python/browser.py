@@ -4,6 +4,7 @@ Usage: browser.py CHROMIUM URL STEP...
 Steps run in order, each waiting up to 30 s:
   wait:CSS             until an element matches CSS
   text:CSS=TEXT        until the first element matching CSS contains TEXT
+  until:JS             until the JavaScript expression is true
   click:CSS            click the first element matching CSS (confirm() dialogs are accepted)
   screenshot:PATH      save a PNG of the page
 Prints "ok STEP" per step; exits 1 with the reason and the page's text when a step times out.
@@ -119,7 +120,8 @@ def main():
     chromium, url, steps = sys.argv[1], sys.argv[2], sys.argv[3:]
     profile = tempfile.mkdtemp(prefix="nex-chromium-")
     browser = subprocess.Popen(
-        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        # The headless shell is headless by build; full Chromium is told. As root, Chromium needs --no-sandbox.
+        [chromium] + ([] if "headless-shell" in chromium else ["--headless=new"]) + ["--no-sandbox", "--disable-gpu", "--no-first-run",
          "--no-default-browser-check", "--disable-background-networking", "--disable-extensions",
          "--disable-sync", "--metrics-recording-only", "--user-data-dir=" + profile,
          "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--window-size=1400,1000",
@@ -155,6 +157,8 @@ def main():
                 css, _, expected = arg.partition("=")
                 until(page, f"(document.querySelector({json.dumps(css)})?.textContent || '')"
                             f".includes({json.dumps(expected)})", f"{css} to contain {expected!r}")
+            elif kind == "until":
+                until(page, f"Boolean({arg})", arg)
             elif kind == "click":
                 until(page, f"document.querySelector({json.dumps(arg)}) !== null", arg)
                 # confirm() is answered by the dialog handler in call(); replace it so no dialog blocks the page.

@@ -1,0 +1,121 @@
+import Foundation
+import NexProcess
+import Synchronization
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// A real Prometheus server (Debian's `prometheus`, installed by `scripts/setup.sh`) for tests: its own temp
+/// directory, on an ephemeral loopback port read from its log, scraping the given targets every second.
+/// It dies with this process; ``stop()`` ends it sooner.
+public final class PrometheusServer: Sendable {
+    /// `http://127.0.0.1:PORT`.
+    public let url: String
+    private let process: ChildProcess
+    private let directory: URL
+
+    private init(url: String, process: ChildProcess, directory: URL) {
+        self.url = url
+        self.process = process
+        self.directory = directory
+    }
+
+    /// The binary: `PROMETHEUS_BIN`, else `/usr/bin/prometheus`; nil when neither exists.
+    public static var binary: String? {
+        let path = ProcessInfo.processInfo.environment["PROMETHEUS_BIN"] ?? "/usr/bin/prometheus"
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }
+
+    /// Starts Prometheus scraping `targets` (`host:port`, path `/metrics`) every second, and waits until it
+    /// listens.
+    public static func start(scraping targets: [String]) async throws -> PrometheusServer {
+        guard let binary else {
+            throw TestEnvironment.Failure("prometheus not found at /usr/bin/prometheus: run scripts/setup.sh")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("prometheus-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let quoted = targets.map { "\"\($0)\"" }.joined(separator: ", ")
+        let config = """
+            global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }
+            scrape_configs:
+              - job_name: nex
+                static_configs: [ { targets: [\(quoted)] } ]
+
+            """
+        try config.write(to: directory.appendingPathComponent("prometheus.yml"), atomically: true, encoding: .utf8)
+        let process = try await ChildProcess.spawn(
+            executable: binary,
+            arguments: [
+                "--config.file=\(directory.path)/prometheus.yml", "--web.listen-address=127.0.0.1:0",
+                "--storage.tsdb.path=\(directory.path)/data", "--log.level=info",
+            ],
+            environment: TestEnvironment.childEnvironment([:]), directory: directory.path, stderr: .pipe)
+        // Port 0 binds any free port; Prometheus logs the real one: `msg="Listening on" address=127.0.0.1:N`.
+        let listening = AsyncStream<String>.makeStream()
+        let log = Mutex("")
+        if let stderr = process.stderr {
+            LineReader.start(
+                fd: stderr, name: "prometheus",
+                onLine: { line in
+                    log.withLock { $0 += line + "\n" }
+                    if line.contains("msg=\"Listening on\""), let range = line.range(of: "address=") {
+                        listening.continuation.yield(String(line[range.upperBound...].prefix { !$0.isWhitespace }))
+                    }
+                }, onEnd: { listening.continuation.finish() })
+        }
+        let address = await withTaskGroup(of: String?.self) { group in
+            group.addTask { await listening.stream.first { _ in true } }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(30))
+                return nil
+            }
+            defer { group.cancelAll() }
+            return await group.next() ?? nil
+        }
+        guard let address else {
+            _ = await process.terminate(grace: .seconds(2))
+            throw TestEnvironment.Failure("prometheus did not start listening:\n\(log.withLock { $0 })")
+        }
+        return PrometheusServer(url: "http://\(address)", process: process, directory: directory)
+    }
+
+    /// The value of an instant query that returns one sample (`sum(…)` of a counter, say); nil when it
+    /// returns none yet.
+    public func value(of query: String) async throws -> Double? {
+        var components = URLComponents(string: url + "/api/v1/query")!
+        components.queryItems = [URLQueryItem(name: "query", value: query)]
+        let (data, _) = try await URLSession.shared.data(from: components.url!)
+        struct Answer: Decodable {
+            struct Data: Decodable {
+                struct Sample: Decodable { var value: [Value] }
+                var result: [Sample]
+            }
+            enum Value: Decodable {
+                case time(Double), text(String)
+                init(from decoder: any Decoder) throws {
+                    let c = try decoder.singleValueContainer()
+                    if let t = try? c.decode(Double.self) { self = .time(t) } else { self = .text(try c.decode(String.self)) }
+                }
+            }
+            var status: String
+            var data: Data?
+            var error: String?
+        }
+        let answer = try JSONDecoder().decode(Answer.self, from: data)
+        guard answer.status == "success", let result = answer.data?.result else {
+            throw TestEnvironment.Failure("prometheus query \(query) failed: \(answer.error ?? "no data")")
+        }
+        guard let sample = result.first else { return nil }
+        guard sample.value.count == 2, case .text(let text) = sample.value[1], let value = Double(text) else {
+            throw TestEnvironment.Failure("prometheus query \(query) returned an unreadable sample")
+        }
+        return value
+    }
+
+    /// Stops Prometheus (SIGTERM; it exits cleanly) and removes its directory.
+    public func stop() async {
+        _ = await process.terminate(grace: .seconds(5))
+        try? FileManager.default.removeItem(at: directory)
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NKeys
+import NexUI
+import ServiceLifecycle
+
+/// `nex ui`: the web dashboard, on this machine's loopback.
+struct UICommand: AsyncParsableCommand, NexCLIRunnable {
+    static let configuration = CommandConfiguration(
+        commandName: "ui",
+        abstract: "Serve the web dashboard: nodes, workloads, events, logs and function rates, live.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "The dashboard's port (0: any free port).")
+    var port = DashboardServer.defaultPort
+
+    @Option(help: "The address to listen on (loopback unless set: the page can stop workloads).")
+    var host = "127.0.0.1"
+
+    @Option(help: "Issuer account seed file (SA…) the page stops workloads with (default ~/.nex/issuer.nk).")
+    var issuer: String?
+
+    func execute() async throws {
+        let defaultIssuer = DeveloperKeys.home + "/issuer.nk"
+        let issuerKey: NKeyPair? =
+            if let issuer {
+                try DeveloperKeys.load(issuer, expecting: .account)
+            } else if FileManager.default.fileExists(atPath: defaultIssuer) {
+                try DeveloperKeys.load(defaultIssuer, expecting: .account)
+            } else {
+                nil
+            }
+        let servers = (global.servers ?? ["nats://127.0.0.1:4222"]).joined(separator: ",")
+        try await global.withClient { client in
+            let dashboard = DashboardServer(
+                client: client, serverURL: servers, namespace: global.namespace, issuer: issuerKey, host: host,
+                port: port, logger: Logger(label: "nex.ui")
+            ) { [host] bound in
+                Output.say("Dashboard on http://\(host):\(bound)/ (namespace \(global.namespace)); Ctrl-C stops it")
+                if issuerKey == nil { Output.say("No issuer key: the page cannot stop workloads (see --issuer)") }
+            }
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [dashboard], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "nex")))
+            try await group.run()
+        }
+    }
+}

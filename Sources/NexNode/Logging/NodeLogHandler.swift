@@ -1,0 +1,79 @@
+import Foundation
+public import Logging
+
+/// Where a node's own log lines go (`nex node up --logger std|file|nats`, repeatable), as Nex ships them:
+/// every destination has an output stream and an error stream; warnings and worse go to the error one.
+public protocol NodeLogSink: Sendable {
+    /// Writes one rendered line (no newline); `isError` for warnings and worse.
+    func write(_ line: String, isError: Bool)
+}
+
+/// A `swift-log` handler that renders each record once (text or JSON lines) and hands it to every sink.
+public struct NodeLogHandler: LogHandler {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+    let label: String
+    let json: Bool
+    let sinks: [any NodeLogSink]
+
+    /// A handler for `label` writing to `sinks`, as JSON lines when `json` (`--logjson`).
+    public init(label: String, level: Logger.Level, json: Bool, sinks: [any NodeLogSink]) {
+        self.label = label
+        self.logLevel = level
+        self.json = json
+        self.sinks = sinks
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
+        if let own = event.metadata { merged.merge(own) { _, new in new } }
+        let line =
+            json
+            ? NodeLogLine.json(level: event.level, label: label, message: "\(event.message)", metadata: merged)
+            : NodeLogLine.text(level: event.level, label: label, message: "\(event.message)", metadata: merged)
+        let isError = event.level >= .warning
+        for sink in sinks { sink.write(line, isError: isError) }
+    }
+}
+
+/// How a record reads as one line.
+enum NodeLogLine {
+    static func timestamp(_ date: Date = Date()) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+
+    /// `2026-12-03T18:40:06.123Z info nex.node: node started nex.node=N…`
+    static func text(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
+        var line = "\(timestamp()) \(level) \(label): \(message)"
+        for key in metadata.keys.sorted() { line += " \(key)=\(metadata[key]!)" }
+        return line
+    }
+
+    /// `{"time":"…","level":"info","logger":"nex.node","msg":"node started","nex.node":"N…"}`: one object a
+    /// line, metadata as top-level keys (nested values as JSON).
+    static func json(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
+        var object: [String: Any] = ["time": timestamp(), "level": "\(level)", "logger": label, "msg": message]
+        for (key, value) in metadata where object[key] == nil { object[key] = plain(value) }
+        guard
+            let data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return #"{"level":"error","msg":"a log record could not be encoded"}"# }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private static func plain(_ value: Logger.Metadata.Value) -> Any {
+        switch value {
+        case .string(let s): s
+        case .stringConvertible(let c): "\(c)"
+        case .array(let a): a.map(plain)
+        case .dictionary(let d): d.mapValues(plain)
+        }
+    }
+}
