@@ -68,6 +68,6 @@ extension StringProtocol {
         let s = Substring(self)
         let start = s.firstIndex { $0 != " " && $0 != "\t" } ?? s.endIndex
         let end = s.lastIndex { $0 != " " && $0 != "\t" }.map { s.index(after: $0) } ?? start
-        return s[start..<max(start, end)]
+        return s[start..<Swift.max(start, end)]
     }
 }

@@ -77,7 +77,19 @@ public final class PrometheusServer: Sendable {
             _ = await process.terminate(grace: .seconds(2))
             throw TestEnvironment.Failure("prometheus did not start listening:\n\(log.withLock { $0 })")
         }
-        return PrometheusServer(url: "http://\(address)", process: process, directory: directory)
+        let server = PrometheusServer(url: "http://\(address)", process: process, directory: directory)
+        // It listens before its storage is open, and answers 503 until then.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let (_, response) = try? await URLSession.shared.data(from: URL(string: server.url + "/-/ready")!),
+                (response as? HTTPURLResponse)?.statusCode == 200
+            {
+                return server
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        await server.stop()
+        throw TestEnvironment.Failure("prometheus did not get ready:\n\(log.withLock { $0 })")
     }
 
     /// The value of an instant query that returns one sample (`sum(…)` of a counter, say); nil when it
@@ -92,17 +104,26 @@ public final class PrometheusServer: Sendable {
                 var result: [Sample]
             }
             enum Value: Decodable {
-                case time(Double), text(String)
+                case time(Double)
+                case text(String)
                 init(from decoder: any Decoder) throws {
                     let c = try decoder.singleValueContainer()
-                    if let t = try? c.decode(Double.self) { self = .time(t) } else { self = .text(try c.decode(String.self)) }
+                    if let t = try? c.decode(Double.self) {
+                        self = .time(t)
+                    } else {
+                        self = .text(try c.decode(String.self))
+                    }
                 }
             }
             var status: String
             var data: Data?
             var error: String?
         }
-        let answer = try JSONDecoder().decode(Answer.self, from: data)
+        let answer: Answer
+        do { answer = try JSONDecoder().decode(Answer.self, from: data) } catch {
+            throw TestEnvironment.Failure(
+                "prometheus answered \(query) with: \(String(decoding: data.prefix(300), as: UTF8.self))")
+        }
         guard answer.status == "success", let result = answer.data?.result else {
             throw TestEnvironment.Failure("prometheus query \(query) failed: \(answer.error ?? "no data")")
         }

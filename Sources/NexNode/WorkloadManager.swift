@@ -101,7 +101,8 @@ actor WorkloadManager {
         for entry in state.workloads() {
             kinds[WorkloadKind(namespace: entry.record.namespace, type: entry.record.type), default: 0] += 1
             if let sandbox = resources[entry.id]?.agent?.sandbox {
-                sandboxes.append((WorkloadName(namespace: entry.record.namespace, workload: entry.record.name), sandbox))
+                sandboxes.append(
+                    (WorkloadName(namespace: entry.record.namespace, workload: entry.record.name), sandbox))
             }
         }
         return (kinds, state.totalBytes, sandboxes)

@@ -81,7 +81,7 @@ struct DashboardAPI: Sendable {
             for machine in info?.machines ?? [] {
                 workloads.append(
                     Workload(
-                        id: machine.id, namespace: machine.namespace, name: machine.workload.name,
+                        id: machine.workload.id, namespace: machine.namespace, name: machine.workload.name,
                         type: machine.workload.type, node: ping.nodeID, uptime: machine.uptime,
                         health: machine.healthy ? "running" : "unhealthy"))
             }
@@ -115,7 +115,8 @@ struct DashboardAPI: Sendable {
 
     /// One workload's log lines: each ``LogEntry`` as the node published it.
     func logs(workload: String) -> Feed {
-        Feed(subject: NexSubjects.logsFilter(namespace: namespace, node: nil, workloadName: workload, workloadID: nil)) {
+        Feed(subject: NexSubjects.logsFilter(namespace: namespace, node: nil, workloadName: workload, workloadID: nil))
+        {
             message in
             guard (try? JSONDecoder().decode(LogEntry.self, from: Data(message.bytes))) != nil else { return nil }
             // Already one JSON object; a newline inside would end the event early.

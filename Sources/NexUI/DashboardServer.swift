@@ -2,8 +2,8 @@ import Foundation
 import Hummingbird
 public import Logging
 public import NATS
-public import NKeys
 import NIOCore
+public import NKeys
 import NexControlClient
 import NexModels
 public import ServiceLifecycle
@@ -56,7 +56,8 @@ public struct DashboardServer: Service {
             guard let workload = request.uri.queryParameters.get("workload"), !workload.isEmpty,
                 !workload.contains(where: { ".*> \t\r\n".contains($0) })
             else {
-                return Self.json(StopAnswer(ok: false, error: "name the workload: /api/logs?workload=NAME"), .badRequest)
+                return Self.json(
+                    StopAnswer(ok: false, error: "name the workload: /api/logs?workload=NAME"), .badRequest)
             }
             return Self.eventStream(api.logs(workload: workload), client: api.client)
         }
@@ -93,7 +94,7 @@ public struct DashboardServer: Service {
         guard request.headers[.contentType]?.hasPrefix("application/json") == true else {
             return StopAnswer(ok: false, error: "send the stop as application/json")
         }
-        if let origin = request.headers[.origin], let host = request.head.authority ?? request.headers[.host],
+        if let origin = request.headers[.origin], let host = request.head.authority,
             origin != "http://\(host)"
         {
             return StopAnswer(ok: false, error: "stops are taken only from the dashboard's own page")

@@ -50,6 +50,8 @@ import Testing
                     "text:#nodes=\(h.node.nodeID.prefix(6))",
                     "text:#events=function_exec_succeeded",
                     "until:parseFloat(document.querySelector('\(rate)')?.textContent || '0') > 0",
+                    #"click:tr[data-workload="echofunction"] button.link"#,
+                    "text:#logs=triggered on ui.echo",
                     "screenshot:\(screenshot)",
                     #"click:tr[data-workload="echoservice"] button[data-action=stop]"#,
                     "text:#notice=stopped echoservice",
@@ -76,7 +78,7 @@ import Testing
 
             // The stop was real: the node no longer runs the service, and still runs the function.
             let info = try await h.nex.info(node: h.node.nodeID)
-            #expect(!info.machines.contains { $0.id == service.id })
+            #expect(!info.machines.contains { $0.workload.id == service.id })
             #expect(info.machines.contains { $0.workload.name == "echofunction" })
             #expect(try await ui.terminate() == 0)
         }

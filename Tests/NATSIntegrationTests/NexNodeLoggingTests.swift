@@ -23,8 +23,11 @@ import Testing
             try #"{"no_sandbox": true, "agent_path": "/nonexistent/nex-agent"}"#.write(
                 toFile: config, atomically: true, encoding: .utf8)
             let node = try await PeerProcess.start(
-                nex, ["node", "up", "-s", server.url, "--config", config, "--logger", "file", "--logger", "nats",
-                      "--logjson"],
+                nex,
+                [
+                    "node", "up", "-s", server.url, "--config", config, "--logger", "file", "--logger", "nats",
+                    "--logjson",
+                ],
                 environment: ["NEX_HOME": directory + "/home"], directory: directory)
             let up = try await eventuallyValue("the node is up") { node.output.first { $0.contains(" is up") } }
             let nodeID = try #require(
@@ -35,7 +38,9 @@ import Testing
                     .compactMap { Self.fields(String(decoding: $0.payload, as: UTF8.self)) }
                     .first { $0["msg"] == message }
             }
-            let started = try await eventuallyValue("node started on ….stdout") { shippedLine("stdout", "node started") }
+            let started = try await eventuallyValue("node started on ….stdout") {
+                shippedLine("stdout", "node started")
+            }
             #expect(started["level"] == "info" && started["nex.node"] == nodeID && started["logger"] == "nex.node")
             let problem = try await eventuallyValue("the agent problem on ….stderr") {
                 shippedLine("stderr", "this node cannot run workloads")
@@ -50,7 +55,8 @@ import Testing
             #expect(!logLines.isEmpty && logLines.allSatisfy { $0 != nil }, "every line is JSON: \(log)")
             #expect(logLines.contains { $0?["msg"] == "node started" })
             #expect(!log.contains("this node cannot run workloads"))
-            #expect(errors.split(separator: "\n").contains { Self.fields($0)?["msg"] == "this node cannot run workloads" })
+            #expect(
+                errors.split(separator: "\n").contains { Self.fields($0)?["msg"] == "this node cannot run workloads" })
             #expect(!errors.contains("node started"))
         }
     }

@@ -35,7 +35,8 @@ struct TraceParentTests {
     @Test func headersCarryIt() throws {
         var headers = NATSHeaders()
         #expect(headers.traceParent == nil)
-        let parent = try #require(TraceParent(traceID: "4bf92f3577b34da6a3ce929d0e0e4736", parentSpanID: "00f067aa0ba902b7"))
+        let parent = try #require(
+            TraceParent(traceID: "4bf92f3577b34da6a3ce929d0e0e4736", parentSpanID: "00f067aa0ba902b7"))
         headers.traceParent = parent
         headers.traceParent = parent  // replaced, not repeated
         #expect(headers.values(for: "traceparent") == [parent.description])

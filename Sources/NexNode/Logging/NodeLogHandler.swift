@@ -46,7 +46,8 @@ public struct NodeLogHandler: LogHandler {
 /// How a record reads as one line.
 enum NodeLogLine {
     static func timestamp(_ date: Date = Date()) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        date.formatted(
+            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 
     /// `2026-12-03T18:40:06.123Z info nex.node: node started nex.node=N…`

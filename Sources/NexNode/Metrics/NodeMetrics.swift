@@ -72,8 +72,10 @@ public final class NodeMetrics: Sendable {
 
     /// A host-service call was answered; `outcome` is `ok` or the error's code.
     func hostServiceCall(service: String, outcome: String) {
-        Counter(label: Name.hostServiceCalls, dimensions: [("service", service), ("outcome", outcome)], factory: factory)
-            .increment()
+        Counter(
+            label: Name.hostServiceCalls, dimensions: [("service", service), ("outcome", outcome)], factory: factory
+        )
+        .increment()
     }
 
     // MARK: Levels, read at scrape time
@@ -85,8 +87,8 @@ public final class NodeMetrics: Sendable {
     }
 
     private struct Levels {
-        var workloadGauges: [WorkloadKind: Gauge] = [:]
-        var memoryGauges: [WorkloadName: Gauge] = [:]
+        var workloadGauges: [WorkloadKind: Prometheus.Gauge] = [:]
+        var memoryGauges: [WorkloadName: Prometheus.Gauge] = [:]
         var cpuCounters: [WorkloadName: (counter: Prometheus.Counter, seconds: Double)] = [:]
         var natsSeen = NATSStatistics()
     }
@@ -94,7 +96,7 @@ public final class NodeMetrics: Sendable {
     private func update(_ levels: inout Levels, with snapshot: NodeMetricsSnapshot) {
         // Kinds seen once stay, at 0 when none runs: a series that vanishes reads as "no data", not as none.
         for kind in levels.workloadGauges.keys where snapshot.workloads[kind] == nil {
-            levels.workloadGauges[kind]?.set(0)
+            levels.workloadGauges[kind]?.set(0.0)
         }
         for (kind, count) in snapshot.workloads {
             let gauge =

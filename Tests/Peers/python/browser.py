@@ -3,7 +3,7 @@
 Usage: browser.py CHROMIUM URL STEP...
 Steps run in order, each waiting up to 30 s:
   wait:CSS             until an element matches CSS
-  text:CSS=TEXT        until the first element matching CSS contains TEXT
+  text:CSS=TEXT        until the first element matching CSS contains TEXT (which has no "=")
   until:JS             until the JavaScript expression is true
   click:CSS            click the first element matching CSS (confirm() dialogs are accepted)
   screenshot:PATH      save a PNG of the page
@@ -154,7 +154,7 @@ def main():
             if kind == "wait":
                 until(page, f"document.querySelector({json.dumps(arg)}) !== null", arg)
             elif kind == "text":
-                css, _, expected = arg.partition("=")
+                css, _, expected = arg.rpartition("=")
                 until(page, f"(document.querySelector({json.dumps(css)})?.textContent || '')"
                             f".includes({json.dumps(expected)})", f"{css} to contain {expected!r}")
             elif kind == "until":
