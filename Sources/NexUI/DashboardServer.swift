@@ -103,7 +103,9 @@ public struct DashboardServer: Service {
     }
 
     static func json(_ value: some Encodable, _ status: HTTPResponse.Status = .ok) -> Response {
-        let body = (try? JSONEncoder().encode(value)) ?? Data(#"{"ok":false,"error":"cannot encode"}"#.utf8)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        let body = (try? encoder.encode(value)) ?? Data(#"{"ok":false,"error":"cannot encode"}"#.utf8)
         return Response(
             status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(bytes: body)))

@@ -19,6 +19,22 @@ import Testing
         }
     }
 
+    /// `client.statistics` counts as nats.go's `Statistics` does: messages and payload bytes each way.
+    @Test func statisticsCountMessagesAndPayloadBytes() async throws {
+        try await withServerAndClient { _, client in
+            #expect(client.statistics == NATSStatistics())
+            let sub = try await client.subscribe(to: "stats.>")
+            try await client.flush()
+            try await client.publish("abc", to: "stats.a")
+            try await client.publish("defgh", to: "stats.b", headers: ["X": "header bytes do not count"])
+            _ = try await sub.collect(2)
+            let seen = client.statistics
+            #expect(seen.outMessages == 2 && seen.outBytes == 8)
+            #expect(seen.inMessages == 2 && seen.inBytes == 8)
+            #expect(seen.reconnects == 0)
+        }
+    }
+
     @Test func asyncSequenceIterationEndsOnUnsubscribe() async throws {
         try await withServerAndClient { _, client in
             let sub = try await client.subscribe(to: "seq")

@@ -26,6 +26,7 @@ import Testing
 
             restarted = try await server.restart()
             try await events.waitFor("reconnected") { if case .reconnected = $0 { true } else { false } }
+            #expect(client.statistics.reconnects == 1)
             #expect(try await sub.collect(1).first?.string == "buffered")
             try await client.publish("after", to: "survive")
             #expect(try await sub.collect(1).first?.string == "after")

@@ -50,11 +50,19 @@ func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.p
     @Test(arguments: [
         #"{"machine_pool_size": "three"}"#, #"{"machine_pool_size": 0}"#, #"{"sandbox": "docker"}"#,
         #"{"workload_types": ["python"]}"#, #"{"valid_issuers": ["UABC"]}"#, #"{"tags": {"nex.os": "x"}}"#,
-        "not json", #"{"machine_template": {"memsize_mib": 1}}"#,
+        "not json", #"{"machine_template": {"memsize_mib": 1}}"#, #"{"otel_metrics_port": 70000}"#,
+        #"{"otel_metrics_exporter": "otlp"}"#, #"{"otel_metrics": "yes"}"#,
     ])
     func badValuesAreClearErrors(_ json: String) {
         let error = #expect(throws: NodeConfigurationError.self) { try parse(json) }
         #expect(error?.description.isEmpty == false)
+    }
+
+    @Test func readsTheMetricsKeys() throws {
+        let c = try parse(
+            #"{"otel_metrics": true, "otel_metrics_port": 0, "otel_metrics_host": "0.0.0.0", "otel_metrics_exporter": "prometheus"}"#
+        )
+        #expect(c.otelMetrics == true && c.otelMetricsPort == 0 && c.otelMetricsHost == "0.0.0.0")
     }
 
     @Test func typeErrorsSayWhere() {

@@ -27,6 +27,10 @@ public final class NodeMetrics: Sendable {
         factory.durationHistogramBuckets[Name.functionDuration] = Self.durationBuckets
         self.registry = registry
         self.factory = factory
+        // Both outcomes exist from the start, at 0: a rate over a series that appears later misses its start.
+        for outcome in ["accepted", "refused"] {
+            Counter(label: Name.deploys, dimensions: [("outcome", outcome)], factory: factory).increment(by: 0)
+        }
     }
 
     /// Metric names, as Nex's issue names them; one label set per name (the registry traps on a second).
