@@ -118,6 +118,9 @@ public final class NexAgent: Sendable {
     struct State {
         var runner: (any WorkloadRunner)?
         var workloadID: String?
+        /// The node's span for the trigger running now (triggers run one at a time, on the link's thread):
+        /// host calls made meanwhile carry it, so the node parents their spans on the function's.
+        var traceParent: String?
     }
 
     /// An agent with `makeRunner` choosing the runner for a workload type (nil: type not supported here).
@@ -157,8 +160,8 @@ public final class NexAgent: Sendable {
             self.done.continuation.yield("undeployed")
         }
         if let fd = settings.linkDescriptor {
-            AgentLinkServer.serve(LinkSocket(fd: fd)) { subject, payload in
-                self.runTrigger(subject: subject, payload: payload)
+            AgentLinkServer.serve(LinkSocket(fd: fd)) { subject, payload, traceParent in
+                self.runTrigger(subject: subject, payload: payload, traceParent: traceParent)
             } onEnd: { reason in
                 self.done.continuation.yield("lost the link to the node: \(reason)")
             }
@@ -256,7 +259,9 @@ public final class NexAgent: Sendable {
                 let subject = AgentSubjects.hostCall(
                     agent: id, namespace: request.namespace, workload: request.workloadName, service: service,
                     method: method)
-                return try Self.blockingRequest(client, subject: subject, body: Array(args.utf8))
+                var headers: NATSHeaders?
+                if let traceParent = self.state.withLock({ $0.traceParent }) { headers = ["traceparent": traceParent] }
+                return try Self.blockingRequest(client, subject: subject, body: Array(args.utf8), headers: headers)
             })
         do {
             if let control = settings.controlDescriptor {
@@ -271,10 +276,16 @@ public final class NexAgent: Sendable {
     }
 
     /// Runs the function for one trigger, on the link's thread: the reply, or the error text.
-    func runTrigger(subject: String, payload: [UInt8]) -> AgentLinkServer.Outcome {
-        guard let runner = state.withLock({ $0.runner }) as? any FunctionRunner else {
+    func runTrigger(subject: String, payload: [UInt8], traceParent: String? = nil) -> AgentLinkServer.Outcome {
+        guard
+            let runner = state.withLock({ s in
+                s.traceParent = traceParent
+                return s.runner
+            }) as? any FunctionRunner
+        else {
             return (false, 0, Array("this workload is not a function".utf8))
         }
+        defer { state.withLock { $0.traceParent = nil } }
         let result = runner.run(subject: subject, payload: payload)
         if let error = result.error { return (false, result.elapsedNanos, Array(error.utf8)) }
         return (true, result.elapsedNanos, result.reply ?? [])
@@ -290,12 +301,14 @@ public final class NexAgent: Sendable {
 
     /// A request made from an engine's own thread (V8 calls host services synchronously). The node answers
     /// `{"result": …}` or `{"error": "…"}`; the wait is bounded so a function's limits still hold.
-    static func blockingRequest(_ client: NATSClient, subject: String, body: [UInt8]) throws -> String {
+    static func blockingRequest(_ client: NATSClient, subject: String, body: [UInt8], headers: NATSHeaders? = nil)
+        throws -> String
+    {
         let done = DispatchSemaphore(value: 0)
         let outcome = Mutex<Result<[UInt8], any Error>>(.failure(WorkloadStartError("host call timed out")))
         Task {
             do {
-                let reply = try await client.request(body, to: subject, timeout: .seconds(6))
+                let reply = try await client.request(body, to: subject, headers: headers, timeout: .seconds(6))
                 outcome.withLock { $0 = .success(reply.bytes) }
             } catch {
                 outcome.withLock { $0 = .failure(error) }

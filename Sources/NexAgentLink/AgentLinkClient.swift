@@ -47,7 +47,9 @@ public final class AgentLinkClient: Sendable {
 
     /// Runs the function for a message on `subject`; throws when the link is gone or no result came within
     /// `timeout` (checked about once a second).
-    public func trigger(subject: String, payload: [UInt8], timeout: Duration) async throws -> Reply {
+    public func trigger(subject: String, payload: [UInt8], traceParent: String? = nil, timeout: Duration)
+        async throws -> Reply
+    {
         try await withCheckedThrowingContinuation { continuation in
             let id = state.withLock { s -> UInt64? in
                 guard s.ended == nil else { return nil }
@@ -60,7 +62,7 @@ public final class AgentLinkClient: Sendable {
                 continuation.resume(throwing: LinkError(state.withLock { $0.ended } ?? "the agent link is closed"))
                 return
             }
-            if !socket.send(.trigger(id: id, subject: subject, payload: payload)) {
+            if !socket.send(.trigger(id: id, subject: subject, payload: payload, traceParent: traceParent)) {
                 let waiter = state.withLock { $0.pending.removeValue(forKey: id) }
                 waiter?.continuation.resume(throwing: LinkError("the agent link is closed"))
             }

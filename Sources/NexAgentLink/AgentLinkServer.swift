@@ -6,12 +6,13 @@ public enum AgentLinkServer {
 
     /// Serves triggers from `socket` one at a time until the link ends, then calls `onEnd` with the reason.
     public static func serve(
-        _ socket: LinkSocket, run: @escaping @Sendable (_ subject: String, _ payload: [UInt8]) -> Outcome,
+        _ socket: LinkSocket,
+        run: @escaping @Sendable (_ subject: String, _ payload: [UInt8], _ traceParent: String?) -> Outcome,
         onEnd: @escaping @Sendable (String) -> Void
     ) {
         socket.startReading(name: "nex-link-agent") { frame in
-            guard case .trigger(let id, let subject, let payload) = frame else { return }
-            let outcome = run(subject, payload)
+            guard case .trigger(let id, let subject, let payload, let traceParent) = frame else { return }
+            let outcome = run(subject, payload, traceParent)
             socket.send(.result(id: id, ok: outcome.ok, elapsedNanos: outcome.elapsedNanos, body: outcome.body))
         } onEnd: { reason in
             onEnd(reason)

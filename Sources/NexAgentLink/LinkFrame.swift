@@ -4,8 +4,9 @@
 /// node and agent (handshake, deploy, logs, events, host calls) goes over the internal NATS server. On the
 /// wire: a 4-byte big-endian length of the rest, a kind byte, an 8-byte big-endian id, then the body.
 public enum LinkFrame: Equatable, Sendable {
-    /// Node → agent: run the function for a message on `subject`.
-    case trigger(id: UInt64, subject: String, payload: [UInt8])
+    /// Node → agent: run the function for a message on `subject`; `traceParent` is the W3C `traceparent` of
+    /// the node's span for the call, which the agent hands on with the function's host-service calls.
+    case trigger(id: UInt64, subject: String, payload: [UInt8], traceParent: String? = nil)
     /// Agent → node: the answer to trigger `id`: the reply (`ok`) or the error text.
     case result(id: UInt64, ok: Bool, elapsedNanos: Int64, body: [UInt8])
 
@@ -19,14 +20,18 @@ public enum LinkFrame: Equatable, Sendable {
     public func encoded() -> [UInt8] {
         var out: [UInt8] = []
         switch self {
-        case .trigger(let id, let subject, let payload):
+        case .trigger(let id, let subject, let payload, let traceParent):
+            // Body: subject length (2), subject, trace length (1), trace, payload.
             let name = Array(subject.utf8)
-            out.reserveCapacity(4 + 1 + 8 + 2 + name.count + payload.count)
-            Self.append(UInt32(1 + 8 + 2 + name.count + payload.count), to: &out)
+            let trace = Array((traceParent ?? "").utf8.prefix(255))
+            out.reserveCapacity(4 + 1 + 8 + 2 + name.count + 1 + trace.count + payload.count)
+            Self.append(UInt32(1 + 8 + 2 + name.count + 1 + trace.count + payload.count), to: &out)
             out.append(Self.triggerKind)
             Self.append(id, to: &out)
             Self.append(UInt16(name.count), to: &out)
             out += name
+            out.append(UInt8(trace.count))
+            out += trace
             out += payload
         case .result(let id, let ok, let elapsedNanos, let body):
             out.reserveCapacity(4 + 1 + 8 + 1 + 8 + body.count)
@@ -68,8 +73,19 @@ public enum LinkFrame: Equatable, Sendable {
             guard let subject = String(validating: bytes[(body + 2)..<(body + 2 + nameLength)], as: UTF8.self) else {
                 throw MalformedFrame(description: "a subject that is not UTF-8")
             }
+            let traceAt = body + 2 + nameLength
+            guard end - traceAt >= 1, end - traceAt - 1 >= Int(bytes[traceAt]) else {
+                throw MalformedFrame(description: "a truncated trace context")
+            }
+            let traceEnd = traceAt + 1 + Int(bytes[traceAt])
+            guard let trace = String(validating: bytes[(traceAt + 1)..<traceEnd], as: UTF8.self) else {
+                throw MalformedFrame(description: "a trace context that is not UTF-8")
+            }
             return (
-                .trigger(id: id, subject: subject, payload: Array(bytes[(body + 2 + nameLength)..<end])), 4 + length
+                .trigger(
+                    id: id, subject: subject, payload: Array(bytes[traceEnd..<end]),
+                    traceParent: trace.isEmpty ? nil : trace),
+                4 + length
             )
         case resultKind:
             guard end - body >= 9 else { throw MalformedFrame(description: "a truncated result") }

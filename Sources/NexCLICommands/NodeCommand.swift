@@ -6,7 +6,9 @@ import NexControlClient
 import NexModels
 import NexNode
 import NexProcess
+import OTel
 import ServiceLifecycle
+import Tracing
 
 /// `nex node …`.
 struct NodeCommand: AsyncParsableCommand {
@@ -44,6 +46,14 @@ struct NodeCommand: AsyncParsableCommand {
         @Flag(name: .customLong("logjson"), help: "Log JSON lines (time, level, logger, msg and metadata keys).")
         var logJSON = false
 
+        @Flag(help: "Send spans to an OpenTelemetry collector over OTLP/HTTP (config: otel_traces).")
+        var traces = false
+
+        @Option(
+            name: .customLong("otlp_exporter_url"),
+            help: "The collector's OTLP/HTTP address (default http://127.0.0.1:4318; config: otlp_exporter_url).")
+        var otlpExporterURL: String?
+
         @Flag(help: "Serve Prometheus metrics on http://127.0.0.1:<metrics_port>/metrics (config: otel_metrics).")
         var metrics = false
 
@@ -72,6 +82,8 @@ struct NodeCommand: AsyncParsableCommand {
                 configuration.sandbox = kind
             }
             if metrics { configuration.otelMetrics = true }
+            if traces { configuration.otelTraces = true }
+            if let otlpExporterURL { configuration.otlpExporterURL = otlpExporterURL }
             if let metricsPort { configuration.otelMetricsPort = metricsPort }
             try configuration.validate()
             // Before anything else: a second node on this resource directory is refused here.
@@ -98,9 +110,16 @@ struct NodeCommand: AsyncParsableCommand {
                 Output.say("(data under \(Self.dataDirectory)); point other tools at it with NATS_URL=\(server.url)")
             }
 
+            var tracing = NodeTracer()
+            var tracesService: (any Service)?
+            if configuration.otelTraces == true {
+                let backend = try Self.tracingBackend(configuration)
+                tracing = NodeTracer(backend.tracer)
+                tracesService = backend.service
+            }
             let node = NexNode(
-                configuration: configuration, client: client, identity: home.identity, logger: Logger(label: "nex.node")
-            )
+                configuration: configuration, client: client, identity: home.identity, tracing: tracing,
+                logger: Logger(label: "nex.node"))
             Output.say("Node \(node.nodeID) is up (xkey \(node.xkey.publicKey)); Ctrl-C stops it")
             // The node ends by itself after a lame-duck drain (lameduck_drain_and_exit): that is a clean exit.
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -108,6 +127,10 @@ struct NodeCommand: AsyncParsableCommand {
                 // First in the group, so last to stop: the node's shutdown lines are shipped too.
                 shipper.ship(through: client, nodeID: node.nodeID)
                 services.append(.init(service: shipper))
+            }
+            if let tracesService {
+                // Before the node, so it stops after it: the node's last spans are exported at shutdown.
+                services.append(.init(service: tracesService))
             }
             services.append(.init(service: node, successTerminationBehavior: .gracefullyShutdownGroup))
             if configuration.otelMetrics == true {
@@ -138,6 +161,25 @@ struct NodeCommand: AsyncParsableCommand {
         }
 
         static var dataDirectory: String { NexHome.path + "/nats" }
+
+        /// OpenTelemetry's tracer and its exporting service: OTLP (protobuf over HTTP) to the configured
+        /// collector, only traces (the node's logs and metrics have their own ways out).
+        static func tracingBackend(_ configuration: NodeConfiguration) throws -> (
+            tracer: any Tracer, service: any Service
+        ) {
+            var otel = OTel.Configuration.default
+            otel.serviceName = "nex-node"
+            otel.logs.enabled = false
+            otel.metrics.enabled = false
+            otel.traces.otlpExporter.endpoint = configuration.otlpTracesEndpoint
+            otel.traces.otlpExporter.protocol = .httpProtobuf
+            do {
+                let (tracer, service) = try OTel.makeTracingBackend(configuration: otel)
+                return (tracer, service)
+            } catch {
+                throw CLIError("cannot send traces to \(configuration.otlpTracesEndpoint): \(error)")
+            }
+        }
 
         /// The sinks `--logger` names (std when none), and the NATS shipper among them to run as a service.
         static func logSinks(_ names: [String]) throws -> (sinks: [any NodeLogSink], shipper: NATSLogShipper?) {

@@ -12,7 +12,8 @@ struct HTTPHostService: Sendable {
         "get": .GET, "head": .HEAD, "del": .DELETE, "delete": .DELETE, "post": .POST, "put": .PUT, "patch": .PATCH,
     ]
 
-    func call(method: String, args: [Any]) async throws -> Any {
+    /// `traceParent`: the host-service span's, sent as `traceparent` unless the function set that header.
+    func call(method: String, args: [Any], traceParent: String? = nil) async throws -> Any {
         guard let verb = Self.verbs[method] else { throw NexError(.notFound, "no such http method \(method)") }
         let text = try HostServicesBroker.string(args, 0, "url")
         guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
@@ -28,6 +29,9 @@ struct HTTPHostService: Sendable {
             let headers = options["headers"] as? [String: Any]
         {
             request.headers = headers.map { ($0.key, "\($0.value)") }.sorted { $0.0 < $1.0 }
+        }
+        if let traceParent, !request.headers.contains(where: { $0.0.lowercased() == "traceparent" }) {
+            request.headers.append(("traceparent", traceParent))
         }
         let response = try await client.execute(request)
         return [

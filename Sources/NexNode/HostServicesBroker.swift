@@ -46,7 +46,11 @@ final class HostServicesBroker: Sendable {
         var outcome: String
     }
 
-    func handle(namespace: String, name: String, service: String, method: String, arguments: [UInt8]) async -> Answer {
+    /// `trace`: headers carrying the host-service call's span, added to the messages and requests it makes.
+    func handle(
+        namespace: String, name: String, service: String, method: String, arguments: [UInt8],
+        trace: NATSHeaders? = nil
+    ) async -> Answer {
         if disabled.contains(service) {
             return Answer(
                 body: Self.encode(
@@ -60,7 +64,7 @@ final class HostServicesBroker: Sendable {
                         as? [Any]
                 else { throw NexError(.invalidRequest, "arguments must be a JSON array") }
                 let result = try await self.call(
-                    namespace: namespace, name: name, service: service, method: method, args: args)
+                    namespace: namespace, name: name, service: service, method: method, args: args, trace: trace)
                 return Self.encode(["result": result])
             }
             return Answer(body: body, outcome: "ok")
@@ -69,29 +73,29 @@ final class HostServicesBroker: Sendable {
         }
     }
 
-    private func call(namespace: String, name: String, service: String, method: String, args: [Any]) async throws
-        -> Any
-    {
+    private func call(
+        namespace: String, name: String, service: String, method: String, args: [Any], trace: NATSHeaders?
+    ) async throws -> Any {
         switch (service, method) {
         case ("kv", _): return try await keyValue(namespace: namespace, name: name, method: method, args: args)
         case ("objectstore", _):
             return try await objectStore(namespace: namespace, name: name, method: method, args: args)
-        case ("http", _): return try await http.call(method: method, args: args)
+        case ("http", _): return try await http.call(method: method, args: args, traceParent: trace?["traceparent"])
         case ("messaging", "publish"):
             let subject = try Self.string(args, 0, "subject")
             try checkSubject(subject)
-            try await client.publish(Self.bytes(args, 1), to: subject)
+            try await client.publish(Self.bytes(args, 1), to: subject, headers: trace)
             return NSNull()
         case ("messaging", "request"):
             let subject = try Self.string(args, 0, "subject")
             try checkSubject(subject)
-            let reply = try await client.request(Self.bytes(args, 1), to: subject, timeout: timeout)
+            let reply = try await client.request(Self.bytes(args, 1), to: subject, headers: trace, timeout: timeout)
             return Self.wrap(reply.bytes)
         case ("messaging", "requestMany"):
             let subject = try Self.string(args, 0, "subject")
             try checkSubject(subject)
             let replies = try await client.requestMany(
-                Self.bytes(args, 1), to: subject, stall: .milliseconds(300), timeout: timeout)
+                Self.bytes(args, 1), to: subject, headers: trace, stall: .milliseconds(300), timeout: timeout)
             return replies.map { Self.wrap($0.bytes) }
         default:
             throw NexError(.notFound, "no such host service method")

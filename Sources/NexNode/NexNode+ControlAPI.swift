@@ -4,6 +4,7 @@ import NATSJetStream
 import NKeys
 import NexControlClient
 import NexModels
+import Tracing
 
 /// The control API handlers (wire contract §1).
 extension NexNode {
@@ -80,17 +81,30 @@ extension NexNode {
     }
 
     func deploy(_ m: NATSMessage) async throws -> [UInt8] {
+        // The pipeline's steps are children of this span (through the task's context), and it continues
+        // the deployer's trace when the request carries a `traceparent`.
+        let span = tracing.start("nex.deploy", parent: tracing.context(from: m.headers), kind: .server)
+        defer { span.end() }
         let request: DeployRequest
         do { request = try JSONDecoder().decode(DeployRequest.self, from: Data(m.bytes)) } catch {
             metrics.deploy(accepted: false)
+            span.setStatus(.init(code: .error, message: "malformed deploy request"))
             return try encode(ReplyKind.run, error: "malformed deploy request: \(Self.describe(error))")
         }
-        switch await deploy(request, namespace: Self.namespace(of: m.subject), config: config) {
+        let namespace = Self.namespace(of: m.subject)
+        span.attributes["nex.namespace"] = namespace
+        span.attributes["nex.workload"] = request.workloadName
+        let result = await ServiceContext.withValue(span.context) {
+            await deploy(request, namespace: namespace, config: config)
+        }
+        switch result {
         case .success(let response):
             metrics.deploy(accepted: true)
+            span.attributes["nex.workload_id"] = response.id
             return try encode(ReplyKind.run, response)
         case .failure(let refusal):
             metrics.deploy(accepted: false)
+            span.setStatus(.init(code: .error, message: refusal.message))
             logger.info(
                 "deploy refused", metadata: ["nex.workload": "\(request.workloadName)", "reason": "\(refusal)"])
             return try encode(ReplyKind.run, error: refusal.message)
@@ -120,20 +134,28 @@ extension NexNode {
         }
         let workloadID = UUID().uuidString.lowercased()
         let artifact: ArtifactFetcher.Artifact
+        let download = tracing.start("nex.deploy.download", parent: ServiceContext.current ?? .topLevel)
         do {
             artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts", logger: logger).fetch(
                 request.location, expectedHash: valid.hash, workloadID: workloadID,
                 maxBytes: config.nodeLimits.maxWorkloadBytes)
+            download.attributes["nex.artifact.bytes"] = artifact.size
+            download.end()
         } catch {
+            download.setStatus(.init(code: .error, message: "\(error)"))
+            download.end()
             await runtime.manager.release(reservation)
             return .failure(error)
         }
         let record = WorkloadRecord(
             id: workloadID, namespace: namespace, request: request, hash: valid.hash, acceptedAt: Date(),
             totalBytes: artifact.size, retryCount: request.retryCount ?? 0)
+        let start = tracing.start("nex.deploy.start", parent: ServiceContext.current ?? .topLevel)
         let result = await runtime.manager.start(
             valid, record: record, reservation: reservation, artifactPath: artifact.path,
             persist: persist && config.persistWorkloads)
+        if case .failure(let refusal) = result { start.setStatus(.init(code: .error, message: refusal.message)) }
+        start.end()
         if case .failure = result { await BlockingIO.remove(artifact.path, what: "a refused artifact", logger: logger) }
         return result
     }

@@ -37,8 +37,10 @@ public final class NexNode: Service, Sendable {
     /// across restarts takes it from ``NodeHome/open(configuration:)``; the default is a fresh one.
     public init(
         configuration: NodeConfiguration, client: NATSClient, identity: NodeIdentity = .ephemeral(),
-        heartbeatInterval: Duration = .seconds(30), logger: Logger = Logger(label: "nex.node")
+        heartbeatInterval: Duration = .seconds(30), tracing: NodeTracer = NodeTracer(),
+        logger: Logger = Logger(label: "nex.node")
     ) {
+        self.tracing = tracing
         self.config = configuration
         self.client = client
         self.identity = identity.server
@@ -62,6 +64,8 @@ public final class NexNode: Service, Sendable {
     let publishFailures = PublishFailures()
     /// The node's Prometheus metrics (served by ``NodeMetricsServer`` when `otel_metrics` is on).
     public let metrics = NodeMetrics()
+    /// Where the node's spans go (nowhere unless `otel_traces` is on).
+    let tracing: NodeTracer
 
     /// This node's own files under its resource directory: the workload journal and verified artifacts (kept),
     /// the internal server's and agents' directories (made anew at each start).

@@ -56,8 +56,12 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var otelMetricsHost: String?
     /// `prometheus`, the only exporter (the default).
     public var otelMetricsExporter: String?
+    /// Send spans (deploys, triggers, host-service calls) to an OpenTelemetry collector (as `--traces`).
     public var otelTraces: Bool?
+    /// `otlp` (OTLP over HTTP), the only exporter (the default).
     public var otelTracesExporter: String?
+    /// The collector's OTLP/HTTP address (default `http://127.0.0.1:4318`; `/v1/traces` is added when the URL
+    /// has no path).
     public var otlpExporterURL: String?
 
     public init() {}
@@ -309,6 +313,14 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         if let port = otelMetricsPort, !(0...65_535).contains(port) {
             throw NodeConfigurationError.invalid("otel_metrics_port must be a port number (0 to 65535), got \(port)")
         }
+        if let exporter = otelTracesExporter, exporter != "otlp" {
+            throw NodeConfigurationError.invalid(
+                "otel_traces_exporter \(exporter) is not supported: use \"otlp\" (OTLP over HTTP to otlp_exporter_url)")
+        }
+        if let url = otlpExporterURL, !Self.isHTTPURL(url) {
+            throw NodeConfigurationError.invalid(
+                "otlp_exporter_url must be an http(s) URL such as http://127.0.0.1:4318, got \(url)")
+        }
         if let exporter = otelMetricsExporter, exporter != "prometheus" {
             throw NodeConfigurationError.invalid(
                 "otel_metrics_exporter \(exporter) is not supported: use \"prometheus\" (scraped on /metrics)")
@@ -316,6 +328,18 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         for key in tags.keys where key.hasPrefix("nex.") {
             throw NodeConfigurationError.invalid("tag \(key) is reserved for the node")
         }
+    }
+
+    private static func isHTTPURL(_ text: String) -> Bool {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased() else { return false }
+        return ["http", "https"].contains(scheme) && url.host?.isEmpty == false
+    }
+
+    /// Where spans go: `otlp_exporter_url`, with `/v1/traces` when it names no path.
+    public var otlpTracesEndpoint: String {
+        let base = otlpExporterURL ?? "http://127.0.0.1:4318"
+        guard let url = URL(string: base), url.path.isEmpty || url.path == "/" else { return base }
+        return (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
     }
 
     /// Reads and checks a configuration file.

@@ -116,7 +116,7 @@ struct NodeRuntime: Sendable {
             ? WorkloadJournal(directory: home + "/workloads", xkey: node.xkey, logger: logger) : nil
         let manager = WorkloadManager(
             config: config, pool: pool, internalNATS: internalNATS, events: node.events, journal: journal,
-            metrics: node.metrics, logger: logger, isLameDuck: { node.isLameDuck })
+            metrics: node.metrics, tracing: node.tracing, logger: logger, isLameDuck: { node.isLameDuck })
         box.set(pool: pool, manager: manager)
         let runtime = NodeRuntime(internalNATS: internalNATS, pool: pool, manager: manager)
         try await runtime.listenToAgents(logger: logger)
@@ -159,7 +159,7 @@ struct NodeRuntime: Sendable {
                 let (service, method) = (String(rest[3]), String(rest[4]))
                 manager.tasks.spawn {
                     let answer = await manager.hostCall(
-                        agentID: agent, service: service, method: method, arguments: m.bytes)
+                        agentID: agent, service: service, method: method, arguments: m.bytes, headers: m.headers)
                     guard let reply = m.replyTo else { return }
                     do { try await client.publish(answer, to: reply) } catch {
                         logger.warning(

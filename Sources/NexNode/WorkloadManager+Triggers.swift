@@ -2,6 +2,7 @@ import Foundation
 import NATS
 import NexAgentLink
 import NexModels
+import Tracing
 
 /// Functions: each trigger subject is a queue subscription on the node's NATS connection (so instances on
 /// every node share the load); a message is handed to the function's agent with its real subject, and the
@@ -33,21 +34,31 @@ extension WorkloadManager {
     }
 
     /// Hands a message to the function's agent over its private link (no server hop) and answers.
+    ///
+    /// Spans, continuing the caller's trace when the message carries a `traceparent`: `nex.trigger` (the node
+    /// took the message) → `nex.agent` (the round trip to the agent) → `nex.function` (the function's own
+    /// time, as the agent measured it) → the function's host-service calls.
     nonisolated(nonsending) func runTrigger(_ m: NATSMessage, workload: FunctionTarget) async {
+        let spans = TriggerSpans(tracing, message: m, workload: workload)
         let reply: AgentLinkClient.Reply
         do {
-            reply = try await workload.link.trigger(subject: m.subject, payload: m.bytes, timeout: .seconds(60))
+            reply = try await workload.link.trigger(
+                subject: m.subject, payload: m.bytes, traceParent: spans.traceParent, timeout: .seconds(60))
         } catch {
+            spans.end(failure: "the function did not answer: \(error)", elapsedNanos: nil)
             metrics.functionTriggered(
-                namespace: workload.namespace, workload: workload.name, succeeded: false, elapsed: nil)
+                namespace: workload.namespace, workload: workload.name, succeeded: false, elapsedNanos: nil)
             await answer(m, body: Array("the function did not answer: \(error)".utf8), error: "\(error)")
             await publishExec(
                 workload, subject: m.subject, elapsed: nil, error: "the function did not answer: \(error)")
             return
         }
+        spans.end(
+            failure: reply.ok ? nil : String(decoding: reply.body.prefix(200), as: UTF8.self),
+            elapsedNanos: reply.elapsedNanos)
         metrics.functionTriggered(
             namespace: workload.namespace, workload: workload.name, succeeded: reply.ok,
-            elapsed: .nanoseconds(reply.elapsedNanos))
+            elapsedNanos: reply.elapsedNanos)
         if reply.ok {
             await answer(m, body: reply.body, error: nil)
             await publishExec(workload, subject: m.subject, elapsed: reply.elapsedNanos, error: nil)
@@ -97,10 +108,21 @@ extension WorkloadManager {
 extension WorkloadManager {
     /// A host-service call of the function an agent runs; the namespace and workload come from the node's
     /// own records, never from the agent's subject.
-    func hostCall(agentID: String, service: String, method: String, arguments: [UInt8]) async -> [UInt8] {
+    func hostCall(
+        agentID: String, service: String, method: String, arguments: [UInt8], headers: NATSHeaders? = nil
+    ) async -> [UInt8] {
         guard let entry = workload(agent: agentID) else {
             return HostServicesBroker.encode(["error": "no workload"])
         }
+        // A child of the function's span (the agent sends its traceparent), whose context the call's own
+        // messages and requests carry on.
+        let span = tracing.start(
+            "nex.hostservice", parent: tracing.context(from: headers), kind: .client)
+        span.attributes["nex.hostservice.service"] = service
+        span.attributes["nex.hostservice.method"] = method
+        span.attributes["nex.namespace"] = entry.record.namespace
+        span.attributes["nex.workload"] = entry.record.name
+        defer { span.end() }
         // The service name comes from the workload: only known ones become metric labels.
         let serviceLabel = HostServicesBroker.services.contains(service) ? service : "unknown"
         let broker: HostServicesBroker
@@ -108,6 +130,7 @@ extension WorkloadManager {
             broker = try await hostServices.broker(
                 workloadID: entry.id, deploy: entry.record.request.hostServicesConfig)
         } catch {
+            span.setStatus(.init(code: .error, message: "unreachable"))
             metrics.hostServiceCall(service: serviceLabel, outcome: "unreachable")
             return HostServicesBroker.encode([
                 "error": "\(service).\(method): cannot reach the host services server: \(error)"
@@ -115,7 +138,8 @@ extension WorkloadManager {
         }
         let answer = await broker.handle(
             namespace: entry.record.namespace, name: entry.record.name, service: service, method: method,
-            arguments: arguments)
+            arguments: arguments, trace: tracing.headers(carrying: span.context))
+        if answer.outcome != "ok" { span.setStatus(.init(code: .error, message: answer.outcome)) }
         metrics.hostServiceCall(service: serviceLabel, outcome: answer.outcome)
         return answer.body
     }

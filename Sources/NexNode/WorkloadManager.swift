@@ -34,6 +34,8 @@ actor WorkloadManager {
     let journal: WorkloadJournal?
     /// Counts triggers and host-service calls.
     let metrics: NodeMetrics
+    /// Spans of triggers and host-service calls.
+    let tracing: NodeTracer
 
     private var state: NodeState
 
@@ -60,7 +62,7 @@ actor WorkloadManager {
 
     init(
         config: NodeConfiguration, pool: AgentPool, internalNATS: InternalNATS, events: EventPublisher,
-        journal: WorkloadJournal?, metrics: NodeMetrics, logger: Logger,
+        journal: WorkloadJournal?, metrics: NodeMetrics, tracing: NodeTracer, logger: Logger,
         isLameDuck: @escaping @Sendable () -> Bool
     ) {
         self.config = config
@@ -69,6 +71,7 @@ actor WorkloadManager {
         self.events = events
         self.journal = journal
         self.metrics = metrics
+        self.tracing = tracing
         self.logger = logger
         self.isLameDuck = isLameDuck
         self.hostServices = HostServiceConnections(

@@ -46,7 +46,8 @@ import Testing
     }
 
     func withNode<T>(
-        _ configure: (inout NodeConfiguration) -> Void = { _ in }, _ body: (Harness) async throws -> T
+        _ configure: (inout NodeConfiguration) -> Void = { _ in }, tracing: NodeTracer = NodeTracer(),
+        _ body: (Harness) async throws -> T
     ) async throws -> T {
         try await withServerAndClient(.init(jetStream: true)) { server, client in
             var config = NodeConfiguration()
@@ -54,7 +55,7 @@ import Testing
             config.defaultResourceDir = server.directory.appendingPathComponent("nexhome").path
             configure(&config)
             let events = try await MessageRecorder(client, subject: "$NEX.events.>")
-            let node = NexNode(configuration: config, client: client, heartbeatInterval: .seconds(30))
+            let node = NexNode(configuration: config, client: client, heartbeatInterval: .seconds(30), tracing: tracing)
             try await node.start()
             var nex = NexControlClient(client: client)
             nex.gatherTimeout = .milliseconds(500)

@@ -7,6 +7,9 @@ import Testing
     static let frames: [LinkFrame] = [
         .trigger(id: 1, subject: "fn.echo", payload: Array("hello".utf8)),
         .trigger(id: UInt64.max, subject: "", payload: []),
+        .trigger(
+            id: 2, subject: "fn.traced", payload: [1, 2],
+            traceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         .result(id: 7, ok: true, elapsedNanos: 123_456, body: Array("reply".utf8)),
         .result(id: 8, ok: false, elapsedNanos: -1, body: []),
     ]
@@ -30,6 +33,8 @@ import Testing
         [0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 1],  // trigger without a subject length
         [0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5],  // subject longer than the frame
         [0, 0, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0, 1],  // result without its fields
+        [0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],  // trigger without a trace length
+        [0, 0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 5],  // trace context longer than the frame
         // Found by scripts/fuzz.sh (agentlink): a subject that is not UTF-8, and a result flag other than 0 or 1.
         [0, 0, 0, 14, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 0x66, 0xff, 0x6f],
         [0, 0, 0, 18, 2, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -42,7 +47,7 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct AgentLinkTests {
     /// A node end and an agent end over a real socketpair; the agent echoes with the subject appended.
     func withLink<T>(
-        _ run: @escaping @Sendable (String, [UInt8]) -> AgentLinkServer.Outcome = { subject, payload in
+        _ run: @escaping @Sendable (String, [UInt8], String?) -> AgentLinkServer.Outcome = { subject, payload, _ in
             (true, 42, payload + Array(subject.utf8))
         }, _ body: (AgentLinkClient) async throws -> T
     ) async throws -> T {
@@ -85,14 +90,14 @@ import Testing
     }
 
     @Test func failuresCarryTheirText() async throws {
-        try await withLink({ _, _ in (false, 5, Array("Error: boom".utf8)) }) { client in
+        try await withLink({ _, _, _ in (false, 5, Array("Error: boom".utf8)) }) { client in
             let reply = try await client.trigger(subject: "s", payload: [], timeout: .seconds(5))
             #expect(!reply.ok && String(decoding: reply.body, as: UTF8.self) == "Error: boom")
         }
     }
 
     @Test func aSilentAgentTimesOut() async throws {
-        try await withLink({ _, _ in
+        try await withLink({ _, _, _ in
             Thread.sleep(forTimeInterval: 3)
             return (true, 0, [])
         }) { client in

@@ -83,7 +83,7 @@ try await requester.flush()
 func linkRoundTrips(count: Int) async throws -> [Double] {
     let (nodeEnd, agentFD) = try LinkSocket.pair()
     let link = AgentLinkClient.start(nodeEnd)
-    AgentLinkServer.serve(LinkSocket(fd: agentFD), run: { _, payload in (true, 0, payload) }, onEnd: { _ in })
+    AgentLinkServer.serve(LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, onEnd: { _ in })
     defer { link.close() }
     let payload = Array("hello".utf8)
     var out: [Double] = []

@@ -44,6 +44,9 @@ enum Seeds {
         case .agentLink:
             let frames: [LinkFrame] = [
                 .trigger(id: 1, subject: "fn.echo", payload: Array("hello".utf8)),
+                .trigger(
+                    id: 3, subject: "fn.t", payload: [],
+                    traceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
                 .result(id: 1, ok: true, elapsedNanos: 12_345, body: Array("hello".utf8)),
                 .result(id: 2, ok: false, elapsedNanos: 0, body: []),
             ]

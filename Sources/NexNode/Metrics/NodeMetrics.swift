@@ -60,17 +60,17 @@ public final class NodeMetrics: Sendable {
     }
 
     /// A function ran for a trigger; `elapsed` is the function's own time when it answered.
-    func functionTriggered(namespace: String, workload: String, succeeded: Bool, elapsed: Duration?) {
+    func functionTriggered(namespace: String, workload: String, succeeded: Bool, elapsedNanos: Int64?) {
         Counter(
             label: Name.functionTriggers,
             dimensions: [("namespace", namespace), ("workload", workload), ("outcome", succeeded ? "ok" : "error")],
             factory: factory
         ).increment()
-        if let elapsed {
+        if let elapsedNanos {
             Timer(
                 label: Name.functionDuration, dimensions: [("namespace", namespace), ("workload", workload)],
                 factory: factory
-            ).record(duration: elapsed)
+            ).recordNanoseconds(elapsedNanos)
         }
     }
 
