@@ -31,5 +31,9 @@ public struct NATSHeadersInjector: Injector {
 public struct NATSHeadersExtractor: Extractor {
     public init() {}
 
-    public func extract(key: String, from headers: NATSHeaders) -> String? { headers[key] }
+    /// The value of `key`; names are compared without case when no exact match exists (Go's
+    /// `http.Header`-style carriers send `Traceparent`).
+    public func extract(key: String, from headers: NATSHeaders) -> String? {
+        headers[key] ?? headers.first { $0.name.lowercased() == key.lowercased() }?.value
+    }
 }

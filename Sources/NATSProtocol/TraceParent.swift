@@ -55,7 +55,13 @@ public struct TraceParent: Sendable, Hashable, CustomStringConvertible {
 extension NATSHeaders {
     /// The message's W3C `traceparent`, when it has a valid one; setting nil removes it.
     public var traceParent: TraceParent? {
-        get { self[TraceParent.headerName].flatMap(TraceParent.init(header:)) }
+        get {
+            // Exact name first; a `Traceparent` from an HTTP-style carrier counts too.
+            let value =
+                self[TraceParent.headerName]
+                ?? first { $0.name.lowercased() == TraceParent.headerName }?.value
+            return value.flatMap(TraceParent.init(header:))
+        }
         set {
             remove(TraceParent.headerName)
             if let newValue { append(TraceParent.headerName, newValue.description) }

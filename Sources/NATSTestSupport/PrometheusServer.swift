@@ -80,20 +80,22 @@ public final class PrometheusServer: Sendable {
         let server = PrometheusServer(url: "http://\(address)", process: process, directory: directory)
         // It listens before its storage is open, and answers 503 until then.
         let deadline = ContinuousClock.now + .seconds(30)
+        var lastAnswer = "no answer"
         while ContinuousClock.now < deadline {
-            if let (_, response) = try? await URLSession.shared.data(from: URL(string: server.url + "/-/ready")!),
-                (response as? HTTPURLResponse)?.statusCode == 200
-            {
-                return server
-            }
+            do {
+                let (_, response) = try await URLSession.shared.data(from: URL(string: server.url + "/-/ready")!)
+                let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+                if status == 200 { return server }
+                lastAnswer = "HTTP \(status)"
+            } catch { lastAnswer = "\(error)" }
             try await Task.sleep(for: .milliseconds(50))
         }
         await server.stop()
-        throw TestEnvironment.Failure("prometheus did not get ready:\n\(log.withLock { $0 })")
+        throw TestEnvironment.Failure("prometheus did not get ready (\(lastAnswer)):\n\(log.withLock { $0 })")
     }
 
     /// The value of an instant query that returns one sample (`sum(…)` of a counter, say); nil when it
-    /// returns none yet.
+    /// returns none yet, an error when it returns several (the query is not specific enough).
     public func value(of query: String) async throws -> Double? {
         var components = URLComponents(string: url + "/api/v1/query")!
         components.queryItems = [URLQueryItem(name: "query", value: query)]
@@ -128,6 +130,9 @@ public final class PrometheusServer: Sendable {
             throw TestEnvironment.Failure("prometheus query \(query) failed: \(answer.error ?? "no data")")
         }
         guard let sample = result.first else { return nil }
+        guard result.count == 1 else {
+            throw TestEnvironment.Failure("prometheus query \(query) returned \(result.count) series, not one")
+        }
         guard sample.value.count == 2, case .text(let text) = sample.value[1], let value = Double(text) else {
             throw TestEnvironment.Failure("prometheus query \(query) returned an unreadable sample")
         }

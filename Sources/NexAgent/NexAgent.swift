@@ -260,7 +260,9 @@ public final class NexAgent: Sendable {
                     agent: id, namespace: request.namespace, workload: request.workloadName, service: service,
                     method: method)
                 var headers: NATSHeaders?
-                if let traceParent = self.state.withLock({ $0.traceParent }) { headers = ["traceparent": traceParent] }
+                if let traceParent = self.state.withLock({ $0.traceParent }) {
+                    headers = [TraceParent.headerName: traceParent]
+                }
                 return try Self.blockingRequest(client, subject: subject, body: Array(args.utf8), headers: headers)
             })
         do {
@@ -277,14 +279,10 @@ public final class NexAgent: Sendable {
 
     /// Runs the function for one trigger, on the link's thread: the reply, or the error text.
     func runTrigger(subject: String, payload: [UInt8], traceParent: String? = nil) -> AgentLinkServer.Outcome {
-        guard
-            let runner = state.withLock({ s in
-                s.traceParent = traceParent
-                return s.runner
-            }) as? any FunctionRunner
-        else {
+        guard let runner = state.withLock({ $0.runner }) as? any FunctionRunner else {
             return (false, 0, Array("this workload is not a function".utf8))
         }
+        state.withLock { $0.traceParent = traceParent }
         defer { state.withLock { $0.traceParent = nil } }
         let result = runner.run(subject: subject, payload: payload)
         if let error = result.error { return (false, result.elapsedNanos, Array(error.utf8)) }

@@ -15,23 +15,30 @@ public enum LinkFrame: Equatable, Sendable {
 
     private static let triggerKind: UInt8 = 1
     private static let resultKind: UInt8 = 2
+    /// A trigger with a trace context. A kind of its own, so that an agent built before trace contexts
+    /// refuses the frame (and its link ends with the reason) instead of reading the context as payload.
+    private static let tracedTriggerKind: UInt8 = 3
 
     /// The frame as bytes for the wire.
     public func encoded() -> [UInt8] {
         var out: [UInt8] = []
         switch self {
         case .trigger(let id, let subject, let payload, let traceParent):
-            // Body: subject length (2), subject, trace length (1), trace, payload.
+            // Body: subject length (2), subject, [trace length (1), trace,] payload. A context that does not
+            // fit one length byte is left out (a traceparent is 55 bytes).
             let name = Array(subject.utf8)
-            let trace = Array((traceParent ?? "").utf8.prefix(255))
-            out.reserveCapacity(4 + 1 + 8 + 2 + name.count + 1 + trace.count + payload.count)
-            Self.append(UInt32(1 + 8 + 2 + name.count + 1 + trace.count + payload.count), to: &out)
-            out.append(Self.triggerKind)
+            let trace = traceParent.map { Array($0.utf8) }.flatMap { (1...255).contains($0.count) ? $0 : nil }
+            let traced = trace.map { 1 + $0.count } ?? 0
+            out.reserveCapacity(4 + 1 + 8 + 2 + name.count + traced + payload.count)
+            Self.append(UInt32(1 + 8 + 2 + name.count + traced + payload.count), to: &out)
+            out.append(trace == nil ? Self.triggerKind : Self.tracedTriggerKind)
             Self.append(id, to: &out)
             Self.append(UInt16(name.count), to: &out)
             out += name
-            out.append(UInt8(trace.count))
-            out += trace
+            if let trace {
+                out.append(UInt8(trace.count))
+                out += trace
+            }
             out += payload
         case .result(let id, let ok, let elapsedNanos, let body):
             out.reserveCapacity(4 + 1 + 8 + 1 + 8 + body.count)
@@ -65,7 +72,7 @@ public enum LinkFrame: Equatable, Sendable {
         let body = start + 13
         let end = start + 4 + length
         switch kind {
-        case triggerKind:
+        case triggerKind, tracedTriggerKind:
             guard end - body >= 2 else { throw MalformedFrame(description: "a trigger without a subject") }
             let nameLength = Int(read(UInt16.self, bytes, at: body))
             guard end - body - 2 >= nameLength else { throw MalformedFrame(description: "a truncated subject") }
@@ -74,17 +81,18 @@ public enum LinkFrame: Equatable, Sendable {
                 throw MalformedFrame(description: "a subject that is not UTF-8")
             }
             let traceAt = body + 2 + nameLength
-            guard end - traceAt >= 1, end - traceAt - 1 >= Int(bytes[traceAt]) else {
-                throw MalformedFrame(description: "a truncated trace context")
-            }
-            let traceEnd = traceAt + 1 + Int(bytes[traceAt])
-            guard let trace = String(validating: bytes[(traceAt + 1)..<traceEnd], as: UTF8.self) else {
-                throw MalformedFrame(description: "a trace context that is not UTF-8")
+            var trace: String?
+            var payloadAt = traceAt
+            if kind == tracedTriggerKind {
+                guard end - traceAt >= 1, bytes[traceAt] > 0, end - traceAt - 1 >= Int(bytes[traceAt]) else {
+                    throw MalformedFrame(description: "a missing or truncated trace context")
+                }
+                payloadAt = traceAt + 1 + Int(bytes[traceAt])
+                trace = String(validating: bytes[(traceAt + 1)..<payloadAt], as: UTF8.self)
+                guard trace != nil else { throw MalformedFrame(description: "a trace context that is not UTF-8") }
             }
             return (
-                .trigger(
-                    id: id, subject: subject, payload: Array(bytes[traceEnd..<end]),
-                    traceParent: trace.isEmpty ? nil : trace),
+                .trigger(id: id, subject: subject, payload: Array(bytes[payloadAt..<end]), traceParent: trace),
                 4 + length
             )
         case resultKind:

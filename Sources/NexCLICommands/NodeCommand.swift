@@ -54,7 +54,10 @@ struct NodeCommand: AsyncParsableCommand {
             help: "The collector's OTLP/HTTP address (default http://127.0.0.1:4318; config: otlp_exporter_url).")
         var otlpExporterURL: String?
 
-        @Flag(help: "Serve Prometheus metrics on http://127.0.0.1:<metrics_port>/metrics (config: otel_metrics).")
+        @Flag(
+            help:
+                "Serve Prometheus metrics on /metrics, on loopback unless otel_metrics_host says (config: otel_metrics)."
+        )
         var metrics = false
 
         @Option(
@@ -130,7 +133,8 @@ struct NodeCommand: AsyncParsableCommand {
             }
             if let tracesService {
                 // Before the node, so it stops after it: the node's last spans are exported at shutdown.
-                services.append(.init(service: tracesService))
+                // Its failure (a collector gone) stops the node gracefully, so queued logs still go out.
+                services.append(.init(service: tracesService, failureTerminationBehavior: .gracefullyShutdownGroup))
             }
             services.append(.init(service: node, successTerminationBehavior: .gracefullyShutdownGroup))
             if configuration.otelMetrics == true {
@@ -138,7 +142,8 @@ struct NodeCommand: AsyncParsableCommand {
                     node: node, host: configuration.otelMetricsHost ?? "127.0.0.1",
                     port: configuration.otelMetricsPort ?? NodeMetricsServer.defaultPort,
                     logger: Logger(label: "nex.metrics"))
-                services.append(.init(service: server))
+                // A port already taken stops the node gracefully (the reason is logged), not abruptly.
+                services.append(.init(service: server, failureTerminationBehavior: .gracefullyShutdownGroup))
             }
             let group = ServiceGroup(
                 configuration: .init(

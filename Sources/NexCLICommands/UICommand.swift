@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NATS
 import NKeys
 import NexUI
 import ServiceLifecycle
@@ -32,7 +33,10 @@ struct UICommand: AsyncParsableCommand, NexCLIRunnable {
             } else {
                 nil
             }
-        let servers = (global.servers ?? ["nats://127.0.0.1:4222"]).joined(separator: ",")
+        // Shown on the page: without the credentials a URL may hold.
+        let servers = (global.servers ?? ["nats://127.0.0.1:4222"]).map {
+            ServerAddress(parsing: $0)?.description ?? "(a server)"
+        }.joined(separator: ",")
         try await global.withClient { client in
             let dashboard = DashboardServer(
                 client: client, serverURL: servers, namespace: global.namespace, issuer: issuerKey, host: host,

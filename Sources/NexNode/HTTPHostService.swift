@@ -1,4 +1,5 @@
 import Foundation
+import NATS
 import NIOHTTP1
 import NexModels
 
@@ -30,8 +31,8 @@ struct HTTPHostService: Sendable {
         {
             request.headers = headers.map { ($0.key, "\($0.value)") }.sorted { $0.0 < $1.0 }
         }
-        if let traceParent, !request.headers.contains(where: { $0.0.lowercased() == "traceparent" }) {
-            request.headers.append(("traceparent", traceParent))
+        if let traceParent, !request.headers.contains(where: { $0.0.lowercased() == TraceParent.headerName }) {
+            request.headers.append((TraceParent.headerName, traceParent))
         }
         let response = try await client.execute(request)
         return [

@@ -40,10 +40,10 @@ final class HostServicesBroker: Sendable {
     /// so do the calls).
     static let services: Set<String> = ["kv", "objectstore", "messaging", "http"]
 
-    /// An answer to a host-service call, and how the call went (`ok`, `error` or `disabled`) for the metrics.
+    /// An answer to a host-service call, and how the call went, for the metrics and the call's span.
     struct Answer: Sendable {
         var body: [UInt8]
-        var outcome: String
+        var outcome: HostServiceOutcome
     }
 
     /// `trace`: headers carrying the host-service call's span, added to the messages and requests it makes.
@@ -55,7 +55,7 @@ final class HostServicesBroker: Sendable {
             return Answer(
                 body: Self.encode(
                     ["error": "\(service).\(method): the \(service) host service is disabled on this node"]),
-                outcome: "disabled")
+                outcome: .disabled)
         }
         do {
             let body = try await withDeadline {
@@ -67,9 +67,9 @@ final class HostServicesBroker: Sendable {
                     namespace: namespace, name: name, service: service, method: method, args: args, trace: trace)
                 return Self.encode(["result": result])
             }
-            return Answer(body: body, outcome: "ok")
+            return Answer(body: body, outcome: .ok)
         } catch {
-            return Answer(body: Self.encode(["error": "\(service).\(method): \(error)"]), outcome: "error")
+            return Answer(body: Self.encode(["error": "\(service).\(method): \(error)"]), outcome: .error)
         }
     }
 
@@ -80,7 +80,8 @@ final class HostServicesBroker: Sendable {
         case ("kv", _): return try await keyValue(namespace: namespace, name: name, method: method, args: args)
         case ("objectstore", _):
             return try await objectStore(namespace: namespace, name: name, method: method, args: args)
-        case ("http", _): return try await http.call(method: method, args: args, traceParent: trace?["traceparent"])
+        case ("http", _):
+            return try await http.call(method: method, args: args, traceParent: trace?[TraceParent.headerName])
         case ("messaging", "publish"):
             let subject = try Self.string(args, 0, "subject")
             try checkSubject(subject)

@@ -313,15 +313,21 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         if let port = otelMetricsPort, !(0...65_535).contains(port) {
             throw NodeConfigurationError.invalid("otel_metrics_port must be a port number (0 to 65535), got \(port)")
         }
-        if let exporter = otelTracesExporter, exporter != "otlp" {
-            throw NodeConfigurationError.invalid(
-                "otel_traces_exporter \(exporter) is not supported: use \"otlp\" (OTLP over HTTP to otlp_exporter_url)")
+        // Nex's own values (`file`, `grpc`, a URL without a scheme) are accepted while the feature is off, so
+        // a Nex configuration loads as it is.
+        if otelTraces == true {
+            if let exporter = otelTracesExporter, !["otlp", "http"].contains(exporter) {
+                throw NodeConfigurationError.invalid(
+                    "otel_traces_exporter \(exporter) is not supported: use \"otlp\" (OTLP over HTTP to "
+                        + "otlp_exporter_url)")
+            }
+            if !Self.isHTTPURL(otlpTracesEndpoint) {
+                throw NodeConfigurationError.invalid(
+                    "otlp_exporter_url must be a collector's address such as http://127.0.0.1:4318, got "
+                        + (otlpExporterURL ?? ""))
+            }
         }
-        if let url = otlpExporterURL, !Self.isHTTPURL(url) {
-            throw NodeConfigurationError.invalid(
-                "otlp_exporter_url must be an http(s) URL such as http://127.0.0.1:4318, got \(url)")
-        }
-        if let exporter = otelMetricsExporter, exporter != "prometheus" {
+        if otelMetrics == true, let exporter = otelMetricsExporter, exporter != "prometheus" {
             throw NodeConfigurationError.invalid(
                 "otel_metrics_exporter \(exporter) is not supported: use \"prometheus\" (scraped on /metrics)")
         }
@@ -335,9 +341,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         return ["http", "https"].contains(scheme) && url.host?.isEmpty == false
     }
 
-    /// Where spans go: `otlp_exporter_url`, with `/v1/traces` when it names no path.
+    /// Where spans go: `otlp_exporter_url` (`http://` when it has no scheme, as Nex's `127.0.0.1:14532`),
+    /// with `/v1/traces` when it names no path.
     public var otlpTracesEndpoint: String {
-        let base = otlpExporterURL ?? "http://127.0.0.1:4318"
+        var base = otlpExporterURL ?? "http://127.0.0.1:4318"
+        if !base.contains("://") { base = "http://" + base }
         guard let url = URL(string: base), url.path.isEmpty || url.path == "/" else { return base }
         return (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
     }

@@ -36,8 +36,8 @@ extension WorkloadManager {
     /// Hands a message to the function's agent over its private link (no server hop) and answers.
     ///
     /// Spans, continuing the caller's trace when the message carries a `traceparent`: `nex.trigger` (the node
-    /// took the message) → `nex.agent` (the round trip to the agent) → `nex.function` (the function's own
-    /// time, as the agent measured it) → the function's host-service calls.
+    /// took the message, until it answered) → `nex.agent` (the round trip to the agent) → `nex.function` (the
+    /// function's run, with its own time as the agent measured it) → the function's host-service calls.
     nonisolated(nonsending) func runTrigger(_ m: NATSMessage, workload: FunctionTarget) async {
         let spans = TriggerSpans(tracing, message: m, workload: workload)
         let reply: AgentLinkClient.Reply
@@ -45,15 +45,18 @@ extension WorkloadManager {
             reply = try await workload.link.trigger(
                 subject: m.subject, payload: m.bytes, traceParent: spans.traceParent, timeout: .seconds(60))
         } catch {
-            spans.end(failure: "the function did not answer: \(error)", elapsedNanos: nil)
+            spans.endCall(failure: "the function did not answer: \(error)", elapsedNanos: nil)
             metrics.functionTriggered(
                 namespace: workload.namespace, workload: workload.name, succeeded: false, elapsedNanos: nil)
             await answer(m, body: Array("the function did not answer: \(error)".utf8), error: "\(error)")
             await publishExec(
                 workload, subject: m.subject, elapsed: nil, error: "the function did not answer: \(error)")
+            spans.trigger.end()
             return
         }
-        spans.end(
+        // The trigger span lasts until the answer and the event are sent.
+        defer { spans.trigger.end() }
+        spans.endCall(
             failure: reply.ok ? nil : String(decoding: reply.body.prefix(200), as: UTF8.self),
             elapsedNanos: reply.elapsedNanos)
         metrics.functionTriggered(
@@ -131,7 +134,7 @@ extension WorkloadManager {
                 workloadID: entry.id, deploy: entry.record.request.hostServicesConfig)
         } catch {
             span.setStatus(.init(code: .error, message: "unreachable"))
-            metrics.hostServiceCall(service: serviceLabel, outcome: "unreachable")
+            metrics.hostServiceCall(service: serviceLabel, outcome: .unreachable)
             return HostServicesBroker.encode([
                 "error": "\(service).\(method): cannot reach the host services server: \(error)"
             ])
@@ -139,7 +142,7 @@ extension WorkloadManager {
         let answer = await broker.handle(
             namespace: entry.record.namespace, name: entry.record.name, service: service, method: method,
             arguments: arguments, trace: tracing.headers(carrying: span.context))
-        if answer.outcome != "ok" { span.setStatus(.init(code: .error, message: answer.outcome)) }
+        if answer.outcome != .ok { span.setStatus(.init(code: .error, message: answer.outcome.rawValue)) }
         metrics.hostServiceCall(service: serviceLabel, outcome: answer.outcome)
         return answer.body
     }

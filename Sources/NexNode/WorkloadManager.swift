@@ -94,21 +94,22 @@ actor WorkloadManager {
 
     func workload(agent: String) -> NodeState.Entry? { state.entry(agent: agent) }
 
-    /// What a metrics scrape reports of the workloads: how many of each namespace and type, their bytes,
-    /// and the sandbox of each that has an agent (read outside the actor: its usage is file reads).
+    /// What a metrics scrape reports of the workloads: how many of each namespace and type, which are here,
+    /// their bytes, and the sandbox of each that has an agent (read outside the actor: usage is file reads).
     func metricsLevels() -> (
-        workloads: [WorkloadKind: Int], deployedBytes: Int, sandboxes: [(WorkloadName, any AgentSandbox)]
+        workloads: [WorkloadKind: Int], present: Set<WorkloadName>, deployedBytes: Int,
+        sandboxes: [(WorkloadName, any AgentSandbox)]
     ) {
         var kinds: [WorkloadKind: Int] = [:]
+        var present: Set<WorkloadName> = []
         var sandboxes: [(WorkloadName, any AgentSandbox)] = []
         for entry in state.workloads() {
             kinds[WorkloadKind(namespace: entry.record.namespace, type: entry.record.type), default: 0] += 1
-            if let sandbox = resources[entry.id]?.agent?.sandbox {
-                sandboxes.append(
-                    (WorkloadName(namespace: entry.record.namespace, workload: entry.record.name), sandbox))
-            }
+            let name = WorkloadName(namespace: entry.record.namespace, workload: entry.record.name)
+            present.insert(name)
+            if let sandbox = resources[entry.id]?.agent?.sandbox { sandboxes.append((name, sandbox)) }
         }
-        return (kinds, state.totalBytes, sandboxes)
+        return (kinds, present, state.totalBytes, sandboxes)
     }
 
     // MARK: Deploy

@@ -118,6 +118,13 @@ public struct Cgroups: Sendable {
                     try write("+memory +cpu +pids", to: level + "/cgroup.subtree_control")
                 }
             }
+            if controller == "cpuacct" {
+                // Only counts CPU time for the metrics: a hierarchy this node may not write is no reason to
+                // refuse a sandbox.
+                do { try makeDirectory(path) } catch { continue }
+                procs.append(path + "/cgroup.procs")
+                continue
+            }
             try makeDirectory(path)
             switch (version, controller) {
             case (.v1, "memory"):

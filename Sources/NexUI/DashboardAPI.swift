@@ -37,12 +37,15 @@ struct DashboardAPI: Sendable {
         var memoryTotalKB: Int?
         var availableAgents: Int?
         var running: Int
+        /// Why its INFO is missing, when it is.
+        var error: String?
 
         enum CodingKeys: String, CodingKey {
             case id, version, uptime, tags, running
             case memoryFreeKB = "memory_free_kb"
             case memoryTotalKB = "memory_total_kb"
             case availableAgents = "available_agents"
+            case error
         }
     }
 
@@ -60,24 +63,34 @@ struct DashboardAPI: Sendable {
     func overview() async throws -> Overview {
         let nex = self.nex
         let pings = try await nex.ping().sorted { $0.nodeID < $1.nodeID }
-        let infos = await withTaskGroup(of: (String, InfoResponse?).self) { group in
+        let infos = await withTaskGroup(of: (String, Result<InfoResponse, any Error>).self) { group in
             for ping in pings {
-                // A node that answered PING but not INFO (going away) is still listed, without details.
-                group.addTask { (ping.nodeID, try? await nex.info(node: ping.nodeID)) }
+                // A node that answered PING but not INFO (going away) is still listed, with the reason.
+                group.addTask {
+                    do { return (ping.nodeID, .success(try await nex.info(node: ping.nodeID))) } catch {
+                        return (ping.nodeID, .failure(error))
+                    }
+                }
             }
-            var infos: [String: InfoResponse] = [:]
+            var infos: [String: Result<InfoResponse, any Error>] = [:]
             for await (id, info) in group { infos[id] = info }
             return infos
         }
         var nodes: [Node] = []
         var workloads: [Workload] = []
         for ping in pings {
-            let info = infos[ping.nodeID]
+            var info: InfoResponse?
+            var problem: String?
+            switch infos[ping.nodeID] {
+            case .success(let answer): info = answer
+            case .failure(let error): problem = "no INFO: \(error)"
+            case nil: problem = "no INFO"
+            }
             nodes.append(
                 Node(
                     id: ping.nodeID, version: ping.version, uptime: ping.uptime, tags: ping.tags,
                     memoryFreeKB: info?.memory?.free, memoryTotalKB: info?.memory?.total,
-                    availableAgents: info?.availableAgents, running: ping.runningMachines))
+                    availableAgents: info?.availableAgents, running: ping.runningMachines, error: problem))
             for machine in info?.machines ?? [] {
                 workloads.append(
                     Workload(

@@ -40,13 +40,23 @@ public struct DashboardServer: Service {
 
     public func run() async throws {
         let router = Router()
+        if let check = HostCheckMiddleware<BasicRequestContext>(listeningOn: host) {
+            router.add(middleware: check)
+        } else {
+            logger.warning(
+                "the dashboard listens on every address: anyone who reaches this port can see the workloads and stop them with your issuer key",
+                metadata: ["host": "\(host)"])
+        }
         router.get("/") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
                 body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.index_html)))
         }
         router.get("/api/overview") { [api] _, _ in
-            Self.json(try await api.overview())
+            do { return Self.json(try await api.overview()) } catch {
+                return Self.json(
+                    StopAnswer(ok: false, error: "cannot ask the nodes through NATS: \(error)"), .badGateway)
+            }
         }
         router.get("/api/events") { [api] _, _ in
             Self.eventStream(api.events(), client: api.client)
@@ -83,8 +93,11 @@ public struct DashboardServer: Service {
         do { try await app.run() } catch {
             // Cancelled: asked to stop, not a failure.
             if Task.isCancelled { return }
+            let taken = (error as? IOError)?.errnoCode == EADDRINUSE
             throw DashboardError(
-                description: "cannot serve the dashboard on \(host):\(port) (\(error)): choose another --port")
+                description: taken
+                    ? "cannot serve the dashboard on \(host):\(port): the port is taken; choose another --port"
+                    : "cannot serve the dashboard on \(host):\(port): \(error)")
         }
     }
 

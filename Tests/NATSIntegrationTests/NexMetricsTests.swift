@@ -60,7 +60,8 @@ import Testing
                         (#"nex_deploys_total{outcome="accepted"}"#, { $0 == 1 }),
                         (#"nex_deploys_total{outcome="refused"}"#, { $0 == 1 }),
                         (#"nex_workloads{namespace="default",type="v8"}"#, { $0 == 1 }),
-                        ("nex_agents_warm", { $0 >= 0 }),
+                        // machine_pool_size 1: refilled after the deploy took the warm agent.
+                        ("nex_agents_warm", { $0 == 1 }),
                         ("nex_deployed_bytes", { $0 > 0 }),
                         (#"nex_workload_memory_bytes{\#(ns)}"#, { $0 > 0 }),
                         (#"nex_workload_cpu_seconds_total{\#(ns)}"#, { $0 > 0 }),

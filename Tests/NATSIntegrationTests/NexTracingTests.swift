@@ -79,9 +79,12 @@ import Testing
                         try? JSONDecoder().decode(ExportedSpan.self, from: Data($0.utf8))
                     }
                 }
+                // Spans are exported in batches as they end: wait for all five.
                 let trace = try await eventuallyValue("the trigger's spans are exported", timeout: .seconds(20)) {
                     let inTrace = spans().filter { $0.traceID == caller.traceID }
-                    return inTrace.filter { $0.name == "nex.hostservice" }.count == 2 ? inTrace : nil
+                    let names = inTrace.map(\.name)
+                    return names.filter { $0 == "nex.hostservice" }.count == 2
+                        && Set(names).isSuperset(of: ["nex.trigger", "nex.agent", "nex.function"]) ? inTrace : nil
                 }
                 func one(_ name: String) throws -> ExportedSpan {
                     let found = trace.filter { $0.name == name }
@@ -95,6 +98,7 @@ import Testing
                 #expect(trigger.attributes?["nex.workload"] == "traced")
                 #expect(agent.parentSpanID == trigger.spanID)
                 #expect(function.parentSpanID == agent.spanID)
+                #expect(Int(function.attributes?["nex.function.elapsed_ns"] ?? "") ?? 0 > 0)
                 let calls = trace.filter { $0.name == "nex.hostservice" }
                 #expect(calls.allSatisfy { $0.parentSpanID == function.spanID })
                 #expect(Set(calls.compactMap { $0.attributes?["nex.hostservice.service"] }) == ["kv", "messaging"])

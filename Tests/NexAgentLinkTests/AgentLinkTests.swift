@@ -33,14 +33,24 @@ import Testing
         [0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 1],  // trigger without a subject length
         [0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5],  // subject longer than the frame
         [0, 0, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0, 1],  // result without its fields
-        [0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],  // trigger without a trace length
-        [0, 0, 0, 12, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 5],  // trace context longer than the frame
+        [0, 0, 0, 11, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],  // traced trigger without a trace length
+        [0, 0, 0, 12, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],  // traced trigger with an empty trace context
+        [0, 0, 0, 12, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 5],  // trace context longer than the frame
         // Found by scripts/fuzz.sh (agentlink): a subject that is not UTF-8, and a result flag other than 0 or 1.
         [0, 0, 0, 14, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 0x66, 0xff, 0x6f],
         [0, 0, 0, 18, 2, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0],
     ])
     func malformedFramesAreErrors(_ bytes: [UInt8]) {
         #expect(throws: LinkFrame.MalformedFrame.self) { try LinkFrame.decode(bytes[...]) }
+    }
+
+    /// A trigger without a trace context keeps the format agents read before contexts existed.
+    @Test func anUntracedTriggerKeepsTheFirstFormat() throws {
+        let bytes = LinkFrame.trigger(id: 1, subject: "s", payload: [9]).encoded()
+        #expect(bytes == [0, 0, 0, 13, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0x73, 9])
+        let oversized = LinkFrame.trigger(
+            id: 1, subject: "s", payload: [9], traceParent: String(repeating: "x", count: 300))
+        #expect(oversized.encoded() == bytes)
     }
 }
 

@@ -51,7 +51,9 @@ func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.p
         #"{"machine_pool_size": "three"}"#, #"{"machine_pool_size": 0}"#, #"{"sandbox": "docker"}"#,
         #"{"workload_types": ["python"]}"#, #"{"valid_issuers": ["UABC"]}"#, #"{"tags": {"nex.os": "x"}}"#,
         "not json", #"{"machine_template": {"memsize_mib": 1}}"#, #"{"otel_metrics_port": 70000}"#,
-        #"{"otel_metrics_exporter": "otlp"}"#, #"{"otel_metrics": "yes"}"#,
+        #"{"otel_metrics": true, "otel_metrics_exporter": "otlp"}"#, #"{"otel_metrics": "yes"}"#,
+        #"{"otel_traces": true, "otel_traces_exporter": "grpc"}"#,
+        #"{"otel_traces": true, "otlp_exporter_url": "ftp://collector"}"#,
     ])
     func badValuesAreClearErrors(_ json: String) {
         let error = #expect(throws: NodeConfigurationError.self) { try parse(json) }
@@ -63,6 +65,19 @@ func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.p
             #"{"otel_metrics": true, "otel_metrics_port": 0, "otel_metrics_host": "0.0.0.0", "otel_metrics_exporter": "prometheus"}"#
         )
         #expect(c.otelMetrics == true && c.otelMetricsPort == 0 && c.otelMetricsHost == "0.0.0.0")
+    }
+
+    /// Nex's own observability values load while the features are off, and its scheme-less URL is read as HTTP.
+    @Test func nexObservabilityValuesLoad() throws {
+        let nex = try parse(
+            #"{"otel_metrics_exporter": "file", "otel_traces_exporter": "file", "otlp_exporter_url": "127.0.0.1:14532"}"#
+        )
+        #expect(nex.otlpTracesEndpoint == "http://127.0.0.1:14532/v1/traces")
+        #expect(try parse("{}").otlpTracesEndpoint == "http://127.0.0.1:4318/v1/traces")
+        #expect(
+            try parse(#"{"otlp_exporter_url": "https://c.example/otlp/v1/traces"}"#).otlpTracesEndpoint
+                == "https://c.example/otlp/v1/traces")
+        #expect(try parse(#"{"otel_traces": true, "otel_traces_exporter": "http"}"#).otelTraces == true)
     }
 
     @Test func typeErrorsSayWhere() {

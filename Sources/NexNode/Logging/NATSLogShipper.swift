@@ -23,8 +23,10 @@ public final class NATSLogShipper: NodeLogSink, Service {
     }
 
     public func write(_ line: String, isError: Bool) {
-        if case .dropped = queue.continuation.yield(Line(text: line, isError: isError)) {
-            dropped.add(1, ordering: .relaxed)
+        switch queue.continuation.yield(Line(text: line, isError: isError)) {
+        case .dropped, .terminated: dropped.add(1, ordering: .relaxed)
+        case .enqueued: break
+        @unknown default: break
         }
     }
 

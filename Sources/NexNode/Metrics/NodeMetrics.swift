@@ -1,5 +1,6 @@
 import CoreMetrics
 import NATS
+import NexSandbox
 import Prometheus
 import Synchronization
 
@@ -7,13 +8,15 @@ import Synchronization
 /// several nodes in one process, and `MetricsSystem.bootstrap` may be called once per process.
 ///
 /// Events (deploys, triggers, host-service calls) are counted as they happen, through swift-metrics types made
-/// by a ``PrometheusMetricsFactory`` on this registry. Levels (workloads, warm agents, cgroup usage, the NATS
-/// client's counters) are read when scraped: ``render(_:)`` takes a ``NodeMetricsSnapshot`` and sets them first.
+/// by a ``PrometheusMetricsFactory`` on this registry and kept, so an event costs a lookup and an atomic add.
+/// Levels (workloads, warm agents, cgroup usage, the NATS client's counters) are read when scraped:
+/// ``render(_:)`` takes a ``NodeMetricsSnapshot`` and sets them first, and drops the series of workloads
+/// that are gone (so deploying under ever-new names does not grow the registry without end).
 public final class NodeMetrics: Sendable {
     /// The registry `/metrics` renders.
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
-    private let levels = Mutex(Levels())
+    private let state = Mutex(State())
 
     /// Function durations, in seconds: from a cached V8 call to a slow host-service round trip.
     static let durationBuckets: [Duration] = [
@@ -28,9 +31,14 @@ public final class NodeMetrics: Sendable {
         self.registry = registry
         self.factory = factory
         // Both outcomes exist from the start, at 0: a rate over a series that appears later misses its start.
-        for outcome in ["accepted", "refused"] {
-            Counter(label: Name.deploys, dimensions: [("outcome", outcome)], factory: factory).increment(by: 0)
+        let deploys = [true, false].map { accepted in
+            (
+                accepted,
+                Counter(
+                    label: Name.deploys, dimensions: [("outcome", accepted ? "accepted" : "refused")], factory: factory)
+            )
         }
+        state.withLock { $0.deploys = Dictionary(uniqueKeysWithValues: deploys) }
     }
 
     /// Metric names, as Nex's issue names them; one label set per name (the registry traps on a second).
@@ -51,65 +59,91 @@ public final class NodeMetrics: Sendable {
         static let natsReconnects = "nex_nats_reconnects_total"
     }
 
+    /// A function's series.
+    private struct FunctionSeries {
+        var ok: CoreMetrics.Counter
+        var error: CoreMetrics.Counter
+        var duration: Timer
+    }
+
+    private struct State {
+        var deploys: [Bool: CoreMetrics.Counter] = [:]
+        var functions: [WorkloadName: FunctionSeries] = [:]
+        var hostCalls: [HostCall: CoreMetrics.Counter] = [:]
+        var workloadGauges: [WorkloadKind: Prometheus.Gauge] = [:]
+        var memoryGauges: [WorkloadName: Prometheus.Gauge] = [:]
+        var cpuCounters: [WorkloadName: Prometheus.Counter] = [:]
+        /// The CPU time each sandbox had at the last scrape (by sandbox, so duplicates and restarts add up).
+        var cpuSeen: [String: Double] = [:]
+        var natsSeen = NATSStatistics()
+    }
+
+    private struct HostCall: Hashable {
+        var service: String
+        var outcome: HostServiceOutcome
+    }
+
     // MARK: Events
 
     /// A deploy request was answered.
     func deploy(accepted: Bool) {
-        Counter(label: Name.deploys, dimensions: [("outcome", accepted ? "accepted" : "refused")], factory: factory)
-            .increment()
+        state.withLock { $0.deploys[accepted]?.increment() }
     }
 
-    /// A function ran for a trigger; `elapsed` is the function's own time when it answered.
+    /// A function ran for a trigger; `elapsedNanos` is the function's own time, when the agent answered.
     func functionTriggered(namespace: String, workload: String, succeeded: Bool, elapsedNanos: Int64?) {
-        Counter(
-            label: Name.functionTriggers,
-            dimensions: [("namespace", namespace), ("workload", workload), ("outcome", succeeded ? "ok" : "error")],
-            factory: factory
-        ).increment()
-        if let elapsedNanos {
-            Timer(
-                label: Name.functionDuration, dimensions: [("namespace", namespace), ("workload", workload)],
-                factory: factory
-            ).recordNanoseconds(elapsedNanos)
+        let name = WorkloadName(namespace: namespace, workload: workload)
+        state.withLock { s in
+            let series = s.functions[name] ?? makeFunctionSeries(name)
+            s.functions[name] = series
+            (succeeded ? series.ok : series.error).increment()
+            if let elapsedNanos { series.duration.recordNanoseconds(elapsedNanos) }
         }
     }
 
-    /// A host-service call was answered; `outcome` is `ok` or the error's code.
-    func hostServiceCall(service: String, outcome: String) {
-        Counter(
-            label: Name.hostServiceCalls, dimensions: [("service", service), ("outcome", outcome)], factory: factory
-        )
-        .increment()
+    private func makeFunctionSeries(_ name: WorkloadName) -> FunctionSeries {
+        let labels = [("namespace", name.namespace), ("workload", name.workload)]
+        return FunctionSeries(
+            ok: Counter(label: Name.functionTriggers, dimensions: labels + [("outcome", "ok")], factory: factory),
+            error: Counter(label: Name.functionTriggers, dimensions: labels + [("outcome", "error")], factory: factory),
+            duration: Timer(label: Name.functionDuration, dimensions: labels, factory: factory))
+    }
+
+    /// A host-service call was answered; `service` is one the node knows (or `unknown`).
+    func hostServiceCall(service: String, outcome: HostServiceOutcome) {
+        let key = HostCall(service: service, outcome: outcome)
+        state.withLock { s in
+            let counter =
+                s.hostCalls[key]
+                ?? Counter(
+                    label: Name.hostServiceCalls, dimensions: [("service", service), ("outcome", outcome.rawValue)],
+                    factory: factory)
+            s.hostCalls[key] = counter
+            counter.increment()
+        }
     }
 
     // MARK: Levels, read at scrape time
 
     /// The Prometheus text exposition, with the levels of `snapshot`.
     public func render(_ snapshot: NodeMetricsSnapshot) -> [UInt8] {
-        levels.withLock { update(&$0, with: snapshot) }
+        state.withLock { update(&$0, with: snapshot) }
         return registry.emitToBuffer()
     }
 
-    private struct Levels {
-        var workloadGauges: [WorkloadKind: Prometheus.Gauge] = [:]
-        var memoryGauges: [WorkloadName: Prometheus.Gauge] = [:]
-        var cpuCounters: [WorkloadName: (counter: Prometheus.Counter, seconds: Double)] = [:]
-        var natsSeen = NATSStatistics()
-    }
-
-    private func update(_ levels: inout Levels, with snapshot: NodeMetricsSnapshot) {
+    private func update(_ s: inout State, with snapshot: NodeMetricsSnapshot) {
         // Kinds seen once stay, at 0 when none runs: a series that vanishes reads as "no data", not as none.
-        for kind in levels.workloadGauges.keys where snapshot.workloads[kind] == nil {
-            levels.workloadGauges[kind]?.set(0.0)
+        for kind in s.workloadGauges.keys where snapshot.workloads[kind] == nil {
+            s.workloadGauges[kind]?.set(0.0)
         }
         for (kind, count) in snapshot.workloads {
             let gauge =
-                levels.workloadGauges[kind]
+                s.workloadGauges[kind]
                 ?? registry.makeGauge(
                     descriptor: .init(
                         metricName: Name.workloads, unitName: "", helpText: "Workloads running on this node"),
                     labels: [("namespace", kind.namespace), ("type", kind.type)])
-            levels.workloadGauges[kind] = gauge
+            s.workloadGauges[kind] = gauge
             gauge.set(Double(count))
         }
         registry.makeGauge(
@@ -120,42 +154,60 @@ public final class NodeMetrics: Sendable {
                 metricName: Name.deployedBytes, unitName: "", helpText: "Bytes of the artifacts deployed here")
         ).set(Double(snapshot.deployedBytes))
 
-        // Per-workload usage: series of workloads that ended are removed.
-        let running = Set(snapshot.usage.keys)
-        for gone in levels.memoryGauges.keys where !running.contains(gone) {
-            if let gauge = levels.memoryGauges.removeValue(forKey: gone) { registry.unregisterGauge(gauge) }
-            if let cpu = levels.cpuCounters.removeValue(forKey: gone) { registry.unregisterCounter(cpu.counter) }
+        // Functions no longer on the node lose their series.
+        for (name, series) in s.functions where !snapshot.present.contains(name) {
+            series.ok.destroy()
+            series.error.destroy()
+            series.duration.destroy()
+            s.functions[name] = nil
         }
-        for (name, usage) in snapshot.usage {
+        updateUsage(&s, with: snapshot.usage)
+        updateNATS(&s, with: snapshot.nats)
+    }
+
+    /// Per-workload sandbox usage: memory is the sum over its sandboxes now; CPU grows by what each sandbox
+    /// used since the last scrape (a new sandbox counts from zero). Workloads without a sandbox lose both.
+    private func updateUsage(_ s: inout State, with samples: [SandboxUsageSample]) {
+        var memory: [WorkloadName: Int] = [:]
+        var cpuDelta: [WorkloadName: Double] = [:]
+        var seen: [String: Double] = [:]
+        for sample in samples {
+            memory[sample.workload, default: 0] += sample.usage.memoryBytes
+            let before = s.cpuSeen[sample.sandbox] ?? 0
+            cpuDelta[sample.workload, default: 0] += max(0, sample.usage.cpuSeconds - before)
+            seen[sample.sandbox] = sample.usage.cpuSeconds
+        }
+        s.cpuSeen = seen
+        for name in Set(s.memoryGauges.keys).union(s.cpuCounters.keys) where memory[name] == nil {
+            if let gauge = s.memoryGauges.removeValue(forKey: name) { registry.unregisterGauge(gauge) }
+            if let counter = s.cpuCounters.removeValue(forKey: name) { registry.unregisterCounter(counter) }
+        }
+        for (name, bytes) in memory {
             let labels = [("namespace", name.namespace), ("workload", name.workload)]
-            let memory =
-                levels.memoryGauges[name]
+            let gauge =
+                s.memoryGauges[name]
                 ?? registry.makeGauge(
                     descriptor: .init(
                         metricName: Name.workloadMemory, unitName: "",
-                        helpText: "Memory the workload's sandbox uses (its cgroup's memory.current)"),
+                        helpText: "Memory of the workload's sandbox (cgroup memory.current or memory.usage_in_bytes)"),
                     labels: labels)
-            levels.memoryGauges[name] = memory
-            memory.set(Double(usage.memoryBytes))
-            var cpu =
-                levels.cpuCounters[name]
-                ?? (
-                    registry.makeCounter(
-                        descriptor: .init(
-                            metricName: Name.workloadCPU, unitName: "",
-                            helpText: "CPU time of the workload's sandbox (its cgroup's cpu.stat usage_usec)"),
-                        labels: labels), 0
-                )
-            // Less than last time: the workload restarted in a new sandbox, whose time counts from zero.
-            let delta = usage.cpuSeconds >= cpu.seconds ? usage.cpuSeconds - cpu.seconds : usage.cpuSeconds
-            if delta > 0 { cpu.counter.increment(by: delta) }
-            cpu.seconds = usage.cpuSeconds
-            levels.cpuCounters[name] = cpu
+            s.memoryGauges[name] = gauge
+            gauge.set(Double(bytes))
+            let counter =
+                s.cpuCounters[name]
+                ?? registry.makeCounter(
+                    descriptor: .init(
+                        metricName: Name.workloadCPU, unitName: "",
+                        helpText: "CPU time of the workload's sandbox (cgroup cpu.stat usage_usec or cpuacct.usage)"),
+                    labels: labels)
+            s.cpuCounters[name] = counter
+            if let delta = cpuDelta[name], delta > 0 { counter.increment(by: delta) }
         }
+    }
 
-        // The client's counters only grow: the registry's counters follow them by the difference.
-        let nats = snapshot.nats
-        let seen = levels.natsSeen
+    /// The client's counters only grow: the registry's counters follow them by the difference.
+    private func updateNATS(_ s: inout State, with nats: NATSStatistics) {
+        let seen = s.natsSeen
         let deltas: [(String, String, Int)] = [
             (Name.natsInMessages, "Messages the node's NATS connection received", nats.inMessages - seen.inMessages),
             (Name.natsOutMessages, "Messages the node's NATS connection sent", nats.outMessages - seen.outMessages),
@@ -167,8 +219,19 @@ public final class NodeMetrics: Sendable {
             let counter = registry.makeCounter(descriptor: .init(metricName: name, unitName: "", helpText: help))
             if delta > 0 { counter.increment(by: Int64(delta)) }
         }
-        levels.natsSeen = nats
+        s.natsSeen = nats
     }
+}
+
+/// How a host-service call ended, as `nex_host_service_calls_total` labels it.
+enum HostServiceOutcome: String, Sendable {
+    case ok
+    /// The service answered with an error (a missing key, a refused subject, a timeout…).
+    case error
+    /// The service is switched off on this node.
+    case disabled
+    /// The server the calls go to could not be reached.
+    case unreachable
 }
 
 /// A workload kind for ``NodeMetrics``: its namespace and type.
@@ -183,13 +246,23 @@ public struct WorkloadName: Hashable, Sendable {
     public var workload: String
 }
 
+/// One sandbox's usage at a scrape.
+public struct SandboxUsageSample: Sendable {
+    public var workload: WorkloadName
+    /// The sandbox's own id (its agent's).
+    public var sandbox: String
+    public var usage: SandboxUsage
+}
+
 /// The levels a scrape reports, gathered by the node.
 public struct NodeMetricsSnapshot: Sendable {
     public var workloads: [WorkloadKind: Int] = [:]
+    /// Every workload on the node now (the series of the others are dropped).
+    public var present: Set<WorkloadName> = []
     public var warmAgents = 0
     public var deployedBytes = 0
-    /// Sandbox usage per workload, where its sandbox has a cgroup.
-    public var usage: [WorkloadName: (memoryBytes: Int, cpuSeconds: Double)] = [:]
+    /// Usage of each sandbox that has a cgroup.
+    public var usage: [SandboxUsageSample] = []
     public var nats = NATSStatistics()
 }
 
@@ -203,12 +276,14 @@ extension NexNode {
         snapshot.warmAgents = await runtime.pool.available
         let levels = await runtime.manager.metricsLevels()
         snapshot.workloads = levels.workloads
+        snapshot.present = levels.present
         snapshot.deployedBytes = levels.deployedBytes
-        for (name, sandbox) in levels.sandboxes {
-            guard let usage = sandbox.usage() else { continue }
-            // Duplicates (allow_duplicate_workloads) of one name add up.
-            let sum = snapshot.usage[name] ?? (0, 0)
-            snapshot.usage[name] = (sum.memoryBytes + usage.memoryBytes, sum.cpuSeconds + usage.cpuSeconds)
+        // Reading cgroup files is file work: off the cooperative pool.
+        let sandboxes = levels.sandboxes
+        snapshot.usage = await BlockingIO.run {
+            sandboxes.compactMap { name, sandbox in
+                sandbox.usage().map { SandboxUsageSample(workload: name, sandbox: sandbox.agentID, usage: $0) }
+            }
         }
         return snapshot
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 public import Logging
 import NIOCore
@@ -47,10 +48,12 @@ public struct NodeMetricsServer: Service {
         do { try await app.run() } catch {
             // Cancelled: asked to stop, not a failure.
             if Task.isCancelled { return }
+            let taken = (error as? IOError)?.errnoCode == EADDRINUSE
             throw NodeMetricsServerError(
-                description:
-                    "cannot serve metrics on \(host):\(port) (\(error)): choose another --metrics_port "
-                    + "(otel_metrics_port), or 0 for any free port")
+                description: taken
+                    ? "cannot serve metrics on \(host):\(port): the port is taken; choose another --metrics_port "
+                        + "(otel_metrics_port), or 0 for any free port"
+                    : "cannot serve metrics on \(host):\(port): \(error)")
         }
     }
 }

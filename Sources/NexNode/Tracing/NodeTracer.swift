@@ -37,6 +37,6 @@ public struct NodeTracer: Sendable {
 
     /// `context`'s `traceparent` text, for carriers that are not NATS headers (the agent link, HTTP).
     func traceParent(of context: ServiceContext) -> String? {
-        headers(carrying: context)?["traceparent"]
+        headers(carrying: context)?[TraceParent.headerName]
     }
 }

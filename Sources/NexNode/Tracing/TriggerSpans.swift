@@ -2,14 +2,14 @@ import NATS
 import Tracing
 
 /// The spans of one trigger: `nex.trigger` (a consumer span, continuing the caller's `traceparent`),
-/// `nex.agent` (the link round trip) and `nex.function` (the function's own time). The function's span
-/// starts when the trigger is sent and ends after the time the agent measured, so host-service calls made
-/// meanwhile, parented on its `traceparent`, fall inside it.
+/// `nex.agent` (the link round trip) and `nex.function` (the function's run). The agent runs one trigger at a
+/// time, so a trigger may wait behind another before it runs: the function span covers the whole call (its
+/// host-service calls, parented on its `traceparent`, fall inside it) and carries the function's own time,
+/// as the agent measured it, as `nex.function.elapsed_ns`.
 struct TriggerSpans {
     let trigger: any Span
     let agent: any Span
     let function: any Span
-    let sent: DefaultTracerClock.Instant
     /// What the agent hands on with the function's host-service calls (nil when nothing records).
     let traceParent: String?
 
@@ -23,23 +23,18 @@ struct TriggerSpans {
             trigger.attributes["nex.workload_id"] = workload.id
         }
         agent = tracing.start("nex.agent", parent: trigger.context, kind: .client)
-        sent = DefaultTracerClock.now
-        function = tracing.tracer.startSpan("nex.function", context: agent.context, ofKind: .internal, at: sent)
+        function = tracing.start("nex.function", parent: agent.context)
         traceParent = tracing.traceParent(of: function.context)
     }
 
-    /// Ends the three: `failure` marks them failed; `elapsedNanos` is the function's own time, when known.
-    func end(failure: String?, elapsedNanos: Int64?) {
-        let received = DefaultTracerClock.now
-        let ran =
-            elapsedNanos.map { UInt64(max(0, $0)) } ?? (received.nanosecondsSinceEpoch - sent.nanosecondsSinceEpoch)
-        let functionEnd = DefaultTracerClock.Instant(
-            nanosecondsSinceEpoch: min(received.nanosecondsSinceEpoch, sent.nanosecondsSinceEpoch + ran))
+    /// Ends the agent's and the function's spans: `failure` marks the three failed; `elapsedNanos` is the
+    /// function's own time, when known. The trigger's span is ended by the caller, once it answered.
+    func endCall(failure: String?, elapsedNanos: Int64?) {
+        if let elapsedNanos { function.attributes["nex.function.elapsed_ns"] = Int(elapsedNanos) }
         if let failure {
             for span in [function, agent, trigger] { span.setStatus(.init(code: .error, message: failure)) }
         }
-        function.end(at: functionEnd)
-        agent.end(at: received)
-        trigger.end()
+        function.end()
+        agent.end()
     }
 }
