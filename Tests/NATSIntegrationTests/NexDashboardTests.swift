@@ -16,6 +16,22 @@ import Testing
         }
     }
 
+    /// Four requests to the dashboard on port argv[1]; prints each status.
+    static let crossSiteProbe = """
+        import http.client, sys
+        port = int(sys.argv[1])
+        def ask(method, path, headers, body=None):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request(method, path, body=body, headers=headers)
+            return c.getresponse().status
+        json = "application/json"
+        print(ask("GET", "/api/overview", {"Host": "evil.example:%d" % port}))
+        print(ask("POST", "/api/stop", {"Host": "127.0.0.1:%d" % port, "Origin": "http://evil.example",
+                                        "Content-Type": json}, "{}"))
+        print(ask("POST", "/api/stop", {"Host": "127.0.0.1:%d" % port, "Content-Type": "text/plain"}, "{}"))
+        print(ask("GET", "/api/overview", {"Host": "localhost:%d" % port}))
+        """
+
     @Test func thePageShowsWorkloadsEventsAndRatesAndStopsAService() async throws {
         try #require(
             TestEnvironment.shouldRun(needing: Self.chromium != nil && TestEnvironment.python != nil),
@@ -80,6 +96,12 @@ import Testing
             let info = try await h.nex.info(node: h.node.nodeID)
             #expect(!info.machines.contains { $0.workload.id == service.id })
             #expect(info.machines.contains { $0.workload.name == "echofunction" })
+            // Another site's page cannot use it: not under another name (DNS rebinding), not from another
+            // origin, not as a form. The page's own requests (above) and this machine's names work.
+            let port = try #require(url.split(separator: ":").last?.split(separator: "/").first.map(String.init))
+            let statuses = try await TestEnvironment.run(
+                try #require(TestEnvironment.python), ["-c", Self.crossSiteProbe, port])
+            #expect(statuses.split(separator: "\n") == ["403", "403", "403", "200"], "\(statuses)")
             #expect(try await ui.terminate() == 0)
         }
     }

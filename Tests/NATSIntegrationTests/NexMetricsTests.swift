@@ -87,6 +87,45 @@ import Testing
         }
     }
 
+    /// The `nex` binary's own switches: `--metrics --metrics_port 0` serves /metrics (the log says where), and
+    /// `--traces --otlp_exporter_url` exports OTLP protobuf to the collector's `/v1/traces`, flushed at shutdown.
+    @Test func nexNodeUpServesMetricsAndExportsTraces() async throws {
+        try #require(TestEnvironment.shouldRun(needing: TestEnvironment.python != nil), "run scripts/setup.sh")
+        let receiver = try await PeerProcess.start(
+            try #require(TestEnvironment.python),
+            [TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/otlp_receiver.py").path])
+        defer { receiver.signal(SIGKILL) }
+        let collector = try #require(try await receiver.waitForLines(1).first?.split(separator: " ").last)
+        try await withServerAndClient(.init(jetStream: true)) { server, client in
+            let node = try await PeerProcess.start(
+                TestEnvironment.builtProduct("nex"),
+                [
+                    "node", "up", "-s", server.url, "--no-sandbox", "--metrics", "--metrics_port", "0", "--traces",
+                    "--otlp_exporter_url", "http://127.0.0.1:\(collector)",
+                ],
+                environment: ["NEX_HOME": server.directory.appendingPathComponent("home").path])
+            let metricsURL = try await eventuallyValue("the metrics address in the log") {
+                node.errorOutput.split(separator: "\n").first { $0.contains("serving metrics") }
+                    .flatMap { $0.split(separator: " ").first { $0.hasPrefix("url=") } }
+                    .map { String($0.dropFirst("url=".count)) }
+            }
+            let up = try await eventuallyValue("the node is up") { node.output.first { $0.contains(" is up") } }
+            let nodeID = try #require(
+                up.split(separator: " ").map(String.init).first { $0.hasPrefix("N") && $0.count == 56 })
+            // A refused deploy (once the node answers): counted, and a span.
+            _ = try await eventuallyValue("the node answers a deploy") {
+                try? await client.request("{", to: "$NEX.DEPLOY.default.\(nodeID)", timeout: .seconds(1))
+            }
+            let text = try await Self.fetch(metricsURL)
+            #expect(text.contains(#"nex_deploys_total{outcome="refused"} 1"#), "\(text)")
+            #expect(try await node.terminate() == 0)
+            let export = try await eventuallyValue("an OTLP export") {
+                receiver.output.dropFirst().first { $0.contains("received") }
+            }
+            #expect(export.contains(#""path": "/v1/traces""#) && export.contains("application/x-protobuf"), "\(export)")
+        }
+    }
+
     static func fetch(_ url: String) async throws -> String {
         let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0

@@ -3,6 +3,7 @@
 Listens on 127.0.0.1 (any free port), prints "listening PORT", then one JSON line per span received on
 POST /v1/traces (OTLP JSON): {"name", "trace_id", "span_id", "parent_span_id", "kind", "attributes"}, the
 attribute values as text.
+A protobuf export is acknowledged and reported as {"received": CONTENT_TYPE, "path", "bytes"}.
 IDs are printed as hex: swift-otel's JSON carries them base64-encoded (SwiftProtobuf's bytes encoding),
 the OTLP spec says hex; both are accepted.
 """
@@ -41,12 +42,20 @@ def plain(value):
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        content_type = self.headers.get("Content-Type", "")
+        if "json" not in content_type:
+            # OTLP protobuf (what `nex node up --traces` sends): acknowledged and reported, not decoded.
+            print(json.dumps({"received": content_type, "path": self.path, "bytes": len(body)}), flush=True)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+            return
         try:
             request = json.loads(body)
         except ValueError:
             self.send_response(400)
             self.end_headers()
-            print(json.dumps({"error": "not OTLP JSON", "content_type": self.headers.get("Content-Type")}), flush=True)
+            print(json.dumps({"error": "not OTLP JSON"}), flush=True)
             return
         for resource in request.get("resourceSpans", []):
             for scope in resource.get("scopeSpans", []):
