@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -126,7 +127,10 @@ def main():
          "--disable-sync", "--metrics-recording-only", "--user-data-dir=" + profile,
          "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--window-size=1400,1000",
          "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # Its own process group, so its zygote, GPU and renderer processes end with it (killing the browser
+        # process alone leaves them running).
+        start_new_session=True)
     try:
         endpoint = None
         deadline = time.monotonic() + TIMEOUT
@@ -172,8 +176,24 @@ def main():
                 sys.exit(f"unknown step {step!r}")
             print("ok " + step, flush=True)
     finally:
-        browser.kill()
+        stop(browser)
+
+
+def stop(browser):
+    """SIGTERM to the browser's process group (Chromium closes its children), SIGKILL after 5 s."""
+    try:
+        os.killpg(browser.pid, signal.SIGTERM)
+        browser.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(browser.pid, signal.SIGKILL)
         browser.wait()
+    except ProcessLookupError:
+        browser.wait()
+    # Children that outlived the browser process itself.
+    try:
+        os.killpg(browser.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 if __name__ == "__main__":
