@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -177,6 +178,7 @@ def main():
             print("ok " + step, flush=True)
     finally:
         stop(browser)
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def stop(browser):
