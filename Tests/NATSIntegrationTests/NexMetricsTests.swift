@@ -91,11 +91,8 @@ import Testing
     /// `--traces --otlp_exporter_url` exports OTLP protobuf to the collector's `/v1/traces`, flushed at shutdown.
     @Test func nexNodeUpServesMetricsAndExportsTraces() async throws {
         try #require(TestEnvironment.shouldRun(needing: TestEnvironment.python != nil), "run scripts/setup.sh")
-        let receiver = try await PeerProcess.start(
-            try #require(TestEnvironment.python),
-            [TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/otlp_receiver.py").path])
+        let (receiver, collector) = try await NexTracingTests.startReceiver()
         defer { receiver.signal(SIGKILL) }
-        let collector = try #require(try await receiver.waitForLines(1).first?.split(separator: " ").last)
         try await withServerAndClient(.init(jetStream: true)) { server, client in
             let node = try await PeerProcess.start(
                 TestEnvironment.builtProduct("nex"),

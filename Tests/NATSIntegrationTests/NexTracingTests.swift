@@ -27,13 +27,24 @@ import Testing
         }
     }
 
-    @Test func oneRequestIsOneTraceThroughTheFunctionIntoItsHostServiceCalls() async throws {
-        try #require(TestEnvironment.shouldRun(needing: TestEnvironment.python != nil), "run scripts/setup.sh")
+    /// The local OTLP/HTTP receiver (Tests/Peers/python/otlp_receiver.py) and the port it listens on; its
+    /// later output lines are the spans and exports it received.
+    static func startReceiver() async throws -> (PeerProcess, Int) {
         let receiver = try await PeerProcess.start(
             try #require(TestEnvironment.python),
             [TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/otlp_receiver.py").path])
+        let listening = try await receiver.waitForLines(1).first ?? ""
+        guard let port = listening.split(separator: " ").last.flatMap({ Int($0) }) else {
+            receiver.signal(SIGKILL)
+            throw TestEnvironment.Failure("the OTLP receiver did not say its port: \(listening)")
+        }
+        return (receiver, port)
+    }
+
+    @Test func oneRequestIsOneTraceThroughTheFunctionIntoItsHostServiceCalls() async throws {
+        try #require(TestEnvironment.shouldRun(needing: TestEnvironment.python != nil), "run scripts/setup.sh")
+        let (receiver, port) = try await NexTracingTests.startReceiver()
         defer { receiver.signal(SIGKILL) }
-        let port = try #require(try await receiver.waitForLines(1).first?.split(separator: " ").last)
         var otel = OTel.Configuration.default
         otel.serviceName = "nex-node-test"
         otel.logs.enabled = false
