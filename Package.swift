@@ -37,6 +37,7 @@ let package = Package(
         .library(name: "NexNode", targets: ["NexNode"]),
         .library(name: "NexProcess", targets: ["NexProcess"]),
         .library(name: "NexAgentLink", targets: ["NexAgentLink"]),
+        .library(name: "NexRunnerWasm", targets: ["NexRunnerWasm"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
         .executable(name: "nex", targets: ["nex"]),
         .executable(name: "nex-agent", targets: ["nex-agent"]),
@@ -50,7 +51,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/swiftwasm/WasmKit.git", exact: "0.4.2"),
         // Observability: metrics on a Prometheus registry, served (with the dashboard) by Hummingbird. No traits:
         // Hummingbird's defaults pull in swift-configuration, which nothing here uses.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -126,12 +126,10 @@ let package = Package(
         .target(name: "NexWorkloads", dependencies: ["NexModels"]),
         .target(name: "NexRunnerNative", dependencies: ["NexWorkloads", "NexModels", "NexProcess"]),
         .target(name: "NexRunnerJS", dependencies: ["CV8", "NexWorkloads", "NexModels", "NexProcess"]),
+        // WebAssembly runs in V8 too: the WASI runtime is JavaScript, compiled into the binary.
         .target(
-            name: "NexRunnerWasm",
-            dependencies: [
-                "NexWorkloads", "NexModels", "NexProcess", .product(name: "WasmKit", package: "WasmKit"),
-                .product(name: "WasmKitWASI", package: "WasmKit"), .product(name: "WASI", package: "WasmKit"),
-            ]
+            name: "NexRunnerWasm", dependencies: ["NexRunnerJS", "NexWorkloads", "NexModels", "NexProcess"],
+            resources: [.embedInCode("Resources/wasi.js")]
         ),
         .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess", "CNexSpawn"]),
         // L7: the agent (one per workload) and the node.

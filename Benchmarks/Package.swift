@@ -52,6 +52,10 @@ let package = Package(
             ],
             path: "Sources/FailoverBench"
         ),
+        // The WebAssembly engine alone: the cost of one trigger without NATS or an agent, for profiling.
+        .executableTarget(
+            name: "wasm-bench", dependencies: [.product(name: "NexRunnerWasm", package: rootPackage)],
+            path: "Sources/WasmBench"),
         .executableTarget(
             name: "bench-echo", dependencies: [.product(name: "NATS", package: rootPackage)],
             path: "Sources/BenchEcho"

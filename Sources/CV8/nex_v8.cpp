@@ -5,6 +5,7 @@
 #include <v8.h>
 
 #include <pthread.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,6 +165,7 @@ const char *prelude = R"JS(
 
 struct nex_js_function {
     std::string source;
+    std::vector<uint8_t> data;  // handed to the script as __nexData (kept to rebuild the isolate)
     nex_js_limits limits;
     void *context;
     nex_js_host_fn host;
@@ -228,6 +230,32 @@ void host_call(const v8::FunctionCallbackInfo<v8::Value> &info) {
     }
 }
 
+// __nexNow(clock): nanoseconds as a BigInt, realtime (0) or monotonic (else), for WASI's clock_time_get.
+void now(const v8::FunctionCallbackInfo<v8::Value> &info) {
+    v8::Isolate *isolate = info.GetIsolate();
+    int clock = info.Length() > 0 ? info[0]->Int32Value(isolate->GetCurrentContext()).FromMaybe(0) : 0;
+    timespec ts{};
+    clock_gettime(clock == 0 ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
+    uint64_t ns = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+    info.GetReturnValue().Set(v8::BigInt::NewFromUnsigned(isolate, ns));
+}
+
+// __nexRandom(uint8Array): fills it from the kernel's generator, for WASI's random_get.
+void random_fill(const v8::FunctionCallbackInfo<v8::Value> &info) {
+    if (info.Length() < 1 || !info[0]->IsUint8Array()) return;
+    auto view = info[0].As<v8::Uint8Array>();
+    auto *bytes = static_cast<uint8_t *>(view->Buffer()->Data()) + view->ByteOffset();
+    size_t length = view->ByteLength();
+    for (size_t done = 0; done < length;) {
+        ssize_t n = getrandom(bytes + done, length - done, 0);
+        if (n <= 0) {
+            info.GetIsolate()->ThrowError("the kernel's random generator failed");
+            return;
+        }
+        done += size_t(n);
+    }
+}
+
 size_t near_heap_limit(void *data, size_t current, size_t) {
     auto *f = static_cast<nex_js_function *>(data);
     f->heap_exceeded = true;
@@ -264,8 +292,19 @@ bool build(nex_js_function *f, std::string *error) {
     auto global = v8::ObjectTemplate::New(isolate);
     global->Set(isolate, "__nexLog", v8::FunctionTemplate::New(isolate, console, self));
     global->Set(isolate, "__nexHost", v8::FunctionTemplate::New(isolate, host_call, self));
+    global->Set(isolate, "__nexNow", v8::FunctionTemplate::New(isolate, now));
+    global->Set(isolate, "__nexRandom", v8::FunctionTemplate::New(isolate, random_fill));
     auto context = v8::Context::New(isolate, nullptr, global);
     v8::Context::Scope context_scope(context);
+    if (!f->data.empty()) {
+        auto store = v8::ArrayBuffer::NewBackingStore(isolate, f->data.size());
+        memcpy(store->Data(), f->data.data(), f->data.size());
+        auto buffer = v8::ArrayBuffer::New(isolate, std::move(store));
+        if (context->Global()->Set(context, v8::String::NewFromUtf8Literal(isolate, "__nexData"), buffer).IsNothing()) {
+            *error = "cannot hand the data to the script";
+            return false;
+        }
+    }
     v8::TryCatch tc(isolate);
     auto run = [&](const char *code, size_t length, const char *name) -> v8::MaybeLocal<v8::Value> {
         v8::Local<v8::String> text;
@@ -311,11 +350,13 @@ void nex_js_initialize(void) {
     });
 }
 
-nex_js_function *nex_js_compile(const char *source, size_t length, nex_js_limits limits, void *context,
-                                nex_js_host_fn host, nex_js_log_fn log, char **error) {
+nex_js_function *nex_js_compile(const char *source, size_t length, const uint8_t *data, size_t data_length,
+                                nex_js_limits limits, void *context, nex_js_host_fn host, nex_js_log_fn log,
+                                char **error) {
     nex_js_initialize();
     auto *f = new nex_js_function();
     f->source.assign(source, length);
+    if (data && data_length) f->data.assign(data, data + data_length);
     f->limits = limits;
     f->context = context;
     f->host = host;

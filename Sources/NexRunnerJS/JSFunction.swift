@@ -45,17 +45,24 @@ public final class JSFunction: @unchecked Sendable {
         }
     }
 
-    /// Compiles `source` (a script whose value is a function); throws ``JSError`` with V8's message.
-    public init(source: String, limits: Limits = Limits(), host: HostCall? = nil, log: Log? = nil) throws {
+    /// Compiles `source` (a script whose value is a function); throws ``JSError`` with V8's message. `data`, when
+    /// given, is the ArrayBuffer `__nexData` while the script runs (a runtime written in JavaScript, such as the
+    /// WebAssembly runner's, takes its module from there).
+    public init(
+        source: String, data: [UInt8] = [], limits: Limits = Limits(), host: HostCall? = nil, log: Log? = nil
+    ) throws {
         let callbacks = Unmanaged.passRetained(Callbacks(host: host, log: log))
         var error: UnsafeMutablePointer<CChar>?
         let cLimits = nex_js_limits(
             heap_bytes: limits.heapBytes, array_buffer_bytes: limits.arrayBufferBytes, cpu_millis: limits.cpuMillis)
         var source = source
         let handle = source.withUTF8 { utf8 in
-            utf8.withMemoryRebound(to: CChar.self) {
-                nex_js_compile(
-                    $0.baseAddress, $0.count, cLimits, callbacks.toOpaque(), jsHostTrampoline, jsLogTrampoline, &error)
+            utf8.withMemoryRebound(to: CChar.self) { text in
+                data.withUnsafeBufferPointer { data in
+                    nex_js_compile(
+                        text.baseAddress, text.count, data.baseAddress, data.count, cLimits, callbacks.toOpaque(),
+                        jsHostTrampoline, jsLogTrampoline, &error)
+                }
             }
         }
         guard let handle else {

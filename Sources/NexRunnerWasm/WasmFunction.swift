@@ -1,18 +1,18 @@
 import Foundation
-import NexProcess
-import WASI
-@_spi(Fuzzing) import WasmKit  // Store.resourceLimiter (the memory cap) is SPI in WasmKit 0.4.2
-import WasmKitWASI
+import NexRunnerJS
 
-/// A WebAssembly function: a WASI preview1 command module parsed once and instantiated per call, with the
-/// trigger subject as argv[1], the payload on stdin and all of stdout as the reply. A fuel budget bounds CPU
-/// and a resource limiter bounds memory. Calls block: run them on a thread of their own.
+/// A WebAssembly function: a WASI preview1 command module compiled once by V8 and instantiated afresh for
+/// every call, with the trigger subject as argv[1], the payload on stdin and all of stdout as the reply.
+///
+/// The module runs in an isolate of its own, under the same limits as a JavaScript function: CPU time per
+/// call, and linear memory capped by rewriting the module's declared maximum. WASI itself is implemented in
+/// JavaScript inside that isolate (Resources/wasi.js). Calls block and must come from one thread at a time.
 public final class WasmFunction: @unchecked Sendable {
     /// Per-function limits.
     public struct Limits: Sendable {
-        /// Roughly one unit per executed operator (default 2 billion: seconds of work, not forever).
-        public var fuel: UInt64 = 2_000_000_000
-        /// Linear memory (default 64 MiB).
+        /// CPU time of one call (default 5 s).
+        public var cpuMillis: UInt64 = 5_000
+        /// Linear memory (default 64 MiB); the engine's own heap gets the same again.
         public var memoryBytes = 64 << 20
         /// Largest reply (default 8 MiB).
         public var maxReplyBytes = 8 << 20
@@ -26,96 +26,56 @@ public final class WasmFunction: @unchecked Sendable {
         case failed(String)
     }
 
-    let module: Module
-    let engine: Engine
-    let limits: Limits
-    let environment: [String: String]
-    let name: String
-    let stderrLine: @Sendable (String) -> Void
-    let imports: HostImports?
+    /// Handles `nex.host_call`: service, method and a JSON array of arguments in, JSON result out; throw to
+    /// make the guest see an error.
+    public typealias HostCall = JSFunction.HostCall
 
-    /// Parses `bytes`; throws with the parser's message.
+    private let engine: JSFunction
+
+    /// Compiles `bytes`; throws ``WasmError`` when the module is not WebAssembly, imports what Nex does not
+    /// provide, is not a WASI command, or needs more memory than the limit.
     public init(
         bytes: [UInt8], name: String = "function", environment: [String: String] = [:], limits: Limits = Limits(),
-        hostImports: HostImports? = nil, stderr: @escaping @Sendable (String) -> Void = { _ in }
-    ) throws {
-        do { module = try parseWasm(bytes: bytes) } catch {
-            throw WasmError("not a WebAssembly module: \(error)")
+        hostCall: HostCall? = nil, stderr: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws(WasmError) {
+        let module = try WasmMemoryCap.apply(to: bytes, limitBytes: limits.memoryBytes)
+        let settings: [String: Any] = [
+            "name": name, "environment": environment, "maxReplyBytes": limits.maxReplyBytes, "maxLogBytes": 1 << 20,
+        ]
+        guard let settingsJSON = try? JSONSerialization.data(withJSONObject: settings, options: [.sortedKeys]) else {
+            throw WasmError("the function's settings cannot be encoded")
         }
-        engine = Engine(configuration: EngineConfiguration(fuelMetering: true))
-        self.limits = limits
-        self.environment = environment
-        self.name = name
-        self.stderrLine = stderr
-        self.imports = hostImports
+        let source = "(\(Self.runtime))(\(String(decoding: settingsJSON, as: UTF8.self)))"
+        var engineLimits = JSFunction.Limits()
+        engineLimits.cpuMillis = limits.cpuMillis
+        engineLimits.heapBytes = max(limits.memoryBytes, 32 << 20)
+        // The module's bytes are an ArrayBuffer until compiled; replies and stdin copies are small.
+        engineLimits.arrayBufferBytes = max(bytes.count * 2, 16 << 20) + limits.maxReplyBytes * 2
+        do {
+            engine = try JSFunction(source: source, data: module, limits: engineLimits, host: hostCall) { _, line in
+                stderr(line)
+            }
+        } catch let error as JSError {
+            throw WasmError(error.description)
+        } catch {
+            throw WasmError("\(error)")
+        }
     }
 
     /// Runs the module once for `subject` with `payload` on stdin.
     public func call(subject: String, payload: [UInt8]) -> Outcome {
-        do {
-            let stdin = try MemoryFile(name: "stdin", contents: payload)
-            let stdout = try MemoryFile(name: "stdout")
-            let stderr = try MemoryFile(name: "stderr")
-            let wasi = try WASIBridgeToHost(
-                args: [name, subject], environment: environment, stdin: stdin.fd, stdout: stdout.fd,
-                stderr: stderr.fd)
-            let run: Result<UInt32, any Error> = try wasi.runAndClose { wasi in
-                let store = Store(engine: engine)
-                store.resourceLimiter = MemoryCap(bytes: limits.memoryBytes)
-                store.fuel = Fuel(remaining: limits.fuel)
-                var imports = Imports()
-                wasi.link(to: &imports, store: store)
-                self.imports?.link(to: &imports, store: store)
-                return Result { try wasi.start(try module.instantiate(store: store, imports: imports)) }
-            }
-            let code: UInt32
-            switch run {
-            case .success(let c): code = c
-            case .failure(let error):
-                forwardStderr(stderr)
-                return .failed(Self.describe(error, limits: limits))
-            }
-            forwardStderr(stderr)
-            guard code == 0 else {
-                let text = stderr.contents(limit: 4096).map { String(decoding: $0, as: UTF8.self) } ?? ""
-                return .failed("exited with code \(code)\(text.isEmpty ? "" : ": " + text)")
-            }
-            guard let reply = stdout.contents(limit: limits.maxReplyBytes) else {
-                return .failed("the reply is larger than \(limits.maxReplyBytes) bytes")
-            }
-            return .reply(reply)
-        } catch {
-            return .failed("\(error)")
+        switch engine.call(subject: subject, payload: payload) {
+        case .reply(let bytes): .reply(bytes)
+        case .threw(let message), .limitExceeded(let message): .failed(message)
         }
     }
 
-    private func forwardStderr(_ file: MemoryFile) {
-        guard let bytes = file.contents(limit: 1 << 20), !bytes.isEmpty else { return }
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") { stderrLine(String(line)) }
-    }
-
-    static func describe(_ error: any Error, limits: Limits) -> String {
-        let text = "\(error)"
-        if text.lowercased().contains("fuel") { return "the function exceeded its CPU limit (\(limits.fuel) fuel)" }
-        return "trapped: \(text)"
-    }
-}
-
-/// Denies linear memory beyond a cap.
-final class MemoryCap: ResourceLimiter {
-    let bytes: Int
-    init(bytes: Int) { self.bytes = bytes }
-    func limitMemoryGrowth(to desired: Int) throws -> Bool { desired <= bytes }
-    func limitTableGrowth(to desired: Int) throws -> Bool { desired <= 100_000 }
+    /// The WASI runtime, compiled into the binary.
+    static let runtime = String(decoding: PackageResources.wasi_js, as: UTF8.self)
 }
 
 /// A module that is not WebAssembly or cannot run.
 public struct WasmError: Error, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
-}
-
-/// Host functions a WebAssembly function may import (the `nex` module); see ``NexHostImports``.
-public protocol HostImports: Sendable {
-    func link(to imports: inout Imports, store: Store)
 }

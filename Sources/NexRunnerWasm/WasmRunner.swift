@@ -4,7 +4,7 @@ import NexProcess
 public import NexWorkloads
 import Synchronization
 
-/// Runs a WebAssembly function (`wasm` workloads): the module is parsed once at deploy (on the runner's own
+/// Runs a WebAssembly function (`wasm` workloads): the module is compiled once at deploy (on the runner's own
 /// thread) and instantiated per trigger on the caller's dedicated thread; stderr goes to the logs at error
 /// level.
 public final class WasmRunner: FunctionRunner {
@@ -28,21 +28,19 @@ public final class WasmRunner: FunctionRunner {
         }
         var configuredLimits = self.limits
         if let configured = request.limits {
-            configuredLimits.fuel = configured.wasmFuel
+            configuredLimits.cpuMillis = UInt64(configured.cpuMillis)
             configuredLimits.memoryBytes = configured.memoryMiB << 20
         }
         let limits = configuredLimits
         let parsed: Result<WasmFunction, WasmError> = await thread.run {
-            do {
+            do throws(WasmError) {
                 return .success(
                     try WasmFunction(
                         bytes: Array(data), name: request.workloadName, environment: request.environment,
-                        limits: limits, hostImports: NexHostImports(call: output.hostCall),
+                        limits: limits, hostCall: output.hostCall,
                         stderr: { output.log($0, LogEntry.error) }))
-            } catch let error as WasmError {
-                return .failure(error)
             } catch {
-                return .failure(WasmError("\(error)"))
+                return .failure(error)
             }
         }
         switch parsed {

@@ -2,12 +2,16 @@
 //   *.loop  spins forever (stopped by the fuel limit)
 //   *.grow  allocates until memory runs out (stopped by the memory cap), then exits 2
 //   *.fail  writes to stderr and exits 3
+//   *.state counts its calls in a static and leaves a mark in zeroed memory: a new instance per trigger
+//           always answers "calls=1 memory=clean"
 //   else    answers "ok"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-char *volatile last_block;  // keeps the allocations observable, so the compiler cannot elide them
+char *volatile last_block;
+static int calls;
+static char scratch[64];  // keeps the allocations observable, so the compiler cannot elide them
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -36,6 +40,13 @@ int main(int argc, char **argv) {
     if (ends_with(subject, ".fail")) {
         fprintf(stderr, "failing on purpose\n");
         return 3;
+    }
+    if (ends_with(subject, ".state")) {
+        calls++;
+        int dirty = scratch[0] != 0;
+        strcpy(scratch, "used by an earlier trigger");
+        printf("calls=%d memory=%s", calls, dirty ? "dirty" : "clean");
+        return 0;
     }
     fputs("ok", stdout);
     return 0;
