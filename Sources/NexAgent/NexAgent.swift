@@ -118,9 +118,8 @@ public final class NexAgent: Sendable {
     struct State {
         var runner: (any WorkloadRunner)?
         var workloadID: String?
-        /// The node's span for the trigger running now (triggers run one at a time, on the link's thread):
-        /// host calls made meanwhile carry it, so the node parents their spans on the function's.
-        var traceParent: String?
+        /// Serves the link's triggers; it gets a worker per concurrent trigger once a function is deployed.
+        var linkServer: AgentLinkServer?
     }
 
     /// An agent with `makeRunner` choosing the runner for a workload type (nil: type not supported here).
@@ -160,11 +159,12 @@ public final class NexAgent: Sendable {
             self.done.continuation.yield("undeployed")
         }
         if let fd = settings.linkDescriptor {
-            AgentLinkServer.serve(LinkSocket(fd: fd)) { subject, payload, traceParent in
-                self.runTrigger(subject: subject, payload: payload, traceParent: traceParent)
+            let server = AgentLinkServer.serve(LinkSocket(fd: fd)) { subject, payload, traceParent in
+                self.runTrigger(Trigger(subject: subject, payload: payload, traceParent: traceParent))
             } onEnd: { reason in
                 self.done.continuation.yield("lost the link to the node: \(reason)")
             }
+            state.withLock { $0.linkServer = server }
         }
         // Logs and events go out until the agent ends; then the rest is sent before the connection closes.
         async let relayed: Void = Self.relay(outbox.stream, through: client)
@@ -255,14 +255,11 @@ public final class NexAgent: Sendable {
                 guard let body = try? JSONEncoder().encode(event) else { return }
                 outbox.yield((AgentSubjects.event(agent: id, type: AgentEventType.workloadExited), Array(body)))
             },
-            hostCall: { [client] service, method, args in
+            hostCall: { [client] service, method, args, traceParent in
                 let subject = AgentSubjects.hostCall(
                     agent: id, namespace: request.namespace, workload: request.workloadName, service: service,
                     method: method)
-                var headers: NATSHeaders?
-                if let traceParent = self.state.withLock({ $0.traceParent }) {
-                    headers = [TraceParent.headerName: traceParent]
-                }
+                let headers: NATSHeaders? = traceParent.map { [TraceParent.headerName: $0] }
                 return try Self.blockingRequest(client, subject: subject, body: Array(args.utf8), headers: headers)
             })
         do {
@@ -270,6 +267,9 @@ public final class NexAgent: Sendable {
                 try await Self.onThread { try VMGuest.fetchArtifact(control, to: request.artifactPath) }
             }
             try await runner.start(request, output: output)
+            if runner is any FunctionRunner {
+                state.withLock { $0.linkServer }?.growWorkers(to: request.maxConcurrency ?? 1)
+            }
             return AgentResponse(ok: true)
         } catch {
             state.withLock { $0.runner = nil }
@@ -277,14 +277,12 @@ public final class NexAgent: Sendable {
         }
     }
 
-    /// Runs the function for one trigger, on the link's thread: the reply, or the error text.
-    func runTrigger(subject: String, payload: [UInt8], traceParent: String? = nil) -> AgentLinkServer.Outcome {
+    /// Runs the function for one trigger, on a link worker's thread: the reply, or the error text.
+    func runTrigger(_ trigger: Trigger) -> AgentLinkServer.Outcome {
         guard let runner = state.withLock({ $0.runner }) as? any FunctionRunner else {
             return (false, 0, Array("this workload is not a function".utf8))
         }
-        state.withLock { $0.traceParent = traceParent }
-        defer { state.withLock { $0.traceParent = nil } }
-        let result = runner.run(subject: subject, payload: payload)
+        let result = runner.run(trigger)
         if let error = result.error { return (false, result.elapsedNanos, Array(error.utf8)) }
         return (true, result.elapsedNanos, result.reply ?? [])
     }

@@ -111,9 +111,7 @@ public final class LinkSocket: @unchecked Sendable {
         name: String, tick: Duration = .seconds(1), onFrame: @escaping @Sendable (LinkFrame) -> Void,
         onTick: @escaping @Sendable () -> Void = {}, onEnd: @escaping @Sendable (String) -> Void
     ) {
-        condition.lock()
-        readerStarted = true
-        condition.unlock()
+        claimReading()
         let thread = Thread { [self] in
             nex_set_thread_name(name)
             let reason = readFrames(tick: tick, onFrame: onFrame, onTick: onTick)
@@ -124,46 +122,87 @@ public final class LinkSocket: @unchecked Sendable {
         thread.start()
     }
 
+    /// Says that frames will be read (with ``nextFrame(_:timeout:)``), so that ``close()`` leaves closing the
+    /// descriptor to the reader's ``finish()``.
+    func claimReading() {
+        condition.lock()
+        readerStarted = true
+        condition.unlock()
+    }
+
     private func readFrames(
         tick: Duration, onFrame: (LinkFrame) -> Void, onTick: () -> Void
     ) -> String {
-        let tickMillis = Int32(tick.components.seconds * 1000 + tick.components.attoseconds / 1_000_000_000_000_000)
         var lastTick = ContinuousClock.now
-        var buffer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        var buffer = FrameBuffer()
         while true {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, tickMillis)
+            let outcome = nextFrame(&buffer, timeout: tick)
             if ContinuousClock.now - lastTick >= tick {
                 lastTick = .now
                 onTick()
             }
-            if ready == 0 { continue }
-            if ready < 0 {
-                if errno == EINTR { continue }
-                return "poll: \(String(cString: strerror(errno)))"
+            switch outcome {
+            case .frame(let frame): onFrame(frame)
+            case .timedOut: continue
+            case .ended(let reason): return reason
             }
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR || errno == EAGAIN { continue }
-            if n == 0 { return "the other end closed the link" }
-            if n < 0 { return "read: \(String(cString: strerror(errno)))" }
-            buffer += chunk[0..<n]
-            var start = 0
+        }
+    }
+
+    /// Bytes read from the link and not yet decoded, kept between calls to ``nextFrame(_:timeout:)``.
+    struct FrameBuffer {
+        var bytes: [UInt8] = []
+        var start = 0
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+    }
+
+    /// What waiting for a frame gave.
+    enum ReadOutcome {
+        case frame(LinkFrame)
+        case timedOut
+        case ended(String)
+    }
+
+    /// Blocks until the next whole frame, `timeout` (nil: none) or the end of the link. One reader at a time.
+    func nextFrame(_ buffer: inout FrameBuffer, timeout: Duration?) -> ReadOutcome {
+        let timeoutMillis = timeout.map {
+            Int32($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)
+        }
+        while true {
             do {
-                while let (frame, used) = try LinkFrame.decode(buffer[start...]) {
-                    onFrame(frame)
-                    start += used
+                if let (frame, used) = try LinkFrame.decode(buffer.bytes[buffer.start...]) {
+                    buffer.start += used
+                    if buffer.start == buffer.bytes.count {
+                        buffer.bytes.removeAll(keepingCapacity: true)
+                        buffer.start = 0
+                    }
+                    return .frame(frame)
                 }
             } catch {
-                return "malformed link data: \(error)"
+                return .ended("malformed link data: \(error)")
             }
-            buffer.removeFirst(start)
+            if buffer.start > 0 {
+                buffer.bytes.removeFirst(buffer.start)
+                buffer.start = 0
+            }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, timeoutMillis ?? -1)
+            if ready == 0 { return .timedOut }
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return .ended("poll: \(String(cString: strerror(errno)))")
+            }
+            let n = buffer.chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR || errno == EAGAIN { continue }
+            if n == 0 { return .ended("the other end closed the link") }
+            if n < 0 { return .ended("read: \(String(cString: strerror(errno)))") }
+            buffer.bytes += buffer.chunk[0..<n]
         }
     }
 
     /// Marks the link closed, waits for a write in progress, then closes the descriptor (only now, so that
     /// no thread can write to a number the kernel has reused).
-    private func finish() {
+    func finish() {
         condition.lock()
         closed = true
         if !descriptorClosed { shutdown(fd, Int32(SHUT_RDWR)) }

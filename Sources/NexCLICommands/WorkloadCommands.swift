@@ -24,6 +24,11 @@ struct WorkloadOptions: ParsableArguments {
     @Option(help: "A description.")
     var description: String?
 
+    @Option(
+        name: .customLong("max_concurrency"),
+        help: "Functions: triggers run at once, each on its own engine instance (default: one per node CPU).")
+    var maxConcurrency: Int?
+
     /// `KEY=VAL` pairs into an environment.
     static func environment(_ pairs: [String]) throws -> [String: String] {
         var env: [String: String] = [:]
@@ -115,7 +120,7 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                 targetNode: node.nodeID, targetXkey: node.targetXkey, triggerSubjects: workload.triggerSubjects,
                 argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [],
                 essential: workload.essential,
-                description: workload.description)
+                description: workload.description, maxConcurrency: workload.maxConcurrency)
             let run: RunResponse
             do { run = try await nex.deploy(request, to: node.nodeID) } catch let e as NexError
                 where stop && e.message.contains("is already running")
@@ -201,7 +206,7 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
                 triggerSubjects: workload.triggerSubjects,
                 argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [],
                 essential: workload.essential,
-                description: workload.description)
+                description: workload.description, maxConcurrency: workload.maxConcurrency)
             let run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node) }
             Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node)")
         }

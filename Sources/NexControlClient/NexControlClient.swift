@@ -102,7 +102,7 @@ public struct NexControlClient: Sendable {
         name: String, type: String, location: WorkloadLocation, hash: String, environment: [String: String] = [:],
         issuer: NKeyPair, publisher: NKeyPair, targetNode: String, targetXkey: String,
         triggerSubjects: [String] = [], argv: [String] = [], essential: Bool = false, description: String? = nil,
-        hostServices: HostServicesConfig? = nil
+        hostServices: HostServicesConfig? = nil, maxConcurrency: Int? = nil
     ) throws -> DeployRequest {
         guard issuer.prefix == .account else {
             throw NexError(.invalidRequest, "the issuer must be an account key (A…)")
@@ -125,6 +125,7 @@ public struct NexControlClient: Sendable {
         request.essential = essential
         request.description = description
         request.hostServicesConfig = hostServices
+        request.maxConcurrency = maxConcurrency
         return request
     }
 

@@ -130,11 +130,13 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
     public var triggerSubjects: [String]
     /// Function limits from the node's configuration (nil: the runner's defaults).
     public var limits: FunctionLimits?
+    /// How many triggers of a function run at once, each on its own engine instance (nil: one).
+    public var maxConcurrency: Int?
 
     public init(
         workloadID: String, workloadName: String, namespace: String, type: String, argv: [String],
         environment: [String: String], essential: Bool, artifactPath: String, totalBytes: Int,
-        triggerSubjects: [String], limits: FunctionLimits? = nil
+        triggerSubjects: [String], limits: FunctionLimits? = nil, maxConcurrency: Int? = nil
     ) {
         self.workloadID = workloadID
         self.workloadName = workloadName
@@ -147,6 +149,7 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
         self.totalBytes = totalBytes
         self.triggerSubjects = triggerSubjects
         self.limits = limits
+        self.maxConcurrency = maxConcurrency
     }
 
     enum CodingKeys: String, CodingKey {
@@ -157,28 +160,30 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
         case totalBytes = "total_bytes"
         case triggerSubjects = "trigger_subjects"
         case limits
+        case maxConcurrency = "max_concurrency"
     }
 }
 
 /// Limits of one function call (node configuration `function_limits`).
 public struct FunctionLimits: Codable, Sendable, Equatable {
-    /// CPU time per trigger for JavaScript.
+    /// CPU time per trigger, for JavaScript and WebAssembly alike.
     public var cpuMillis: Int
     /// V8 heap and, separately, ArrayBuffer memory for JavaScript; linear memory for WebAssembly.
     public var memoryMiB: Int
-    /// WebAssembly fuel per trigger (about one unit per operator).
-    public var wasmFuel: UInt64
+    /// Triggers of one function that may wait on a node for a free instance (beyond its `max_concurrency`
+    /// running); past that a trigger is refused at once as overloaded.
+    public var queueDepth: Int
 
-    public init(cpuMillis: Int = 5_000, memoryMiB: Int = 64, wasmFuel: UInt64 = 2_000_000_000) {
+    public init(cpuMillis: Int = 5_000, memoryMiB: Int = 64, queueDepth: Int = 256) {
         self.cpuMillis = cpuMillis
         self.memoryMiB = memoryMiB
-        self.wasmFuel = wasmFuel
+        self.queueDepth = queueDepth
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case cpuMillis = "cpu_ms"
         case memoryMiB = "memory_mib"
-        case wasmFuel = "wasm_fuel"
+        case queueDepth = "queue_depth"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -186,7 +191,7 @@ public struct FunctionLimits: Codable, Sendable, Equatable {
         let defaults = FunctionLimits()
         cpuMillis = try c.decodeIfPresent(Int.self, forKey: .cpuMillis) ?? defaults.cpuMillis
         memoryMiB = try c.decodeIfPresent(Int.self, forKey: .memoryMiB) ?? defaults.memoryMiB
-        wasmFuel = try c.decodeIfPresent(UInt64.self, forKey: .wasmFuel) ?? defaults.wasmFuel
+        queueDepth = try c.decodeIfPresent(Int.self, forKey: .queueDepth) ?? defaults.queueDepth
     }
 }
 

@@ -23,6 +23,9 @@ public struct DeployRequest: Codable, Sendable, Equatable {
     public var workloadJWT: String
     /// `native`, `v8` or `wasm`.
     public var type: String
+    /// Functions only: how many triggers run at once on the node, each on its own engine instance (default:
+    /// the node's CPU count). An extension of this implementation; Nex has no such field.
+    public var maxConcurrency: Int?
 
     public init(
         location: WorkloadLocation, senderPublicKey: String, targetNode: String, workloadName: String,
@@ -47,6 +50,7 @@ public struct DeployRequest: Codable, Sendable, Equatable {
         case hostServicesConfig = "host_services_config"
         case workloadName = "workload_name"
         case workloadJWT = "workload_jwt"
+        case maxConcurrency = "max_concurrency"
     }
 }
 

@@ -34,6 +34,9 @@ public struct DeployValidator: Sendable {
             }
     }
 
+    /// The most triggers of one function a deploy may ask to run at once.
+    static let maxConcurrencyLimit = 256
+
     public func validate(_ request: DeployRequest) -> Result<ValidatedDeploy, NexError> {
         if lameDuck {
             return .failure(
@@ -62,6 +65,19 @@ public struct DeployValidator: Sendable {
                 .init(
                     .invalidRequest,
                     "a \(request.type) function needs at least one trigger subject (devrun --trigger_subject)"))
+        }
+        if let concurrency = request.maxConcurrency {
+            guard type.isFunction else {
+                return .failure(
+                    .init(.invalidRequest, "max_concurrency applies to functions (v8, wasm), not \(request.type) workloads"))
+            }
+            guard (1...Self.maxConcurrencyLimit).contains(concurrency) else {
+                return .failure(
+                    .init(
+                        .invalidRequest,
+                        "max_concurrency must be from 1 to \(Self.maxConcurrencyLimit) (got \(concurrency)); leave it out for "
+                            + "one per CPU"))
+            }
         }
         let claims: JWTClaims
         do { claims = try NATSJWT.verify(request.workloadJWT, now: now()) } catch {

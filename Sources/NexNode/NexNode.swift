@@ -157,6 +157,7 @@ public final class NexNode: Service, Sendable {
             NexEventType.nodeStarted,
             NodeStartedEvent(version: Self.version, id: nodeID, tags: tags, publicXkey: xkey.publicKey))
         logger.info("node started", metadata: ["nex.node": "\(nodeID)", "nex.xkey": "\(xkey.publicKey)"])
+        for notice in config.notices { logger.warning("\(notice)", metadata: ["nex.node": "\(nodeID)"]) }
         await restoreWorkloads(pending)
         await autostart()
     }

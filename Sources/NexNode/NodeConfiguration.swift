@@ -39,8 +39,10 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var maxRestarts = 10
     /// When set, lame duck stops every workload and then shuts the node down (Nex 0.x never exited).
     public var lameduckDrainAndExit = false
-    /// Limits of every function call: `{cpu_ms, memory_mib, wasm_fuel}` (5000, 64, 2·10⁹).
+    /// Limits of every function: `{cpu_ms, memory_mib, queue_depth}` (5000, 64, 256).
     public var functionLimits = FunctionLimits()
+    /// Things in the configuration the node should warn about at start (not a key: set while decoding).
+    public var notices: [String] = []
     /// The node's server seed (`SN…`); default: made once and kept as `node.nk` in the resource directory.
     public var nodeSeed: String?
     /// The node's curve seed (`SX…`); default: made once and kept as `node.xk` in the resource directory.
@@ -270,8 +272,13 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         restartBackoffMaxMs = try c.decodeIfPresent(Int.self, forKey: .restartBackoffMaxMs) ?? 60_000
         maxRestarts = try c.decodeIfPresent(Int.self, forKey: .maxRestarts) ?? 10
         lameduckDrainAndExit = try c.decodeIfPresent(Bool.self, forKey: .lameduckDrainAndExit) ?? false
-        functionLimits =
-            try c.decodeIfPresent(StrictFunctionLimits.self, forKey: .functionLimits)?.value ?? FunctionLimits()
+        let limits = try c.decodeIfPresent(StrictFunctionLimits.self, forKey: .functionLimits)
+        functionLimits = limits?.value ?? FunctionLimits()
+        if limits?.hadWasmFuel == true {
+            notices.append(
+                "function_limits.wasm_fuel is no longer used: WebAssembly functions run in V8 and cpu_ms bounds "
+                    + "them, as it bounds JavaScript; remove the key")
+        }
         nodeSeed = try c.decodeIfPresent(String.self, forKey: .nodeSeed)
         nodeXkeySeed = try c.decodeIfPresent(String.self, forKey: .nodeXkeySeed)
         persistWorkloads = try c.decodeIfPresent(Bool.self, forKey: .persistWorkloads) ?? true
@@ -298,8 +305,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             throw NodeConfigurationError.invalid(
                 "restart_backoff_initial_ms must be > 0 and ≤ restart_backoff_max_ms; max_restarts ≥ 0")
         }
-        guard functionLimits.cpuMillis > 0, functionLimits.memoryMiB >= 1, functionLimits.wasmFuel > 0 else {
-            throw NodeConfigurationError.invalid("function_limits needs cpu_ms > 0, memory_mib ≥ 1, wasm_fuel > 0")
+        guard functionLimits.cpuMillis > 0, functionLimits.memoryMiB >= 1,
+            (0...100_000).contains(functionLimits.queueDepth)
+        else {
+            throw NodeConfigurationError.invalid(
+                "function_limits needs cpu_ms > 0, memory_mib ≥ 1 and queue_depth from 0 to 100000")
         }
         guard agentHandshakeTimeoutMs > 0, agentPingTimeoutMs > 0 else {
             throw NodeConfigurationError.invalid("agent_handshake_timeout_ms and agent_ping_timeout_ms must be > 0")
@@ -381,11 +391,21 @@ extension CaseIterable where Self: CodingKey {
     static var allNames: [String] { allCases.map(\.stringValue) }
 }
 
-/// `function_limits` with unknown keys refused, like every other part of the configuration.
+/// `function_limits` with unknown keys refused, like every other part of the configuration. `wasm_fuel`
+/// (WasmKit's fuel, before WebAssembly moved to V8) is still read, so older files load, and reported.
 struct StrictFunctionLimits: Decodable {
     var value: FunctionLimits
+    var hadWasmFuel: Bool
     init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(["cpu_ms", "memory_mib", "wasm_fuel"])
+        try decoder.rejectUnknownKeys(["cpu_ms", "memory_mib", "queue_depth", "wasm_fuel"])
         value = try FunctionLimits(from: decoder)
+        hadWasmFuel = try decoder.container(keyedBy: AnyKey.self).contains(AnyKey(stringValue: "wasm_fuel"))
+    }
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 }

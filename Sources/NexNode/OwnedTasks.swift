@@ -17,15 +17,16 @@ final class OwnedTasks: Sendable {
     /// Tasks started and not yet ended.
     var count: Int { state.withLock { $0.running.count } }
 
-    /// Starts `work` as a task of this owner; nil after ``shutdown()``.
+    /// Starts `work` as a task of this owner, on `executor` when given (an event loop: no thread hop for
+    /// work that answers there); nil after ``shutdown()``.
     @discardableResult
-    func spawn(_ work: @escaping @Sendable () async -> Void) -> Handle? {
+    func spawn(on executor: (any TaskExecutor)? = nil, _ work: @escaping @Sendable () async -> Void) -> Handle? {
         state.withLock { s -> Handle? in
             guard !s.closed else { return nil }
             let id = s.next
             s.next += 1
             // Registered under the lock that the task's own removal takes: an instant task cannot end first.
-            s.running[id] = Task {
+            s.running[id] = Task(executorPreference: executor) {
                 await work()
                 self.ended(id)
             }

@@ -18,10 +18,20 @@ extension WorkloadManager {
         var subs: [NATSSubscription] = []
         do {
             for subject in subjects {
-                // Runs on the client's event loop, off the manager actor: a trigger is two hops, not four.
+                // Each trigger is a task of its own on the client's event loop, off the manager actor: up to the
+                // function's concurrency run at once, and a queue's worth more wait in its agent's link.
+                let loop = client.taskExecutor
                 subs.append(
                     try await client.subscribe(to: subject, queue: queue) { m in
-                        await self.runTrigger(m, workload: workload)
+                        guard workload.admission.enter() else {
+                            await self.refuseOverloaded(m, workload: workload)
+                            return
+                        }
+                        let started = self.tasks.spawn(on: loop) {
+                            defer { workload.admission.leave() }
+                            await self.runTrigger(m, workload: workload)
+                        }
+                        if started == nil { workload.admission.leave() }  // the node is stopping
                     })
             }
             try await client.flush()
@@ -73,15 +83,29 @@ extension WorkloadManager {
         }
     }
 
+    /// Answers a trigger that found the function's queue full, without bothering its agent.
+    private nonisolated(nonsending) func refuseOverloaded(_ m: NATSMessage, workload: FunctionTarget) async {
+        let text =
+            "the function \(workload.name) is overloaded: \(workload.admission.running) triggers running and "
+            + "\(workload.admission.queued) waiting; retry later, or deploy it with a higher max_concurrency or on "
+            + "more nodes"
+        metrics.functionTriggered(
+            namespace: workload.namespace, workload: workload.name, succeeded: false, elapsedNanos: nil)
+        await answer(m, body: Array(text.utf8), error: text, code: 503)
+        await publishExec(workload, subject: m.subject, elapsed: nil, error: text)
+    }
+
     /// Replies to a request (a plain publish needs no answer). A failure is readable by the requester: the
     /// micro-service error headers plus the error text as the body.
-    private nonisolated(nonsending) func answer(_ m: NATSMessage, body: [UInt8], error: String?) async {
+    private nonisolated(nonsending) func answer(
+        _ m: NATSMessage, body: [UInt8], error: String?, code: Int = 500
+    ) async {
         guard let replyTo = m.replyTo else { return }
         var headers: NATSHeaders?
         if let error {
             var h = NATSHeaders()
             h["Nats-Service-Error"] = error
-            h["Nats-Service-Error-Code"] = "500"
+            h["Nats-Service-Error-Code"] = "\(code)"
             headers = h
         }
         do { try await events.client.publish(body, to: replyTo, headers: headers) } catch {

@@ -12,6 +12,8 @@ struct FunctionTarget: Sendable {
     var name: String
     var namespace: String
     var link: AgentLinkClient
+    /// How many of its triggers may be in flight at once.
+    var admission: TriggerAdmission
 }
 
 /// Runs the node's workloads: hands deploys to warm agents, stops them for their issuer, follows their exits
@@ -204,11 +206,13 @@ actor WorkloadManager {
                 return await failStart(id, .unavailable, "cannot let the workload reach its NATS servers: \(error)")
             }
         }
+        let concurrency = record.request.maxConcurrency ?? ProcessInfo.processInfo.activeProcessorCount
         let request = AgentDeployRequest(
             workloadID: id, workloadName: record.name, namespace: record.namespace, type: record.type,
             argv: record.request.argv ?? [], environment: environment, essential: record.essential,
             artifactPath: agent.sandbox.workDirectoryInside + "/workload", totalBytes: record.totalBytes,
-            triggerSubjects: record.request.triggerSubjects ?? [], limits: config.functionLimits)
+            triggerSubjects: record.request.triggerSubjects ?? [], limits: config.functionLimits,
+            maxConcurrency: concurrency)
         let response: AgentResponse
         do {
             let reply = try await internalNATS.request(
@@ -228,7 +232,9 @@ actor WorkloadManager {
         case .running:
             break
         }
-        let target = FunctionTarget(id: id, name: record.name, namespace: record.namespace, link: agent.link)
+        let target = FunctionTarget(
+            id: id, name: record.name, namespace: record.namespace, link: agent.link,
+            admission: TriggerAdmission(running: concurrency, queued: config.functionLimits.queueDepth))
         let subscriptions: [NATSSubscription]
         let triggerSubjects =
             record.request.workloadType?.isFunction == true ? record.request.triggerSubjects ?? [] : []

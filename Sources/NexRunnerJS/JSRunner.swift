@@ -5,15 +5,16 @@ public import NexWorkloads
 import Synchronization
 
 /// Runs a JavaScript function (`v8` workloads): the artifact is the source, compiled on the runner's own
-/// thread; every trigger calls the function on the caller's (dedicated) thread, with the limits given. The
-/// shim takes V8's lock on each entry, so the isolate may move between threads.
+/// thread; every trigger calls the function on the caller's (dedicated) thread, with the limits given. Up to
+/// `max_concurrency` triggers run at once, each in an isolate of its own (so each has its own globals). The
+/// shim takes V8's lock on each entry, so an isolate may move between threads.
 public final class JSRunner: FunctionRunner {
     /// Largest source accepted.
     public static let maxSourceBytes = 4 << 20
 
     let limits: JSFunction.Limits
     let thread = WorkerThread(name: "nex-v8")
-    private let function = Mutex<JSFunction?>(nil)
+    private let functions = Mutex<EnginePool<JSFunction>?>(nil)
 
     public init(limits: JSFunction.Limits = JSFunction.Limits()) {
         self.limits = limits
@@ -37,12 +38,16 @@ public final class JSRunner: FunctionRunner {
         }
         let limits = configuredLimits
         let host = output.hostCall
-        let compiled: Result<JSFunction, JSError> = await thread.run {
+        let concurrency = request.maxConcurrency ?? 1
+        let compiled: Result<EnginePool<JSFunction>, JSError> = await thread.run {
             do {
                 return .success(
-                    try JSFunction(source: source, limits: limits, host: host) { level, text in output.log(text, level)
-                    }
-                )
+                    try EnginePool(capacity: concurrency) { slot in
+                        try JSFunction(
+                            source: source, limits: limits,
+                            host: { service, method, args in try host(service, method, args, slot.traceParent) },
+                            log: { level, text in output.log(text, level) })
+                    })
             } catch let error as JSError {
                 return .failure(error)
             } catch {
@@ -50,17 +55,17 @@ public final class JSRunner: FunctionRunner {
             }
         }
         switch compiled {
-        case .success(let f): function.withLock { $0 = f }
+        case .success(let pool): functions.withLock { $0 = pool }
         case .failure(let error): throw WorkloadStartError("the function does not compile: \(error)")
         }
     }
 
-    public func run(subject: String, payload: [UInt8]) -> TriggerResult {
-        guard let f = function.withLock({ $0 }) else {
+    public func run(_ trigger: Trigger) -> TriggerResult {
+        guard let pool = functions.withLock({ $0 }) else {
             return .failure("the function is not running", elapsedNanos: 0)
         }
-        return .timed {
-            switch f.call(subject: subject, payload: payload) {
+        return pool.run(trigger) { f in
+            switch f.call(subject: trigger.subject, payload: trigger.payload) {
             case .reply(let bytes): .success(bytes)
             case .threw(let error), .limitExceeded(let error): .failure(TriggerFailure(error))
             }
@@ -68,7 +73,10 @@ public final class JSRunner: FunctionRunner {
     }
 
     public func stop(grace: Duration) async {
-        function.withLock { $0 = nil }
+        functions.withLock { pool in
+            pool?.close()
+            pool = nil
+        }
         thread.stop()
     }
 }

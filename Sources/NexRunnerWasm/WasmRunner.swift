@@ -6,14 +6,14 @@ import Synchronization
 
 /// Runs a WebAssembly function (`wasm` workloads): the module is compiled once at deploy (on the runner's own
 /// thread) and instantiated per trigger on the caller's dedicated thread; stderr goes to the logs at error
-/// level.
+/// level. Up to `max_concurrency` triggers run at once, each in an engine (isolate) of its own.
 public final class WasmRunner: FunctionRunner {
     /// Largest module accepted.
     public static let maxModuleBytes = 64 << 20
 
     let limits: WasmFunction.Limits
     let thread = WorkerThread(name: "nex-wasm")
-    private let function = Mutex<WasmFunction?>(nil)
+    private let functions = Mutex<EnginePool<WasmFunction>?>(nil)
 
     public init(limits: WasmFunction.Limits = WasmFunction.Limits()) {
         self.limits = limits
@@ -32,27 +32,31 @@ public final class WasmRunner: FunctionRunner {
             configuredLimits.memoryBytes = configured.memoryMiB << 20
         }
         let limits = configuredLimits
-        let parsed: Result<WasmFunction, WasmError> = await thread.run {
-            do throws(WasmError) {
-                return .success(
+        let host = output.hostCall
+        let concurrency = request.maxConcurrency ?? 1
+        let parsed: Result<EnginePool<WasmFunction>, any Error> = await thread.run {
+            Result {
+                try EnginePool(capacity: concurrency) { slot in
                     try WasmFunction(
                         bytes: Array(data), name: request.workloadName, environment: request.environment,
-                        limits: limits, hostCall: output.hostCall,
-                        stderr: { output.log($0, LogEntry.error) }))
-            } catch {
-                return .failure(error)
+                        limits: limits,
+                        hostCall: { service, method, args in try host(service, method, args, slot.traceParent) },
+                        stderr: { output.log($0, LogEntry.error) })
+                }
             }
         }
         switch parsed {
-        case .success(let f): function.withLock { $0 = f }
+        case .success(let pool): functions.withLock { $0 = pool }
         case .failure(let error): throw WorkloadStartError("\(error)")
         }
     }
 
-    public func run(subject: String, payload: [UInt8]) -> TriggerResult {
-        guard let f = function.withLock({ $0 }) else { return .failure("the function is not running", elapsedNanos: 0) }
-        return .timed {
-            switch f.call(subject: subject, payload: payload) {
+    public func run(_ trigger: Trigger) -> TriggerResult {
+        guard let pool = functions.withLock({ $0 }) else {
+            return .failure("the function is not running", elapsedNanos: 0)
+        }
+        return pool.run(trigger) { f in
+            switch f.call(subject: trigger.subject, payload: trigger.payload) {
             case .reply(let bytes): .success(bytes)
             case .failed(let error): .failure(TriggerFailure(error))
             }
@@ -60,7 +64,10 @@ public final class WasmRunner: FunctionRunner {
     }
 
     public func stop(grace: Duration) async {
-        function.withLock { $0 = nil }
+        functions.withLock { pool in
+            pool?.close()
+            pool = nil
+        }
         thread.stop()
     }
 }

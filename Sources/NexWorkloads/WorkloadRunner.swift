@@ -16,12 +16,15 @@ public struct WorkloadOutput: Sendable {
     /// The workload ended by itself or was stopped (exit code, human-readable reason).
     public var exited: @Sendable (_ code: Int, _ message: String) -> Void
     /// A host-service call brokered by the node (blocking, with its own deadline): JSON array of arguments
-    /// in, JSON result out; throws with the node's error message.
-    public var hostCall: @Sendable (_ service: String, _ method: String, _ argumentsJSON: String) throws -> String
+    /// in, JSON result out; throws with the node's error message. `traceParent` is that of the trigger being
+    /// run, so the node parents the call's span on the function's.
+    public var hostCall:
+        @Sendable (_ service: String, _ method: String, _ argumentsJSON: String, _ traceParent: String?) throws ->
+            String
 
     public init(
         log: @escaping @Sendable (String, Int) -> Void, exited: @escaping @Sendable (Int, String) -> Void,
-        hostCall: @escaping @Sendable (String, String, String) throws -> String = { _, _, _ in
+        hostCall: @escaping @Sendable (String, String, String, String?) throws -> String = { _, _, _, _ in
             throw WorkloadStartError("host services are not available")
         }
     ) {
@@ -39,11 +42,27 @@ public struct WorkloadStartError: Error, Sendable, CustomStringConvertible {
 
 /// A runner of functions: besides start and stop, it runs the function once per trigger.
 public protocol FunctionRunner: WorkloadRunner {
-    /// Runs the function for a message on `subject`; never throws (failures are a result).
+    /// Runs the function for one trigger; never throws (failures are a result).
     ///
-    /// Blocking, one call at a time: the agent calls it on its link's own thread, so an engine runs on a
-    /// dedicated thread, never on an event loop or the cooperative pool.
-    func run(subject: String, payload: [UInt8]) -> TriggerResult
+    /// Blocking: the agent calls it on its link's worker threads, so an engine runs on a dedicated thread,
+    /// never on an event loop or the cooperative pool. Up to the deploy's `max_concurrency` calls run at once,
+    /// each on an engine instance of its own.
+    func run(_ trigger: Trigger) -> TriggerResult
+}
+
+/// One message for a function.
+public struct Trigger: Sendable {
+    /// The subject the message came on (the function sees the real one, not its trigger pattern).
+    public var subject: String
+    public var payload: [UInt8]
+    /// The node's span for this trigger, handed on with the function's host-service calls.
+    public var traceParent: String?
+
+    public init(subject: String, payload: [UInt8], traceParent: String? = nil) {
+        self.subject = subject
+        self.payload = payload
+        self.traceParent = traceParent
+    }
 }
 
 /// What one trigger of a function produced.

@@ -24,13 +24,13 @@ import Testing
         func deploy(
             file: String, name: String, type: String = "native", triggers: [String] = [],
             environment: [String: String] = [:], essential: Bool = false, namespace: String = "default",
-            argv: [String] = [], hostServices: HostServicesConfig? = nil
+            argv: [String] = [], hostServices: HostServicesConfig? = nil, maxConcurrency: Int? = nil
         ) async throws -> RunResponse {
             let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
             var request = try NexControlClient.makeDeployRequest(
                 name: name, type: type, location: location, hash: hash, environment: environment,
                 issuer: issuer, publisher: publisher, targetNode: node.nodeID, targetXkey: node.xkey.publicKey,
-                triggerSubjects: triggers, argv: argv, essential: essential)
+                triggerSubjects: triggers, argv: argv, essential: essential, maxConcurrency: maxConcurrency)
             request.hostServicesConfig = hostServices
             var scoped = nex
             scoped.namespace = namespace
