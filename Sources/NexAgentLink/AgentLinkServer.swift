@@ -12,7 +12,11 @@ public final class AgentLinkServer: Sendable {
     /// Runs one trigger: subject, payload and the node's trace context.
     public typealias Run = @Sendable (_ subject: String, _ payload: [UInt8], _ traceParent: String?) -> Outcome
 
-    private struct Reader: ~Copyable {
+    /// The link's read side, taken in turns. A pthread mutex, not `Mutex`: its holder blocks in `poll`, and a
+    /// spinning lock would burn the CPU the running triggers need.
+    private final class Reader: @unchecked Sendable {
+        // @unchecked: the fields are used only while `lock` is held.
+        let lock = NSLock()
         var buffer = LinkSocket.FrameBuffer()
         var ended = false
     }
@@ -21,7 +25,7 @@ public final class AgentLinkServer: Sendable {
     private let run: Run
     private let onEnd: @Sendable (String) -> Void
     /// Held by the worker waiting for the next frame; the others wait for their turn (or run triggers).
-    private let reader = Mutex(Reader())
+    private let reader = Reader()
     private let workers = Mutex(0)
 
     private init(socket: LinkSocket, run: @escaping Run, onEnd: @escaping @Sendable (String) -> Void) {
@@ -62,7 +66,8 @@ public final class AgentLinkServer: Sendable {
 
     private func work() {
         while true {
-            let next: LinkFrame? = reader.withLock { r in
+            let next: LinkFrame? = reader.lock.withLock {
+                let r = reader
                 while !r.ended {
                     switch socket.nextFrame(&r.buffer, timeout: nil) {
                     case .frame(let frame):

@@ -69,7 +69,9 @@ public struct DeployValidator: Sendable {
         if let concurrency = request.maxConcurrency {
             guard type.isFunction else {
                 return .failure(
-                    .init(.invalidRequest, "max_concurrency applies to functions (v8, wasm), not \(request.type) workloads"))
+                    .init(
+                        .invalidRequest,
+                        "max_concurrency applies to functions (v8, wasm), not \(request.type) workloads"))
             }
             guard (1...Self.maxConcurrencyLimit).contains(concurrency) else {
                 return .failure(

@@ -28,6 +28,20 @@ struct EventPublisher: Sendable {
         }
     }
 
+    /// A function's `function_exec_succeeded` or `function_exec_failed` (one per trigger: encoded by hand).
+    nonisolated(nonsending) func publishExec(_ data: FunctionExecEvent) async {
+        let type = data.error == nil ? NexEventType.functionExecSucceeded : NexEventType.functionExecFailed
+        let event = CloudEvent(id: UUID().uuidString, source: nodeID, type: type, data: data)
+        do {
+            try await client.publish(event.jsonBytes(), to: NexSubjects.event(namespace: data.namespace, type: type))
+        } catch {
+            let count = failures.events.add(1, ordering: .relaxed).newValue
+            logger.warning(
+                "cannot publish an event",
+                metadata: ["event": "\(type)", "error": "\(error)", "failed_events": "\(count)"])
+        }
+    }
+
     /// Forwards an agent's log entry (already JSON) to the workload's log subject.
     func log(_ body: [UInt8], namespace: String, workloadName: String, workloadID: String) async {
         let subject = NexSubjects.logs(

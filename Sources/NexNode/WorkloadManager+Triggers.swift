@@ -72,15 +72,13 @@ extension WorkloadManager {
         metrics.functionTriggered(
             namespace: workload.namespace, workload: workload.name, succeeded: reply.ok,
             elapsedNanos: reply.elapsedNanos)
-        if reply.ok {
-            await answer(m, body: reply.body, error: nil)
-            await publishExec(workload, subject: m.subject, elapsed: reply.elapsedNanos, error: nil)
-        } else {
-            let text = String(decoding: reply.body, as: UTF8.self)
-            // The header carries the first line (message); the body the whole text (with the stack).
-            await answer(m, body: reply.body, error: String(text.split(separator: "\n").first ?? "function failed"))
-            await publishExec(workload, subject: m.subject, elapsed: nil, error: text)
-        }
+        let text = reply.ok ? nil : String(decoding: reply.body, as: UTF8.self)
+        // The header carries the first line (message); the body the whole text (with the stack).
+        await answer(
+            m, body: reply.body, error: text.map { String($0.split(separator: "\n").first ?? "function failed") })
+        // The answer goes out first: its flush is queued on the loop, and this task resumes after it.
+        await Task.yield()
+        await publishExec(workload, subject: m.subject, elapsed: reply.ok ? reply.elapsedNanos : nil, error: text)
     }
 
     /// Answers a trigger that found the function's queue full, without bothering its agent.
@@ -123,12 +121,10 @@ extension WorkloadManager {
     private nonisolated(nonsending) func publishExec(
         _ workload: FunctionTarget, subject: String, elapsed: Int64?, error: String?
     ) async {
-        let data = FunctionExecEvent(
-            workloadID: workload.id, workloadName: workload.name, namespace: workload.namespace,
-            triggerSubject: subject, elapsedNanos: elapsed, error: error)
-        await events.publish(
-            error == nil ? NexEventType.functionExecSucceeded : NexEventType.functionExecFailed, data,
-            namespace: workload.namespace)
+        await events.publishExec(
+            FunctionExecEvent(
+                workloadID: workload.id, workloadName: workload.name, namespace: workload.namespace,
+                triggerSubject: subject, elapsedNanos: elapsed, error: error))
     }
 }
 

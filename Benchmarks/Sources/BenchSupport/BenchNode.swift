@@ -58,12 +58,12 @@ public struct BenchNode: Sendable {
     /// Deploys an uploaded artifact: the request the benchmarks time.
     public func deploy(
         _ artifact: Artifact, name: String, type: String, triggers: [String] = [],
-        environment: [String: String] = [:]
+        environment: [String: String] = [:], maxConcurrency: Int? = nil
     ) async throws -> RunResponse {
         let request = try NexControlClient.makeDeployRequest(
             name: name, type: type, location: artifact.location, hash: artifact.hash, environment: environment,
             issuer: issuer, publisher: publisher, targetNode: node.nodeID, targetXkey: node.xkey.publicKey,
-            triggerSubjects: triggers)
+            triggerSubjects: triggers, maxConcurrency: maxConcurrency)
         return try await nex.deploy(request, to: node.nodeID)
     }
 
