@@ -97,8 +97,12 @@ extension JetStreamContext {
         if let status = reply.status, status == 503 {
             throw JetStreamError(code: 503, errorCode: 0, description: "no stream answered")
         }
+        // The common ack needs no JSON decoder (two decodes were most of a key-value put's client time).
+        if let ack = PubAck(fastParsing: reply.payload) { return ack }
         let data = Data(reply.payload.readableBytesView)
-        if let envelope = try? decoder.decode(ErrorEnvelope.self, from: data), let error = envelope.error {
+        if mentionsError(reply.payload), let envelope = try? decoder.decode(ErrorEnvelope.self, from: data),
+            let error = envelope.error
+        {
             throw error
         }
         do { return try decoder.decode(PubAck.self, from: data) } catch {

@@ -5,7 +5,8 @@ import NexRunnerJS
 /// every call, with the trigger subject as argv[1], the payload on stdin and all of stdout as the reply.
 ///
 /// The module runs in an isolate of its own, under the same limits as a JavaScript function: CPU time per
-/// call, and linear memory capped by rewriting the module's declared maximum. WASI itself is implemented in
+/// call, and linear memory capped by rewriting the module's declared maximum (see ``WasmModuleRewrite``, which
+/// also lets instances reuse one zeroed memory instead of mapping a new one). WASI itself is implemented in
 /// JavaScript inside that isolate (Resources/wasi.js). Calls block and must come from one thread at a time.
 public final class WasmFunction: @unchecked Sendable {
     /// Per-function limits.
@@ -38,10 +39,13 @@ public final class WasmFunction: @unchecked Sendable {
         bytes: [UInt8], name: String = "function", environment: [String: String] = [:], limits: Limits = Limits(),
         hostCall: HostCall? = nil, stderr: @escaping @Sendable (String) -> Void = { _ in }
     ) throws(WasmError) {
-        let module = try WasmMemoryCap.apply(to: bytes, limitBytes: limits.memoryBytes)
-        let settings: [String: Any] = [
+        let module = try WasmModuleRewrite.prepare(bytes, limitBytes: limits.memoryBytes)
+        var settings: [String: Any] = [
             "name": name, "environment": environment, "maxReplyBytes": limits.maxReplyBytes, "maxLogBytes": 1 << 20,
         ]
+        if let memory = module.importedMemory {
+            settings["memory"] = ["initial": memory.minimumPages, "maximum": memory.maximumPages]
+        }
         guard let settingsJSON = try? JSONSerialization.data(withJSONObject: settings, options: [.sortedKeys]) else {
             throw WasmError("the function's settings cannot be encoded")
         }
@@ -52,7 +56,7 @@ public final class WasmFunction: @unchecked Sendable {
         // The module's bytes are an ArrayBuffer until compiled; replies and stdin copies are small.
         engineLimits.arrayBufferBytes = max(bytes.count * 2, 16 << 20) + limits.maxReplyBytes * 2
         do {
-            engine = try JSFunction(source: source, data: module, limits: engineLimits, host: hostCall) { _, line in
+            engine = try JSFunction(source: source, data: module.bytes, limits: engineLimits, host: hostCall) { _, line in
                 stderr(line)
             }
         } catch let error as JSError {

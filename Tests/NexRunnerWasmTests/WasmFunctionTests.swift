@@ -50,7 +50,15 @@ import Testing
                 0x00, 0x01,
             ]
             + [0x0A, 0x04, 0x01, 0x02, 0x00, 0x0B]  // code: an empty body
-        #expect(throws: Never.self) { try WasmMemoryCap.apply(to: module, limitBytes: 1 << 20) }
+        let prepared = try WasmModuleRewrite.prepare(module, limitBytes: 1 << 20)
+        // The memory became a second import (the count is now 2), after env.missing; the rest is kept.
+        let imports: [UInt8] =
+            [0x02, 0x03] + Array("env".utf8) + [0x07] + Array("missing".utf8) + [0x00, 0x00] + Self.nexMemoryImport(1, 16)
+        #expect(
+            prepared.bytes
+                == Array(module[0..<14]) + [0x02, UInt8(imports.count)] + imports
+                + [0x03, 0x02, 0x01, 0x00] + Array(module[40...]))
+        #expect(prepared.importedMemory == .init(minimumPages: 1, maximumPages: 16))
         do {
             _ = try WasmFunction(bytes: module)
             Issue.record("a module importing env.missing was accepted")
@@ -59,24 +67,36 @@ import Testing
         }
     }
 
-    @Test func theMemoryCapIsWrittenIntoTheModule() throws {
-        // A memory section declaring min 2, no maximum; then min 2, max 100; then min 40 (too big).
+    /// The import entry `nex.memory` with limits `minimum` and `maximum` pages (both under 128).
+    static func nexMemoryImport(_ minimum: UInt8, _ maximum: UInt8) -> [UInt8] {
+        [0x03] + Array("nex".utf8) + [0x06] + Array("memory".utf8) + [0x02, 0x01, minimum, maximum]
+    }
+
+    @Test func theMemoryCapIsWrittenIntoTheModuleAndOneMemoryBecomesAnImport() throws {
         let header: [UInt8] = [0x00, 0x61, 0x73, 0x6D, 0x01, 0x00, 0x00, 0x00]
-        let uncapped = try WasmMemoryCap.apply(to: header + [0x05, 0x03, 0x01, 0x00, 0x02], limitBytes: 1 << 20)
-        #expect(uncapped == header + [0x05, 0x04, 0x01, 0x01, 0x02, 0x10])  // max 16 pages = 1 MiB
-        let bounded = try WasmMemoryCap.apply(to: header + [0x05, 0x04, 0x01, 0x01, 0x02, 0x64], limitBytes: 1 << 20)
-        #expect(bounded == header + [0x05, 0x04, 0x01, 0x01, 0x02, 0x10])
-        let small = try WasmMemoryCap.apply(to: header + [0x05, 0x04, 0x01, 0x01, 0x02, 0x03], limitBytes: 1 << 20)
-        #expect(small == header + [0x05, 0x04, 0x01, 0x01, 0x02, 0x03])  // a lower maximum is kept
-        #expect(throws: WasmError.self) {
-            try WasmMemoryCap.apply(to: header + [0x05, 0x03, 0x01, 0x00, 0x28], limitBytes: 1 << 20)
+        let type: [UInt8] = [0x01, 0x04, 0x01, 0x60, 0x00, 0x00]
+        func prepare(_ sections: [UInt8]) throws -> WasmModuleRewrite.Prepared {
+            try WasmModuleRewrite.prepare(header + sections, limitBytes: 1 << 20)
         }
-        #expect(throws: WasmError.self) {  // truncated section
-            try WasmMemoryCap.apply(to: header + [0x05, 0x09, 0x01], limitBytes: 1 << 20)
+        func importSection(_ minimum: UInt8, _ maximum: UInt8) -> [UInt8] {
+            let entry = Self.nexMemoryImport(minimum, maximum)
+            return [0x02, UInt8(entry.count + 1), 0x01] + entry
         }
-        #expect(throws: WasmError.self) {  // a shared memory
-            try WasmMemoryCap.apply(to: header + [0x05, 0x04, 0x01, 0x03, 0x01, 0x02], limitBytes: 1 << 20)
-        }
+        // One memory, min 2 and no maximum: imported after the types, capped at 16 pages = 1 MiB.
+        let uncapped = try prepare(type + [0x05, 0x03, 0x01, 0x00, 0x02])
+        #expect(uncapped.bytes == header + type + importSection(2, 16))
+        #expect(uncapped.importedMemory == .init(minimumPages: 2, maximumPages: 16))
+        #expect(try prepare([0x05, 0x04, 0x01, 0x01, 0x02, 0x64]).bytes == header + importSection(2, 16))
+        #expect(try prepare([0x05, 0x04, 0x01, 0x01, 0x02, 0x03]).bytes == header + importSection(2, 3))  // kept
+        // Two memories stay where they are, each capped; no memory, nothing changes.
+        let two = try prepare([0x05, 0x05, 0x02, 0x00, 0x02, 0x00, 0x01])
+        #expect(two.bytes == header + [0x05, 0x07, 0x02, 0x01, 0x02, 0x10, 0x01, 0x01, 0x10])
+        #expect(two.importedMemory == nil)
+        #expect(try prepare(type) == .init(bytes: header + type, importedMemory: nil))
+        #expect(throws: WasmError.self) { try prepare([0x05, 0x03, 0x01, 0x00, 0x28]) }  // needs 2.5 MiB
+        #expect(throws: WasmError.self) { try prepare([0x05, 0x09, 0x01]) }  // truncated section
+        #expect(throws: WasmError.self) { try prepare([0x05, 0x04, 0x01, 0x03, 0x01, 0x02]) }  // shared memory
+        #expect(throws: WasmError.self) { try WasmModuleRewrite.prepare(Array("\0asm".utf8), limitBytes: 1 << 20) }
     }
 
     @Test func limitsAndFailuresAreAnswersNotCrashes() throws {
@@ -106,5 +126,9 @@ import Testing
         #expect(fail.contains("exited with code 3"))
         #expect(lines.withLock { $0 }.contains("failing on purpose"))
         #expect(f.call(subject: "t.ok", payload: []) == .reply(Array("ok".utf8)))  // still usable
+        // A trap, a grown memory and an error exit leave nothing behind for the next trigger.
+        for _ in 0..<2 {
+            #expect(f.call(subject: "t.state", payload: []) == .reply(Array("calls=1 memory=clean".utf8)))
+        }
     }
 }
