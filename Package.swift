@@ -70,7 +70,13 @@ let package = Package(
         ),
         .target(name: "CNexSpawn"),
         .target(name: "NexProcess", dependencies: ["CNexSpawn"]),
-        .target(name: "NexAgentLink", dependencies: ["CNexSpawn"]),
+        .target(
+            name: "NexAgentLink",
+            dependencies: [
+                "CNexSpawn", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // L1
         .target(
             name: "NATSProtocol",
@@ -203,7 +209,9 @@ let package = Package(
         .testTarget(name: "NexModelsTests", dependencies: ["NexModels"], resources: [.copy("Golden")]),
         .testTarget(name: "NexNodeTests", dependencies: ["NexNode", "NexModels", "NKeys", "NexControlClient"]),
         .testTarget(name: "NexRunnerJSTests", dependencies: ["NexRunnerJS"]),
-        .testTarget(name: "NexAgentLinkTests", dependencies: ["NexAgentLink"]),
+        .testTarget(
+            name: "NexAgentLinkTests", dependencies: ["NexAgentLink", .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         .testTarget(name: "NexRunnerWasmTests", dependencies: ["NexRunnerWasm", "NATSTestSupport"]),
         .testTarget(
             name: "NATSTests",

@@ -1,6 +1,12 @@
+public import NIOCore
+import NIOPosix
 import Synchronization
 
 /// The node's side of an agent link: sends a function's triggers and matches the results to the callers.
+///
+/// The socket lives on a NIO event loop, the one the node's NATS connection uses: a trigger taken from
+/// NATS is written, and its result read, resumed and answered, on that one thread. (A reader thread of its
+/// own cost a thread wake-up per trigger, in the middle of every function's latency.)
 public final class AgentLinkClient: Sendable {
     /// What the function answered.
     public struct Reply: Sendable {
@@ -12,37 +18,43 @@ public final class AgentLinkClient: Sendable {
         public var body: [UInt8]
     }
 
-    private struct Pending {
-        var deadline: ContinuousClock.Instant
-        var continuation: CheckedContinuation<Reply, any Error>
+    private let calls: PendingCalls
+    private let channel: any Channel
+    private let ticker: RepeatedTask
+
+    private init(calls: PendingCalls, channel: any Channel, ticker: RepeatedTask) {
+        self.calls = calls
+        self.channel = channel
+        self.ticker = ticker
     }
 
-    private struct State {
-        var nextID: UInt64 = 1
-        var pending: [UInt64: Pending] = [:]
-        var ended: String?
-    }
-
-    private let socket: LinkSocket
-    private let state = Mutex(State())
-
-    private init(socket: LinkSocket) {
-        self.socket = socket
-    }
-
-    /// Starts reading results from `socket`.
-    public static func start(_ socket: LinkSocket) -> AgentLinkClient {
-        let client = AgentLinkClient(socket: socket)
-        socket.startReading(name: "nex-link-node") { frame in
-            guard case .result(let id, let ok, let elapsed, let body) = frame else { return }
-            let waiter = client.state.withLock { $0.pending.removeValue(forKey: id) }
-            waiter?.continuation.resume(returning: Reply(ok: ok, elapsedNanos: elapsed, body: body))
-        } onTick: {
-            client.expire()
-        } onEnd: { reason in
-            client.end("the agent link closed: \(reason)")
+    /// Takes ownership of `descriptor` (the node's end of a connected stream socket pair) and reads results
+    /// from it on `eventLoop`.
+    public static func start(descriptor: Int32, on eventLoop: any EventLoop) async throws -> AgentLinkClient {
+        let calls = PendingCalls()
+        let channel: any Channel
+        do {
+            channel = try await NIOPipeBootstrap(group: eventLoop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers(
+                            ByteToMessageHandler(LinkFrameDecoder()), LinkResultHandler(calls: calls))
+                    }
+                }
+                .takingOwnershipOfDescriptor(inputOutput: descriptor)
+                .get()
+        } catch {
+            throw LinkError("the agent link could not be opened: \(error)")
         }
-        return client
+        // Deadlines are checked about once a second: a function's timeout is far longer than that.
+        let ticker = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            calls.expire()
+        }
+        channel.closeFuture.whenComplete { _ in
+            ticker.cancel()
+            calls.end("the agent link closed: the other end closed the link")
+        }
+        return AgentLinkClient(calls: calls, channel: channel, ticker: ticker)
     }
 
     /// Runs the function for a message on `subject`; throws when the link is gone or no result came within
@@ -51,31 +63,65 @@ public final class AgentLinkClient: Sendable {
         async throws -> Reply
     {
         try await withCheckedThrowingContinuation { continuation in
-            let id = state.withLock { s -> UInt64? in
-                guard s.ended == nil else { return nil }
-                let id = s.nextID
-                s.nextID += 1
-                s.pending[id] = Pending(deadline: .now + timeout, continuation: continuation)
-                return id
-            }
-            guard let id else {
-                continuation.resume(throwing: LinkError(state.withLock { $0.ended } ?? "the agent link is closed"))
-                return
-            }
-            if !socket.send(.trigger(id: id, subject: subject, payload: payload, traceParent: traceParent)) {
-                let waiter = state.withLock { $0.pending.removeValue(forKey: id) }
-                waiter?.continuation.resume(throwing: LinkError("the agent link is closed"))
+            guard let id = calls.register(continuation, deadline: .now + timeout) else { return }
+            let frame = LinkFrame.trigger(id: id, subject: subject, payload: payload, traceParent: traceParent)
+            channel.writeAndFlush(ByteBuffer(bytes: frame.encoded())).whenFailure { error in
+                self.calls.fail(id, LinkError("the agent link is closed: \(error)"))
             }
         }
     }
 
     /// Closes the link; calls still waiting fail.
     public func close() {
-        socket.close()
-        end("the agent link was closed")
+        ticker.cancel()
+        channel.close(promise: nil)
+        calls.end("the agent link was closed")
+    }
+}
+
+/// The calls waiting for their results, by id; the one owner of that table.
+final class PendingCalls: Sendable {
+    private struct Pending {
+        var deadline: ContinuousClock.Instant
+        var continuation: CheckedContinuation<AgentLinkClient.Reply, any Error>
     }
 
-    private func expire() {
+    private struct State {
+        var nextID: UInt64 = 1
+        var pending: [UInt64: Pending] = [:]
+        var ended: String?
+    }
+
+    private let state = Mutex(State())
+
+    /// A new call's id; nil (and the continuation failed) when the link has ended.
+    func register(
+        _ continuation: CheckedContinuation<AgentLinkClient.Reply, any Error>, deadline: ContinuousClock.Instant
+    ) -> UInt64? {
+        let outcome = state.withLock { s -> Result<UInt64, LinkError> in
+            if let ended = s.ended { return .failure(LinkError(ended)) }
+            let id = s.nextID
+            s.nextID += 1
+            s.pending[id] = Pending(deadline: deadline, continuation: continuation)
+            return .success(id)
+        }
+        switch outcome {
+        case .success(let id): return id
+        case .failure(let error):
+            continuation.resume(throwing: error)
+            return nil
+        }
+    }
+
+    func resolve(_ id: UInt64, _ reply: AgentLinkClient.Reply) {
+        state.withLock { $0.pending.removeValue(forKey: id) }?.continuation.resume(returning: reply)
+    }
+
+    func fail(_ id: UInt64, _ error: LinkError) {
+        state.withLock { $0.pending.removeValue(forKey: id) }?.continuation.resume(throwing: error)
+    }
+
+    func expire() {
         let now = ContinuousClock.now
         let expired = state.withLock { s in
             let ids = s.pending.filter { $0.value.deadline <= now }.map(\.key)
@@ -84,12 +130,64 @@ public final class AgentLinkClient: Sendable {
         for waiter in expired { waiter.continuation.resume(throwing: LinkError("the function did not answer in time")) }
     }
 
-    private func end(_ reason: String) {
-        let waiters = state.withLock { s in
+    /// Fails every waiting call and every later one with `reason` (the first reason given stays).
+    func end(_ reason: String) {
+        let (waiters, final) = state.withLock { s in
             if s.ended == nil { s.ended = reason }
             defer { s.pending.removeAll() }
-            return Array(s.pending.values)
+            return (Array(s.pending.values), s.ended ?? reason)
         }
-        for waiter in waiters { waiter.continuation.resume(throwing: LinkError(reason)) }
+        for waiter in waiters { waiter.continuation.resume(throwing: LinkError(final)) }
+    }
+}
+
+/// Cuts the link's byte stream into frames.
+struct LinkFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = LinkFrame
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        // The 4-byte length comes first; a frame is copied out only once it is whole.
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        let total = 4 + Int(length)
+        if buffer.readableBytes < total {
+            // An impossible length is refused now, not after waiting for gigabytes.
+            _ = try LinkFrame.decode(Array(buffer.readableBytesView.prefix(4))[...])
+            return .needMoreData
+        }
+        let bytes = buffer.readBytes(length: total) ?? []
+        guard let (frame, _) = try LinkFrame.decode(bytes[...]) else {
+            throw LinkFrame.MalformedFrame(description: "a frame shorter than its length")
+        }
+        context.fireChannelRead(wrapInboundOut(frame))
+        return .continue
+    }
+
+    mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        return .needMoreData
+    }
+}
+
+/// Hands each result to its caller; a malformed stream ends the link.
+final class LinkResultHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = LinkFrame
+    private let calls: PendingCalls
+
+    init(calls: PendingCalls) {
+        self.calls = calls
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .result(let id, let ok, let elapsed, let body) = unwrapInboundIn(data) else { return }
+        calls.resolve(id, AgentLinkClient.Reply(ok: ok, elapsedNanos: elapsed, body: body))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let reason =
+            error is LinkFrame.MalformedFrame ? "malformed link data: \(error)" : "the agent link failed: \(error)"
+        calls.end("the agent link closed: \(reason)")
+        context.close(promise: nil)
     }
 }

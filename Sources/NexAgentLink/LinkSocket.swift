@@ -1,9 +1,10 @@
 import CNexSpawn
 import Foundation
 
-/// One end of a node↔agent link: a Unix stream socket, read on a thread of its own and written without
-/// blocking the caller. Senders are event loops (the node answers triggers there), so a send tries a
-/// non-blocking write first and leaves what did not fit to a writer thread, in order.
+/// The agent's end of its link to the node: a Unix stream socket read by the agent's worker threads (see
+/// ``AgentLinkServer``) and written without blocking them for long: a send tries a non-blocking write first
+/// and leaves what did not fit to a writer thread, in order. (The node's end lives on an event loop, in
+/// ``AgentLinkClient``.)
 public final class LinkSocket: @unchecked Sendable {
     // @unchecked: every mutable field below is guarded by `condition`.
     private let fd: Int32
@@ -20,14 +21,15 @@ public final class LinkSocket: @unchecked Sendable {
         self.fd = fd
     }
 
-    /// A connected pair: this process's end, and the descriptor to hand to a child as one of its descriptors
-    /// (close-on-exec here; the spawn gives the child its own copy, after which the caller closes this one).
-    public static func pair() throws -> (LinkSocket, childEnd: Int32) {
+    /// A connected pair of stream sockets, both close-on-exec: the node's end (for
+    /// ``AgentLinkClient/start(descriptor:on:)``) and the descriptor to hand to the agent (the spawn gives the
+    /// child its own copy, after which the caller closes this one).
+    public static func socketPair() throws -> (nodeEnd: Int32, agentEnd: Int32) {
         var fds: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
             throw LinkError("socketpair: \(String(cString: strerror(errno)))")
         }
-        return (LinkSocket(fd: fds[0]), fds[1])
+        return (fds[0], fds[1])
     }
 
     /// Queues `frame`; false when the link is closed. Never blocks for longer than a non-blocking write.
@@ -105,48 +107,12 @@ public final class LinkSocket: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Reads frames on a thread of its own until the link ends: `onFrame` for each (on that thread),
-    /// `onTick` about every `tick` (for deadlines), then `onEnd` with the reason. The descriptor is closed then.
-    public func startReading(
-        name: String, tick: Duration = .seconds(1), onFrame: @escaping @Sendable (LinkFrame) -> Void,
-        onTick: @escaping @Sendable () -> Void = {}, onEnd: @escaping @Sendable (String) -> Void
-    ) {
-        claimReading()
-        let thread = Thread { [self] in
-            nex_set_thread_name(name)
-            let reason = readFrames(tick: tick, onFrame: onFrame, onTick: onTick)
-            finish()
-            onEnd(reason)
-        }
-        thread.name = name
-        thread.start()
-    }
-
     /// Says that frames will be read (with ``nextFrame(_:timeout:)``), so that ``close()`` leaves closing the
     /// descriptor to the reader's ``finish()``.
     func claimReading() {
         condition.lock()
         readerStarted = true
         condition.unlock()
-    }
-
-    private func readFrames(
-        tick: Duration, onFrame: (LinkFrame) -> Void, onTick: () -> Void
-    ) -> String {
-        var lastTick = ContinuousClock.now
-        var buffer = FrameBuffer()
-        while true {
-            let outcome = nextFrame(&buffer, timeout: tick)
-            if ContinuousClock.now - lastTick >= tick {
-                lastTick = .now
-                onTick()
-            }
-            switch outcome {
-            case .frame(let frame): onFrame(frame)
-            case .timedOut: continue
-            case .ended(let reason): return reason
-            }
-        }
     }
 
     /// Bytes read from the link and not yet decoded, kept between calls to ``nextFrame(_:timeout:)``.

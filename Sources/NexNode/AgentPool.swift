@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import NUID
 import NexAgentLink
 import NexModels
@@ -38,6 +39,8 @@ actor AgentPool {
         var handshakeTimeout: Duration
         var memoryMiB: Int
         var vcpuCount: Int
+        /// Where the node's ends of the agent links are read: the loop of the connection triggers arrive on.
+        var linkEventLoop: any EventLoop
     }
 
     let settings: Settings
@@ -177,8 +180,14 @@ actor AgentPool {
                 launching.remove(id)
                 earlyHellos[id] = nil
             }
-            let (socket, agentEnd) = try LinkSocket.pair()
-            let agentLink = AgentLinkClient.start(socket)
+            let (nodeEnd, agentEnd) = try LinkSocket.socketPair()
+            let agentLink: AgentLinkClient
+            do {
+                agentLink = try await AgentLinkClient.start(descriptor: nodeEnd, on: settings.linkEventLoop)
+            } catch {
+                Foundation.close(agentEnd)
+                throw error
+            }
             link = agentLink
             let spec = AgentLaunchSpec(
                 agentID: id, agentExecutable: settings.agentExecutable, natsURL: internalNATS.server.url,

@@ -103,7 +103,8 @@ struct NodeRuntime: Sendable {
         let settings = AgentPool.Settings(
             size: config.machinePoolSize, agentExecutable: agent, directory: home + "/agents", nodeID: node.nodeID,
             handshakeTimeout: .milliseconds(config.agentHandshakeTimeoutMs),
-            memoryMiB: config.machineTemplate.memsizeMib, vcpuCount: config.machineTemplate.vcpuCount)
+            memoryMiB: config.machineTemplate.memsizeMib, vcpuCount: config.machineTemplate.vcpuCount,
+            linkEventLoop: node.events.client.taskExecutor.eventLoop)
         let box = ManagerBox()
         let pool = AgentPool(
             settings: settings, driver: driver, internalNATS: internalNATS, logger: logger,

@@ -56,7 +56,8 @@ public final class WasmFunction: @unchecked Sendable {
         // The module's bytes are an ArrayBuffer until compiled; replies and stdin copies are small.
         engineLimits.arrayBufferBytes = max(bytes.count * 2, 16 << 20) + limits.maxReplyBytes * 2
         do {
-            engine = try JSFunction(source: source, data: module.bytes, limits: engineLimits, host: hostCall) { _, line in
+            engine = try JSFunction(source: source, data: module.bytes, limits: engineLimits, host: hostCall) {
+                _, line in
                 stderr(line)
             }
         } catch let error as JSError {

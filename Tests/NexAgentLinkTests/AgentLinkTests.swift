@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Testing
 
 @testable import NexAgentLink
@@ -55,14 +56,16 @@ import Testing
 }
 
 @Suite(.timeLimit(.minutes(1))) struct AgentLinkTests {
+    static let loop = MultiThreadedEventLoopGroup.singleton.next()
+
     /// A node end and an agent end over a real socketpair; the agent echoes with the subject appended.
     func withLink<T>(
         _ run: @escaping @Sendable (String, [UInt8], String?) -> AgentLinkServer.Outcome = { subject, payload, _ in
             (true, 42, payload + Array(subject.utf8))
         }, _ body: (AgentLinkClient) async throws -> T
     ) async throws -> T {
-        let (nodeEnd, agentFD) = try LinkSocket.pair()
-        let client = AgentLinkClient.start(nodeEnd)
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
         AgentLinkServer.serve(LinkSocket(fd: agentFD), run: run, onEnd: { _ in })
         defer { client.close() }
         return try await body(client)
@@ -88,8 +91,9 @@ import Testing
         }
     }
 
-    @Test func largePayloadsGoThroughTheWriterThread() async throws {
-        // Far more than a socket buffer: the non-blocking write leaves the rest to the writer thread.
+    @Test func largePayloadsCrossWhole() async throws {
+        // Far more than a socket buffer: the node's loop writes as the socket drains, and the agent's
+        // non-blocking write leaves the rest of each result to its writer thread.
         let big = [UInt8]((0..<(8 << 20)).map { UInt8(truncatingIfNeeded: $0) })
         try await withLink { client in
             async let a = client.trigger(subject: "a", payload: big, timeout: .seconds(20))
@@ -120,8 +124,8 @@ import Testing
     }
 
     @Test func aClosedAgentEndFailsWaitingAndLaterCalls() async throws {
-        let (nodeEnd, agentFD) = try LinkSocket.pair()
-        let client = AgentLinkClient.start(nodeEnd)
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
         let pending = Task { try await client.trigger(subject: "s", payload: [], timeout: .seconds(30)) }
         try await Task.sleep(for: .milliseconds(100))
         close(agentFD)  // the agent died
@@ -132,8 +136,8 @@ import Testing
     }
 
     @Test func garbageFromTheAgentEndsTheLink() async throws {
-        let (nodeEnd, agentFD) = try LinkSocket.pair()
-        let client = AgentLinkClient.start(nodeEnd)
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
         let pending = Task { try await client.trigger(subject: "s", payload: [], timeout: .seconds(30)) }
         let junk: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0, 0]
         _ = junk.withUnsafeBytes { write(agentFD, $0.baseAddress, $0.count) }

@@ -53,7 +53,8 @@ import Testing
         let prepared = try WasmModuleRewrite.prepare(module, limitBytes: 1 << 20)
         // The memory became a second import (the count is now 2), after env.missing; the rest is kept.
         let imports: [UInt8] =
-            [0x02, 0x03] + Array("env".utf8) + [0x07] + Array("missing".utf8) + [0x00, 0x00] + Self.nexMemoryImport(1, 16)
+            [0x02, 0x03] + Array("env".utf8) + [0x07] + Array("missing".utf8) + [0x00, 0x00]
+            + Self.nexMemoryImport(1, 16)
         #expect(
             prepared.bytes
                 == Array(module[0..<14]) + [0x02, UInt8(imports.count)] + imports

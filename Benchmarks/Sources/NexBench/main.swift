@@ -79,7 +79,7 @@ func measure(driver: String, rounds: Int) async throws -> Results {
         $0.machinePoolSize = poolSize
         $0.allowDuplicateWorkloads = true
         $0.noSandbox = driver == "none"
-        $0.sandbox = driver == "none" ? "auto" : driver
+        $0.sandbox = NodeConfiguration.SandboxKind(rawValue: driver) ?? .auto
         $0.machineTemplate.memsizeMib = 256
     }
     let nex = bench.nex
