@@ -2,6 +2,10 @@ import DequeModule
 import NATSProtocol
 import NIOCore
 
+#if os(Linux)
+    import Glibc
+#endif
+
 /// Everything the client shares between callers and its event loop, guarded by one `Mutex` in ``NATSClient``.
 struct ClientState {
     /// Counters for ``NATSClient/statistics``.
@@ -54,6 +58,14 @@ struct ClientState {
     var nextOutboxCapacity = 64 << 10
     /// When the outbox was last handed to the socket.
     var lastWrite = NIODeadline.uptimeNanoseconds(0)
+    /// A duplicate of the connection's TCP socket (plain TCP only; TLS goes through NIO). A lone request is
+    /// written to it from the caller's thread, saving the wake-up of the event loop, but only while NIO
+    /// holds none of our bytes (`writesInFlight == 0`) and the outbox is empty, so order is kept.
+    var directWriter: Int32?
+    /// Outbox writes handed to NIO and not yet completed.
+    var writesInFlight = 0
+    /// Frames written by callers through `directWriter` (for tests and profiling).
+    var directWrites = 0
     /// Publishers waiting for the outbox to shrink below the limit.
     var roomWaiters: [CheckedContinuation<Void, any Error>] = []
 
@@ -76,6 +88,40 @@ struct ClientState {
     }
 
     var isConnected: Bool { phase == .connected || phase == .draining }
+
+    /// Writes the outbox (one frame just queued) to the socket from the calling thread; true when all of it
+    /// went. Only while connected over plain TCP, with no flush pending, nothing of ours inside NIO, and the
+    /// last write long enough ago that this is a lone frame (a stream is left to the loop to batch). What a
+    /// full socket does not take stays in the outbox for the loop, in order.
+    mutating func writeDirectly() -> Bool {
+        guard let fd = directWriter, isConnected, !flushScheduled, writesInFlight == 0 else { return false }
+        let now = NIODeadline.now()
+        guard now - lastWrite >= Self.directWriteGap else { return false }
+        #if os(Linux)
+            let written = outbox.withUnsafeReadableBytes { bytes in
+                send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            }
+        #else
+            let written = 0  // only Linux transports make a direct writer
+        #endif
+        guard written > 0 else { return false }  // full, or failing: the loop writes it and sees why
+        lastWrite = now
+        outbox.moveReaderIndex(forwardBy: written)
+        guard outbox.readableBytes == 0 else { return false }
+        outbox.clear()
+        directWrites += 1
+        return true
+    }
+
+    /// Frames closer together than this are a stream: the event loop batches them (see `flushOutbox`).
+    static let directWriteGap = TimeAmount.microseconds(50)
+
+    /// Closes the duplicate socket (the connection it belonged to is gone).
+    mutating func closeDirectWriter() {
+        if let fd = directWriter { TransportConnection.closeDirectWriter(fd) }
+        directWriter = nil
+        writesInFlight = 0
+    }
 
     mutating func allocateWaiterID() -> Int {
         nextWaiterID += 1

@@ -90,6 +90,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         case (.connected, .pong):
             deliverFrames()
             client?.pongReceived()
+        case (.connected, .ping) where client != nil:
+            // Through the outbox, so it is ordered with what callers write (some write past NIO).
+            client?.queuePong()
         case (_, .ping):
             var pong = context.channel.allocator.buffer(capacity: 6)
             ClientOp.writePong(into: &pong)

@@ -33,9 +33,12 @@ extension NATSClient {
             }
         }
         let channel: any Channel
+        var directWriter: Int32?
         do {
-            channel = try await transport.connect(
+            let connection = try await transport.connect(
                 to: server, on: eventLoop, timeout: configuration.connectTimeout, initialize: initialize)
+            channel = connection.channel
+            directWriter = connection.directWriter
         } catch {
             let e = NATSError(.noServers, "cannot reach \(server): \(Self.describeConnectFailure(error))")
             infoPromise.fail(e)
@@ -49,10 +52,19 @@ extension NATSClient {
             channel.close(promise: nil)
         }
         defer { timeout.cancel() }
+        // Bytes written past NIO would bypass TLS: the duplicate socket is only for plain TCP.
+        if tlsFirst, let fd = directWriter {
+            TransportConnection.closeDirectWriter(fd)
+            directWriter = nil
+        }
         do {
             let info = try await infoPromise.futureResult.get()
             if !tlsFirst {
                 let needsTLS = server.requiresTLS || tls != nil || (info.tlsRequired ?? false)
+                if needsTLS, let fd = directWriter {
+                    TransportConnection.closeDirectWriter(fd)
+                    directWriter = nil
+                }
                 if needsTLS {
                     let context = try sslContext ?? TLS().makeContextMapped()
                     try await channel.eventLoop.submit {
@@ -73,8 +85,9 @@ extension NATSClient {
                 throw error
             }
             try await connectedPromise.futureResult.get()
-            try attach(channel: channel, server: server, info: info)
+            try attach(channel: channel, directWriter: directWriter, server: server, info: info)
         } catch {
+            if let fd = directWriter { TransportConnection.closeDirectWriter(fd) }
             channel.close(promise: nil)
             if let e = error as? NATSError { throw e }
             if isTLSError(error) { throw NATSError(.tlsFailure, "\(error)") }
@@ -83,10 +96,11 @@ extension NATSClient {
     }
 
     /// Makes `channel` the live connection: subscriptions are restored before anything queued is sent.
-    private func attach(channel: any Channel, server: ServerAddress, info: ServerInfo) throws {
+    private func attach(channel: any Channel, directWriter: Int32?, server: ServerAddress, info: ServerInfo) throws {
         let serversChanged = try state.withLock { s throws(NATSError) -> [String]? in
             guard s.phase != .closed else { throw NATSError(.connectionClosed, "closed while connecting") }
             s.channel = channel
+            s.directWriter = directWriter
             s.phase = .connected
             s.info = info
             s.currentServer = server
@@ -181,6 +195,7 @@ extension NATSClient {
             guard s.channel === channel, s.phase == .connected || s.phase == .draining else { return nil }
             let reason = s.disconnectReason?.description ?? "connection closed"
             s.channel = nil
+            s.closeDirectWriter()
             s.phase = s.phase == .draining ? .closed : .reconnecting
             s.flushScheduled = false
             return (s.dropSentPings(), reason)
@@ -258,7 +273,7 @@ extension NATSClient {
         var fresh = ByteBufferAllocator().buffer(capacity: state.withLock { $0.nextOutboxCapacity })
         let now = NIODeadline.now()
         enum Step {
-            case write(any Channel, [CheckedContinuation<Void, any Error>])
+            case write(any Channel, [CheckedContinuation<Void, any Error>], counted: Bool)
             case deferred(any Channel)
             case none
         }
@@ -283,12 +298,25 @@ extension NATSClient {
             swap(&fresh, &s.outbox)
             s.nextOutboxCapacity = min(max(fresh.readableBytes * 2, 4 << 10), 1 << 20)
             s.unsentPings = 0
+            // Counted while a direct writer exists: it may write only when NIO holds none of our bytes.
+            let counted = s.directWriter != nil
+            if counted { s.writesInFlight += 1 }
             defer { s.roomWaiters.removeAll() }
-            return .write(channel, s.roomWaiters)
+            return .write(channel, s.roomWaiters, counted: counted)
         }
         switch step {
-        case .write(let channel, let waiters):
-            channel.writeAndFlush(fresh, promise: nil)
+        case .write(let channel, let waiters, let counted):
+            if counted {
+                let written = channel.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenComplete { _ in
+                    self.state.withLock { s in
+                        if s.channel === channel { s.writesInFlight -= 1 }
+                    }
+                }
+                channel.writeAndFlush(fresh, promise: written)
+            } else {
+                channel.writeAndFlush(fresh, promise: nil)
+            }
             for w in waiters { w.resume() }
         case .deferred(let channel):
             channel.eventLoop.scheduleTask(in: Self.coalesceDelay) { self.flushOutbox() }
@@ -349,6 +377,15 @@ extension NATSClient {
             }
         }
         for sub in ended { sub.finish() }
+    }
+
+    /// Answers the server's PING. Runs on the event loop.
+    func queuePong() {
+        let flush = state.withLock { s -> Bool in
+            ClientOp.writePong(into: &s.outbox)
+            return s.scheduleFlushIfNeeded() != nil
+        }
+        if flush { flushOutbox() }
     }
 
     func pongReceived() {

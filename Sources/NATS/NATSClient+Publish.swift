@@ -88,8 +88,12 @@ extension NATSClient {
     }
 
     /// Validates and appends a publish to the outbox. The synchronous core of every publish and request.
+    ///
+    /// With `direct` (a request, whose caller waits for the answer), a frame that finds nothing else queued is
+    /// written from the caller's thread, sparing the event loop's wake-up; see ``ClientState/writeDirectly()``.
     func enqueuePublish(
-        _ payload: UnsafeRawBufferPointer, to subject: String, replyTo: String?, headers: NATSHeaders?
+        _ payload: UnsafeRawBufferPointer, to subject: String, replyTo: String?, headers: NATSHeaders?,
+        direct: Bool = false
     ) throws(NATSError) -> PublishOutcome {
         guard SubjectValidation.isValidPublishSubject(subject) else {
             throw NATSError(.invalidSubject, "not a valid subject to publish to", subject: subject)
@@ -126,10 +130,12 @@ extension NATSClient {
                     throw NATSError(.headersNotSupported, "the server does not support headers", subject: subject)
                 }
             }
+            let wasEmpty = s.outbox.readableBytes == 0
             ClientOp.writePublish(
                 subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &s.outbox)
             s.statistics.outMessages += 1
             s.statistics.outBytes += payload.count
+            if direct, wasEmpty, s.writeDirectly() { return .queued }
             let flushOn = s.scheduleFlushIfNeeded()
             if s.isConnected, s.outbox.readableBytes > limit { return .waitForRoom(flushOn) }
             if let flushOn { return .flushOn(flushOn) }

@@ -27,10 +27,11 @@ extension NATSClient {
                     outcome =
                         try payload.withContiguousStorageIfAvailable {
                             try enqueuePublish(
-                                UnsafeRawBufferPointer($0), to: subject, replyTo: replyTo, headers: headers)
+                                UnsafeRawBufferPointer($0), to: subject, replyTo: replyTo, headers: headers,
+                                direct: true)
                         }
                         ?? Array(payload).withUnsafeBytes {
-                            try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers)
+                            try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers, direct: true)
                         }
                 } catch {
                     mux.fail(token, error)

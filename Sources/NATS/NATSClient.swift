@@ -151,6 +151,7 @@ public final class NATSClient: Sendable {
             s.finalized = true
             s.phase = .closed
             s.channel = nil
+            s.closeDirectWriter()
             let subs = s.subscriptions.values.map(\.target)
             s.subscriptions.removeAll()
             defer { s.pongWaiters.removeAll() }

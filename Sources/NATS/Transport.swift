@@ -3,26 +3,63 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
+#if os(Linux)
+    import Glibc
+#endif
+
 /// Opens the byte stream to a server. Production uses TCP; unit tests substitute in-memory channels.
 protocol Transport: Sendable {
     /// Connects to `server` on `eventLoop`, running `initialize` to set up the pipeline.
     func connect(
         to server: ServerAddress, on eventLoop: any EventLoop, timeout: Duration,
         initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
-    ) async throws -> any Channel
+    ) async throws -> TransportConnection
 }
 
-/// TCP with Nagle off: NATS batches writes itself.
+/// What a transport opened.
+struct TransportConnection {
+    var channel: any Channel
+    /// A duplicate of the channel's socket, owned by the client from here on, for a lone request written
+    /// from the caller's thread (see `ClientState.directWriter`); nil when the transport has none.
+    var directWriter: Int32?
+
+    /// Closes a ``directWriter`` that will not be used.
+    static func closeDirectWriter(_ fd: Int32) {
+        #if os(Linux)
+            _ = Glibc.close(fd)
+        #endif
+    }
+}
+
+/// TCP with Nagle off: NATS batches writes itself. The socket is connected here and then handed to NIO, so
+/// that the client can keep a duplicate of it to write to directly.
 struct TCPTransport: Transport {
     func connect(
         to server: ServerAddress, on eventLoop: any EventLoop, timeout: Duration,
         initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
-    ) async throws -> any Channel {
-        try await ClientBootstrap(group: eventLoop)
-            .connectTimeout(timeout.timeAmount)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer(initialize)
-            .connect(host: server.host, port: server.port).get()
+    ) async throws -> TransportConnection {
+        #if os(Linux)
+            let socket = try await NIOThreadPool.singleton.runIfActive {
+                try TCPConnector.connect(host: server.host, port: server.port, timeout: timeout)
+            }
+            let duplicate = fcntl(socket, F_DUPFD_CLOEXEC, 0)
+            do {
+                let channel = try await ClientBootstrap(group: eventLoop)
+                    .channelInitializer(initialize)
+                    .withConnectedSocket(socket).get()
+                return TransportConnection(channel: channel, directWriter: duplicate >= 0 ? duplicate : nil)
+            } catch {
+                if duplicate >= 0 { close(duplicate) }
+                throw error
+            }
+        #else
+            let channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(timeout.timeAmount)
+                .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                .channelInitializer(initialize)
+                .connect(host: server.host, port: server.port).get()
+            return TransportConnection(channel: channel, directWriter: nil)
+        #endif
     }
 }
 
@@ -38,7 +75,7 @@ final class DescriptorTransport: Transport {
     func connect(
         to server: ServerAddress, on eventLoop: any EventLoop, timeout: Duration,
         initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
-    ) async throws -> any Channel {
+    ) async throws -> TransportConnection {
         guard
             let fd = descriptor.withLock({ d in
                 defer { d = nil }
@@ -47,8 +84,9 @@ final class DescriptorTransport: Transport {
         else {
             throw NATSError(.connectionClosed, "the connected socket was used and has closed")
         }
-        return try await ClientBootstrap(group: eventLoop)
+        let channel = try await ClientBootstrap(group: eventLoop)
             .channelInitializer(initialize)
             .withConnectedSocket(fd).get()
+        return TransportConnection(channel: channel, directWriter: nil)
     }
 }

@@ -136,14 +136,13 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
         }
         for type in config.workloadTypes where type.isFunction {
             switch (type, agentFiles) {
-            case (.v8, .success(let files)):
+            case (.v8, .success(let files)), (.wasm, .success(let files)):
+                // WebAssembly runs in V8 too.
                 let libnode = files.first { $0.contains("libnode") }
                 items.append(
                     Item(
-                        name: "v8 workloads", ok: libnode != nil,
+                        name: "\(type) workloads", ok: libnode != nil,
                         detail: libnode.map { "V8 from \($0)" } ?? "nex-agent was built without V8 (libnode)"))
-            case (.wasm, .success):
-                items.append(Item(name: "wasm workloads", ok: true, detail: "WasmKit, built into nex-agent"))
             case (_, .failure(let error)):
                 items.append(Item(name: "\(type) workloads", ok: false, detail: "nex-agent cannot start: \(error)"))
             case (.native, .success):

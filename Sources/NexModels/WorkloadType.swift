@@ -4,7 +4,7 @@ public enum WorkloadType: String, Codable, Sendable, CaseIterable, CustomStringC
     case native
     /// A JavaScript function, run in V8.
     case v8
-    /// A WebAssembly (WASI preview1) function, run in WasmKit.
+    /// A WebAssembly (WASI preview1) function, run in V8.
     case wasm
 
     public var description: String { rawValue }

@@ -1,7 +1,8 @@
 import Foundation
-import NATS
 import NATSTestSupport
 import Testing
+
+@testable import NATS
 
 @Suite(.timeLimit(.minutes(1))) struct TLSTests {
     static let certs = Task { try await TestCertificates.generate() }
@@ -28,6 +29,11 @@ import Testing
                 let sub = try await client.subscribe(to: "secure")
                 try await client.publish("over tls", to: "secure")
                 #expect(try await sub.collect(1).first?.string == "over tls")
+                // Requests go through NIO (and TLS): no socket is kept to write past it.
+                try await client.subscribe(to: "svc") { m in try await m.respond(m.bytes, using: client) }
+                try await client.flush()
+                #expect(try await client.request("sealed", to: "svc").string == "sealed")
+                #expect(client.state.withLock { $0.directWriter } == nil)
             }
             // tls:// in the URL also asks for TLS.
             try await withClient(["tls://localhost:\(server.port)"], configure: { $0.tls = .init(caFile: c.caFile) }) {

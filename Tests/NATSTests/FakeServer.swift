@@ -32,13 +32,13 @@ final class FakeServer: Transport, Sendable {
     func connect(
         to server: ServerAddress, on eventLoop: any EventLoop, timeout: Duration,
         initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
-    ) async throws -> any Channel {
+    ) async throws -> TransportConnection {
         if refuse.load(ordering: .relaxed) { throw NATSError(.noServers, "refused") }
         let channel = NIOAsyncTestingChannel(loop: loop)
         try await loop.executeInContext { _ = initialize(channel) }
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 4222)).get()
         yield.yield(channel)
-        return channel
+        return TransportConnection(channel: channel, directWriter: nil)
     }
 
     /// Makes new connection attempts fail.

@@ -1,0 +1,77 @@
+#if os(Linux)
+    import Glibc
+
+    /// Resolves a host and connects a TCP socket to it, blocking: run it on a thread pool. Each address the
+    /// resolver gives is tried in turn within the one timeout; the socket comes back connected, non-blocking,
+    /// close-on-exec and with Nagle off.
+    enum TCPConnector {
+        /// Why no address could be connected: the last failure, as the system says it.
+        struct Failure: Error, CustomStringConvertible {
+            var description: String
+        }
+
+        static func connect(host: String, port: Int, timeout: Duration) throws(Failure) -> Int32 {
+            var hints = addrinfo()
+            hints.ai_family = AF_UNSPEC
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_protocol = Int32(IPPROTO_TCP)
+            var list: UnsafeMutablePointer<addrinfo>?
+            let resolved = getaddrinfo(host, String(port), &hints, &list)
+            guard resolved == 0, let first = list else {
+                throw Failure(description: "cannot resolve \(host): \(String(cString: gai_strerror(resolved)))")
+            }
+            defer { freeaddrinfo(list) }
+            let deadline = ContinuousClock.now + timeout
+            var failure = Failure(description: "no address for \(host)")
+            var entry: UnsafeMutablePointer<addrinfo>? = first
+            while let address = entry?.pointee {
+                entry = address.ai_next
+                do {
+                    return try connect(address, deadline: deadline)
+                } catch {
+                    failure = error
+                    if error.description == timedOut { break }
+                }
+            }
+            throw failure
+        }
+
+        private static let timedOut = "Connection timed out"
+
+        private static func connect(_ address: addrinfo, deadline: ContinuousClock.Instant) throws(Failure) -> Int32 {
+            let fd = socket(
+                address.ai_family,
+                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            guard fd >= 0 else { throw Failure(description: systemError()) }
+            var connected = false
+            defer { if !connected { close(fd) } }
+            if Glibc.connect(fd, address.ai_addr, address.ai_addrlen) != 0 {
+                guard errno == EINPROGRESS else { throw Failure(description: systemError()) }
+                while true {
+                    let left = deadline - .now
+                    guard left > .zero else { throw Failure(description: timedOut) }
+                    var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                    let (seconds, attoseconds) = left.components
+                    let millis = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+                    let ready = poll(&pfd, 1, millis)
+                    if ready < 0, errno == EINTR { continue }
+                    guard ready >= 0 else { throw Failure(description: systemError()) }
+                    if ready == 0 { continue }  // the loop checks the deadline
+                    break
+                }
+                var error: Int32 = 0
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 else {
+                    throw Failure(description: systemError())
+                }
+                guard error == 0 else { throw Failure(description: String(cString: strerror(error))) }
+            }
+            var on: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+            connected = true
+            return fd
+        }
+
+        private static func systemError() -> String { String(cString: strerror(errno)) }
+    }
+#endif
