@@ -2,7 +2,7 @@
 # Deploy benchmark of a Nex node, without a sandbox, in the namespace sandbox and in the vm sandbox, side by
 # side: deploy → accepted, deploy → first answer, warm-pool refill (for vm: restore from the snapshot), memory
 # of an idle sandbox, idle workloads per GiB. The vm driver's kernel and rootfs go to $NEX_HOME/vm (~/.nex/vm).
-#   scripts/bench-nex.sh [ROUNDS]
+#   scripts/bench-nex.sh [ROUNDS]        (NEX_BENCH_VM=0 leaves the vm driver out)
 # The artifacts are static (the sandbox requires it): the example echo service built by
 # examples/echoservice/build.sh (release, -static-executable; a few minutes the first time) and a small C
 # program that waits.

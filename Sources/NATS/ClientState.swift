@@ -1,6 +1,7 @@
 import DequeModule
 import NATSProtocol
 import NIOCore
+import Synchronization
 
 #if os(Linux)
     import Glibc
@@ -60,10 +61,11 @@ struct ClientState {
     var lastWrite = NIODeadline.uptimeNanoseconds(0)
     /// A duplicate of the connection's TCP socket (plain TCP only; TLS goes through NIO). A lone request is
     /// written to it from the caller's thread, saving the wake-up of the event loop, but only while NIO
-    /// holds none of our bytes (`writesInFlight == 0`) and the outbox is empty, so order is kept.
+    /// holds none of our bytes (`nioWrites` is zero) and the outbox is empty, so order is kept.
     var directWriter: Int32?
-    /// Outbox writes handed to NIO and not yet completed.
-    var writesInFlight = 0
+    /// Outbox writes of the current connection handed to NIO and not yet completed (only with a direct
+    /// writer). Completions decrement it without taking the state lock.
+    var nioWrites: PendingWrites?
     /// Frames written by callers through `directWriter` (for tests and profiling).
     var directWrites = 0
     /// Publishers waiting for the outbox to shrink below the limit.
@@ -90,11 +92,15 @@ struct ClientState {
     var isConnected: Bool { phase == .connected || phase == .draining }
 
     /// Writes the outbox (one frame just queued) to the socket from the calling thread; true when all of it
-    /// went. Only while connected over plain TCP, with no flush pending, nothing of ours inside NIO, and the
+    /// went. The client's lock is held across the `send` (microseconds on an idle socket), which is why only
+    /// a lone frame takes this path. Only while connected over plain TCP, with no flush pending, nothing of ours inside NIO, and the
     /// last write long enough ago that this is a lone frame (a stream is left to the loop to batch). What a
     /// full socket does not take stays in the outbox for the loop, in order.
     mutating func writeDirectly() -> Bool {
-        guard let fd = directWriter, isConnected, !flushScheduled, writesInFlight == 0 else { return false }
+        // An inactive channel was closed by NIO (the duplicate keeps the socket open): let the loop see it.
+        guard let fd = directWriter, isConnected, !flushScheduled, channel?.isActive == true,
+            nioWrites?.count.load(ordering: .acquiring) == 0
+        else { return false }
         let now = NIODeadline.now()
         guard now - lastWrite >= Self.directWriteGap else { return false }
         #if os(Linux)
@@ -105,9 +111,9 @@ struct ClientState {
             let written = 0  // only Linux transports make a direct writer
         #endif
         guard written > 0 else { return false }  // full, or failing: the loop writes it and sees why
-        lastWrite = now
         outbox.moveReaderIndex(forwardBy: written)
-        guard outbox.readableBytes == 0 else { return false }
+        guard outbox.readableBytes == 0 else { return false }  // the rest goes at once (no coalescing wait)
+        lastWrite = now
         outbox.clear()
         directWrites += 1
         return true
@@ -120,7 +126,7 @@ struct ClientState {
     mutating func closeDirectWriter() {
         if let fd = directWriter { TransportConnection.closeDirectWriter(fd) }
         directWriter = nil
-        writesInFlight = 0
+        nioWrites = nil
     }
 
     mutating func allocateWaiterID() -> Int {
@@ -161,4 +167,10 @@ struct ClientState {
         fresh.writeBuffer(&outbox)
         outbox = fresh
     }
+}
+
+/// A count of writes inside NIO, one per connection (a late completion of an old connection's write
+/// counts down its own counter, never the next connection's).
+final class PendingWrites: Sendable {
+    let count = Atomic<Int>(0)
 }

@@ -101,6 +101,7 @@ extension NATSClient {
             guard s.phase != .closed else { throw NATSError(.connectionClosed, "closed while connecting") }
             s.channel = channel
             s.directWriter = directWriter
+            s.nioWrites = directWriter == nil ? nil : PendingWrites()
             s.phase = .connected
             s.info = info
             s.currentServer = server
@@ -273,7 +274,7 @@ extension NATSClient {
         var fresh = ByteBufferAllocator().buffer(capacity: state.withLock { $0.nextOutboxCapacity })
         let now = NIODeadline.now()
         enum Step {
-            case write(any Channel, [CheckedContinuation<Void, any Error>], counted: Bool)
+            case write(any Channel, [CheckedContinuation<Void, any Error>], counted: PendingWrites?)
             case deferred(any Channel)
             case none
         }
@@ -299,20 +300,16 @@ extension NATSClient {
             s.nextOutboxCapacity = min(max(fresh.readableBytes * 2, 4 << 10), 1 << 20)
             s.unsentPings = 0
             // Counted while a direct writer exists: it may write only when NIO holds none of our bytes.
-            let counted = s.directWriter != nil
-            if counted { s.writesInFlight += 1 }
+            let counted = s.nioWrites
+            counted?.count.add(1, ordering: .relaxed)
             defer { s.roomWaiters.removeAll() }
             return .write(channel, s.roomWaiters, counted: counted)
         }
         switch step {
         case .write(let channel, let waiters, let counted):
-            if counted {
+            if let counted {
                 let written = channel.eventLoop.makePromise(of: Void.self)
-                written.futureResult.whenComplete { _ in
-                    self.state.withLock { s in
-                        if s.channel === channel { s.writesInFlight -= 1 }
-                    }
-                }
+                written.futureResult.whenComplete { _ in counted.count.subtract(1, ordering: .releasing) }
                 channel.writeAndFlush(fresh, promise: written)
             } else {
                 channel.writeAndFlush(fresh, promise: nil)

@@ -1,9 +1,10 @@
 #if os(Linux)
     import Glibc
 
-    /// Resolves a host and connects a TCP socket to it, blocking: run it on a thread pool. Each address the
-    /// resolver gives is tried in turn within the one timeout; the socket comes back connected, non-blocking,
-    /// close-on-exec and with Nagle off.
+    /// Resolves a host and connects a TCP socket to it, blocking: run it on a thread pool. The addresses the
+    /// resolver gives are tried in turn, each with an equal share of the time left (so an unreachable first
+    /// address, often IPv6, cannot use up the whole timeout); the socket comes back connected, non-blocking,
+    /// close-on-exec and with Nagle off. Name resolution itself is not bounded by the timeout.
     enum TCPConnector {
         /// Why no address could be connected: the last failure, as the system says it.
         struct Failure: Error, CustomStringConvertible {
@@ -11,6 +12,7 @@
         }
 
         static func connect(host: String, port: Int, timeout: Duration) throws(Failure) -> Int32 {
+            let deadline = ContinuousClock.now + timeout
             var hints = addrinfo()
             hints.ai_family = AF_UNSPEC
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -21,22 +23,28 @@
                 throw Failure(description: "cannot resolve \(host): \(String(cString: gai_strerror(resolved)))")
             }
             defer { freeaddrinfo(list) }
-            let deadline = ContinuousClock.now + timeout
-            var failure = Failure(description: "no address for \(host)")
+            var addresses: [addrinfo] = []
             var entry: UnsafeMutablePointer<addrinfo>? = first
             while let address = entry?.pointee {
+                addresses.append(address)
                 entry = address.ai_next
+            }
+            var failure = Failure(description: "no address for \(host)")
+            for (index, address) in addresses.enumerated() {
+                let left = deadline - .now
+                guard left > .zero else {
+                    failure = Failure(description: "Connection timed out")
+                    break
+                }
+                let share = left / (addresses.count - index)
                 do {
-                    return try connect(address, deadline: deadline)
+                    return try connect(address, deadline: .now + share)
                 } catch {
                     failure = error
-                    if error.description == timedOut { break }
                 }
             }
             throw failure
         }
-
-        private static let timedOut = "Connection timed out"
 
         private static func connect(_ address: addrinfo, deadline: ContinuousClock.Instant) throws(Failure) -> Int32 {
             let fd = socket(
@@ -49,7 +57,7 @@
                 guard errno == EINPROGRESS else { throw Failure(description: systemError()) }
                 while true {
                     let left = deadline - .now
-                    guard left > .zero else { throw Failure(description: timedOut) }
+                    guard left > .zero else { throw Failure(description: "Connection timed out") }
                     var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                     let (seconds, attoseconds) = left.components
                     let millis = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)

@@ -49,6 +49,8 @@ struct TCPTransport: Transport {
                     .withConnectedSocket(socket).get()
                 return TransportConnection(channel: channel, directWriter: duplicate >= 0 ? duplicate : nil)
             } catch {
+                // `socket` is NIO's once the channel exists (it closed it); before that, only making it
+                // non-blocking can fail. It is not closed here: a leak beats closing a number reused since.
                 if duplicate >= 0 { close(duplicate) }
                 throw error
             }

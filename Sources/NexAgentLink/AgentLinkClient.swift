@@ -29,21 +29,24 @@ public final class AgentLinkClient: Sendable {
     }
 
     /// Takes ownership of `descriptor` (the node's end of a connected stream socket pair) and reads results
-    /// from it on `eventLoop`.
+    /// from it on `eventLoop`. The socket becomes a NIO socket channel as it is (no duplicate descriptor that
+    /// a child process could inherit).
     public static func start(descriptor: Int32, on eventLoop: any EventLoop) async throws -> AgentLinkClient {
         let calls = PendingCalls()
         let channel: any Channel
         do {
-            channel = try await NIOPipeBootstrap(group: eventLoop)
+            channel = try await ClientBootstrap(group: eventLoop)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers(
                             ByteToMessageHandler(LinkFrameDecoder()), LinkResultHandler(calls: calls))
                     }
                 }
-                .takingOwnershipOfDescriptor(inputOutput: descriptor)
+                .withConnectedSocket(descriptor)
                 .get()
         } catch {
+            // Not closed here: past the channel's creation NIO has closed it already, and creation fails only
+            // if a fresh socket cannot be made non-blocking. A leak beats closing a number reused since.
             throw LinkError("the agent link could not be opened: \(error)")
         }
         // Deadlines are checked about once a second: a function's timeout is far longer than that.

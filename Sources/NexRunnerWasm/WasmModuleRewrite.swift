@@ -39,6 +39,12 @@ enum WasmModuleRewrite {
             let size = Int(try reader.leb128())
             sections.append((id, try reader.take(size)))
         }
+        if let imports = sections.first(where: { $0.id == importSection }),
+            let memory = try importedMemoryName(imports.body)
+        {
+            // An outside memory would escape both the cap and the fresh memory per trigger.
+            throw WasmError("the module imports a memory (\(memory)); a Nex function must define its own")
+        }
         var hoisted: MemoryLimits?
         if let index = sections.firstIndex(where: { $0.id == memorySection }) {
             let memories = try cappedMemories(sections[index].body, limitPages: limitPages)
@@ -78,7 +84,7 @@ enum WasmModuleRewrite {
             let maximum = flags == 1 ? try reader.leb128() : limitPages
             guard minimum <= limitPages else {
                 throw WasmError(
-                    "the module needs \(Int(minimum) * pageBytes >> 20) MiB of memory to start; the limit is "
+                    "the module needs \((Int(minimum) * pageBytes + (1 << 20) - 1) >> 20) MiB of memory to start; the limit is "
                         + "\(Int(limitPages) * pageBytes >> 20) MiB (function_limits.memory_mib)")
             }
             memories.append(MemoryLimits(minimumPages: minimum, maximumPages: min(maximum, limitPages)))
@@ -87,8 +93,31 @@ enum WasmModuleRewrite {
         return memories
     }
 
+    /// The `module.name` of the first memory the import section brings in, if any.
+    private static func importedMemoryName(_ body: [UInt8]) throws(WasmError) -> String? {
+        var reader = Reader(bytes: body, offset: 0)
+        let count = try reader.leb128()
+        for _ in 0..<count {
+            let module = try reader.name()
+            let name = try reader.name()
+            switch try reader.byte() {
+            case 0x00: _ = try reader.leb128()  // a function: its type
+            case 0x01:  // a table: element type, limits
+                _ = try reader.byte()
+                try reader.skipLimits()
+            case 0x02: return "\(module).\(name)"
+            case 0x03: _ = try reader.take(2)  // a global: value type, mutability
+            case 0x04:  // a tag: attribute, type
+                _ = try reader.byte()
+                _ = try reader.leb128()
+            default: throw WasmError("the module's import section is malformed")
+            }
+        }
+        return nil
+    }
+
     /// Appends `nex.memory` to the imports. Memories are indexed imports first, and the module imports none
-    /// of its own (the runtime refuses memory imports), so the hoisted memory keeps index 0; function,
+    /// of its own (refused above), so the hoisted memory keeps index 0; function,
     /// table and global indices do not change because the new import is a memory.
     private static func addMemoryImport(
         _ memory: MemoryLimits, to sections: inout [(id: UInt8, body: [UInt8])]
@@ -145,6 +174,18 @@ enum WasmModuleRewrite {
             guard count <= bytes.count - offset else { throw WasmError("the module is truncated") }
             defer { offset += count }
             return Array(bytes[offset..<offset + count])
+        }
+
+        /// A length-prefixed UTF-8 name (lossy: it is only shown in messages).
+        mutating func name() throws(WasmError) -> String {
+            String(decoding: try take(Int(try leb128())), as: UTF8.self)
+        }
+
+        /// Table or memory limits: flags, minimum, and a maximum when flag bit 0 is set.
+        mutating func skipLimits() throws(WasmError) {
+            let flags = try byte()
+            _ = try leb128()
+            if flags & 1 == 1 { _ = try leb128() }
         }
 
         /// An unsigned LEB128 of at most 32 bits, as the binary format's u32.

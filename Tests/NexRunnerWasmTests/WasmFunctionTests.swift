@@ -97,6 +97,14 @@ import Testing
         #expect(throws: WasmError.self) { try prepare([0x05, 0x03, 0x01, 0x00, 0x28]) }  // needs 2.5 MiB
         #expect(throws: WasmError.self) { try prepare([0x05, 0x09, 0x01]) }  // truncated section
         #expect(throws: WasmError.self) { try prepare([0x05, 0x04, 0x01, 0x03, 0x01, 0x02]) }  // shared memory
+        // A memory from outside (env.memory, min 0 max 1) would escape the cap and the fresh memory per trigger.
+        let importsMemory: [UInt8] = [0x02, 0x10, 0x01, 0x03] + Array("env".utf8) + [0x06] + Array("memory".utf8)
+        do {
+            _ = try prepare(importsMemory + [0x02, 0x01, 0x00, 0x01])
+            Issue.record("a module importing its memory was accepted")
+        } catch {
+            #expect("\(error)".contains("env.memory"), "\(error)")
+        }
         #expect(throws: WasmError.self) { try WasmModuleRewrite.prepare(Array("\0asm".utf8), limitBytes: 1 << 20) }
     }
 

@@ -76,8 +76,9 @@ public struct BenchNode: Sendable {
     }
 }
 
-/// The value at fraction `p` (0…1) of `values`, sorted.
+/// The `p` (0…1) quantile of `values` (nearest rank); NaN when there are none (a column that was not measured).
 public func percentile(_ values: [Double], _ p: Double) -> Double {
+    guard !values.isEmpty else { return .nan }
     let sorted = values.sorted()
     return sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p + 0.5))]
 }

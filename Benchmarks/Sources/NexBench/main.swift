@@ -6,7 +6,8 @@
 //  - memory of an idle sandbox (a warm agent) and idle workloads per GiB (proportional set size of
 //    everything the sandbox runs; for a VM, the QEMU process).
 // The vm driver's kernel and root filesystem come from $NEX_HOME/vm (fetched and built on first use).
-// Usage: nex-bench AGENT ECHO IDLE [ROUNDS]. Run through scripts/bench-nex.sh.
+// Usage: nex-bench AGENT ECHO IDLE [ROUNDS]. Run through scripts/bench-nex.sh. NEX_BENCH_VM=0 leaves the vm
+// column out (its first run builds a kernel and root filesystem).
 import BenchSupport
 import Foundation
 import NexNode
@@ -134,7 +135,9 @@ let none = try await measure(driver: "none", rounds: rounds)
 let namespace = try await measure(driver: "namespace", rounds: rounds)
 // VMs are few per machine (each an emulated computer): fewer rounds.
 let vmRounds = max(rounds / 3, 5)
-let vm = try await measure(driver: "vm", rounds: vmRounds)
+let vm =
+    ProcessInfo.processInfo.environment["NEX_BENCH_VM"] == "0"
+    ? Results() : try await measure(driver: "vm", rounds: vmRounds)
 let echoSize = (try? FileManager.default.attributesOfItem(atPath: echoFile)[.size] as? Int) ?? 0
 
 print(

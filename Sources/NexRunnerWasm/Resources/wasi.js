@@ -246,9 +246,12 @@
     };
     let code = 0;
     try {
-      if (importsMemory) provided.nex.memory = memoryForInstance();
+      if (importsMemory) {
+        provided.nex.memory = memoryForInstance();
+        memory = provided.nex.memory;  // set before instantiation: a start function may call WASI
+      }
       const instance = new WebAssembly.Instance(module, provided);
-      memory = importsMemory ? provided.nex.memory : instance.exports.memory;
+      if (!importsMemory) memory = instance.exports.memory;
       instance.exports._start();
     } catch (e) {
       if (e instanceof Exit) {
