@@ -10,13 +10,20 @@ import Testing
     @Test func sequentialRequestsAreWrittenByTheCallerAndStayOrderedWithPublishes() async throws {
         try await withServerAndClient { server, client in
             #expect(client.state.withLock { $0.directWriter } != nil)
+            // The responder has a connection of its own: the requester's carries only its requests.
+            try await withClient([server.url]) { responder in
+                try await responder.subscribe(to: "svc.echo") { m in try await m.respond(m.bytes, using: responder) }
+                try await responder.flush()
+                for i in 0..<20 {
+                    #expect(try await client.request("r\(i)", to: "svc.echo").string == "r\(i)")
+                    // An idle connection is what a lone request finds (a stream within 50 µs is batched).
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+                // All but the first, which queued behind the inbox's SUB, were written by the caller.
+                #expect(client.state.withLock { $0.directWrites } >= 18)
+            }
             try await client.subscribe(to: "svc.echo") { m in try await m.respond(m.bytes, using: client) }
             try await client.flush()
-            for i in 0..<20 {
-                #expect(try await client.request("r\(i)", to: "svc.echo").string == "r\(i)")
-            }
-            // Every request but the first (which also arms the timeout on the loop) found an idle connection.
-            #expect(client.state.withLock { $0.directWrites } >= 10)
 
             // A numbered stream published by one task while another requests: a request written past the
             // loop must neither split a frame (the server would close the connection) nor reorder the stream.
