@@ -1,5 +1,5 @@
 // A test function for limits and failures: its trigger subject says what to do.
-//   *.loop  spins forever (stopped by the fuel limit)
+//   *.loop  spins forever (stopped by the CPU-time limit, cpu_ms)
 //   *.grow  allocates until memory runs out (stopped by the memory cap), then exits 2
 //   *.fail  writes to stderr and exits 3
 //   *.state counts its calls in a static and leaves a mark in zeroed memory: a new instance per trigger
