@@ -92,10 +92,10 @@ struct ClientState {
     var isConnected: Bool { phase == .connected || phase == .draining }
 
     /// Writes the outbox (one frame just queued) to the socket from the calling thread; true when all of it
-    /// went. The client's lock is held across the `send` (microseconds on an idle socket), which is why only
-    /// a lone frame takes this path. Only while connected over plain TCP, with no flush pending, nothing of ours inside NIO, and the
+    /// went. Only while connected over plain TCP, with no flush pending, nothing of ours inside NIO, and the
     /// last write long enough ago that this is a lone frame (a stream is left to the loop to batch). What a
-    /// full socket does not take stays in the outbox for the loop, in order.
+    /// full socket does not take stays in the outbox for the loop, in order. The client's lock is held
+    /// across the `send` (microseconds on an idle socket), which is another reason only a lone frame does.
     mutating func writeDirectly() -> Bool {
         // An inactive channel was closed by NIO (the duplicate keeps the socket open): let the loop see it.
         guard let fd = directWriter, isConnected, !flushScheduled, channel?.isActive == true,

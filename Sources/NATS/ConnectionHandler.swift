@@ -90,9 +90,15 @@ final class ConnectionHandler: ChannelInboundHandler {
         case (.connected, .pong):
             deliverFrames()
             client?.pongReceived()
-        case (.connected, .ping) where client != nil:
+        case (.connected, .ping):
             // Through the outbox, so it is ordered with what callers write (some write past NIO).
-            client?.queuePong()
+            if let client {
+                client.queuePong()
+                return
+            }
+            var pong = context.channel.allocator.buffer(capacity: 6)
+            ClientOp.writePong(into: &pong)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case (_, .ping):
             var pong = context.channel.allocator.buffer(capacity: 6)
             ClientOp.writePong(into: &pong)

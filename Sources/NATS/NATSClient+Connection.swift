@@ -52,26 +52,20 @@ extension NATSClient {
             channel.close(promise: nil)
         }
         defer { timeout.cancel() }
-        // Bytes written past NIO would bypass TLS: the duplicate socket is only for plain TCP.
-        if tlsFirst, let fd = directWriter {
-            TransportConnection.closeDirectWriter(fd)
-            directWriter = nil
-        }
         do {
             let info = try await infoPromise.futureResult.get()
-            if !tlsFirst {
-                let needsTLS = server.requiresTLS || tls != nil || (info.tlsRequired ?? false)
-                if needsTLS, let fd = directWriter {
-                    TransportConnection.closeDirectWriter(fd)
-                    directWriter = nil
-                }
-                if needsTLS {
-                    let context = try sslContext ?? TLS().makeContextMapped()
-                    try await channel.eventLoop.submit {
-                        try channel.pipeline.syncOperations.addHandler(
-                            NIOSSLClientHandler(context: context, serverHostname: hostname), position: .first)
-                    }.get()
-                }
+            let needsTLS = tlsFirst || server.requiresTLS || tls != nil || (info.tlsRequired ?? false)
+            // Bytes written past NIO would bypass TLS: the duplicate socket is only for plain TCP.
+            if needsTLS, let fd = directWriter {
+                TransportConnection.closeDirectWriter(fd)
+                directWriter = nil
+            }
+            if needsTLS, !tlsFirst {
+                let context = try sslContext ?? TLS().makeContextMapped()
+                try await channel.eventLoop.submit {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: context, serverHostname: hostname), position: .first)
+                }.get()
             }
             let connect = try makeConnectInfo(server: server, info: info)
             var hello = channel.allocator.buffer(capacity: 512)
