@@ -45,6 +45,11 @@ extension NATSClient {
         public var inboxPrefix = "_INBOX"
         /// Default timeout of ``NATSClient/request(_:to:headers:timeout:)``.
         public var requestTimeout: Duration = .seconds(5)
+        /// The longest a lone request's caller keeps its thread waiting for the reply before it parks (to be
+        /// woken by the event loop). Waiting in place spares a thread wake-up, the larger part of a fast
+        /// round trip; it applies only while replies have been coming within half of this, to one caller per
+        /// two cores at a time. `.zero` turns it off.
+        public var replyPollLimit: Duration = .microseconds(500)
         /// Authentication.
         public var auth = Auth.none
         /// TLS settings; nil uses TLS only when the URL is `tls://` or the server requires it.

@@ -62,7 +62,7 @@ extension NATSClient {
             try enqueuePublish($0, to: subject, replyTo: replyTo, headers: headers)
         }
         switch outcome {
-        case .queued, .waitForRoom(nil): return
+        case .queued, .sent, .waitForRoom(nil): return
         case .flushOn(let channel), .waitForRoom(let channel?): channel.eventLoop.execute { self.flushOutbox() }
         }
     }
@@ -71,7 +71,7 @@ extension NATSClient {
     @inline(__always)
     nonisolated(nonsending) func finishPublish(_ outcome: PublishOutcome) async throws {
         switch outcome {
-        case .queued:
+        case .queued, .sent:
             return
         case .flushOn(let channel):
             channel.eventLoop.execute { self.flushOutbox() }
@@ -82,7 +82,10 @@ extension NATSClient {
     }
 
     enum PublishOutcome {
+        /// In the outbox; the loop will write it (a flush is already scheduled).
         case queued
+        /// Written to the socket by the caller (see ``ClientState/writeDirectly()``).
+        case sent
         case flushOn(any Channel)
         case waitForRoom((any Channel)?)
     }
@@ -135,7 +138,7 @@ extension NATSClient {
                 subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &s.outbox)
             s.statistics.outMessages += 1
             s.statistics.outBytes += payload.count
-            if direct, wasEmpty, s.writeDirectly() { return .queued }
+            if direct, wasEmpty, s.writeDirectly() { return .sent }
             let flushOn = s.scheduleFlushIfNeeded()
             if s.isConnected, s.outbox.readableBytes > limit { return .waitForRoom(flushOn) }
             if let flushOn { return .flushOn(flushOn) }

@@ -49,6 +49,11 @@ extension NATSClient {
                         if flush { self.flushOutbox() }
                     }
                 }
+                // A lone request already on the wire: wait for the reply on this thread for a moment rather
+                // than park and be woken by the loop. Resumed here, the task goes on without suspending.
+                if case .sent = outcome, let budget = mux.pollBudget(), let outcome = mux.poll(token, for: budget) {
+                    c.resume(with: outcome)
+                }
             }
         } onCancel: {
             mux.fail(token, NATSError(.cancelled, "request cancelled", subject: subject))
@@ -107,7 +112,9 @@ extension NATSClient {
         let (mux, flushOn) = try state.withLock { s throws(NATSError) -> (RequestMux, (any Channel)?) in
             if let mux = s.requestMux { return (mux, nil) }
             guard s.phase != .closed, s.phase != .idle else { throw NATSError(.connectionClosed, "not connected") }
-            let mux = RequestMux(prefix: "\(configuration.inboxPrefix).\(NUID.next()).", eventLoop: eventLoop)
+            let mux = RequestMux(
+                prefix: "\(configuration.inboxPrefix).\(NUID.next()).", eventLoop: eventLoop,
+                pollLimit: configuration.replyPollLimit)
             let sid = s.allocateSID()
             let subject = mux.prefix + "*"
             s.subscriptions[sid] = ClientState.SubscriptionEntry(subject: subject, queue: nil, target: .requestMux(mux))
