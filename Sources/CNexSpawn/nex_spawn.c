@@ -5,6 +5,8 @@
 #include <string.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sched.h>
 #include <sys/prctl.h>
@@ -127,6 +129,29 @@ int nex_vsock_connect(unsigned int cid, unsigned int port) {
 }
 
 int nex_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int nex_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+int nex_epoll_exclusive(int a, int b) {
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) return -1;
+    int fds[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        struct epoll_event event = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = fds[i]};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, fds[i], &event) != 0) {
+            int saved = errno;
+            close(epfd);
+            errno = saved;
+            return -1;
+        }
+    }
+    return epfd;
+}
+
+int nex_epoll_wait(int epfd) {
+    struct epoll_event events[2];
+    return epoll_wait(epfd, events, 2, -1);
+}
 
 void nex_set_thread_name(const char *name) {
     char cut[16];

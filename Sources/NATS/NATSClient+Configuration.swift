@@ -49,7 +49,7 @@ extension NATSClient {
         /// woken by the event loop). Waiting in place spares a thread wake-up, the larger part of a fast
         /// round trip; it applies only while replies have been coming within half of this, to one caller per
         /// two cores at a time. `.zero` turns it off.
-        public var replyPollLimit: Duration = .microseconds(500)
+        public var replyPollLimit: Duration = .milliseconds(1)
         /// Authentication.
         public var auth = Auth.none
         /// TLS settings; nil uses TLS only when the URL is `tls://` or the server requires it.

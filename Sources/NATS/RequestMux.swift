@@ -74,7 +74,7 @@ final class RequestMux: Sendable {
         _ token: UInt64, _ continuation: CheckedContinuation<NATSMessage, any Error>, subject: String,
         timeout: Duration
     ) -> Bool {
-        let now = NIODeadline.now()
+        let now = eventLoop.now  // the loop's clock (a test's may be manual)
         let deadline = now + timeout.timeAmount
         return state.withLock { s in
             s.waiting[token] = Waiter(
@@ -100,7 +100,7 @@ final class RequestMux: Sendable {
 
     /// The timer fired: fails every request past its deadline, then re-arms for the rest.
     private func expire() {
-        let now = NIODeadline.now()
+        let now = eventLoop.now
         let expired = state.withLock { s -> [(Waiter, NATSError)] in
             s.armed = nil
             return s.waiting.filter { $0.value.deadline <= now }.compactMap { token, w in
@@ -122,7 +122,7 @@ final class RequestMux: Sendable {
             digits += 1
         }
         guard digits > 0 else { return }
-        let now = NIODeadline.now()
+        let now = eventLoop.now
         let resumable = state.withLock { s -> (Waiter, Result<NATSMessage, any Error>)? in
             guard let w = s.waiting[token] else { return nil }
             let took = (now - w.registered).nanoseconds

@@ -3,6 +3,8 @@ public enum SubjectValidation {
     /// A subject to publish to: non-empty tokens, no whitespace, no wildcards.
     @inlinable
     public static func isValidPublishSubject(_ subject: String) -> Bool {
+        // In place (no copy of the string to make it contiguous, which it nearly always is already).
+        if let valid = subject.utf8.withContiguousStorageIfAvailable({ check($0, wildcards: false) }) { return valid }
         var subject = subject
         return subject.withUTF8 { check($0, wildcards: false) }
     }

@@ -2,18 +2,22 @@ import CNexSpawn
 import Foundation
 import Synchronization
 
-/// The agent's side of its link: worker threads that take turns reading the link, each running the trigger
-/// it read and sending the result back. A trigger runs on the thread that read it (no hand-off), so with one
-/// worker the link behaves as a plain loop; with more, several triggers run at once, one per worker. The
-/// node bounds how many it sends, so triggers waiting for a worker stay in the socket, in order.
+/// The agent's side of its link: worker threads that each run the trigger they read and send the result
+/// back. A trigger runs on the thread that read it (no hand-off), so with one worker the link behaves as a
+/// plain loop; with more, several triggers run at once, one per worker. The node bounds how many it sends, so
+/// triggers waiting for a worker stay in the socket, in order.
+///
+/// Idle workers wait in epoll with `EPOLLEXCLUSIVE`, each on an epoll instance of its own watching the link
+/// and a shared eventfd: data on the link wakes one idle worker, not all of them, and a worker that takes a
+/// frame wakes nobody unless more is buffered. (Workers used to take turns holding a read lock: every frame
+/// then woke the next worker to wait on the socket, a futex wake and two context switches per trigger.)
 public final class AgentLinkServer: Sendable {
     /// What a trigger produced: the reply (`ok`) or the error text, and the time the function ran.
     public typealias Outcome = (ok: Bool, elapsedNanos: Int64, body: [UInt8])
     /// Runs one trigger: subject, payload and the node's trace context.
     public typealias Run = @Sendable (_ subject: String, _ payload: [UInt8], _ traceParent: String?) -> Outcome
 
-    /// The link's read side, taken in turns. A pthread mutex, not `Mutex`: its holder blocks in `poll`, and a
-    /// spinning lock would burn the CPU the running triggers need.
+    /// The link's read side. Held only while reading without blocking, never while waiting.
     private final class Reader: @unchecked Sendable {
         // @unchecked: the fields are used only while `lock` is held.
         let lock = NSLock()
@@ -24,14 +28,21 @@ public final class AgentLinkServer: Sendable {
     private let socket: LinkSocket
     private let run: Run
     private let onEnd: @Sendable (String) -> Void
-    /// Held by the worker waiting for the next frame; the others wait for their turn (or run triggers).
     private let reader = Reader()
     private let workers = Mutex(0)
+    /// Wakes one idle worker: a frame is buffered that nobody took, or the link ended (each worker that
+    /// leaves passes it on). Closed with the server, after its last worker.
+    private let wakeup: Int32
 
     private init(socket: LinkSocket, run: @escaping Run, onEnd: @escaping @Sendable (String) -> Void) {
         self.socket = socket
         self.run = run
         self.onEnd = onEnd
+        self.wakeup = nex_eventfd()
+    }
+
+    deinit {
+        if wakeup >= 0 { Foundation.close(wakeup) }
     }
 
     /// Serves triggers from `socket` with one worker until the link ends, then calls `onEnd` once with the
@@ -64,28 +75,92 @@ public final class AgentLinkServer: Sendable {
         }
     }
 
+    private enum Step {
+        case run(LinkFrame)
+        case idle
+        case ended
+    }
+
     private func work() {
+        guard let waiter = IdleWaiter(link: socket.descriptor, wakeup: wakeup) else {
+            end("cannot wait for the link: \(String(cString: strerror(errno)))")
+            return
+        }
+        defer { waiter.close() }
         while true {
-            let next: LinkFrame? = reader.lock.withLock {
-                let r = reader
-                while !r.ended {
-                    switch socket.nextFrame(&r.buffer, timeout: nil) {
-                    case .frame(let frame):
-                        return frame
-                    case .timedOut:
-                        continue
-                    case .ended(let reason):
-                        r.ended = true
-                        socket.finish()
-                        onEnd(reason)
-                    }
-                }
-                return nil
+            switch take() {
+            case .run(let frame):
+                guard case .trigger(let id, let subject, let payload, let traceParent) = frame else { continue }
+                let outcome = run(subject, payload, traceParent)
+                socket.send(.result(id: id, ok: outcome.ok, elapsedNanos: outcome.elapsedNanos, body: outcome.body))
+            case .idle:
+                if !waiter.wait() { end("cannot wait for the link: \(String(cString: strerror(errno)))") }
+            case .ended:
+                wakeOne()  // passes the end on to a worker still waiting
+                return
             }
-            guard let frame = next else { return }
-            guard case .trigger(let id, let subject, let payload, let traceParent) = frame else { continue }
-            let outcome = run(subject, payload, traceParent)
-            socket.send(.result(id: id, ok: outcome.ok, elapsedNanos: outcome.elapsedNanos, body: outcome.body))
         }
     }
+
+    /// A frame to run, if one is buffered or the socket has one now.
+    private func take() -> Step {
+        reader.lock.lock()
+        defer { reader.lock.unlock() }
+        let r = reader
+        if r.ended { return .ended }
+        switch socket.nextFrameNow(&r.buffer) {
+        case .frame(let frame):
+            if r.buffer.holdsMore { wakeOne() }  // the next frame is ours already: no event will announce it
+            return .run(frame)
+        case .wouldBlock:
+            return .idle
+        case .ended(let reason):
+            endLocked(reason)
+            return .ended
+        }
+    }
+
+    private func end(_ reason: String) {
+        reader.lock.lock()
+        defer { reader.lock.unlock() }
+        if !reader.ended { endLocked(reason) }
+        wakeOne()
+    }
+
+    private func endLocked(_ reason: String) {
+        reader.ended = true
+        socket.finish()
+        onEnd(reason)
+    }
+
+    private func wakeOne() {
+        var one: UInt64 = 1
+        _ = Foundation.write(wakeup, &one, 8)
+    }
+}
+
+/// One worker's epoll instance: the link and the shared eventfd, both `EPOLLEXCLUSIVE`, so that one event
+/// wakes one idle worker.
+private struct IdleWaiter {
+    let epoll: Int32
+    let wakeup: Int32
+
+    init?(link: Int32, wakeup: Int32) {
+        guard wakeup >= 0 else { return nil }
+        epoll = nex_epoll_exclusive(link, wakeup)
+        guard epoll >= 0 else { return nil }
+        self.wakeup = wakeup
+    }
+
+    /// Sleeps until the link has data or a worker asks for help, and clears the request if it was one;
+    /// false when epoll fails (not for a signal: then the caller just looks again).
+    func wait() -> Bool {
+        let n = nex_epoll_wait(epoll)
+        if n < 0 { return errno == EINTR }
+        var count: UInt64 = 0
+        _ = Foundation.read(wakeup, &count, 8)  // non-blocking: another worker may have taken it
+        return true
+    }
+
+    func close() { Foundation.close(epoll) }
 }

@@ -107,7 +107,7 @@ public final class LinkSocket: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Says that frames will be read (with ``nextFrame(_:timeout:)``), so that ``close()`` leaves closing the
+    /// Says that frames will be read (with ``nextFrameNow(_:)``), so that ``close()`` leaves closing the
     /// descriptor to the reader's ``finish()``.
     func claimReading() {
         condition.lock()
@@ -115,25 +115,29 @@ public final class LinkSocket: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Bytes read from the link and not yet decoded, kept between calls to ``nextFrame(_:timeout:)``.
+    /// Bytes read from the link and not yet decoded, kept between calls to ``nextFrameNow(_:)``.
     struct FrameBuffer {
         var bytes: [UInt8] = []
         var start = 0
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        /// Bytes of a next frame (whole or not) are here.
+        var holdsMore: Bool { start < bytes.count }
     }
 
-    /// What waiting for a frame gave.
+    /// What reading the link gave.
     enum ReadOutcome {
         case frame(LinkFrame)
-        case timedOut
+        /// No whole frame yet, and the socket has nothing more now.
+        case wouldBlock
         case ended(String)
     }
 
-    /// Blocks until the next whole frame, `timeout` (nil: none) or the end of the link. One reader at a time.
-    func nextFrame(_ buffer: inout FrameBuffer, timeout: Duration?) -> ReadOutcome {
-        let timeoutMillis = timeout.map {
-            Int32($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)
-        }
+    /// The descriptor, for waiting on it (``AgentLinkServer`` registers it with epoll).
+    var descriptor: Int32 { fd }
+
+    /// The next whole frame from `buffer` or from what the socket holds now, without blocking. One reader at
+    /// a time (the caller serializes).
+    func nextFrameNow(_ buffer: inout FrameBuffer) -> ReadOutcome {
         while true {
             do {
                 if let (frame, used) = try LinkFrame.decode(buffer.bytes[buffer.start...]) {
@@ -151,15 +155,9 @@ public final class LinkSocket: @unchecked Sendable {
                 buffer.bytes.removeFirst(buffer.start)
                 buffer.start = 0
             }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, timeoutMillis ?? -1)
-            if ready == 0 { return .timedOut }
-            if ready < 0 {
-                if errno == EINTR { continue }
-                return .ended("poll: \(String(cString: strerror(errno)))")
-            }
-            let n = buffer.chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR || errno == EAGAIN { continue }
+            let n = buffer.chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n < 0, errno == EINTR { continue }
+            if n < 0, errno == EAGAIN || errno == EWOULDBLOCK { return .wouldBlock }
             if n == 0 { return .ended("the other end closed the link") }
             if n < 0 { return .ended("read: \(String(cString: strerror(errno)))") }
             buffer.bytes += buffer.chunk[0..<n]

@@ -91,6 +91,60 @@ import Testing
         }
     }
 
+    /// Three workers and a burst of three triggers that each wait until all three run: a frame that arrives
+    /// in the same read as another must reach an idle worker at once, not wait for a busy one. When the node's
+    /// end closes, the end is reported.
+    @Test func aBurstRunsOnIdleWorkersAtOnceAndTheEndIsReported() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
+        let barrier = Barrier(parties: 3)
+        let (ends, ended) = AsyncStream.makeStream(of: String.self)
+        let server = AgentLinkServer.serve(
+            LinkSocket(fd: agentFD), run: { _, payload, _ in (barrier.arriveAndWait(), 0, payload) },
+            onEnd: { ended.yield($0) })
+        server.growWorkers(to: 3)
+        for round in 0..<3 {
+            barrier.reset()
+            let oks = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for i in 0..<3 {
+                    group.addTask {
+                        try await client.trigger(subject: "s", payload: [UInt8(i)], timeout: .seconds(20)).ok
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(oks == [true, true, true], "round \(round): the burst did not run at once")
+        }
+        client.close()
+        var reasons = ends.makeAsyncIterator()
+        #expect(await reasons.next() != nil)
+    }
+
+    /// Runs wait here until `parties` have arrived (true), or 10 s pass (false).
+    final class Barrier: @unchecked Sendable {
+        // @unchecked: `arrived` is guarded by `condition`.
+        private let condition = NSCondition()
+        private var arrived = 0
+        let parties: Int
+        init(parties: Int) { self.parties = parties }
+
+        func reset() {
+            condition.lock()
+            arrived = 0
+            condition.unlock()
+        }
+
+        func arriveAndWait() -> Bool {
+            condition.lock()
+            defer { condition.unlock() }
+            arrived += 1
+            condition.broadcast()
+            let deadline = Date().addingTimeInterval(10)
+            while arrived < parties, condition.wait(until: deadline) {}
+            return arrived >= parties
+        }
+    }
+
     @Test func largePayloadsCrossWhole() async throws {
         // Far more than a socket buffer: the node's loop writes as the socket drains, and the agent's
         // non-blocking write leaves the rest of each result to its writer thread.

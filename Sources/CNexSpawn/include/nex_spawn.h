@@ -37,6 +37,16 @@ int nex_vsock_connect(unsigned int cid, unsigned int port);
 /// memfd_create(name, MFD_CLOEXEC): an anonymous in-memory file (a WebAssembly function's stdin/stdout).
 int nex_memfd(const char *name);
 
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
+int nex_eventfd(void);
+
+/// A close-on-exec epoll instance watching `a` and `b` for input, both EPOLLEXCLUSIVE (an event wakes one of
+/// the threads waiting on such instances, not all); -1 with errno on failure.
+int nex_epoll_exclusive(int a, int b);
+
+/// epoll_wait for up to two events, without a timeout: the count, or -1 with errno (EINTR included).
+int nex_epoll_wait(int epfd);
+
 #endif
 
 /// Names the calling thread for the kernel (PR_SET_NAME: 15 bytes and a NUL; longer names are cut).
