@@ -47,8 +47,9 @@ extension NATSClient {
         public var requestTimeout: Duration = .seconds(5)
         /// The longest a lone request's caller keeps its thread waiting for the reply before it parks (to be
         /// woken by the event loop). Waiting in place spares a thread wake-up, the larger part of a fast
-        /// round trip; it applies only while replies have been coming within half of this, to one caller per
-        /// two cores at a time. `.zero` turns it off.
+        /// round trip, at the cost of the CPU it spends yielding meanwhile; it applies only while replies have
+        /// been coming within half of this, to fewer callers than half the cores at a time, never on an event
+        /// loop (a main-actor caller waits on the main thread). Capped at 5 ms; `.zero` turns it off.
         public var replyPollLimit: Duration = .milliseconds(1)
         /// Authentication.
         public var auth = Auth.none

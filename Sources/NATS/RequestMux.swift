@@ -11,7 +11,8 @@ import Synchronization
 #endif
 
 /// The one wildcard inbox (`<prefix>.<nuid>.*`) all requests of a client share. A reply is matched to its
-/// request by the last token and resumes it directly from the event loop, with no extra task hop.
+/// request by the last token and resumes it directly from the event loop, with no extra task hop, or is
+/// handed to its caller if the caller is polling for it (below).
 ///
 /// Timeouts use a single timer armed at the earliest deadline rather than one timer per request: a reply
 /// then costs no timer cancellation, and a stream of requests re-arms the timer only when it fires.
@@ -30,7 +31,8 @@ final class RequestMux: Sendable {
     /// Set when the polled request's outcome is in `State.polled`: the poller spins on this, not on the lock.
     private let polledOutcomeReady = Atomic<Bool>(false)
 
-    /// Callers polling at once, across the process: each holds a thread of the cooperative pool.
+    /// Callers polling at once, across the process: each holds its thread (a pool thread, or the main
+    /// thread for a main-actor caller).
     private static let pollers = Atomic<Int>(0)
     private static let maxPollers = System.coreCount / 2
 
@@ -55,10 +57,13 @@ final class RequestMux: Sendable {
         var timeout: Duration
     }
 
+    /// Polling longer than this costs more CPU than the wake-up it saves is worth, whatever is configured.
+    static let maxPollLimit = Duration.milliseconds(5)
+
     init(prefix: String, eventLoop: any EventLoop, pollLimit: Duration = .zero) {
         self.prefix = prefix
         self.eventLoop = eventLoop
-        self.pollLimit = pollLimit
+        self.pollLimit = min(max(pollLimit, .zero), Self.maxPollLimit)
     }
 
     /// A new token for a request; the reply subject is `prefix + token`.
@@ -193,6 +198,11 @@ final class RequestMux: Sendable {
             return nil
         }
         defer { Self.pollers.wrappingSubtract(1, ordering: .relaxed) }
+        return waitInPlace(token, for: budget)
+    }
+
+    /// The poll itself, without the process-wide limit (which ``poll(_:for:)`` applies; tests call this).
+    func waitInPlace(_ token: UInt64, for budget: Duration) -> Result<NATSMessage, any Error>? {
         let claimed = state.withLock { s -> Bool in
             guard s.waiting[token] != nil else { return false }  // already answered or failed: the loop resumed it
             s.polled = (token, nil)

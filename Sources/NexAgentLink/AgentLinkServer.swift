@@ -8,8 +8,8 @@ import Synchronization
 /// triggers waiting for a worker stay in the socket, in order.
 ///
 /// Idle workers wait in epoll with `EPOLLEXCLUSIVE`, each on an epoll instance of its own watching the link
-/// and a shared eventfd: data on the link wakes one idle worker, not all of them, and a worker that takes a
-/// frame wakes nobody unless more is buffered. (Workers used to take turns holding a read lock: every frame
+/// and a shared eventfd: data on the link wakes one idle worker (as a rule; not all of them), and a worker
+/// that takes a frame wakes nobody unless more bytes are buffered. (Workers used to take turns holding a read lock: every frame
 /// then woke the next worker to wait on the socket, a futex wake and two context switches per trigger.)
 public final class AgentLinkServer: Sendable {
     /// What a trigger produced: the reply (`ok`) or the error text, and the time the function ran.
@@ -30,15 +30,18 @@ public final class AgentLinkServer: Sendable {
     private let onEnd: @Sendable (String) -> Void
     private let reader = Reader()
     private let workers = Mutex(0)
-    /// Wakes one idle worker: a frame is buffered that nobody took, or the link ended (each worker that
+    /// Wakes one idle worker: bytes are buffered that nobody took, or the link ended (each worker that
     /// leaves passes it on). Closed with the server, after its last worker.
     private let wakeup: Int32
+    /// Why the eventfd could not be made (errno), when it could not.
+    private let wakeupError: Int32
 
     private init(socket: LinkSocket, run: @escaping Run, onEnd: @escaping @Sendable (String) -> Void) {
         self.socket = socket
         self.run = run
         self.onEnd = onEnd
         self.wakeup = nex_eventfd()
+        self.wakeupError = wakeup < 0 ? errno : 0
     }
 
     deinit {
@@ -68,7 +71,7 @@ public final class AgentLinkServer: Sendable {
             let name = "nex-link-agent-\(index)"
             let thread = Thread { [self] in
                 nex_set_thread_name(name)
-                work()
+                work(first: index == 0)
             }
             thread.name = name
             thread.start()
@@ -81,9 +84,15 @@ public final class AgentLinkServer: Sendable {
         case ended
     }
 
-    private func work() {
-        guard let waiter = IdleWaiter(link: socket.descriptor, wakeup: wakeup) else {
-            end("cannot wait for the link: \(String(cString: strerror(errno)))")
+    /// One worker's loop. The first worker's failure to wait ends the link (nobody would serve it); a later
+    /// one's only leaves the function with fewer instances running at once.
+    private func work(first: Bool) {
+        let waiter: IdleWaiter
+        switch makeWaiter() {
+        case .success(let made):
+            waiter = made
+        case .failure(let failure):
+            if first { end("cannot wait for the link: \(failure)") }
             return
         }
         defer { waiter.close() }
@@ -94,12 +103,23 @@ public final class AgentLinkServer: Sendable {
                 let outcome = run(subject, payload, traceParent)
                 socket.send(.result(id: id, ok: outcome.ok, elapsedNanos: outcome.elapsedNanos, body: outcome.body))
             case .idle:
-                if !waiter.wait() { end("cannot wait for the link: \(String(cString: strerror(errno)))") }
+                if let failure = waiter.wait() { end("cannot wait for the link: \(failure)") }
             case .ended:
                 wakeOne()  // passes the end on to a worker still waiting
                 return
             }
         }
+    }
+
+    /// This worker's epoll instance; never once the link has ended (its descriptor may be closed and reused).
+    private func makeWaiter() -> Result<IdleWaiter, WaitFailure> {
+        guard wakeup >= 0 else { return .failure(WaitFailure(call: "eventfd", errno: wakeupError)) }
+        reader.lock.lock()
+        defer { reader.lock.unlock() }
+        guard !reader.ended else { return .failure(WaitFailure(call: "the link", errno: 0)) }
+        let epoll = nex_epoll_exclusive(socket.descriptor, wakeup)
+        guard epoll >= 0 else { return .failure(WaitFailure(call: "epoll", errno: errno)) }
+        return .success(IdleWaiter(epoll: epoll, wakeup: wakeup))
     }
 
     /// A frame to run, if one is buffered or the socket has one now.
@@ -139,28 +159,32 @@ public final class AgentLinkServer: Sendable {
     }
 }
 
-/// One worker's epoll instance: the link and the shared eventfd, both `EPOLLEXCLUSIVE`, so that one event
-/// wakes one idle worker.
+/// One worker's epoll instance: the link and the shared eventfd, both `EPOLLEXCLUSIVE`, so that an event
+/// wakes one idle worker (the kernel promises "one or more"; a worker woken for nothing looks and sleeps).
 private struct IdleWaiter {
     let epoll: Int32
     let wakeup: Int32
 
-    init?(link: Int32, wakeup: Int32) {
-        guard wakeup >= 0 else { return nil }
-        epoll = nex_epoll_exclusive(link, wakeup)
-        guard epoll >= 0 else { return nil }
-        self.wakeup = wakeup
-    }
-
-    /// Sleeps until the link has data or a worker asks for help, and clears the request if it was one;
-    /// false when epoll fails (not for a signal: then the caller just looks again).
-    func wait() -> Bool {
-        let n = nex_epoll_wait(epoll)
-        if n < 0 { return errno == EINTR }
+    /// Sleeps until the link has data or a worker asks for help, and clears the request if it was one; the
+    /// failure when epoll fails (a signal is none: the caller just looks again).
+    func wait() -> WaitFailure? {
+        if nex_epoll_wait(epoll) < 0 {
+            let code = errno
+            return code == EINTR ? nil : WaitFailure(call: "epoll_wait", errno: code)
+        }
         var count: UInt64 = 0
         _ = Foundation.read(wakeup, &count, 8)  // non-blocking: another worker may have taken it
-        return true
+        return nil
     }
 
     func close() { Foundation.close(epoll) }
+}
+
+/// A system call a worker needed to wait for the link failed.
+private struct WaitFailure: Error, CustomStringConvertible {
+    var call: String
+    var errno: Int32
+    var description: String {
+        errno == 0 ? "\(call) has ended" : "\(call): \(String(cString: strerror(errno)))"
+    }
 }

@@ -1,4 +1,7 @@
+import Foundation
 import NATSTestSupport
+import NIOCore
+import NIOPosix
 import Testing
 
 @testable import NATS
@@ -6,7 +9,8 @@ import Testing
 /// A lone request's caller may wait for its reply on its own thread for a moment instead of parking
 /// (`replyPollLimit`). These check that a polled request ends exactly as a parked one would: with its reply,
 /// no-responders, a timeout or a cancellation, and that a request made on an event loop never polls.
-@Suite(.timeLimit(.minutes(1))) struct ReplyPollTests {
+/// Polling needs two cores (one poller per two); on fewer, requests always park and these do not apply.
+@Suite(.timeLimit(.minutes(1)), .enabled(if: System.coreCount >= 2)) struct ReplyPollTests {
     /// A generous limit, so that a slow CI machine's replies still count as quick enough to poll for.
     private static func configure(_ config: inout NATSClient.Configuration) {
         config.replyPollLimit = .milliseconds(50)
@@ -20,6 +24,51 @@ import Testing
             #expect(try await client.request("r\(i)", to: subject).string == "r\(i)")
         }
         return mux
+    }
+
+    /// Whatever ends a request while its caller polls ends the poll at once, with that outcome, and the
+    /// request is resumed exactly once: a reply, a cancellation (`fail`), the connection's end (`failAll`)
+    /// or the timer. (Through the server these come long after a real poll's budget; here the poll waits up
+    /// to 5 s.)
+    @Test(arguments: ["reply", "cancel", "close", "timer"]) func aPollEndsWithWhateverEndsItsRequest(
+        _ ending: String
+    ) async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let mux = RequestMux(prefix: "_INBOX.poll.", eventLoop: loop, pollLimit: .milliseconds(5))
+        let token = mux.nextToken()
+        let start = ContinuousClock.now
+        async let outcome: Result<NATSMessage, NATSError> = {
+            do {
+                return .success(
+                    try await withCheckedThrowingContinuation { c in
+                        let timeout: Duration = ending == "timer" ? .milliseconds(50) : .seconds(30)
+                        if mux.register(token, c, subject: "svc", timeout: timeout) { loop.execute { mux.armTimer() } }
+                        // On a thread of its own: a 5 s poll on a pool thread would starve the test's tasks.
+                        Thread {
+                            if let polled = mux.waitInPlace(token, for: .seconds(5)) { c.resume(with: polled) }
+                        }.start()
+                    })
+            } catch {
+                return .failure(error as? NATSError ?? NATSError(.handlerFailed, "\(error)"))
+            }
+        }()
+        while mux.pollCounts.polls == 0 { await Task.yield() }  // the poll has begun
+        switch ending {
+        case "reply": mux.resolve(NATSMessage(subject: "_INBOX.poll.\(token)", payload: ByteBuffer(string: "ok")))
+        case "cancel": mux.fail(token, NATSError(.cancelled, "request cancelled"))
+        case "close": mux.failAll(NATSError(.connectionClosed, "closed"))
+        default: break  // the timer ends it
+        }
+        let result = await outcome
+        #expect(ContinuousClock.now - start < .seconds(4), "the poll ran out instead of ending with its request")
+        #expect(mux.pollCounts.replies == 1)
+        switch (ending, result) {
+        case ("reply", .success(let m)): #expect(String(buffer: m.payload) == "ok")
+        case ("cancel", .failure(let e)): #expect(e.code == .cancelled)
+        case ("close", .failure(let e)): #expect(e.code == .connectionClosed)
+        case ("timer", .failure(let e)): #expect(e.code == .timeout)
+        default: Issue.record("\(ending) ended the request with \(result)")
+        }
     }
 
     @Test func sequentialRequestsTakeTheirRepliesWhilePolling() async throws {

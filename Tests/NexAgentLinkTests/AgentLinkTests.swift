@@ -93,16 +93,20 @@ import Testing
 
     /// Three workers and a burst of three triggers that each wait until all three run: a frame that arrives
     /// in the same read as another must reach an idle worker at once, not wait for a busy one. When the node's
-    /// end closes, the end is reported.
+    /// end closes, the end is reported and every worker leaves.
     @Test func aBurstRunsOnIdleWorkersAtOnceAndTheEndIsReported() async throws {
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
         let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
         let barrier = Barrier(parties: 3)
         let (ends, ended) = AsyncStream.makeStream(of: String.self)
-        let server = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _ in (barrier.arriveAndWait(), 0, payload) },
-            onEnd: { ended.yield($0) })
-        server.growWorkers(to: 3)
+        weak var served: AgentLinkServer?
+        do {
+            let server = AgentLinkServer.serve(
+                LinkSocket(fd: agentFD), run: { _, payload, _ in (barrier.arriveAndWait(), 0, payload) },
+                onEnd: { ended.yield($0) })
+            server.growWorkers(to: 3)
+            served = server
+        }
         for round in 0..<3 {
             barrier.reset()
             let oks = try await withThrowingTaskGroup(of: Bool.self) { group in
@@ -118,6 +122,10 @@ import Testing
         client.close()
         var reasons = ends.makeAsyncIterator()
         #expect(await reasons.next() != nil)
+        // Every worker leaves (each passes the end on to the next); the last one lets the server go.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while served != nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(served == nil, "a link worker is still waiting after the link ended")
     }
 
     /// Runs wait here until `parties` have arrived (true), or 10 s pass (false).
