@@ -175,7 +175,7 @@ final class RequestMux: Sendable {
     ///
     /// Only a lone request polls (no other request of this client in flight), only while replies have been
     /// coming quickly (within half of ``pollLimit``, smoothed), never on an event loop's thread, and only one
-    /// caller per two cores polls at a time: a poller holds a pool thread, and on a busy client parking and
+    /// caller per two cores polls at a time: a poller holds its thread, and on a busy client parking and
     /// being woken costs less.
     func pollBudget() -> Duration? {
         // Never on an event loop: it would hold up the very I/O it waits for.
@@ -204,7 +204,8 @@ final class RequestMux: Sendable {
     /// The poll itself, without the process-wide limit (which ``poll(_:for:)`` applies; tests call this).
     func waitInPlace(_ token: UInt64, for budget: Duration) -> Result<NATSMessage, any Error>? {
         let claimed = state.withLock { s -> Bool in
-            guard s.waiting[token] != nil else { return false }  // already answered or failed: the loop resumed it
+            // Already answered or failed (the loop resumed it), or another caller polls (there is one slot).
+            guard s.waiting[token] != nil, s.polled == nil else { return false }
             s.polled = (token, nil)
             s.polls += 1
             polledOutcomeReady.store(false, ordering: .relaxed)
