@@ -71,69 +71,69 @@ import Testing
         }
     }
 
-    @Test func sequentialRequestsTakeTheirRepliesWhilePolling() async throws {
+    /// A polling client, and an echo responder (`svc.echo`) on a connection of its own, after sequential
+    /// requests until one was polled for.
+    private func withPolledEcho(
+        _ body: (_ client: NATSClient, _ responder: NATSClient, _ mux: RequestMux) async throws -> Void
+    ) async throws {
         try await withServerAndClient(configure: Self.configure) { server, client in
             try await withClient([server.url]) { responder in
                 try await responder.subscribe(to: "svc.echo") { m in try await m.respond(m.bytes, using: responder) }
                 try await responder.flush()
-                let mux = try await requestUntilPolled(client, subject: "svc.echo")
-                #expect(mux.pollCounts.replies > 0)
-                // No responders comes back as fast as a reply, and is the same typed error when polled for.
-                let error = await #expect(throws: NATSError.self) {
-                    try await client.request("x", to: "nobody.home", timeout: .seconds(30))
-                }
-                #expect(error?.code == .noResponders)
+                try await body(client, responder, try await requestUntilPolled(client, subject: "svc.echo"))
             }
         }
     }
 
-    @Test func aPolledRequestStillTimesOutAndIsCancelled() async throws {
-        try await withServerAndClient(configure: Self.configure) { server, client in
-            try await withClient([server.url]) { responder in
-                try await responder.subscribe(to: "svc.echo") { m in try await m.respond(m.bytes, using: responder) }
-                let silent = try await responder.subscribe(to: "svc.silent")  // never answers
-                try await responder.flush()
-                let mux = try await requestUntilPolled(client, subject: "svc.echo")
-
-                // The poll runs out (nothing comes), the caller parks, and the timer ends the request.
-                let polls = mux.pollCounts
-                let timedOut = await #expect(throws: NATSError.self) {
-                    try await client.request("x", to: "svc.silent", timeout: .milliseconds(300))
-                }
-                #expect(timedOut?.code == .timeout)
-                #expect(mux.pollCounts.replies == polls.replies)
-                #expect(try await silent.nextMessage(timeout: .seconds(10))?.string == "x")
-
-                // Cancelled once its request is out (while polling or parked), it ends at once, not after 30 s.
-                let start = ContinuousClock.now
-                let request = Task { try await client.request("y", to: "svc.silent", timeout: .seconds(30)) }
-                #expect(try await silent.nextMessage(timeout: .seconds(10))?.string == "y")
-                request.cancel()
-                let cancelled = await #expect(throws: NATSError.self) { try await request.value }
-                #expect(cancelled?.code == .cancelled)
-                #expect(ContinuousClock.now - start < .seconds(10))
-
-                // The next request is answered as usual.
-                #expect(try await client.request("z", to: "svc.echo").string == "z")
+    @Test func sequentialRequestsTakeTheirRepliesWhilePolling() async throws {
+        try await withPolledEcho { client, _, mux in
+            #expect(mux.pollCounts.replies > 0)
+            // No responders comes back as fast as a reply, and is the same typed error when polled for.
+            let error = await #expect(throws: NATSError.self) {
+                try await client.request("x", to: "nobody.home", timeout: .seconds(30))
             }
+            #expect(error?.code == .noResponders)
+        }
+    }
+
+    @Test func aPolledRequestStillTimesOutAndIsCancelled() async throws {
+        try await withPolledEcho { client, responder, mux in
+            let silent = try await responder.subscribe(to: "svc.silent")  // never answers
+            try await responder.flush()
+
+            // The poll runs out (nothing comes), the caller parks, and the timer ends the request.
+            let polls = mux.pollCounts
+            let timedOut = await #expect(throws: NATSError.self) {
+                try await client.request("x", to: "svc.silent", timeout: .milliseconds(300))
+            }
+            #expect(timedOut?.code == .timeout)
+            #expect(mux.pollCounts.replies == polls.replies)
+            #expect(try await silent.nextMessage(timeout: .seconds(10))?.string == "x")
+
+            // Cancelled once its request is out (while polling or parked), it ends at once, not after 30 s.
+            let start = ContinuousClock.now
+            let request = Task { try await client.request("y", to: "svc.silent", timeout: .seconds(30)) }
+            #expect(try await silent.nextMessage(timeout: .seconds(10))?.string == "y")
+            request.cancel()
+            let cancelled = await #expect(throws: NATSError.self) { try await request.value }
+            #expect(cancelled?.code == .cancelled)
+            #expect(ContinuousClock.now - start < .seconds(10))
+
+            // The next request is answered as usual.
+            #expect(try await client.request("z", to: "svc.echo").string == "z")
         }
     }
 
     /// Polling on an event loop would hold up the very read that brings the reply.
     @Test func aRequestMadeOnTheEventLoopDoesNotPoll() async throws {
-        try await withServerAndClient(configure: Self.configure) { server, client in
-            try await withClient([server.url]) { responder in
-                try await responder.subscribe(to: "svc.echo") { m in try await m.respond(m.bytes, using: responder) }
-                try await responder.flush()
-                let mux = try await requestUntilPolled(client, subject: "svc.echo")
-                let before = mux.pollCounts.polls
-                try await Task(executorPreference: client.taskExecutor) { () async throws -> Void in
-                    for i in 0..<20 {
-                        #expect(try await client.request("l\(i)", to: "svc.echo").string == "l\(i)")
-                    }
-                }.value
-                #expect(mux.pollCounts.polls == before)
-            }
+        try await withPolledEcho { client, _, mux in
+            let before = mux.pollCounts.polls
+            try await Task(executorPreference: client.taskExecutor) { () async throws -> Void in
+                for i in 0..<20 {
+                    #expect(try await client.request("l\(i)", to: "svc.echo").string == "l\(i)")
+                }
+            }.value
+            #expect(mux.pollCounts.polls == before)
         }
     }
 
