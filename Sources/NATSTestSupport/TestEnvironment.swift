@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Where the project's real components are, and whether a missing one is a failure (in CI) or a skip.
 public enum TestEnvironment {
@@ -44,14 +45,20 @@ public enum TestEnvironment {
     }
 
     /// A TCP port on 127.0.0.1 that was free a moment ago, for a server started later on purpose. It comes
-    /// from below the kernel's ephemeral range (32768+), so outgoing connections cannot take it meanwhile.
+    /// from below the kernel's ephemeral range (32768+), so outgoing connections cannot take it meanwhile, and
+    /// it is never handed out twice in this process: a cluster binds its last member's port seconds after
+    /// choosing it, and a test running beside it must not choose the same one meanwhile.
     public static func freePort() throws -> Int {
         for _ in 0..<200 {
             let port = Int.random(in: 20_000..<32_000)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
             if canBind(port) { return port }
         }
         throw Failure("no free port in 20000..<32000")
     }
+
+    /// Ports ``freePort()`` returned (or found taken), never returned again.
+    private static let handedOut = Mutex<Set<Int>>([])
 
     private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
