@@ -32,51 +32,78 @@ public enum ClientOp {
     static func writePub(
         subject: String, replyTo: String?, payload: UnsafeRawBufferPointer, into buffer: inout ByteBuffer
     ) {
-        var subject = subject
-        var replyTo = replyTo ?? ""
-        let digits = decimalDigits(payload.count)
-        subject.withUTF8 { s in
-            replyTo.withUTF8 { r in
-                let total = 4 + s.count + 1 + (r.isEmpty ? 0 : r.count + 1) + digits + 2 + payload.count + 2
-                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
-                    var i = 0
-                    func put(_ bytes: UnsafeRawBufferPointer) {
-                        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
-                        (out.baseAddress! + i).copyMemory(from: base, byteCount: bytes.count)
-                        i += bytes.count
-                    }
-                    out[0] = UInt8(ascii: "P")
-                    out[1] = UInt8(ascii: "U")
-                    out[2] = UInt8(ascii: "B")
-                    out[3] = UInt8(ascii: " ")
-                    i = 4
-                    put(UnsafeRawBufferPointer(s))
-                    out[i] = UInt8(ascii: " ")
-                    i += 1
-                    if !r.isEmpty {
-                        put(UnsafeRawBufferPointer(r))
-                        out[i] = UInt8(ascii: " ")
-                        i += 1
-                    }
-                    var v = payload.count
-                    for k in stride(from: i + digits - 1, through: i, by: -1) {
-                        out[k] = UInt8(truncatingIfNeeded: 48 + v % 10)
-                        v /= 10
-                    }
-                    i += digits
-                    out[i] = 13
-                    out[i + 1] = 10
-                    i += 2
-                    put(payload)
-                    out[i] = 13
-                    out[i + 1] = 10
-                    return i + 2
-                }
+        // The strings are read in place: native strings (nearly all) are contiguous UTF-8 already, while a
+        // mutable copy for `withUTF8` would retain and release each of them per message.
+        let written = subject.utf8.withContiguousStorageIfAvailable { s -> Bool in
+            guard let replyTo else {
+                writePub(subject: UnsafeRawBufferPointer(s), replyTo: nil, payload: payload, into: &buffer)
+                return true
             }
+            return replyTo.utf8.withContiguousStorageIfAvailable { r in
+                writePub(
+                    subject: UnsafeRawBufferPointer(s), replyTo: UnsafeRawBufferPointer(r), payload: payload,
+                    into: &buffer)
+                return true
+            } ?? false
+        }
+        guard written != true else { return }
+        // A bridged or otherwise non-contiguous string: copied once.
+        let s = Array(subject.utf8)
+        let r = replyTo.map { Array($0.utf8) }
+        s.withUnsafeBytes { s in
+            guard let r else { return writePub(subject: s, replyTo: nil, payload: payload, into: &buffer) }
+            r.withUnsafeBytes { r in writePub(subject: s, replyTo: r, payload: payload, into: &buffer) }
         }
     }
 
     @inline(__always)
+    private static func writePub(
+        subject: UnsafeRawBufferPointer, replyTo: UnsafeRawBufferPointer?, payload: UnsafeRawBufferPointer,
+        into buffer: inout ByteBuffer
+    ) {
+        let digits = decimalDigits(payload.count)
+        let replyLength = replyTo.map { $0.count + 1 } ?? 0
+        let total = 4 + subject.count + 1 + replyLength + digits + 2 + payload.count + 2
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+            let start = out.baseAddress!
+            var p = start
+            p.storeBytes(of: UInt8(ascii: "P"), as: UInt8.self)
+            (p + 1).storeBytes(of: UInt8(ascii: "U"), as: UInt8.self)
+            (p + 2).storeBytes(of: UInt8(ascii: "B"), as: UInt8.self)
+            (p + 3).storeBytes(of: UInt8(ascii: " "), as: UInt8.self)
+            p += 4
+            p = append(subject, at: p)
+            p.storeBytes(of: UInt8(ascii: " "), as: UInt8.self)
+            p += 1
+            if let replyTo {
+                p = append(replyTo, at: p)
+                p.storeBytes(of: UInt8(ascii: " "), as: UInt8.self)
+                p += 1
+            }
+            var v = payload.count
+            for k in stride(from: digits - 1, through: 0, by: -1) {
+                (p + k).storeBytes(of: UInt8(truncatingIfNeeded: 48 + v % 10), as: UInt8.self)
+                v /= 10
+            }
+            p += digits
+            p.storeBytes(of: 13, as: UInt8.self)
+            (p + 1).storeBytes(of: 10, as: UInt8.self)
+            p = append(payload, at: p + 2)
+            p.storeBytes(of: 13, as: UInt8.self)
+            (p + 1).storeBytes(of: 10, as: UInt8.self)
+            return p + 2 - start
+        }
+    }
+
+    @inline(__always)
+    private static func append(_ bytes: UnsafeRawBufferPointer, at p: UnsafeMutableRawPointer)
+        -> UnsafeMutableRawPointer
+    {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return p }
+        p.copyMemory(from: base, byteCount: bytes.count)
+        return p + bytes.count
+    }
+
     static func decimalDigits(_ value: Int) -> Int {
         var n = 1
         var v = value

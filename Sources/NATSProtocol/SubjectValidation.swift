@@ -22,27 +22,38 @@ public enum SubjectValidation {
 
     @usableFromInline
     static func check(_ s: UnsafeBufferPointer<UInt8>, wildcards: Bool) -> Bool {
-        guard !s.isEmpty else { return false }
+        guard let base = s.baseAddress, !s.isEmpty else { return false }
+        let count = s.count
         var tokenStart = 0
         var i = 0
-        while i <= s.count {
-            if i == s.count || s[i] == UInt8(ascii: ".") {
-                let length = i - tokenStart
-                if length == 0 { return false }
-                if length == 1 {
-                    let c = s[tokenStart]
-                    if c == UInt8(ascii: "*") || c == UInt8(ascii: ">") {
-                        if !wildcards { return false }
-                        if c == UInt8(ascii: ">") && i != s.count { return false }
-                    }
-                }
+        while i < count {
+            let c = base[i]
+            // Letters and most punctuation sort above every byte that needs a look: one compare for them.
+            if c > UInt8(ascii: ">") {
+                i += 1
+                continue
+            }
+            if c == UInt8(ascii: ".") {
+                guard isValidToken(base + tokenStart, length: i - tokenStart, last: false, wildcards: wildcards)
+                else { return false }
                 tokenStart = i + 1
-            } else {
-                let c = s[i]
-                if c == 32 || c == 9 || c == 13 || c == 10 || c == 0 { return false }
+            } else if c == 32 || c == 9 || c == 13 || c == 10 || c == 0 {
+                return false
             }
             i += 1
         }
-        return true
+        return isValidToken(base + tokenStart, length: count - tokenStart, last: true, wildcards: wildcards)
+    }
+
+    /// A token is non-empty; `*` and `>` alone are wildcards, allowed only when subscribing and `>` only last.
+    @inline(__always)
+    static func isValidToken(_ token: UnsafePointer<UInt8>, length: Int, last: Bool, wildcards: Bool) -> Bool {
+        guard length > 0 else { return false }
+        guard length == 1 else { return true }
+        switch token.pointee {
+        case UInt8(ascii: "*"): return wildcards
+        case UInt8(ascii: ">"): return wildcards && last
+        default: return true
+        }
     }
 }

@@ -30,6 +30,16 @@ import Testing
         #expect(pub("a.b", nil, Array("hi".utf8)) == "PUB a.b 2\r\nhi\r\n")
         #expect(pub("a", "r.1", []) == "PUB a r.1 0\r\n\r\n")
         #expect(pub("a", nil, [UInt8](repeating: 65, count: 1234)).hasPrefix("PUB a 1234\r\nAAA"))
+        #expect(pub("é.1", "_INBOX.x", Array("0123456789".utf8)) == "PUB é.1 _INBOX.x 10\r\n0123456789\r\n")
+        // Appended after what is already in the buffer.
+        let two = written { b in
+            for subject in ["a", "bc"] {
+                [UInt8(7)].withUnsafeBytes {
+                    ClientOp.writePublish(subject: subject, replyTo: nil, headers: nil, payload: $0, into: &b)
+                }
+            }
+        }
+        #expect(two == "PUB a 1\r\n\u{7}\r\nPUB bc 1\r\n\u{7}\r\n")
     }
 
     @Test func publishWithHeadersCountsTheHeaderBlock() throws {
@@ -110,10 +120,13 @@ import Testing
 }
 
 @Suite struct SubjectValidationTests {
-    @Test(arguments: ["foo", "foo.bar", "_INBOX.abc.1", "$JS.API.INFO", "a-b_c.d~e"])
+    @Test(arguments: ["foo", "foo.bar", "_INBOX.abc.1", "$JS.API.INFO", "a-b_c.d~e", "a.*b.>c", "1.2.3", "é.ü", "x>"])
     func validPublishSubjects(_ s: String) { #expect(SubjectValidation.isValidPublishSubject(s)) }
 
-    @Test(arguments: ["", "foo..bar", ".foo", "foo.", "foo bar", "foo\tbar", "foo\r\n", "foo.*", "foo.>", "*"])
+    @Test(arguments: [
+        "", "foo..bar", ".foo", "foo.", "foo bar", "foo\tbar", "foo\r\n", "foo.*", "foo.>", "*", ">.a", "a.\u{0}",
+        "a.b\n",
+    ])
     func invalidPublishSubjects(_ s: String) { #expect(!SubjectValidation.isValidPublishSubject(s)) }
 
     @Test(arguments: ["foo.*", "foo.>", ">", "*.*", "a.*.c", "foo"])
