@@ -148,9 +148,14 @@ int nex_epoll_exclusive(int a, int b) {
     return epfd;
 }
 
-int nex_epoll_wait(int epfd) {
+int nex_epoll_wait(int epfd, int flagged) {
     struct epoll_event events[2];
-    return epoll_wait(epfd, events, 2, -1);
+    int count = epoll_wait(epfd, events, 2, -1);
+    if (count < 0) return -1;
+    for (int i = 0; i < count; i++) {
+        if (events[i].data.fd == flagged) return 1;
+    }
+    return 0;
 }
 
 void nex_set_thread_name(const char *name) {

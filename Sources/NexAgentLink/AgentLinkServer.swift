@@ -168,13 +168,17 @@ private struct IdleWaiter {
     /// Sleeps until the link has data or a worker asks for help, and clears the request if it was one; the
     /// failure when epoll fails (a signal is none: the caller just looks again).
     func wait() -> WaitFailure? {
-        if nex_epoll_wait(epoll) < 0 {
+        switch nex_epoll_wait(epoll, wakeup) {
+        case 1:
+            var count: UInt64 = 0
+            _ = Foundation.read(wakeup, &count, 8)  // non-blocking: another worker may have taken it
+            return nil
+        case 0:
+            return nil  // the link has data: no request to clear (and no read system call per trigger for it)
+        default:
             let code = errno
             return code == EINTR ? nil : WaitFailure(call: "epoll_wait", errno: code)
         }
-        var count: UInt64 = 0
-        _ = Foundation.read(wakeup, &count, 8)  // non-blocking: another worker may have taken it
-        return nil
     }
 
     func close() { Foundation.close(epoll) }

@@ -16,7 +16,7 @@ struct EventPublisher: Sendable {
     nonisolated(nonsending) func publish<T: Codable & Sendable>(
         _ type: String, _ data: T, namespace: String = NexSubjects.systemNamespace
     ) async {
-        let event = CloudEvent(id: UUID().uuidString, source: nodeID, type: type, data: data)
+        let event = CloudEvent(id: EventID.random(), source: nodeID, type: type, data: data)
         do {
             let body = try JSONEncoder().encode(event)
             try await client.publish(Array(body), to: NexSubjects.event(namespace: namespace, type: type))
@@ -31,7 +31,7 @@ struct EventPublisher: Sendable {
     /// A function's `function_exec_succeeded` or `function_exec_failed` (one per trigger: encoded by hand).
     nonisolated(nonsending) func publishExec(_ data: FunctionExecEvent) async {
         let type = data.error == nil ? NexEventType.functionExecSucceeded : NexEventType.functionExecFailed
-        let event = CloudEvent(id: UUID().uuidString, source: nodeID, type: type, data: data)
+        let event = CloudEvent(id: EventID.random(), source: nodeID, type: type, data: data)
         do {
             try await client.publish(event.jsonBytes(), to: NexSubjects.event(namespace: data.namespace, type: type))
         } catch {

@@ -76,8 +76,9 @@ extension WorkloadManager {
         // The header carries the first line (message); the body the whole text (with the stack).
         await answer(
             m, body: reply.body, error: text.map { String($0.split(separator: "\n").first ?? "function failed") })
-        // The answer goes out first: its flush is queued on the loop, and this task resumes after it.
-        await Task.yield()
+        // Queued behind the answer before the loop flushes it: the two go out in one write. (Flushed apart, the
+        // event's own write came within the client's coalescing window and cost a timer, a second write and
+        // another wake-up of the server for every trigger.)
         await publishExec(workload, subject: m.subject, elapsed: reply.ok ? reply.elapsedNanos : nil, error: text)
     }
 

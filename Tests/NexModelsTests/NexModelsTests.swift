@@ -121,3 +121,17 @@ func jsonObject(_ data: Data) throws -> NSDictionary {
         #expect(GoDuration.format(nanoseconds: ns) == text)
     }
 }
+
+@Suite struct EventIDTests {
+    @Test func idsAreDistinctVersion4UUIDs() throws {
+        let ids = (0..<1000).map { _ in EventID.random() }
+        #expect(Set(ids).count == ids.count)
+        for id in ids {
+            let uuid = try #require(UUID(uuidString: id))
+            #expect(uuid.uuidString == id)
+            let bytes = uuid.uuid
+            #expect(bytes.6 >> 4 == 4, "version 4")
+            #expect(bytes.8 >> 6 == 0b10, "RFC 4122 variant")
+        }
+    }
+}

@@ -1,7 +1,12 @@
 // Function benchmark, side by side in one run on one nats-server: request/reply round trips to
 //   (a) a native Swift responder (the floor), (b) a JavaScript echo function, (c) a WebAssembly echo function,
 // each deployed on an in-process node with release-built agents; then triggers/s with concurrent requesters.
-// Usage: fn-bench AGENT EXAMPLES_DIR [REQUESTS]. Run through scripts/bench-functions.sh.
+// Usage: fn-bench AGENT EXAMPLES_DIR [REQUESTS] [ROUNDS]. Run through scripts/bench-functions.sh.
+//
+// The sequential round trips run in ROUNDS alternating rounds (floor, JS, JS+log, WebAssembly, again), so that
+// every responder sees the same spells of a noisy machine; percentiles are over all rounds together. The
+// engines' own run times are read from the node's events in a pass of their own afterwards: decoding every
+// event in this process during the timed runs took CPU from the requester and the node.
 import BenchSupport
 import Foundation
 import NATS
@@ -11,10 +16,11 @@ import Synchronization
 
 let args = CommandLine.arguments
 guard args.count >= 3 else {
-    print("usage: fn-bench AGENT EXAMPLES_DIR [REQUESTS]")
+    print("usage: fn-bench AGENT EXAMPLES_DIR [REQUESTS] [ROUNDS]")
     exit(2)
 }
 let requests = args.count > 3 ? Int(args[3]) ?? 2000 : 2000
+let rounds = max(1, args.count > 4 ? Int(args[4]) ?? 3 : 3)
 let bench = try await BenchNode.start(name: "fn-bench", agent: args[1]) { $0.workloadTypes = [.v8, .wasm] }
 let requester = NATSClient(configuration: .init(servers: [bench.server.url]))
 try await requester.connect()
@@ -41,9 +47,9 @@ _ = try await bench.deploy(wasmEcho, name: "wasmecho", type: "wasm", triggers: [
 
 func micros(_ d: Duration) -> Double { Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) / 1e12 }
 
-func roundTrips(_ subject: String, count: Int) async throws -> [Double] {
+func roundTrips(_ subject: String, count: Int, warmUp: Int = 200) async throws -> [Double] {
     let payload = Array("hello".utf8)
-    for _ in 0..<min(200, count) { _ = try await requester.request(payload, to: subject, timeout: .seconds(10)) }
+    for _ in 0..<min(warmUp, count) { _ = try await requester.request(payload, to: subject, timeout: .seconds(10)) }
     var out: [Double] = []
     for _ in 0..<count {
         let start = ContinuousClock.now
@@ -81,19 +87,6 @@ struct BenchFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// The engines' own run time per trigger, as the agent measured it (`elapsed_nanos` of the events).
-let runTimes = Mutex<[String: [Double]]>([:])
-// On a connection of its own (another event loop), so that reading the events does not slow the requests.
-let eventReader = NATSClient(configuration: .init(servers: [bench.server.url]))
-try await eventReader.connect()
-try await eventReader.subscribe(to: "$NEX.events.default.function_exec_succeeded") { m in
-    guard let event = try? JSONDecoder().decode(CloudEvent<FunctionExecEvent>.self, from: Data(m.bytes)),
-        let nanos = event.data.elapsedNanos
-    else { return }
-    runTimes.withLock { $0[event.data.triggerSubject, default: []].append(Double(nanos) / 1000) }
-}
-try await eventReader.flush()
-
 /// The node↔agent link alone: an in-process socketpair with an echo on the agent side, called from the
 /// link's event loop as the node calls it.
 func linkRoundTrips(count: Int, on loop: EventLoopTaskExecutor) async throws -> [Double] {
@@ -113,10 +106,37 @@ func linkRoundTrips(count: Int, on loop: EventLoopTaskExecutor) async throws -> 
     }.value
 }
 
-let native = try await roundTrips("bench.native", count: requests)
-let js = try await roundTrips("bench.js", count: requests)
-let jsLog = try await roundTrips("bench.jslog", count: requests)
-let wasm = try await roundTrips("bench.wasm", count: max(requests / 4, 100))
+/// The engines' own run time per trigger, as the agent measured it (`elapsed_nanos` of the events).
+let runTimes = Mutex<[String: [Double]]>([:])
+// On a connection of its own (another event loop).
+let eventReader = NATSClient(configuration: .init(servers: [bench.server.url]))
+try await eventReader.connect()
+/// Reads `function_exec_succeeded` events into `runTimes` while `body` runs.
+func readingRunTimes(_ body: () async throws -> Void) async throws {
+    let events = try await eventReader.subscribe(to: "$NEX.events.default.function_exec_succeeded") { m in
+        guard let event = try? JSONDecoder().decode(CloudEvent<FunctionExecEvent>.self, from: Data(m.bytes)),
+            let nanos = event.data.elapsedNanos
+        else { return }
+        runTimes.withLock { $0[event.data.triggerSubject, default: []].append(Double(nanos) / 1000) }
+    }
+    try await eventReader.flush()
+    try await body()
+    // The last few events may come after this; the medians do not need them.
+    try await events.unsubscribe()
+}
+
+var native: [Double] = []
+var js: [Double] = []
+var jsLog: [Double] = []
+var wasm: [Double] = []
+for round in 0..<rounds {
+    let perRound = max(requests / rounds, 100)
+    let warmUp = round == 0 ? 200 : 20
+    native += try await roundTrips("bench.native", count: perRound, warmUp: warmUp)
+    js += try await roundTrips("bench.js", count: perRound, warmUp: warmUp)
+    jsLog += try await roundTrips("bench.jslog", count: perRound, warmUp: warmUp)
+    wasm += try await roundTrips("bench.wasm", count: max(perRound / 4, 100), warmUp: warmUp)
+}
 let link = try await linkRoundTrips(count: requests, on: eventReader.taskExecutor)
 let nativeRate = try await throughput("bench.native", concurrency: 8, seconds: 2)
 let jsRate = try await throughput("bench.js", concurrency: 8, seconds: 2)
@@ -125,8 +145,15 @@ let wasmRate = try await throughput("bench.wasm", concurrency: 8, seconds: 2)
 let cores = ProcessInfo.processInfo.activeProcessorCount
 let loadOne = try await throughput("bench.jsone", concurrency: 64, seconds: 3)
 let loadAll = try await throughput("bench.js", concurrency: 64, seconds: 3)
+try await readingRunTimes {
+    for subject in ["bench.js", "bench.jslog", "bench.wasm"] {
+        _ = try await roundTrips(subject, count: max(requests / 4, 200), warmUp: 50)
+    }
+}
 
-print("Function round trips (request/reply, 5 B, \(requests) sequential requests; release agent; no sandbox)")
+print(
+    "Function round trips (request/reply, 5 B, \(requests) sequential requests in \(rounds) alternating rounds;"
+        + " release agent; no sandbox)")
 print("  responder                 p50 µs     p99 µs   p50 vs floor   triggers/s (8 concurrent)")
 for (name, values, rate) in [
     ("native Swift (floor)", native, nativeRate.rate), ("JavaScript echo (V8)", js, jsRate.rate),

@@ -44,8 +44,9 @@ int nex_eventfd(void);
 /// the threads waiting on such instances, not all); -1 with errno on failure.
 int nex_epoll_exclusive(int a, int b);
 
-/// epoll_wait for up to two events, without a timeout: the count, or -1 with errno (EINTR included).
-int nex_epoll_wait(int epfd);
+/// epoll_wait for up to two events, without a timeout: 1 when `flagged` was among them, else 0; or -1 with
+/// errno (EINTR included).
+int nex_epoll_wait(int epfd, int flagged);
 
 #endif
 
