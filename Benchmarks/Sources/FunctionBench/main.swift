@@ -137,6 +137,11 @@ for round in 0..<rounds {
     jsLog += try await roundTrips("bench.jslog", count: perRound, warmUp: warmUp)
     wasm += try await roundTrips("bench.wasm", count: max(perRound / 4, 100), warmUp: warmUp)
 }
+try await readingRunTimes {
+    for subject in ["bench.js", "bench.jslog", "bench.wasm"] {
+        _ = try await roundTrips(subject, count: max(requests / 4, 200), warmUp: 50)
+    }
+}
 let link = try await linkRoundTrips(count: requests, on: eventReader.taskExecutor)
 let nativeRate = try await throughput("bench.native", concurrency: 8, seconds: 2)
 let jsRate = try await throughput("bench.js", concurrency: 8, seconds: 2)
@@ -145,11 +150,6 @@ let wasmRate = try await throughput("bench.wasm", concurrency: 8, seconds: 2)
 let cores = ProcessInfo.processInfo.activeProcessorCount
 let loadOne = try await throughput("bench.jsone", concurrency: 64, seconds: 3)
 let loadAll = try await throughput("bench.js", concurrency: 64, seconds: 3)
-try await readingRunTimes {
-    for subject in ["bench.js", "bench.jslog", "bench.wasm"] {
-        _ = try await roundTrips(subject, count: max(requests / 4, 200), warmUp: 50)
-    }
-}
 
 print(
     "Function round trips (request/reply, 5 B, \(requests) sequential requests in \(rounds) alternating rounds;"
@@ -181,7 +181,7 @@ print("Where the time goes (p50 µs)")
 let runs = runTimes.withLock { $0 }
 for (name, value) in [
     ("node↔agent link round trip alone (in-process socketpair echo)", percentile(link, 0.5)),
-    ("JavaScript run time in the agent (elapsed_nanos)", percentile(runs["bench.js"] ?? [0], 0.5)),
+    ("JavaScript run time in the agent (elapsed_nanos, sequential)", percentile(runs["bench.js"] ?? [0], 0.5)),
     ("JS + console.log run time in the agent (elapsed_nanos)", percentile(runs["bench.jslog"] ?? [0], 0.5)),
     ("WebAssembly run time in the agent (elapsed_nanos)", percentile(runs["bench.wasm"] ?? [0], 0.5)),
 ] {
