@@ -37,6 +37,7 @@ let package = Package(
         .library(name: "NexNode", targets: ["NexNode"]),
         .library(name: "NexProcess", targets: ["NexProcess"]),
         .library(name: "NexAgentLink", targets: ["NexAgentLink"]),
+        .library(name: "NexRunnerJS", targets: ["NexRunnerJS"]),
         .library(name: "NexRunnerWasm", targets: ["NexRunnerWasm"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
         .executable(name: "nex", targets: ["nex"]),

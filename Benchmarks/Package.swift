@@ -52,9 +52,14 @@ let package = Package(
             ],
             path: "Sources/FailoverBench"
         ),
-        // The WebAssembly engine alone: the cost of one trigger without NATS or an agent, for profiling.
+        // An engine alone (a WebAssembly module or a JavaScript function): the cost of one trigger without NATS
+        // or an agent, for profiling.
         .executableTarget(
-            name: "wasm-bench", dependencies: [.product(name: "NexRunnerWasm", package: rootPackage)],
+            name: "wasm-bench",
+            dependencies: [
+                .product(name: "NexRunnerWasm", package: rootPackage),
+                .product(name: "NexRunnerJS", package: rootPackage),
+            ],
             path: "Sources/WasmBench"),
         .executableTarget(
             name: "bench-echo", dependencies: [.product(name: "NATS", package: rootPackage)],

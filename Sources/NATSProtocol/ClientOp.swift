@@ -3,10 +3,12 @@ public import NIOCore
 /// Writes client operations (PUB, HPUB, SUB, UNSUB, CONNECT, PING, PONG) into a `ByteBuffer`.
 public enum ClientOp {
     /// Writes `PUB subject [reply] size` or, with headers, `HPUB subject [reply] hsize tsize`, then the payload.
+    /// An empty `replyTo` is no reply subject.
     public static func writePublish(
         subject: String, replyTo: String?, headers: NATSHeaders?, payload: UnsafeRawBufferPointer,
         into buffer: inout ByteBuffer
     ) {
+        let replyTo = replyTo?.isEmpty == false ? replyTo : nil
         guard let headers else {
             writePub(subject: subject, replyTo: replyTo, payload: payload, into: &buffer)
             return
@@ -104,6 +106,7 @@ public enum ClientOp {
         return p + bytes.count
     }
 
+    @inline(__always)
     static func decimalDigits(_ value: Int) -> Int {
         var n = 1
         var v = value

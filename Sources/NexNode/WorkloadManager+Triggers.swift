@@ -64,7 +64,7 @@ extension WorkloadManager {
             spans.trigger.end()
             return
         }
-        // The trigger span lasts until the answer and the event are sent.
+        // The trigger span lasts until the answer and the event are queued for the socket.
         defer { spans.trigger.end() }
         spans.endCall(
             failure: reply.ok ? nil : String(decoding: reply.body.prefix(200), as: UTF8.self),

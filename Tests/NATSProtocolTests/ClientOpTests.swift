@@ -29,6 +29,7 @@ import Testing
     @Test func publishWithAndWithoutReply() {
         #expect(pub("a.b", nil, Array("hi".utf8)) == "PUB a.b 2\r\nhi\r\n")
         #expect(pub("a", "r.1", []) == "PUB a r.1 0\r\n\r\n")
+        #expect(pub("a", "", Array("x".utf8)) == "PUB a 1\r\nx\r\n", "an empty reply subject is none")
         #expect(pub("a", nil, [UInt8](repeating: 65, count: 1234)).hasPrefix("PUB a 1234\r\nAAA"))
         #expect(pub("é.1", "_INBOX.x", Array("0123456789".utf8)) == "PUB é.1 _INBOX.x 10\r\n0123456789\r\n")
         // Appended after what is already in the buffer.

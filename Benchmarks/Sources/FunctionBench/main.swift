@@ -152,8 +152,8 @@ let loadOne = try await throughput("bench.jsone", concurrency: 64, seconds: 3)
 let loadAll = try await throughput("bench.js", concurrency: 64, seconds: 3)
 
 print(
-    "Function round trips (request/reply, 5 B, \(requests) sequential requests in \(rounds) alternating rounds;"
-        + " release agent; no sandbox)")
+    "Function round trips (request/reply, 5 B, \(native.count) sequential requests each, WebAssembly \(wasm.count),"
+        + " in \(rounds) alternating rounds; release agent; no sandbox)")
 print("  responder                 p50 µs     p99 µs   p50 vs floor   triggers/s (8 concurrent)")
 for (name, values, rate) in [
     ("native Swift (floor)", native, nativeRate.rate), ("JavaScript echo (V8)", js, jsRate.rate),
