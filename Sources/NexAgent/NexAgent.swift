@@ -244,8 +244,13 @@ public final class NexAgent: Sendable {
         guard taken else { return AgentResponse(ok: false, message: "this agent already runs a workload") }
         let id = settings.agentID
         let outbox = self.outbox.continuation
+        // A function's lines go on the link, from the thread that logged: no hand-off to a task, no hop through
+        // the internal server, and a trigger's lines reach the node before its result. A service's stay with
+        // its events on NATS, so its last lines come before the news that it exited.
+        let link = runner is any FunctionRunner ? state.withLock { $0.linkServer } : nil
         let output = WorkloadOutput(
             log: { text, level in
+                if let link, link.sendLog(level: level, text: text) { return }
                 let entry = LogEntry(text: text, level: level, id: request.workloadID)
                 guard let body = try? JSONEncoder().encode(entry) else { return }
                 outbox.yield((AgentSubjects.logs(agent: id), Array(body)))

@@ -30,8 +30,12 @@ public final class AgentLinkClient: Sendable {
 
     /// Takes ownership of `descriptor` (the node's end of a connected stream socket pair) and reads results
     /// from it on `eventLoop`. The socket becomes a NIO socket channel as it is (no duplicate descriptor that
-    /// a child process could inherit).
-    public static func start(descriptor: Int32, on eventLoop: any EventLoop) async throws -> AgentLinkClient {
+    /// a child process could inherit). `onLog` gets each line the workload logs (level, text), on the loop, in
+    /// order with the results.
+    public static func start(
+        descriptor: Int32, on eventLoop: any EventLoop,
+        onLog: @escaping @Sendable (_ level: Int, _ text: [UInt8]) -> Void = { _, _ in }
+    ) async throws -> AgentLinkClient {
         let calls = PendingCalls()
         let channel: any Channel
         do {
@@ -39,7 +43,7 @@ public final class AgentLinkClient: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers(
-                            ByteToMessageHandler(LinkFrameDecoder()), LinkResultHandler(calls: calls))
+                            ByteToMessageHandler(LinkFrameDecoder()), LinkResultHandler(calls: calls, onLog: onLog))
                     }
                 }
                 .withConnectedSocket(descriptor)
@@ -173,18 +177,26 @@ struct LinkFrameDecoder: ByteToMessageDecoder {
     }
 }
 
-/// Hands each result to its caller; a malformed stream ends the link.
+/// Hands each result to its caller and each log line to `onLog`; a malformed stream ends the link.
 final class LinkResultHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = LinkFrame
     private let calls: PendingCalls
+    private let onLog: @Sendable (Int, [UInt8]) -> Void
 
-    init(calls: PendingCalls) {
+    init(calls: PendingCalls, onLog: @escaping @Sendable (Int, [UInt8]) -> Void) {
         self.calls = calls
+        self.onLog = onLog
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .result(let id, let ok, let elapsed, let body) = unwrapInboundIn(data) else { return }
-        calls.resolve(id, AgentLinkClient.Reply(ok: ok, elapsedNanos: elapsed, body: body))
+        switch unwrapInboundIn(data) {
+        case .result(let id, let ok, let elapsed, let body):
+            calls.resolve(id, AgentLinkClient.Reply(ok: ok, elapsedNanos: elapsed, body: body))
+        case .log(let level, let text):
+            onLog(Int(level), text)
+        case .trigger:
+            break  // only the node sends triggers
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

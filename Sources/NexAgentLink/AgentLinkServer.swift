@@ -60,6 +60,13 @@ public final class AgentLinkServer: Sendable {
         return server
     }
 
+    /// Sends a line the workload logged to the node (`level` as in `LogEntry`, clamped to a byte), from the
+    /// calling thread when the socket takes it at once; false when the link has closed.
+    @discardableResult
+    public func sendLog(level: Int, text: String) -> Bool {
+        socket.send(.log(level: Int8(clamping: level), text: Array(text.utf8)))
+    }
+
     /// Starts workers until there are `count` (never fewer than now).
     public func growWorkers(to count: Int) {
         let (first, last) = workers.withLock { n -> (Int, Int) in

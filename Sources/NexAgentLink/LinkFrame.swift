@@ -1,14 +1,18 @@
 /// One message on the private link between a node and one of its agents.
 ///
-/// The link carries the hot path only (a function's triggers and their results); everything else between
-/// node and agent (handshake, deploy, logs, events, host calls) goes over the internal NATS server. On the
-/// wire: a 4-byte big-endian length of the rest, a kind byte, an 8-byte big-endian id, then the body.
+/// The link carries the hot path only (a function's triggers, their results and the workload's log lines);
+/// everything else between node and agent (handshake, deploy, events, host calls) goes over the internal
+/// NATS server. On the wire: a 4-byte big-endian length of the rest, a kind byte, an 8-byte big-endian id,
+/// then the body.
 public enum LinkFrame: Equatable, Sendable {
     /// Node → agent: run the function for a message on `subject`; `traceParent` is the W3C `traceparent` of
     /// the node's span for the call, which the agent hands on with the function's host-service calls.
     case trigger(id: UInt64, subject: String, payload: [UInt8], traceParent: String? = nil)
     /// Agent → node: the answer to trigger `id`: the reply (`ok`) or the error text.
     case result(id: UInt64, ok: Bool, elapsedNanos: Int64, body: [UInt8])
+    /// Agent → node: a line the workload logged (`level` as in ``NexModels/LogEntry``), written by the thread
+    /// that logged it, so a trigger's lines come before its result.
+    case log(level: Int8, text: [UInt8])
 
     /// The largest frame accepted (well above NATS's 1 MiB default payload, far below memory trouble).
     public static let maxLength = 64 << 20
@@ -18,6 +22,7 @@ public enum LinkFrame: Equatable, Sendable {
     /// A trigger with a trace context. A kind of its own, so that an agent built before trace contexts
     /// refuses the frame (and its link ends with the reason) instead of reading the context as payload.
     private static let tracedTriggerKind: UInt8 = 3
+    private static let logKind: UInt8 = 4
 
     /// The frame as bytes for the wire.
     public func encoded() -> [UInt8] {
@@ -48,6 +53,14 @@ public enum LinkFrame: Equatable, Sendable {
             out.append(ok ? 1 : 0)
             Self.append(UInt64(bitPattern: elapsedNanos), to: &out)
             out += body
+        case .log(let level, let text):
+            // Body: the level (1, signed), then the text. The id is unused (0).
+            out.reserveCapacity(4 + 1 + 8 + 1 + text.count)
+            Self.append(UInt32(1 + 8 + 1 + text.count), to: &out)
+            out.append(Self.logKind)
+            Self.append(UInt64(0), to: &out)
+            out.append(UInt8(bitPattern: level))
+            out += text
         }
         return out
     }
@@ -104,6 +117,9 @@ public enum LinkFrame: Equatable, Sendable {
                 .result(id: id, ok: bytes[body] == 1, elapsedNanos: elapsed, body: Array(bytes[(body + 9)..<end])),
                 4 + length
             )
+        case logKind:
+            guard end - body >= 1 else { throw MalformedFrame(description: "a log line without a level") }
+            return (.log(level: Int8(bitPattern: bytes[body]), text: Array(bytes[(body + 1)..<end])), 4 + length)
         default:
             throw MalformedFrame(description: "an unknown frame kind \(kind)")
         }

@@ -41,6 +41,8 @@ actor AgentPool {
         var vcpuCount: Int
         /// Where the node's ends of the agent links are read: the loop of the connection triggers arrive on.
         var linkEventLoop: any EventLoop
+        /// Takes the lines a function logs, which arrive on its agent's link (on `linkEventLoop`).
+        var onLog: @Sendable (_ agentID: String, _ level: Int, _ text: [UInt8]) -> Void
     }
 
     let settings: Settings
@@ -183,7 +185,10 @@ actor AgentPool {
             let (nodeEnd, agentEnd) = try LinkSocket.socketPair()
             let agentLink: AgentLinkClient
             do {
-                agentLink = try await AgentLinkClient.start(descriptor: nodeEnd, on: settings.linkEventLoop)
+                let onLog = settings.onLog
+                agentLink = try await AgentLinkClient.start(descriptor: nodeEnd, on: settings.linkEventLoop) {
+                    level, text in onLog(id, level, text)
+                }
             } catch {
                 Foundation.close(agentEnd)
                 throw error

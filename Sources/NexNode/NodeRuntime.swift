@@ -100,11 +100,13 @@ struct NodeRuntime: Sendable {
         }
         let internalNATS = try await InternalNATS.start(
             binary: binary, directory: home + "/internal-nats", logger: logger)
+        let logRelay = AgentLogRelay(failures: node.events.failures, logger: logger)
         let settings = AgentPool.Settings(
             size: config.machinePoolSize, agentExecutable: agent, directory: home + "/agents", nodeID: node.nodeID,
             handshakeTimeout: .milliseconds(config.agentHandshakeTimeoutMs),
             memoryMiB: config.machineTemplate.memsizeMib, vcpuCount: config.machineTemplate.vcpuCount,
-            linkEventLoop: node.events.client.taskExecutor.eventLoop)
+            linkEventLoop: node.events.client.taskExecutor.eventLoop,
+            onLog: { agentID, level, text in logRelay.add(agentID: agentID, level: level, text: text) })
         let box = ManagerBox()
         let pool = AgentPool(
             settings: settings, driver: driver, internalNATS: internalNATS, logger: logger,
@@ -119,6 +121,7 @@ struct NodeRuntime: Sendable {
             config: config, pool: pool, internalNATS: internalNATS, events: node.events, journal: journal,
             metrics: node.metrics, tracing: node.tracing, logger: logger, isLameDuck: { node.isLameDuck })
         box.set(pool: pool, manager: manager)
+        manager.tasks.spawn { await logRelay.forward(to: manager) }
         let runtime = NodeRuntime(internalNATS: internalNATS, pool: pool, manager: manager)
         try await runtime.listenToAgents(logger: logger)
         await pool.fill()

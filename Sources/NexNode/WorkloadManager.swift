@@ -468,6 +468,18 @@ actor WorkloadManager {
         }
     }
 
+    /// Forwards a line a function logged (it came on the agent's link) to the workload's log subject.
+    func log(agentID: String, level: Int, text: [UInt8]) async {
+        guard let entry = state.entry(agent: agentID) else { return }
+        let line = LogEntry(text: String(decoding: text, as: UTF8.self), level: level, id: entry.id)
+        let body: [UInt8]
+        do { body = Array(try JSONEncoder().encode(line)) } catch {
+            logger.warning("a function's log line cannot be encoded", metadata: ["error": "\(error)"])
+            return
+        }
+        await events.log(body, namespace: entry.record.namespace, workloadName: entry.record.name, workloadID: entry.id)
+    }
+
     /// Forwards an agent's log entry to the workload's log subject.
     func log(agentID: String, body: [UInt8]) async {
         guard let entry = state.entry(agent: agentID) else { return }

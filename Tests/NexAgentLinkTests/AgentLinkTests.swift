@@ -1,5 +1,6 @@
 import Foundation
 import NIOPosix
+import Synchronization
 import Testing
 
 @testable import NexAgentLink
@@ -13,6 +14,8 @@ import Testing
             traceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         .result(id: 7, ok: true, elapsedNanos: 123_456, body: Array("reply".utf8)),
         .result(id: 8, ok: false, elapsedNanos: -1, body: []),
+        .log(level: 8, text: Array("oops: é".utf8)),
+        .log(level: -4, text: []),
     ]
 
     @Test(arguments: frames) func roundTripsAtEverySplit(_ frame: LinkFrame) throws {
@@ -34,6 +37,7 @@ import Testing
         [0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 1],  // trigger without a subject length
         [0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5],  // subject longer than the frame
         [0, 0, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0, 1],  // result without its fields
+        [0, 0, 0, 9, 4, 0, 0, 0, 0, 0, 0, 0, 0],  // log line without its level
         [0, 0, 0, 11, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],  // traced trigger without a trace length
         [0, 0, 0, 12, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],  // traced trigger with an empty trace context
         [0, 0, 0, 12, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 5],  // trace context longer than the frame
@@ -163,6 +167,33 @@ import Testing
             let (ra, rb) = try await (a, b)
             #expect(ra.body == big + Array("a".utf8) && rb.body == big + Array("b".utf8))
         }
+    }
+
+    /// A function's log lines travel on the link, written by the worker running the trigger: the node has
+    /// them all, in order, before the trigger's result.
+    @Test func logLinesArriveBeforeTheirResult() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let seen = Mutex<[String]>([])
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop) { level, text in
+            seen.withLock { $0.append("\(level) \(String(decoding: text, as: UTF8.self))") }
+        }
+        defer { client.close() }
+        let server = Mutex<AgentLinkServer?>(nil)
+        let serving = AgentLinkServer.serve(
+            LinkSocket(fd: agentFD),
+            run: { _, payload, _ in
+                let link = server.withLock { $0 }
+                #expect(link?.sendLog(level: 0, text: "first") == true)
+                #expect(link?.sendLog(level: -4, text: "second: é") == true)
+                return (true, 1, payload)
+            }, onEnd: { _ in })
+        server.withLock { $0 = serving }
+        for round in 1...3 {
+            let reply = try await client.trigger(subject: "s", payload: [UInt8(round)], timeout: .seconds(5))
+            #expect(reply.body == [UInt8(round)])
+            #expect(seen.withLock { $0.count } == round * 2)
+        }
+        #expect(seen.withLock { $0 } == Array(repeating: ["0 first", "-4 second: é"], count: 3).flatMap { $0 })
     }
 
     @Test func failuresCarryTheirText() async throws {
