@@ -118,6 +118,8 @@ public enum LinkFrame: Equatable, Sendable {
                 4 + length
             )
         case logKind:
+            // A log line answers nothing: its id is 0, so that it reads back as the bytes that were sent.
+            guard id == 0 else { throw MalformedFrame(description: "a log line with an id of \(id)") }
             guard end - body >= 1 else { throw MalformedFrame(description: "a log line without a level") }
             return (.log(level: Int8(bitPattern: bytes[body]), text: Array(bytes[(body + 1)..<end])), 4 + length)
         default:

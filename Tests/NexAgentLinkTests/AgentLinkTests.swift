@@ -38,6 +38,7 @@ import Testing
         [0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5],  // subject longer than the frame
         [0, 0, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0, 1],  // result without its fields
         [0, 0, 0, 9, 4, 0, 0, 0, 0, 0, 0, 0, 0],  // log line without its level
+        [0, 0, 0, 10, 4, 0, 0, 0, 0, 0, 0, 0, 1, 0],  // log line with an id
         [0, 0, 0, 11, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],  // traced trigger without a trace length
         [0, 0, 0, 12, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],  // traced trigger with an empty trace context
         [0, 0, 0, 12, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 5],  // trace context longer than the frame

@@ -49,6 +49,7 @@ enum Seeds {
                     traceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
                 .result(id: 1, ok: true, elapsedNanos: 12_345, body: Array("hello".utf8)),
                 .result(id: 2, ok: false, elapsedNanos: 0, body: []),
+                .log(level: 8, text: Array("oops".utf8)),
             ]
             return [frames.flatMap { $0.encoded() }, frames[0].encoded()]
         case .jwt:
