@@ -111,8 +111,8 @@ public final class NexAgent: Sendable {
     let startedAt = ContinuousClock.now
     let state = Mutex(State())
     let done = AsyncStream<String>.makeStream()
-    /// Logs and events in the order the workload produced them (one publisher, so an exit never overtakes
-    /// the last lines before it).
+    /// A service's logs and events in the order it produced them (one publisher, so an exit never overtakes
+    /// the last lines before it). A function's lines go on the link instead.
     let outbox = AsyncStream<(subject: String, body: [UInt8])>.makeStream()
 
     struct State {

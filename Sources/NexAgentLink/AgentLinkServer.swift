@@ -60,11 +60,19 @@ public final class AgentLinkServer: Sendable {
         return server
     }
 
+    /// The longest log line sent whole; a longer one is cut there and marked (a frame over the link's limit
+    /// would end the link, and with it the function).
+    public static let maxLogLineBytes = 64 << 10
+
     /// Sends a line the workload logged to the node (`level` as in `LogEntry`, clamped to a byte), from the
     /// calling thread when the socket takes it at once; false when the link has closed.
     @discardableResult
     public func sendLog(level: Int, text: String) -> Bool {
-        socket.send(.log(level: Int8(clamping: level), text: Array(text.utf8)))
+        var bytes = Array(text.utf8)
+        if bytes.count > Self.maxLogLineBytes {
+            bytes = Array(bytes.prefix(Self.maxLogLineBytes)) + Array(" …[truncated]".utf8)
+        }
+        return socket.send(.log(level: Int8(clamping: level), text: bytes))
     }
 
     /// Starts workers until there are `count` (never fewer than now).

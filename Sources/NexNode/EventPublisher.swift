@@ -58,7 +58,8 @@ struct EventPublisher: Sendable {
     }
 }
 
-/// How many event and log publishes failed since the node started.
+/// How many event and log publishes failed since the node started (log lines dropped before a publish
+/// because too many were waiting count as failed logs).
 final class PublishFailures: Sendable {
     let events = Atomic<Int>(0)
     let logs = Atomic<Int>(0)

@@ -121,9 +121,10 @@ struct NodeRuntime: Sendable {
             config: config, pool: pool, internalNATS: internalNATS, events: node.events, journal: journal,
             metrics: node.metrics, tracing: node.tracing, logger: logger, isLameDuck: { node.isLameDuck })
         box.set(pool: pool, manager: manager)
-        manager.tasks.spawn { await logRelay.forward(to: manager) }
         let runtime = NodeRuntime(internalNATS: internalNATS, pool: pool, manager: manager)
         try await runtime.listenToAgents(logger: logger)
+        // Before any agent starts; ended with the manager's other tasks when the node stops.
+        manager.tasks.spawn { await logRelay.forward(to: manager) }
         await pool.fill()
         return runtime
     }

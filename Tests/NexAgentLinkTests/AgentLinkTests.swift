@@ -197,6 +197,33 @@ import Testing
         #expect(seen.withLock { $0 } == Array(repeating: ["0 first", "-4 second: é"], count: 3).flatMap { $0 })
     }
 
+    /// A line past the limit is cut and marked; the link and the function live on.
+    @Test func aHugeLogLineIsCutNotFatal() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let seen = Mutex<[[UInt8]]>([])
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop) { _, text in
+            seen.withLock { $0.append(text) }
+        }
+        defer { client.close() }
+        let server = Mutex<AgentLinkServer?>(nil)
+        let huge = String(repeating: "x", count: 3 * AgentLinkServer.maxLogLineBytes)
+        let serving = AgentLinkServer.serve(
+            LinkSocket(fd: agentFD),
+            run: { _, payload, _ in
+                _ = server.withLock { $0 }?.sendLog(level: 0, text: huge)
+                return (true, 1, payload)
+            }, onEnd: { _ in })
+        server.withLock { $0 = serving }
+        for _ in 0..<2 {
+            let reply = try await client.trigger(subject: "s", payload: [1], timeout: .seconds(5))
+            #expect(reply.ok && reply.body == [1])
+        }
+        let lines = seen.withLock { $0 }
+        #expect(lines.count == 2)
+        let expected = Array(huge.utf8.prefix(AgentLinkServer.maxLogLineBytes)) + Array(" …[truncated]".utf8)
+        #expect(lines.allSatisfy { $0 == expected })
+    }
+
     @Test func failuresCarryTheirText() async throws {
         try await withLink({ _, _, _ in (false, 5, Array("Error: boom".utf8)) }) { client in
             let reply = try await client.trigger(subject: "s", payload: [], timeout: .seconds(5))
