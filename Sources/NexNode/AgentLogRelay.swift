@@ -36,8 +36,8 @@ final class AgentLogRelay: Sendable {
             return
         }
         waitingBytes.subtract(text.count, ordering: .relaxed)
-        let count = failures.logs.add(1, ordering: .relaxed).newValue
-        if count == 1 || count % 1000 == 0 {
+        let (count, worthALine) = failures.logLost()
+        if worthALine {
             logger.warning(
                 "function log lines are arriving faster than they can be forwarded; dropped",
                 metadata: ["nex.agent": "\(agentID)", "failed_logs": "\(count)"])

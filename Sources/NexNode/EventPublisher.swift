@@ -47,9 +47,8 @@ struct EventPublisher: Sendable {
         let subject = NexSubjects.logs(
             namespace: namespace, node: nodeID, workloadName: workloadName, workloadID: workloadID)
         do { try await client.publish(body, to: subject) } catch {
-            let count = failures.logs.add(1, ordering: .relaxed).newValue
-            // The first failure of a run of them is worth a line; every one is counted.
-            if count == 1 || count % 1000 == 0 {
+            let (count, worthALine) = failures.logLost()
+            if worthALine {
                 logger.warning(
                     "cannot forward workload logs",
                     metadata: ["nex.workload_id": "\(workloadID)", "error": "\(error)", "failed_logs": "\(count)"])
@@ -63,4 +62,11 @@ struct EventPublisher: Sendable {
 final class PublishFailures: Sendable {
     let events = Atomic<Int>(0)
     let logs = Atomic<Int>(0)
+
+    /// Counts a lost log line: the count so far, and whether to say so (the first of a run of them and every
+    /// thousandth are worth a line; every one is counted).
+    func logLost() -> (count: Int, worthALine: Bool) {
+        let count = logs.add(1, ordering: .relaxed).newValue
+        return (count, count == 1 || count % 1000 == 0)
+    }
 }

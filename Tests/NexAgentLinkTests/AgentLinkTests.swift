@@ -170,58 +170,59 @@ import Testing
         }
     }
 
-    /// A function's log lines travel on the link, written by the worker running the trigger: the node has
-    /// them all, in order, before the trigger's result.
-    @Test func logLinesArriveBeforeTheirResult() async throws {
+    /// A link whose agent side runs `logging` with its own server (to send log lines) before echoing the
+    /// payload; `body` gets the node's end and the lines the node read, as (level, text).
+    func withLoggingLink(
+        _ logging: @escaping @Sendable (AgentLinkServer?) -> Void,
+        _ body: (AgentLinkClient, borrowing Mutex<[(Int, [UInt8])]>) async throws -> Void
+    ) async throws {
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
-        let seen = Mutex<[String]>([])
+        let seen = Mutex<[(Int, [UInt8])]>([])
         let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop) { level, text in
-            seen.withLock { $0.append("\(level) \(String(decoding: text, as: UTF8.self))") }
+            seen.withLock { $0.append((level, text)) }
         }
         defer { client.close() }
         let server = Mutex<AgentLinkServer?>(nil)
         let serving = AgentLinkServer.serve(
             LinkSocket(fd: agentFD),
             run: { _, payload, _ in
-                let link = server.withLock { $0 }
-                #expect(link?.sendLog(level: 0, text: "first") == true)
-                #expect(link?.sendLog(level: -4, text: "second: é") == true)
+                logging(server.withLock { $0 })
                 return (true, 1, payload)
             }, onEnd: { _ in })
         server.withLock { $0 = serving }
-        for round in 1...3 {
-            let reply = try await client.trigger(subject: "s", payload: [UInt8(round)], timeout: .seconds(5))
-            #expect(reply.body == [UInt8(round)])
-            #expect(seen.withLock { $0.count } == round * 2)
+        try await body(client, seen)
+    }
+
+    /// A function's log lines travel on the link, written by the worker running the trigger: the node has
+    /// them all, in order, before the trigger's result.
+    @Test func logLinesArriveBeforeTheirResult() async throws {
+        try await withLoggingLink({ link in
+            #expect(link?.sendLog(level: 0, text: "first") == true)
+            #expect(link?.sendLog(level: -4, text: "second: é") == true)
+        }) { client, seen in
+            for round in 1...3 {
+                let reply = try await client.trigger(subject: "s", payload: [UInt8(round)], timeout: .seconds(5))
+                #expect(reply.body == [UInt8(round)])
+                #expect(seen.withLock { $0.count } == round * 2)
+            }
+            let lines = seen.withLock { $0.map { "\($0.0) \(String(decoding: $0.1, as: UTF8.self))" } }
+            #expect(lines == Array(repeating: ["0 first", "-4 second: é"], count: 3).flatMap { $0 })
         }
-        #expect(seen.withLock { $0 } == Array(repeating: ["0 first", "-4 second: é"], count: 3).flatMap { $0 })
     }
 
     /// A line past the limit is cut and marked; the link and the function live on.
     @Test func aHugeLogLineIsCutNotFatal() async throws {
-        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
-        let seen = Mutex<[[UInt8]]>([])
-        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop) { _, text in
-            seen.withLock { $0.append(text) }
-        }
-        defer { client.close() }
-        let server = Mutex<AgentLinkServer?>(nil)
         let huge = String(repeating: "x", count: 3 * AgentLinkServer.maxLogLineBytes)
-        let serving = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD),
-            run: { _, payload, _ in
-                _ = server.withLock { $0 }?.sendLog(level: 0, text: huge)
-                return (true, 1, payload)
-            }, onEnd: { _ in })
-        server.withLock { $0 = serving }
-        for _ in 0..<2 {
-            let reply = try await client.trigger(subject: "s", payload: [1], timeout: .seconds(5))
-            #expect(reply.ok && reply.body == [1])
+        try await withLoggingLink({ _ = $0?.sendLog(level: 0, text: huge) }) { client, seen in
+            for _ in 0..<2 {
+                let reply = try await client.trigger(subject: "s", payload: [1], timeout: .seconds(5))
+                #expect(reply.ok && reply.body == [1])
+            }
+            let lines = seen.withLock { $0.map(\.1) }
+            #expect(lines.count == 2)
+            let expected = Array(huge.utf8.prefix(AgentLinkServer.maxLogLineBytes)) + Array(" …[truncated]".utf8)
+            #expect(lines.allSatisfy { $0 == expected })
         }
-        let lines = seen.withLock { $0 }
-        #expect(lines.count == 2)
-        let expected = Array(huge.utf8.prefix(AgentLinkServer.maxLogLineBytes)) + Array(" …[truncated]".utf8)
-        #expect(lines.allSatisfy { $0 == expected })
     }
 
     @Test func failuresCarryTheirText() async throws {
