@@ -51,20 +51,47 @@ extension NATSClient {
         /// been coming within half of this, to fewer callers than half the cores at a time, never on an event
         /// loop (a main-actor caller waits on the main thread). Capped at 5 ms; `.zero` turns it off.
         public var replyPollLimit: Duration = .milliseconds(1)
+        /// Tests only: every request made off an event loop polls for its reply until it ends (see
+        /// `RequestMux.pollingForced`).
+        var replyPollForced = false
         /// Authentication.
         public var auth = Auth.none
         /// TLS settings; nil uses TLS only when the URL is `tls://` or the server requires it.
         public var tls: TLS?
         /// How long ``NATSClient/drain()`` may take before the connection is closed anyway.
         public var drainTimeout: Duration = .seconds(30)
+        /// Asked right before every TCP connect, for each address a server's name resolved to (the first
+        /// connect, reconnects, and servers the cluster announced alike): return nil to allow the address, or
+        /// why it is refused. A client that must never reach some addresses (a host that connects where its
+        /// users say) checks here, after resolution, so a name cannot smuggle in an address a check of the URL
+        /// would have refused. Nil allows every address.
+        public var dialFilter: (@Sendable (DialTarget) -> String?)?
 
         /// Creates a configuration for the given servers, or `NATS_URL` when empty.
         public init(servers: [String] = []) {
-            if servers.isEmpty, let env = getenv("NATS_URL").map({ String(cString: $0) }), !env.isEmpty {
-                self.servers = env.split(separator: ",").map { String($0) }
-            } else {
-                self.servers = servers.isEmpty ? ["nats://127.0.0.1:4222"] : servers
-            }
+            self.servers = Self.servers(servers, environment: getenv("NATS_URL").map { String(cString: $0) })
+        }
+
+        /// `given`, else the comma-separated `NATS_URL` value, else the local default.
+        static func servers(_ given: [String], environment natsURL: String?) -> [String] {
+            if !given.isEmpty { return given }
+            if let natsURL, !natsURL.isEmpty { return natsURL.split(separator: ",").map { String($0) } }
+            return ["nats://127.0.0.1:4222"]
+        }
+    }
+
+    /// One address the client is about to dial, as ``Configuration/dialFilter`` sees it.
+    public struct DialTarget: Sendable {
+        /// The host as the server URL names it (a name or a literal address).
+        public var host: String
+        public var port: Int
+        /// The resolved address: 4 bytes (IPv4) or 16 (IPv6), in network order.
+        public var address: [UInt8]
+
+        public init(host: String, port: Int, address: [UInt8]) {
+            self.host = host
+            self.port = port
+            self.address = address
         }
     }
 

@@ -51,7 +51,10 @@ extension NATSClient {
                 }
                 // A lone request already on the wire: wait for the reply on this thread for a moment rather
                 // than park and be woken by the loop. Resumed here, the task goes on without suspending.
-                if case .sent = outcome, let budget = mux.pollBudget(), let outcome = mux.poll(token, for: budget) {
+                let sent = if case .sent = outcome { true } else { false }
+                if sent || mux.pollingForced, let budget = mux.pollBudget(),
+                    let outcome = mux.poll(token, for: budget)
+                {
                     c.resume(with: outcome)
                 }
             }
@@ -114,7 +117,7 @@ extension NATSClient {
             guard s.phase != .closed, s.phase != .idle else { throw NATSError(.connectionClosed, "not connected") }
             let mux = RequestMux(
                 prefix: "\(configuration.inboxPrefix).\(NUID.next()).", eventLoop: eventLoop,
-                pollLimit: configuration.replyPollLimit)
+                pollLimit: configuration.replyPollLimit, pollingForced: configuration.replyPollForced)
             let sid = s.allocateSID()
             let subject = mux.prefix + "*"
             s.subscriptions[sid] = ClientState.SubscriptionEntry(subject: subject, queue: nil, target: .requestMux(mux))

@@ -40,7 +40,9 @@ public final class NATSClient: Sendable {
         logger: Logger = Logger(label: "nats", factory: { _ in SwiftLogNoOpLogHandler() }),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
-        let transport: any Transport = configuration.connectedSocket.map { DescriptorTransport($0) } ?? TCPTransport()
+        let transport: any Transport =
+            configuration.connectedSocket.map { DescriptorTransport($0) }
+            ?? TCPTransport(dialFilter: configuration.dialFilter)
         self.init(configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup, transport: transport)
     }
 

@@ -36,6 +36,8 @@ public final class NATSSubscription: AsyncSequence, Sendable {
         var dropped = 0
         var inSlowConsumerEpisode = false
         var nextWaiterID = 0
+        /// The ``nextMessage(timeout:)`` whose timer fired before it began to wait: it must not wait at all.
+        var expiredWaiterID: Int?
         /// A handler (``NATSClient/subscribe(to:queue:handler:)``) consumes this subscription and has not
         /// finished: messages it took may still be in its hands.
         var handlerRunning = false
@@ -130,7 +132,8 @@ public final class NATSSubscription: AsyncSequence, Sendable {
     nonisolated(nonsending) public func nextMessage(timeout: Duration) async throws -> NATSMessage? {
         let id = nextWaiterID()
         let timer = client.eventLoop.scheduleTask(in: timeout.timeAmount) {
-            self.failWaiter(id: id, NATSError(.timeout, "no message within \(timeout)", subject: self.subject))
+            self.failWaiter(
+                id: id, NATSError(.timeout, "no message within \(timeout)", subject: self.subject), expiring: true)
         }
         defer { timer.cancel() }
         while true {
@@ -209,9 +212,11 @@ public final class NATSSubscription: AsyncSequence, Sendable {
         do {
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-                    enum Wait { case ready, waiting, taken }
+                    enum Wait { case ready, waiting, taken, expired }
                     let wait = delivery.withLock { d -> Wait in
                         if d.count > 0 || d.finished { return .ready }
+                        // Its timer fired while it looked (a zero or tiny timeout on a busy machine).
+                        if d.expiredWaiterID == id { return .expired }
                         // Another consumer waits already: replacing it would leave it waiting for ever.
                         if let other = d.waiter, other.id != id { return .taken }
                         d.waiter = Waiter(id: id, continuation: c)
@@ -219,6 +224,8 @@ public final class NATSSubscription: AsyncSequence, Sendable {
                     }
                     if wait == .ready {
                         c.resume()
+                    } else if wait == .expired {
+                        c.resume(throwing: NATSError(.timeout, "no message in time", subject: subject))
                     } else if wait == .taken {
                         c.resume(
                             throwing: NATSError(
@@ -240,9 +247,13 @@ public final class NATSSubscription: AsyncSequence, Sendable {
     }
 
     /// Resumes the waiter `id`, if it is still waiting, with an error.
-    private func failWaiter(id: Int, _ error: any Error) {
+    /// `expiring`: its timer fired; when the waiter has not begun to wait, it is told not to.
+    private func failWaiter(id: Int, _ error: any Error, expiring: Bool = false) {
         let waiter = delivery.withLock { d -> Waiter? in
-            guard let w = d.waiter, w.id == id else { return nil }
+            guard let w = d.waiter, w.id == id else {
+                if expiring { d.expiredWaiterID = id }
+                return nil
+            }
             d.waiter = nil
             return w
         }

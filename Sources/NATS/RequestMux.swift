@@ -27,6 +27,10 @@ final class RequestMux: Sendable {
     let eventLoop: any EventLoop
     /// The longest a caller polls for its reply; zero turns polling off.
     let pollLimit: Duration
+    /// Tests only: every request made off an event loop polls until it ends (at most ``forcedPollLimit``),
+    /// whatever the reply times, other requests in flight and other pollers in the process, so what a poll
+    /// does can be checked without depending on how busy the machine is.
+    let pollingForced: Bool
     private let state = Mutex(State())
     /// Set when the polled request's outcome is in `State.polled`: the poller spins on this, not on the lock.
     private let polledOutcomeReady = Atomic<Bool>(false)
@@ -60,10 +64,14 @@ final class RequestMux: Sendable {
     /// Polling longer than this costs more CPU than the wake-up it saves is worth, whatever is configured.
     static let maxPollLimit = Duration.milliseconds(5)
 
-    init(prefix: String, eventLoop: any EventLoop, pollLimit: Duration = .zero) {
+    /// How long a forced poll may last.
+    static let forcedPollLimit = Duration.seconds(5)
+
+    init(prefix: String, eventLoop: any EventLoop, pollLimit: Duration = .zero, pollingForced: Bool = false) {
         self.prefix = prefix
         self.eventLoop = eventLoop
         self.pollLimit = min(max(pollLimit, .zero), Self.maxPollLimit)
+        self.pollingForced = pollingForced
     }
 
     /// A new token for a request; the reply subject is `prefix + token`.
@@ -179,6 +187,7 @@ final class RequestMux: Sendable {
     /// being woken costs less.
     func pollBudget() -> Duration? {
         // Never on an event loop: it would hold up the very I/O it waits for.
+        if pollingForced { return MultiThreadedEventLoopGroup.currentEventLoop == nil ? Self.forcedPollLimit : nil }
         guard pollLimit > .zero, Self.maxPollers > 0, MultiThreadedEventLoopGroup.currentEventLoop == nil else {
             return nil
         }
@@ -193,6 +202,7 @@ final class RequestMux: Sendable {
     /// Polls for the reply to `token` for up to `budget`: returns its outcome, or nil when it did not come in
     /// time (the event loop then resumes the caller as usual).
     func poll(_ token: UInt64, for budget: Duration) -> Result<NATSMessage, any Error>? {
+        if pollingForced { return waitInPlace(token, for: budget) }
         guard Self.pollers.wrappingAdd(1, ordering: .relaxed).newValue <= Self.maxPollers else {
             Self.pollers.wrappingSubtract(1, ordering: .relaxed)
             return nil
@@ -222,6 +232,9 @@ final class RequestMux: Sendable {
             return s.polled?.outcome
         }
     }
+
+    /// Requests waiting for their reply.
+    var inFlight: Int { state.withLock { $0.waiting.count } }
 
     /// Polls started and polls that took their reply, so far.
     var pollCounts: (polls: Int, replies: Int) {

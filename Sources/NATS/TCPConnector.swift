@@ -11,7 +11,12 @@
             var description: String
         }
 
-        static func connect(host: String, port: Int, timeout: Duration) throws(Failure) -> Int32 {
+        /// `filter` sees every resolved address before it is dialled; an address it refuses is skipped, and
+        /// when none is left the refusal is the failure.
+        static func connect(
+            host: String, port: Int, timeout: Duration,
+            filter: (@Sendable (NATSClient.DialTarget) -> String?)? = nil
+        ) throws(Failure) -> Int32 {
             let deadline = ContinuousClock.now + timeout
             var hints = addrinfo()
             hints.ai_family = AF_UNSPEC
@@ -24,12 +29,20 @@
             }
             defer { freeaddrinfo(list) }
             var addresses: [addrinfo] = []
+            var failure = Failure(description: "no address for \(host)")
             var entry: UnsafeMutablePointer<addrinfo>? = first
             while let address = entry?.pointee {
-                addresses.append(address)
                 entry = address.ai_next
+                if let filter, let bytes = Self.bytes(of: address) {
+                    if let refusal = filter(NATSClient.DialTarget(host: host, port: port, address: bytes)) {
+                        failure = Failure(description: refusal)
+                        continue
+                    }
+                } else if filter != nil {
+                    continue  // neither IPv4 nor IPv6: nothing a filter could allow
+                }
+                addresses.append(address)
             }
-            var failure = Failure(description: "no address for \(host)")
             for (index, address) in addresses.enumerated() {
                 let left = deadline - .now
                 guard left > .zero else {
@@ -78,6 +91,23 @@
             _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
             connected = true
             return fd
+        }
+
+        /// The address of an IPv4 or IPv6 entry, in network order.
+        private static func bytes(of address: addrinfo) -> [UInt8]? {
+            guard let sockaddr = address.ai_addr else { return nil }
+            switch address.ai_family {
+            case AF_INET:
+                return sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { v4 in
+                    withUnsafeBytes(of: v4.pointee.sin_addr) { Array($0) }
+                }
+            case AF_INET6:
+                return sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { v6 in
+                    withUnsafeBytes(of: v6.pointee.sin6_addr) { Array($0) }
+                }
+            default:
+                return nil
+            }
         }
 
         private static func systemError() -> String { String(cString: strerror(errno)) }

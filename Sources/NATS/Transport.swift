@@ -34,13 +34,17 @@ struct TransportConnection {
 /// TCP with Nagle off: NATS batches writes itself. The socket is connected here and then handed to NIO, so
 /// that the client can keep a duplicate of it to write to directly.
 struct TCPTransport: Transport {
+    /// ``NATSClient/Configuration/dialFilter``.
+    var dialFilter: (@Sendable (NATSClient.DialTarget) -> String?)?
+
     func connect(
         to server: ServerAddress, on eventLoop: any EventLoop, timeout: Duration,
         initialize: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) async throws -> TransportConnection {
         #if os(Linux)
             let socket = try await NIOThreadPool.singleton.runIfActive {
-                try TCPConnector.connect(host: server.host, port: server.port, timeout: timeout)
+                try TCPConnector.connect(
+                    host: server.host, port: server.port, timeout: timeout, filter: dialFilter)
             }
             let duplicate = fcntl(socket, F_DUPFD_CLOEXEC, 0)
             do {
@@ -55,6 +59,9 @@ struct TCPTransport: Transport {
                 throw error
             }
         #else
+            if dialFilter != nil {
+                throw NATSError(.connectionClosed, "a dial filter needs the Linux transport")
+            }
             let channel = try await ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout.timeAmount)
                 .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)

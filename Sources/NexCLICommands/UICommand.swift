@@ -23,6 +23,12 @@ struct UICommand: AsyncParsableCommand, NexCLIRunnable {
     @Option(help: "Issuer account seed file (SA…) the page stops workloads with (default ~/.nex/issuer.nk).")
     var issuer: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The token the page and API require (env NEX_UI_TOKEN; default: a new random one each start).",
+            discussion: "The URL printed at start carries it; the page trades it for a cookie."))
+    var token: String?
+
     func execute() async throws {
         let defaultIssuer = DeveloperKeys.home + "/issuer.nk"
         let issuerKey: NKeyPair? =
@@ -37,12 +43,16 @@ struct UICommand: AsyncParsableCommand, NexCLIRunnable {
         let servers = (global.servers ?? ["nats://127.0.0.1:4222"]).map {
             ServerAddress(parsing: $0)?.description ?? "(a server)"
         }.joined(separator: ",")
+        let given = token ?? ProcessInfo.processInfo.environment["NEX_UI_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if let given, let problem = DashboardServer.tokenProblem(given) { throw CLIError("--token: \(problem)") }
+        let chosen = given ?? DashboardServer.makeToken()
         try await global.withClient { client in
             let dashboard = DashboardServer(
                 client: client, serverURL: servers, namespace: global.namespace, issuer: issuerKey, host: host,
-                port: port, logger: Logger(label: "nex.ui")
+                port: port, token: chosen, logger: Logger(label: "nex.ui")
             ) { [host] bound in
-                Output.say("Dashboard on http://\(host):\(bound)/ (namespace \(global.namespace)); Ctrl-C stops it")
+                let address = DashboardServer.url(host: host, port: bound, token: chosen)
+                Output.say("Dashboard on \(address) (namespace \(global.namespace)); Ctrl-C stops it")
                 if issuerKey == nil { Output.say("No issuer key: the page cannot stop workloads (see --issuer)") }
             }
             let group = ServiceGroup(

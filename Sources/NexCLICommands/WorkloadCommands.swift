@@ -73,10 +73,8 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
         let name = Self.workloadName(for: file)
         // Refused by every node: said before an earlier workload is stopped in its favour.
         for subject in workload.triggerSubjects {
-            if let denied = DeployValidator.deniedBy(subject, deny: NexSubjects.alwaysDeniedTriggers) {
-                throw CLIError(
-                    "trigger subject \(subject) is not allowed (denied by \(denied)); use a subject outside $SYS, $JS and $NEX"
-                )
+            if let refusal = SubjectPolicy().refusal(for: subject, namespace: global.namespace, use: .trigger) {
+                throw CLIError(refusal.description)
             }
         }
         let issuer = try DeveloperKeys.loadOrCreate("issuer.nk", .account)

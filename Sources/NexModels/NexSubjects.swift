@@ -28,9 +28,6 @@ public enum NexSubjects {
         "$NEX.logs.\(namespace ?? "*").\(node ?? "*").\(workloadName ?? "*").\(workloadID ?? "*")"
     }
 
-    /// Subjects a workload may never be triggered on, whatever the config says.
-    public static let alwaysDeniedTriggers = ["$SYS.>", "$JS.>", "$NEX.>"]
-
     /// The namespace node-level events use.
     public static let systemNamespace = "system"
 }

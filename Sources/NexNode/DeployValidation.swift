@@ -20,6 +20,12 @@ public struct DeployValidator: Sendable {
     public var xkey: NKeyPair
     public var lameDuck = false
     public var now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    /// The NATS servers a sandboxed service may be given (nil: the node runs no sandbox, nothing is opened).
+    var sandboxServers: SandboxServerPolicy?
+    /// Where a deploy's own `host_services_config.nats_url` may point (nil: not checked here).
+    var hostServicesEgress: EgressPolicy?
+    /// Told of every trigger subject the subject policy refuses (the node counts them).
+    var subjectRefused: @Sendable (SubjectRefusal) -> Void = { _ in }
 
     public init(config: NodeConfiguration, xkey: NKeyPair) {
         self.config = config
@@ -37,7 +43,8 @@ public struct DeployValidator: Sendable {
     /// The most triggers of one function a deploy may ask to run at once.
     static let maxConcurrencyLimit = 256
 
-    public func validate(_ request: DeployRequest) -> Result<ValidatedDeploy, NexError> {
+    /// Checks a deploy to `namespace`.
+    public func validate(_ request: DeployRequest, namespace: String = "default") -> Result<ValidatedDeploy, NexError> {
         if lameDuck {
             return .failure(
                 .init(.unavailable, "node is in lame duck mode and accepts no new workloads: deploy to another node"))
@@ -50,14 +57,11 @@ public struct DeployValidator: Sendable {
                         + "\(config.workloadTypes.map(\.rawValue).joined(separator: ", ")); add \"\(request.type)\" to workload_types in "
                         + "the node's configuration)"))
         }
+        let subjects = config.workloadSubjects
         for subject in request.triggerSubjects ?? [] {
-            if let denied = Self.deniedBy(subject, deny: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
-            {
-                return .failure(
-                    .init(
-                        .unauthorized,
-                        "trigger subject \(subject) is not allowed (denied by \(denied)); use a subject outside "
-                            + "$SYS, $JS, $NEX and the node's deny_trigger_subjects"))
+            if let refusal = subjects.refusal(for: subject, namespace: namespace, use: .trigger) {
+                subjectRefused(refusal)
+                return .failure(refusal.nexError)
             }
         }
         if type.isFunction, (request.triggerSubjects ?? []).isEmpty {
@@ -142,25 +146,19 @@ public struct DeployValidator: Sendable {
                 return .failure(.init(.invalidRequest, "the environment is not a JSON object of strings"))
             }
         }
+        if let urls = request.hostServicesConfig?.natsURL, let egress = hostServicesEgress,
+            let refusal = egress.refusal(natsURLs: urls)
+        {
+            return .failure(.init(.unauthorized, refusal))
+        }
+        if type == .native, let servers = sandboxServers {
+            var named = environment
+            if let url = request.hostServicesConfig?.natsURL, named["NEX_HOSTSERVICES_NATS_SERVER"] == nil {
+                named["NEX_HOSTSERVICES_NATS_SERVER"] = url
+            }
+            if let refusal = servers.refusal(for: named) { return .failure(refusal) }
+        }
         return .success(
             ValidatedDeploy(request: request, claims: claims, environment: environment, hash: signedHash.lowercased()))
-    }
-
-    /// The deny pattern that covers `subject` (or `subject` could match a denied subject), if any.
-    public static func deniedBy(_ subject: String, deny: [String]) -> String? {
-        let s = subject.split(separator: ".", omittingEmptySubsequences: false)
-        for pattern in deny {
-            let p = pattern.split(separator: ".", omittingEmptySubsequences: false)
-            if overlaps(s[...], p[...]) { return pattern }
-        }
-        return nil
-    }
-
-    /// True when some concrete subject matches both patterns (wildcards on either side).
-    static func overlaps(_ a: ArraySlice<Substring>, _ b: ArraySlice<Substring>) -> Bool {
-        guard let x = a.first, let y = b.first else { return a.isEmpty && b.isEmpty }
-        if x == ">" || y == ">" { return true }
-        guard x == "*" || y == "*" || x == y else { return false }
-        return overlaps(a.dropFirst(), b.dropFirst())
     }
 }

@@ -11,7 +11,10 @@ import Synchronization
 /// Byte values travel as `{"$bytes": [..]}`. The agent holds no credentials to any of it.
 final class HostServicesBroker: Sendable {
     let client: NATSClient
-    let denyPublish: [String]
+    /// What a function may publish to or request on.
+    let subjects: SubjectPolicy
+    /// Counts the subjects ``subjects`` refused.
+    let metrics: NodeMetrics?
     /// Services the node's `host_services_config.services` switched off.
     let disabled: Set<String>
     /// The http service's client, holding the node's egress policy.
@@ -22,10 +25,14 @@ final class HostServicesBroker: Sendable {
     private let keyValues = Mutex<[String: KeyValue]>([:])
     private let objectStores = Mutex<[String: ObjectStore]>([:])
 
-    init(client: NATSClient, denyPublish: [String], disabled: Set<String> = [], egress: EgressPolicy = .globalOnly) {
+    init(
+        client: NATSClient, subjects: SubjectPolicy, metrics: NodeMetrics? = nil, disabled: Set<String> = [],
+        egress: EgressPolicy = .globalOnly
+    ) {
         self.client = client
         self.http = HTTPHostService(client: HTTPEgressClient(policy: egress))
-        self.denyPublish = denyPublish
+        self.subjects = subjects
+        self.metrics = metrics
         self.disabled = disabled
     }
 
@@ -68,6 +75,9 @@ final class HostServicesBroker: Sendable {
                 return Self.encode(["result": result])
             }
             return Answer(body: body, outcome: .ok)
+        } catch let refusal as SubjectRefusal {
+            metrics?.subjectRefused(refusal)
+            return Answer(body: Self.encode(["error": "\(service).\(method): \(refusal)"]), outcome: .refused)
         } catch {
             return Answer(body: Self.encode(["error": "\(service).\(method): \(error)"]), outcome: .error)
         }
@@ -84,17 +94,17 @@ final class HostServicesBroker: Sendable {
             return try await http.call(method: method, args: args, traceParent: trace?[TraceParent.headerName])
         case ("messaging", "publish"):
             let subject = try Self.string(args, 0, "subject")
-            try checkSubject(subject)
+            try checkSubject(subject, namespace: namespace, use: .publish)
             try await client.publish(Self.bytes(args, 1), to: subject, headers: trace)
             return NSNull()
         case ("messaging", "request"):
             let subject = try Self.string(args, 0, "subject")
-            try checkSubject(subject)
+            try checkSubject(subject, namespace: namespace, use: .request)
             let reply = try await client.request(Self.bytes(args, 1), to: subject, headers: trace, timeout: timeout)
             return Self.wrap(reply.bytes)
         case ("messaging", "requestMany"):
             let subject = try Self.string(args, 0, "subject")
-            try checkSubject(subject)
+            try checkSubject(subject, namespace: namespace, use: .request)
             let replies = try await client.requestMany(
                 Self.bytes(args, 1), to: subject, headers: trace, stall: .milliseconds(300), timeout: timeout)
             return replies.map { Self.wrap($0.bytes) }
@@ -160,10 +170,8 @@ final class HostServicesBroker: Sendable {
         }
     }
 
-    private func checkSubject(_ subject: String) throws {
-        if let denied = DeployValidator.deniedBy(subject, deny: denyPublish) {
-            throw NexError(.unauthorized, "subject \(subject) is not allowed (denied by \(denied))")
-        }
+    private func checkSubject(_ subject: String, namespace: String, use: SubjectPolicy.Use) throws(SubjectRefusal) {
+        if let refusal = subjects.refusal(for: subject, namespace: namespace, use: use) { throw refusal }
     }
 
     private func withDeadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {

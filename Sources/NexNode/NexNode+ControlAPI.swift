@@ -116,10 +116,10 @@ extension NexNode {
     func deploy(_ request: DeployRequest, namespace: String, config: NodeConfiguration, persist: Bool = true) async
         -> Result<RunResponse, NexError>
     {
-        var validator = DeployValidator(config: config, xkey: xkey)
+        var validator = makeValidator(config: config)
         validator.lameDuck = isLameDuck
         let valid: ValidatedDeploy
-        switch validator.validate(request) {
+        switch validator.validate(request, namespace: namespace) {
         case .failure(let refusal): return .failure(refusal)
         case .success(let v): valid = v
         }
@@ -158,6 +158,16 @@ extension NexNode {
         start.end()
         if case .failure = result { await BlockingIO.remove(artifact.path, what: "a refused artifact", logger: logger) }
         return result
+    }
+
+    /// The checks of a deploy on this node: its configuration, its servers and its host services' egress.
+    func makeValidator(config: NodeConfiguration) -> DeployValidator {
+        var validator = DeployValidator(config: config, xkey: xkey)
+        validator.sandboxServers =
+            config.noSandbox ? nil : SandboxServerPolicy(nodeServers: client.configuration.servers, config: config)
+        validator.hostServicesEgress = runtime?.manager.hostServices.deployEgress
+        validator.subjectRefused = { [metrics] in metrics.subjectRefused($0) }
+        return validator
     }
 
     func stopWorkload(_ m: NATSMessage) async throws -> [UInt8] {

@@ -17,12 +17,24 @@ extension NexNode {
     func reserveRecordedWorkloads() async -> [PendingRestore] {
         guard config.persistWorkloads, let runtime, let journal = runtime.manager.journal else { return [] }
         var pending: [PendingRestore] = []
-        for record in await journal.load() {
-            var validator = DeployValidator(config: config, xkey: xkey)
+        let records = await journal.load()
+        // Two records of one name (duplicates off) come from a restore that was still being retried when a
+        // newer deploy took the name, and the node stopped before the retry gave way: the newer one wins.
+        var newest: [String: WorkloadRecord] = [:]
+        for record in records where newest[record.key].map({ $0.acceptedAt <= record.acceptedAt }) ?? true {
+            newest[record.key] = record
+        }
+        for record in records {
+            if !config.allowDuplicateWorkloads, newest[record.key]?.id != record.id {
+                await forget(record, journal: journal)
+                report(record, .failure(NexError(.duplicate, "a newer deploy of \(record.name) replaced it")))
+                continue
+            }
+            var validator = makeValidator(config: config)
             let acceptedAt = Int64(record.acceptedAt.timeIntervalSince1970)
             validator.now = { acceptedAt }
             let refusal: NexError
-            switch validator.validate(record.request) {
+            switch validator.validate(record.request, namespace: record.namespace) {
             case .failure(let r): refusal = r
             case .success(let valid):
                 switch await runtime.manager.reserve(name: record.name, namespace: record.namespace) {
@@ -58,14 +70,14 @@ extension NexNode {
                 "recorded workload did not start",
                 metadata: [
                     "nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)", "reason": "\(refusal)",
-                    "record": "\(refusal.isTransient ? "kept for the next start" : "removed")",
+                    "record": "\(refusal.isTransient ? "kept, tried again" : "removed")",
                 ])
         }
     }
 
-    private func restore(_ item: PendingRestore, runtime: NodeRuntime, journal: WorkloadJournal) async -> Result<
-        RunResponse, NexError
-    > {
+    private func restore(
+        _ item: PendingRestore, attempt: Int = 0, runtime: NodeRuntime, journal: WorkloadJournal
+    ) async -> Result<RunResponse, NexError> {
         let record = item.record
         let result: Result<RunResponse, NexError>
         do {
@@ -80,17 +92,53 @@ extension NexNode {
             await runtime.manager.release(item.reservation)
             result = .failure(error)
         }
-        // The manager keeps the record of a start that failed for a reason that may pass (no agent in time, a
-        // shutdown); what is refused for good (today's limits or sandbox, an artifact gone or changed, a drain)
-        // goes.
-        switch result {
-        case .success: break
-        case .failure(let refusal) where refusal.isTransient:
-            if await runtime.manager.isDraining { await forget(record, journal: journal) }
-        case .failure:
-            await forget(record, journal: journal)
-        }
+        await settle(record, deploy: item.deploy, after: result, attempt: attempt, runtime: runtime, journal: journal)
         return result
+    }
+
+    /// What follows a restore's attempt. What is refused for good (today's limits or sandbox, an artifact gone
+    /// or changed) or during a drain loses its record. What may pass (the object store unreachable, no agent
+    /// in time) is tried again with the restart backoff while the node runs, so the record never outlives the
+    /// node's intent: it stays only while the node still means to run the workload. A shutdown meanwhile
+    /// keeps it for the next start.
+    private func settle(
+        _ record: WorkloadRecord, deploy: ValidatedDeploy, after result: Result<RunResponse, NexError>,
+        attempt: Int = 0, runtime: NodeRuntime, journal: WorkloadJournal
+    ) async {
+        guard case .failure(let refusal) = result else { return }
+        let manager = runtime.manager
+        guard refusal.isTransient, !(await manager.isDraining) else {
+            await forget(record, journal: journal)
+            return
+        }
+        let delay = config.restartPolicy.delay(retry: attempt)
+        let retry = manager.tasks.spawn {
+            do { try await Task.sleep(for: delay) } catch { return }  // the node stops: the record stays
+            await self.retryRestore(record, deploy: deploy, attempt: attempt + 1, runtime: runtime, journal: journal)
+        }
+        if retry == nil { return }  // the node is stopping: the record stays for its next start
+        logger.warning(
+            "recorded workload will be tried again",
+            metadata: ["nex.workload_id": "\(record.id)", "delay": "\(delay)", "reason": "\(refusal)"])
+    }
+
+    private func retryRestore(
+        _ record: WorkloadRecord, deploy: ValidatedDeploy, attempt: Int, runtime: NodeRuntime,
+        journal: WorkloadJournal
+    ) async {
+        if await runtime.manager.isClosed { return }
+        switch await runtime.manager.reserve(name: record.name, namespace: record.namespace) {
+        case .failure(let refusal):
+            if await runtime.manager.isClosed { return }
+            // A deploy took the name (or the last place) meanwhile: the newer one wins.
+            await forget(record, journal: journal)
+            report(record, .failure(refusal))
+        case .success(let reservation):
+            let result = await restore(
+                PendingRestore(record: record, deploy: deploy, reservation: reservation), attempt: attempt,
+                runtime: runtime, journal: journal)
+            report(record, result)
+        }
     }
 
     private func forget(_ record: WorkloadRecord, journal: WorkloadJournal) async {

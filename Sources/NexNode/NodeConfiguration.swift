@@ -19,8 +19,15 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// Workload types this node runs: every type its agent can run (native, v8, wasm) unless narrowed here.
     public var workloadTypes = NodeConfiguration.allWorkloadTypes
     public var allowDuplicateWorkloads = false
-    /// Trigger subjects refused in addition to `$SYS.>`, `$JS.>`, `$NEX.>`.
+    /// Subjects refused to workloads (as triggers, and to publish or request on), in addition to the reserved
+    /// ones (see ``SubjectPolicy``).
     public var denyTriggerSubjects: [String] = []
+    /// Which subjects workloads may use beyond the defaults: reserved ones opened by name, and allow-lists by
+    /// namespace (see ``SubjectPolicy``).
+    public var subjectPolicy = SubjectPolicyConfig()
+    /// NATS servers (`host:port`) a sandboxed service may be given a path to, besides the node's own servers
+    /// and its `host_services_config.nats.nats_url`.
+    public var sandboxNATSServers: [String] = []
     /// Issuer public keys (`A…`) allowed to deploy; empty allows any issuer.
     public var validIssuers: [String] = []
     public var tags: [String: String] = [:]
@@ -122,6 +129,37 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         }
     }
 
+    /// `subject_policy`: `{"allow_reserved": [...], "namespaces": {"<ns>": [...]}}`.
+    public struct SubjectPolicyConfig: Codable, Sendable, Equatable {
+        public var allowReserved: [String] = []
+        public var namespaces: [String: [String]] = [:]
+        public init() {}
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case allowReserved = "allow_reserved"
+            case namespaces
+        }
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.allNames)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            allowReserved = try c.decodeIfPresent([String].self, forKey: .allowReserved) ?? []
+            namespaces = try c.decodeIfPresent([String: [String]].self, forKey: .namespaces) ?? [:]
+        }
+    }
+
+    /// When essential workloads (and recorded ones whose restore failed) are tried again.
+    var restartPolicy: NodeState.RestartPolicy {
+        NodeState.RestartPolicy(
+            initialBackoff: .milliseconds(restartBackoffInitialMs), maxBackoff: .milliseconds(restartBackoffMaxMs),
+            maxRestarts: maxRestarts)
+    }
+
+    /// The policy over the subjects workloads use: `subject_policy` and `deny_trigger_subjects` together.
+    public var workloadSubjects: SubjectPolicy {
+        SubjectPolicy(
+            allowReserved: subjectPolicy.allowReserved, namespaces: subjectPolicy.namespaces,
+            deny: denyTriggerSubjects)
+    }
+
     /// Where host services connect, and which are on.
     public struct HostServices: Codable, Sendable, Equatable {
         public var nats: NATSConnection?
@@ -209,6 +247,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         case workloadTypes = "workload_types"
         case allowDuplicateWorkloads = "allow_duplicate_workloads"
         case denyTriggerSubjects = "deny_trigger_subjects"
+        case subjectPolicy = "subject_policy"
+        case sandboxNATSServers = "sandbox_nats_servers"
         case validIssuers = "valid_issuers"
         case nodeLimits = "node_limits"
         case hostServicesConfig = "host_services_config"
@@ -260,6 +300,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             } ?? Self.allWorkloadTypes
         allowDuplicateWorkloads = try c.decodeIfPresent(Bool.self, forKey: .allowDuplicateWorkloads) ?? false
         denyTriggerSubjects = try c.decodeIfPresent([String].self, forKey: .denyTriggerSubjects) ?? []
+        subjectPolicy = try c.decodeIfPresent(SubjectPolicyConfig.self, forKey: .subjectPolicy) ?? SubjectPolicyConfig()
+        sandboxNATSServers = try c.decodeIfPresent([String].self, forKey: .sandboxNATSServers) ?? []
         validIssuers = try c.decodeIfPresent([String].self, forKey: .validIssuers) ?? []
         tags = try c.decodeIfPresent([String: String].self, forKey: .tags) ?? [:]
         nodeLimits = try c.decodeIfPresent(NodeLimits.self, forKey: .nodeLimits) ?? NodeLimits()
@@ -340,6 +382,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         if otelMetrics == true, let exporter = otelMetricsExporter, exporter != "prometheus" {
             throw NodeConfigurationError.invalid(
                 "otel_metrics_exporter \(exporter) is not supported: use \"prometheus\" (scraped on /metrics)")
+        }
+        try workloadSubjects.validate()
+        for server in sandboxNATSServers where NATSServerEndpoint(server) == nil {
+            throw NodeConfigurationError.invalid(
+                "sandbox_nats_servers holds \(server), not a server address such as nats.internal:4222")
         }
         for key in tags.keys where key.hasPrefix("nex.") {
             throw NodeConfigurationError.invalid("tag \(key) is reserved for the node")

@@ -176,7 +176,10 @@ struct NodeRuntime: Sendable {
             case "events" where rest.count == 2 && rest[1] == Substring(AgentEventType.workloadExited):
                 do {
                     let report = try JSONDecoder().decode(WorkloadExited.self, from: Data(m.bytes))
-                    await manager.exited(agentID: agent, report)
+                    // Its own task: ending the old run (its sandbox's grace, an essential restart's journal
+                    // writes) must not hold up the handshakes and replies behind it on this subscription.
+                    // The workload's log lines before it were forwarded already.
+                    manager.tasks.spawn { await manager.exited(agentID: agent, report) }
                 } catch {
                     // The agent's own exit is still noticed (its sandbox ends), only later and without a code.
                     logger.warning(

@@ -65,6 +65,10 @@ struct NodeState: Sendable {
         var since: Date
         /// Whether the workload's record is kept in the journal (autostart workloads are not).
         var persisted = true
+        /// Whether its deployer was told it runs (or its record came from the journal, or it is an essential
+        /// restart): a record is kept over a node shutdown only then. A deploy cut short by the shutdown is
+        /// answered with an error, so its record goes: the node never runs what it said had failed.
+        var confirmed = false
         var healthy = true
         var missedPings = 0
         /// An exit the agent reported before its deploy answer arrived (a workload that ends at once).
@@ -160,8 +164,14 @@ struct NodeState: Sendable {
     ) -> [Change] {
         // The workload now counts itself: its place ends.
         if let reservation { reservations[reservation.id] = nil }
-        entries[record.id] = Entry(record: record, status: .starting, since: now, persisted: persist)
+        entries[record.id] = Entry(
+            record: record, status: .starting, since: now, persisted: persist, confirmed: alreadyRecorded)
         return persist && !alreadyRecorded ? [.save(record)] : []
+    }
+
+    /// The deployer is about to be told the workload runs: from now on a shutdown keeps its record.
+    mutating func confirmed(_ id: String) {
+        entries[id]?.confirmed = true
     }
 
     /// An agent was given to the workload. False when the workload was stopped meanwhile (the caller
@@ -203,10 +213,11 @@ struct NodeState: Sendable {
     }
 
     /// The workload is gone from the node. `forget` removes its record too (a stop by its issuer, a failed
-    /// start, a lame-duck drain); a node shutdown keeps it to start the workload again.
+    /// start, a lame-duck drain); a node shutdown keeps it to start the workload again, unless its deployer
+    /// was never told it runs.
     mutating func removed(_ id: String, forget: Bool) -> [Change] {
         guard let entry = entries.removeValue(forKey: id) else { return [] }
-        return forget && entry.persisted ? [.delete(id: id)] : []
+        return (forget || !entry.confirmed) && entry.persisted ? [.delete(id: id)] : []
     }
 
     enum ExitOutcome: Sendable, Equatable {
@@ -244,7 +255,8 @@ struct NodeState: Sendable {
         next.replaces = record.id
         next.request.retryCount = next.retryCount
         next.request.retriedAt = ISO8601DateFormatter().string(from: now)
-        entries[newID] = Entry(record: next, status: .restarting, since: now, persisted: entry.persisted)
+        entries[newID] = Entry(
+            record: next, status: .restarting, since: now, persisted: entry.persisted, confirmed: true)
         // Saved before the old record goes: a crash in between leaves both, and the journal keeps the new one.
         let changes: [Change] = entry.persisted ? [.save(next), .delete(id: record.id)] : []
         return (.restart(old: entry, new: next, delay: policy.delay(retry: record.retryCount)), changes)
@@ -255,6 +267,25 @@ struct NodeState: Sendable {
         guard entries[id]?.status == .restarting else { return false }
         entries[id]?.status = .starting
         return true
+    }
+
+    /// A restart could not be carried out (no agent in time, the agent refused, triggers could not be
+    /// subscribed): it counts as another failed run. Returns the delay before the next try and the record to
+    /// save, or nil when the restart policy is used up or the workload is no longer restarting (a stop or
+    /// shutdown took it): then the caller ends it as any failed start.
+    mutating func restartFailed(_ id: String) -> (delay: Duration, changes: [Change])? {
+        guard var entry = entries[id] else { return nil }
+        switch entry.status {
+        case .starting, .launching, .running: break
+        case .restarting, .stopping: return nil
+        }
+        guard policy.allows(retry: entry.record.retryCount) else { return nil }
+        let delay = policy.delay(retry: entry.record.retryCount)
+        entry.record.retryCount += 1
+        entry.record.request.retryCount = entry.record.retryCount
+        entry.status = .restarting
+        entries[id] = entry
+        return (delay, entry.persisted ? [.save(entry.record)] : [])
     }
 
     /// The result of a health ping of the workload's agent. True when the agent has now missed three in a

@@ -10,10 +10,12 @@ extension WorkloadManager {
     static let serverVariables = ["NATS_URL", "NEX_HOSTSERVICES_NATS_SERVER"]
 
     /// Opens the servers named in ``serverVariables`` (comma-separated URLs) in the sandbox and rewrites
-    /// each URL to the address the workload dials inside.
-    static func openServers(in environment: [String: String], sandbox: any AgentSandbox) async throws -> [String:
-        String]
-    {
+    /// each URL to the address the workload dials inside. Only servers `policy` allows are opened; the deploy
+    /// was refused before for any other, and this check keeps it so on every path.
+    static func openServers(
+        in environment: [String: String], sandbox: any AgentSandbox, policy: SandboxServerPolicy
+    ) async throws -> [String: String] {
+        if let refusal = policy.refusal(for: environment) { throw refusal }
         var env = environment
         var endpoints: [NetworkEndpoint] = []
         var parsed: [(key: String, urls: [URLComponents])] = []
@@ -21,10 +23,14 @@ extension WorkloadManager {
             let urls = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.map { text in
                 URLComponents(string: text.contains("://") ? text : "nats://" + text)
             }
+            // A value that names no server opens nothing (the sandbox has no other way out).
             guard urls.allSatisfy({ $0?.host?.isEmpty == false }) else { continue }
             let components = urls.compactMap { $0 }
             for url in components {
                 let endpoint = NetworkEndpoint(host: url.host ?? "", port: url.port ?? 4222)
+                guard policy.allows(NATSServerEndpoint(host: endpoint.host, port: endpoint.port)) else {
+                    throw NexError(.unauthorized, "\(key) names \(endpoint), which this node's sandboxes may not reach")
+                }
                 if !endpoints.contains(endpoint) { endpoints.append(endpoint) }
             }
             parsed.append((key, components))

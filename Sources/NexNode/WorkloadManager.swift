@@ -38,6 +38,8 @@ actor WorkloadManager {
     let metrics: NodeMetrics
     /// Spans of triggers and host-service calls.
     let tracing: NodeTracer
+    /// The NATS servers a sandboxed service may be given.
+    let sandboxServers: SandboxServerPolicy
 
     private var state: NodeState
 
@@ -77,12 +79,10 @@ actor WorkloadManager {
         self.logger = logger
         self.isLameDuck = isLameDuck
         self.hostServices = HostServiceConnections(
-            client: events.client, config: config.hostServicesConfig,
-            denyPublish: NexSubjects.alwaysDeniedTriggers + config.denyTriggerSubjects)
-        self.state = NodeState(
-            policy: .init(
-                initialBackoff: .milliseconds(config.restartBackoffInitialMs),
-                maxBackoff: .milliseconds(config.restartBackoffMaxMs), maxRestarts: config.maxRestarts))
+            client: events.client, config: config.hostServicesConfig, subjects: config.workloadSubjects,
+            metrics: metrics)
+        self.sandboxServers = SandboxServerPolicy(nodeServers: events.client.configuration.servers, config: config)
+        self.state = NodeState(policy: config.restartPolicy)
     }
 
     /// Workloads on the node.
@@ -90,6 +90,9 @@ actor WorkloadManager {
 
     /// Whether a lame-duck drain began (every record goes).
     var isDraining: Bool { draining }
+
+    /// Whether the node is stopping: nothing starts any more.
+    var isClosed: Bool { closed }
 
     /// The workloads of `namespace` (all when nil), oldest first.
     func all(in namespace: String? = nil) -> [NodeState.Entry] { state.workloads(in: namespace) }
@@ -176,11 +179,12 @@ actor WorkloadManager {
         return nil
     }
 
-    /// Gives a workload in `starting` to an agent and waits for the agent to run it.
-    private func launch(_ id: String) async -> Result<RunResponse, NexError> {
+    /// Gives a workload in `starting` to an agent and waits for the agent to run it. `restart`: an essential
+    /// workload's restart, whose failure is another failed run (retried with backoff), never the end of it.
+    private func launch(_ id: String, restart: Bool = false) async -> Result<RunResponse, NexError> {
         let agent: Agent
         do { agent = try await pool.take(timeout: .milliseconds(config.agentHandshakeTimeoutMs)) } catch {
-            return await failStart(id, .unavailable, "no agent available: \(error)")
+            return await failStart(id, .unavailable, "no agent available: \(error)", restart: restart)
         }
         guard state.assigned(id, agent: agent.id), var held = resources[id], let entry = state.entries[id] else {
             await destroy(agent)
@@ -198,12 +202,16 @@ actor WorkloadManager {
                 }
             }
         } catch {
-            return await failStart(id, .storage, "cannot give the artifact to the agent: \(error)")
+            return await failStart(id, .storage, "cannot give the artifact to the agent: \(error)", restart: restart)
         }
         var environment = environment(for: held.deploy)
         if pool.isSandboxed, record.request.workloadType == .native {
-            do { environment = try await Self.openServers(in: environment, sandbox: agent.sandbox) } catch {
-                return await failStart(id, .unavailable, "cannot let the workload reach its NATS servers: \(error)")
+            do {
+                environment = try await Self.openServers(
+                    in: environment, sandbox: agent.sandbox, policy: sandboxServers)
+            } catch {
+                return await failStart(
+                    id, .unavailable, "cannot let the workload reach its NATS servers: \(error)", restart: restart)
             }
         }
         let concurrency = record.request.maxConcurrency ?? ProcessInfo.processInfo.activeProcessorCount
@@ -223,7 +231,8 @@ actor WorkloadManager {
             response = AgentResponse(ok: false, message: "the agent did not answer the deploy: \(error)")
         }
         guard response.ok else {
-            return await failStart(id, .invalidRequest, response.message ?? "the agent refused the workload")
+            return await failStart(
+                id, .invalidRequest, response.message ?? "the agent refused the workload", restart: restart)
         }
         switch state.started(id) {
         case .gone, .stopRequested:
@@ -239,6 +248,10 @@ actor WorkloadManager {
         let triggerSubjects =
             record.request.workloadType?.isFunction == true ? record.request.triggerSubjects ?? [] : []
         do { subscriptions = try await subscribeTriggers(of: target, subjects: triggerSubjects) } catch {
+            if restart {
+                return await failStart(
+                    id, .unavailable, "cannot subscribe to the trigger subjects: \(error)", restart: true)
+            }
             let replayed = replaying.remove(id) != nil
             await end(id, code: -1, message: "cannot subscribe to the trigger subjects: \(error)", forget: !replayed)
             return .failure(
@@ -250,6 +263,8 @@ actor WorkloadManager {
         }
         resources[id]?.triggers = subscriptions
         replaying.remove(id)
+        // The deployer is told it runs (below, with no await before): from now on a shutdown keeps its record.
+        state.confirmed(id)
         logger.info(
             "workload deployed",
             metadata: ["nex.workload": "\(record.name)", "nex.workload_id": "\(id)", "nex.agent": "\(agent.id)"])
@@ -263,11 +278,27 @@ actor WorkloadManager {
             RunResponse(id: id, issuer: held.deploy.claims.issuer, name: record.name, started: true))
     }
 
-    /// A start that failed: the workload is forgotten (its record too) and its agent destroyed.
-    private func failStart(_ id: String, _ code: NexError.Code, _ reason: String) async -> Result<RunResponse, NexError>
-    {
+    /// A start that failed: the workload is forgotten (its record too) and its agent destroyed. A restart that
+    /// failed is another failed run instead: tried again after its backoff while the restart policy allows.
+    private func failStart(
+        _ id: String, _ code: NexError.Code, _ reason: String, restart: Bool = false
+    ) async -> Result<RunResponse, NexError> {
         // A stop under way (the node's shutdown keeps the record) does its own clean-up.
         if case .stopping = state.entries[id]?.status { return .failure(NexError(code, reason)) }
+        if restart, let retry = state.restartFailed(id) {
+            // Owned before any await, as in exited(agentID:_:).
+            scheduleRestart(id, after: retry.delay)
+            let held = resources[id]
+            resources[id]?.agent = nil
+            resources[id]?.triggers = []
+            for sub in held?.triggers ?? [] { try? await sub.unsubscribe() }  // none may outlive its agent
+            if let agent = held?.agent { await destroy(agent) }
+            await commit(retry.changes)
+            logger.warning(
+                "essential workload could not restart; trying again",
+                metadata: ["nex.workload_id": "\(id)", "reason": "\(reason)", "delay": "\(retry.delay)"])
+            return .failure(NexError(code, reason + " (tried again after \(retry.delay))", isTransient: true))
+        }
         let replayed = replaying.remove(id) != nil
         await cleanUp(id, forget: !replayed, removeArtifact: false)
         if replayed {
@@ -419,20 +450,25 @@ actor WorkloadManager {
     func exited(agentID: String, _ report: WorkloadExited) async {
         let (outcome, changes) = state.exited(
             agent: agentID, report: report, lameDuck: isLameDuck() || closed, newID: UUID().uuidString.lowercased())
-        if case .restart(let old, let new, let delay) = outcome {
-            // Before any await: the new run keeps the checked deploy and the artifact copy, and its timer is
-            // owned at once (a shutdown meanwhile cancels it).
-            if var held = resources[old.id] {
-                held.triggers = []
-                held.agent = nil
-                resources[new.id] = held
-            }
-            restarts[new.id] = tasks.spawn {
-                do { try await Task.sleep(for: delay) } catch { return }
-                await self.restartDue(new.id)
-            }
+        if case .restart(let old, let new, _) = outcome, var held = resources[old.id] {
+            // Before any await: the new run keeps the checked deploy and the artifact copy.
+            held.triggers = []
+            held.agent = nil
+            resources[new.id] = held
         }
-        await commit(changes)
+        // A restart is carried out only once it is recorded: a workload the node would not run after its own
+        // restart does not run now either.
+        if !(await commit(changes)), case .restart(let old, let new, _) = outcome {
+            await cleanUp(old.id, forget: true, removeArtifact: false)
+            await cleanUp(new.id, forget: true, removeArtifact: true)
+            // The old run left the state with its exit: its record (if the journal still has it) goes by name.
+            if old.persisted { await commit([.delete(id: old.id)]) }
+            await announceUndeployed(
+                old.record, code: report.code,
+                message: report.message + " (not restarted: the workload journal cannot be written)")
+            return
+        }
+        if case .restart(_, let new, let delay) = outcome { scheduleRestart(new.id, after: delay) }
         switch outcome {
         case .ignored:
             return
@@ -454,6 +490,14 @@ actor WorkloadManager {
         await exited(agentID: agent.id, WorkloadExited(workloadID: entry.id, code: -1, message: reason))
     }
 
+    /// Starts `id` again after `delay`, on a timer a shutdown cancels.
+    private func scheduleRestart(_ id: String, after delay: Duration) {
+        restarts[id] = tasks.spawn {
+            do { try await Task.sleep(for: delay) } catch { return }
+            await self.restartDue(id)
+        }
+    }
+
     private func restartDue(_ id: String) async {
         restarts[id] = nil
         guard !Task.isCancelled, !closed else { return }
@@ -462,7 +506,7 @@ actor WorkloadManager {
             return
         }
         guard state.restartDue(id) else { return }
-        if case .failure(let refusal) = await launch(id) {
+        if case .failure(let refusal) = await launch(id, restart: true), !refusal.isTransient {
             logger.error(
                 "essential workload could not restart", metadata: ["nex.workload_id": "\(id)", "error": "\(refusal)"])
         }

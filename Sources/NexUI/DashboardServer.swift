@@ -14,6 +14,9 @@ public import ServiceLifecycle
 /// - `GET /api/events`: the namespace's events as they happen;
 /// - `GET /api/logs?workload=NAME`: one workload's log lines as they happen;
 /// - `POST /api/stop {"node","workload_id"}`: stops a workload with the issuer key the CLI would use.
+///
+/// Every request needs the dashboard's token (``TokenAuthMiddleware``), and on a loopback or named address
+/// one of this machine's names as `Host` (``HostCheckMiddleware``).
 public struct DashboardServer: Service {
     /// `nex ui --port`'s default.
     public static let defaultPort = 3030
@@ -21,32 +24,60 @@ public struct DashboardServer: Service {
     let api: DashboardAPI
     let host: String
     let port: Int
+    /// What a request must carry (from the URL, as a cookie, or as a bearer token).
+    public let token: String
     let logger: Logger
     let onListening: @Sendable (Int) async -> Void
 
     /// A dashboard of `namespace` through `client`, on `host:port` (port 0: any free one, told to
-    /// `onListening`). `issuer` signs stops; without one the page's stop answers why not.
+    /// `onListening`). `issuer` signs stops; without one the page's stop answers why not. `token` is what
+    /// every request must carry (see ``makeToken()`` and ``url(host:port:token:)``).
     public init(
         client: NATSClient, serverURL: String, namespace: String, issuer: NKeyPair?, host: String = "127.0.0.1",
-        port: Int = DashboardServer.defaultPort, logger: Logger,
+        port: Int = DashboardServer.defaultPort, token: String, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         self.api = DashboardAPI(client: client, serverURL: serverURL, namespace: namespace, issuer: issuer)
+        self.token = token
         self.host = host
         self.port = port
         self.logger = logger
         self.onListening = onListening
     }
 
+    /// Why `token` cannot be a dashboard token (nil: it can): it travels in a URL and a cookie.
+    public static func tokenProblem(_ token: String) -> String? {
+        if token.count < 16 { return "a dashboard token needs at least 16 characters" }
+        let allowed = token.unicodeScalars.allSatisfy { c in
+            (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9")
+                || "-_.~".unicodeScalars.contains(c)
+        }
+        return allowed ? nil : "a dashboard token may hold only letters, digits, '-', '_', '.' and '~'"
+    }
+
+    /// A new random token: 32 bytes from the system's generator, as 64 hex digits.
+    public static func makeToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
+    }
+
+    /// The address to open, with the token the page trades for its cookie.
+    public static func url(host: String, port: Int, token: String) -> String {
+        let shown = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        return "http://\(shown):\(port)/?token=\(token)"
+    }
+
     public func run() async throws {
+        if let problem = Self.tokenProblem(token) { throw DashboardError(description: problem) }
         let router = Router()
         if let check = HostCheckMiddleware<BasicRequestContext>(listeningOn: host) {
             router.add(middleware: check)
         } else {
             logger.warning(
-                "the dashboard listens on every address: anyone who reaches this port can see the workloads and stop them with your issuer key",
+                "the dashboard listens on every address: anyone who reaches this port with the token can see the workloads and stop them with your issuer key",
                 metadata: ["host": "\(host)"])
         }
+        router.add(middleware: TokenAuthMiddleware<BasicRequestContext>(token: token))
         router.get("/") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
@@ -86,7 +117,9 @@ public struct DashboardServer: Service {
             configuration: .init(address: .hostname(host, port: port), serverName: "nex-ui"),
             onServerRunning: { [host, port, logger, onListening] channel in
                 let bound = channel.localAddress?.port ?? port
-                logger.info("dashboard", metadata: ["url": "http://\(host):\(bound)/"])
+                // The token stays out of the log: logs are read by more people than the terminal.
+                logger.info(
+                    "dashboard", metadata: ["url": "\(Self.url(host: host, port: bound, token: "").dropLast(7))"])
                 await onListening(bound)
             },
             logger: logger)

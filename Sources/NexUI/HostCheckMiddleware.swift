@@ -9,7 +9,10 @@ struct HostCheckMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Nil when `host` listens on every address: the operator chose to expose it, and any name may reach it.
     init?(listeningOn host: String) {
         guard !["0.0.0.0", "::", "[::]"].contains(host) else { return nil }
-        allowedHosts = ["127.0.0.1", "localhost", "[::1]", "::1", host.lowercased()]
+        // A `Host` header writes an IPv6 address in brackets.
+        let own = host.lowercased()
+        let bracketed = own.contains(":") && !own.hasPrefix("[") ? "[\(own)]" : own
+        allowedHosts = ["127.0.0.1", "localhost", "[::1]", bracketed]
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)

@@ -1,9 +1,10 @@
 import Foundation
 import Logging
-import NATS
 import NATSTestSupport
 import ServiceLifecycle
 import Testing
+
+@testable import NATS
 
 @Suite(.timeLimit(.minutes(1))) struct LifecycleTests {
     @Test func runsAsAServiceAndDrainsOnGracefulShutdown() async throws {
@@ -141,17 +142,21 @@ import Testing
     }
 }
 
-/// Reads of `NATS_URL` change process state, so these run one at a time.
-@Suite(.serialized) struct EnvironmentTests {
+/// How the servers follow `NATS_URL`: read through the function the initializer uses, so no test changes the
+/// process's environment (where any client made meanwhile would read it and dial what it names).
+@Suite struct EnvironmentTests {
     @Test func configurationFollowsNATS_URL() throws {
-        setenv("NATS_URL", "nats://10.1.2.3:4999,tls://other:5000", 1)
-        defer { unsetenv("NATS_URL") }
-        #expect(NATSClient.Configuration().servers == ["nats://10.1.2.3:4999", "tls://other:5000"])
+        let named = NATSClient.Configuration.servers([], environment: "nats://127.0.0.2:4999,tls://localhost:5000")
+        #expect(named == ["nats://127.0.0.2:4999", "tls://localhost:5000"])
+        #expect(
+            NATSClient.Configuration.servers(["nats://given:1"], environment: "nats://127.0.0.2:1") == [
+                "nats://given:1"
+            ])
         #expect(testConfig(["nats://given:1"]).servers == ["nats://given:1"])
     }
 
     @Test func defaultsToLocalhostWithoutNATS_URL() {
-        unsetenv("NATS_URL")
-        #expect(NATSClient.Configuration().servers == ["nats://127.0.0.1:4222"])
+        #expect(NATSClient.Configuration.servers([], environment: nil) == ["nats://127.0.0.1:4222"])
+        #expect(NATSClient.Configuration.servers([], environment: "") == ["nats://127.0.0.1:4222"])
     }
 }

@@ -16,20 +16,32 @@ import Testing
         }
     }
 
-    /// Four requests to the dashboard on port argv[1]; prints each status.
+    /// Requests to the dashboard on port argv[1] whose token is argv[2]; prints each status. The last stop
+    /// names a running workload (node argv[3], id argv[4]) and carries everything but the token.
     static let crossSiteProbe = """
         import http.client, sys
-        port = int(sys.argv[1])
+        port, token, node, workload = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
         def ask(method, path, headers, body=None):
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             c.request(method, path, body=body, headers=headers)
-            return c.getresponse().status
+            r = c.getresponse()
+            return r
         json = "application/json"
-        print(ask("GET", "/api/overview", {"Host": "evil.example:%d" % port}))
-        print(ask("POST", "/api/stop", {"Host": "127.0.0.1:%d" % port, "Origin": "http://evil.example",
-                                        "Content-Type": json}, "{}"))
-        print(ask("POST", "/api/stop", {"Host": "127.0.0.1:%d" % port, "Content-Type": "text/plain"}, "{}"))
-        print(ask("GET", "/api/overview", {"Host": "localhost:%d" % port}))
+        bearer = "Bearer " + token
+        local = "127.0.0.1:%d" % port
+        print(ask("GET", "/api/overview", {"Host": "evil.example:%d" % port, "Authorization": bearer}).status)
+        print(ask("POST", "/api/stop", {"Host": local, "Origin": "http://evil.example", "Content-Type": json,
+                                        "Authorization": bearer}, "{}").status)
+        print(ask("POST", "/api/stop", {"Host": local, "Content-Type": "text/plain", "Authorization": bearer},
+                  "{}").status)
+        print(ask("GET", "/api/overview", {"Host": "localhost:%d" % port, "Authorization": bearer}).status)
+        print(ask("GET", "/api/overview", {"Host": local}).status)
+        print(ask("GET", "/api/overview", {"Host": local, "Cookie": "nex_ui_%d=%s" % (port, "0" * 64)}).status)
+        print(ask("GET", "/", {"Host": local}).status)
+        stop = '{"node": "%s", "workload_id": "%s"}' % (node, workload)
+        print(ask("POST", "/api/stop", {"Host": local, "Content-Type": json}, stop).status)
+        login = ask("GET", "/?token=" + token, {"Host": local})
+        print(login.status, login.getheader("Location"), login.getheader("Set-Cookie"))
         """
 
     @Test func thePageShowsWorkloadsEventsAndRatesAndStopsAService() async throws {
@@ -92,16 +104,27 @@ import Testing
             }
             #expect(status == 0, "browser: \(browser.output) \(browser.errorOutput)")
 
-            // The stop was real: the node no longer runs the service, and still runs the function.
+            // Another site's page cannot use it: not under another name (DNS rebinding), not from another
+            // origin, not as a form. Nobody without the token can: not another local process stopping the
+            // function with a plain JSON POST, nor a wrong cookie. The page's own requests (above) and this
+            // machine's names with the token work, and the token's URL sets a strict, HttpOnly cookie.
+            let port = try #require(url.split(separator: ":").last?.split(separator: "/").first.map(String.init))
+            let token = try #require(url.split(separator: "=").last.map(String.init))
+            let function = try #require(
+                try await h.nex.info(node: h.node.nodeID).machines.first { $0.workload.name == "echofunction" })
+            let statuses = try await TestEnvironment.run(
+                try #require(TestEnvironment.python),
+                ["-c", Self.crossSiteProbe, port, token, h.node.nodeID, function.workload.id])
+            #expect(
+                statuses.split(separator: "\n").map(String.init) == [
+                    "403", "403", "403", "200", "401", "401", "401", "401",
+                    "303 / nex_ui_\(port)=\(token); Path=/; HttpOnly; SameSite=Strict",
+                ], "\(statuses)")
+            // The stop from the page was real, and the one without the token was not: the node no longer runs
+            // the service, and still runs the function.
             let info = try await h.nex.info(node: h.node.nodeID)
             #expect(!info.machines.contains { $0.workload.id == service.id })
-            #expect(info.machines.contains { $0.workload.name == "echofunction" })
-            // Another site's page cannot use it: not under another name (DNS rebinding), not from another
-            // origin, not as a form. The page's own requests (above) and this machine's names work.
-            let port = try #require(url.split(separator: ":").last?.split(separator: "/").first.map(String.init))
-            let statuses = try await TestEnvironment.run(
-                try #require(TestEnvironment.python), ["-c", Self.crossSiteProbe, port])
-            #expect(statuses.split(separator: "\n") == ["403", "403", "403", "200"], "\(statuses)")
+            #expect(info.machines.contains { $0.workload.id == function.workload.id })
             #expect(try await ui.terminate() == 0)
         }
     }

@@ -216,10 +216,15 @@ import Testing
         try await withNode({
             $0.restartBackoffInitialMs = 100
             $0.restartBackoffMaxMs = 400
+            $0.machinePoolSize = 2
         }) { h in
             let file = try script("echo started; sleep 0.1; exit 3", in: h.server)
             let first = try await h.deploy(file: file, name: "crasher", essential: true)
-            try await eventually("three restarts") { h.workloadEvents("workload_deployed").count >= 4 }
+            // Each restart waits for a warm agent, which a loaded machine may take seconds to start: the
+            // deadline only guards against a hang (a restart that finds no agent is tried again, not dropped).
+            try await eventually("three restarts", timeout: .seconds(60)) {
+                h.workloadEvents("workload_deployed").count >= 4
+            }
             let deployed = h.workloadEvents("workload_deployed").map(\.workloadID)
             #expect(deployed.first == first.id && Set(deployed).count == deployed.count)  // a new id each time
             #expect(h.workloadEvents("workload_undeployed").filter { $0.code == 3 }.count >= 3)
@@ -458,15 +463,18 @@ import Testing
         }
     }
 
-    /// `host_services_config`: a deploy that names another server gets its bucket there; the node's switches
-    /// turn a service off.
+    /// `host_services_config`: a deploy that names another server gets its bucket there (a loopback server only
+    /// because the operator allows it: the egress policy of the http service holds for it too); the node's
+    /// switches turn a service off.
     @Test func hostServicesFollowTheDeployAndTheNodeConfiguration() async throws {
         try await NATSServer.with(.init(jetStream: true)) { elsewhere in
             try await withNode({
                 $0.workloadTypes = [.v8]
                 $0.hostServicesConfig = try! JSONDecoder().decode(
                     NodeConfiguration.HostServices.self,
-                    from: Data(#"{"services": {"http": {"enabled": false}}}"#.utf8))
+                    from: Data(
+                        #"{"services": {"http": {"enabled": false, "config": {"allow": "127.0.0.1:\#(elsewhere.port)"}}}}"#
+                            .utf8))
             }) { h in
                 let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
                 _ = try await h.deploy(

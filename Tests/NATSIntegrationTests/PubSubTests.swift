@@ -20,6 +20,20 @@ import Testing
     }
 
     /// `client.statistics` counts as nats.go's `Statistics` does: messages and payload bytes each way.
+    /// A timeout whose timer fires before the caller begins to wait (zero, or tiny on a busy machine) still
+    /// ends the wait: it used to be lost, and the caller waited for ever.
+    @Test func aZeroTimeoutNeverWaitsForEver() async throws {
+        try await withServerAndClient { _, client in
+            let sub = try await client.subscribe(to: "quiet")
+            for _ in 0..<200 {
+                let error = await #expect(throws: NATSError.self) { try await sub.nextMessage(timeout: .zero) }
+                #expect(error?.code == .timeout)
+            }
+            try await client.publish("here", to: "quiet")
+            #expect(try await sub.nextMessage(timeout: .seconds(5))?.string == "here")
+        }
+    }
+
     @Test func statisticsCountMessagesAndPayloadBytes() async throws {
         try await withServerAndClient { _, client in
             #expect(client.statistics == NATSStatistics())

@@ -11,19 +11,34 @@ import Testing
 /// no-responders, a timeout or a cancellation, and that a request made on an event loop never polls.
 /// Polling needs two cores (one poller per two); on fewer, requests always park and these do not apply.
 @Suite(.timeLimit(.minutes(1)), .enabled(if: System.coreCount >= 2)) struct ReplyPollTests {
-    /// A generous limit, so that a slow CI machine's replies still count as quick enough to poll for.
+    /// Every request made off an event loop polls until it ends: what these check then does not depend on how
+    /// quickly a busy machine answers, nor on other suites' pollers (the adaptive rule that decides when a
+    /// real request polls is checked on its own, with a manual clock, in RequestMuxTests).
     private static func configure(_ config: inout NATSClient.Configuration) {
-        config.replyPollLimit = .milliseconds(50)
+        config.replyPollForced = true
     }
 
-    /// Sequential requests until one was answered while its caller polled (other suites' pollers may hold the
-    /// process's one polling slot for a while; the first request never polls, having no reply time yet).
-    private func requestUntilPolled(_ client: NATSClient, subject: String) async throws -> RequestMux {
+    /// Sequential requests, each answered while its caller polled: the responder answers the i-th only once
+    /// the i-th poll has begun (``PollGate``), so no reply can come before its caller polls for it.
+    private func requestWhilePolling(_ client: NATSClient, gate: PollGate, subject: String) async throws {
         let mux = try client.requestMux()
-        for i in 0..<500 where mux.pollCounts.replies == 0 {
+        let before = mux.pollCounts
+        for i in 0..<20 {
+            gate.awaitPoll(before.polls + i + 1)
             #expect(try await client.request("r\(i)", to: subject).string == "r\(i)")
         }
-        return mux
+        gate.awaitPoll(0)
+        #expect(mux.pollCounts.polls - before.polls == 20)
+        #expect(mux.pollCounts.replies - before.replies == 20)
+    }
+
+    /// Holds the echo responder's answer until the requester's poll count reaches a number (0: answers at once).
+    final class PollGate: Sendable {
+        private let awaited = Locked(0)
+        func awaitPoll(_ count: Int) { awaited.withLock { $0 = count } }
+        func open(for mux: RequestMux) async {
+            while mux.pollCounts.polls < awaited.value { await Task.yield() }
+        }
     }
 
     /// Whatever ends a request while its caller polls ends the poll at once, with that outcome, and the
@@ -72,15 +87,21 @@ import Testing
     }
 
     /// A polling client, and an echo responder (`svc.echo`) on a connection of its own, after sequential
-    /// requests until one was polled for.
+    /// requests that were polled for.
     private func withPolledEcho(
         _ body: (_ client: NATSClient, _ responder: NATSClient, _ mux: RequestMux) async throws -> Void
     ) async throws {
         try await withServerAndClient(configure: Self.configure) { server, client in
             try await withClient([server.url]) { responder in
-                try await responder.subscribe(to: "svc.echo") { m in try await m.respond(m.bytes, using: responder) }
+                let mux = try client.requestMux()
+                let gate = PollGate()
+                try await responder.subscribe(to: "svc.echo") { m in
+                    await gate.open(for: mux)
+                    try await m.respond(m.bytes, using: responder)
+                }
                 try await responder.flush()
-                try await body(client, responder, try await requestUntilPolled(client, subject: "svc.echo"))
+                try await requestWhilePolling(client, gate: gate, subject: "svc.echo")
+                try await body(client, responder, mux)
             }
         }
     }
@@ -101,13 +122,11 @@ import Testing
             let silent = try await responder.subscribe(to: "svc.silent")  // never answers
             try await responder.flush()
 
-            // The poll runs out (nothing comes), the caller parks, and the timer ends the request.
-            let polls = mux.pollCounts
+            // Nothing comes: the timer ends the request, and the poll with it.
             let timedOut = await #expect(throws: NATSError.self) {
                 try await client.request("x", to: "svc.silent", timeout: .milliseconds(300))
             }
             #expect(timedOut?.code == .timeout)
-            #expect(mux.pollCounts.replies == polls.replies)
             #expect(try await silent.nextMessage(timeout: .seconds(10))?.string == "x")
 
             // Cancelled once its request is out (while polling or parked), it ends at once, not after 30 s.

@@ -151,12 +151,64 @@ import Testing
             _ = state.accepted(record(id, name: id), persist: true)
             _ = state.assigned(id, agent: "agent-" + id)
             _ = state.started(id)
+            state.confirmed(id)
         }
         _ = state.stopRequested("a")
         let forgotten = state.removed("a", forget: true)
         _ = state.stopRequested("b")
         let kept = state.removed("b", forget: false)
         #expect(forgotten == [.delete(id: "a")] && kept.isEmpty)
+    }
+
+    /// A record outlives a shutdown only when the node will run the workload again and its deployer was
+    /// told it runs: a deploy cut short by the shutdown was answered with an error, so its record goes; a
+    /// replayed record and an essential restart stay.
+    @Test func aShutdownForgetsDeploysItCutShort() {
+        var state = NodeState(policy: Self.policy)
+        _ = state.accepted(record("new", name: "new"), persist: true)
+        _ = state.assigned("new", agent: "agent-new")
+        _ = state.accepted(record("replayed", name: "replayed"), persist: true, alreadyRecorded: true)
+        _ = state.accepted(record("essential", name: "essential", essential: true), persist: true)
+        _ = state.assigned("essential", agent: "agent-essential")
+        _ = state.started("essential")
+        state.confirmed("essential")
+        let (outcome, _) = state.exited(
+            agent: "agent-essential", report: WorkloadExited(workloadID: "essential", code: 1, message: "x"),
+            lameDuck: false, newID: "essential-2")
+        guard case .restart = outcome else {
+            Issue.record("no restart: \(outcome)")
+            return
+        }
+        var changes: [NodeState.Change] = []
+        for id in ["new", "replayed", "essential-2"] {
+            _ = state.stopRequested(id)
+            changes += state.removed(id, forget: false)
+        }
+        #expect(changes == [.delete(id: "new")])
+    }
+
+    /// A restart that could not be carried out is another failed run: retried with the next backoff while the
+    /// policy allows, its record saved with the count; then it ends.
+    @Test func aFailedRestartIsRetriedUntilThePolicyEnds() {
+        var state = NodeState(policy: Self.policy)
+        _ = state.accepted(record("e", name: "e", essential: true), persist: true)
+        _ = state.assigned("e", agent: "agent-e")
+        _ = state.started("e")
+        state.confirmed("e")
+        _ = state.exited(
+            agent: "agent-e", report: WorkloadExited(workloadID: "e", code: 1, message: "x"), lameDuck: false,
+            newID: "e2")
+        var retries = 0
+        while state.restartDue("e2") {
+            guard let retry = state.restartFailed("e2") else { break }
+            retries += 1
+            #expect(retry.delay == Self.policy.delay(retry: retries))
+            #expect(retry.changes.count == 1 && state.entries["e2"]?.status == .restarting)
+            if case .save(let saved) = retry.changes.first { #expect(saved.retryCount == retries + 1) }
+        }
+        // The exit was retry 1; the policy allows `maxRestarts` in all.
+        #expect(retries == Self.policy.maxRestarts - 1)
+        #expect(state.restartFailed("e2") == nil)
     }
 
     @Test func duplicatesAndLimitsCountDeploysInFlight() throws {

@@ -50,6 +50,7 @@ public final class NodeMetrics: Sendable {
         static let functionTriggers = "nex_function_triggers_total"
         static let functionDuration = "nex_function_duration_seconds"
         static let hostServiceCalls = "nex_host_service_calls_total"
+        static let subjectRefusals = "nex_subject_refusals_total"
         static let workloadMemory = "nex_workload_memory_bytes"
         static let workloadCPU = "nex_workload_cpu_seconds_total"
         static let natsInMessages = "nex_nats_in_messages_total"
@@ -70,12 +71,19 @@ public final class NodeMetrics: Sendable {
         var deploys: [Bool: CoreMetrics.Counter] = [:]
         var functions: [WorkloadName: FunctionSeries] = [:]
         var hostCalls: [HostCall: CoreMetrics.Counter] = [:]
+        var subjectRefusals: [SubjectRefusalKey: CoreMetrics.Counter] = [:]
         var workloadGauges: [WorkloadKind: Prometheus.Gauge] = [:]
         var memoryGauges: [WorkloadName: Prometheus.Gauge] = [:]
         var cpuCounters: [WorkloadName: Prometheus.Counter] = [:]
         /// The CPU time each sandbox had at the last scrape (by sandbox, so duplicates and restarts add up).
         var cpuSeen: [String: Double] = [:]
         var natsSeen = NATSStatistics()
+    }
+
+    private struct SubjectRefusalKey: Hashable {
+        var namespace: String
+        var use: SubjectPolicy.Use
+        var rule: SubjectPolicy.Rule
     }
 
     private struct HostCall: Hashable {
@@ -119,6 +127,22 @@ public final class NodeMetrics: Sendable {
                     label: Name.hostServiceCalls, dimensions: [("service", service), ("outcome", outcome.rawValue)],
                     factory: factory)
             s.hostCalls[key] = counter
+            counter.increment()
+        }
+    }
+
+    /// The subject policy refused a subject a workload named (as a trigger, or to publish or request on).
+    func subjectRefused(_ refusal: SubjectRefusal) {
+        let key = SubjectRefusalKey(namespace: refusal.namespace, use: refusal.use, rule: refusal.rule)
+        state.withLock { s in
+            let counter =
+                s.subjectRefusals[key]
+                ?? Counter(
+                    label: Name.subjectRefusals,
+                    dimensions: [
+                        ("namespace", key.namespace), ("use", key.use.rawValue), ("rule", key.rule.rawValue),
+                    ], factory: factory)
+            s.subjectRefusals[key] = counter
             counter.increment()
         }
     }
@@ -230,6 +254,8 @@ enum HostServiceOutcome: String, Sendable {
     case error
     /// The service is switched off on this node.
     case disabled
+    /// The node's subject policy refused the subject the call named.
+    case refused
     /// The server the calls go to could not be reached.
     case unreachable
 }
