@@ -76,6 +76,7 @@ let package = Package(
             dependencies: [
                 "CNexSpawn", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         // L1
@@ -150,6 +151,7 @@ let package = Package(
                 "NexModels", "NKeys", "NATS", "NATSJetStream", "NUID", "NexControlClient", "NexProcess", "NexSandbox",
                 "NexAgentLink",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -208,7 +210,8 @@ let package = Package(
         .testTarget(name: "NATSProtocolTests", dependencies: ["NATSProtocol"]),
         .testTarget(name: "NATSJetStreamTests", dependencies: ["NATSJetStream"]),
         .testTarget(name: "NexModelsTests", dependencies: ["NexModels"], resources: [.copy("Golden")]),
-        .testTarget(name: "NexNodeTests", dependencies: ["NexNode", "NexModels", "NKeys", "NexControlClient"]),
+        .testTarget(
+            name: "NexNodeTests", dependencies: ["NexNode", "NexModels", "NKeys", "NexControlClient", "NexSandbox"]),
         .testTarget(name: "NexRunnerJSTests", dependencies: ["NexRunnerJS"]),
         .testTarget(
             name: "NexAgentLinkTests", dependencies: ["NexAgentLink", .product(name: "NIOPosix", package: "swift-nio")]

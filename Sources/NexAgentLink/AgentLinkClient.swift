@@ -32,14 +32,17 @@ public final class AgentLinkClient: Sendable {
     /// from it on `eventLoop`. The socket becomes a NIO socket channel as it is (no duplicate descriptor that
     /// a child process could inherit). `onLog` gets each line the workload logs (level, text), on the loop, in
     /// order with the results.
+    /// `writeLimit`: the bytes of triggers that may wait for an agent that does not read its link before more
+    /// are refused.
     public static func start(
-        descriptor: Int32, on eventLoop: any EventLoop,
+        descriptor: Int32, on eventLoop: any EventLoop, writeLimit: Int = AgentLinkClient.defaultWriteLimit,
         onLog: @escaping @Sendable (_ level: Int, _ text: [UInt8]) -> Void = { _, _ in }
     ) async throws -> AgentLinkClient {
         let calls = PendingCalls()
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: eventLoop)
+                .channelOption(.writeBufferWaterMark, value: .init(low: writeLimit / 2, high: writeLimit))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers(
@@ -64,17 +67,35 @@ public final class AgentLinkClient: Sendable {
         return AgentLinkClient(calls: calls, channel: channel, ticker: ticker)
     }
 
-    /// Runs the function for a message on `subject`; throws when the link is gone or no result came within
-    /// `timeout` (checked about once a second).
+    /// The default of the bytes of triggers that may wait for an agent (many times the largest NATS payload).
+    public static let defaultWriteLimit = 64 << 20
+
+    /// Runs the function for a message on `subject`; throws when the link is gone, when more than the link's
+    /// write limit already waits for the agent to read it (it is stuck or far behind: the node's memory is not
+    /// the place to queue for it), or when no result came within `timeout` (checked about once a second).
     public func trigger(subject: String, payload: [UInt8], traceParent: String? = nil, timeout: Duration)
         async throws -> Reply
     {
         try await withCheckedThrowingContinuation { continuation in
             guard let id = calls.register(continuation, deadline: .now + timeout) else { return }
             let frame = LinkFrame.trigger(id: id, subject: subject, payload: payload, traceParent: traceParent)
-            channel.writeAndFlush(ByteBuffer(bytes: frame.encoded())).whenFailure { error in
-                self.calls.fail(id, LinkError("the agent link is closed: \(error)"))
+            // Checked on the loop, in order with the writes before it (a trigger already runs there).
+            if channel.eventLoop.inEventLoop {
+                send(frame, id: id)
+            } else {
+                channel.eventLoop.execute { self.send(frame, id: id) }
             }
+        }
+    }
+
+    /// Writes a trigger, or fails it when the agent has stopped reading. Runs on the channel's loop.
+    private func send(_ frame: LinkFrame, id: UInt64) {
+        guard channel.isWritable || !channel.isActive else {
+            calls.fail(id, LinkError("the agent is not reading its link (its write limit waits for it)"))
+            return
+        }
+        channel.writeAndFlush(ByteBuffer(bytes: frame.encoded())).whenFailure { error in
+            self.calls.fail(id, LinkError("the agent link is closed: \(error)"))
         }
     }
 

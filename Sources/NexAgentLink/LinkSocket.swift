@@ -1,15 +1,29 @@
 import CNexSpawn
+import DequeModule
 import Foundation
 
 /// The agent's end of its link to the node: a Unix stream socket read by the agent's worker threads (see
 /// ``AgentLinkServer``) and written without blocking them for long: a send tries a non-blocking write first
-/// and leaves what did not fit to a writer thread, in order. (The node's end lives on an event loop, in
-/// ``AgentLinkClient``.)
+/// and leaves what did not fit to a writer thread, in order. What waits for the writer is bounded
+/// (``queueLimit`` bytes): past it a sender waits for room, so a node that stops reading slows the
+/// functions that write to it instead of growing the agent's memory without end. (The node's end lives on an
+/// event loop, in ``AgentLinkClient``.)
 public final class LinkSocket: @unchecked Sendable {
     // @unchecked: every mutable field below is guarded by `condition`.
     private let fd: Int32
     private let condition = NSCondition()
-    private var queue: [[UInt8]] = []
+    private var queue = Deque<[UInt8]>()
+    /// Bytes in `queue`.
+    private var queuedBytes = 0
+    /// The most bytes that wait for the writer before senders wait for room.
+    public static let queueLimit = 16 << 20
+
+    /// Bytes waiting for the writer now.
+    var waitingBytes: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queuedBytes
+    }
     private var writing = false
     private var writerStarted = false
     private var readerStarted = false
@@ -32,12 +46,13 @@ public final class LinkSocket: @unchecked Sendable {
         return (fds[0], fds[1])
     }
 
-    /// Queues `frame`; false when the link is closed. Never blocks for longer than a non-blocking write.
+    /// Queues `frame`; false when the link is closed. Blocks only while more than ``queueLimit`` bytes wait.
     @discardableResult
     public func send(_ frame: LinkFrame) -> Bool {
         let bytes = frame.encoded()
         condition.lock()
         defer { condition.unlock() }
+        while queuedBytes > Self.queueLimit && !closed { condition.wait() }
         if closed { return false }
         var offset = 0
         if queue.isEmpty && !writing {
@@ -60,7 +75,9 @@ public final class LinkSocket: @unchecked Sendable {
             }
             if offset == bytes.count { return true }
         }
-        queue.append(offset == 0 ? bytes : Array(bytes[offset...]))
+        let rest = offset == 0 ? bytes : Array(bytes[offset...])
+        queue.append(rest)
+        queuedBytes += rest.count
         if !writerStarted {
             writerStarted = true
             let thread = Thread { [self] in
@@ -70,7 +87,7 @@ public final class LinkSocket: @unchecked Sendable {
             thread.name = "nex-link-writer"
             thread.start()
         }
-        condition.signal()
+        condition.broadcast()  // the writer, whichever sender waits for room is not woken in its place
         return true
     }
 
@@ -81,6 +98,7 @@ public final class LinkSocket: @unchecked Sendable {
             while queue.isEmpty && !closed { condition.wait() }
             if closed { break }
             let bytes = queue.removeFirst()
+            queuedBytes -= bytes.count
             writing = true
             condition.unlock()
             var offset = 0

@@ -23,11 +23,13 @@ struct UICommand: AsyncParsableCommand, NexCLIRunnable {
     @Option(help: "Issuer account seed file (SA…) the page stops workloads with (default ~/.nex/issuer.nk).")
     var issuer: String?
 
+    // Not `--token`: that is the NATS server's token, one of the global options.
     @Option(
+        name: .customLong("ui-token"),
         help: ArgumentHelp(
             "The token the page and API require (env NEX_UI_TOKEN; default: a new random one each start).",
             discussion: "The URL printed at start carries it; the page trades it for a cookie."))
-    var token: String?
+    var uiToken: String?
 
     func execute() async throws {
         let defaultIssuer = DeveloperKeys.home + "/issuer.nk"
@@ -43,8 +45,8 @@ struct UICommand: AsyncParsableCommand, NexCLIRunnable {
         let servers = (global.servers ?? ["nats://127.0.0.1:4222"]).map {
             ServerAddress(parsing: $0)?.description ?? "(a server)"
         }.joined(separator: ",")
-        let given = token ?? ProcessInfo.processInfo.environment["NEX_UI_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        if let given, let problem = DashboardServer.tokenProblem(given) { throw CLIError("--token: \(problem)") }
+        let given = uiToken ?? ProcessInfo.processInfo.environment["NEX_UI_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if let given, let problem = DashboardServer.tokenProblem(given) { throw CLIError("--ui-token: \(problem)") }
         let chosen = given ?? DashboardServer.makeToken()
         try await global.withClient { client in
             let dashboard = DashboardServer(

@@ -45,7 +45,7 @@ struct TokenAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     private static func refusal(for request: Request, _ reason: String) -> Response {
         let help =
             "\(reason): open the URL `nex ui` printed (it ends in ?token=…), or send Authorization: Bearer TOKEN "
-            + "(the token is --token or NEX_UI_TOKEN when you gave one)"
+            + "(the token is --ui-token or NEX_UI_TOKEN when you gave one)"
         if request.uri.path.hasPrefix("/api/") {
             return DashboardServer.json(StopAnswer(ok: false, error: help), .unauthorized)
         }

@@ -257,6 +257,58 @@ import Testing
         }
     }
 
+    /// An agent that stops reading its link does not grow the node's memory: once the link's limit waits for
+    /// it, triggers are refused at once.
+    @Test func triggersAreRefusedWhileAnAgentDoesNotRead() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        defer { close(agentFD) }  // never read
+        let limit = 4 << 20
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop, writeLimit: limit)
+        let payload = [UInt8](repeating: 7, count: 1 << 20)
+        let refusals = Shared<[String]>([])
+        // Far more than the limit and any socket buffer: the later ones find the link full, whatever order
+        // their tasks run in (the check is made on the loop, after the writes before it).
+        var calls: [Task<Void, Never>] = []
+        for _ in 0..<24 {
+            calls.append(
+                Task {
+                    do { _ = try await client.trigger(subject: "s", payload: payload, timeout: .seconds(60)) } catch {
+                        refusals.withLock { $0.append("\(error)") }
+                    }
+                })
+        }
+        while refusals.withLock({ $0.count }) < 8 { await Task.yield() }
+        client.close()  // the written ones fail now
+        for call in calls { await call.value }
+        let texts = refusals.withLock { $0 }
+        #expect(texts.contains { $0.contains("the agent is not reading its link") }, "\(texts.prefix(3))")
+    }
+
+    /// The agent's side: a node that stops reading makes the agent's senders wait once the queue's limit is
+    /// reached, instead of queueing without end; closing the link releases them.
+    @Test func anAgentsQueueToASilentNodeIsBounded() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        defer { close(nodeEnd) }  // never read
+        let socket = LinkSocket(fd: agentFD)
+        let frame = LinkFrame.log(level: 0, text: [UInt8](repeating: 1, count: 1 << 20))
+        let frames = 3 * LinkSocket.queueLimit >> 20
+        let sent = Shared((count: 0, done: false))
+        // A thread of its own, as the agent's workers are: a send that waits blocks it.
+        Thread {
+            for _ in 0..<frames {
+                guard socket.send(frame) else { break }
+                sent.withLock { $0.count += 1 }
+            }
+            sent.withLock { $0.done = true }
+        }.start()
+        while socket.waitingBytes <= LinkSocket.queueLimit { await Task.yield() }
+        // The next send waits for room that never comes while the node does not read.
+        #expect(sent.withLock { $0.count } < frames)
+        socket.close()
+        while !sent.withLock({ $0.done }) { await Task.yield() }
+        #expect(sent.withLock { $0.count } < frames)
+    }
+
     @Test func garbageFromTheAgentEndsTheLink() async throws {
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
         let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
@@ -267,4 +319,11 @@ import Testing
         #expect("\(error.map { "\($0)" } ?? "")".contains("malformed"))
         close(agentFD)
     }
+}
+
+/// A value behind a lock that closures and threads can share.
+final class Shared<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }

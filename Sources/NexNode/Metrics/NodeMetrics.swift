@@ -73,6 +73,8 @@ public final class NodeMetrics: Sendable {
         var hostCalls: [HostCall: CoreMetrics.Counter] = [:]
         var subjectRefusals: [SubjectRefusalKey: CoreMetrics.Counter] = [:]
         var workloadGauges: [WorkloadKind: Prometheus.Gauge] = [:]
+        /// Kinds whose gauge read 0 at the last scrape (removed at the next unless they run again).
+        var zeroedKinds: Set<WorkloadKind> = []
         var memoryGauges: [WorkloadName: Prometheus.Gauge] = [:]
         var cpuCounters: [WorkloadName: Prometheus.Counter] = [:]
         /// The CPU time each sandbox had at the last scrape (by sandbox, so duplicates and restarts add up).
@@ -156,9 +158,16 @@ public final class NodeMetrics: Sendable {
     }
 
     private func update(_ s: inout State, with snapshot: NodeMetricsSnapshot) {
-        // Kinds seen once stay, at 0 when none runs: a series that vanishes reads as "no data", not as none.
-        for kind in s.workloadGauges.keys where snapshot.workloads[kind] == nil {
-            s.workloadGauges[kind]?.set(0.0)
+        // A kind no longer running reads 0 for one scrape (a series that just vanishes reads as "no data", not
+        // as none), then goes: namespaces come and go, and the registry must not grow with every one.
+        for (kind, gauge) in s.workloadGauges where snapshot.workloads[kind] == nil {
+            if s.zeroedKinds.insert(kind).inserted {
+                gauge.set(0.0)
+            } else {
+                registry.unregisterGauge(gauge)
+                s.workloadGauges[kind] = nil
+                s.zeroedKinds.remove(kind)
+            }
         }
         for (kind, count) in snapshot.workloads {
             let gauge =
@@ -168,6 +177,7 @@ public final class NodeMetrics: Sendable {
                         metricName: Name.workloads, unitName: "", helpText: "Workloads running on this node"),
                     labels: [("namespace", kind.namespace), ("type", kind.type)])
             s.workloadGauges[kind] = gauge
+            s.zeroedKinds.remove(kind)
             gauge.set(Double(count))
         }
         registry.makeGauge(
@@ -185,16 +195,20 @@ public final class NodeMetrics: Sendable {
             series.duration.destroy()
             s.functions[name] = nil
         }
-        updateUsage(&s, with: snapshot.usage)
+        updateUsage(&s, with: snapshot.usage, sandboxes: snapshot.sandboxes, present: snapshot.present)
         updateNATS(&s, with: snapshot.nats)
     }
 
     /// Per-workload sandbox usage: memory is the sum over its sandboxes now; CPU grows by what each sandbox
-    /// used since the last scrape (a new sandbox counts from zero). Workloads without a sandbox lose both.
-    private func updateUsage(_ s: inout State, with samples: [SandboxUsageSample]) {
+    /// used since the last scrape (a new sandbox counts from its start). A sandbox whose usage could not be
+    /// read this time keeps its baseline, so its CPU is not counted twice when it is read again; the series
+    /// of a workload go when the workload does.
+    private func updateUsage(
+        _ s: inout State, with samples: [SandboxUsageSample], sandboxes: Set<String>, present: Set<WorkloadName>
+    ) {
         var memory: [WorkloadName: Int] = [:]
         var cpuDelta: [WorkloadName: Double] = [:]
-        var seen: [String: Double] = [:]
+        var seen = s.cpuSeen.filter { sandboxes.contains($0.key) }
         for sample in samples {
             memory[sample.workload, default: 0] += sample.usage.memoryBytes
             let before = s.cpuSeen[sample.sandbox] ?? 0
@@ -202,7 +216,7 @@ public final class NodeMetrics: Sendable {
             seen[sample.sandbox] = sample.usage.cpuSeconds
         }
         s.cpuSeen = seen
-        for name in Set(s.memoryGauges.keys).union(s.cpuCounters.keys) where memory[name] == nil {
+        for name in Set(s.memoryGauges.keys).union(s.cpuCounters.keys) where !present.contains(name) {
             if let gauge = s.memoryGauges.removeValue(forKey: name) { registry.unregisterGauge(gauge) }
             if let counter = s.cpuCounters.removeValue(forKey: name) { registry.unregisterCounter(counter) }
         }
@@ -287,8 +301,10 @@ public struct NodeMetricsSnapshot: Sendable {
     public var present: Set<WorkloadName> = []
     public var warmAgents = 0
     public var deployedBytes = 0
-    /// Usage of each sandbox that has a cgroup.
+    /// Usage of each sandbox that has a cgroup (and could be read).
     public var usage: [SandboxUsageSample] = []
+    /// Every sandbox with a workload now, read or not (by its agent's id).
+    public var sandboxes: Set<String> = []
     public var nats = NATSStatistics()
 }
 
@@ -306,6 +322,7 @@ extension NexNode {
         snapshot.deployedBytes = levels.deployedBytes
         // Reading cgroup files is file work: off the cooperative pool.
         let sandboxes = levels.sandboxes
+        snapshot.sandboxes = Set(sandboxes.map { $0.1.agentID })
         snapshot.usage = await BlockingIO.run {
             sandboxes.compactMap { name, sandbox in
                 sandbox.usage().map { SandboxUsageSample(workload: name, sandbox: sandbox.agentID, usage: $0) }
