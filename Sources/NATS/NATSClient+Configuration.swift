@@ -84,10 +84,12 @@ extension NATSClient {
     public struct DialTarget: Sendable {
         /// The host as the server URL names it (a name or a literal address).
         public var host: String
+        /// The server's port.
         public var port: Int
         /// The resolved address: 4 bytes (IPv4) or 16 (IPv6), in network order.
         public var address: [UInt8]
 
+        /// A dial target (for tests of a filter).
         public init(host: String, port: Int, address: [UInt8]) {
             self.host = host
             self.port = port

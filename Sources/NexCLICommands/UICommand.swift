@@ -28,7 +28,9 @@ struct UICommand: AsyncParsableCommand, NexCLIRunnable {
         name: .customLong("ui-token"),
         help: ArgumentHelp(
             "The token the page and API require (env NEX_UI_TOKEN; default: a new random one each start).",
-            discussion: "The URL printed at start carries it; the page trades it for a cookie."))
+            discussion:
+                "The URL printed at start carries it; the page trades it for a cookie. Other local users can read "
+                + "a command line: prefer NEX_UI_TOKEN."))
     var uiToken: String?
 
     func execute() async throws {

@@ -44,7 +44,7 @@ public struct DeployValidator: Sendable {
     static let maxConcurrencyLimit = 256
 
     /// Checks a deploy to `namespace`.
-    public func validate(_ request: DeployRequest, namespace: String = "default") -> Result<ValidatedDeploy, NexError> {
+    public func validate(_ request: DeployRequest, namespace: String) -> Result<ValidatedDeploy, NexError> {
         if lameDuck {
             return .failure(
                 .init(.unavailable, "node is in lame duck mode and accepts no new workloads: deploy to another node"))
@@ -56,13 +56,6 @@ public struct DeployValidator: Sendable {
                     "workload type \(request.type) is not supported by this node (its workload_types are "
                         + "\(config.workloadTypes.map(\.rawValue).joined(separator: ", ")); add \"\(request.type)\" to workload_types in "
                         + "the node's configuration)"))
-        }
-        let subjects = config.workloadSubjects
-        for subject in request.triggerSubjects ?? [] {
-            if let refusal = subjects.refusal(for: subject, namespace: namespace, use: .trigger) {
-                subjectRefused(refusal)
-                return .failure(refusal.nexError)
-            }
         }
         if type.isFunction, (request.triggerSubjects ?? []).isEmpty {
             return .failure(
@@ -101,6 +94,14 @@ public struct DeployValidator: Sendable {
                     .unauthorized,
                     "issuer \(claims.issuer) is not a valid issuer for this node (sign with a key in its "
                         + "valid_issuers, or add this one there)"))
+        }
+        // After the token is verified: only a deployer the node accepts is told (and counted) why.
+        let subjects = config.workloadSubjects
+        for subject in request.triggerSubjects ?? [] {
+            if let refusal = subjects.refusal(for: subject, namespace: namespace, use: .trigger) {
+                subjectRefused(refusal)
+                return .failure(refusal.nexError)
+            }
         }
         guard let name = claims.nats["name"]?.stringValue, Self.isValidName(name) else {
             return .failure(

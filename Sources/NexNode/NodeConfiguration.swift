@@ -131,13 +131,17 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
 
     /// `subject_policy`: `{"allow_reserved": [...], "namespaces": {"<ns>": [...]}}`.
     public struct SubjectPolicyConfig: Codable, Sendable, Equatable {
+        /// Patterns that open reserved subjects (`$…`, `_INBOX…`) by name, to every namespace.
         public var allowReserved: [String] = []
+        /// Allow-lists of subject patterns by namespace (`"*"`: every namespace without its own).
         public var namespaces: [String: [String]] = [:]
+        /// Nothing opened, nothing narrowed.
         public init() {}
         enum CodingKeys: String, CodingKey, CaseIterable {
             case allowReserved = "allow_reserved"
             case namespaces
         }
+        /// Decodes `subject_policy`, refusing unknown keys.
         public init(from decoder: any Decoder) throws {
             try decoder.rejectUnknownKeys(CodingKeys.allNames)
             let c = try decoder.container(keyedBy: CodingKeys.self)

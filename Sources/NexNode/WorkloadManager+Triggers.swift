@@ -58,7 +58,8 @@ extension WorkloadManager {
             spans.endCall(failure: "the function did not answer: \(error)", elapsedNanos: nil)
             metrics.functionTriggered(
                 namespace: workload.namespace, workload: workload.name, succeeded: false, elapsedNanos: nil)
-            await answer(m, body: Array("the function did not answer: \(error)".utf8), error: "\(error)")
+            await answer(
+                m, workload: workload, body: Array("the function did not answer: \(error)".utf8), error: "\(error)")
             await publishExec(
                 workload, subject: m.subject, elapsed: nil, error: "the function did not answer: \(error)")
             spans.trigger.end()
@@ -75,7 +76,8 @@ extension WorkloadManager {
         let text = reply.ok ? nil : String(decoding: reply.body, as: UTF8.self)
         // The header carries the first line (message); the body the whole text (with the stack).
         await answer(
-            m, body: reply.body, error: text.map { String($0.split(separator: "\n").first ?? "function failed") })
+            m, workload: workload, body: reply.body,
+            error: text.map { String($0.split(separator: "\n").first ?? "function failed") })
         // Queued behind the answer before the loop flushes it: the two go out in one write. (Flushed apart, the
         // event's own write came within the client's coalescing window and cost a timer, a second write and
         // another wake-up of the server for every trigger.)
@@ -90,16 +92,27 @@ extension WorkloadManager {
             + "more nodes"
         metrics.functionTriggered(
             namespace: workload.namespace, workload: workload.name, succeeded: false, elapsedNanos: nil)
-        await answer(m, body: Array(text.utf8), error: text, code: 503)
+        await answer(m, workload: workload, body: Array(text.utf8), error: text, code: 503)
         await publishExec(workload, subject: m.subject, elapsed: nil, error: text)
     }
 
     /// Replies to a request (a plain publish needs no answer). A failure is readable by the requester: the
     /// micro-service error headers plus the error text as the body.
+    ///
+    /// The reply subject is the triggering side's choice and the answer goes out on the node's connection, so it
+    /// passes the subject policy first: a reply "to" `$KV.…` or `$JS.API.…` would write with the node's
+    /// permissions. A refused one gets no answer, and is counted.
     private nonisolated(nonsending) func answer(
-        _ m: NATSMessage, body: [UInt8], error: String?, code: Int = 500
+        _ m: NATSMessage, workload: FunctionTarget, body: [UInt8], error: String?, code: Int = 500
     ) async {
         guard let replyTo = m.replyTo else { return }
+        if let refusal = subjectPolicy.replyRefusal(replyTo, namespace: workload.namespace) {
+            metrics.subjectRefused(refusal)
+            logger.debug(
+                "a trigger's reply subject is refused; no answer sent",
+                metadata: ["nats.subject": "\(m.subject)", "reason": "\(refusal)"])
+            return
+        }
         var headers: NATSHeaders?
         if let error {
             var h = NATSHeaders()

@@ -40,6 +40,8 @@ actor WorkloadManager {
     let tracing: NodeTracer
     /// The NATS servers a sandboxed service may be given.
     let sandboxServers: SandboxServerPolicy
+    /// What workloads may name as subjects (here: where a trigger's answer may go).
+    let subjectPolicy: SubjectPolicy
 
     private var state: NodeState
 
@@ -81,6 +83,7 @@ actor WorkloadManager {
         self.hostServices = HostServiceConnections(
             client: events.client, config: config.hostServicesConfig, subjects: config.workloadSubjects,
             metrics: metrics)
+        self.subjectPolicy = config.workloadSubjects
         self.sandboxServers = SandboxServerPolicy(nodeServers: events.client.configuration.servers, config: config)
         self.state = NodeState(policy: config.restartPolicy)
     }
@@ -286,14 +289,28 @@ actor WorkloadManager {
         // A stop under way (the node's shutdown keeps the record) does its own clean-up.
         if case .stopping = state.entries[id]?.status { return .failure(NexError(code, reason)) }
         if restart, let retry = state.restartFailed(id) {
-            // Owned before any await, as in exited(agentID:_:).
-            scheduleRestart(id, after: retry.delay)
+            // The failed run's agent and triggers are taken now, so a stop meanwhile does not find them.
             let held = resources[id]
             resources[id]?.agent = nil
             resources[id]?.triggers = []
-            for sub in held?.triggers ?? [] { try? await sub.unsubscribe() }  // none may outlive its agent
+            // Recorded before anything else: a stop arriving during this write queues its delete after it.
+            let recorded = await commit(retry.changes)
+            for sub in held?.triggers ?? [] {
+                do { try await sub.unsubscribe() } catch {
+                    // The connection is gone: so is the subscription, and nothing reaches the old agent.
+                    logger.debug(
+                        "a failed restart's trigger could not be unsubscribed", metadata: ["error": "\(error)"])
+                }
+            }
             if let agent = held?.agent { await destroy(agent) }
-            await commit(retry.changes)
+            guard recorded else {
+                // Not recorded, so not run: the node would not run it after its own restart either.
+                await cleanUp(id, forget: true, removeArtifact: true)
+                return .failure(NexError(code, reason + " (not tried again: the workload journal cannot be written)"))
+            }
+            // A stop or shutdown during the awaits above took it: nothing to schedule.
+            guard state.entries[id]?.status == .restarting else { return .failure(NexError(code, reason)) }
+            scheduleRestart(id, after: retry.delay)
             logger.warning(
                 "essential workload could not restart; trying again",
                 metadata: ["nex.workload_id": "\(id)", "reason": "\(reason)", "delay": "\(retry.delay)"])

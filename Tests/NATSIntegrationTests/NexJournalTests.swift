@@ -69,18 +69,19 @@ import Testing
             let gated = try GatedAgent(in: server.directory)
             try await NexWorkloadTests().withNode({
                 $0.agentPath = gated.path
-                $0.agentHandshakeTimeoutMs = 1_000
+                // Long enough for an agent on a loaded machine; a restart waits this long for none to come.
+                $0.agentHandshakeTimeoutMs = 15_000
                 $0.restartBackoffInitialMs = 100
                 $0.restartBackoffMaxMs = 400
                 $0.maxRestarts = 0
             }) { h in
-                try await eventually("a warm agent") {
+                try await eventually("a warm agent", timeout: .seconds(30)) {
                     (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 1
                 }
                 let marker = h.server.directory.appendingPathComponent("crash").path
                 let crasher = try script("while [ ! -e '\(marker)' ]; do sleep 0.05; done; exit 3", in: h.server)
                 _ = try await h.deploy(file: crasher, name: "crasher", essential: true)
-                try await eventually("the pool refilled") {
+                try await eventually("the pool refilled", timeout: .seconds(30)) {
                     (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 1
                 }
                 // No agent starts from now on, and the warm one goes to another workload.
@@ -89,7 +90,7 @@ import Testing
                 FileManager.default.createFile(atPath: marker, contents: nil)
 
                 // The restart found no agent: the record stays, with the failed run counted.
-                try await eventually("a restart without an agent is rescheduled", timeout: .seconds(60)) {
+                try await eventually("a restart without an agent is rescheduled", timeout: .seconds(90)) {
                     await Self.records(of: h.node).contains { $0.name == "crasher" && $0.retryCount >= 2 }
                 }
                 let machines = try await h.nex.info(node: h.node.nodeID).machines
@@ -141,7 +142,8 @@ import Testing
             config.noSandbox = true
             config.defaultResourceDir = server.directory.appendingPathComponent("nexhome").path
             config.agentPath = gated.path
-            config.agentHandshakeTimeoutMs = 1_000
+            // Long enough for an agent on a loaded machine; the restore waits this long for none to come.
+            config.agentHandshakeTimeoutMs = 15_000
             config.restartBackoffInitialMs = 60_000  // the retry does not come within the test
             config.restartBackoffMaxMs = 60_000
             let identity = NodeIdentity.ephemeral()

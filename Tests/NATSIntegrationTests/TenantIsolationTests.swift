@@ -110,6 +110,39 @@ import Testing
         }
     }
 
+    /// The reply subject of a trigger is the requester's choice, and the answer is published with the node's
+    /// connection: a requester naming another tenant's key as its "inbox" must not get the node to write it.
+    @Test func aTriggersReplySubjectCannotAimTheAnswerAtAnotherTenant() async throws {
+        try await NexWorkloadTests().withNode({ $0.workloadTypes = [.v8] }) { h in
+            let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+            _ = try await h.deploy(
+                file: examples + "/kv.js", name: "vault", type: "v8", triggers: ["b.vault"], namespace: "b")
+            _ = try await h.client.request("secret", to: "b.vault", timeout: .seconds(10))
+            let bucket = HostServicesBroker.bucket(prefix: "NEXKV_", namespace: "b", name: "vault")
+            _ = try await h.deploy(
+                file: examples + "/echofunction.js", name: "echo", type: "v8", triggers: ["a.echo"], namespace: "a")
+            let spy = try await h.client.subscribe(to: "$KV.\(bucket).>")
+            let ran = try await h.client.subscribe(to: "$NEX.events.a.function_exec_succeeded")
+            try await h.client.flush()
+
+            try await h.client.publish("pwned", to: "a.echo", replyTo: "$KV.\(bucket).hello2")
+            // The answer is queued before the function's event on the node's connection: once the event is
+            // here, an answer that had been sent would be too.
+            #expect(try await ran.nextMessage(timeout: .seconds(10)) != nil)
+            #expect(spy.pendingMessages == 0, "the answer reached b's bucket")
+            let kv = try await JetStreamContext(client: h.client).keyValue(bucket)
+            #expect(try await kv.get("hello2")?.string == "secret")
+            // A real requester is answered as always.
+            #expect(try await h.client.request("hi", to: "a.echo", timeout: .seconds(10)).string.contains("hi"))
+            let text = String(decoding: await h.node.metrics.render(h.node.metricsSnapshot()), as: UTF8.self)
+            #expect(
+                text.split(separator: "\n").contains {
+                    $0.hasPrefix("nex_subject_refusals_total{") && $0.contains(#"use="reply""#)
+                        && $0.contains(#"namespace="a""#)
+                }, "\(text)")
+        }
+    }
+
     @Test func triggersOnReservedSubjectsAreRefusedAtDeploy() async throws {
         try await NexWorkloadTests().withNode({
             $0.workloadTypes = [.v8]

@@ -32,12 +32,12 @@ import Testing
     }
 
     func refusal(_ v: DeployValidator, _ r: DeployRequest) -> String? {
-        if case .failure(let f) = v.validate(r) { return f.message }
+        if case .failure(let f) = v.validate(r, namespace: "default") { return f.message }
         return nil
     }
 
     @Test func acceptsAWellFormedDeploy() throws {
-        guard case .success(let ok) = validator().validate(try request()) else {
+        guard case .success(let ok) = validator().validate(try request(), namespace: "default") else {
             Issue.record("refused")
             return
         }
@@ -57,8 +57,8 @@ import Testing
         r.environment = go.sealed_b64
         var v = DeployValidator(config: NodeConfiguration(), xkey: try NKeyPair(seed: go.recipient_seed))
         v.now = { 1_795_254_300 }
-        guard case .success(let ok) = v.validate(r) else {
-            Issue.record("the Go deploy was refused: \(v.validate(r))")
+        guard case .success(let ok) = v.validate(r, namespace: "default") else {
+            Issue.record("the Go deploy was refused: \(v.validate(r, namespace: "default"))")
             return
         }
         #expect(ok.environment == ["NATS_URL": "nats://127.0.0.1:4222"])
@@ -68,7 +68,7 @@ import Testing
     /// Each refusal carries the code of its kind, not only its text.
     @Test func refusalsCarryTheirCode() throws {
         func code(_ v: DeployValidator, _ r: DeployRequest) -> NexError.Code? {
-            if case .failure(let f) = v.validate(r) { return f.code }
+            if case .failure(let f) = v.validate(r, namespace: "default") { return f.code }
             return nil
         }
         let v = validator { $0.validIssuers = [NKeyPair.generate(.account).publicKey] }
@@ -111,7 +111,9 @@ import Testing
         let allowed = NKeyPair.generate(.account)
         var v = validator { $0.validIssuers = [allowed.publicKey] }
         #expect(refusal(v, try request())?.contains("not a valid issuer") == true)
-        if case .failure = v.validate(try request(issuer: allowed)) { Issue.record("allowed issuer refused") }
+        if case .failure = v.validate(try request(issuer: allowed), namespace: "default") {
+            Issue.record("allowed issuer refused")
+        }
         v.lameDuck = true
         #expect(refusal(v, try request(issuer: allowed))?.contains("lame duck") == true)
     }

@@ -19,7 +19,9 @@ import Testing
         ] {
             #expect(rule(policy, subject) == .reserved, "\(subject)")
         }
-        for subject in ["_INBOX.abc.1", "_INBOX.x"] { #expect(rule(policy, subject) == .inbox, "\(subject)") }
+        for subject in ["_INBOX.abc.1", "_INBOX.x", "_INBOX_app.x.1"] {
+            #expect(rule(policy, subject) == .inbox, "\(subject)")
+        }
         // Wildcard triggers that could match them.
         for pattern in [">", "*.x", "*"] { #expect(rule(policy, pattern, use: .trigger) == .reserved, "\(pattern)") }
         #expect(rule(policy, "_INBOX.*", use: .trigger) == .inbox)
@@ -57,6 +59,30 @@ import Testing
         #expect(rule(policy, "orders.>", namespace: "acme", use: .trigger) == .namespaceAllow)
         // Namespaces without a list keep the defaults.
         #expect(rule(policy, "billing.x", namespace: "other") == nil)
+    }
+
+    /// A trigger's answer goes where its requester says, on the node's connection: inboxes and the server's
+    /// reply prefixes, not reserved subjects or (in a narrowed namespace) other subjects.
+    @Test func repliesGoToInboxesOnly() {
+        let policy = SubjectPolicy(namespaces: ["a": ["a.>"]])
+        for reply in ["_INBOX.abc.1", "_INBOX_app.x", "_R_.xyz.1", "_GR_.c.1"] {
+            #expect(policy.replyRefusal(reply, namespace: "a") == nil, "\(reply)")
+        }
+        #expect(policy.replyRefusal("$KV.B.key", namespace: "other")?.rule == .reserved)
+        #expect(policy.replyRefusal("$JS.API.STREAM.DELETE.X", namespace: "a")?.rule == .reserved)
+        #expect(policy.replyRefusal("b.x", namespace: "a")?.rule == .namespaceAllow)
+        #expect(policy.replyRefusal("b.x", namespace: "other") == nil)
+        #expect(SubjectPolicy(deny: ["_INBOX.>"]).replyRefusal("_INBOX.x", namespace: "a")?.use == .reply)
+        // And the server's prefixes are reserved for every other use.
+        #expect(policy.refusal(for: "_R_.x", namespace: "b", use: .publish)?.rule == .reserved)
+    }
+
+    @Test func aDefaultListCoversNamespacesWithoutTheirOwn() {
+        let policy = SubjectPolicy(namespaces: ["*": ["shared.>"], "a": ["a.>"]])
+        #expect(policy.refusal(for: "shared.x", namespace: "new", use: .publish) == nil)
+        #expect(policy.refusal(for: "a.x", namespace: "new", use: .publish)?.rule == .namespaceAllow)
+        #expect(policy.refusal(for: "a.x", namespace: "a", use: .publish) == nil)
+        #expect(policy.refusal(for: "shared.x", namespace: "a", use: .publish)?.rule == .namespaceAllow)
     }
 
     @Test func denyListRefusesEveryUse() {
@@ -107,6 +133,8 @@ import Testing
         #expect(policy.refusal(for: ["NATS_URL": "127.0.0.1:4222, nats://[::1]:5222"]) == nil)
         #expect(policy.refusal(for: ["nex_hostservices_nats_server": "NATS.internal:4333"]) == nil)
         #expect(policy.refusal(for: ["OTHER": "nats://10.0.0.1:4222"]) == nil)
+        #expect(policy.refusal(for: ["NATS_URL": " "]) == nil)
+        #expect(policy.refusal(for: ["NATS_URL": "nats://127.0.0.1:4222,"])?.message.contains("not a list") == true)
         for foreign in ["nats://127.0.0.1:4223", "169.254.169.254:80", "nats://localhost:4222", "10.1.2.3"] {
             let refusal = policy.refusal(for: ["NATS_URL": foreign])
             #expect(refusal?.message.contains("may not reach") == true, "\(foreign)")

@@ -59,10 +59,18 @@ struct SandboxServerPolicy: Sendable, Equatable {
         self.allowed = allowed
     }
 
-    /// Nil when every server the environment's server variables name is allowed; else the refusal.
+    /// Nil when every server the environment's server variables name is allowed; else the refusal. A value
+    /// that cannot be read as a list of servers is refused too: what the forwarder would make of it must not
+    /// differ from what was checked.
     func refusal(for environment: [String: String]) -> NexError? {
         for (key, value) in environment where WorkloadManager.serverVariables.contains(key.uppercased()) {
-            for endpoint in NATSServerEndpoint.list(value) ?? [] where !allowed.contains(endpoint) {
+            if value.trimmingCharacters(in: .whitespaces).isEmpty { continue }  // names no server: opens none
+            guard let endpoints = NATSServerEndpoint.list(value) else {
+                return NexError(
+                    .invalidRequest,
+                    "\(key) is not a list of NATS servers (such as nats://host:4222,nats://other:4222): \(value)")
+            }
+            for endpoint in endpoints where !allowed.contains(endpoint) {
                 return NexError(
                     .unauthorized,
                     "\(key) names \(endpoint), which this node's sandboxes may not reach: a sandboxed service may "
