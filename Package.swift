@@ -211,7 +211,11 @@ let package = Package(
         .testTarget(name: "NATSJetStreamTests", dependencies: ["NATSJetStream"]),
         .testTarget(name: "NexModelsTests", dependencies: ["NexModels"], resources: [.copy("Golden")]),
         .testTarget(
-            name: "NexNodeTests", dependencies: ["NexNode", "NexModels", "NKeys", "NexControlClient", "NexSandbox"]),
+            name: "NexNodeTests",
+            dependencies: [
+                "NexNode", "NexModels", "NKeys", "NexControlClient", "NexSandbox", "NexUI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
         .testTarget(name: "NexRunnerJSTests", dependencies: ["NexRunnerJS"]),
         .testTarget(
             name: "NexAgentLinkTests", dependencies: ["NexAgentLink", .product(name: "NIOPosix", package: "swift-nio")]

@@ -128,4 +128,51 @@ import Testing
             #expect(try await ui.terminate() == 0)
         }
     }
+
+    /// On an IPv6 address: the `Host` check takes the bracketed form a client sends, and the token is the one
+    /// `NEX_UI_TOKEN` gives (the URL printed says so).
+    @Test func anIPv6DashboardAnswersItsOwnNameAndTheTokenFromTheEnvironment() async throws {
+        let python = try #require(TestEnvironment.python, "run scripts/setup.sh")
+        try #require(Self.ipv6LoopbackWorks, "this machine has no ::1")
+        try await withServerAndClient { server, _ in
+            let token = "env-token-0123456789abcdef"
+            let ui = try await PeerProcess.start(
+                TestEnvironment.builtProduct("nex"), ["ui", "-s", server.url, "--host", "::1", "--port", "0"],
+                environment: ["NEX_UI_TOKEN": token])
+            let listening = try await eventuallyValue("nex ui listens") {
+                ui.output.first { $0.hasPrefix("Dashboard on http://") }
+            }
+            #expect(listening.contains("http://[::1]:") && listening.contains("/?token=\(token)"), "\(listening)")
+            let port = try #require(
+                listening.split(separator: "]:").last?.split(separator: "/").first.map(String.init))
+            let probe = """
+                import http.client, sys
+                port, token = int(sys.argv[1]), sys.argv[2]
+                def ask(host, headers):
+                    c = http.client.HTTPConnection("::1", port, timeout=5)
+                    c.request("GET", "/api/overview", headers=dict(headers, Host=host))
+                    return c.getresponse().status
+                print(ask("[::1]:%d" % port, {"Authorization": "Bearer " + token}))
+                print(ask("[::1]:%d" % port, {}))
+                print(ask("evil.example:%d" % port, {"Authorization": "Bearer " + token}))
+                """
+            let statuses = try await TestEnvironment.run(python, ["-c", probe, port, token])
+            #expect(statuses.split(separator: "\n") == ["200", "401", "403"], "\(statuses)")
+            #expect(try await ui.terminate() == 0)
+        }
+    }
+
+    static var ipv6LoopbackWorks: Bool {
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_addr = in6addr_loopback
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) == 0
+            }
+        }
+    }
 }
