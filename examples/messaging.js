@@ -1,4 +1,4 @@
-// Messaging host service: publish, request and requestMany through the node (deny list enforced).
+// Messaging host service: publish, request and requestMany through the node (the node's subject policy enforced).
 (subject, payload) => {
   const m = this.hostServices.messaging;
   m.publish('fn.note', payload);

@@ -453,7 +453,7 @@ import Testing
             #expect(answer.string == #"{"reply":"svc:hi","many":3}"#, "\(answer.string)")
             #expect(try await notes.nextMessage(timeout: .seconds(5))?.string == "hi")
 
-            // The deny list holds for host calls too.
+            // The subject policy holds for host calls too.
             let sneaky = h.server.directory.appendingPathComponent("sneaky.js").path
             try "(s, p) => this.hostServices.messaging.publish('$SYS.REQ.SERVER.PING', p)".write(
                 toFile: sneaky, atomically: true, encoding: .utf8)
