@@ -10,8 +10,9 @@ import Testing
 @testable import NexNode
 
 /// The journal's rule, through real nodes and agents: a record exists exactly when the node will run that
-/// workload after a restart, and a deployer is never told "failed" about a workload that will run.
-@Suite(.timeLimit(.minutes(3))) struct NexJournalTests {
+/// workload after a restart, and a deployer is never told "failed" about a workload that will run. Heavy: nodes
+/// with agents, started and stopped in turn.
+@Suite(.timeLimit(.minutes(12)), .heavy) struct NexJournalTests {
     /// `nex-agent` behind a gate: while the gate is closed every agent exits before its handshake, so the
     /// pool has none to give.
     struct GatedAgent {

@@ -16,8 +16,8 @@ import Testing
 /// Every target is the test's own: buckets, inboxes and subjects on the test's nats-server, and TCP listeners
 /// on 127.0.0.1. Each attack checks both sides: the attacker is refused with the rule that refused it, and
 /// the target saw nothing. (The dashboard's unauthenticated stop is attacked in NexDashboardTests, through the
-/// real `nex ui` binary.)
-@Suite(.timeLimit(.minutes(3))) struct TenantIsolationTests {
+/// real `nex ui` binary.) Heavy: each test runs a node with agents, one at a time beside the other heavy suites.
+@Suite(.timeLimit(.minutes(12)), .heavy) struct TenantIsolationTests {
     /// The attacker's function: its payload names a messaging call (`{"op", "subject", "data"}`); it answers
     /// `DONE` or `REFUSED <the host service's error>`.
     static let attacker = """
