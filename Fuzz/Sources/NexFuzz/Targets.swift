@@ -68,7 +68,13 @@ enum FuzzTarget: String, CaseIterable {
         guard let deploy = try? JSONDecoder().decode(DeployRequest.self, from: data) else { return }
         var validator = DeployValidator(config: Keys.nodeConfiguration, xkey: Keys.recipient)
         validator.now = { 1_800_000_000 }
-        _ = validator.validate(deploy)
+        _ = validator.validate(deploy, namespace: "default")
+        // The subject policy on every subject a deploy names (the validator reaches it only past the token).
+        let policy = SubjectPolicy(allowReserved: ["$SRV.PING"], namespaces: ["a": ["a.>"], "*": ["shared.>"]])
+        for subject in (deploy.triggerSubjects ?? []) + [deploy.workloadName] {
+            _ = policy.refusal(for: subject, namespace: "a", use: .trigger)
+            _ = policy.replyRefusal(subject, namespace: "b")
+        }
     }
 
     /// Frames read from a link as a reader would: decode, advance, repeat; a frame decoded must encode back
