@@ -158,6 +158,19 @@ public struct Consumer: Sendable {
             let expires: Duration
             var session: PullSession?
 
+            /// Whether the server says the consumer does not exist. A slow or busy server (a timeout) is not
+            /// a deleted consumer: the pulls go on.
+            static func isGone(_ consumer: Consumer) async -> Bool {
+                do {
+                    _ = try await consumer.info()
+                    return false
+                } catch let e as JetStreamError {
+                    return e.code == 404
+                } catch {
+                    return false
+                }
+            }
+
             public mutating func next() async throws -> JetStreamMessage? {
                 var failures = 0
                 while true {
@@ -181,8 +194,8 @@ public struct Consumer: Sendable {
                         failures += 1
                         session?.close()
                         session = nil
-                        try? await Task.sleep(for: retryBackoff(failures: failures))
-                        if failures > 3, (try? await consumer.info()) == nil, consumer.js.client.isConnected {
+                        try? await Task.sleep(for: retryBackoff(failures: failures))  // cancelled: checked above
+                        if failures > 3, consumer.js.client.isConnected, await Self.isGone(consumer) {
                             throw JetStreamError.client("consumer \(consumer.name) is gone: \(error)", code: 404)
                         }
                     }
