@@ -1,10 +1,6 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// V8 comes from Debian's libnode 18, unpacked by scripts/setup.sh into .deps/libnode (never /usr/include/node).
-let libnode = Context.packageDirectory + "/.deps/libnode"
-let libnodeLib = libnode + "/usr/lib/x86_64-linux-gnu"
-
 // Layered targets: a target imports only from lower layers (see docs/architecture.md).
 //   L0 NUID, NKeys          ids; nkeys (base32 + CRC16 + Ed25519), xkeys (libsodium), NATS JWTs, creds files
 //   L1 NATSProtocol         wire ops, parser/encoder, headers, INFO/CONNECT, pure state machines
@@ -121,15 +117,11 @@ let package = Package(
             dependencies: ["NATS", "NATSJetStream", "NKeys", "NexModels"],
             swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
-        // L0: the C interface to V8 (a C++ shim); only NexRunnerJS imports it.
-        .target(
-            name: "CV8",
-            cxxSettings: [.unsafeFlags(["-std=c++17", "-fno-rtti", "-I" + libnode + "/usr/include/node"])],
-            linkerSettings: [
-                .unsafeFlags(["-L" + libnodeLib, "-Xlinker", "-rpath", "-Xlinker", libnodeLib]),
-                .linkedLibrary("node"), .linkedLibrary("stdc++"),
-            ]
-        ),
+        // L0: V8 from Debian's libnode 18, a system library found through pkg-config (scripts/setup.sh installs
+        // it and its `nex-libnode.pc`), and the C interface to it (a C++ shim) that only NexRunnerJS imports.
+        // No unsafe flags anywhere: another package can depend on this one by version.
+        .systemLibrary(name: "CLibNode", pkgConfig: "nex-libnode"),
+        .target(name: "CV8", dependencies: ["CLibNode"]),
         // L5/L6: how an agent runs a workload, one runner per type; how a node starts agents.
         .target(name: "NexWorkloads", dependencies: ["NexModels"]),
         .target(name: "NexRunnerNative", dependencies: ["NexWorkloads", "NexModels", "NexProcess"]),
@@ -243,5 +235,6 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
     ],
-    swiftLanguageModes: [.v6]
+    swiftLanguageModes: [.v6],
+    cxxLanguageStandard: .cxx17
 )

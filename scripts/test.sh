@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check: installs what is missing, checks formatting, builds, and runs all test targets
-# (unit tests, then integration tests against real nats-server processes and real peers).
+# (unit tests, then integration tests against real nats-server processes and real peers), then builds a package
+# outside the tree that depends on this one by version for the NATS library alone.
 #
 # The tests run in their own session under a time limit (NEX_TEST_TIMEOUT seconds, default 1800), so a hung
 # test fails the run with the names of the tests still running instead of hanging it, and any process the
@@ -52,3 +53,6 @@ if [ "$status" -ne 0 ]; then
     grep -E '^✘ ' "$log" | head -50 || true
     exit "$status"
 fi
+
+# The NATS library used alone, by version, from a package outside this tree.
+scripts/check-package-consumer.sh

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -18,6 +20,13 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+// libnode is built without RTTI, so it exports no type_info for V8's classes, yet the allocator below derives
+// from one and this file is compiled with RTTI (SwiftPM has no safe flag to turn it off). The base's type_info is
+// defined here, weakly, so the vtable links; nothing here uses typeid or dynamic_cast on V8 types.
+extern const __cxxabiv1::__class_type_info v8_allocator_type_info __asm__("_ZTIN2v811ArrayBuffer9AllocatorE");
+__attribute__((weak)) extern const __cxxabiv1::__class_type_info v8_allocator_type_info(
+    "N2v811ArrayBuffer9AllocatorE");
 
 namespace {
 

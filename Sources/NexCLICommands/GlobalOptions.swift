@@ -1,11 +1,17 @@
 import ArgumentParser
 import Foundation
 import NATS
+import NATSJetStream
+import NexControlClient
 
-/// Connection options shared by every command, with the NATS conventions.
+/// Connection options shared by every command, with the NATS conventions: flags first, then `NATS_URL`, then the
+/// `nats` CLI context (`--context`, `NATS_CONTEXT`, or the one `nats context select` chose).
 package struct GlobalOptions: ParsableArguments {
     @Option(name: [.short, .customLong("server")], help: "NATS server URL(s), comma-separated (env NATS_URL).")
     package var server: String?
+
+    @Option(help: "nats CLI context to connect with (env NATS_CONTEXT; default: the selected context).")
+    package var context: String?
 
     @Option(help: "Credentials file (user JWT and seed).")
     package var creds: String?
@@ -42,14 +48,22 @@ package struct GlobalOptions: ParsableArguments {
 
     package init() {}
 
-    /// Server URLs from `--server` or `NATS_URL` (nil when neither is set).
-    package var servers: [String]? {
-        let text = server ?? ProcessInfo.processInfo.environment["NATS_URL"]
-        return text.map { $0.split(separator: ",").map(String.init) }
+    /// The `nats` context in use: `--context`, else `NATS_CONTEXT`, else the selected one (nil when none is).
+    package func natsContext() throws -> NATSContext? {
+        do { return try NATSContext.load(named: context) } catch { throw CLIError(error.message) }
     }
 
-    /// A client configuration with the credentials and TLS options given.
+    /// Server URLs from `--server`, `NATS_URL` or the context (nil when none of them names any).
+    package func servers() throws -> [String]? {
+        if let text = server ?? ProcessInfo.processInfo.environment["NATS_URL"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            return text.split(separator: ",").map(String.init)
+        }
+        return try natsContext()?.servers
+    }
+
+    /// A client configuration with the credentials and TLS options given, else the context's.
     package func configuration(servers: [String]) throws -> NATSClient.Configuration {
+        let natsContext = try natsContext()
         var config = NATSClient.Configuration(servers: servers)
         config.name = "nex"
         config.requestTimeout = .milliseconds(Int64(timeout * 1000))
@@ -63,16 +77,38 @@ package struct GlobalOptions: ParsableArguments {
             config.auth = .token(token)
         } else if let user {
             config.auth = .userPassword(user: user, password: password ?? "")
+        } else if let natsContext {
+            do { config.auth = try natsContext.auth() } catch { throw CLIError(error.message) }
         }
         if tlsCert != nil || tlsCA != nil {
             config.tls = .init(caFile: tlsCA, certificateFile: tlsCert, keyFile: tlsKey)
+        } else if let tls = natsContext?.tls {
+            config.tls = tls
         }
+        if let inboxPrefix = natsContext?.inboxPrefix { config.inboxPrefix = inboxPrefix }
         return config
     }
 
-    /// Connects to `--server`/`NATS_URL` (or the default local server), or fails with a message a user can act on.
+    /// The control API client for `client`, in `--namespace`, with the context's JetStream domain.
+    package func nex(_ client: NATSClient) throws -> NexControlClient {
+        var nex = NexControlClient(client: client, namespace: namespace)
+        let natsContext = try natsContext()
+        nex.jetStreamDomain = natsContext?.jetStreamDomain
+        nex.jetStreamAPIPrefix = natsContext?.jetStreamAPIPrefix
+        return nex
+    }
+
+    /// A JetStream context for `client` with the context's domain or API prefix.
+    package func jetStream(_ client: NATSClient) throws -> JetStreamContext {
+        let natsContext = try natsContext()
+        return JetStreamContext(
+            client: client, domain: natsContext?.jetStreamDomain, apiPrefix: natsContext?.jetStreamAPIPrefix)
+    }
+
+    /// Connects to `--server`/`NATS_URL`/the context (or the default local server), or fails with a message a
+    /// user can act on.
     package func connect() async throws -> NATSClient {
-        try await connect(to: servers ?? ["nats://127.0.0.1:4222"])
+        try await connect(to: try servers() ?? ["nats://127.0.0.1:4222"])
     }
 
     /// Runs `body` with a connection, closed (and awaited) when `body` ends, also when it throws.
@@ -94,7 +130,7 @@ package struct GlobalOptions: ParsableArguments {
         do {
             try await client.connect()
         } catch let e as NATSError where e.code == .noServers {
-            throw CLIError("\(e.message) (is a nats-server running there? set --server or NATS_URL)")
+            throw CLIError("\(e.message) (is a nats-server running there? set --server, NATS_URL or --context)")
         } catch let e as NATSError {
             throw CLIError("NATS: \(e.message)")
         }

@@ -96,7 +96,7 @@ struct NodeCommand: AsyncParsableCommand {
 
             var embedded: NATSServerProcess?
             let client: NATSClient
-            if let servers = global.servers {
+            if let servers = try global.servers() {
                 client = try await global.connect()
                 Output.say("Connected to \(servers.joined(separator: ","))")
             } else if let local = try? await global.connect(to: ["nats://127.0.0.1:4222"]) {
@@ -244,7 +244,7 @@ struct NodeCommand: AsyncParsableCommand {
 
         func execute() async throws {
             try await global.withClient { client in
-                let nodes = try await NexControlClient(client: client, namespace: global.namespace).ping()
+                let nodes = try await global.nex(client).ping()
                 if json {
                     print(try Output.json(nodes))
                     return
@@ -276,7 +276,7 @@ struct NodeCommand: AsyncParsableCommand {
         func execute() async throws {
             try await global.withClient { client in
                 let info = try await Output.refusalsAsErrors {
-                    try await NexControlClient(client: client, namespace: global.namespace).info(node: node)
+                    try await global.nex(client).info(node: node)
                 }
                 if json {
                     print(try Output.json(info))
@@ -323,7 +323,7 @@ struct LameDuckCommand: AsyncParsableCommand, NexCLIRunnable {
     func execute() async throws {
         try await global.withClient { client in
             let response = try await Output.refusalsAsErrors {
-                try await NexControlClient(client: client, namespace: global.namespace).lameDuck(node: node)
+                try await global.nex(client).lameDuck(node: node)
             }
             print(response.success ? "Node \(node) is in lame duck mode" : "Node \(node) did not enter lame duck mode")
         }

@@ -44,7 +44,7 @@ struct UICommand: AsyncParsableCommand, NexCLIRunnable {
                 nil
             }
         // Shown on the page: without the credentials a URL may hold.
-        let servers = (global.servers ?? ["nats://127.0.0.1:4222"]).map {
+        let servers = (try global.servers() ?? ["nats://127.0.0.1:4222"]).map {
             ServerAddress(parsing: $0)?.description ?? "(a server)"
         }.joined(separator: ",")
         let given = uiToken ?? ProcessInfo.processInfo.environment["NEX_UI_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }

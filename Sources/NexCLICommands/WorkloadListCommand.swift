@@ -25,7 +25,7 @@ struct WorkloadCommand: AsyncParsableCommand {
             let client = try await global.connect()
             let nodes: [WorkloadPingResponse]
             do {
-                nodes = try await NexControlClient(client: client, namespace: global.namespace).workloadPing(
+                nodes = try await global.nex(client).workloadPing(
                     workload: workload)
             } catch {
                 await client.close()

@@ -23,6 +23,8 @@ public struct NamespaceDriver: SandboxDriver {
     static let infoDescriptor: Int32 = 6
     /// The agent inside the sandbox.
     static let agentInside = "/nex/nex-agent"
+    /// The agent's shared libraries inside the sandbox (the loader excepted).
+    static let libraryDirectory = "/nex/lib"
     /// The work directory inside the sandbox.
     static let workInside = "/workload"
     /// Processes a sandbox may have at once (a fork bomb stops here).
@@ -116,7 +118,7 @@ public struct NamespaceDriver: SandboxDriver {
                     AgentEnvironment.nkeySeed: spec.nkeySeed,
                     AgentEnvironment.nodeID: spec.nodeID,
                     AgentEnvironment.linkFD: String(AgentEnvironment.linkDescriptor),
-                    "PATH": "/nex", "HOME": "/tmp",
+                    "PATH": "/nex", "HOME": "/tmp", "LD_LIBRARY_PATH": Self.libraryDirectory,
                 ], stdout: .pipe, stderr: .pipe,
                 extraDescriptors: [spec.linkDescriptor, natsPair[1], seccomp.fd, info[1]], cgroupProcs: procs)
         } catch {
@@ -142,10 +144,13 @@ public struct NamespaceDriver: SandboxDriver {
             "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--uid", "1000", "--gid", "1000", "--hostname", "nex-sandbox",
         ]
-        // /proc, /dev and /tmp first: a library under /tmp (a checkout there) is then bound on top of the
-        // private /tmp instead of being hidden by it.
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        for file in runtimeFiles { args += ["--ro-bind", file, file] }
+        // As in a VM's root file system: the loader at its own path (the agent names it), every other library in
+        // /nex/lib, found through LD_LIBRARY_PATH. The sandbox sees no host library directory and no ld.so.cache.
+        for file in runtimeFiles {
+            let name = (file as NSString).lastPathComponent
+            args += ["--ro-bind", file, name.hasPrefix("ld-linux") ? file : Self.libraryDirectory + "/" + name]
+        }
         args += [
             "--ro-bind", spec.agentExecutable, Self.agentInside,
             "--ro-bind", spec.workDirectory, Self.workInside,

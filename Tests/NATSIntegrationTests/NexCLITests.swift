@@ -290,6 +290,48 @@ import Testing
         #expect(usage.status != 0 && usage.stderr.contains("k=v"))
     }
 
+    /// The `nats` CLI's contexts give every command its server and credentials: `--context`, then
+    /// `NATS_CONTEXT`, then the selected context; flags and `NATS_URL` still win over a context.
+    @Test func natsContextsGiveTheServerAndCredentials() async throws {
+        try await NATSServer.with(.init(config: #"authorization { token: "context-token-1" }"#)) { server in
+            let config = server.directory.appendingPathComponent("xdg").path
+            let contexts = config + "/nats/context"
+            try FileManager.default.createDirectory(atPath: contexts, withIntermediateDirectories: true)
+            for (name, token) in [("good", "context-token-1"), ("wrong", "not-the-token")] {
+                try #"{"url": "\#(server.url)", "token": "\#(token)", "description": "", "color_scheme": ""}"#
+                    .write(toFile: "\(contexts)/\(name).json", atomically: true, encoding: .utf8)
+            }
+            try #"{"nsc": "nsc://operator/account/user"}"#.write(
+                toFile: contexts + "/viansc.json", atomically: true, encoding: .utf8)
+            let base: [String: String?] = ["XDG_CONFIG_HOME": config, "NATS_URL": nil, "NATS_CONTEXT": nil]
+            func ls(_ args: [String] = [], _ env: [String: String?] = [:]) async throws -> TestEnvironment.RunResult {
+                try await run(["node", "ls", "--json", "--timeout", "1"] + args, env: base.merging(env) { $1 })
+            }
+            func connected(_ result: TestEnvironment.RunResult) -> Bool {
+                let nodes = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [Any]
+                return result.status == 0 && nodes?.isEmpty == true
+            }
+            func refused(_ result: TestEnvironment.RunResult) -> Bool {
+                result.status != 0 && result.stderr.lowercased().contains("authorization")
+            }
+
+            // Only a context knows this server's ephemeral port and token.
+            #expect(connected(try await ls(["--context", "good"])))
+            #expect(refused(try await ls(["--context", "wrong"])))
+            try "good\n".write(toFile: config + "/nats/context.txt", atomically: true, encoding: .utf8)
+            #expect(connected(try await ls()))
+            #expect(refused(try await ls([], ["NATS_CONTEXT": "wrong"])))
+            #expect(connected(try await ls(["--context", "good"], ["NATS_CONTEXT": "wrong"])))
+            // Flags win over the context's credentials.
+            #expect(refused(try await ls(["--token", "not-the-token"])))
+
+            let missing = try await ls(["--context", "nosuch"])
+            #expect(missing.status != 0 && missing.stderr.contains("no nats context \"nosuch\""), "\(missing.stderr)")
+            let nsc = try await ls(["--context", "viansc"])
+            #expect(nsc.status != 0 && nsc.stderr.contains("nats context edit viansc"), "\(nsc.stderr)")
+        }
+    }
+
     @Test func nodeUpStartsAnEmbeddedServerWhenNoneIsGiven() async throws {
         // Only meaningful when nothing listens on the default port.
         let probe = NATSClient(configuration: .init(servers: ["nats://127.0.0.1:4222"]))
