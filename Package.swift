@@ -10,10 +10,10 @@ import PackageDescription
 //   L4 NexModels            the Nex control API, events and logs as Codable types (no NATS)
 //   L5 NexControlClient     typed client of $NEX.* (ping, auction, info, deploy, stop, lame duck, events, logs)
 //   L0 CNexSpawn, NexProcess  fork/exec with parent-death signal, line readers, nats-server children
-//   L0 NexAgentLink         the node↔agent socket for a function's triggers (frames, reader/writer threads)
+//   L5 NexAgentLink         the node↔agent link, their only road (typed frames; agent threads, node event loop)
 //   L5 NexWorkloads         the WorkloadRunner protocol an agent runs workloads through
 //   L6 NexRunnerNative      native services;  NexSandbox  sandbox drivers (the node starts agents through one)
-//   L7 NexAgent, NexNode    the agent (one per workload) and the node (control API, pool, internal NATS)
+//   L7 NexAgent, NexNode    the agent (one per workload) and the node (control API, pool, workloads)
 //   L8 NexUI                the web dashboard (`nex ui`) over the control API
 //   L8 NexCLICommands       every `nex` subcommand;  L9 nex, nex-agent  one-file executables
 //   T  NATSTestSupport      real nats-server processes for tests, demos and benchmarks
@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "NexAgentLink",
             dependencies: [
-                "CNexSpawn", .product(name: "NIOCore", package: "swift-nio"),
+                "CNexSpawn", "NexModels", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -135,7 +135,7 @@ let package = Package(
         // L7: the agent (one per workload) and the node.
         .target(
             name: "NexAgent",
-            dependencies: ["NATS", "NexModels", "NexWorkloads", "NexProcess", "NexAgentLink", "CNexSpawn"]
+            dependencies: ["NexModels", "NexWorkloads", "NexProcess", "NexAgentLink", "CNexSpawn"]
         ),
         .target(
             name: "NexNode",
@@ -210,7 +210,8 @@ let package = Package(
             ]),
         .testTarget(name: "NexRunnerJSTests", dependencies: ["NexRunnerJS"]),
         .testTarget(
-            name: "NexAgentLinkTests", dependencies: ["NexAgentLink", .product(name: "NIOPosix", package: "swift-nio")]
+            name: "NexAgentLinkTests",
+            dependencies: ["NexAgentLink", "NexModels", .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "NexRunnerWasmTests", dependencies: ["NexRunnerWasm", "NATSTestSupport"]),
         .testTarget(

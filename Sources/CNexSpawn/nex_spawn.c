@@ -148,9 +148,9 @@ int nex_epoll_exclusive(int a, int b) {
     return epfd;
 }
 
-int nex_epoll_wait(int epfd, int flagged) {
+int nex_epoll_wait(int epfd, int flagged, int timeout_ms) {
     struct epoll_event events[2];
-    int count = epoll_wait(epfd, events, 2, -1);
+    int count = epoll_wait(epfd, events, 2, timeout_ms);
     if (count < 0) return -1;
     for (int i = 0; i < count; i++) {
         if (events[i].data.fd == flagged) return 1;

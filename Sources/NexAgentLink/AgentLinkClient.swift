@@ -1,12 +1,17 @@
 public import NIOCore
 import NIOPosix
+public import NexModels
 import Synchronization
 
-/// The node's side of an agent link: sends a function's triggers and matches the results to the callers.
+/// The node's side of an agent link: the node's only road to that agent.
 ///
-/// The socket lives on a NIO event loop, the one the node's NATS connection uses: a trigger taken from
-/// NATS is written, and its result read, resumed and answered, on that one thread. (A reader thread of its
-/// own cost a thread wake-up per trigger, in the middle of every function's latency.)
+/// It sends the agent its workload (deploy, stop, heartbeat) and a function's triggers, matches the answers
+/// to their callers, and hands on what the agent says by itself: its hello, the workload's log lines and
+/// exit, and the function's host calls.
+///
+/// The socket lives on a NIO event loop, the one the node's NATS connection uses: a trigger taken from NATS is
+/// written, and its result read, resumed and answered, on that one thread. (A reader thread of its own cost a
+/// thread wake-up per trigger, in the middle of every function's latency.)
 public final class AgentLinkClient: Sendable {
     /// What the function answered.
     public struct Reply: Sendable {
@@ -18,27 +23,61 @@ public final class AgentLinkClient: Sendable {
         public var body: [UInt8]
     }
 
-    private let calls: PendingCalls
+    /// Answers one host call: the result as JSON (`ok`), or the error text.
+    public typealias HostCallAnswer = @Sendable (_ ok: Bool, _ body: [UInt8]) -> Void
+
+    /// What the agent says by itself. Each is called on the link's event loop, in the order the agent sent.
+    public struct Handlers: Sendable {
+        /// A line the workload logged (level, text).
+        public var log: @Sendable (_ level: Int, _ text: [UInt8]) -> Void
+        /// The workload's process ended by itself (after its last log lines).
+        public var exited: @Sendable (_ code: Int, _ message: String) -> Void
+        /// A host-service call of the function, and how to answer it (once): the result as JSON (`ok`), or the
+        /// error text. The answer may come from any task or thread.
+        public var hostCall: @Sendable (_ call: LinkFrame.HostCall, _ answer: @escaping HostCallAnswer) -> Void
+
+        public init(
+            log: @escaping @Sendable (Int, [UInt8]) -> Void = { _, _ in },
+            exited: @escaping @Sendable (Int, String) -> Void = { _, _ in },
+            hostCall: @escaping @Sendable (LinkFrame.HostCall, @escaping HostCallAnswer) -> Void = { _, answer in
+                answer(false, Array("no host services here".utf8))
+            }
+        ) {
+            self.log = log
+            self.exited = exited
+            self.hostCall = hostCall
+        }
+    }
+
+    private let triggers: PendingCalls<Reply>
+    private let requests: PendingCalls<AgentResponse>
+    private let hello: HelloWait
     private let channel: any Channel
     private let ticker: RepeatedTask
 
-    private init(calls: PendingCalls, channel: any Channel, ticker: RepeatedTask) {
-        self.calls = calls
+    private init(
+        triggers: PendingCalls<Reply>, requests: PendingCalls<AgentResponse>, hello: HelloWait, channel: any Channel,
+        ticker: RepeatedTask
+    ) {
+        self.triggers = triggers
+        self.requests = requests
+        self.hello = hello
         self.channel = channel
         self.ticker = ticker
     }
 
-    /// Takes ownership of `descriptor` (the node's end of a connected stream socket pair) and reads results
-    /// from it on `eventLoop`. The socket becomes a NIO socket channel as it is (no duplicate descriptor that
-    /// a child process could inherit). `onLog` gets each line the workload logs (level, text), on the loop, in
-    /// order with the results.
-    /// `writeLimit`: the bytes of triggers that may wait for an agent that does not read its link before more
-    /// are refused.
+    /// Takes ownership of `descriptor` (the node's end of a connected stream socket pair, or of a relay into a
+    /// VM) and reads the agent's frames from it on `eventLoop`. The socket becomes a NIO socket channel as it
+    /// is (no duplicate descriptor that a child process could inherit).
+    /// `writeLimit`: the bytes of frames that may wait for an agent that does not read its link before more
+    /// triggers are refused.
     public static func start(
         descriptor: Int32, on eventLoop: any EventLoop, writeLimit: Int = AgentLinkClient.defaultWriteLimit,
-        onLog: @escaping @Sendable (_ level: Int, _ text: [UInt8]) -> Void = { _, _ in }
+        handlers: Handlers = Handlers()
     ) async throws -> AgentLinkClient {
-        let calls = PendingCalls()
+        let triggers = PendingCalls<Reply>()
+        let requests = PendingCalls<AgentResponse>()
+        let hello = HelloWait()
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: eventLoop)
@@ -46,7 +85,8 @@ public final class AgentLinkClient: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers(
-                            ByteToMessageHandler(LinkFrameDecoder()), LinkResultHandler(calls: calls, onLog: onLog))
+                            ByteToMessageHandler(LinkFrameDecoder()),
+                            AgentFrameHandler(triggers: triggers, requests: requests, hello: hello, handlers: handlers))
                     }
                 }
                 .withConnectedSocket(descriptor)
@@ -58,17 +98,62 @@ public final class AgentLinkClient: Sendable {
         }
         // Deadlines are checked about once a second: a function's timeout is far longer than that.
         let ticker = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-            calls.expire()
+            triggers.expire()
+            requests.expire()
+            hello.expire()
         }
         channel.closeFuture.whenComplete { _ in
             ticker.cancel()
-            calls.end("the agent link closed: the other end closed the link")
+            let reason = "the agent link closed: the other end closed the link"
+            triggers.end(reason)
+            requests.end(reason)
+            hello.end(reason)
         }
-        return AgentLinkClient(calls: calls, channel: channel, ticker: ticker)
+        return AgentLinkClient(triggers: triggers, requests: requests, hello: hello, channel: channel, ticker: ticker)
     }
 
-    /// The default of the bytes of triggers that may wait for an agent (many times the largest NATS payload).
+    /// The default of the bytes of frames that may wait for an agent (many times the largest NATS payload).
     public static let defaultWriteLimit = 64 << 20
+
+    // MARK: Start
+
+    /// The agent's hello, waiting for it up to `timeout`. The caller answers it with ``welcome(_:)``.
+    public func awaitHello(timeout: Duration) async throws -> AgentHandshake {
+        try await hello.wait(deadline: .now + timeout)
+    }
+
+    /// Answers the agent's hello: welcome, or a refusal (the caller then closes the link).
+    public func welcome(_ answer: AgentResponse) {
+        write(.welcome(answer))
+    }
+
+    // MARK: Workload
+
+    /// Hands the workload to the agent; its answer, or a throw when none came within `timeout`.
+    public func deploy(_ request: AgentDeployRequest, timeout: Duration) async throws -> AgentResponse {
+        try await ask(timeout: timeout) { .deploy(id: $0, request) }
+    }
+
+    /// Asks the agent to stop its workload; its answer once the workload ended.
+    public func stop(timeout: Duration) async throws -> AgentResponse {
+        try await ask(timeout: timeout) { .stop(id: $0) }
+    }
+
+    /// Whether the agent answers; its answer names the workload it runs.
+    public func heartbeat(timeout: Duration) async throws -> AgentResponse {
+        try await ask(timeout: timeout) { .heartbeat(id: $0) }
+    }
+
+    private func ask(timeout: Duration, _ frame: @escaping @Sendable (UInt64) -> LinkFrame) async throws
+        -> AgentResponse
+    {
+        try await withCheckedThrowingContinuation { continuation in
+            guard let id = requests.register(continuation, deadline: .now + timeout) else { return }
+            write(frame(id)) { self.requests.fail(id, $0) }
+        }
+    }
+
+    // MARK: Triggers
 
     /// Runs the function for a message on `subject`; throws when the link is gone, when more than the link's
     /// write limit already waits for the agent to read it (it is stuck or far behind: the node's memory is not
@@ -77,7 +162,7 @@ public final class AgentLinkClient: Sendable {
         async throws -> Reply
     {
         try await withCheckedThrowingContinuation { continuation in
-            guard let id = calls.register(continuation, deadline: .now + timeout) else { return }
+            guard let id = triggers.register(continuation, deadline: .now + timeout) else { return }
             let frame = LinkFrame.trigger(id: id, subject: subject, payload: payload, traceParent: traceParent)
             // Checked on the loop, in order with the writes before it (a trigger already runs there).
             if channel.eventLoop.inEventLoop {
@@ -91,11 +176,18 @@ public final class AgentLinkClient: Sendable {
     /// Writes a trigger, or fails it when the agent has stopped reading. Runs on the channel's loop.
     private func send(_ frame: LinkFrame, id: UInt64) {
         guard channel.isWritable || !channel.isActive else {
-            calls.fail(id, LinkError("the agent is not reading its link (its write limit waits for it)"))
+            triggers.fail(id, LinkError("the agent is not reading its link (its write limit waits for it)"))
             return
         }
         channel.writeAndFlush(ByteBuffer(bytes: frame.encoded())).whenFailure { error in
-            self.calls.fail(id, LinkError("the agent link is closed: \(error)"))
+            self.triggers.fail(id, LinkError("the agent link is closed: \(error)"))
+        }
+    }
+
+    /// Writes a frame that is not a trigger (they are few and small: never refused for the write limit).
+    private func write(_ frame: LinkFrame, failed: (@Sendable (LinkError) -> Void)? = nil) {
+        channel.writeAndFlush(ByteBuffer(bytes: frame.encoded())).whenFailure { error in
+            failed?(LinkError("the agent link is closed: \(error)"))
         }
     }
 
@@ -103,15 +195,18 @@ public final class AgentLinkClient: Sendable {
     public func close() {
         ticker.cancel()
         channel.close(promise: nil)
-        calls.end("the agent link was closed")
+        let reason = "the agent link was closed"
+        triggers.end(reason)
+        requests.end(reason)
+        hello.end(reason)
     }
 }
 
-/// The calls waiting for their results, by id; the one owner of that table.
-final class PendingCalls: Sendable {
+/// The calls waiting for their answers, by id; the one owner of that table.
+final class PendingCalls<Answer: Sendable>: Sendable {
     private struct Pending {
         var deadline: ContinuousClock.Instant
-        var continuation: CheckedContinuation<AgentLinkClient.Reply, any Error>
+        var continuation: CheckedContinuation<Answer, any Error>
     }
 
     private struct State {
@@ -123,9 +218,8 @@ final class PendingCalls: Sendable {
     private let state = Mutex(State())
 
     /// A new call's id; nil (and the continuation failed) when the link has ended.
-    func register(
-        _ continuation: CheckedContinuation<AgentLinkClient.Reply, any Error>, deadline: ContinuousClock.Instant
-    ) -> UInt64? {
+    func register(_ continuation: CheckedContinuation<Answer, any Error>, deadline: ContinuousClock.Instant) -> UInt64?
+    {
         let outcome = state.withLock { s -> Result<UInt64, LinkError> in
             if let ended = s.ended { return .failure(LinkError(ended)) }
             let id = s.nextID
@@ -141,8 +235,12 @@ final class PendingCalls: Sendable {
         }
     }
 
-    func resolve(_ id: UInt64, _ reply: AgentLinkClient.Reply) {
-        state.withLock { $0.pending.removeValue(forKey: id) }?.continuation.resume(returning: reply)
+    /// Resumes call `id`; false when no call waits for it (it timed out, or the id is made up).
+    @discardableResult
+    func resolve(_ id: UInt64, _ answer: Answer) -> Bool {
+        guard let waiter = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return false }
+        waiter.continuation.resume(returning: answer)
+        return true
     }
 
     func fail(_ id: UInt64, _ error: LinkError) {
@@ -155,7 +253,7 @@ final class PendingCalls: Sendable {
             let ids = s.pending.filter { $0.value.deadline <= now }.map(\.key)
             return ids.compactMap { s.pending.removeValue(forKey: $0) }
         }
-        for waiter in expired { waiter.continuation.resume(throwing: LinkError("the function did not answer in time")) }
+        for waiter in expired { waiter.continuation.resume(throwing: LinkError("the agent did not answer in time")) }
     }
 
     /// Fails every waiting call and every later one with `reason` (the first reason given stays).
@@ -166,6 +264,72 @@ final class PendingCalls: Sendable {
             return (Array(s.pending.values), s.ended ?? reason)
         }
         for waiter in waiters { waiter.continuation.resume(throwing: LinkError(final)) }
+    }
+}
+
+/// The agent's hello: kept when it comes before anyone waits, handed over when someone does.
+final class HelloWait: Sendable {
+    private enum State {
+        case waiting(CheckedContinuation<AgentHandshake, any Error>?, deadline: ContinuousClock.Instant?)
+        case arrived(AgentHandshake)
+        case taken
+        case ended(String)
+    }
+
+    private let state = Mutex(State.waiting(nil, deadline: nil))
+
+    func wait(deadline: ContinuousClock.Instant) async throws -> AgentHandshake {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { s -> Result<AgentHandshake, LinkError>? in
+                switch s {
+                case .arrived(let hello):
+                    s = .taken
+                    return .success(hello)
+                case .ended(let reason): return .failure(LinkError(reason))
+                case .taken: return .failure(LinkError("the agent's hello was taken already"))
+                case .waiting(let earlier, _):
+                    guard earlier == nil else { return .failure(LinkError("someone waits for the hello already")) }
+                    s = .waiting(continuation, deadline: deadline)
+                    return nil
+                }
+            }
+            if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
+        }
+    }
+
+    /// The hello came; false when it is not the agent's first (the link is then broken).
+    func arrived(_ hello: AgentHandshake) -> Bool {
+        let (accepted, waiter) = state.withLock { s -> (Bool, CheckedContinuation<AgentHandshake, any Error>?) in
+            guard case .waiting(let continuation, _) = s else { return (false, nil) }
+            s = continuation == nil ? .arrived(hello) : .taken
+            return (true, continuation)
+        }
+        waiter?.resume(returning: hello)
+        return accepted
+    }
+
+    func expire() {
+        let now = ContinuousClock.now
+        let waiter = state.withLock { s -> CheckedContinuation<AgentHandshake, any Error>? in
+            guard case .waiting(let continuation?, let deadline?) = s, deadline <= now else { return nil }
+            s = .ended("no hello from the agent in time")
+            return continuation
+        }
+        waiter?.resume(throwing: LinkError("no hello from the agent in time"))
+    }
+
+    func end(_ reason: String) {
+        let waiter = state.withLock { s -> CheckedContinuation<AgentHandshake, any Error>? in
+            switch s {
+            case .waiting(let continuation, _):
+                s = .ended(reason)
+                return continuation
+            case .arrived: s = .ended(reason)
+            case .taken, .ended: break
+            }
+            return nil
+        }
+        waiter?.resume(throwing: LinkError(reason))
     }
 }
 
@@ -198,32 +362,60 @@ struct LinkFrameDecoder: ByteToMessageDecoder {
     }
 }
 
-/// Hands each result to its caller and each log line to `onLog`; a malformed stream ends the link.
-final class LinkResultHandler: ChannelInboundHandler, Sendable {
+/// Routes each frame the agent sends: answers to their callers, the rest to the handlers. A malformed stream,
+/// or a frame only a node sends, ends the link.
+final class AgentFrameHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = LinkFrame
-    private let calls: PendingCalls
-    private let onLog: @Sendable (Int, [UInt8]) -> Void
+    private let triggers: PendingCalls<AgentLinkClient.Reply>
+    private let requests: PendingCalls<AgentResponse>
+    private let hello: HelloWait
+    private let handlers: AgentLinkClient.Handlers
 
-    init(calls: PendingCalls, onLog: @escaping @Sendable (Int, [UInt8]) -> Void) {
-        self.calls = calls
-        self.onLog = onLog
+    init(
+        triggers: PendingCalls<AgentLinkClient.Reply>, requests: PendingCalls<AgentResponse>, hello: HelloWait,
+        handlers: AgentLinkClient.Handlers
+    ) {
+        self.triggers = triggers
+        self.requests = requests
+        self.hello = hello
+        self.handlers = handlers
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let frame = unwrapInboundIn(data)
+        switch frame {
         case .result(let id, let ok, let elapsed, let body):
-            calls.resolve(id, AgentLinkClient.Reply(ok: ok, elapsedNanos: elapsed, body: body))
+            triggers.resolve(id, AgentLinkClient.Reply(ok: ok, elapsedNanos: elapsed, body: body))
+        case .reply(let id, let answer):
+            requests.resolve(id, answer)
         case .log(let level, let text):
-            onLog(Int(level), text)
-        case .trigger:
-            break  // only the node sends triggers
+            handlers.log(Int(level), text)
+        case .exited(let code, let message):
+            handlers.exited(Int(code), message)
+        case .hostCall(let id, let call):
+            let channel = context.channel
+            handlers.hostCall(call) { ok, body in
+                let frame = LinkFrame.hostAnswer(id: id, ok: ok, body: body)
+                channel.writeAndFlush(ByteBuffer(bytes: frame.encoded()), promise: nil)
+            }
+        case .hello(let handshake):
+            if !hello.arrived(handshake) { fail(context, "the agent said hello twice") }
+        case .welcome, .deploy, .stop, .heartbeat, .trigger, .hostAnswer:
+            fail(context, "the agent sent a frame only a node sends (\(frame.kindName))")
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let reason =
-            error is LinkFrame.MalformedFrame ? "malformed link data: \(error)" : "the agent link failed: \(error)"
-        calls.end("the agent link closed: \(reason)")
+        fail(
+            context,
+            error is LinkFrame.MalformedFrame ? "malformed link data: \(error)" : "the agent link failed: \(error)")
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ reason: String) {
+        let why = "the agent link closed: \(reason)"
+        triggers.end(why)
+        requests.end(why)
+        hello.end(why)
         context.close(promise: nil)
     }
 }

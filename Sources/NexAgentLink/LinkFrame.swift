@@ -1,69 +1,198 @@
-/// One message on the private link between a node and one of its agents.
+import Foundation
+public import NexModels
+
+/// One message on the private link between a node and one of its agents: the only road between the two.
 ///
-/// The link carries the hot path only (a function's triggers, their results and the workload's log lines);
-/// everything else between node and agent (handshake, deploy, events, host calls) goes over the internal
-/// NATS server. On the wire: a 4-byte big-endian length of the rest, a kind byte, an 8-byte big-endian id,
-/// then the body.
+/// On the wire: a 4-byte big-endian length of the rest, a kind byte, an 8-byte big-endian id, then the body.
+/// A request carries an id its sender chose (never 0, unique among the sender's requests in flight) and its
+/// answer repeats it; the node numbers deploys, stops, heartbeats and triggers, the agent its host calls. A
+/// one-way frame carries 0. `docs/agent-protocol.md` describes every frame and the conversation.
 public enum LinkFrame: Equatable, Sendable {
+    /// Agent → node, the agent's first frame: who it is and the protocol it speaks.
+    case hello(AgentHandshake)
+    /// Node → agent, the answer to `hello`: welcome, or a refusal (then the node closes the link).
+    case welcome(AgentResponse)
+    /// Node → agent: run this workload. Answered with `reply`.
+    case deploy(id: UInt64, AgentDeployRequest)
+    /// Node → agent: stop the workload (SIGTERM, then SIGKILL after its grace). Answered with `reply`.
+    case stop(id: UInt64)
+    /// Node → agent: are you alive? Answered with `reply` (its message: the workload id, if any).
+    case heartbeat(id: UInt64)
+    /// Agent → node: the answer to deploy, stop or heartbeat `id`.
+    case reply(id: UInt64, AgentResponse)
     /// Node → agent: run the function for a message on `subject`; `traceParent` is the W3C `traceparent` of
     /// the node's span for the call, which the agent hands on with the function's host-service calls.
     case trigger(id: UInt64, subject: String, payload: [UInt8], traceParent: String? = nil)
     /// Agent → node: the answer to trigger `id`: the reply (`ok`) or the error text.
     case result(id: UInt64, ok: Bool, elapsedNanos: Int64, body: [UInt8])
-    /// Agent → node: a line the workload logged (`level` as in ``NexModels/LogEntry``), written by the thread
-    /// that logged it, so a trigger's lines come before its result.
+    /// Agent → node: a host-service call of the function (`id`: the agent's). Answered with `hostAnswer`.
+    case hostCall(id: UInt64, HostCall)
+    /// Node → agent: the answer to host call `id`: the result as JSON (`ok`), or the error text.
+    case hostAnswer(id: UInt64, ok: Bool, body: [UInt8])
+    /// Agent → node: a line the workload logged (`level` as in ``NexModels/LogEntry``). A function's lines are
+    /// written by the thread that logged them, so a trigger's lines come before its result.
     case log(level: Int8, text: [UInt8])
+    /// Agent → node: the workload's process ended by itself (after its last log lines).
+    case exited(code: Int32, message: String)
+
+    /// A host-service call: `service.method(arguments)`, with the trace context of the trigger that made it.
+    public struct HostCall: Equatable, Sendable {
+        public var service: String
+        public var method: String
+        /// The arguments, a JSON array.
+        public var arguments: [UInt8]
+        public var traceParent: String?
+
+        public init(service: String, method: String, arguments: [UInt8], traceParent: String? = nil) {
+            self.service = service
+            self.method = method
+            self.arguments = arguments
+            self.traceParent = traceParent
+        }
+    }
+
+    /// The link protocol this build speaks; `hello` carries it and the node refuses any other.
+    public static let protocolVersion = 2
 
     /// The largest frame accepted (well above NATS's 1 MiB default payload, far below memory trouble).
     public static let maxLength = 64 << 20
 
-    private static let triggerKind: UInt8 = 1
-    private static let resultKind: UInt8 = 2
-    /// A trigger with a trace context. A kind of its own, so that an agent built before trace contexts
-    /// refuses the frame (and its link ends with the reason) instead of reading the context as payload.
-    private static let tracedTriggerKind: UInt8 = 3
-    private static let logKind: UInt8 = 4
+    enum Kind: UInt8 {
+        case trigger = 1
+        case result = 2
+        /// A trigger with a trace context: a kind of its own, so the common untraced trigger carries no flag.
+        case tracedTrigger = 3
+        case log = 4
+        case hello = 5
+        case welcome = 6
+        case deploy = 7
+        case stop = 8
+        case heartbeat = 9
+        case reply = 10
+        case hostCall = 11
+        case hostAnswer = 12
+        case exited = 13
+    }
+
+    /// The request's or answer's id; 0 for a one-way frame.
+    public var id: UInt64 {
+        switch self {
+        case .deploy(let id, _), .stop(let id), .heartbeat(let id), .reply(let id, _), .hostCall(let id, _),
+            .hostAnswer(let id, _, _), .trigger(let id, _, _, _), .result(let id, _, _, _):
+            id
+        case .hello, .welcome, .log, .exited: 0
+        }
+    }
+
+    /// The frame's kind, for messages about it.
+    public var kindName: String {
+        switch self {
+        case .hello: "hello"
+        case .welcome: "welcome"
+        case .deploy: "deploy"
+        case .stop: "stop"
+        case .heartbeat: "heartbeat"
+        case .reply: "reply"
+        case .trigger: "trigger"
+        case .result: "result"
+        case .hostCall: "host call"
+        case .hostAnswer: "host answer"
+        case .log: "log"
+        case .exited: "exited"
+        }
+    }
+
+    // MARK: Encoding
 
     /// The frame as bytes for the wire.
     public func encoded() -> [UInt8] {
-        var out: [UInt8] = []
+        var body: [UInt8] = []
+        let kind: Kind
         switch self {
-        case .trigger(let id, let subject, let payload, let traceParent):
+        case .hello(let hello):
+            kind = .hello
+            body = Self.json(hello)
+        case .welcome(let answer):
+            kind = .welcome
+            body = Self.json(answer)
+        case .deploy(_, let request):
+            kind = .deploy
+            body = Self.json(request)
+        case .stop:
+            kind = .stop
+        case .heartbeat:
+            kind = .heartbeat
+        case .reply(_, let answer):
+            kind = .reply
+            body = Self.json(answer)
+        case .trigger(_, let subject, let payload, let traceParent):
             // Body: subject length (2), subject, [trace length (1), trace,] payload. A context that does not
             // fit one length byte is left out (a traceparent is 55 bytes).
             let name = Array(subject.utf8)
-            let trace = traceParent.map { Array($0.utf8) }.flatMap { (1...255).contains($0.count) ? $0 : nil }
-            let traced = trace.map { 1 + $0.count } ?? 0
-            out.reserveCapacity(4 + 1 + 8 + 2 + name.count + traced + payload.count)
-            Self.append(UInt32(1 + 8 + 2 + name.count + traced + payload.count), to: &out)
-            out.append(trace == nil ? Self.triggerKind : Self.tracedTriggerKind)
-            Self.append(id, to: &out)
-            Self.append(UInt16(name.count), to: &out)
-            out += name
-            if let trace {
-                out.append(UInt8(trace.count))
-                out += trace
+            let trace = Self.shortText(traceParent)
+            kind = trace.isEmpty ? .trigger : .tracedTrigger
+            body.reserveCapacity(2 + name.count + (trace.isEmpty ? 0 : 1 + trace.count) + payload.count)
+            Self.append(UInt16(name.count), to: &body)
+            body += name
+            if !trace.isEmpty {
+                body.append(UInt8(trace.count))
+                body += trace
             }
-            out += payload
-        case .result(let id, let ok, let elapsedNanos, let body):
-            out.reserveCapacity(4 + 1 + 8 + 1 + 8 + body.count)
-            Self.append(UInt32(1 + 8 + 1 + 8 + body.count), to: &out)
-            out.append(Self.resultKind)
-            Self.append(id, to: &out)
-            out.append(ok ? 1 : 0)
-            Self.append(UInt64(bitPattern: elapsedNanos), to: &out)
-            out += body
+            body += payload
+        case .result(_, let ok, let elapsedNanos, let reply):
+            kind = .result
+            body.reserveCapacity(9 + reply.count)
+            body.append(ok ? 1 : 0)
+            Self.append(UInt64(bitPattern: elapsedNanos), to: &body)
+            body += reply
+        case .hostCall(_, let call):
+            // Body: service, method and trace context, each a length byte and the text; the arguments.
+            kind = .hostCall
+            for text in [Self.shortText(call.service), Self.shortText(call.method), Self.shortText(call.traceParent)] {
+                body.append(UInt8(text.count))
+                body += text
+            }
+            body += call.arguments
+        case .hostAnswer(_, let ok, let answer):
+            kind = .hostAnswer
+            body.reserveCapacity(1 + answer.count)
+            body.append(ok ? 1 : 0)
+            body += answer
         case .log(let level, let text):
-            // Body: the level (1, signed), then the text. The id is unused (0).
-            out.reserveCapacity(4 + 1 + 8 + 1 + text.count)
-            Self.append(UInt32(1 + 8 + 1 + text.count), to: &out)
-            out.append(Self.logKind)
-            Self.append(UInt64(0), to: &out)
-            out.append(UInt8(bitPattern: level))
-            out += text
+            kind = .log
+            body.reserveCapacity(1 + text.count)
+            body.append(UInt8(bitPattern: level))
+            body += text
+        case .exited(let code, let message):
+            kind = .exited
+            Self.append(UInt32(bitPattern: code), to: &body)
+            body += Array(message.utf8)
         }
+        var out: [UInt8] = []
+        out.reserveCapacity(13 + body.count)
+        Self.append(UInt32(1 + 8 + body.count), to: &out)
+        out.append(kind.rawValue)
+        Self.append(id, to: &out)
+        out += body
         return out
     }
+
+    /// Control frames as JSON with sorted keys: the same value gives the same bytes.
+    private static func json(_ value: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // The link's own types encode to JSON without fail (strings, numbers, arrays and maps of them).
+        return (try? encoder.encode(value)).map(Array.init) ?? Array("{}".utf8)
+    }
+
+    /// A text that fits one length byte (1…255 bytes of UTF-8); otherwise none.
+    private static func shortText(_ text: String?) -> [UInt8] {
+        guard let text else { return [] }
+        let bytes = Array(text.utf8)
+        return bytes.count <= 255 ? bytes : []
+    }
+
+    // MARK: Decoding
 
     /// Why bytes on the link are not a frame; the link is closed after one.
     public struct MalformedFrame: Error, Sendable, CustomStringConvertible {
@@ -80,58 +209,111 @@ public enum LinkFrame: Equatable, Sendable {
             throw MalformedFrame(description: "a frame of \(length) bytes")
         }
         guard bytes.count >= 4 + length else { return nil }
-        let kind = bytes[start + 4]
-        let id = read(UInt64.self, bytes, at: start + 5)
-        let body = start + 13
-        let end = start + 4 + length
-        switch kind {
-        case triggerKind, tracedTriggerKind:
-            guard end - body >= 2 else { throw MalformedFrame(description: "a trigger without a subject") }
-            let nameLength = Int(read(UInt16.self, bytes, at: body))
-            guard end - body - 2 >= nameLength else { throw MalformedFrame(description: "a truncated subject") }
-            // Found by fuzzing: bytes that are not UTF-8 became U+FFFD, a subject other than the one sent.
-            guard let subject = String(validating: bytes[(body + 2)..<(body + 2 + nameLength)], as: UTF8.self) else {
-                throw MalformedFrame(description: "a subject that is not UTF-8")
-            }
-            let traceAt = body + 2 + nameLength
-            var trace: String?
-            var payloadAt = traceAt
-            if kind == tracedTriggerKind {
-                guard end - traceAt >= 1, bytes[traceAt] > 0, end - traceAt - 1 >= Int(bytes[traceAt]) else {
-                    throw MalformedFrame(description: "a missing or truncated trace context")
-                }
-                payloadAt = traceAt + 1 + Int(bytes[traceAt])
-                trace = String(validating: bytes[(traceAt + 1)..<payloadAt], as: UTF8.self)
-                guard trace != nil else { throw MalformedFrame(description: "a trace context that is not UTF-8") }
-            }
-            return (
-                .trigger(id: id, subject: subject, payload: Array(bytes[payloadAt..<end]), traceParent: trace),
-                4 + length
-            )
-        case resultKind:
-            guard end - body >= 9 else { throw MalformedFrame(description: "a truncated result") }
-            // Found by fuzzing: any byte but 1 read as a failure; only 0 and 1 are results.
-            guard bytes[body] <= 1 else { throw MalformedFrame(description: "a result flag of \(bytes[body])") }
-            let elapsed = Int64(bitPattern: read(UInt64.self, bytes, at: body + 1))
-            return (
-                .result(id: id, ok: bytes[body] == 1, elapsedNanos: elapsed, body: Array(bytes[(body + 9)..<end])),
-                4 + length
-            )
-        case logKind:
-            // A log line answers nothing: its id is 0, so that it reads back as the bytes that were sent.
-            guard id == 0 else { throw MalformedFrame(description: "a log line with an id of \(id)") }
-            guard end - body >= 1 else { throw MalformedFrame(description: "a log line without a level") }
-            return (.log(level: Int8(bitPattern: bytes[body]), text: Array(bytes[(body + 1)..<end])), 4 + length)
-        default:
-            throw MalformedFrame(description: "an unknown frame kind \(kind)")
+        guard let kind = Kind(rawValue: bytes[start + 4]) else {
+            throw MalformedFrame(description: "an unknown frame kind \(bytes[start + 4])")
         }
+        let id = read(UInt64.self, bytes, at: start + 5)
+        // An answer or request without an id, or a one-way frame with one, would not read back as sent.
+        let oneWay: Set<Kind> = [.hello, .welcome, .log, .exited]
+        guard (id == 0) == oneWay.contains(kind) else {
+            throw MalformedFrame(description: "a \(kind) frame with an id of \(id)")
+        }
+        let body = bytes[(start + 13)..<(start + 4 + length)]
+        return (try frame(kind, id: id, body: body), 4 + length)
+    }
+
+    private static func frame(_ kind: Kind, id: UInt64, body: ArraySlice<UInt8>) throws(MalformedFrame) -> LinkFrame {
+        var reader = BodyReader(bytes: body, kind: kind)
+        switch kind {
+        case .hello: return .hello(try reader.json(AgentHandshake.self))
+        case .welcome: return .welcome(try reader.json(AgentResponse.self))
+        case .deploy: return .deploy(id: id, try reader.json(AgentDeployRequest.self))
+        case .reply: return .reply(id: id, try reader.json(AgentResponse.self))
+        case .stop, .heartbeat:
+            guard body.isEmpty else { throw MalformedFrame(description: "a \(kind) frame with a body") }
+            return kind == .stop ? .stop(id: id) : .heartbeat(id: id)
+        case .trigger, .tracedTrigger:
+            let subjectLength = Int(try reader.integer(UInt16.self, "a trigger without a subject"))
+            // Found by fuzzing: bytes that are not UTF-8 became U+FFFD, a subject other than the one sent.
+            let subject = try reader.text(subjectLength, "subject")
+            var trace: String?
+            if kind == .tracedTrigger {
+                trace = try reader.text(Int(try reader.integer(UInt8.self, "a missing trace context")), "trace context")
+                guard trace?.isEmpty == false else { throw MalformedFrame(description: "an empty trace context") }
+            }
+            return .trigger(id: id, subject: subject, payload: reader.rest(), traceParent: trace)
+        case .result:
+            let ok = try reader.flag()
+            let elapsed = Int64(bitPattern: try reader.integer(UInt64.self, "a truncated result"))
+            return .result(id: id, ok: ok, elapsedNanos: elapsed, body: reader.rest())
+        case .hostCall:
+            let service = try reader.text(Int(try reader.integer(UInt8.self, "a truncated host call")), "service")
+            let method = try reader.text(Int(try reader.integer(UInt8.self, "a truncated host call")), "method")
+            let trace = try reader.text(Int(try reader.integer(UInt8.self, "a truncated host call")), "trace context")
+            guard !service.isEmpty, !method.isEmpty else {
+                throw MalformedFrame(description: "a host call without a service or method")
+            }
+            return .hostCall(
+                id: id,
+                HostCall(
+                    service: service, method: method, arguments: reader.rest(),
+                    traceParent: trace.isEmpty ? nil : trace))
+        case .hostAnswer:
+            return .hostAnswer(id: id, ok: try reader.flag(), body: reader.rest())
+        case .log:
+            return .log(
+                level: Int8(bitPattern: try reader.integer(UInt8.self, "a log line without a level")),
+                text: reader.rest())
+        case .exited:
+            let code = Int32(bitPattern: try reader.integer(UInt32.self, "an exit without a code"))
+            return .exited(code: code, message: try reader.text(reader.remaining, "exit message"))
+        }
+    }
+
+    /// Reads a frame's body front to back; every read names what was missing.
+    private struct BodyReader {
+        var bytes: ArraySlice<UInt8>
+        let kind: Kind
+
+        var remaining: Int { bytes.count }
+
+        mutating func integer<T: FixedWidthInteger>(_: T.Type, _ missing: String) throws(MalformedFrame) -> T {
+            guard bytes.count >= MemoryLayout<T>.size else { throw MalformedFrame(description: missing) }
+            let value = LinkFrame.read(T.self, bytes, at: bytes.startIndex)
+            bytes = bytes.dropFirst(MemoryLayout<T>.size)
+            return value
+        }
+
+        /// Found by fuzzing: any byte but 1 read as false; only 0 and 1 are flags.
+        mutating func flag() throws(MalformedFrame) -> Bool {
+            let byte = try integer(UInt8.self, "a truncated \(kind) frame")
+            guard byte <= 1 else { throw MalformedFrame(description: "a \(kind) flag of \(byte)") }
+            return byte == 1
+        }
+
+        mutating func text(_ count: Int, _ what: String) throws(MalformedFrame) -> String {
+            guard bytes.count >= count else { throw MalformedFrame(description: "a truncated \(what)") }
+            guard let text = String(validating: bytes.prefix(count), as: UTF8.self) else {
+                throw MalformedFrame(description: "a \(what) that is not UTF-8")
+            }
+            bytes = bytes.dropFirst(count)
+            return text
+        }
+
+        mutating func json<T: Decodable>(_: T.Type) throws(MalformedFrame) -> T {
+            do { return try JSONDecoder().decode(T.self, from: Data(bytes)) } catch {
+                throw MalformedFrame(description: "a \(kind) frame whose body is not its JSON: \(error)")
+            }
+        }
+
+        func rest() -> [UInt8] { Array(bytes) }
     }
 
     private static func append<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {
         withUnsafeBytes(of: value.bigEndian) { out += $0 }
     }
 
-    private static func read<T: FixedWidthInteger>(_: T.Type, _ bytes: ArraySlice<UInt8>, at index: Int) -> T {
+    fileprivate static func read<T: FixedWidthInteger>(_: T.Type, _ bytes: ArraySlice<UInt8>, at index: Int) -> T {
         var value: T = 0
         for offset in 0..<MemoryLayout<T>.size { value = value << 8 | T(bytes[index + offset]) }
         return value

@@ -157,17 +157,9 @@ public final class LinkSocket: @unchecked Sendable {
     /// a time (the caller serializes).
     func nextFrameNow(_ buffer: inout FrameBuffer) -> ReadOutcome {
         while true {
-            do {
-                if let (frame, used) = try LinkFrame.decode(buffer.bytes[buffer.start...]) {
-                    buffer.start += used
-                    if buffer.start == buffer.bytes.count {
-                        buffer.bytes.removeAll(keepingCapacity: true)
-                        buffer.start = 0
-                    }
-                    return .frame(frame)
-                }
-            } catch {
-                return .ended("malformed link data: \(error)")
+            switch bufferedFrame(&buffer) {
+            case .wouldBlock: break
+            case let outcome: return outcome
             }
             if buffer.start > 0 {
                 buffer.bytes.removeFirst(buffer.start)
@@ -179,6 +171,21 @@ public final class LinkSocket: @unchecked Sendable {
             if n == 0 { return .ended("the other end closed the link") }
             if n < 0 { return .ended("read: \(String(cString: strerror(errno)))") }
             buffer.bytes += buffer.chunk[0..<n]
+        }
+    }
+
+    /// The next whole frame already in `buffer`, without reading the socket (`wouldBlock`: none is whole).
+    func bufferedFrame(_ buffer: inout FrameBuffer) -> ReadOutcome {
+        do {
+            guard let (frame, used) = try LinkFrame.decode(buffer.bytes[buffer.start...]) else { return .wouldBlock }
+            buffer.start += used
+            if buffer.start == buffer.bytes.count {
+                buffer.bytes.removeAll(keepingCapacity: true)
+                buffer.start = 0
+            }
+            return .frame(frame)
+        } catch {
+            return .ended("malformed link data: \(error)")
         }
     }
 

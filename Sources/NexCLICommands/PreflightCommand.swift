@@ -64,7 +64,7 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
         let server = NATSServerProcess.findBinary(nexHome: NexHome.path)
         items.append(
             Item(
-                name: "nats-server (the node's internal server; embedded server when none is reachable)",
+                name: "nats-server (the embedded server `nex node up` starts when none is reachable)",
                 ok: server != nil, detail: server ?? "not found: set NATS_SERVER_BIN or install nats-server"))
         let agent = config.agentPath ?? (Executable.directory + "/nex-agent")
         let hasAgent = FileManager.default.isExecutableFile(atPath: agent)

@@ -1,7 +1,7 @@
 import Foundation
 
-/// A `nats-server` child process: the node's internal server, or the embedded one `nex node up` starts when
-/// no server is reachable. Listens on loopback; the port is read back from the server's ports file.
+/// A `nats-server` child process: the embedded one `nex node up` starts when no server is reachable (and the
+/// tests' and benchmarks' servers). Listens on loopback; the port is read back from the server's ports file.
 public final class NATSServerProcess: Sendable {
     /// `nats://127.0.0.1:PORT`.
     public let url: String
@@ -52,12 +52,6 @@ public final class NATSServerProcess: Sendable {
         await process.terminate(grace: .seconds(1))
         let output = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         throw NATSServerProcessError("nats-server did not start: \(output.suffix(1500))")
-    }
-
-    /// Rewrites the config file and asks the server to reload it (SIGHUP).
-    public func reload(config: String) throws {
-        try Self.write(config, to: configFile)
-        process.signal(SIGHUP, group: false)
     }
 
     /// Whether the server is still running.

@@ -9,8 +9,8 @@ import Synchronization
 ///
 /// The guest has no network device: the agent reaches the node over vsock only. Firecracker turns a guest
 /// connection to the host (CID 2) on port P into a connection to the Unix socket `<vsock>_P`, where the node
-/// listens and relays: P = 4222 to the internal NATS server, P = 4223 to the agent's trigger link, and
-/// P = 4224 is the control channel that serves the artifact (as the `vm` driver's does). The agent's
+/// listens and relays: P = 4223 to the agent's link (everything between node and agent), and P = 4224 is the
+/// control channel that serves the artifact (as the `vm` driver's does). The agent's
 /// settings travel on the kernel command line (`nex.env.KEY=VALUE`, read by the image's /init). The sockets
 /// live in a private `/tmp/nex-fc-XXXXXX` (a socket path must fit in 108 bytes).
 ///
@@ -20,8 +20,7 @@ public struct FirecrackerDriver: SandboxDriver {
     public var name: String { "firecracker" }
     public var isSandboxed: Bool { true }
 
-    /// The vsock port of the internal NATS relay and of the trigger link.
-    public static let natsPort = 4222
+    /// The vsock ports of the agent's link and of the control channel (the artifact).
     public static let linkPort = 4223
     public static let controlPort = 4224
 
@@ -62,10 +61,6 @@ public struct FirecrackerDriver: SandboxDriver {
     func requests(_ spec: AgentLaunchSpec, vsock: String) -> [(method: String, path: String, body: String)] {
         let settings = [
             AgentEnvironment.agentID: spec.agentID,
-            AgentEnvironment.nkeySeed: spec.nkeySeed,
-            AgentEnvironment.nodeID: spec.nodeID,
-            AgentEnvironment.natsURL: "vsock://2:\(Self.natsPort)",
-            AgentEnvironment.natsVsockPort: String(Self.natsPort),
             AgentEnvironment.linkVsockPort: String(Self.linkPort),
             AgentEnvironment.controlVsockPort: String(Self.controlPort),
         ]
@@ -98,10 +93,6 @@ public struct FirecrackerDriver: SandboxDriver {
         let api = sockets + "/firecracker.sock"
         let vsock = sockets + "/vsock.sock"
         // The node's ends of the guest's two connections, listening before the VM can dial them.
-        let server = try NamespaceDriver.hostAndPort(spec.natsURL)
-        let natsListener = Acceptor(
-            listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.natsPort)"), name: "nex-vsock-nats"
-        ) { client in Acceptor.relay(client, to: server) }
         // The link's agent end is closed by the pool after launch: keep a copy for the guest's one connection.
         let agentEnd = HandOff(dup(spec.linkDescriptor))
         let linkListener = Acceptor(
@@ -126,7 +117,7 @@ public struct FirecrackerDriver: SandboxDriver {
             LineReader.start(fd: fd, name: "firecracker-out") { output(id, $0) }
         }
         let sandbox = FirecrackerSandbox(
-            agentID: spec.agentID, process: process, listeners: [natsListener, linkListener, controlListener],
+            agentID: spec.agentID, process: process, listeners: [linkListener, controlListener],
             agentEnd: agentEnd, socketDirectory: sockets)
         do {
             try await UnixHTTP.waitForSocket(api, timeout: .seconds(5))

@@ -9,18 +9,15 @@ import Synchronization
 /// needs and the work directory, with a private /tmp, no capabilities, a seccomp filter and cgroup limits
 /// from `machine_template`.
 ///
-/// The only ways out are two sockets the node hands in: the agent's link (triggers) and its connection to
-/// the internal NATS server, which the node relays to that one TCP port. The sandbox has no network.
+/// The only way out is the socket the node hands in: the agent's link. The sandbox has no network.
 public struct NamespaceDriver: SandboxDriver {
     public var name: String { "namespace" }
     public var isSandboxed: Bool { true }
 
-    /// Where the agent's NATS connection is inside (after the link, descriptor 3).
-    static let natsDescriptor: Int32 = 4
-    /// Where bubblewrap reads the seccomp program.
-    static let seccompDescriptor: Int32 = 5
+    /// Where bubblewrap reads the seccomp program (after the link, descriptor 3).
+    static let seccompDescriptor: Int32 = 4
     /// Where bubblewrap writes the sandbox's first pid (`--info-fd`).
-    static let infoDescriptor: Int32 = 6
+    static let infoDescriptor: Int32 = 5
     /// The agent inside the sandbox.
     static let agentInside = "/nex/nex-agent"
     /// The agent's shared libraries inside the sandbox (the loader excepted).
@@ -77,21 +74,6 @@ public struct NamespaceDriver: SandboxDriver {
     }
 
     public func launch(_ spec: AgentLaunchSpec) async throws -> any AgentSandbox {
-        // The agent's connection to the internal server: a socketpair, relayed by the node to that one port.
-        let server = try Self.hostAndPort(spec.natsURL)
-        var natsPair: [Int32] = [0, 0]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &natsPair) == 0 else {
-            throw SandboxError("socketpair: \(String(cString: strerror(errno)))")
-        }
-        let upstream: Int32
-        do { upstream = try SocketRelay.connectTCP(host: server.host, port: server.port) } catch {
-            close(natsPair[0])
-            close(natsPair[1])
-            throw error
-        }
-        SocketRelay.start(natsPair[0], upstream, name: "nex-relay")
-        defer { close(natsPair[1]) }
-
         let seccomp = try MemoryFile(name: "nex-seccomp", contents: SeccompFilter.bytes)
         var procs: [String] = []
         if let cgroups {
@@ -113,14 +95,10 @@ public struct NamespaceDriver: SandboxDriver {
                 executable: bubblewrap, arguments: arguments(spec),
                 environment: [
                     AgentEnvironment.agentID: spec.agentID,
-                    AgentEnvironment.natsURL: spec.natsURL,
-                    AgentEnvironment.natsFD: String(Self.natsDescriptor),
-                    AgentEnvironment.nkeySeed: spec.nkeySeed,
-                    AgentEnvironment.nodeID: spec.nodeID,
                     AgentEnvironment.linkFD: String(AgentEnvironment.linkDescriptor),
                     "PATH": "/nex", "HOME": "/tmp", "LD_LIBRARY_PATH": Self.libraryDirectory,
                 ], stdout: .pipe, stderr: .pipe,
-                extraDescriptors: [spec.linkDescriptor, natsPair[1], seccomp.fd, info[1]], cgroupProcs: procs)
+                extraDescriptors: [spec.linkDescriptor, seccomp.fd, info[1]], cgroupProcs: procs)
         } catch {
             close(info[0])
             if let cgroups { await cgroups.remove(spec.agentID) }
@@ -169,11 +147,6 @@ public struct NamespaceDriver: SandboxDriver {
         return (object?["child-pid"] as? NSNumber).map { $0.int32Value }
     }
 
-    static func hostAndPort(_ url: String) throws -> (host: String, port: Int) {
-        guard let components = URLComponents(string: url), let host = components.host, let port = components.port
-        else { throw SandboxError("not a host:port URL: \(url)") }
-        return (host, port)
-    }
 }
 
 final class NamespaceSandbox: AgentSandbox {

@@ -18,9 +18,6 @@ public struct ProcessDriver: SandboxDriver {
             executable: spec.agentExecutable, arguments: [],
             environment: [
                 AgentEnvironment.agentID: spec.agentID,
-                AgentEnvironment.natsURL: spec.natsURL,
-                AgentEnvironment.nkeySeed: spec.nkeySeed,
-                AgentEnvironment.nodeID: spec.nodeID,
                 AgentEnvironment.linkFD: String(AgentEnvironment.linkDescriptor),
                 "PATH": "/usr/local/bin:/usr/bin:/bin",
             ], directory: spec.workDirectory, stdout: .pipe, stderr: .pipe, extraDescriptors: [spec.linkDescriptor])

@@ -2,46 +2,38 @@ public import NexProcess
 
 /// How the node starts agents: one protocol, several drivers (`none` runs agents as plain child processes;
 /// isolated drivers add namespaces, cgroups or a VM). The node knows only this protocol: the warm pool asks
-/// a driver for an agent, hands it a workload over the internal NATS, and destroys it afterwards.
+/// a driver for an agent, hands it a workload over the agent's link, and destroys it afterwards.
 public protocol SandboxDriver: Sendable {
     /// The driver's name as tags and logs show it (`none`, `namespace`, `vm`, `firecracker`).
     var name: String { get }
     /// Whether agents started by this driver are isolated from the host (false only for `none`).
     var isSandboxed: Bool { get }
-    /// Starts one agent that will connect to the node's internal NATS and handshake.
+    /// Starts one agent that will say hello on its link.
     func launch(_ spec: AgentLaunchSpec) async throws -> any AgentSandbox
 }
 
 /// Everything a driver needs to start one agent.
 public struct AgentLaunchSpec: Sendable {
-    /// The agent's id (also its internal NATS identity).
+    /// The agent's id (it repeats it in its hello).
     public var agentID: String
     /// The `nex-agent` executable on the host.
     public var agentExecutable: String
-    /// The internal NATS server as the host sees it.
-    public var natsURL: String
-    /// The agent's own nkey seed for the internal server.
-    public var nkeySeed: String
-    /// The node's id.
-    public var nodeID: String
     /// A host directory private to this agent; the node puts the workload's artifact here.
     public var workDirectory: String
     /// Memory and CPU the agent and its workload may use (`machine_template`).
     public var memoryMiB: Int
     public var vcpuCount: Int
-    /// The agent's end of its link to the node (a Unix socket that carries triggers): the driver gives it
-    /// to the agent as descriptor ``AgentEnvironment/linkDescriptor``; the node closes its copy afterwards.
+    /// The agent's end of its link to the node (a Unix stream socket, the agent's only road to the node): the
+    /// driver gives it to the agent as descriptor ``AgentEnvironment/linkDescriptor`` (or relays it into a VM);
+    /// the node closes its copy afterwards.
     public var linkDescriptor: Int32
 
     public init(
-        agentID: String, agentExecutable: String, natsURL: String, nkeySeed: String, nodeID: String,
-        workDirectory: String, memoryMiB: Int, vcpuCount: Int, linkDescriptor: Int32
+        agentID: String, agentExecutable: String, workDirectory: String, memoryMiB: Int, vcpuCount: Int,
+        linkDescriptor: Int32
     ) {
         self.agentID = agentID
         self.agentExecutable = agentExecutable
-        self.natsURL = natsURL
-        self.nkeySeed = nkeySeed
-        self.nodeID = nodeID
         self.workDirectory = workDirectory
         self.memoryMiB = memoryMiB
         self.vcpuCount = vcpuCount

@@ -9,8 +9,7 @@ import Synchronization
 /// node can answer before the guest asks.
 ///
 /// - control: the agent's settings (one JSON line, sent at once) and, on request, its artifact;
-/// - NATS: relayed to the internal server once the agent's preamble arrives;
-/// - link: relayed to the node's end of the trigger link;
+/// - link: relayed to the node's end of the agent's link (everything else between node and agent);
 /// - service slots: relayed to the servers a service was given (``forward(_:)``).
 ///
 /// A template VM (booted once to be snapshotted) gets the same channels with nothing behind them.
@@ -18,7 +17,6 @@ final class VMChannels: Sendable {
     /// What is behind the channels of an agent's VM.
     struct Agent: Sendable {
         var settings: [String: String]
-        var natsServer: (host: String, port: Int)
         /// The agent's end of its link (taken by the relay, or closed with the channels).
         var linkEnd: Int32
         /// The host file the control channel serves as the artifact.
@@ -36,7 +34,7 @@ final class VMChannels: Sendable {
     /// loads the snapshot can be lost.
     private let settingsGate = DispatchSemaphore(value: 0)
 
-    private static let names = ["control", "nats", "link"] + VMChannel.servicePorts.indices.map { "service\($0)" }
+    private static let names = ["control", "link"] + VMChannel.servicePorts.indices.map { "service\($0)" }
 
     /// Listens on every channel's socket, in a new directory under /tmp.
     init(agent: Agent?) throws {
@@ -62,8 +60,6 @@ final class VMChannels: Sendable {
                     handle = { client in
                         Self.serveControl(client, settings: agent.settings, artifact: agent.artifact, after: gate)
                     }
-                } else if let agent, name == "nats" {
-                    handle = { client in Self.relayAfterPreamble(client, to: agent.natsServer) }
                 } else {
                     handle = { client in
                         if let end = linkEnd?.take() {
@@ -87,7 +83,7 @@ final class VMChannels: Sendable {
     /// The VM's network for QEMU's `-netdev`: user networking with no route out (`restrict=on`), and one
     /// `guestfwd` per channel to its character device (``chardevArguments``).
     var netdev: String {
-        let ports = [VMChannel.controlPort, VMChannel.natsPort, VMChannel.linkPort] + VMChannel.servicePorts
+        let ports = [VMChannel.controlPort, VMChannel.linkPort] + VMChannel.servicePorts
         let forwards = zip(Self.names, ports).map { name, port in
             "guestfwd=tcp:\(VMChannel.host):\(port)-chardev:\(name)"
         }
@@ -177,29 +173,5 @@ final class VMChannels: Sendable {
             remaining -= n
         }
         return true
-    }
-
-    /// Waits for the agent's preamble on the NATS channel, then connects to the server and relays.
-    private static func relayAfterPreamble(_ client: Int32, to server: (host: String, port: Int)) {
-        startThread(named: "nex-vm-nats") {
-            var preamble = [UInt8](repeating: 0, count: VMChannel.natsPreamble.count)
-            var got = 0
-            while got < preamble.count {
-                let n = preamble[got...].withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
-                if n < 0, errno == EINTR { continue }
-                guard n > 0 else {
-                    Foundation.close(client)
-                    return
-                }
-                got += n
-            }
-            guard preamble == VMChannel.natsPreamble,
-                let upstream = try? SocketRelay.connectTCP(host: server.host, port: server.port)
-            else {
-                Foundation.close(client)
-                return
-            }
-            SocketRelay.start(client, upstream, name: "nex-vm-nats")
-        }
     }
 }

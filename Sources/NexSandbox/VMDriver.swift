@@ -99,20 +99,13 @@ public struct VMDriver: SandboxDriver {
         let snapshot = try await template.snapshot(memoryMiB: spec.memoryMiB, cpus: spec.vcpuCount) { directory in
             try await bootTemplate(in: directory, memoryMiB: spec.memoryMiB, cpus: spec.vcpuCount)
         }
-        let nats = "\(VMChannel.host):\(VMChannel.natsPort)"
         let settings = [
             AgentEnvironment.agentID: spec.agentID,
-            AgentEnvironment.nkeySeed: spec.nkeySeed,
-            AgentEnvironment.nodeID: spec.nodeID,
-            AgentEnvironment.natsURL: "nats://\(nats)",
-            AgentEnvironment.natsTCP: nats,
             AgentEnvironment.linkTCP: "\(VMChannel.host):\(VMChannel.linkPort)",
         ]
-        let server = try NamespaceDriver.hostAndPort(spec.natsURL)
         let channels = try VMChannels(
             agent: .init(
-                settings: settings, natsServer: server, linkEnd: dup(spec.linkDescriptor),
-                artifact: spec.workDirectory + "/workload"))
+                settings: settings, linkEnd: dup(spec.linkDescriptor), artifact: spec.workDirectory + "/workload"))
         let process: ChildProcess
         do {
             process = try await ChildProcess.spawn(

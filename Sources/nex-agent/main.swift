@@ -20,12 +20,7 @@ case .success(let settings):
         case nil: nil
         }
     }
-    do {
-        let reason = try await agent.run()
-        FileHandle.standardOutput.write(Data("nex-agent \(settings.agentID): \(reason)\n".utf8))
-        exit(0)
-    } catch {
-        FileHandle.standardError.write(Data("nex-agent \(settings.agentID): \(error)\n".utf8))
-        exit(1)
-    }
+    let reason = await agent.run()
+    FileHandle.standardOutput.write(Data("nex-agent \(settings.agentID): \(reason)\n".utf8))
+    exit(0)
 }

@@ -10,10 +10,15 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct FirecrackerDriverTests {
     @Test func configuresAndStartsTheVMThroughItsAPI() async throws {
         let python = try #require(TestEnvironment.python, "run scripts/setup.sh")
-        try await NATSServer.with { internalServer in
-            let dir = internalServer.directory.appendingPathComponent("fc").path
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let fake = TestEnvironment.packageRoot.appendingPathComponent("Tests/Peers/python/fake_firecracker.py").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fc-\(UUID().uuidString)"
+        ).path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let fake = TestEnvironment.packageRoot.appendingPathComponent(
+                "Tests/Peers/python/fake_firecracker.py"
+            ).path
             let firecracker = dir + "/firecracker"
             try "#!/bin/sh\nexec \(python) \(fake) \"$@\"\n".write(
                 toFile: firecracker, atomically: true, encoding: .utf8)
@@ -22,10 +27,12 @@ import Testing
             var link: [Int32] = [0, 0]
             #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &link) == 0)
             defer { close(link[0]) }
-            let driver = FirecrackerDriver(firecracker: firecracker, kernel: "/k/vmlinux", rootfs: "/r/rootfs.ext4")
+            let driver = FirecrackerDriver(
+                firecracker: firecracker, kernel: "/k/vmlinux", rootfs: "/r/rootfs.ext4")
             let spec = AgentLaunchSpec(
-                agentID: "agent1", agentExecutable: "/unused", natsURL: internalServer.url, nkeySeed: "SUSEED",
-                nodeID: "NNODE", workDirectory: dir, memoryMiB: 128, vcpuCount: 2, linkDescriptor: link[1])
+                agentID: "agent1", agentExecutable: "/unused", workDirectory: dir, memoryMiB: 128,
+                vcpuCount: 2,
+                linkDescriptor: link[1])
             try "the artifact".write(toFile: dir + "/workload", atomically: true, encoding: .utf8)
             let sandbox = try #require(try await driver.launch(spec) as? FirecrackerSandbox)
             close(link[1])
@@ -34,29 +41,33 @@ import Testing
             // The API calls, in order, with their bodies.
             let log = sandbox.socketDirectory + "/firecracker.sock.requests"
             func entries() -> [[String: Any]] {
-                ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
-                    try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-                }
+                ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+                    .compactMap {
+                        try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+                    }
             }
             let calls = entries().compactMap { $0["path"] as? String }
             #expect(calls == ["/machine-config", "/boot-source", "/drives/rootfs", "/vsock", "/actions"])
             let bodies = Dictionary(
-                entries().compactMap { e in (e["path"] as? String).map { ($0, e["body"] as? [String: Any] ?? [:]) } },
+                entries().compactMap { e in
+                    (e["path"] as? String).map { ($0, e["body"] as? [String: Any] ?? [:]) }
+                },
                 uniquingKeysWith: { a, _ in a })
             #expect(bodies["/machine-config"]?["vcpu_count"] as? Int == 2)
             #expect(bodies["/machine-config"]?["mem_size_mib"] as? Int == 128)
             let boot = bodies["/boot-source"]?["boot_args"] as? String ?? ""
             #expect(bodies["/boot-source"]?["kernel_image_path"] as? String == "/k/vmlinux")
-            #expect(boot.contains("init=/init") && boot.contains("nex.env.NEX_AGENT_ID=agent1"), "\(boot)")
-            #expect(boot.contains("nex.env.NEX_AGENT_NATS_VSOCK_PORT=4222"))
+            #expect(
+                boot.contains("init=/init") && boot.contains("nex.env.NEX_AGENT_ID=agent1"), "\(boot)")
+            // The agent is told who it is and where its link is, and nothing else.
+            #expect(
+                boot.contains("nex.env.NEX_AGENT_LINK_VSOCK_PORT=4223") && !boot.contains("NATS"), "\(boot)"
+            )
             #expect(bodies["/drives/rootfs"]?["is_read_only"] as? Bool == true)
             #expect(bodies["/drives/rootfs"]?["path_on_host"] as? String == "/r/rootfs.ext4")
             #expect(bodies["/actions"]?["action_type"] as? String == "InstanceStart")
 
-            // The guest's side: port 4222 reaches the internal server, 4223 the trigger link.
-            try await eventually("the guest reached the internal server") {
-                entries().contains { ($0["first_line"] as? String)?.hasPrefix("INFO {") == true }
-            }
+            // The guest's side: port 4223 reaches the node's end of the agent's link.
             var buffer = [UInt8](repeating: 0, count: 32)
             let n = buffer.withUnsafeMutableBytes { read(link[0], $0.baseAddress, $0.count) }
             #expect(n > 0 && String(decoding: buffer[0..<max(n, 0)], as: UTF8.self) == "hello-link")
@@ -72,7 +83,9 @@ import Testing
     }
 
     @Test func anAPIErrorFailsTheLaunch() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fc-\(UUID().uuidString)").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fc-\(UUID().uuidString)"
+        ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // A "firecracker" that never opens its API socket.
@@ -81,8 +94,8 @@ import Testing
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: firecracker)
         let driver = FirecrackerDriver(firecracker: firecracker, kernel: "/k", rootfs: "/r")
         let spec = AgentLaunchSpec(
-            agentID: "a", agentExecutable: "/unused", natsURL: "nats://127.0.0.1:1", nkeySeed: "S", nodeID: "N",
-            workDirectory: dir, memoryMiB: 64, vcpuCount: 1, linkDescriptor: -1)
+            agentID: "a", agentExecutable: "/unused", workDirectory: dir, memoryMiB: 64, vcpuCount: 1,
+            linkDescriptor: -1)
         let started = ContinuousClock.now
         await #expect(throws: SandboxError.self) { _ = try await driver.launch(spec) }
         #expect(ContinuousClock.now - started < .seconds(15))

@@ -186,7 +186,7 @@ import Testing
                 services: [node], gracefulShutdownSignals: [],
                 logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
             let running = Task { try await group.run() }
-            // Starting takes the internal server and the pool: seconds when the whole suite starts at once.
+            // Starting takes the warm pool: seconds when the whole suite starts at once.
             try await events.waitFor("node_started", timeout: .seconds(60)) { $0.hasSuffix(".node_started") }
             try await events.waitFor("heartbeat") { $0.hasSuffix(".heartbeat") }
             await group.triggerGracefulShutdown()

@@ -645,50 +645,27 @@ import Testing
         }
     }
 
-    @Test func agentsCanReachOnlyTheirOwnSubjects() async throws {
+    /// An agent is told who it is and where its link is, and nothing else: no server, no credentials.
+    @Test func anAgentIsToldOnlyWhoItIsAndWhereItsLinkIs() async throws {
         try await withNode { h in
-            let internalNATS = try #require(h.node.runtime?.internalNATS)
-            // One agent logs in at a time: each says it has before the next is added. This test's client logs in
-            // as agentone while it holds the turn, as an agent does (a reload by the warm pool in the middle of
-            // a login closes that connection).
-            _ = try await internalNATS.addAgent("agenttwo")
-            internalNATS.agentConnected("agenttwo")
-            let mine = try await internalNATS.addAgent("agentone")
-            try await withClient(
-                [internalNATS.server.url],
-                configure: {
-                    $0.auth = .nkey(seed: mine)
-                    $0.inboxPrefix = AgentSubjects.inboxPrefix(agent: "agentone")
-                }
-            ) { agent in
-                internalNATS.agentConnected("agentone")
-                let errors = EventRecorder(agent)
-                // Its own subjects work (the node listens on hostint.>).
-                try await agent.publish("x", to: AgentSubjects.logs(agent: "agentone"))
-                _ = try await agent.subscribe(to: AgentSubjects.ping(agent: "agentone"))
-                // Another agent's do not.
-                _ = try await agent.subscribe(to: AgentSubjects.ping(agent: "agenttwo"))
-                try await errors.waitFor("subscribe violation") {
-                    if case .error(let e) = $0 { return "\(e)".contains("Permissions Violation") }
-                    return false
-                }
-                try await agent.publish("x", to: AgentSubjects.logs(agent: "agenttwo"))
-                try await errors.waitFor("publish violation") {
-                    if case .error(let e) = $0 { return "\(e)".contains("agenttwo.logs") }
-                    return false
-                }
+            let home = h.server.directory.appendingPathComponent("nexhome").path
+            let agent = try await eventuallyValue("a warm agent of this node") {
+                Self.agentProcesses(under: home).first
             }
-            // Removing an agent revokes its credentials.
-            internalNATS.removeAgent("agentone")
-            var again = testConfig([internalNATS.server.url])
-            again.auth = .nkey(seed: mine)
-            again.connectTimeout = .seconds(2)
-            try await eventually("revoked") {
-                let c = NATSClient(configuration: again)
-                defer { Task { await c.close() } }
-                do { try await c.connect() } catch { return true }
-                return false
-            }
+            let environ = try String(contentsOfFile: "/proc/\(agent)/environ", encoding: .utf8)
+            let names = Set(environ.split(separator: "\0").map { String($0.prefix { $0 != "=" }) })
+            #expect(names == ["NEX_AGENT_ID", "NEX_AGENT_LINK_FD", "PATH"], "\(names)")
+        }
+    }
+
+    /// The `nex-agent` processes working in a directory under `home` (one node's agents).
+    static func agentProcesses(under home: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(Int32.init).filter { pid in
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? ""
+            guard comm.hasPrefix("nex-agent") else { return false }
+            let cwd = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) ?? ""
+            return cwd.hasPrefix(home)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NIOPosix
+import NexModels
 import Synchronization
 import Testing
 
@@ -16,6 +17,26 @@ import Testing
         .result(id: 8, ok: false, elapsedNanos: -1, body: []),
         .log(level: 8, text: Array("oops: é".utf8)),
         .log(level: -4, text: []),
+        .hello(AgentHandshake(id: "a1", version: "0.1.0", pid: 42, startupMillis: 1.5, protocolVersion: 2)),
+        .welcome(AgentResponse(ok: false, message: "refused")),
+        .deploy(
+            id: 3,
+            AgentDeployRequest(
+                workloadID: "w", workloadName: "echo", namespace: "default", type: "v8", argv: ["a"],
+                environment: ["K": "V"], essential: true, artifactPath: "/workload", totalBytes: 9,
+                triggerSubjects: ["fn.>"], limits: FunctionLimits(), maxConcurrency: 2)),
+        .stop(id: 4),
+        .heartbeat(id: 5),
+        .reply(id: 5, AgentResponse(ok: true, message: "w")),
+        .hostCall(id: 6, .init(service: "kv", method: "get", arguments: Array(#"["k"]"#.utf8))),
+        .hostCall(
+            id: 7,
+            .init(
+                service: "http", method: "get", arguments: Array("[]".utf8),
+                traceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")),
+        .hostAnswer(id: 6, ok: true, body: Array(#"{"v":1}"#.utf8)),
+        .hostAnswer(id: 7, ok: false, body: Array("kv.get: no such key".utf8)),
+        .exited(code: -9, message: "killed: é"),
     ]
 
     @Test(arguments: frames) func roundTripsAtEverySplit(_ frame: LinkFrame) throws {
@@ -33,7 +54,7 @@ import Testing
     @Test(arguments: [
         [0, 0, 0, 1, 1] as [UInt8],  // shorter than a header
         [0xff, 0xff, 0xff, 0xff],  // larger than the limit
-        [0, 0, 0, 9, 9, 0, 0, 0, 0, 0, 0, 0, 1],  // unknown kind
+        [0, 0, 0, 9, 99, 0, 0, 0, 0, 0, 0, 0, 1],  // unknown kind
         [0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 1],  // trigger without a subject length
         [0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 5],  // subject longer than the frame
         [0, 0, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0, 1],  // result without its fields
@@ -45,12 +66,21 @@ import Testing
         // Found by scripts/fuzz.sh (agentlink): a subject that is not UTF-8, and a result flag other than 0 or 1.
         [0, 0, 0, 14, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 0x66, 0xff, 0x6f],
         [0, 0, 0, 18, 2, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 9, 8, 0, 0, 0, 0, 0, 0, 0, 0],  // a stop without an id
+        [0, 0, 0, 10, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0],  // a stop with a body
+        [0, 0, 0, 11, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0x7b, 0x7d],  // a hello that is not an agent's handshake
+        [0, 0, 0, 11, 5, 0, 0, 0, 0, 0, 0, 0, 1, 0x7b, 0x7d],  // a hello with an id
+        [0, 0, 0, 12, 11, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],  // a host call without a service or method
+        [0, 0, 0, 11, 11, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0x6b],  // a host call cut inside its service
+        [0, 0, 0, 10, 12, 0, 0, 0, 0, 0, 0, 0, 1, 2],  // a host answer flag other than 0 or 1
+        [0, 0, 0, 11, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  // an exit without its code
+        [0, 0, 0, 14, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff],  // an exit message that is not UTF-8
     ])
     func malformedFramesAreErrors(_ bytes: [UInt8]) {
         #expect(throws: LinkFrame.MalformedFrame.self) { try LinkFrame.decode(bytes[...]) }
     }
 
-    /// A trigger without a trace context keeps the format agents read before contexts existed.
+    /// A trigger without a trace context keeps the format of the first link protocol.
     @Test func anUntracedTriggerKeepsTheFirstFormat() throws {
         let bytes = LinkFrame.trigger(id: 1, subject: "s", payload: [9]).encoded()
         #expect(bytes == [0, 0, 0, 13, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0x73, 9])
@@ -71,7 +101,7 @@ import Testing
     ) async throws -> T {
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
         let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
-        AgentLinkServer.serve(LinkSocket(fd: agentFD), run: run, onEnd: { _ in })
+        AgentLinkServer.serve(LinkSocket(fd: agentFD), run: run, control: { _ in }, onEnd: { _ in })
         defer { client.close() }
         return try await body(client)
     }
@@ -108,7 +138,7 @@ import Testing
         do {
             let server = AgentLinkServer.serve(
                 LinkSocket(fd: agentFD), run: { _, payload, _ in (barrier.arriveAndWait(), 0, payload) },
-                onEnd: { ended.yield($0) })
+                control: { _ in }, onEnd: { ended.yield($0) })
             server.growWorkers(to: 3)
             served = server
         }
@@ -178,9 +208,9 @@ import Testing
     ) async throws {
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
         let seen = Mutex<[(Int, [UInt8])]>([])
-        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop) { level, text in
-            seen.withLock { $0.append((level, text)) }
-        }
+        let client = try await AgentLinkClient.start(
+            descriptor: nodeEnd, on: Self.loop,
+            handlers: .init(log: { level, text in seen.withLock { $0.append((level, text)) } }))
         defer { client.close() }
         let server = Mutex<AgentLinkServer?>(nil)
         let serving = AgentLinkServer.serve(
@@ -188,7 +218,7 @@ import Testing
             run: { _, payload, _ in
                 logging(server.withLock { $0 })
                 return (true, 1, payload)
-            }, onEnd: { _ in })
+            }, control: { _ in }, onEnd: { _ in })
         server.withLock { $0 = serving }
         try await body(client, seen)
     }
@@ -307,6 +337,178 @@ import Testing
         socket.close()
         while !sent.withLock({ $0.done }) { await Task.yield() }
         #expect(sent.withLock { $0.count } < frames)
+    }
+
+    /// The node's requests reach the agent's control loop in order, and each reply resumes its own caller.
+    @Test func controlRequestsAreAnsweredByTheAgentsLoop() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
+        defer { client.close() }
+        let server = Shared<AgentLinkServer?>(nil)
+        let seen = Shared<[String]>([])
+        let serving = AgentLinkServer.serve(
+            LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) },
+            control: { frame in
+                seen.withLock { $0.append(frame.kindName) }
+                let link = server.withLock { $0 }
+                switch frame {
+                case .deploy(let id, let request):
+                    link?.send(.reply(id: id, AgentResponse(ok: true, message: "running \(request.workloadName)")))
+                case .heartbeat(let id): link?.send(.reply(id: id, AgentResponse(ok: true, message: "w1")))
+                case .stop(let id): link?.send(.reply(id: id, AgentResponse(ok: true)))
+                default: break
+                }
+            }, onEnd: { _ in })
+        server.withLock { $0 = serving }
+        let request = AgentDeployRequest(
+            workloadID: "w1", workloadName: "echo", namespace: "default", type: "v8", argv: [], environment: [:],
+            essential: false, artifactPath: "/workload", totalBytes: 1, triggerSubjects: [])
+        #expect(try await client.deploy(request, timeout: .seconds(5)).message == "running echo")
+        async let beat = client.heartbeat(timeout: .seconds(5))
+        async let stopped = client.stop(timeout: .seconds(5))
+        #expect(try await beat.message == "w1")
+        #expect(try await stopped.ok)
+        #expect(seen.withLock { $0 } == ["deploy", "heartbeat", "stop"])
+    }
+
+    /// The agent's hello is kept until the node waits for it; the node's welcome reaches the agent's loop.
+    @Test func helloThenWelcome() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
+        defer { client.close() }
+        let (welcomes, welcomed) = AsyncStream.makeStream(of: AgentResponse.self)
+        let server = AgentLinkServer.serve(
+            LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) },
+            control: { frame in if case .welcome(let answer) = frame { welcomed.yield(answer) } }, onEnd: { _ in })
+        let hello = AgentHandshake(id: "a1", version: "0.1.0", pid: 7, startupMillis: 2, protocolVersion: 2)
+        #expect(server.send(.hello(hello)))
+        // Sent before anyone waits: it waits for the node.
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(try await client.awaitHello(timeout: .seconds(5)) == hello)
+        client.welcome(AgentResponse(ok: true))
+        var answers = welcomes.makeAsyncIterator()
+        #expect(await answers.next() == AgentResponse(ok: true))
+    }
+
+    /// An agent that never says hello fails the wait when its end closes (it died), not at the timeout.
+    @Test func anAgentThatDiesBeforeItsHelloFailsTheWaitAtOnce() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
+        defer { client.close() }
+        let waiting = Task { try await client.awaitHello(timeout: .seconds(600)) }
+        close(agentFD)
+        await #expect(throws: LinkError.self) { try await waiting.value }
+    }
+
+    /// A function's host call blocks its worker until the node answers on the link. The waiting thread reads
+    /// the link itself: with the only worker waiting, the answer still arrives, and a trigger read meanwhile
+    /// runs once the worker is free.
+    @Test func hostCallsAreAnsweredWhileTheOnlyWorkerWaits() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let calls = Shared(0)
+        let client = try await AgentLinkClient.start(
+            descriptor: nodeEnd, on: Self.loop,
+            handlers: .init(hostCall: { call, answer in
+                let n = calls.withLock { count in
+                    count += 1
+                    return count
+                }
+                // The first answer waits until a second trigger is on its way to the busy worker.
+                Task {
+                    if n == 1 { try await Task.sleep(for: .milliseconds(200)) }
+                    answer(true, Array("[\(String(decoding: call.arguments, as: UTF8.self))]".utf8))
+                }
+            }))
+        defer { client.close() }
+        let server = Shared<AgentLinkServer?>(nil)
+        let serving = AgentLinkServer.serve(
+            LinkSocket(fd: agentFD),
+            run: { subject, payload, _ in
+                guard let link = server.withLock({ $0 }) else { return (false, 0, []) }
+                let call = LinkFrame.HostCall(service: "kv", method: "get", arguments: payload)
+                switch link.hostCall(call, timeout: .seconds(10)) {
+                case .success(let answer): return (answer.ok, 0, answer.body + Array(subject.utf8))
+                case .failure(let failure): return (false, 0, Array("\(failure)".utf8))
+                }
+            }, control: { _ in }, onEnd: { _ in })
+        server.withLock { $0 = serving }
+        async let first = client.trigger(subject: "a", payload: Array("1".utf8), timeout: .seconds(10))
+        try await Task.sleep(for: .milliseconds(50))
+        async let second = client.trigger(subject: "b", payload: Array("2".utf8), timeout: .seconds(10))
+        let (one, two) = try await (first, second)
+        #expect(String(decoding: one.body, as: UTF8.self) == "[1]a" && one.ok)
+        #expect(String(decoding: two.body, as: UTF8.self) == "[2]b" && two.ok)
+        #expect(calls.withLock { $0 } == 2)
+    }
+
+    /// A host call the node never answers fails at its deadline; one in flight when the link closes fails then.
+    @Test func unansweredHostCallsFail() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let client = try await AgentLinkClient.start(
+            descriptor: nodeEnd, on: Self.loop, handlers: .init(hostCall: { _, _ in }))
+        let server = AgentLinkServer.serve(
+            LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in },
+            onEnd: { _ in })
+        let call = LinkFrame.HostCall(service: "kv", method: "get", arguments: Array("[]".utf8))
+        let late = server.hostCall(call, timeout: .milliseconds(300))
+        guard case .failure(let failure) = late else {
+            Issue.record("an unanswered host call succeeded")
+            return
+        }
+        #expect(failure.description.contains("did not answer"))
+        let (outcomes, outcome) = AsyncStream.makeStream(of: String.self)
+        Thread {
+            if case .failure(let failure) = server.hostCall(call, timeout: .seconds(30)) {
+                outcome.yield(failure.description)
+            }
+        }.start()
+        try await Task.sleep(for: .milliseconds(100))
+        client.close()
+        var results = outcomes.makeAsyncIterator()
+        #expect(await results.next()?.contains("closed") == true)
+    }
+
+    /// The workload's lines and its exit reach the node's handlers in the order the agent sent them.
+    @Test func logLinesThenTheExit() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let (reports, report) = AsyncStream.makeStream(of: String.self)
+        let client = try await AgentLinkClient.start(
+            descriptor: nodeEnd, on: Self.loop,
+            handlers: .init(
+                log: { _, text in report.yield("log " + String(decoding: text, as: UTF8.self)) },
+                exited: { code, message in report.yield("exited \(code) \(message)") }))
+        defer { client.close() }
+        let server = AgentLinkServer.serve(
+            LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in },
+            onEnd: { _ in })
+        server.sendLog(level: 0, text: "last words")
+        server.send(.exited(code: 3, message: "exit status 3"))
+        var seen = reports.makeAsyncIterator()
+        #expect(await seen.next() == "log last words")
+        #expect(await seen.next() == "exited 3 exit status 3")
+    }
+
+    /// Each side refuses the frames only the other sends: the link ends with the reason.
+    @Test func framesOfTheWrongSideEndTheLink() async throws {
+        let (nodeEnd, agentFD) = try LinkSocket.socketPair()
+        let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
+        let pending = Task { try await client.trigger(subject: "s", payload: [], timeout: .seconds(30)) }
+        let frame = LinkFrame.trigger(id: 1, subject: "back", payload: []).encoded()
+        _ = frame.withUnsafeBytes { write(agentFD, $0.baseAddress, $0.count) }
+        let error = await #expect(throws: LinkError.self) { try await pending.value }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("only a node sends"))
+        close(agentFD)
+
+        let (node, agent) = try LinkSocket.socketPair()
+        defer { close(node) }
+        let (reasons, reason) = AsyncStream.makeStream(of: String.self)
+        AgentLinkServer.serve(
+            LinkSocket(fd: agent), run: { _, payload, _ in (true, 0, payload) }, control: { _ in },
+            onEnd: { reason.yield($0) })
+        let result = LinkFrame.result(id: 1, ok: true, elapsedNanos: 0, body: []).encoded()
+        _ = result.withUnsafeBytes { write(node, $0.baseAddress, $0.count) }
+        var ends = reasons.makeAsyncIterator()
+        #expect(await ends.next()?.contains("only an agent sends") == true)
     }
 
     @Test func garbageFromTheAgentEndsTheLink() async throws {

@@ -92,7 +92,8 @@ struct BenchFailure: Error, CustomStringConvertible {
 func linkRoundTrips(count: Int, on loop: EventLoopTaskExecutor) async throws -> [Double] {
     let (nodeEnd, agentFD) = try LinkSocket.socketPair()
     let link = try await AgentLinkClient.start(descriptor: nodeEnd, on: loop.eventLoop)
-    AgentLinkServer.serve(LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, onEnd: { _ in })
+    AgentLinkServer.serve(
+        LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in }, onEnd: { _ in })
     defer { link.close() }
     return try await Task(executorPreference: loop) {
         let payload = Array("hello".utf8)

@@ -50,6 +50,20 @@ enum Seeds {
                 .result(id: 1, ok: true, elapsedNanos: 12_345, body: Array("hello".utf8)),
                 .result(id: 2, ok: false, elapsedNanos: 0, body: []),
                 .log(level: 8, text: Array("oops".utf8)),
+                .hello(AgentHandshake(id: "a1", version: "0.1.0", pid: 42, startupMillis: 1.5, protocolVersion: 2)),
+                .welcome(AgentResponse(ok: true)),
+                .deploy(
+                    id: 2,
+                    AgentDeployRequest(
+                        workloadID: "w", workloadName: "echo", namespace: "default", type: "v8", argv: [],
+                        environment: ["K": "V"], essential: false, artifactPath: "/workload", totalBytes: 9,
+                        triggerSubjects: ["fn.echo"], limits: FunctionLimits(), maxConcurrency: 1)),
+                .stop(id: 3),
+                .heartbeat(id: 4),
+                .reply(id: 4, AgentResponse(ok: true, message: "w")),
+                .hostCall(id: 1, .init(service: "kv", method: "put", arguments: Array(#"["k", "v"]"#.utf8))),
+                .hostAnswer(id: 1, ok: false, body: Array("kv.put: refused".utf8)),
+                .exited(code: 1, message: "exit status 1"),
             ]
             return [frames.flatMap { $0.encoded() }, frames[0].encoded()]
         case .jwt:

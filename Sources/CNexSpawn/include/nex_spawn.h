@@ -44,9 +44,9 @@ int nex_eventfd(void);
 /// the threads waiting on such instances, not all); -1 with errno on failure.
 int nex_epoll_exclusive(int a, int b);
 
-/// epoll_wait for up to two events, without a timeout: 1 when `flagged` was among them, else 0; or -1 with
-/// errno (EINTR included).
-int nex_epoll_wait(int epfd, int flagged);
+/// epoll_wait for up to two events, at most `timeout_ms` (-1: no limit): 1 when `flagged` was among them, else 0
+/// (also when the time ran out); or -1 with errno (EINTR included).
+int nex_epoll_wait(int epfd, int flagged, int timeout_ms);
 
 #endif
 

@@ -13,7 +13,7 @@ final class Agent: Sendable {
     /// Host directory private to the agent (the artifact goes here).
     let workDirectory: String
     let handshake: AgentHandshake
-    /// The private link that carries the function's triggers (it ends when the agent does).
+    /// The agent's link: everything between node and agent travels on it (it ends when the agent does).
     let link: AgentLinkClient
 
     init(
@@ -28,21 +28,20 @@ final class Agent: Sendable {
     }
 }
 
-/// The warm pool: `machine_pool_size` agents started ahead of time and handshaken, so a deploy only has to
-/// hand its workload over. Taking an agent starts a replacement at once.
+/// The warm pool: `machine_pool_size` agents started ahead of time that said hello on their links, so a
+/// deploy only has to hand its workload over. Taking an agent starts a replacement at once.
 actor AgentPool {
     struct Settings {
         var size: Int
         var agentExecutable: String
         var directory: String
-        var nodeID: String
         var handshakeTimeout: Duration
         var memoryMiB: Int
         var vcpuCount: Int
         /// Where the node's ends of the agent links are read: the loop of the connection triggers arrive on.
         var linkEventLoop: any EventLoop
-        /// Takes the lines a function logs, which arrive on its agent's link (on `linkEventLoop`).
-        var onLog: @Sendable (_ agentID: String, _ level: Int, _ text: [UInt8]) -> Void
+        /// What an agent says by itself on its link (on `linkEventLoop`), given the agent's id.
+        var handlers: @Sendable (_ agentID: String) -> AgentLinkClient.Handlers
     }
 
     let settings: Settings
@@ -50,7 +49,6 @@ actor AgentPool {
     /// Whether the driver isolates agents (then native artifacts must be static executables).
     nonisolated var isSandboxed: Bool { driver.isSandboxed }
     nonisolated var driverName: String { driver.name }
-    let internalNATS: InternalNATS
     let logger: Logger
     /// Called when an agent dies, warm or busy.
     let onExit: @Sendable (Agent, String) async -> Void
@@ -64,21 +62,17 @@ actor AgentPool {
     private var waiters:
         [(ticket: Int, continuation: CheckedContinuation<Agent, any Error>, timer: OwnedTasks.Handle?)] = []
     private var nextTicket = 0
-    private var handshakes: [String: CheckedContinuation<AgentHandshake, any Error>] = [:]
-    /// Agents being launched, and the hellos that arrived before the pool began to wait for them (the launch
-    /// suspends, so an agent can answer before ``waitForHandshake(_:sandbox:)`` runs).
-    private var launching: Set<String> = []
-    private var earlyHellos: [String: AgentHandshake] = [:]
+    /// Links of agents started and not yet past their hello: closing one ends that wait (at shutdown).
+    private var launching: [String: AgentLinkClient] = [:]
     private var consecutiveFailures = 0
     private var closed = false
 
     init(
-        settings: Settings, driver: any SandboxDriver, internalNATS: InternalNATS, logger: Logger,
+        settings: Settings, driver: any SandboxDriver, logger: Logger,
         onExit: @escaping @Sendable (Agent, String) async -> Void
     ) {
         self.settings = settings
         self.driver = driver
-        self.internalNATS = internalNATS
         self.logger = logger
         self.onExit = onExit
     }
@@ -128,17 +122,6 @@ actor AgentPool {
             throwing: NexError(.unavailable, "no agent became available in time"))
     }
 
-    /// An agent said hello.
-    func handshakeArrived(_ hello: AgentHandshake) -> Bool {
-        if let continuation = handshakes.removeValue(forKey: hello.id) {
-            continuation.resume(returning: hello)
-            return true
-        }
-        guard launching.contains(hello.id) else { return false }
-        earlyHellos[hello.id] = hello
-        return true
-    }
-
     /// A warm agent died: forget it (and start another).
     func remove(_ agentID: String) -> Bool {
         guard let index = warm.firstIndex(where: { $0.id == agentID }) else { return false }
@@ -156,11 +139,12 @@ actor AgentPool {
             waiter.continuation.resume(throwing: NexError(.unavailable, "the node is shutting down"))
         }
         waiters.removeAll()
-        for id in Array(handshakes.keys) { failHandshake(id, "the node is shutting down") }
-        // Warm agents, and any a workload still held: each watcher below ends when its agent is gone.
+        for link in launching.values { link.close() }
+        // Warm agents, and any a workload still held: each watcher below ends when its agent is gone. Agents
+        // still starting see `closed` when their hello comes (or their link ends with their sandbox).
         for agent in agents {
             await agent.sandbox.destroy(grace: .seconds(2))
-            internalNATS.removeAgent(agent.id)
+            agent.link.close()
             await BlockingIO.remove(agent.workDirectory, what: "an agent's directory", logger: logger)
         }
         await tasks.shutdown()
@@ -176,28 +160,21 @@ actor AgentPool {
                 try FileManager.default.createDirectory(
                     atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
-            let seed = try await internalNATS.addAgent(id)
-            launching.insert(id)
-            defer {
-                launching.remove(id)
-                earlyHellos[id] = nil
-            }
             let (nodeEnd, agentEnd) = try LinkSocket.socketPair()
             let agentLink: AgentLinkClient
             do {
-                let onLog = settings.onLog
-                agentLink = try await AgentLinkClient.start(descriptor: nodeEnd, on: settings.linkEventLoop) {
-                    level, text in onLog(id, level, text)
-                }
+                agentLink = try await AgentLinkClient.start(
+                    descriptor: nodeEnd, on: settings.linkEventLoop, handlers: settings.handlers(id))
             } catch {
                 Foundation.close(agentEnd)
                 throw error
             }
             link = agentLink
+            launching[id] = agentLink
+            defer { launching[id] = nil }
             let spec = AgentLaunchSpec(
-                agentID: id, agentExecutable: settings.agentExecutable, natsURL: internalNATS.server.url,
-                nkeySeed: seed, nodeID: settings.nodeID, workDirectory: directory, memoryMiB: settings.memoryMiB,
-                vcpuCount: settings.vcpuCount, linkDescriptor: agentEnd)
+                agentID: id, agentExecutable: settings.agentExecutable, workDirectory: directory,
+                memoryMiB: settings.memoryMiB, vcpuCount: settings.vcpuCount, linkDescriptor: agentEnd)
             let launched: any AgentSandbox
             do {
                 // The driver gave the agent its own copy (or relays it); ours is closed either way.
@@ -205,8 +182,13 @@ actor AgentPool {
                 launched = try await driver.launch(spec)
             }
             sandbox = launched
-            let hello = try await waitForHandshake(id, sandbox: launched)
-            internalNATS.agentConnected(id)
+            // An agent that dies first closes its end of the link: the wait ends then, not at the timeout.
+            let hello = try await agentLink.awaitHello(timeout: settings.handshakeTimeout)
+            if let refusal = Self.refusal(of: hello, expecting: id) {
+                agentLink.welcome(AgentResponse(ok: false, message: refusal))
+                throw NexError(.unavailable, "agent refused: \(refusal)")
+            }
+            agentLink.welcome(AgentResponse(ok: true))
             let agent = Agent(
                 id: id, sandbox: launched, workDirectory: directory, handshake: hello, link: agentLink)
             starting -= 1
@@ -219,10 +201,9 @@ actor AgentPool {
             logger.debug(
                 "agent ready", metadata: ["nex.agent": "\(id)", "startup_ms": "\(hello.startupMillis)"])
             if closed {
-                // Handshaken while the pool closed: close() did not see it, so it is cleaned up here.
+                // Said hello while the pool closed: close() did not see it, so it is cleaned up here.
                 await launched.destroy(grace: .seconds(1))
                 agentLink.close()
-                internalNATS.removeAgent(id)
                 await BlockingIO.remove(directory, what: "an agent's directory", logger: logger)
             } else if !waiters.isEmpty {
                 let waiter = waiters.removeFirst()
@@ -237,39 +218,21 @@ actor AgentPool {
             logger.error("agent failed to start", metadata: ["nex.agent": "\(id)", "error": "\(error)"])
             await sandbox?.destroy(grace: .seconds(1))
             link?.close()
-            internalNATS.removeAgent(id)
             await BlockingIO.remove(directory, what: "an agent's directory", logger: logger)
             // Back off so that a broken agent binary does not become a fork loop.
             let delay = Duration.milliseconds(min(100 << min(consecutiveFailures, 8), 30_000))
-            try? await Task.sleep(for: delay)
+            do { try await Task.sleep(for: delay) } catch { return }  // the pool is closing
             fill()
         }
     }
 
-    private func waitForHandshake(_ id: String, sandbox: any AgentSandbox) async throws -> AgentHandshake {
-        if let hello = earlyHellos.removeValue(forKey: id) { return hello }
-        let timeout = settings.handshakeTimeout
-        var timer: OwnedTasks.Handle?
-        defer { tasks.cancel(timer) }
-        return try await withCheckedThrowingContinuation { continuation in
-            // As in take: after close, nothing would ever fail this wait.
-            guard !closed else {
-                return continuation.resume(throwing: NexError(.unavailable, "the node is shutting down"))
-            }
-            handshakes[id] = continuation
-            timer = tasks.spawn {
-                do { try await Task.sleep(for: timeout) } catch { return }
-                await self.failHandshake(id, "no handshake within \(timeout)")
-            }
-            // Lives as long as the agent (a no-op after the handshake); the pool's close waits for it.
-            tasks.spawn {
-                let termination = await sandbox.wait()
-                await self.failHandshake(id, "agent \(termination) before its handshake")
-            }
+    /// Why an agent's hello is refused: another agent's id, or another link protocol.
+    static func refusal(of hello: AgentHandshake, expecting id: String) -> String? {
+        if hello.id != id { return "it says it is agent \(hello.id), not \(id)" }
+        if hello.protocolVersion != LinkFrame.protocolVersion {
+            return "it speaks link protocol \(hello.protocolVersion), this node \(LinkFrame.protocolVersion): "
+                + "use the nex-agent built with this node (agent_path)"
         }
-    }
-
-    private func failHandshake(_ id: String, _ reason: String) {
-        handshakes.removeValue(forKey: id)?.resume(throwing: NexError(.unavailable, reason))
+        return nil
     }
 }

@@ -6,8 +6,8 @@ import NexModels
 import Synchronization
 
 /// Host services brokered by the node for its functions (wire contract §6): an agent asks on
-/// `hostint.<agent>.rpc.<ns>.<workload>.<service>.<method>` with a JSON array of arguments; the node acts with
-/// its own connection on resources private to the workload and answers `{"result": …}` or `{"error": "…"}`.
+/// a host call on its link (service, method and a JSON array of arguments); the node acts with its own
+/// connection on resources private to the workload and answers with the result as JSON, or an error text.
 /// Byte values travel as `{"$bytes": [..]}`. The agent holds no credentials to any of it.
 final class HostServicesBroker: Sendable {
     let client: NATSClient
@@ -49,8 +49,14 @@ final class HostServicesBroker: Sendable {
 
     /// An answer to a host-service call, and how the call went, for the metrics and the call's span.
     struct Answer: Sendable {
+        /// True: `body` is the result as JSON; false: it is the error text.
+        var ok: Bool
         var body: [UInt8]
         var outcome: HostServiceOutcome
+
+        static func failure(_ text: String, _ outcome: HostServiceOutcome) -> Answer {
+            Answer(ok: false, body: Array(text.utf8), outcome: outcome)
+        }
     }
 
     /// `trace`: headers carrying the host-service call's span, added to the messages and requests it makes.
@@ -59,10 +65,7 @@ final class HostServicesBroker: Sendable {
         trace: NATSHeaders? = nil
     ) async -> Answer {
         if disabled.contains(service) {
-            return Answer(
-                body: Self.encode(
-                    ["error": "\(service).\(method): the \(service) host service is disabled on this node"]),
-                outcome: .disabled)
+            return .failure("\(service).\(method): the \(service) host service is disabled on this node", .disabled)
         }
         do {
             let body = try await withDeadline {
@@ -72,14 +75,14 @@ final class HostServicesBroker: Sendable {
                 else { throw NexError(.invalidRequest, "arguments must be a JSON array") }
                 let result = try await self.call(
                     namespace: namespace, name: name, service: service, method: method, args: args, trace: trace)
-                return Self.encode(["result": result])
+                return try JSONSerialization.data(withJSONObject: result, options: [.fragmentsAllowed])
             }
-            return Answer(body: body, outcome: .ok)
+            return Answer(ok: true, body: Array(body), outcome: .ok)
         } catch let refusal as SubjectRefusal {
             metrics?.subjectRefused(refusal)
-            return Answer(body: Self.encode(["error": "\(service).\(method): \(refusal)"]), outcome: .refused)
+            return .failure("\(service).\(method): \(refusal)", .refused)
         } catch {
-            return Answer(body: Self.encode(["error": "\(service).\(method): \(error)"]), outcome: .error)
+            return .failure("\(service).\(method): \(error)", .error)
         }
     }
 
@@ -209,9 +212,4 @@ final class HostServicesBroker: Sendable {
     }
 
     static func wrap(_ bytes: [UInt8]) -> Any { ["$bytes": bytes.map { Int($0) }] }
-
-    static func encode(_ object: [String: Any]) -> [UInt8] {
-        (try? JSONSerialization.data(withJSONObject: object, options: [.fragmentsAllowed])).map(Array.init)
-            ?? Array(#"{"error":"cannot encode the result"}"#.utf8)
-    }
 }

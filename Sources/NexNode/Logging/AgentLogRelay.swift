@@ -1,17 +1,29 @@
 import DequeModule
 import Logging
+import NexModels
 import Synchronization
 
-/// The log lines functions write, as they arrive on the agents' links (on the node's event loop), forwarded
+/// The log lines workloads write, as they arrive on the agents' links (on the node's event loop), forwarded
 /// to the workloads' log subjects by one task. Each agent has a queue of its own and the task takes one line
-/// from each in turn, so a noisy function delays only its own lines. A queue holds at most `limit` lines and
+/// from each in turn, so a noisy workload delays only its own lines. A queue holds at most `limit` lines and
 /// `byteLimit` bytes, and all of them together at most `totalByteLimit`; past that, new lines are dropped and
 /// counted as failed logs, never buffered without bound.
+///
+/// A workload's exit takes the same queue, behind its last lines (and is never dropped): the node ends the
+/// workload only after those lines went out.
 final class AgentLogRelay: Sendable {
     struct Line: Sendable {
         var agentID: String
         var level: Int
         var text: [UInt8]
+        /// Set on the entry that reports the workload's exit (no text).
+        var exit: Exit?
+    }
+
+    /// How a workload ended, as its agent reported it.
+    struct Exit: Sendable {
+        var code: Int
+        var message: String
     }
 
     private struct State {
@@ -52,7 +64,7 @@ final class AgentLogRelay: Sendable {
                 s.totalBytes + text.count <= totalByteLimit
             else { return false }
             if s.queues[agentID] == nil { s.turns.append(agentID) }
-            s.queues[agentID, default: []].append(Line(agentID: agentID, level: level, text: text))
+            s.queues[agentID, default: []].append(Line(agentID: agentID, level: level, text: text, exit: nil))
             s.bytes[agentID] = bytes + text.count
             s.totalBytes += text.count
             return true
@@ -69,9 +81,28 @@ final class AgentLogRelay: Sendable {
         }
     }
 
-    /// Forwards lines until the task is cancelled (the node stops).
+    /// Queues a workload's exit behind its lines; never refused.
+    func exited(agentID: String, code: Int, message: String) {
+        state.withLock { s in
+            if s.queues[agentID] == nil { s.turns.append(agentID) }
+            let exit = Exit(code: code, message: message)
+            s.queues[agentID, default: []].append(Line(agentID: agentID, level: 0, text: [], exit: exit))
+        }
+        wake.yield()
+    }
+
+    /// Forwards lines, and exits to the manager, until the task is cancelled (the node stops).
     func forward(to manager: WorkloadManager) async {
-        await forward { line in await manager.log(agentID: line.agentID, level: line.level, text: line.text) }
+        await forward { line in
+            guard let exit = line.exit else {
+                await manager.log(agentID: line.agentID, level: line.level, text: line.text)
+                return
+            }
+            // A task of its own: ending a run (its sandbox's grace, an essential restart's journal writes) must
+            // not hold up other workloads' lines.
+            let report = WorkloadExited(workloadID: "", code: exit.code, message: exit.message)
+            manager.tasks.spawn { await manager.exited(agentID: line.agentID, report) }
+        }
     }
 
     /// Hands each line to `deliver`, one at a time, until the task is cancelled.

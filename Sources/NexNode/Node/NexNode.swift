@@ -7,7 +7,7 @@ public import ServiceLifecycle
 import Synchronization
 
 /// A Nex node: joins a NATS deployment, answers the Nex control API (`$NEX.*`) as the 0.x contract says,
-/// and runs workloads on a warm pool of agents that talk to it over an internal NATS server.
+/// and runs workloads on a warm pool of agents, each on a private link to the node.
 public final class NexNode: Service, Sendable {
     /// The version reported in pings, INFO and events.
     public static let version = "0.1.0"
@@ -68,7 +68,7 @@ public final class NexNode: Service, Sendable {
     let tracing: NodeTracer
 
     /// This node's own files under its resource directory: the workload journal and verified artifacts (kept),
-    /// the internal server's and agents' directories (made anew at each start).
+    /// the agents' directories (made anew at each start).
     var home: String { NodeHome.directory(for: config) + "/nodes/" + nodeID }
 
     /// Configured tags plus the reserved `nex.*` ones.
@@ -120,7 +120,7 @@ public final class NexNode: Service, Sendable {
         await stop(graceful: true)
     }
 
-    /// Starts the internal server and warm pool, subscribes to the control subjects and announces the node.
+    /// Starts the warm pool, subscribes to the control subjects and announces the node.
     /// A failure stops what was started.
     public func start() async throws {
         do { try await startParts() } catch {

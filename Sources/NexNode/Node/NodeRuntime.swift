@@ -1,16 +1,14 @@
 import Foundation
 import Logging
-import NATS
+import NexAgentLink
 import NexModels
 import NexProcess
 import NexSandbox
 import Synchronization
 
-/// What a node needs to run workloads: its internal NATS server, the warm pool and the workload manager.
-/// A node without one (no `nats-server` or `nex-agent` found) still answers the control API and refuses
-/// deploys with the reason.
+/// What a node needs to run workloads: the warm pool and the workload manager. A node without one (no
+/// `nex-agent` found, or no sandbox) still answers the control API and refuses deploys with the reason.
 struct NodeRuntime: Sendable {
-    let internalNATS: InternalNATS
     let pool: AgentPool
     let manager: WorkloadManager
 
@@ -94,22 +92,16 @@ struct NodeRuntime: Sendable {
         }
         await removeScratch(home: home, logger: logger)
         let driver = try await driver(config, agent: agent, home: home, logger: logger)
-        guard let binary = NATSServerProcess.findBinary(nexHome: NexHome.path) else {
-            throw NexError(
-                .notFound, "nats-server not found for the internal server (PATH, NATS_SERVER_BIN, ~/.nex/bin)")
-        }
-        let internalNATS = try await InternalNATS.start(
-            binary: binary, directory: home + "/internal-nats", logger: logger)
         let logRelay = AgentLogRelay(failures: node.events.failures, logger: logger)
+        let box = ManagerBox()
         let settings = AgentPool.Settings(
-            size: config.machinePoolSize, agentExecutable: agent, directory: home + "/agents", nodeID: node.nodeID,
+            size: config.machinePoolSize, agentExecutable: agent, directory: home + "/agents",
             handshakeTimeout: .milliseconds(config.agentHandshakeTimeoutMs),
             memoryMiB: config.machineTemplate.memsizeMib, vcpuCount: config.machineTemplate.vcpuCount,
             linkEventLoop: node.events.client.taskExecutor.eventLoop,
-            onLog: { agentID, level, text in logRelay.add(agentID: agentID, level: level, text: text) })
-        let box = ManagerBox()
+            handlers: { agentID in Self.linkHandlers(agentID: agentID, box: box, logRelay: logRelay, logger: logger) })
         let pool = AgentPool(
-            settings: settings, driver: driver, internalNATS: internalNATS, logger: logger,
+            settings: settings, driver: driver, logger: logger,
             onExit: { agent, reason in
                 guard let pool = box.pool, let manager = box.manager else { return }
                 if await !pool.remove(agent.id) { await manager.agentDied(agent, reason: reason) }
@@ -118,88 +110,47 @@ struct NodeRuntime: Sendable {
             config.persistWorkloads
             ? WorkloadJournal(directory: home + "/workloads", xkey: node.xkey, logger: logger) : nil
         let manager = WorkloadManager(
-            config: config, pool: pool, internalNATS: internalNATS, events: node.events, journal: journal,
+            config: config, pool: pool, events: node.events, journal: journal,
             metrics: node.metrics, tracing: node.tracing, logger: logger, isLameDuck: { node.isLameDuck })
         box.set(pool: pool, manager: manager)
-        let runtime = NodeRuntime(internalNATS: internalNATS, pool: pool, manager: manager)
-        try await runtime.listenToAgents(logger: logger)
+        let runtime = NodeRuntime(pool: pool, manager: manager)
         // Before any agent starts; ended with the manager's other tasks when the node stops.
         manager.tasks.spawn { await logRelay.forward(to: manager) }
         await pool.fill()
         return runtime
     }
 
-    /// One subscription for everything agents send: handshakes, events and logs.
-    private func listenToAgents(logger: Logger) async throws {
-        let client = internalNATS.client
-        let internalNATS = self.internalNATS
-        let pool = self.pool
-        let manager = self.manager
-        try await client.subscribe(to: AgentSubjects.allHost) { m in
-            guard let (agent, rest) = AgentSubjects.parseHost(m.subject) else { return }
-            switch rest.first {
-            case "handshake":
-                let hello: AgentHandshake
-                do {
-                    hello = try JSONDecoder().decode(AgentHandshake.self, from: Data(m.bytes))
-                    guard hello.id == agent else { throw NexError(.invalidRequest, "it names agent \(hello.id)") }
-                } catch {
-                    logger.warning(
-                        "an agent's handshake is malformed; refused",
-                        metadata: ["nex.agent": "\(agent)", "error": "\(error)"])
-                    guard let reply = m.replyTo else { return }
-                    let refusal = AgentResponse(ok: false, message: "malformed handshake: \(error)")
-                    try await client.publish(Array(try JSONEncoder().encode(refusal)), to: reply)
+    /// What an agent says by itself on its link, routed to the manager: log lines and the workload's exit (in
+    /// order, through the relay), and host calls (each its own task: a call may wait on a slow responder, and
+    /// never holds up the lines and the exit behind it).
+    private static func linkHandlers(
+        agentID: String, box: ManagerBox, logRelay: AgentLogRelay, logger: Logger
+    ) -> AgentLinkClient.Handlers {
+        AgentLinkClient.Handlers(
+            log: { level, text in logRelay.add(agentID: agentID, level: level, text: text) },
+            // Behind the workload's last lines, in the same queue: they go out before it is ended.
+            exited: { code, message in logRelay.exited(agentID: agentID, code: code, message: message) },
+            hostCall: { call, answer in
+                guard let manager = box.manager else {
+                    answer(false, Array("\(call.service).\(call.method): the node is starting".utf8))
                     return
                 }
-                let known = await pool.handshakeArrived(hello)
-                if let reply = m.replyTo {
-                    let answer = AgentResponse(ok: known, message: known ? nil : "unknown agent")
-                    try await client.publish(Array(try JSONEncoder().encode(answer)), to: reply)
+                let started = manager.tasks.spawn {
+                    let result = await manager.hostCall(agentID: agentID, call)
+                    answer(result.ok, result.body)
                 }
-            case "reply" where rest.count == 2:
-                internalNATS.replyArrived(token: String(rest[1]), message: m)
-            case "rpc" where rest.count == 5:
-                // Host calls may wait (a request to a slow responder): never hold up logs and events.
-                let (service, method) = (String(rest[3]), String(rest[4]))
-                manager.tasks.spawn {
-                    let answer = await manager.hostCall(
-                        agentID: agent, service: service, method: method, arguments: m.bytes, headers: m.headers)
-                    guard let reply = m.replyTo else { return }
-                    do { try await client.publish(answer, to: reply) } catch {
-                        logger.warning(
-                            "cannot answer a host call", metadata: ["nex.agent": "\(agent)", "error": "\(error)"])
-                    }
-                }
-            case "logs":
-                await manager.log(agentID: agent, body: m.bytes)
-            case "events" where rest.count == 2 && rest[1] == Substring(AgentEventType.workloadExited):
-                do {
-                    let report = try JSONDecoder().decode(WorkloadExited.self, from: Data(m.bytes))
-                    // Its own task: ending the old run (its sandbox's grace, an essential restart's journal
-                    // writes) must not hold up the handshakes and replies behind it on this subscription.
-                    // The workload's log lines before it were forwarded already.
-                    manager.tasks.spawn { await manager.exited(agentID: agent, report) }
-                } catch {
-                    // The agent's own exit is still noticed (its sandbox ends), only later and without a code.
-                    logger.warning(
-                        "an agent's workload_exited report is malformed; ignored",
-                        metadata: ["nex.agent": "\(agent)", "error": "\(error)"])
-                }
-            default:
-                logger.debug("unexpected agent message", metadata: ["subject": "\(m.subject)"])
-            }
-        }
-        try await client.flush()
+                if started == nil { answer(false, Array("\(call.service).\(call.method): the node is stopping".utf8)) }
+            })
     }
 
-    /// Removes what a node run leaves that the next one must make anew: agents' directories, the internal
-    /// server's files, the VM template, and artifact copies of workloads (the verified cache and the journal
-    /// stay). Left behind by a crash, they are removed at the next start.
+    /// Removes what a node run leaves that the next one must make anew: agents' directories, the VM template,
+    /// and artifact copies of workloads (the verified cache and the journal stay). Left behind by a crash, they
+    /// are removed at the next start.
     static func removeScratch(home: String, logger: Logger) async {
         do {
             try await BlockingIO.run {
                 let fm = FileManager.default
+                // "internal-nats": the server nodes before the agent link carried everything ran there.
                 var leftovers = ["agents", "internal-nats", "vm"].map { home + "/" + $0 }
                 let artifacts = home + "/artifacts"
                 if fm.fileExists(atPath: artifacts) {
@@ -219,7 +170,6 @@ struct NodeRuntime: Sendable {
         // The workloads' records stay: the node starts them again when it comes back.
         await manager.stopAll(reason: "node stopped", forget: false)
         await pool.close()
-        await internalNATS.stop()
     }
 }
 

@@ -144,13 +144,13 @@ extension WorkloadManager {
 
 extension WorkloadManager {
     /// A host-service call of the function an agent runs; the namespace and workload come from the node's
-    /// own records, never from the agent's subject.
-    func hostCall(
-        agentID: String, service: String, method: String, arguments: [UInt8], headers: NATSHeaders? = nil
-    ) async -> [UInt8] {
+    /// own records, never from what the agent says.
+    func hostCall(agentID: String, _ call: LinkFrame.HostCall) async -> HostServicesBroker.Answer {
+        let (service, method) = (call.service, call.method)
         guard let entry = workload(agent: agentID) else {
-            return HostServicesBroker.encode(["error": "no workload"])
+            return .failure("\(service).\(method): the agent runs no workload", .error)
         }
+        let headers: NATSHeaders? = call.traceParent.map { [TraceParent.headerName: $0] }
         // A child of the function's span (the agent sends its traceparent), whose context the call's own
         // messages and requests carry on.
         let span = tracing.start(
@@ -169,15 +169,13 @@ extension WorkloadManager {
         } catch {
             span.setStatus(.init(code: .error, message: "unreachable"))
             metrics.hostServiceCall(service: serviceLabel, outcome: .unreachable)
-            return HostServicesBroker.encode([
-                "error": "\(service).\(method): cannot reach the host services server: \(error)"
-            ])
+            return .failure("\(service).\(method): cannot reach the host services server: \(error)", .unreachable)
         }
         let answer = await broker.handle(
             namespace: entry.record.namespace, name: entry.record.name, service: service, method: method,
-            arguments: arguments, trace: tracing.headers(carrying: span.context))
+            arguments: call.arguments, trace: tracing.headers(carrying: span.context))
         if answer.outcome != .ok { span.setStatus(.init(code: .error, message: answer.outcome.rawValue)) }
         metrics.hostServiceCall(service: serviceLabel, outcome: answer.outcome)
-        return answer.body
+        return answer
     }
 }

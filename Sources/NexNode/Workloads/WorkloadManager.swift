@@ -25,7 +25,6 @@ struct FunctionTarget: Sendable {
 actor WorkloadManager {
     let config: NodeConfiguration
     let pool: AgentPool
-    let internalNATS: InternalNATS
     let events: EventPublisher
     let logger: Logger
     /// Reads the node's lame-duck flag (restarts stop in lame duck).
@@ -67,13 +66,12 @@ actor WorkloadManager {
     private var replaying: Set<String> = []
 
     init(
-        config: NodeConfiguration, pool: AgentPool, internalNATS: InternalNATS, events: EventPublisher,
+        config: NodeConfiguration, pool: AgentPool, events: EventPublisher,
         journal: WorkloadJournal?, metrics: NodeMetrics, tracing: NodeTracer, logger: Logger,
         isLameDuck: @escaping @Sendable () -> Bool
     ) {
         self.config = config
         self.pool = pool
-        self.internalNATS = internalNATS
         self.events = events
         self.journal = journal
         self.metrics = metrics
@@ -225,12 +223,7 @@ actor WorkloadManager {
             triggerSubjects: record.request.triggerSubjects ?? [], limits: config.functionLimits,
             maxConcurrency: concurrency)
         let response: AgentResponse
-        do {
-            let reply = try await internalNATS.request(
-                Array(try JSONEncoder().encode(request)), to: AgentSubjects.deploy(agent: agent.id), agent: agent.id,
-                timeout: .seconds(10))
-            response = try JSONDecoder().decode(AgentResponse.self, from: Data(reply.bytes))
-        } catch {
+        do { response = try await agent.link.deploy(request, timeout: .seconds(10)) } catch {
             response = AgentResponse(ok: false, message: "the agent did not answer the deploy: \(error)")
         }
         guard response.ok else {
@@ -393,11 +386,8 @@ actor WorkloadManager {
     @discardableResult
     private func end(_ id: String, code: Int, message: String, forget: Bool) async -> Bool {
         guard let entry = state.stopRequested(id) else { return true }
-        if let agentID = entry.status.agent {
-            do {
-                _ = try await internalNATS.request(
-                    [], to: AgentSubjects.undeploy(agent: agentID), agent: agentID, timeout: .seconds(8))
-            } catch {
+        if let agentID = entry.status.agent, let link = resources[id]?.agent?.link {
+            do { _ = try await link.stop(timeout: .seconds(8)) } catch {
                 // The sandbox is destroyed next either way; the workload just had no chance to stop cleanly.
                 logger.warning(
                     "the agent did not confirm the stop; destroying its sandbox",
@@ -438,7 +428,7 @@ actor WorkloadManager {
 
     private func destroy(_ agent: Agent) async {
         await agent.sandbox.destroy(grace: .seconds(6))
-        internalNATS.removeAgent(agent.id)
+        agent.link.close()
         await BlockingIO.remove(agent.workDirectory, what: "an agent's directory", logger: logger)
     }
 
@@ -529,7 +519,7 @@ actor WorkloadManager {
         }
     }
 
-    /// Forwards a line a function logged (it came on the agent's link) to the workload's log subject.
+    /// Forwards a line the workload logged (it came on the agent's link) to the workload's log subject.
     func log(agentID: String, level: Int, text: [UInt8]) async {
         guard let entry = state.entry(agent: agentID) else { return }
         let line = LogEntry(text: String(decoding: text, as: UTF8.self), level: level, id: entry.id)
@@ -541,22 +531,17 @@ actor WorkloadManager {
         await events.log(body, namespace: entry.record.namespace, workloadName: entry.record.name, workloadID: entry.id)
     }
 
-    /// Forwards an agent's log entry to the workload's log subject.
-    func log(agentID: String, body: [UInt8]) async {
-        guard let entry = state.entry(agent: agentID) else { return }
-        await events.log(body, namespace: entry.record.namespace, workloadName: entry.record.name, workloadID: entry.id)
-    }
-
     // MARK: Health
 
-    /// Pings every agent that runs a workload; three missed pings in a row end the workload.
+    /// Sends a heartbeat to every agent that runs a workload; three missed in a row end the workload.
     func checkHealth(timeout: Duration) async {
         for entry in state.workloads() {
-            guard case .running(let agentID) = entry.status else { continue }
+            guard case .running(let agentID) = entry.status, let link = resources[entry.id]?.agent?.link else {
+                continue
+            }
             let ok: Bool
             do {
-                _ = try await internalNATS.request(
-                    [], to: AgentSubjects.ping(agent: agentID), agent: agentID, timeout: timeout)
+                _ = try await link.heartbeat(timeout: timeout)
                 ok = true
             } catch { ok = false }
             if state.pinged(entry.id, ok: ok) {

@@ -2,8 +2,8 @@
 
 Serves Firecracker's API on --api-sock: records each request as a JSON line in <api-sock>.requests and
 answers 204. On InstanceStart it plays the guest's part over the vsock Unix sockets the API named: it
-reads the first line the internal NATS relay sends (port 4222), writes "hello-link" to the link (4223) and
-fetches the artifact on the control channel (4224), recording what happened.
+writes "hello-link" to the agent's link (port 4223) and fetches the artifact on the control channel (4224),
+recording what happened.
 """
 import json
 import os
@@ -27,10 +27,6 @@ def record(entry):
 
 def play_guest():
     base = state["vsock"]
-    nats = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    nats.connect(base + "_4222")
-    first = nats.makefile("rb").readline().decode().strip()
-    record({"guest": "nats", "first_line": first[:40]})
     link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     link.connect(base + "_4223")
     link.sendall(b"hello-link")
@@ -45,7 +41,6 @@ def play_guest():
     body = reader.read(size).decode(errors="replace")
     record({"guest": "control", "settings": settings, "artifact_header": header, "artifact": body})
     control.close()
-    nats.close()
     link.close()
 
 
