@@ -360,7 +360,11 @@ import Testing
             let events = try await MessageRecorder(client, subject: "$NEX.events.>")
             let node = NexNode(configuration: config, client: client)
             let running = Task { try await node.run() }
-            try await eventually("node up") { events.messages.contains { $0.subject.hasSuffix("node_started") } }
+            // run() starts the node in its own task: wait for its announcement as long as any start may take
+            // (seconds when the whole suite starts its nodes at once; a fresh-clone run missed a 10 s window).
+            try await eventually("node up", timeout: .seconds(60)) {
+                events.messages.contains { $0.subject.hasSuffix("node_started") }
+            }
             var nex = NexControlClient(client: client)
             nex.gatherTimeout = .milliseconds(500)
             let path = server.directory.appendingPathComponent("sleeper.sh").path
