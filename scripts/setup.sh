@@ -58,7 +58,7 @@ if [ ! -e "$node_prefix/usr/include/node/v8.h" ] || ! ls "$node_prefix"/usr/lib/
   for deb in "$tmp"/*.deb; do $sudo_cmd dpkg-deb -x "$deb" "$node_prefix"; done
   rm -rf "$tmp"
 fi
-node_lib=$(dirname "$(ls "$node_prefix"/usr/lib/*/libnode.so.108)")
+node_lib=$(dirname "$(ls "$node_prefix"/usr/lib/*/libnode.so.108 | head -1)")
 pc_text="prefix=$node_prefix/usr
 Name: nex-libnode
 Description: V8 10.2 from Debian's libnode 18, for the JavaScript and WebAssembly functions of Nex
@@ -70,8 +70,9 @@ if [ "$(cat "$node_pc" 2>/dev/null)" != "$pc_text" ]; then
   $sudo_cmd mkdir -p "$(dirname "$node_pc")"
   printf '%s\n' "$pc_text" | $sudo_cmd tee "$node_pc" >/dev/null
 fi
-if [ "$(cat "$node_ld_conf" 2>/dev/null)" != "$node_lib" ] || ! ldconfig -p | grep -q "libnode.so.108 .*$node_lib"; then
+# ldconfig lives in /sbin, which a non-root PATH may lack; grep reads all of its output (no SIGPIPE under pipefail).
+if [ "$(cat "$node_ld_conf" 2>/dev/null)" != "$node_lib" ] || ! /sbin/ldconfig -p | grep "libnode.so.108 .*$node_lib" >/dev/null; then
   echo "setup: registering $node_lib with the dynamic loader"
   printf '%s\n' "$node_lib" | $sudo_cmd tee "$node_ld_conf" >/dev/null
-  $sudo_cmd ldconfig
+  $sudo_cmd /sbin/ldconfig
 fi

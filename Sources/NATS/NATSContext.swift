@@ -46,8 +46,13 @@ public struct NATSContext: Sendable, Equatable {
     ) throws(NATSError) -> NATSContext? {
         let directory = configDirectory(environment: environment)
         var chosen = name ?? environment["NATS_CONTEXT"].flatMap { $0.isEmpty ? nil : $0 }
-        if chosen == nil, let selected = try? String(contentsOfFile: directory + "/context.txt", encoding: .utf8) {
-            // No selection file is the normal case: the `nats` CLI then connects without a context.
+        let selection = directory + "/context.txt"
+        // No selection file is the normal case: the `nats` CLI then connects without a context.
+        if chosen == nil, FileManager.default.fileExists(atPath: selection) {
+            let selected: String
+            do { selected = try String(contentsOfFile: selection, encoding: .utf8) } catch {
+                throw NATSError(.invalidConfiguration, "cannot read the selected nats context from \(selection)")
+            }
             let trimmed = selected.trimmingCharacters(in: .whitespacesAndNewlines)
             if !trimmed.isEmpty { chosen = trimmed }
         }

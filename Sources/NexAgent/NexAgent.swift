@@ -94,8 +94,9 @@ public final class NexAgent: Sendable {
         var workloadID: String?
     }
 
-    /// How long a host call waits for the node's answer, so a function's limits still hold.
-    static let hostCallTimeout: Duration = .seconds(6)
+    /// How long a host call waits for the node's answer, so a function's limits still hold. Above the node's
+    /// own deadline (5 s per call, after opening the workload's host-services connection the first time).
+    static let hostCallTimeout: Duration = .seconds(10)
 
     /// An agent with `makeRunner` choosing the runner for a workload type (nil: type not supported here).
     public init(settings: Settings, makeRunner: @escaping @Sendable (String) -> (any WorkloadRunner)?) {
@@ -132,6 +133,13 @@ public final class NexAgent: Sendable {
         }
         control.finish()
         await stopWorkload()
+        // The stop's reply and the workload's last lines go out before the process does (at most 2 s).
+        await withCheckedContinuation { (sent: CheckedContinuation<Void, Never>) in
+            startThread(named: "nex-agent-flush") {
+                link.waitUntilSent(timeout: .seconds(2))
+                sent.resume()
+            }
+        }
         return reason
     }
 

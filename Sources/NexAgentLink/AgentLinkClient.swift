@@ -85,7 +85,7 @@ public final class AgentLinkClient: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers(
-                            ByteToMessageHandler(LinkFrameDecoder()),
+                            ByteToMessageHandler(LinkFrameDecoder(maxLength: maxAgentFrame)),
                             AgentFrameHandler(triggers: triggers, requests: requests, hello: hello, handlers: handlers))
                     }
                 }
@@ -114,6 +114,15 @@ public final class AgentLinkClient: Sendable {
 
     /// The default of the bytes of frames that may wait for an agent (many times the largest NATS payload).
     public static let defaultWriteLimit = 64 << 20
+    /// The largest frame taken from an agent: above NATS's largest default payload, far below what the node's
+    /// event loop should copy for one hostile agent.
+    public static let maxAgentFrame = 16 << 20
+    /// Host calls of one agent the node works on at once (a function makes one per running trigger).
+    public static let maxHostCallsInFlight = 256
+    /// The largest arguments of one host call.
+    public static let maxHostCallArguments = 8 << 20
+    /// The longest exit message kept.
+    public static let maxExitMessage = 4 << 10
 
     // MARK: Start
 
@@ -333,9 +342,10 @@ final class HelloWait: Sendable {
     }
 }
 
-/// Cuts the link's byte stream into frames.
+/// Cuts the link's byte stream into frames of at most `maxLength` bytes.
 struct LinkFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = LinkFrame
+    let maxLength: Int
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         // The 4-byte length comes first; a frame is copied out only once it is whole.
@@ -343,11 +353,11 @@ struct LinkFrameDecoder: ByteToMessageDecoder {
         let total = 4 + Int(length)
         if buffer.readableBytes < total {
             // An impossible length is refused now, not after waiting for gigabytes.
-            _ = try LinkFrame.decode(Array(buffer.readableBytesView.prefix(4))[...])
+            _ = try LinkFrame.decode(Array(buffer.readableBytesView.prefix(4))[...], maxLength: maxLength)
             return .needMoreData
         }
         let bytes = buffer.readBytes(length: total) ?? []
-        guard let (frame, _) = try LinkFrame.decode(bytes[...]) else {
+        guard let (frame, _) = try LinkFrame.decode(bytes[...], maxLength: maxLength) else {
             throw LinkFrame.MalformedFrame(description: "a frame shorter than its length")
         }
         context.fireChannelRead(wrapInboundOut(frame))
@@ -362,14 +372,22 @@ struct LinkFrameDecoder: ByteToMessageDecoder {
     }
 }
 
-/// Routes each frame the agent sends: answers to their callers, the rest to the handlers. A malformed stream,
-/// or a frame only a node sends, ends the link.
+/// Routes each frame the agent sends: answers to their callers, the rest to the handlers. The agent may be
+/// hostile (a function that escaped its engine runs as the agent), so the link holds it to the protocol and
+/// to bounds: hello first and once, one exit, at most ``AgentLinkClient/maxHostCallsInFlight`` host calls at
+/// once with arguments of at most ``AgentLinkClient/maxHostCallArguments`` bytes, and answers it reads. A
+/// malformed stream, or a frame only a node sends, ends the link.
 final class AgentFrameHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = LinkFrame
     private let triggers: PendingCalls<AgentLinkClient.Reply>
     private let requests: PendingCalls<AgentResponse>
     private let hello: HelloWait
     private let handlers: AgentLinkClient.Handlers
+    /// What the agent said so far (read and written on the channel's loop only; atomics for Sendable).
+    private let saidHello = Atomic<Bool>(false)
+    private let saidExit = Atomic<Bool>(false)
+    /// Host calls the node has not answered yet (answers come from any task).
+    private let hostCallsInFlight = Atomic<Int>(0)
 
     init(
         triggers: PendingCalls<AgentLinkClient.Reply>, requests: PendingCalls<AgentResponse>, hello: HelloWait,
@@ -383,6 +401,10 @@ final class AgentFrameHandler: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        if case .hello = frame {
+        } else if !saidHello.load(ordering: .relaxed) {
+            return fail(context, "the agent sent \(frame.kindName) before its hello")
+        }
         switch frame {
         case .result(let id, let ok, let elapsed, let body):
             triggers.resolve(id, AgentLinkClient.Reply(ok: ok, elapsedNanos: elapsed, body: body))
@@ -391,17 +413,53 @@ final class AgentFrameHandler: ChannelInboundHandler, Sendable {
         case .log(let level, let text):
             handlers.log(Int(level), text)
         case .exited(let code, let message):
-            handlers.exited(Int(code), message)
-        case .hostCall(let id, let call):
-            let channel = context.channel
-            handlers.hostCall(call) { ok, body in
-                let frame = LinkFrame.hostAnswer(id: id, ok: ok, body: body)
-                channel.writeAndFlush(ByteBuffer(bytes: frame.encoded()), promise: nil)
+            guard !saidExit.exchange(true, ordering: .relaxed) else {
+                return fail(context, "the agent reported its workload's exit twice")
             }
+            handlers.exited(Int(code), String(message.prefix(AgentLinkClient.maxExitMessage)))
+        case .hostCall(let id, let call):
+            hostCall(id, call, on: context.channel)
         case .hello(let handshake):
-            if !hello.arrived(handshake) { fail(context, "the agent said hello twice") }
+            guard !saidHello.exchange(true, ordering: .relaxed) else {
+                return fail(context, "the agent said hello twice")
+            }
+            _ = hello.arrived(handshake)
         case .welcome, .deploy, .stop, .heartbeat, .trigger, .hostAnswer:
             fail(context, "the agent sent a frame only a node sends (\(frame.kindName))")
+        }
+    }
+
+    /// Hands a host call on, within the link's bounds; its answer is refused at once past them.
+    private func hostCall(_ id: UInt64, _ call: LinkFrame.HostCall, on channel: any Channel) {
+        let name = "\(call.service).\(call.method)"
+        @Sendable func answer(_ ok: Bool, _ body: [UInt8]) {
+            // An answer the agent could not take back whole (past the frame limit) is an error it can read.
+            let frame =
+                13 + 1 + body.count <= LinkFrame.maxLength
+                ? LinkFrame.hostAnswer(id: id, ok: ok, body: body)
+                : LinkFrame.hostAnswer(
+                    id: id, ok: false, body: Array("\(name): the result (\(body.count) bytes) is too large".utf8))
+            // An agent that does not read its answers is not queued for without end.
+            guard channel.isWritable else {
+                channel.close(promise: nil)
+                return
+            }
+            channel.writeAndFlush(ByteBuffer(bytes: frame.encoded()), promise: nil)
+        }
+        guard call.arguments.count <= AgentLinkClient.maxHostCallArguments else {
+            return answer(
+                false,
+                Array("\(name): the arguments are larger than \(AgentLinkClient.maxHostCallArguments) bytes".utf8))
+        }
+        guard hostCallsInFlight.add(1, ordering: .relaxed).newValue <= AgentLinkClient.maxHostCallsInFlight else {
+            hostCallsInFlight.subtract(1, ordering: .relaxed)
+            return answer(false, Array("\(name): too many host calls at once".utf8))
+        }
+        let once = AnswerOnce()
+        handlers.hostCall(call) { ok, body in
+            guard once.claim() else { return }
+            self.hostCallsInFlight.subtract(1, ordering: .relaxed)
+            answer(ok, body)
         }
     }
 
@@ -418,4 +476,11 @@ final class AgentFrameHandler: ChannelInboundHandler, Sendable {
         hello.end(why)
         context.close(promise: nil)
     }
+}
+
+/// Lets a host call be answered once, whoever answers.
+private final class AnswerOnce: Sendable {
+    private let answered = Atomic<Bool>(false)
+    /// True the first time only.
+    func claim() -> Bool { !answered.exchange(true, ordering: .relaxed) }
 }

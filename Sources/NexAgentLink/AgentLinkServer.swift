@@ -13,8 +13,9 @@ import Synchronization
 /// reader; host-call answers go to the thread that waits for them.
 ///
 /// Idle workers wait in epoll with `EPOLLEXCLUSIVE`, each on an epoll instance of its own watching the link
-/// and a shared eventfd: data on the link wakes one idle worker (as a rule; not all of them), and a worker
-/// that takes a frame wakes nobody unless more bytes are buffered.
+/// and a shared eventfd: data on the link wakes one idle worker (as a rule; not all of them). A worker that
+/// takes a trigger first deals with every other frame it read with it (and reads on while its last read filled
+/// its buffer), handing further triggers to idle workers through the eventfd.
 ///
 /// A function's host call blocks its worker (V8 calls host services synchronously) until the node answers
 /// on the link. The waiting thread reads the link too, so an answer always finds a reader even when every
@@ -92,9 +93,15 @@ public final class AgentLinkServer: Sendable {
 
     // MARK: Sending
 
-    /// Sends a frame to the node (hello, a reply, an exit); false when the link has closed.
+    /// Sends a control frame to the node (hello, a reply, an exit) without waiting for room (it is small, and
+    /// sent from tasks that must not block); false when the link has closed.
     @discardableResult
-    public func send(_ frame: LinkFrame) -> Bool { socket.send(frame) }
+    public func send(_ frame: LinkFrame) -> Bool { socket.send(frame, waitingForRoom: false) }
+
+    /// Waits (blocking, at most `timeout`) until what was sent is written: the agent's last words before it
+    /// exits.
+    @discardableResult
+    public func waitUntilSent(timeout: Duration) -> Bool { socket.waitUntilSent(timeout: timeout) }
 
     /// The longest log line sent whole; a longer one is cut there and marked (a frame over the link's limit
     /// would end the link, and with it the workload).
@@ -123,6 +130,10 @@ public final class AgentLinkServer: Sendable {
     public func hostCall(_ call: LinkFrame.HostCall, timeout: Duration) -> Result<
         (ok: Bool, body: [UInt8]), HostCallFailure
     > {
+        // Names travel with a length byte: a longer one would arrive empty and end the link.
+        for name in [call.service, call.method] where name.isEmpty || name.utf8.count > 255 {
+            return .failure(HostCallFailure(description: "a host service or method name must be 1 to 255 bytes"))
+        }
         let wakeup = nex_eventfd()
         guard wakeup >= 0 else { return .failure(HostCallFailure(description: "eventfd: \(Self.errorText())")) }
         defer { Foundation.close(wakeup) }
@@ -155,7 +166,7 @@ public final class AgentLinkServer: Sendable {
                     r.calls[id] = nil
                     return .success(answer)
                 }
-                if !r.ended { readWhileWaiting(r, for: wait) }
+                if !r.ended { readWhileWaiting(r) }
                 if let answer = wait.answer {
                     r.calls[id] = nil
                     return .success(answer)
@@ -181,20 +192,12 @@ public final class AgentLinkServer: Sendable {
         }
     }
 
-    /// Reads what the socket holds now on behalf of a thread waiting for its answer: answers are delivered,
-    /// control frames passed on, triggers handed to the next free worker. Stops at its own answer.
-    private func readWhileWaiting(_ r: Reader, for wait: HostCallWait) {
+    /// Reads all the socket holds now on behalf of a thread waiting for its answer: answers are delivered
+    /// (its own and others'), control frames passed on, triggers handed to the next free worker.
+    private func readWhileWaiting(_ r: Reader) {
         let handedOver = r.handedOver.count
-        defer { if r.handedOver.count > handedOver { wakeOne() } }
-        while wait.answer == nil && !r.ended {
-            switch socket.nextFrameNow(&r.buffer) {
-            case .frame(let frame): dispatch(frame, r)
-            case .wouldBlock: return
-            case .ended(let reason): endLocked(reason)
-            }
-        }
-        // Frames read with the answer are dealt with too: no event will announce them.
-        drainBuffer(r)
+        drainLink(r)
+        if r.handedOver.count > handedOver { wakeOne() }
     }
 
     // MARK: Workers
@@ -266,7 +269,7 @@ public final class AgentLinkServer: Sendable {
         locked { r in
             guard !r.ended else { return .ended }
             var taken = r.handedOver.popFirst()
-            while taken == nil {
+            while taken == nil && !r.ended {
                 switch socket.nextFrameNow(&r.buffer) {
                 case .frame(let frame):
                     if case .trigger = frame { taken = frame } else { dispatch(frame, r) }
@@ -274,14 +277,26 @@ public final class AgentLinkServer: Sendable {
                     return .idle
                 case .ended(let reason):
                     endLocked(reason)
-                    return .ended
                 }
             }
-            // What else was read with it is dealt with now: no event will announce bytes already read, and
-            // a host call's answer among them must reach its waiting thread before this trigger ends.
-            drainBuffer(r)
+            // What else was read with it is dealt with now, and what the socket may still hold when the last
+            // read filled the buffer: no event announces bytes already read or already signalled, and a host
+            // call's answer among them must reach its waiting thread before this trigger ends.
+            if r.buffer.socketMayHoldMore { drainLink(r) } else { drainBuffer(r) }
+            guard !r.ended, let taken else { return .ended }
             if !r.handedOver.isEmpty { wakeOne() }
-            return taken.map(Step.run) ?? .idle
+            return .run(taken)
+        }
+    }
+
+    /// Dispatches every frame read, or readable now without blocking (triggers to the next free worker).
+    private func drainLink(_ r: Reader) {
+        while !r.ended {
+            switch socket.nextFrameNow(&r.buffer) {
+            case .frame(let frame): dispatch(frame, r)
+            case .wouldBlock: return
+            case .ended(let reason): endLocked(reason)
+            }
         }
     }
 
@@ -320,8 +335,10 @@ public final class AgentLinkServer: Sendable {
         wakeOne()
     }
 
+    /// Ends the link (with the read lock held; `onEnd` runs under it too, so it must not call back in).
     private func endLocked(_ reason: String) {
         reader.ended = true
+        wakeOne()  // idle workers see the end; closing the socket may take its readiness with it
         socket.finish()
         for wait in reader.calls.values {
             var one: UInt64 = 1

@@ -72,6 +72,14 @@ public enum LinkFrame: Equatable, Sendable {
         case hostCall = 11
         case hostAnswer = 12
         case exited = 13
+
+        /// Frames that answer nothing and ask nothing: their id is 0.
+        var isOneWay: Bool {
+            switch self {
+            case .hello, .welcome, .log, .exited: true
+            default: false
+            }
+        }
     }
 
     /// The request's or answer's id; 0 for a one-way frame.
@@ -106,73 +114,67 @@ public enum LinkFrame: Equatable, Sendable {
 
     /// The frame as bytes for the wire.
     public func encoded() -> [UInt8] {
-        var body: [UInt8] = []
-        let kind: Kind
+        // The header first, its length patched in at the end: the payload is copied once, into the frame.
+        var out: [UInt8]
         switch self {
-        case .hello(let hello):
-            kind = .hello
-            body = Self.json(hello)
-        case .welcome(let answer):
-            kind = .welcome
-            body = Self.json(answer)
-        case .deploy(_, let request):
-            kind = .deploy
-            body = Self.json(request)
-        case .stop:
-            kind = .stop
-        case .heartbeat:
-            kind = .heartbeat
-        case .reply(_, let answer):
-            kind = .reply
-            body = Self.json(answer)
+        case .hello(let hello): out = Self.begin(.hello, id, Self.json(hello))
+        case .welcome(let answer): out = Self.begin(.welcome, id, Self.json(answer))
+        case .deploy(_, let request): out = Self.begin(.deploy, id, Self.json(request))
+        case .stop: out = Self.begin(.stop, id)
+        case .heartbeat: out = Self.begin(.heartbeat, id)
+        case .reply(_, let answer): out = Self.begin(.reply, id, Self.json(answer))
         case .trigger(_, let subject, let payload, let traceParent):
             // Body: subject length (2), subject, [trace length (1), trace,] payload. A context that does not
             // fit one length byte is left out (a traceparent is 55 bytes).
-            let name = Array(subject.utf8)
             let trace = Self.shortText(traceParent)
-            kind = trace.isEmpty ? .trigger : .tracedTrigger
-            body.reserveCapacity(2 + name.count + (trace.isEmpty ? 0 : 1 + trace.count) + payload.count)
-            Self.append(UInt16(name.count), to: &body)
-            body += name
+            out = Self.begin(
+                trace.isEmpty ? .trigger : .tracedTrigger, id, capacity: 258 + subject.utf8.count + payload.count)
+            Self.append(UInt16(subject.utf8.count), to: &out)
+            out += subject.utf8
             if !trace.isEmpty {
-                body.append(UInt8(trace.count))
-                body += trace
+                out.append(UInt8(trace.count))
+                out += trace
             }
-            body += payload
+            out += payload
         case .result(_, let ok, let elapsedNanos, let reply):
-            kind = .result
-            body.reserveCapacity(9 + reply.count)
-            body.append(ok ? 1 : 0)
-            Self.append(UInt64(bitPattern: elapsedNanos), to: &body)
-            body += reply
+            out = Self.begin(.result, id, capacity: 9 + reply.count)
+            out.append(ok ? 1 : 0)
+            Self.append(UInt64(bitPattern: elapsedNanos), to: &out)
+            out += reply
         case .hostCall(_, let call):
             // Body: service, method and trace context, each a length byte and the text; the arguments.
-            kind = .hostCall
+            out = Self.begin(.hostCall, id, capacity: 3 + 255 * 3 + call.arguments.count)
             for text in [Self.shortText(call.service), Self.shortText(call.method), Self.shortText(call.traceParent)] {
-                body.append(UInt8(text.count))
-                body += text
+                out.append(UInt8(text.count))
+                out += text
             }
-            body += call.arguments
+            out += call.arguments
         case .hostAnswer(_, let ok, let answer):
-            kind = .hostAnswer
-            body.reserveCapacity(1 + answer.count)
-            body.append(ok ? 1 : 0)
-            body += answer
+            out = Self.begin(.hostAnswer, id, capacity: 1 + answer.count)
+            out.append(ok ? 1 : 0)
+            out += answer
         case .log(let level, let text):
-            kind = .log
-            body.reserveCapacity(1 + text.count)
-            body.append(UInt8(bitPattern: level))
-            body += text
+            out = Self.begin(.log, id, capacity: 1 + text.count)
+            out.append(UInt8(bitPattern: level))
+            out += text
         case .exited(let code, let message):
-            kind = .exited
-            Self.append(UInt32(bitPattern: code), to: &body)
-            body += Array(message.utf8)
+            out = Self.begin(.exited, id, capacity: 4 + message.utf8.count)
+            Self.append(UInt32(bitPattern: code), to: &out)
+            out += message.utf8
         }
+        let length = UInt32(truncatingIfNeeded: out.count - 4).bigEndian
+        withUnsafeBytes(of: length) { bytes in
+            for index in 0..<4 { out[index] = bytes[index] }
+        }
+        return out
+    }
+
+    /// A frame's header (its length still 0), ready for `capacity` bytes of body, followed by `body`.
+    private static func begin(_ kind: Kind, _ id: UInt64, _ body: [UInt8] = [], capacity: Int = 0) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(13 + body.count)
-        Self.append(UInt32(1 + 8 + body.count), to: &out)
-        out.append(kind.rawValue)
-        Self.append(id, to: &out)
+        out.reserveCapacity(13 + max(capacity, body.count))
+        out += [0, 0, 0, 0, kind.rawValue]
+        append(id, to: &out)
         out += body
         return out
     }
@@ -201,7 +203,10 @@ public enum LinkFrame: Equatable, Sendable {
 
     /// Decodes the frame at the start of `bytes`: the frame and how many bytes it took, or nil while the
     /// frame is still incomplete.
-    public static func decode(_ bytes: ArraySlice<UInt8>) throws(MalformedFrame) -> (LinkFrame, Int)? {
+    /// `maxLength`: the largest frame accepted (a node takes less from its agents than it may send them).
+    public static func decode(_ bytes: ArraySlice<UInt8>, maxLength: Int = LinkFrame.maxLength) throws(MalformedFrame)
+        -> (LinkFrame, Int)?
+    {
         guard bytes.count >= 4 else { return nil }
         let start = bytes.startIndex
         let length = Int(read(UInt32.self, bytes, at: start))
@@ -214,8 +219,7 @@ public enum LinkFrame: Equatable, Sendable {
         }
         let id = read(UInt64.self, bytes, at: start + 5)
         // An answer or request without an id, or a one-way frame with one, would not read back as sent.
-        let oneWay: Set<Kind> = [.hello, .welcome, .log, .exited]
-        guard (id == 0) == oneWay.contains(kind) else {
+        guard (id == 0) == kind.isOneWay else {
             throw MalformedFrame(description: "a \(kind) frame with an id of \(id)")
         }
         let body = bytes[(start + 13)..<(start + 4 + length)]

@@ -46,13 +46,14 @@ public final class LinkSocket: @unchecked Sendable {
         return (fds[0], fds[1])
     }
 
-    /// Queues `frame`; false when the link is closed. Blocks only while more than ``queueLimit`` bytes wait.
+    /// Queues `frame`; false when the link is closed. Blocks only while more than ``queueLimit`` bytes wait,
+    /// and never when `waitingForRoom` is false (the agent's few small control frames, sent from tasks).
     @discardableResult
-    public func send(_ frame: LinkFrame) -> Bool {
+    public func send(_ frame: LinkFrame, waitingForRoom: Bool = true) -> Bool {
         let bytes = frame.encoded()
         condition.lock()
         defer { condition.unlock() }
-        while queuedBytes > Self.queueLimit && !closed { condition.wait() }
+        while waitingForRoom && queuedBytes > Self.queueLimit && !closed { condition.wait() }
         if closed { return false }
         var offset = 0
         if queue.isEmpty && !writing {
@@ -125,6 +126,19 @@ public final class LinkSocket: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Waits (blocking, at most `timeout`) until every queued frame is written; false when time ran out or the
+    /// link closed first. For an agent about to exit: its last reply and lines must not die with it.
+    public func waitUntilSent(timeout: Duration) -> Bool {
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) * 1e-18
+        let deadline = Date().addingTimeInterval(seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while (!queue.isEmpty || writing) && !closed {
+            guard condition.wait(until: deadline) else { return false }
+        }
+        return queue.isEmpty && !writing
+    }
+
     /// Says that frames will be read (with ``nextFrameNow(_:)``), so that ``close()`` leaves closing the
     /// descriptor to the reader's ``finish()``.
     func claimReading() {
@@ -138,8 +152,8 @@ public final class LinkSocket: @unchecked Sendable {
         var bytes: [UInt8] = []
         var start = 0
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        /// Bytes of a next frame (whole or not) are here.
-        var holdsMore: Bool { start < bytes.count }
+        /// The last read filled `chunk`: the socket may hold more than was read.
+        var socketMayHoldMore = false
     }
 
     /// What reading the link gave.
@@ -167,9 +181,13 @@ public final class LinkSocket: @unchecked Sendable {
             }
             let n = buffer.chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if n < 0, errno == EINTR { continue }
-            if n < 0, errno == EAGAIN || errno == EWOULDBLOCK { return .wouldBlock }
+            if n < 0, errno == EAGAIN || errno == EWOULDBLOCK {
+                buffer.socketMayHoldMore = false
+                return .wouldBlock
+            }
             if n == 0 { return .ended("the other end closed the link") }
             if n < 0 { return .ended("read: \(String(cString: strerror(errno)))") }
+            buffer.socketMayHoldMore = n == buffer.chunk.count
             buffer.bytes += buffer.chunk[0..<n]
         }
     }

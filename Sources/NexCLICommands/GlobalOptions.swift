@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import NATS
-import NATSJetStream
 import NexControlClient
+import Synchronization
 
 /// Connection options shared by every command, with the NATS conventions: flags first, then `NATS_URL`, then the
 /// `nats` CLI context (`--context`, `NATS_CONTEXT`, or the one `nats context select` chose).
@@ -49,8 +49,22 @@ package struct GlobalOptions: ParsableArguments {
     package init() {}
 
     /// The `nats` context in use: `--context`, else `NATS_CONTEXT`, else the selected one (nil when none is).
+    /// A named context that cannot be used is an error; a broken selected one is only warned about (it is a
+    /// default, and must not stop commands that give their server and credentials).
     package func natsContext() throws -> NATSContext? {
-        do { return try NATSContext.load(named: context) } catch { throw CLIError(error.message) }
+        let named = context ?? ProcessInfo.processInfo.environment["NATS_CONTEXT"].flatMap { $0.isEmpty ? nil : $0 }
+        do { return try NATSContext.load(named: named) } catch {
+            if named != nil { throw CLIError(error.message) }
+            Self.warnOnce("the selected nats context is not used: \(error.message)")
+            return nil
+        }
+    }
+
+    private static let warned = Atomic(false)
+
+    private static func warnOnce(_ text: String) {
+        guard !warned.exchange(true, ordering: .relaxed) else { return }
+        FileHandle.standardError.write(Data("nex: \(text)\n".utf8))
     }
 
     /// Server URLs from `--server`, `NATS_URL` or the context (nil when none of them names any).
@@ -89,20 +103,10 @@ package struct GlobalOptions: ParsableArguments {
         return config
     }
 
-    /// The control API client for `client`, in `--namespace`, with the context's JetStream domain.
-    package func nex(_ client: NATSClient) throws -> NexControlClient {
-        var nex = NexControlClient(client: client, namespace: namespace)
-        let natsContext = try natsContext()
-        nex.jetStreamDomain = natsContext?.jetStreamDomain
-        nex.jetStreamAPIPrefix = natsContext?.jetStreamAPIPrefix
-        return nex
-    }
-
-    /// A JetStream context for `client` with the context's domain or API prefix.
-    package func jetStream(_ client: NATSClient) throws -> JetStreamContext {
-        let natsContext = try natsContext()
-        return JetStreamContext(
-            client: client, domain: natsContext?.jetStreamDomain, apiPrefix: natsContext?.jetStreamAPIPrefix)
+    /// The control API client for `client`, in `--namespace`. Artifacts go to the JetStream the nodes fetch
+    /// from (their account's own): a context's `jetstream_domain` is not used for them.
+    package func nex(_ client: NATSClient) -> NexControlClient {
+        NexControlClient(client: client, namespace: namespace)
     }
 
     /// Connects to `--server`/`NATS_URL`/the context (or the default local server), or fails with a message a

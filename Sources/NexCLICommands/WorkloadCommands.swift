@@ -80,7 +80,7 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
         let issuer = try DeveloperKeys.loadOrCreate("issuer.nk", .account)
         let publisher = try DeveloperKeys.loadOrCreate("publisher.xk", .curve)
         try await global.withClient { client in
-            let nex = try global.nex(client)
+            let nex = global.nex(client)
             let candidates = try await nex.auction(AuctionRequest(workloadTypes: [type]))
             guard !candidates.isEmpty else {
                 throw CLIError(
@@ -186,9 +186,9 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
         let issuerKey = try DeveloperKeys.load(issuer, expecting: .account)
         let publisher = try DeveloperKeys.load(xkey, expecting: .curve)
         try await global.withClient { client in
-            let nex = try global.nex(client)
+            let nex = global.nex(client)
             let store: ObjectStore
-            do { store = try await global.jetStream(client).objectStore(artifact.bucket) } catch {
+            do { store = try await JetStreamContext(client: client).objectStore(artifact.bucket) } catch {
                 throw CLIError("no object store \(artifact.bucket): \(error)")
             }
             guard let info = try await store.info(artifact.key) else {
@@ -230,7 +230,7 @@ struct StopCommand: AsyncParsableCommand, NexCLIRunnable {
     func execute() async throws {
         let issuerKey = try DeveloperKeys.load(issuer ?? DeveloperKeys.home + "/issuer.nk", expecting: .account)
         try await global.withClient { client in
-            let nex = try global.nex(client)
+            let nex = global.nex(client)
             let stopped = try await Output.refusalsAsErrors {
                 try await nex.stop(workloadID: workload, node: node, issuer: issuerKey)
             }
@@ -257,7 +257,7 @@ struct LogsCommand: AsyncParsableCommand, NexCLIRunnable {
 
     func execute() async throws {
         let client = try await global.connect()
-        let nex = try global.nex(client)
+        let nex = global.nex(client)
         let lines = try await nex.logs(node: node, workloadName: workloadName, workloadID: workloadID)
         Output.say("Following logs of namespace \(global.namespace) (Ctrl-C stops)")
         for try await line in lines {
@@ -282,7 +282,7 @@ struct EventsCommand: AsyncParsableCommand, NexCLIRunnable {
 
     func execute() async throws {
         let client = try await global.connect()
-        let nex = try global.nex(client)
+        let nex = global.nex(client)
         let events = try await nex.events(namespace: allNamespaces ? "*" : global.namespace)
         Output.say("Following events (Ctrl-C stops)")
         for try await event in events where type == nil || event.type == type {

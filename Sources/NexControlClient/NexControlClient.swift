@@ -17,9 +17,6 @@ public struct NexControlClient: Sendable {
     public var gatherTimeout: Duration = .seconds(2)
     /// How long a deploy may take: the node downloads and verifies the artifact before it answers.
     public var deployTimeout: Duration = .seconds(60)
-    /// The JetStream domain or API prefix artifact uploads go through (a `nats` context's `jetstream_domain`).
-    public var jetStreamDomain: String?
-    public var jetStreamAPIPrefix: String?
 
     public init(client: NATSClient, namespace: String = "default", timeout: Duration = .seconds(5)) {
         self.client = client
@@ -86,7 +83,7 @@ public struct NexControlClient: Sendable {
     public func uploadArtifact(file path: String, bucket: String = "NEXCLIFILES", key: String) async throws
         -> (location: WorkloadLocation, hash: String)
     {
-        let js = JetStreamContext(client: client, domain: jetStreamDomain, apiPrefix: jetStreamAPIPrefix)
+        let js = JetStreamContext(client: client)
         let store: ObjectStore
         do { store = try await js.objectStore(bucket) } catch let e as JetStreamError where e.code == 404 {
             store = try await js.createObjectStore(ObjectStoreConfig(bucket: bucket))

@@ -34,7 +34,8 @@ public struct NamespaceDriver: SandboxDriver {
     let agentOutput: @Sendable (String, String) -> Void
 
     /// A driver that runs `bubblewrap`; `runtimeFiles` are host files the agent needs (its shared libraries
-    /// and their loader), bound read-only at the same paths; without `cgroups` there are no resource limits.
+    /// and their loader), bound read-only (the loader at its path, the rest in /nex/lib); without `cgroups` there
+    /// are no resource limits.
     public init(
         bubblewrap: String, runtimeFiles: [String], cgroups: Cgroups?, pidsLimit: Int = Self.defaultPidsLimit,
         agentOutput: @escaping @Sendable (_ agentID: String, _ line: String) -> Void = { _, _ in }

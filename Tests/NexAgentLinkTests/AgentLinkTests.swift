@@ -92,6 +92,9 @@ import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct AgentLinkTests {
     static let loop = MultiThreadedEventLoopGroup.singleton.next()
+    /// An agent's first frame: the node takes nothing else before it.
+    static let hello = LinkFrame.hello(
+        AgentHandshake(id: "a1", version: "0.1.0", pid: 1, startupMillis: 1, protocolVersion: 2))
 
     /// A node end and an agent end over a real socketpair; the agent echoes with the subject appended.
     func withLink<T>(
@@ -101,7 +104,7 @@ import Testing
     ) async throws -> T {
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
         let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
-        AgentLinkServer.serve(LinkSocket(fd: agentFD), run: run, control: { _ in }, onEnd: { _ in })
+        AgentLinkServer.serve(LinkSocket(fd: agentFD), run: run, control: { _ in }, onEnd: { _ in }).send(Self.hello)
         defer { client.close() }
         return try await body(client)
     }
@@ -140,6 +143,7 @@ import Testing
                 LinkSocket(fd: agentFD), run: { _, payload, _ in (barrier.arriveAndWait(), 0, payload) },
                 control: { _ in }, onEnd: { ended.yield($0) })
             server.growWorkers(to: 3)
+            server.send(Self.hello)
             served = server
         }
         for round in 0..<3 {
@@ -219,6 +223,7 @@ import Testing
                 logging(server.withLock { $0 })
                 return (true, 1, payload)
             }, control: { _ in }, onEnd: { _ in })
+        serving.send(Self.hello)
         server.withLock { $0 = serving }
         try await body(client, seen)
     }
@@ -359,6 +364,7 @@ import Testing
                 default: break
                 }
             }, onEnd: { _ in })
+        serving.send(Self.hello)
         server.withLock { $0 = serving }
         let request = AgentDeployRequest(
             workloadID: "w1", workloadName: "echo", namespace: "default", type: "v8", argv: [], environment: [:],
@@ -431,6 +437,7 @@ import Testing
                 case .failure(let failure): return (false, 0, Array("\(failure)".utf8))
                 }
             }, control: { _ in }, onEnd: { _ in })
+        serving.send(Self.hello)
         server.withLock { $0 = serving }
         async let first = client.trigger(subject: "a", payload: Array("1".utf8), timeout: .seconds(10))
         try await Task.sleep(for: .milliseconds(50))
@@ -449,6 +456,7 @@ import Testing
         let server = AgentLinkServer.serve(
             LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in },
             onEnd: { _ in })
+        server.send(Self.hello)
         let call = LinkFrame.HostCall(service: "kv", method: "get", arguments: Array("[]".utf8))
         let late = server.hostCall(call, timeout: .milliseconds(300))
         guard case .failure(let failure) = late else {
@@ -481,6 +489,7 @@ import Testing
         let server = AgentLinkServer.serve(
             LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in },
             onEnd: { _ in })
+        server.send(Self.hello)
         server.sendLog(level: 0, text: "last words")
         server.send(.exited(code: 3, message: "exit status 3"))
         var seen = reports.makeAsyncIterator()
@@ -493,7 +502,7 @@ import Testing
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
         let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
         let pending = Task { try await client.trigger(subject: "s", payload: [], timeout: .seconds(30)) }
-        let frame = LinkFrame.trigger(id: 1, subject: "back", payload: []).encoded()
+        let frame = Self.hello.encoded() + LinkFrame.trigger(id: 1, subject: "back", payload: []).encoded()
         _ = frame.withUnsafeBytes { write(agentFD, $0.baseAddress, $0.count) }
         let error = await #expect(throws: LinkError.self) { try await pending.value }
         #expect("\(error.map { "\($0)" } ?? "")".contains("only a node sends"))

@@ -64,6 +64,8 @@ actor AgentPool {
     private var nextTicket = 0
     /// Links of agents started and not yet past their hello: closing one ends that wait (at shutdown).
     private var launching: [String: AgentLinkClient] = [:]
+    /// Agents whose sandbox ended before they were ready.
+    private var endedBeforeReady: Set<String> = []
     private var consecutiveFailures = 0
     private var closed = false
 
@@ -111,8 +113,13 @@ actor AgentPool {
     }
 
     /// An agent past its handshake ended (warm or busy).
-    private func exited(_ agent: Agent, _ reason: String) async {
-        alive[agent.id] = nil
+    /// An agent's sandbox ended: a ready agent is reported; one still starting is marked, so its start (which
+    /// resumes after this) does not hand out an agent that is gone.
+    private func ended(_ id: String, _ reason: String) async {
+        guard let agent = alive.removeValue(forKey: id) else {
+            if launching[id] != nil { endedBeforeReady.insert(id) }
+            return
+        }
         await onExit(agent, reason)
     }
 
@@ -171,7 +178,12 @@ actor AgentPool {
             }
             link = agentLink
             launching[id] = agentLink
-            defer { launching[id] = nil }
+            defer {
+                launching[id] = nil
+                endedBeforeReady.remove(id)
+            }
+            // close() ran during the awaits above: it closes the links it finds, and this one it did not.
+            guard !closed else { throw NexError(.unavailable, "the node is shutting down") }
             let spec = AgentLaunchSpec(
                 agentID: id, agentExecutable: settings.agentExecutable, workDirectory: directory,
                 memoryMiB: settings.memoryMiB, vcpuCount: settings.vcpuCount, linkDescriptor: agentEnd)
@@ -182,8 +194,15 @@ actor AgentPool {
                 launched = try await driver.launch(spec)
             }
             sandbox = launched
-            // An agent that dies first closes its end of the link: the wait ends then, not at the timeout.
+            // Watches the agent for its whole life. One that dies before its hello ends the wait at once (a VM's
+            // relay would keep its end of the link open until the timeout).
+            tasks.spawn {
+                let termination = await launched.wait()
+                await self.ended(id, "agent \(termination)")
+                agentLink.close()
+            }
             let hello = try await agentLink.awaitHello(timeout: settings.handshakeTimeout)
+            guard !endedBeforeReady.contains(id) else { throw NexError(.unavailable, "the agent ended at once") }
             if let refusal = Self.refusal(of: hello, expecting: id) {
                 agentLink.welcome(AgentResponse(ok: false, message: refusal))
                 throw NexError(.unavailable, "agent refused: \(refusal)")
@@ -194,10 +213,6 @@ actor AgentPool {
             starting -= 1
             consecutiveFailures = 0
             alive[id] = agent
-            tasks.spawn {
-                let termination = await launched.wait()
-                await self.exited(agent, "agent \(termination)")
-            }
             logger.debug(
                 "agent ready", metadata: ["nex.agent": "\(id)", "startup_ms": "\(hello.startupMillis)"])
             if closed {
@@ -214,11 +229,12 @@ actor AgentPool {
             }
         } catch {
             starting -= 1
-            consecutiveFailures += 1
-            logger.error("agent failed to start", metadata: ["nex.agent": "\(id)", "error": "\(error)"])
             await sandbox?.destroy(grace: .seconds(1))
             link?.close()
             await BlockingIO.remove(directory, what: "an agent's directory", logger: logger)
+            guard !closed else { return }  // a start cut short by the shutdown is no failure
+            consecutiveFailures += 1
+            logger.error("agent failed to start", metadata: ["nex.agent": "\(id)", "error": "\(error)"])
             // Back off so that a broken agent binary does not become a fork loop.
             let delay = Duration.milliseconds(min(100 << min(consecutiveFailures, 8), 30_000))
             do { try await Task.sleep(for: delay) } catch { return }  // the pool is closing
