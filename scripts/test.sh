@@ -13,6 +13,8 @@ scripts/setup.sh
 
 echo "== format check (swift format lint --strict)"
 swift format lint --strict -r Sources Tests Package.swift
+echo "== every try? says why (scripts/check-try.py)"
+python3 scripts/check-try.py
 
 echo "== build"
 swift build --build-tests

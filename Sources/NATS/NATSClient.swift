@@ -133,10 +133,15 @@ public final class NATSClient: Sendable {
                 let written = channel.eventLoop.makePromise(of: Void.self)
                 channel.writeAndFlush(outbox, promise: written)
                 let giveUp = channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
-                _ = try? await written.futureResult.get()
+                do { try await written.futureResult.get() } catch {
+                    // Those publishes are lost: the caller believed them sent.
+                    logger.warning(
+                        "queued publishes not written before close",
+                        metadata: ["bytes": "\(outbox.readableBytes)", "error": "\(error)"])
+                }
                 giveUp.cancel()
             }
-            try? await channel.close()
+            try? await channel.close()  // closed already, by the peer or the give-up timer
         }
         finishClosing(NATSError(.connectionClosed, "connection closed"))
         let task = supervisor.withLock { t in

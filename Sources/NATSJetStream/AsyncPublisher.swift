@@ -61,7 +61,7 @@ public final class JetStreamAsyncPublisher: Sendable {
 
     /// Stops listening for acknowledgements.
     public func close() async {
-        try? await subscription.unsubscribe()
+        try? await subscription.unsubscribe()  // a closed connection has ended it already
     }
 
     /// The error in an acknowledgement, if it is one (a plain `{"stream":…}` ack needs no JSON decode).
@@ -69,6 +69,7 @@ public final class JetStreamAsyncPublisher: Sendable {
         if message.status == 503 { return JetStreamError(code: 503, errorCode: 0, description: "no stream answered") }
         guard JetStreamContext.mentionsError(message.payload) else { return nil }
         let data = Data(message.payload.readableBytesView)
+        // Not an error envelope: the raw text is the failure.
         return (try? JetStreamContext.decoder.decode(JetStreamContext.ErrorEnvelope.self, from: data))?.error
             ?? JetStreamError.client(String(decoding: data, as: UTF8.self))
     }
@@ -143,7 +144,7 @@ final class AckTracker: Sendable {
                 }
             }
             let timer = Task {
-                try? await Task.sleep(for: .milliseconds(100))
+                try? await Task.sleep(for: .milliseconds(100))  // cancelled: an early wake-up, the loop re-checks
                 self.wakeDoneWaiters()
             }
             await waiter.value

@@ -100,6 +100,7 @@ extension JetStreamContext {
         // The common ack needs no JSON decoder (two decodes were most of a key-value put's client time).
         if let ack = PubAck(fastParsing: reply.payload) { return ack }
         let data = Data(reply.payload.readableBytesView)
+        // Not an error envelope after all: decoded as an acknowledgement below.
         if mentionsError(reply.payload), let envelope = try? decoder.decode(ErrorEnvelope.self, from: data),
             let error = envelope.error
         {

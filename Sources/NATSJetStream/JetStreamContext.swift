@@ -49,6 +49,7 @@ public struct JetStreamContext: Sendable {
             throw JetStreamError(code: 503, errorCode: 0, description: "JetStream is not enabled (no responders)")
         }
         let data = Data(reply.payload.readableBytesView)
+        // Not an error envelope after all: decoded as the response below.
         if Self.mentionsError(reply.payload), let envelope = try? Self.decoder.decode(ErrorEnvelope.self, from: data),
             let error = envelope.error
         {

@@ -79,7 +79,7 @@ public struct ObjectStore: Sendable {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw JetStreamError.client("cannot read \(path)", code: 400)
         }
-        defer { try? handle.close() }
+        defer { try? handle.close() }  // read only: a failed close loses nothing
         return try await put(name, chunks: FileChunks(handle: handle, size: chunkSize), description: description)
     }
 
@@ -193,6 +193,7 @@ public struct ObjectStore: Sendable {
             switch delivery {
             case .caughtUp: return infos
             case .message(let m):
+                // Unreadable metadata: that object is left out rather than failing the list.
                 if let info = try? JSONDecoder().decode(ObjectInfo.self, from: Data(m.bytes)), info.deleted != true {
                     infos.append(info)
                 }
@@ -209,6 +210,7 @@ public struct ObjectStore: Sendable {
             switch delivery {
             case .caughtUp: return .some(nil)
             case .message(let m):
+                // Unreadable metadata: skipped rather than ending the watch.
                 return (try? JSONDecoder().decode(ObjectInfo.self, from: Data(m.bytes))).map { .some($0) }
             }
         }

@@ -49,6 +49,7 @@ public struct OrderedConsumer: AsyncSequence, Sendable {
             session?.close()
             if let consumer {
                 let js = self.js
+                // If this fails, the server removes it after the inactivity threshold.
                 Task { try? await js.deleteConsumer(stream: consumer.stream, name: consumer.name) }
             }
         }
@@ -113,8 +114,9 @@ public struct OrderedConsumer: AsyncSequence, Sendable {
                 } catch {
                     failures += 1
                     if failures > 20 { throw error }
+                    // Cancelled: the loop's check ends the iteration next.
                     try? await Task.sleep(for: retryBackoff(failures: failures, cap: .seconds(1)))
-                    try? await reset()
+                    try? await reset()  // best effort: the next pass makes a new consumer
                 }
             }
         }
@@ -122,6 +124,7 @@ public struct OrderedConsumer: AsyncSequence, Sendable {
         private mutating func reset() async throws {
             session?.close()
             session = nil
+            // If this fails, the server removes it after the inactivity threshold.
             if let c = consumer { try? await ordered.js.deleteConsumer(stream: c.stream, name: c.name) }
             consumer = nil
             cleanup.current.set((nil, nil))

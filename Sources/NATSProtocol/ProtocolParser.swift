@@ -147,6 +147,7 @@ public struct ProtocolParser: Sendable {
                 subject: string(p, a0), sid: sid, replyTo: reply, headerLength: Int(hdr), totalLength: Int(total),
                 lineLength: lineLength)
         case UInt8(ascii: "p"):
+            // Not PING: PONG, or the error expectOp throws below.
             if (try? expectOp(p, "ping", end)) != nil { return .simple(.ping, consumed: lineLength) }
             try expectOp(p, "pong", end)
             return .simple(.pong, consumed: lineLength)

@@ -106,6 +106,7 @@ public final class NATSService: Sendable {
                 try await handler(request)
             } catch {
                 failure = "\(error)"
+                // Unsent, the requester times out instead; the failure is counted below either way.
                 try? await request.respondError(code: 500, description: "\(error)")
             }
             let elapsed = ContinuousClock.now - start
@@ -144,41 +145,96 @@ public final class NATSService: Sendable {
             defer { s.subscriptions.removeAll() }
             return s.subscriptions
         }
-        for sub in subs { try? await sub.unsubscribe() }
+        for sub in subs { try? await sub.unsubscribe() }  // a closed connection has ended them already
     }
 
     // MARK: Discovery
 
-    /// The PING, INFO or STATS response, as JSON.
+    /// The PING, INFO or STATS response, as JSON (ADR-32).
     func discovery(_ verb: String) -> [UInt8] {
         let endpoints = state.withLock { $0.endpoints }
-        var out: [String: Any] = [
-            "name": config.name, "id": id, "version": config.version, "metadata": config.metadata,
-        ]
+        var out = Discovery(
+            type: "io.nats.micro.v1.ping_response", name: config.name, id: id, version: config.version,
+            metadata: config.metadata)
         switch verb {
         case "PING":
-            out["type"] = "io.nats.micro.v1.ping_response"
+            break
         case "INFO":
-            out["type"] = "io.nats.micro.v1.info_response"
-            out["description"] = config.description ?? ""
-            out["endpoints"] = endpoints.map {
-                ["name": $0.name, "subject": $0.subject, "queue_group": $0.queueGroup, "metadata": $0.metadata]
-                    as [String: Any]
+            out.type = "io.nats.micro.v1.info_response"
+            out.description = config.description ?? ""
+            out.endpoints = endpoints.map {
+                .init(name: $0.name, subject: $0.subject, queueGroup: $0.queueGroup, metadata: $0.metadata)
             }
         default:
-            out["type"] = "io.nats.micro.v1.stats_response"
-            out["started"] = Self.rfc3339(started)
-            out["endpoints"] = endpoints.map { e -> [String: Any] in
-                [
-                    "name": e.name, "subject": e.subject, "queue_group": e.queueGroup, "num_requests": e.requests,
-                    "num_errors": e.errors, "last_error": e.lastError, "processing_time": e.processingNanos,
-                    "average_processing_time": e.requests == 0 ? 0 : e.processingNanos / Int64(e.requests),
-                    // Optional in ADR-32, but nats-py's parser requires the key.
-                    "data": NSNull(),
-                ]
+            out.type = "io.nats.micro.v1.stats_response"
+            out.started = Self.rfc3339(started)
+            out.endpoints = endpoints.map { e in
+                var stats = Discovery.Endpoint(name: e.name, subject: e.subject, queueGroup: e.queueGroup)
+                stats.requests = e.requests
+                stats.errors = e.errors
+                stats.lastError = e.lastError
+                stats.processingTime = e.processingNanos
+                stats.averageProcessingTime = e.requests == 0 ? 0 : e.processingNanos / Int64(e.requests)
+                stats.withData = true
+                return stats
             }
         }
-        return Array((try? JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])) ?? Data())
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        do { return Array(try encoder.encode(out)) } catch {
+            // Strings, numbers and string maps: encoding them cannot fail.
+            preconditionFailure("a service discovery response could not be encoded: \(error)")
+        }
+    }
+
+    /// A discovery response; what a verb does not answer with stays nil and is left out.
+    private struct Discovery: Encodable {
+        var type: String
+        var name: String
+        var id: String
+        var version: String
+        var metadata: [String: String]
+        var description: String?
+        var started: String?
+        var endpoints: [Endpoint]?
+
+        struct Endpoint: Encodable {
+            var name: String
+            var subject: String
+            var queueGroup: String
+            var metadata: [String: String]?
+            var requests: Int?
+            var errors: Int?
+            var lastError: String?
+            var processingTime: Int64?
+            var averageProcessingTime: Int64?
+            /// Stats carry `"data": null`: optional in ADR-32, but nats-py's parser requires the key.
+            var withData = false
+
+            enum CodingKeys: String, CodingKey {
+                case name, subject, metadata, data
+                case queueGroup = "queue_group"
+                case requests = "num_requests"
+                case errors = "num_errors"
+                case lastError = "last_error"
+                case processingTime = "processing_time"
+                case averageProcessingTime = "average_processing_time"
+            }
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(name, forKey: .name)
+                try container.encode(subject, forKey: .subject)
+                try container.encode(queueGroup, forKey: .queueGroup)
+                try container.encodeIfPresent(metadata, forKey: .metadata)
+                try container.encodeIfPresent(requests, forKey: .requests)
+                try container.encodeIfPresent(errors, forKey: .errors)
+                try container.encodeIfPresent(lastError, forKey: .lastError)
+                try container.encodeIfPresent(processingTime, forKey: .processingTime)
+                try container.encodeIfPresent(averageProcessingTime, forKey: .averageProcessingTime)
+                if withData { try container.encodeNil(forKey: .data) }
+            }
+        }
     }
 
     static func rfc3339(_ date: Date) -> String {

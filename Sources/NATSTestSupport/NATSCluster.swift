@@ -54,15 +54,15 @@ public final class NATSCluster: Sendable {
         while Date() < deadline {
             var ready = true
             for s in servers {
+                // Not answering yet, or answering without routes: not ready, polled again.
                 guard let port = s.monitoringPort, let url = URL(string: "http://127.0.0.1:\(port)/routez"),
                     let data = try? Data(contentsOf: url),
-                    let routez = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                    let routes = routez["routes"] as? [[String: Any]]
+                    let routez = try? JSONDecoder().decode(Routez.self, from: data)
                 else {
                     ready = false
                     break
                 }
-                let peers = Set(routes.compactMap { $0["remote_name"] as? String })
+                let peers = Set(routez.routes.compactMap(\.remoteName))
                 if peers.count < servers.count - 1 { ready = false }
             }
             if ready { return }
@@ -81,12 +81,12 @@ extension NATSCluster {
             var ready = true
             var leaders = Set<String>()
             for s in servers {
+                // Not answering yet, or no leader with every peer yet: not ready, polled again.
                 guard let port = s.monitoringPort, let url = URL(string: "http://127.0.0.1:\(port)/jsz"),
                     let data = try? Data(contentsOf: url),
-                    let jsz = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                    let meta = jsz["meta_cluster"] as? [String: Any],
-                    let leader = meta["leader"] as? String, !leader.isEmpty,
-                    let replicas = meta["replicas"] as? [[String: Any]], replicas.count == servers.count - 1
+                    let meta = (try? JSONDecoder().decode(Jsz.self, from: data))?.metaCluster,
+                    let leader = meta.leader, !leader.isEmpty,
+                    let replicas = meta.replicas, replicas.count == servers.count - 1
                 else {
                     ready = false
                     break
@@ -104,11 +104,37 @@ extension NATSServer {
     /// The HTTP monitoring port, when started with `-m`.
     public var monitoringPort: Int? {
         let portsDir = directory.appendingPathComponent("ports")
+        // The ports file is written once the server listens: none yet, no port yet.
         guard let file = try? FileManager.default.contentsOfDirectory(atPath: portsDir.path).first,
             let data = try? Data(contentsOf: portsDir.appendingPathComponent(file)),
-            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let monitoring = (json["monitoring"] as? [String])?.first
+            let monitoring = (try? JSONDecoder().decode(Ports.self, from: data))?.monitoring?.first
         else { return nil }
         return URLComponents(string: monitoring)?.port
     }
+}
+
+/// The parts of nats-server's monitoring answers the test support reads.
+private struct Routez: Decodable {
+    var routes: [Route]
+
+    struct Route: Decodable {
+        var remoteName: String?
+        enum CodingKeys: String, CodingKey { case remoteName = "remote_name" }
+    }
+}
+
+private struct Jsz: Decodable {
+    var metaCluster: Meta?
+
+    struct Meta: Decodable {
+        var leader: String?
+        var replicas: [Replica]?
+    }
+    struct Replica: Decodable {}
+
+    enum CodingKeys: String, CodingKey { case metaCluster = "meta_cluster" }
+}
+
+private struct Ports: Decodable {
+    var monitoring: [String]?
 }

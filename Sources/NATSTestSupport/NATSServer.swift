@@ -98,7 +98,7 @@ public final class NATSServer: Sendable {
     private static func launch(_ options: Options, in dir: URL) async throws -> NATSServer {
         let binary = try TestEnvironment.natsServerBinary()
         let portsDir = dir.appendingPathComponent("ports")
-        try? FileManager.default.removeItem(at: portsDir)
+        try? FileManager.default.removeItem(at: portsDir)  // usually none; stale files are told apart by pid
         try FileManager.default.createDirectory(at: portsDir, withIntermediateDirectories: true)
         var args = ["-a", "127.0.0.1", "-p", options.port.map(String.init) ?? "-1", "--ports_file_dir", portsDir.path]
         if options.jetStream {
@@ -129,6 +129,7 @@ public final class NATSServer: Sendable {
         let portsFile = portsDir.appendingPathComponent("nats-server_\(process.pid).ports")
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
+            // Not written yet, or only partly: tried again until the deadline.
             if let data = try? Data(contentsOf: portsFile),
                 let ports = try? JSONDecoder().decode(PortsFile.self, from: data),
                 let client = ports.nats.first, let port = URLComponents(string: client)?.port
@@ -141,6 +142,7 @@ public final class NATSServer: Sendable {
             try await Task.sleep(for: .milliseconds(10))
         }
         process.signal(SIGKILL)
+        // No log: the failure is still reported, only without the server's words.
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         throw TestEnvironment.Failure(
             "nats-server did not start (\(args.joined(separator: " "))):\n\(output.suffix(2000))")
@@ -199,6 +201,7 @@ public final class NATSServer: Sendable {
 
     /// The server's log so far.
     public var log: String {
+        // No log yet: nothing logged so far.
         (try? String(contentsOf: directory.appendingPathComponent("server.log"), encoding: .utf8)) ?? ""
     }
 }

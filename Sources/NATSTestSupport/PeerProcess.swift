@@ -100,6 +100,7 @@ extension TestEnvironment {
         let outDir = packageRoot.appendingPathComponent(".build/peers")
         let binary = outDir.appendingPathComponent("\(name)-go")
         let fm = FileManager.default
+        // Not built yet (or no source): built below.
         if let built = try? fm.attributesOfItem(atPath: binary.path)[.modificationDate] as? Date,
             let src = try? fm.attributesOfItem(atPath: source.path)[.modificationDate] as? Date, built > src
         {

@@ -67,6 +67,7 @@ public final class PrometheusServer: Sendable {
         let address = await withTaskGroup(of: String?.self) { group in
             group.addTask { await listening.stream.first { _ in true } }
             group.addTask {
+                // Cancelled once the address came: the nil returned then is not used.
                 try? await Task.sleep(for: .seconds(30))
                 return nil
             }
@@ -110,7 +111,7 @@ public final class PrometheusServer: Sendable {
                 case text(String)
                 init(from decoder: any Decoder) throws {
                     let c = try decoder.singleValueContainer()
-                    if let t = try? c.decode(Double.self) {
+                    if let t = try? c.decode(Double.self) {  // not a number: the text form below
                         self = .time(t)
                     } else {
                         self = .text(try c.decode(String.self))
@@ -142,6 +143,6 @@ public final class PrometheusServer: Sendable {
     /// Stops Prometheus (SIGTERM; it exits cleanly) and removes its directory.
     public func stop() async {
         _ = await process.terminate(grace: .seconds(5))
-        try? FileManager.default.removeItem(at: directory)
+        try? FileManager.default.removeItem(at: directory)  // best effort: a temp folder left fails no test
     }
 }

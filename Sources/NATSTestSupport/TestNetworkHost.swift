@@ -60,6 +60,7 @@ public final class TestNetworkHost: Sendable {
             _ = try await listener.waitForLines(1)
             return TestNetworkHost(address: inside, port: port, namespace: namespace, listener: listener)
         } catch {
+            // Undoing a half-made host: a step that never ran fails here; the setup's error is what matters.
             _ = try? await TestEnvironment.runAllowingFailure(ip, ["netns", "delete", namespace])
             _ = try? await TestEnvironment.runAllowingFailure(ip, ["link", "delete", outerLink])
             throw error
@@ -86,6 +87,7 @@ public final class TestNetworkHost: Sendable {
     /// Stops the listener and deletes the namespace (its end of the veth pair, and so the pair, goes too).
     public func remove() async {
         listener.signal(SIGKILL)
+        // Best effort, as cleanup: a listener already gone or a namespace already deleted is fine.
         _ = try? await listener.waitForExit()
         _ = try? await TestEnvironment.runAllowingFailure(Self.ip, ["netns", "delete", namespace])
     }

@@ -101,17 +101,18 @@ public indirect enum JSONValue: Sendable, Hashable, Codable {
     // Decoding keeps no key order (objects come back sorted by key); encoding is only used for reading.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
+        // Each type in turn: a mismatch is not an error, the next is tried (an object last).
         if c.decodeNil() {
             self = .null
-        } else if let b = try? c.decode(Bool.self) {
+        } else if let b = try? c.decode(Bool.self) {  // not a Bool: next
             self = .bool(b)
-        } else if let i = try? c.decode(Int64.self) {
+        } else if let i = try? c.decode(Int64.self) {  // not an integer: next
             self = .int(i)
-        } else if let d = try? c.decode(Double.self) {
+        } else if let d = try? c.decode(Double.self) {  // not a number: next
             self = .double(d)
-        } else if let s = try? c.decode(String.self) {
+        } else if let s = try? c.decode(String.self) {  // not a string: next
             self = .string(s)
-        } else if let a = try? c.decode([JSONValue].self) {
+        } else if let a = try? c.decode([JSONValue].self) {  // not an array: an object
             self = .array(a)
         } else {
             let o = try c.decode([String: JSONValue].self)

@@ -120,10 +120,10 @@ public enum NATSJWT {
         guard parts.count == 3, let headerBytes = Base64URL.decode(parts[0]), let payload = Base64URL.decode(parts[1]),
             let signature = Base64URL.decode(parts[2])
         else { throw NKeyError(.invalidEncoding, "not a JWT (three base64url parts)") }
-        guard let header = try? JSONValue.parse(headerBytes),
+        guard let header = try? JSONValue.parse(headerBytes),  // not JSON: refused below
             let alg = header["alg"]?.stringValue, alg == "ed25519-nkey" || alg == "ed25519"
         else { throw NKeyError(.invalidEncoding, "JWT header is not ed25519-nkey") }
-        guard let body = try? JSONValue.parse(payload) else {
+        guard let body = try? JSONValue.parse(payload) else {  // not JSON: refused below
             throw NKeyError(.invalidEncoding, "JWT claims are not JSON")
         }
         guard let issuer = body["iss"]?.stringValue, let subject = body["sub"]?.stringValue else {

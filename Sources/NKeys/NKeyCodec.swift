@@ -37,7 +37,7 @@ public enum NKeyCodec {
 
     /// True when `text` is a valid public key with the given role.
     public static func isValidPublicKey(_ text: some StringProtocol, _ prefix: NKeyPrefix) -> Bool {
-        guard let (p, _) = try? decodePublic(text) else { return false }
+        guard let (p, _) = try? decodePublic(text) else { return false }  // not a key at all
         return p == prefix
     }
 

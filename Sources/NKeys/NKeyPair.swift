@@ -95,7 +95,7 @@ public struct NKeyPair: Sendable {
     /// Verifies an Ed25519 signature made by this key.
     public func verify(_ signature: [UInt8], for data: [UInt8]) -> Bool {
         guard prefix != .curve,
-            let key = try? Curve25519.Signing.PublicKey(rawRepresentation: rawPublic)
+            let key = try? Curve25519.Signing.PublicKey(rawRepresentation: rawPublic)  // malformed: verifies nothing
         else { return false }
         return key.isValidSignature(signature, for: data)
     }

@@ -40,6 +40,7 @@ enum VMGuest {
         guard let line = BlockingIO.readLine(control) else {
             return .failure(WorkloadStartError("the node closed the control channel before sending settings"))
         }
+        // Reported below as malformed; which byte was wrong would not help the node.
         guard let settings = try? JSONDecoder().decode([String: String].self, from: Data(line.utf8)) else {
             return .failure(WorkloadStartError("malformed settings from the node"))
         }

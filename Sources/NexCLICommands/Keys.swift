@@ -29,8 +29,9 @@ enum DeveloperKeys {
 
     /// Reads a seed file and checks its role.
     static func load(_ path: String, expecting prefix: NKeyPrefix) throws -> NKeyPair {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw CLIError("cannot read the key file \(path)")
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw CLIError("cannot read the key file \(path): \(error.localizedDescription)")
         }
         let kp: NKeyPair
         do { kp = try NKeyPair(seed: text.trimmingCharacters(in: .whitespacesAndNewlines)) } catch {

@@ -73,6 +73,7 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
                 name: "nex-agent", ok: hasAgent,
                 detail: hasAgent ? agent : "not found at \(agent): install it beside nex or set agent_path"))
         let home = NexHome.path
+        // One that cannot be made shows as not writable just below.
         try? FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         items.append(
             Item(
@@ -190,7 +191,14 @@ struct PreflightCommand: AsyncParsableCommand, NexCLIRunnable {
                 name: "accelerator", ok: true,
                 detail: accelerator == "kvm" ? "KVM (a test boot passed)" : "software emulation (TCG): no working KVM"))
         let directory = fm.temporaryDirectory.appendingPathComponent("nex-preflight-\(UUID().uuidString)").path
-        defer { try? fm.removeItem(atPath: directory) }
+        defer {
+            // A test VM's snapshot is as large as its memory: say where it was left.
+            if fm.fileExists(atPath: directory) {
+                do { try fm.removeItem(atPath: directory) } catch {
+                    Output.say("Cannot remove the test boot's files at \(directory): \(error.localizedDescription)")
+                }
+            }
+        }
         let driver = VMDriver(
             qemu: resources.qemu, kernel: resources.kernel, rootfs: resources.rootfs, accelerator: accelerator,
             directory: directory)

@@ -154,6 +154,7 @@ public struct NexControlClient: Sendable {
             namespace: namespace, node: node, workloadName: workloadName, workloadID: workloadID)
         let sub = try await client.subscribe(to: subject)
         return sub.compactMap { m in
+            // Not a log entry: not one of ours, skipped.
             guard let entry = try? JSONDecoder().decode(LogEntry.self, from: Data(m.bytes)) else { return nil }
             return LogLine(subject: m.subject, entry: entry)
         }
@@ -180,6 +181,7 @@ public struct NexControlClient: Sendable {
         } catch let e as NATSError where e.code == .noResponders {
             return []
         }
+        // One node's error or unreadable reply must not hide the others' answers.
         return replies.compactMap { try? Self.unwrap($0.bytes, as: T.self) }
     }
 

@@ -110,7 +110,7 @@ public struct WorkloadLocation: Codable, Sendable, Equatable, CustomStringConver
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if let text = try? c.decode(String.self) {
+        if let text = try? c.decode(String.self) {  // not a string: Go's URL form below
             guard let parsed = WorkloadLocation(url: text) else {
                 throw DecodingError.dataCorruptedError(
                     in: c, debugDescription: "location must be nats://BUCKET/key, got \(text)")

@@ -30,7 +30,7 @@ public struct Envelope<Payload: Codable & Sendable>: Codable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         type = try c.decode(String.self, forKey: .type)
         error = try c.decodeIfPresent(String.self, forKey: .error)
-        if (try? c.decode(String.self, forKey: .data)) != nil {
+        if (try? c.decode(String.self, forKey: .data)) != nil {  // an object, or absent: decoded below
             data = nil  // "" on failure
         } else {
             data = try c.decodeIfPresent(Payload.self, forKey: .data)

@@ -29,7 +29,7 @@ public final class NATSServerProcess: Sendable {
         let configFile = directory + "/server.conf"
         try write(config, to: configFile)
         let portsDir = directory + "/ports"
-        try? fm.removeItem(atPath: portsDir)
+        try? fm.removeItem(atPath: portsDir)  // usually none; stale files are told apart by pid
         try fm.createDirectory(atPath: portsDir, withIntermediateDirectories: true)
         let logPath = directory + "/server.log"
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -40,6 +40,7 @@ public final class NATSServerProcess: Sendable {
         let portsFile = portsDir + "/\(URL(fileURLWithPath: binary).lastPathComponent)_\(process.pid).ports"
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, process.termination == nil {
+            // Not written yet, or only partly: tried again until the deadline.
             if let data = fm.contents(atPath: portsFile),
                 let ports = try? JSONDecoder().decode(PortsFile.self, from: data),
                 let first = ports.nats.first, let port = URLComponents(string: first)?.port
@@ -50,6 +51,7 @@ public final class NATSServerProcess: Sendable {
             try await Task.sleep(for: .milliseconds(5))
         }
         await process.terminate(grace: .seconds(1))
+        // No log: the failure is still reported, only without the server's words.
         let output = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         throw NATSServerProcessError("nats-server did not start: \(output.suffix(1500))")
     }

@@ -10,8 +10,10 @@ public enum ThreadCensus {
     /// Every thread's name (15 characters at most, as the kernel keeps them).
     public static func names() -> [String] {
         let tasks = "/proc/self/task"
+        // No /proc (not Linux): no threads to name.
         let ids = (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []
         return ids.compactMap { id in
+            // A thread that ended since the listing: skipped.
             (try? String(contentsOfFile: "\(tasks)/\(id)/comm", encoding: .utf8))?.trimmingCharacters(
                 in: .whitespacesAndNewlines)
         }
@@ -28,7 +30,8 @@ public enum ThreadCensus {
         let deadline = ContinuousClock.now + timeout
         var left = nexThreads()
         while !left.isEmpty, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
+            // Cancelled: stop waiting (the loop would spin until the deadline) and give what remains.
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { return left }
             left = nexThreads()
         }
         return left

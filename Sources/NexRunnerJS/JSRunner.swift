@@ -21,6 +21,7 @@ public final class JSRunner: FunctionRunner {
     }
 
     public func start(_ request: AgentDeployRequest, output: WorkloadOutput) async throws {
+        // Unreadable: the read below fails and says so.
         let attributes = try? FileManager.default.attributesOfItem(atPath: request.artifactPath)
         let size = (attributes?[.size] as? Int) ?? 0
         guard size <= Self.maxSourceBytes else {

@@ -41,6 +41,7 @@ public final class NativeServiceRunner: WorkloadRunner {
                     stderr: .pipe)
                 break
             } catch  where error.errno == ETXTBSY && attempt < 49 {
+                // Cancelled: the next try runs at once, and there are at most 50.
                 try? await Task.sleep(for: .milliseconds(min(10 << (attempt / 5), 200)))
             } catch {
                 throw WorkloadStartError("\(error)")

@@ -33,6 +33,21 @@ public final class WasmFunction: @unchecked Sendable {
 
     private let engine: JSFunction
 
+    /// What the JavaScript runtime of a module is started with.
+    private struct RuntimeSettings: Encodable {
+        var name: String
+        var environment: [String: String]
+        var maxReplyBytes: Int
+        var maxLogBytes: Int
+        /// The memory the module imports, in pages (nil: it exports its own).
+        var memory: Memory?
+
+        struct Memory: Encodable {
+            var initial: UInt32
+            var maximum: UInt32
+        }
+    }
+
     /// Compiles `bytes`; throws ``WasmError`` when the module is not WebAssembly, imports what Nex does not
     /// provide, is not a WASI command, or needs more memory than the limit.
     public init(
@@ -40,14 +55,14 @@ public final class WasmFunction: @unchecked Sendable {
         hostCall: HostCall? = nil, stderr: @escaping @Sendable (String) -> Void = { _ in }
     ) throws(WasmError) {
         let module = try WasmModuleRewrite.prepare(bytes, limitBytes: limits.memoryBytes)
-        var settings: [String: Any] = [
-            "name": name, "environment": environment, "maxReplyBytes": limits.maxReplyBytes, "maxLogBytes": 1 << 20,
-        ]
-        if let memory = module.importedMemory {
-            settings["memory"] = ["initial": memory.minimumPages, "maximum": memory.maximumPages]
-        }
-        guard let settingsJSON = try? JSONSerialization.data(withJSONObject: settings, options: [.sortedKeys]) else {
-            throw WasmError("the function's settings cannot be encoded")
+        let settings = RuntimeSettings(
+            name: name, environment: environment, maxReplyBytes: limits.maxReplyBytes, maxLogBytes: 1 << 20,
+            memory: module.importedMemory.map { .init(initial: $0.minimumPages, maximum: $0.maximumPages) })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let settingsJSON: Data
+        do { settingsJSON = try encoder.encode(settings) } catch {
+            throw WasmError("the function's settings cannot be encoded: \(error)")
         }
         let source = "(\(Self.runtime))(\(String(decoding: settingsJSON, as: UTF8.self)))"
         var engineLimits = JSFunction.Limits()

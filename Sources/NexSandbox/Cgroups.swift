@@ -31,6 +31,7 @@ public struct Cgroups: Sendable {
     /// Finds the hierarchy (`root`: where cgroupfs is mounted); nil when neither v1 controllers nor a v2
     /// hierarchy with memory, cpu and pids is available.
     public static func detect(root: String = "/sys/fs/cgroup", selfCgroup: String? = nil) -> Cgroups? {
+        // Unreadable: the node's own cgroup is taken to be the root.
         let own = selfCgroup ?? (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? ""
         var paths: [String: String] = [:]
         for line in own.split(separator: "\n") {
@@ -44,6 +45,7 @@ public struct Cgroups: Sendable {
         if v1.allSatisfy({ fm.fileExists(atPath: "\(root)/\($0)/cgroup.procs") }) {
             return Cgroups(version: .v1, root: root, ownPaths: paths)
         }
+        // No such file: not a v2 hierarchy (nil below).
         let controllers = (try? String(contentsOfFile: "\(root)/cgroup.controllers", encoding: .utf8)) ?? ""
         let available = Set(controllers.split(whereSeparator: \.isWhitespace).map(String.init))
         if available.isSuperset(of: ["memory", "cpu", "pids"]) {
@@ -87,6 +89,7 @@ public struct Cgroups: Sendable {
                 cpuNanoseconds = Self.readInteger(path + "/cpuacct.usage") ?? cpuNanoseconds
             case (.v2, _):
                 memory = Self.readInteger(path + "/memory.current")
+                // Unreadable: the CPU time is left unknown.
                 let stat = (try? String(contentsOfFile: path + "/cpu.stat", encoding: .utf8)) ?? ""
                 for line in stat.split(separator: "\n") where line.hasPrefix("usage_usec ") {
                     cpuNanoseconds = Int(line.dropFirst("usage_usec ".count)).map { $0 * 1000 }
@@ -100,6 +103,7 @@ public struct Cgroups: Sendable {
     }
 
     private static func readInteger(_ file: String) -> Int? {
+        // A cgroup that is gone has no files: nil, as usage(_:) documents.
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
         return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
@@ -174,10 +178,12 @@ public struct Cgroups: Sendable {
     public func remove(_ name: String) async {
         for (_, path) in directories(name) {
             for _ in 0..<50 {
+                // Gone already: nothing left to kill.
                 if let pids = try? String(contentsOfFile: path + "/cgroup.procs", encoding: .utf8) {
                     for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(pid, SIGKILL) }
                 }
                 if rmdir(path) == 0 || errno == ENOENT { break }
+                // Cancelled: the remaining tries run at once; removing the cgroup still matters.
                 try? await Task.sleep(for: .milliseconds(20))
             }
         }

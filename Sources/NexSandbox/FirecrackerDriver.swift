@@ -67,21 +67,49 @@ public struct FirecrackerDriver: SandboxDriver {
         let environment = settings.sorted { $0.key < $1.key }.map { "nex.env.\($0.key)=\($0.value)" }
         let bootArgs = (["console=ttyS0", "reboot=k", "panic=1", "pci=off", "ro", "init=/init"] + environment)
             .joined(separator: " ")
-        func json(_ object: [String: Any]) -> String {
-            String(
-                decoding: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(),
-                as: UTF8.self)
-        }
         return [
-            ("PUT", "/machine-config", json(["vcpu_count": max(spec.vcpuCount, 1), "mem_size_mib": spec.memoryMiB])),
-            ("PUT", "/boot-source", json(["kernel_image_path": kernel, "boot_args": bootArgs])),
             (
-                "PUT", "/drives/rootfs",
-                json(["drive_id": "rootfs", "path_on_host": rootfs, "is_root_device": true, "is_read_only": true])
+                "PUT", "/machine-config",
+                Self.json(MachineConfig(vcpuCount: max(spec.vcpuCount, 1), memSizeMib: spec.memoryMiB))
             ),
-            ("PUT", "/vsock", json(["guest_cid": 3, "uds_path": vsock])),
-            ("PUT", "/actions", json(["action_type": "InstanceStart"])),
+            ("PUT", "/boot-source", Self.json(BootSource(kernelImagePath: kernel, bootArgs: bootArgs))),
+            ("PUT", "/drives/rootfs", Self.json(Drive(driveId: "rootfs", pathOnHost: rootfs))),
+            ("PUT", "/vsock", Self.json(Vsock(guestCid: 3, udsPath: vsock))),
+            ("PUT", "/actions", Self.json(Action(actionType: "InstanceStart"))),
         ]
+    }
+
+    // The API's bodies (snake_case on the wire).
+    private struct MachineConfig: Encodable {
+        var vcpuCount: Int
+        var memSizeMib: Int
+    }
+    private struct BootSource: Encodable {
+        var kernelImagePath: String
+        var bootArgs: String
+    }
+    private struct Drive: Encodable {
+        var driveId: String
+        var pathOnHost: String
+        var isRootDevice = true
+        var isReadOnly = true
+    }
+    private struct Vsock: Encodable {
+        var guestCid: Int
+        var udsPath: String
+    }
+    private struct Action: Encodable {
+        var actionType: String
+    }
+
+    private static func json(_ body: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys]
+        do { return String(decoding: try encoder.encode(body), as: UTF8.self) } catch {
+            // Strings, numbers and booleans: encoding them cannot fail.
+            preconditionFailure("a Firecracker API body could not be encoded: \(error)")
+        }
     }
 
     public func launch(_ spec: AgentLaunchSpec) async throws -> any AgentSandbox {
@@ -158,7 +186,7 @@ struct FirecrackerSandbox: AgentSandbox {
     private func release() {
         for listener in listeners { listener.close() }
         if let end = agentEnd.take() { close(end) }
-        try? FileManager.default.removeItem(atPath: socketDirectory)
+        try? FileManager.default.removeItem(atPath: socketDirectory)  // best effort: leaves at most a few socket files
     }
 
     /// A guest has no network: services would reach their servers over more vsock ports (not built yet).
@@ -201,6 +229,7 @@ enum UnixHTTP {
     static func waitForSocket(_ path: String, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
+            // Not listening yet: tried again until the deadline.
             if let fd = try? connect(path) {
                 close(fd)
                 return
@@ -276,7 +305,13 @@ enum UnixHTTP {
     static func connect(_ path: String) throws(SandboxError) -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SandboxError("socket: \(String(cString: strerror(errno)))") }
-        guard (try? withUnixSocketAddress(path, { Foundation.connect(fd, $0, $1) })) == 0 else {
+        let connected: Int32
+        do { connected = try withUnixSocketAddress(path) { Foundation.connect(fd, $0, $1) } } catch {
+            // A path too long for a socket address: errno would name some earlier failure.
+            close(fd)
+            throw SandboxError("connect to \(path): \(error)")
+        }
+        guard connected == 0 else {
             close(fd)
             throw SandboxError("connect to \(path): \(String(cString: strerror(errno)))")
         }

@@ -51,7 +51,7 @@ public enum MicroVM {
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let work = directory + "/work-\(UUID().uuidString)"
         try fm.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? fm.removeItem(atPath: work) }
+        defer { try? fm.removeItem(atPath: work) }  // leaves at most a work folder beside the kernel
         // The metapackage names the versioned image; download that one.
         let depends = try await shell(
             "apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}'", in: work)
@@ -104,6 +104,7 @@ public enum MicroVM {
     }
 
     static func hostTSCkHz() -> Int? {
+        // No /proc/cpuinfo: the guest calibrates its clock itself.
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
         for line in info.split(separator: "\n") where line.hasPrefix("cpu MHz") {
             if let mhz = Double(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") {
@@ -118,6 +119,7 @@ public enum MicroVM {
     /// costs its `timeout` once: the answer is kept beside the kernel.
     public static func accelerator(qemu: String, kernel: Kernel, timeout: Duration = .seconds(15)) async -> String {
         let record = (kernel.kernel as NSString).deletingLastPathComponent + "/accelerator"
+        // None kept, or unreadable: probed again.
         if let saved = try? String(contentsOfFile: record, encoding: .utf8), ["kvm", "tcg"].contains(saved) {
             return saved
         }
@@ -129,6 +131,7 @@ public enum MicroVM {
             "-serial", "stdio", "-kernel", kernel.kernel, "-initrd", kernel.initramfs,
             "-append", "console=ttyS0 panic=-1",
         ]
+        // A QEMU that cannot start cannot probe KVM: software emulation always works.
         guard
             let child = try? await ChildProcess.spawn(
                 executable: qemu, arguments: arguments, environment: ["PATH": "/usr/bin:/bin"], stdout: .pipe,
@@ -154,7 +157,7 @@ public enum MicroVM {
         timer.cancel()
         await child.terminate(grace: .milliseconds(100))
         let answer = works ? "kvm" : "tcg"
-        try? answer.write(toFile: record, atomically: true, encoding: .utf8)
+        try? answer.write(toFile: record, atomically: true, encoding: .utf8)  // not kept: the next start probes again
         return answer
     }
 

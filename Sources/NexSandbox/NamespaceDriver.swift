@@ -144,8 +144,15 @@ public struct NamespaceDriver: SandboxDriver {
     /// Reads bubblewrap's info JSON (written once the namespaces exist) until it closes: `child-pid`.
     static func childPID(from fd: Int32) async -> Int32? {
         let bytes = await readAll(fd, limit: 65536)
-        let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
-        return (object?["child-pid"] as? NSNumber).map { $0.int32Value }
+        // Cut short (bubblewrap failed before the namespaces existed): no child to follow.
+        return (try? JSONDecoder().decode(BubblewrapInfo.self, from: Data(bytes)))?.childPID
+    }
+
+    /// What bubblewrap writes to its `--info-fd`.
+    private struct BubblewrapInfo: Decodable {
+        var childPID: Int32
+
+        enum CodingKeys: String, CodingKey { case childPID = "child-pid" }
     }
 
 }

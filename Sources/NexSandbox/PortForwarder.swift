@@ -101,6 +101,7 @@ enum PortForwarder {
 extension Acceptor {
     /// Relays an accepted connection to `target` (dropped when the target cannot be reached).
     static func relay(_ client: Int32, to target: (host: String, port: Int)) {
+        // Unreachable target: the client's connection closing is the answer it gets.
         guard let upstream = try? SocketRelay.connectTCP(host: target.host, port: target.port) else {
             Foundation.close(client)
             return
@@ -113,7 +114,12 @@ extension Acceptor {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SandboxError("socket: \(String(cString: strerror(errno)))") }
         unlink(path)
-        let bound = (try? withUnixSocketAddress(path) { bind(fd, $0, $1) }) ?? -1
+        let bound: Int32
+        do { bound = try withUnixSocketAddress(path) { bind(fd, $0, $1) } } catch {
+            // A path too long for a socket address: errno would name some earlier failure.
+            Foundation.close(fd)
+            throw SandboxError("listen on \(path): \(error)")
+        }
         guard bound == 0, listen(fd, 16) == 0 else {
             let reason = String(cString: strerror(errno))
             Foundation.close(fd)

@@ -16,7 +16,7 @@ final class QMPConnection: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &receiveTimeout, socklen_t(MemoryLayout<timeval>.size))
         let connection = QMPConnection(fd: fd)
         do {
-            try await connection.onThread { _ = try connection.readObject() }  // the greeting
+            try await connection.onThread { _ = try connection.readLine() }  // the greeting
             _ = try await connection.execute("qmp_capabilities")
         } catch {
             connection.close()
@@ -25,24 +25,51 @@ final class QMPConnection: Sendable {
         return connection
     }
 
-    /// Runs `command` (with string `arguments`) and returns its `return` value as JSON; a QMP error is thrown
-    /// with its description.
+    /// Runs `command` (with string `arguments`) and returns its `return` value; a QMP error is thrown with
+    /// its description.
     @discardableResult
-    func execute(_ command: String, _ arguments: [String: String]? = nil) async throws -> Data {
-        var request: [String: Any] = ["execute": command]
-        if let arguments { request["arguments"] = arguments }
-        let line = try JSONSerialization.data(withJSONObject: request) + Data("\n".utf8)
-        return try await onThread { () throws -> Data in
+    func execute<Return: Decodable & Sendable>(
+        _ command: String, _ arguments: [String: String]? = nil, returning: Return.Type = Empty.self
+    ) async throws -> Return {
+        let line = try JSONEncoder().encode(Request(execute: command, arguments: arguments)) + Data("\n".utf8)
+        return try await onThread { () throws -> Return in
             try self.write(Array(line))
             while true {
-                let object = try self.readObject()
-                if object["event"] != nil { continue }
-                if let error = object["error"] as? [String: Any] {
-                    throw SandboxError("QEMU \(command): \(error["desc"] as? String ?? "\(error)")")
+                let message = try JSONDecoder().decode(Message<Return>.self, from: Data(try self.readLine()))
+                if message.event != nil { continue }
+                if let error = message.error {
+                    throw SandboxError("QEMU \(command): \(error.desc ?? error.class ?? "failed")")
                 }
-                return try JSONSerialization.data(
-                    withJSONObject: object["return"] ?? [String: Any](), options: [.fragmentsAllowed])
+                guard let value = message.return else {
+                    throw SandboxError("QEMU \(command): the answer has no return value")
+                }
+                return value
             }
+        }
+    }
+
+    /// A command's `return` that carries nothing the caller reads.
+    struct Empty: Decodable, Sendable {}
+
+    /// `query-status` and `query-migrate`: the VM's run state, or the migration's (none before one starts).
+    struct Status: Decodable, Sendable {
+        var status: String?
+    }
+
+    private struct Request: Encodable {
+        var execute: String
+        var arguments: [String: String]?
+    }
+
+    /// A line from QEMU: an answer (`return` or `error`) or an event.
+    private struct Message<Return: Decodable>: Decodable {
+        var event: String?
+        var error: Failure?
+        var `return`: Return?
+
+        struct Failure: Decodable {
+            var `class`: String?
+            var desc: String?
         }
     }
 
@@ -58,7 +85,8 @@ final class QMPConnection: Sendable {
         }
     }
 
-    private func readObject() throws -> [String: Any] {
+    /// The next line QEMU writes that is a JSON object (the greeting, an answer or an event).
+    private func readLine() throws -> [UInt8] {
         var line: [UInt8] = []
         var byte: UInt8 = 0
         while true {
@@ -66,7 +94,7 @@ final class QMPConnection: Sendable {
             if n < 0, errno == EINTR { continue }
             guard n == 1 else { throw SandboxError("QMP connection closed") }
             if byte == UInt8(ascii: "\n") {
-                if let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] { return object }
+                if line.first == UInt8(ascii: "{") { return line }
                 line.removeAll()
             } else {
                 line.append(byte)

@@ -73,7 +73,7 @@ public struct RootfsBuilder: Sendable {
         }
         if let script, !fm.isReadableFile(atPath: script) { throw SandboxError("cannot read the script \(script)") }
         let stage = fm.temporaryDirectory.appendingPathComponent("nex-rootfs-\(UUID().uuidString)").path
-        defer { try? fm.removeItem(atPath: stage) }
+        defer { try? fm.removeItem(atPath: stage) }  // leaves at most a folder in the temp directory
         for directory in ["nex/lib", "bin", "proc", "sys", "dev", "tmp", "workload", "etc"] {
             try fm.createDirectory(atPath: stage + "/" + directory, withIntermediateDirectories: true)
         }
@@ -102,11 +102,11 @@ public struct RootfsBuilder: Sendable {
         guard size << 20 > bytes else {
             throw SandboxError("\(size) MiB is too small for \(bytes >> 20) MiB of files")
         }
-        try? fm.removeItem(atPath: output)
+        try? fm.removeItem(atPath: output)  // none is fine; one that stays is overwritten by mkfs.ext4 -F
         let log = stage + ".mkfs.log"
         let logFD = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard logFD >= 0 else { throw SandboxError("cannot write \(log)") }
-        defer { try? fm.removeItem(atPath: log) }
+        defer { try? fm.removeItem(atPath: log) }  // leaves at most a log in the temp directory
         let child: ChildProcess
         do {
             child = try await ChildProcess.spawn(
@@ -120,6 +120,7 @@ public struct RootfsBuilder: Sendable {
         }
         let termination = await child.wait()
         guard termination == .exited(0) else {
+            // No log: the failure is still reported, only without mkfs's words.
             let errors = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw SandboxError("mkfs.ext4 \(termination): \(errors.trimmingCharacters(in: .whitespacesAndNewlines))")
         }

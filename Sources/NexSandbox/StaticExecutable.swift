@@ -6,8 +6,8 @@ public enum StaticExecutable {
     /// Nil when `path` is a static ELF executable; otherwise why it cannot run sandboxed.
     public static func problem(at path: String) -> String? {
         guard let handle = FileHandle(forReadingAtPath: path) else { return "cannot read the artifact" }
-        defer { try? handle.close() }
-        let header = [UInt8]((try? handle.read(upToCount: 64)) ?? Data())
+        defer { try? handle.close() }  // read only: a failed close loses nothing
+        let header = [UInt8]((try? handle.read(upToCount: 64)) ?? Data())  // unreadable: judged not ELF below
         if header.starts(with: Array("#!".utf8)) {
             return "a script needs an interpreter, which the sandbox does not have: deploy a static executable"
         }
@@ -21,6 +21,7 @@ public enum StaticExecutable {
         let programHeaders = integer(32, 8, in: header)
         let entrySize = integer(54, 2, in: header)
         let count = integer(56, 2, in: header)
+        // A seek or read that fails means the file is shorter than its header says.
         guard entrySize >= 4, count < 4096, (try? handle.seek(toOffset: UInt64(programHeaders))) != nil,
             let table = try? handle.read(upToCount: entrySize * count), table.count == entrySize * count
         else { return "a truncated ELF file" }

@@ -131,7 +131,7 @@ final class VMChannels: Sendable {
         for acceptor in acceptors.withLock({ $0 }) { acceptor.close() }
         for slot in held.values { if let fd = slot.take() { Foundation.close(fd) } }
         if let end = linkEnd?.take() { Foundation.close(end) }
-        try? FileManager.default.removeItem(atPath: directory)
+        try? FileManager.default.removeItem(atPath: directory)  // leaves at most a few socket files in /tmp
     }
 
     /// Sends the settings, then answers requests for the file `artifact` until the VM goes away (also the
@@ -142,6 +142,7 @@ final class VMChannels: Sendable {
         startThread(named: "nex-vm-control") {
             defer { Foundation.close(client) }
             if let gate, gate.wait(timeout: .now() + 120) == .timedOut { return }
+            // A [String: String] always encodes; a broken channel ends the thread.
             guard let line = try? JSONEncoder().encode(settings),
                 BlockingIO.writeAll(client, Array(line) + [UInt8(ascii: "\n")])
             else { return }

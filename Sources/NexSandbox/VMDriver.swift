@@ -68,6 +68,7 @@ public struct VMDriver: SandboxDriver {
             return Resources(qemu: qemu, kernel: kernel, rootfs: rootfsFilepath)
         }
         let image = cache + "/rootfs.ext4"
+        // No such file: nil, so the image is built.
         func modified(_ path: String) -> Date? { (try? fm.attributesOfItem(atPath: path))?[.modificationDate] as? Date }
         if let built = modified(image), let agentDate = modified(agent), built >= agentDate {
             return Resources(qemu: qemu, kernel: kernel, rootfs: image)
@@ -139,8 +140,9 @@ public struct VMDriver: SandboxDriver {
         defer { qmp.close() }
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
-            let status = try JSONSerialization.jsonObject(with: try await qmp.execute("query-status"))
-            if (status as? [String: Any])?["status"] as? String == "running" { return }
+            if try await qmp.execute("query-status", returning: QMPConnection.Status.self).status == "running" {
+                return
+            }
             guard ContinuousClock.now < deadline else { throw SandboxError("the VM did not resume from its snapshot") }
             try await Task.sleep(for: .milliseconds(10))
         }
@@ -190,8 +192,8 @@ public struct VMDriver: SandboxDriver {
             try await qmp.execute("migrate", ["uri": "exec:cat > '\(snapshot).tmp'"])
             let deadline = ContinuousClock.now + .seconds(120)
             while true {
-                let status = try JSONSerialization.jsonObject(with: try await qmp.execute("query-migrate"))
-                let state = (status as? [String: Any])?["status"] as? String ?? "unknown"
+                let state =
+                    try await qmp.execute("query-migrate", returning: QMPConnection.Status.self).status ?? "unknown"
                 if state == "completed" { break }
                 guard state != "failed", ContinuousClock.now < deadline else {
                     throw SandboxError("saving the template VM: \(state)")
@@ -233,6 +235,7 @@ actor VMTemplate {
             }
             let folder = directory + "/template-" + key
             snapshots[key] = Task {
+                // Usually none: a template an earlier node left there is overwritten by the new boot.
                 try? FileManager.default.removeItem(atPath: folder)
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
                 return try await make(folder)

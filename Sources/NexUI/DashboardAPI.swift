@@ -115,15 +115,29 @@ struct DashboardAPI: Sendable {
     func events() -> Feed {
         Feed(subject: NexSubjects.events(namespace: namespace)) { message in
             let parts = message.subject.split(separator: ".")
+            // Not a CloudEvent: not an event to show.
             guard parts.count == 4,
-                let cloud = (try? JSONSerialization.jsonObject(with: Data(message.bytes))) as? [String: Any]
+                let cloud = try? JSONDecoder().decode(CloudEventBody.self, from: Data(message.bytes))
             else { return nil }
-            let event: [String: Any] = [
-                "type": String(parts[3]), "namespace": String(parts[2]), "time": cloud["time"] ?? NSNull(),
-                "data": cloud["data"] ?? NSNull(),
-            ]
+            let event = EventLine(
+                type: String(parts[3]), namespace: String(parts[2]), time: cloud.time ?? .null,
+                data: cloud.data ?? .null)
             return Self.line(event)
         }
+    }
+
+    /// What the page shows of a CloudEvent.
+    private struct CloudEventBody: Decodable {
+        var time: JSONValue?
+        var data: JSONValue?
+    }
+
+    /// One line of the events feed (`time` and `data` null when the event had none).
+    private struct EventLine: Encodable {
+        var type: String
+        var namespace: String
+        var time: JSONValue
+        var data: JSONValue
     }
 
     /// One workload's log lines: each ``LogEntry`` as the node published it.
@@ -131,15 +145,18 @@ struct DashboardAPI: Sendable {
         Feed(subject: NexSubjects.logsFilter(namespace: namespace, node: nil, workloadName: workload, workloadID: nil))
         {
             message in
+            // Not a log entry: not one of ours, skipped.
             guard (try? JSONDecoder().decode(LogEntry.self, from: Data(message.bytes))) != nil else { return nil }
             // Already one JSON object; a newline inside would end the event early.
             return String(decoding: message.bytes, as: UTF8.self).replacingOccurrences(of: "\n", with: " ")
         }
     }
 
-    static func line(_ object: [String: Any]) -> String? {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])
-        else { return nil }
+    /// One JSON line; nil (the message is skipped) when it cannot be encoded.
+    static func line(_ value: some Encodable) -> String? {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        guard let data = try? encoder.encode(value) else { return nil }  // skipped, as documented
         return String(decoding: data, as: UTF8.self)
     }
 

@@ -151,6 +151,7 @@ public struct DashboardServer: Service {
     static func json(_ value: some Encodable, _ status: HTTPResponse.Status = .ok) -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
+        // Cannot happen for these types; if it did, the page still gets a JSON error.
         let body = (try? encoder.encode(value)) ?? Data(#"{"ok":false,"error":"cannot encode"}"#.utf8)
         return Response(
             status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],

@@ -98,17 +98,22 @@ actor AgentPool {
         fill()
         nextTicket += 1
         let ticket = nextTicket
-        return try await withCheckedThrowingContinuation { continuation in
-            // Decided in this actor turn: a close either came before (refused here) or comes after (it fails
-            // the waiters it finds). A waiter registered after close would wait forever: no timer starts then.
-            guard !closed else {
-                return continuation.resume(throwing: NexError(.unavailable, "the node is shutting down"))
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                // Decided in this actor turn: a close either came before (refused here) or comes after (it fails
+                // the waiters it finds). A waiter registered after close would wait forever: no timer starts then.
+                guard !closed else {
+                    return continuation.resume(throwing: NexError(.unavailable, "the node is shutting down"))
+                }
+                let timer = tasks.spawn {
+                    do { try await Task.sleep(for: timeout) } catch { return }
+                    await self.endWait(ticket, NexError(.unavailable, "no agent became available in time"))
+                }
+                waiters.append((ticket, continuation, timer))
             }
-            let timer = tasks.spawn {
-                do { try await Task.sleep(for: timeout) } catch { return }
-                await self.timeOutWaiter(ticket)
-            }
-            waiters.append((ticket, continuation, timer))
+        } onCancel: {
+            // The waiter is registered in the turn that began the wait, before this task can run.
+            tasks.spawn { await self.endWait(ticket, CancellationError()) }
         }
     }
 
@@ -123,10 +128,12 @@ actor AgentPool {
         await onExit(agent, reason)
     }
 
-    private func timeOutWaiter(_ ticket: Int) {
+    /// Ends a wait for an agent that has not been served (timed out, or its taker gave up).
+    private func endWait(_ ticket: Int, _ error: any Error) {
         guard let index = waiters.firstIndex(where: { $0.ticket == ticket }) else { return }
-        waiters.remove(at: index).continuation.resume(
-            throwing: NexError(.unavailable, "no agent became available in time"))
+        let waiter = waiters.remove(at: index)
+        tasks.cancel(waiter.timer)
+        waiter.continuation.resume(throwing: error)
     }
 
     /// A warm agent died: forget it (and start another).

@@ -81,7 +81,7 @@ final class ControlResponder: Sendable {
         let serving = self.serving
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await serving.value }
-            group.addTask { try? await Task.sleep(for: grace) }
+            group.addTask { try? await Task.sleep(for: grace) }  // cancelled once serving ends first
             await group.next()
             serving.cancel()
             group.cancelAll()

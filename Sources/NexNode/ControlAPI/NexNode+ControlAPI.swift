@@ -127,7 +127,7 @@ extension NexNode {
             let problem = state.withLock { $0.runtimeProblem } ?? "the node is not running"
             return .failure(NexError(.unavailable, "no agent available: \(problem)"))
         }
-        let reservation: NodeState.Reservation
+        let reservation: Reservation
         switch await runtime.manager.reserve(name: request.workloadName, namespace: namespace) {
         case .failure(let refusal): return .failure(refusal)
         case .success(let r): reservation = r

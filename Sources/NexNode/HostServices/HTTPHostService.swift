@@ -1,6 +1,7 @@
 import Foundation
 import NATS
 import NIOHTTP1
+import NKeys
 import NexModels
 
 /// The `http` host service: `get/head/del(url, options?)` and `post/put/patch(url, body, options?)`, where
@@ -14,9 +15,9 @@ struct HTTPHostService: Sendable {
     ]
 
     /// `traceParent`: the host-service span's, sent as `traceparent` unless the function set that header.
-    func call(method: String, args: [Any], traceParent: String? = nil) async throws -> Any {
+    func call(method: String, args: HostCallArguments, traceParent: String? = nil) async throws -> HostCallResult {
         guard let verb = Self.verbs[method] else { throw NexError(.notFound, "no such http method \(method)") }
-        let text = try HostServicesBroker.string(args, 0, "url")
+        let text = try args.string(0, "url")
         guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
             url.host?.isEmpty == false
         else {
@@ -24,20 +25,19 @@ struct HTTPHostService: Sendable {
         }
         let hasBody = [.POST, .PUT, .PATCH].contains(verb)
         var request = HTTPEgressClient.Request(method: verb, url: url)
-        if hasBody { request.body = HostServicesBroker.bytes(args, 1) }
-        let optionsIndex = hasBody ? 2 : 1
-        if optionsIndex < args.count, let options = args[optionsIndex] as? [String: Any],
-            let headers = options["headers"] as? [String: Any]
-        {
-            request.headers = headers.map { ($0.key, "\($0.value)") }.sorted { $0.0 < $1.0 }
+        if hasBody { request.body = try args.bytes(1) }
+        if case .object(let headers)? = args[hasBody ? 2 : 1]?["headers"] {
+            // A value that is not a string is sent as its JSON text.
+            request.headers = headers.map { pair in (pair.0, pair.1.stringValue ?? pair.1.compactJSON) }
+                .sorted { $0.0 < $1.0 }
         }
         if let traceParent, !request.headers.contains(where: { $0.0.lowercased() == TraceParent.headerName }) {
             request.headers.append((TraceParent.headerName, traceParent))
         }
         let response = try await client.execute(request)
-        return [
-            "status": response.status, "headers": response.headers,
-            "body": String(decoding: response.body, as: UTF8.self),
-        ]
+        return .http(
+            .init(
+                status: response.status, headers: response.headers, body: String(decoding: response.body, as: UTF8.self)
+            ))
     }
 }

@@ -6,9 +6,9 @@ import NexModels
 import Synchronization
 
 /// Host services brokered by the node for its functions (wire contract §6): an agent asks on
-/// a host call on its link (service, method and a JSON array of arguments); the node acts with its own
-/// connection on resources private to the workload and answers with the result as JSON, or an error text.
-/// Byte values travel as `{"$bytes": [..]}`. The agent holds no credentials to any of it.
+/// a host call on its link (service, method and a JSON array of arguments, ``HostCallArguments``); the node
+/// acts with its own connection on resources private to the workload and answers with the result as JSON
+/// (``HostCallResult``), or an error text. The agent holds no credentials to any of it.
 final class HostServicesBroker: Sendable {
     let client: NATSClient
     /// What a function may publish to or request on.
@@ -69,15 +69,12 @@ final class HostServicesBroker: Sendable {
         }
         do {
             let body = try await withDeadline {
-                guard
-                    let args = try JSONSerialization.jsonObject(with: Data(arguments), options: [.fragmentsAllowed])
-                        as? [Any]
-                else { throw NexError(.invalidRequest, "arguments must be a JSON array") }
-                let result = try await self.call(
-                    namespace: namespace, name: name, service: service, method: method, args: args, trace: trace)
-                return try JSONSerialization.data(withJSONObject: result, options: [.fragmentsAllowed])
+                let args = try HostCallArguments(json: arguments)
+                return try await self.call(
+                    namespace: namespace, name: name, service: service, method: method, args: args, trace: trace
+                ).json()
             }
-            return Answer(ok: true, body: Array(body), outcome: .ok)
+            return Answer(ok: true, body: body, outcome: .ok)
         } catch let refusal as SubjectRefusal {
             metrics?.subjectRefused(refusal)
             return .failure("\(service).\(method): \(refusal)", .refused)
@@ -87,8 +84,9 @@ final class HostServicesBroker: Sendable {
     }
 
     private func call(
-        namespace: String, name: String, service: String, method: String, args: [Any], trace: NATSHeaders?
-    ) async throws -> Any {
+        namespace: String, name: String, service: String, method: String, args: HostCallArguments,
+        trace: NATSHeaders?
+    ) async throws -> HostCallResult {
         switch (service, method) {
         case ("kv", _): return try await keyValue(namespace: namespace, name: name, method: method, args: args)
         case ("objectstore", _):
@@ -96,27 +94,29 @@ final class HostServicesBroker: Sendable {
         case ("http", _):
             return try await http.call(method: method, args: args, traceParent: trace?[TraceParent.headerName])
         case ("messaging", "publish"):
-            let subject = try Self.string(args, 0, "subject")
+            let subject = try args.string(0, "subject")
             try checkSubject(subject, namespace: namespace, use: .publish)
-            try await client.publish(Self.bytes(args, 1), to: subject, headers: trace)
-            return NSNull()
+            try await client.publish(args.bytes(1), to: subject, headers: trace)
+            return .null
         case ("messaging", "request"):
-            let subject = try Self.string(args, 0, "subject")
+            let subject = try args.string(0, "subject")
             try checkSubject(subject, namespace: namespace, use: .request)
-            let reply = try await client.request(Self.bytes(args, 1), to: subject, headers: trace, timeout: timeout)
-            return Self.wrap(reply.bytes)
+            let reply = try await client.request(args.bytes(1), to: subject, headers: trace, timeout: timeout)
+            return .bytes(reply.bytes)
         case ("messaging", "requestMany"):
-            let subject = try Self.string(args, 0, "subject")
+            let subject = try args.string(0, "subject")
             try checkSubject(subject, namespace: namespace, use: .request)
             let replies = try await client.requestMany(
-                Self.bytes(args, 1), to: subject, headers: trace, stall: .milliseconds(300), timeout: timeout)
-            return replies.map { Self.wrap($0.bytes) }
+                args.bytes(1), to: subject, headers: trace, stall: .milliseconds(300), timeout: timeout)
+            return .list(replies.map { .bytes($0.bytes) })
         default:
             throw NexError(.notFound, "no such host service method")
         }
     }
 
-    private func keyValue(namespace: String, name: String, method: String, args: [Any]) async throws -> Any {
+    private func keyValue(
+        namespace: String, name: String, method: String, args: HostCallArguments
+    ) async throws -> HostCallResult {
         let bucket = Self.bucket(prefix: "NEXKV_", namespace: namespace, name: name)
         let kv: KeyValue
         if let known = keyValues.withLock({ $0[bucket] }) {
@@ -129,22 +129,24 @@ final class HostServicesBroker: Sendable {
         }
         switch method {
         case "get":
-            guard let entry = try await kv.get(Self.string(args, 0, "key")) else { return NSNull() }
-            return Self.wrap(entry.value)
+            guard let entry = try await kv.get(args.string(0, "key")) else { return .null }
+            return .bytes(entry.value)
         case "set":
-            _ = try await kv.put(Self.string(args, 0, "key"), Self.bytes(args, 1))
-            return NSNull()
+            _ = try await kv.put(args.string(0, "key"), args.bytes(1))
+            return .null
         case "delete":
-            try await kv.delete(Self.string(args, 0, "key"))
-            return NSNull()
+            try await kv.delete(args.string(0, "key"))
+            return .null
         case "keys":
-            return try await kv.keys()
+            return .strings(try await kv.keys())
         default:
             throw NexError(.notFound, "no such key-value method \(method)")
         }
     }
 
-    private func objectStore(namespace: String, name: String, method: String, args: [Any]) async throws -> Any {
+    private func objectStore(
+        namespace: String, name: String, method: String, args: HostCallArguments
+    ) async throws -> HostCallResult {
         let bucket = Self.bucket(prefix: "NEXOS_", namespace: namespace, name: name)
         let store: ObjectStore
         if let known = objectStores.withLock({ $0[bucket] }) {
@@ -157,17 +159,17 @@ final class HostServicesBroker: Sendable {
         }
         switch method {
         case "get":
-            let object = try Self.string(args, 0, "name")
-            guard try await store.info(object) != nil else { return NSNull() }
-            return Self.wrap(try await store.get(object))
+            let object = try args.string(0, "name")
+            guard try await store.info(object) != nil else { return .null }
+            return .bytes(try await store.get(object))
         case "put":
-            let info = try await store.put(Self.string(args, 0, "name"), data: Self.bytes(args, 1))
-            return ["name": info.name, "size": Int(info.size)]
+            let info = try await store.put(args.string(0, "name"), data: args.bytes(1))
+            return .object(.init(name: info.name, size: Int(info.size)))
         case "delete":
-            try await store.delete(Self.string(args, 0, "name"))
-            return NSNull()
+            try await store.delete(args.string(0, "name"))
+            return .null
         case "list":
-            return try await store.list().map { ["name": $0.name, "size": Int($0.size)] as [String: Any] }
+            return .objects(try await store.list().map { .init(name: $0.name, size: Int($0.size)) })
         default:
             throw NexError(.notFound, "no such object store method \(method)")
         }
@@ -189,27 +191,4 @@ final class HostServicesBroker: Sendable {
             return try await group.next()!
         }
     }
-
-    // MARK: JSON
-
-    static func string(_ args: [Any], _ index: Int, _ what: String) throws -> String {
-        guard index < args.count, let s = args[index] as? String else {
-            throw NexError(.invalidRequest, "\(what) must be a string")
-        }
-        return s
-    }
-
-    /// Bytes from `{"$bytes": [...]}`, a string (UTF-8), or any other JSON value (encoded).
-    static func bytes(_ args: [Any], _ index: Int) -> [UInt8] {
-        guard index < args.count else { return [] }
-        let value = args[index]
-        if let object = value as? [String: Any], let numbers = object["$bytes"] as? [NSNumber] {
-            return numbers.map { $0.uint8Value }
-        }
-        if let s = value as? String { return Array(s.utf8) }
-        if value is NSNull { return [] }
-        return (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed])).map(Array.init) ?? []
-    }
-
-    static func wrap(_ bytes: [UInt8]) -> Any { ["$bytes": bytes.map { Int($0) }] }
 }

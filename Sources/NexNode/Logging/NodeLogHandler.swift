@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import NKeys
 
 /// Where a node's own log lines go (`nex node up --logger std|file|nats`, repeatable), as Nex ships them:
 /// every destination has an output stream and an error stream; warnings and worse go to the error one.
@@ -60,21 +61,24 @@ enum NodeLogLine {
     /// `{"time":"…","level":"info","logger":"nex.node","msg":"node started","nex.node":"N…"}`: one object a
     /// line, metadata as top-level keys (nested values as JSON).
     static func json(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
-        var object: [String: Any] = ["time": timestamp(), "level": "\(level)", "logger": label, "msg": message]
+        var object: [String: JSONValue] = [
+            "time": .string(timestamp()), "level": .string("\(level)"), "logger": .string(label),
+            "msg": .string(message),
+        ]
         for (key, value) in metadata where object[key] == nil { object[key] = plain(value) }
-        guard
-            let data = try? JSONSerialization.data(
-                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-        else { return #"{"level":"error","msg":"a log record could not be encoded"}"# }
-        return String(decoding: data, as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        do { return String(decoding: try encoder.encode(object), as: UTF8.self) } catch {
+            return #"{"level":"error","msg":"a log record could not be encoded"}"#
+        }
     }
 
-    private static func plain(_ value: Logger.Metadata.Value) -> Any {
+    private static func plain(_ value: Logger.Metadata.Value) -> JSONValue {
         switch value {
-        case .string(let s): s
-        case .stringConvertible(let c): "\(c)"
-        case .array(let a): a.map(plain)
-        case .dictionary(let d): d.mapValues(plain)
+        case .string(let s): .string(s)
+        case .stringConvertible(let c): .string("\(c)")
+        case .array(let a): .array(a.map(plain))
+        case .dictionary(let d): .object(d.sorted { $0.key < $1.key }.map { ($0.key, plain($0.value)) })
         }
     }
 }

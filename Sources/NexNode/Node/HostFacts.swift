@@ -28,6 +28,7 @@ enum HostFacts {
 
     /// MemTotal, MemFree and MemAvailable from /proc/meminfo, in kB.
     static func memory() -> MemoryStat? {
+        // No /proc/meminfo: the memory is not reported.
         guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
         var values: [String: Int] = [:]
         for line in text.split(separator: "\n") {

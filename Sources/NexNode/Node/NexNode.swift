@@ -91,6 +91,7 @@ public final class NexNode: Service, Sendable {
     /// and on graceful shutdown stops its workloads, unsubscribes and publishes `node_stopped`.
     public func run() async throws {
         try await start()
+        // Its tasks throw only when cancelled, which is how a graceful shutdown ends them.
         try? await cancelWhenGracefulShutdown {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -102,7 +103,7 @@ public final class NexNode: Service, Sendable {
                 group.addTask {
                     while true {
                         try await Task.sleep(for: .seconds(5))
-                        await self.runtime?.manager.checkHealth(timeout: .milliseconds(self.config.agentPingTimeoutMs))
+                        await self.runtime?.manager.checkHealth()
                     }
                 }
                 group.addTask {

@@ -151,8 +151,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     }
 
     /// When essential workloads (and recorded ones whose restore failed) are tried again.
-    var restartPolicy: NodeState.RestartPolicy {
-        NodeState.RestartPolicy(
+    var restartPolicy: RestartPolicy {
+        RestartPolicy(
             initialBackoff: .milliseconds(restartBackoffInitialMs), maxBackoff: .milliseconds(restartBackoffMaxMs),
             maxRestarts: maxRestarts)
     }

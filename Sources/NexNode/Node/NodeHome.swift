@@ -79,6 +79,7 @@ public final class NodeHome: Sendable {
         let fd = Foundation.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw NodeHomeError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            // Only for the message: without it, no pid is named.
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(
                 in: .whitespacesAndNewlines)
             close(fd)
@@ -110,13 +111,15 @@ public final class NodeHome: Sendable {
     static func loadOrCreate(_ path: String, _ role: NKeyPrefix) throws(NodeHomeError) -> NKeyPair {
         let fm = FileManager.default
         if fm.fileExists(atPath: path) {
+            // Attributes unreadable: the read below fails and says why.
             if let mode = (try? fm.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o077 != 0 {
                 throw NodeHomeError(
                     "\(path) holds the node's secret key but others may read it (mode \(String(mode, radix: 8))): "
                         + "chmod 600 \(path)")
             }
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw NodeHomeError("cannot read \(path)")
+            let text: String
+            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw NodeHomeError("cannot read \(path): \(error.localizedDescription)")
             }
             return try key(text.trimmingCharacters(in: .whitespacesAndNewlines), role, path)
         }

@@ -238,7 +238,7 @@ struct ArtifactFetcher: Sendable {
     /// The hex SHA-256 and size of a file, read in 1 MiB chunks; nil when there is no such file.
     static func sha256(ofFileAt path: String) throws -> (String, Int)? {
         guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? handle.close() }
+        defer { try? handle.close() }  // read only: a failed close loses nothing
         var hasher = SHA256()
         var size = 0
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {

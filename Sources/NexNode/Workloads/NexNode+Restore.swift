@@ -8,7 +8,7 @@ extension NexNode {
     struct PendingRestore: Sendable {
         var record: WorkloadRecord
         var deploy: ValidatedDeploy
-        var reservation: NodeState.Reservation
+        var reservation: Reservation
     }
 
     /// The first step of a restart, before the node takes deploys: every record goes through the checks a

@@ -22,6 +22,7 @@ struct VerifiedCopyStamp: Equatable, Sendable {
 
     /// The stamp recorded for the copy at `path`; nil when none was (or it is unreadable).
     init?(recordedFor path: String) {
+        // None or unreadable: the copy is hashed again, which is only slower.
         guard let text = try? String(contentsOfFile: Self.file(for: path), encoding: .utf8) else { return nil }
         let fields = text.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         guard fields.count == 4, fields[0] >= 0 else { return nil }

@@ -24,7 +24,7 @@ final class WorkloadJournal: Sendable {
 
     /// Makes `changes`, in order, after every change asked for before. Stops at the first failure and
     /// throws it: a restart's delete of the old record never follows a save of the new one that failed.
-    nonisolated(nonsending) func commit(_ changes: [NodeState.Change]) async throws {
+    nonisolated(nonsending) func commit(_ changes: [JournalChange]) async throws {
         guard !changes.isEmpty else { return }
         let writes = try changes.map { change -> (String, [UInt8]?) in
             switch change {
@@ -63,9 +63,18 @@ final class WorkloadJournal: Sendable {
     /// reported.
     func load() async -> [WorkloadRecord] {
         let directory = self.directory
+        let logger = self.logger
         let files = await withCheckedContinuation { (continuation: CheckedContinuation<[(String, Data?)], Never>) in
             queue.async {
-                let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+                var names: [String] = []
+                do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+                    // No directory yet: nothing was ever kept. Any other failure hides every record.
+                    if FileManager.default.fileExists(atPath: directory) {
+                        logger.error(
+                            "the workload records cannot be listed; none are restored",
+                            metadata: ["path": "\(directory)", "error": "\(error)"])
+                    }
+                }
                 continuation.resume(
                     returning: names.filter { $0.hasSuffix(".json") }.sorted().map { name in
                         (directory + "/" + name, FileManager.default.contents(atPath: directory + "/" + name))

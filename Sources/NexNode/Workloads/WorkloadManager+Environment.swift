@@ -52,7 +52,7 @@ extension WorkloadManager {
 
     /// The deploy's environment plus host-service connection settings for services that want them
     /// (the deploy's own `host_services_config` over the node's).
-    func environment(for deploy: ValidatedDeploy) -> [String: String] {
+    static func environment(for deploy: ValidatedDeploy, config: NodeConfiguration) -> [String: String] {
         var env = deploy.environment
         let node = config.hostServicesConfig?.nats
         let mine = deploy.request.hostServicesConfig

@@ -11,7 +11,9 @@ extension WorkloadManager {
     /// The queue group of a function's instances.
     static func queueGroup(namespace: String, name: String) -> String { "nex-\(namespace)-\(name)" }
 
-    func subscribeTriggers(of workload: FunctionTarget, subjects: [String]) async throws -> [NATSSubscription] {
+    nonisolated func subscribeTriggers(of workload: FunctionTarget, subjects: [String]) async throws
+        -> [NATSSubscription]
+    {
         guard !subjects.isEmpty else { return [] }
         let client = events.client
         let queue = Self.queueGroup(namespace: workload.namespace, name: workload.name)
