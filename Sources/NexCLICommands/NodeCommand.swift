@@ -99,7 +99,7 @@ struct NodeCommand: AsyncParsableCommand {
             if let servers = try global.servers() {
                 client = try await global.connect()
                 Output.say("Connected to \(servers.joined(separator: ","))")
-            } else if let local = try? await global.connect(to: ["nats://127.0.0.1:4222"]) {
+            } else if let local = try? await global.connect(to: ["nats://127.0.0.1:4222"]) {  // none there: embed one
                 client = local
                 Output.say("Connected to nats://127.0.0.1:4222")
             } else {

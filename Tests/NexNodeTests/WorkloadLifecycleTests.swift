@@ -250,6 +250,38 @@ import Testing
         #expect(transient.isTransient && transient.message.contains("kept") && !final.isTransient)
     }
 
+    /// A stop that forgets, arriving while a shutdown's ending (which kept the record) waits for work in
+    /// flight, still removes the record.
+    @Test func aForgettingStopAfterAShutdownStillRemovesTheRecord() {
+        var w = lifecycle(record("r"), replayed: true)
+        _ = steps(&w, after: .begin)
+        let shutdown = steps(&w, after: .stopRequested(.init(forget: false, code: 0, message: "node stopped")))
+        #expect(shutdown[1] == .commit([]) && shutdown.last == .wait)
+        let drain = steps(&w, after: .stopRequested(.init(forget: true, code: 0, message: "lame duck")))
+        #expect(drain == [.commit([.delete(id: "r")]), .wait])
+        // Only once: a third stop finds nothing more to remove.
+        expect(&w, .stopRequested(.init(forget: true, code: 0, message: "again")), gives: .wait)
+        expect(&w, .agentTaken(agent: "a"), gives: .destroyStray(agent: "a"))
+        expect(&w, .done, gives: .finish)
+    }
+
+    /// An exit reported during a restart's deploy that then fails belongs to that run: the next run that
+    /// starts is not ended by it.
+    @Test func aFailedRunsEarlyExitDoesNotEndTheNextRun() {
+        var w = running(record("e", essential: true))
+        _ = steps(&w, after: .exited(exit(1), newID: "e2"))
+        expect(&w, .backoffEnded, gives: .takeAgent)
+        expect(&w, .agentTaken(agent: "a2"), gives: .deploy(agent: "a2"))
+        expect(&w, .exited(exit(9), newID: "e3"), gives: .wait)
+        let retry = steps(&w, after: .deployFailed(agent: "a2", code: .unavailable, reason: "gone"))
+        #expect(retry.last == .backOff(.milliseconds(200)))
+        expect(&w, .backoffEnded, gives: .takeAgent)
+        expect(&w, .agentTaken(agent: "a3"), gives: .deploy(agent: "a3"))
+        let run = steps(&w, after: .deployed(agent: "a3"))
+        #expect(run == [.subscribe(agent: "a3"), .confirm(answerDeployer: false), .wait])
+        #expect(w.status == .running(agent: "a3"))
+    }
+
     /// A restart that could not be carried out is another failed run: retried with the next backoff while the
     /// policy allows, its record saved with the count; then it ends and its record goes.
     @Test func aFailedRestartIsRetriedUntilThePolicyEnds() {
@@ -317,10 +349,10 @@ import Testing
     @Test func threeMissedPingsEndTheWorkload() {
         var w = running(record("w"))
         func ping(_ ok: Bool) -> Action {
-            expect(&w, .healthCheck(newID: nil), gives: .ping(agent: "a1"))
+            expect(&w, .healthCheck, gives: .ping(agent: "a1"))
             // One ping at a time: a check while one is out sends none.
-            expect(&w, .healthCheck(newID: nil), gives: .wait)
-            return w.handle(.pinged(agent: "a1", ok: ok))
+            expect(&w, .healthCheck, gives: .wait)
+            return w.handle(.pinged(agent: "a1", ok: ok, newID: nil))
         }
         let firstTwo = [ping(false), ping(false)]
         #expect(firstTwo == [.wait, .wait] && !w.healthy)

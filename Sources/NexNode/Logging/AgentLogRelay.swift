@@ -98,10 +98,9 @@ final class AgentLogRelay: Sendable {
                 await manager.log(agentID: line.agentID, level: line.level, text: line.text)
                 return
             }
-            // A task of its own: ending a run (its sandbox's grace, an essential restart's journal writes) must
-            // not hold up other workloads' lines.
-            let report = WorkloadExited(workloadID: "", code: exit.code, message: exit.message)
-            manager.tasks.spawn { await manager.exited(agentID: line.agentID, report) }
+            // Queued for the workload's supervisor, which ends the run in its own task.
+            await manager.exited(
+                agentID: line.agentID, WorkloadExited(workloadID: "", code: exit.code, message: exit.message))
         }
     }
 

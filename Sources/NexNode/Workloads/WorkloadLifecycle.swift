@@ -60,9 +60,10 @@ struct WorkloadLifecycle: Sendable {
         /// under; nil when the node restarts nothing any more (lame duck, shutting down).
         case exited(WorkloadExited, newID: String?)
         case stopRequested(Stop)
-        /// Time to check that the agent answers. `newID` as for ``exited(_:newID:)``.
-        case healthCheck(newID: String?)
-        case pinged(agent: String, ok: Bool)
+        /// Time to check that the agent answers.
+        case healthCheck
+        /// The ping's outcome. `newID` as for ``exited(_:newID:)`` (when this was the third missed).
+        case pinged(agent: String, ok: Bool, newID: String?)
         case backoffEnded
         /// A step without an outcome was carried out.
         case done
@@ -102,7 +103,7 @@ struct WorkloadLifecycle: Sendable {
         case announceEnded(WorkloadRecord, code: Int, message: String)
         /// Log what the node decided about the workload, which nobody waits to hear → ``Event/done``.
         case warn(String)
-        /// In flight: ping the agent → ``Event/pinged(agent:ok:)``.
+        /// In flight: ping the agent → ``Event/pinged(agent:ok:newID:)``.
         case ping(agent: String)
         /// In flight: wait out a restart's backoff → ``Event/backoffEnded``.
         case backOff(Duration)
@@ -162,8 +163,9 @@ struct WorkloadLifecycle: Sendable {
     private var steps: [Action] = []
     /// Work in flight whose outcome has not arrived.
     private var inFlight = 0
-    /// The id a restart would take if the ping in flight is the third one missed.
-    private var pingNewID: String?
+    /// The ending kept the record (a shutdown's stop, or a replay that may start later): a stop that forgets,
+    /// arriving after, still removes it.
+    private var keptRecord = false
 
     /// A workload accepted now. `alreadyRecorded`: a replay of a journal record (which is not written again,
     /// and is kept when its start fails for a reason that may pass).
@@ -213,6 +215,7 @@ struct WorkloadLifecycle: Sendable {
             inFlight -= 1
             guard phase == .waitingForAgent else { return .destroyStray(agent: taken) }
             agent = taken
+            earlyExit = nil
             phase = .deploying(agent: taken)
             return launch(.deploy(agent: taken))
 
@@ -260,17 +263,16 @@ struct WorkloadLifecycle: Sendable {
         case .stopRequested(let stop):
             return stopRequested(stop)
 
-        case .healthCheck(let newID):
+        case .healthCheck:
             // One ping at a time: a check while one is out waits for its answer (or its timeout).
             guard case .running(let on) = phase, inFlight == 0 else { return nextStep() }
-            pingNewID = newID
             return launch(.ping(agent: on))
 
-        case .pinged(let from, let ok):
+        case .pinged(let from, let ok, let newID):
             inFlight -= 1
             guard phase == .running(agent: from) else { return nextStep() }
             missedPings = ok ? 0 : missedPings + 1
-            return missedPings >= 3 ? agentSilent(newID: pingNewID, now: now) : .wait
+            return missedPings >= 3 ? agentSilent(newID: newID, now: now) : .wait
 
         case .backoffEnded:
             inFlight -= 1
@@ -385,6 +387,8 @@ struct WorkloadLifecycle: Sendable {
 
     /// A start (or a restart) that could not be carried out.
     private mutating func startFailed(_ code: NexError.Code, _ reason: String) -> Action {
+        // The failed run's exit, if it reported one, is not the next run's.
+        earlyExit = nil
         let tearDown = TearDown(workloadID: record.id, agent: agent, stopAgent: false, removeArtifact: true)
         if restarting, policy.allows(retry: record.retryCount) {
             // Another failed run: counted and recorded before it is tried again.
@@ -397,6 +401,7 @@ struct WorkloadLifecycle: Sendable {
         agent = nil
         // A replayed record stays when its start fails for a reason that may pass; the caller tries it again.
         let keep = replayed && (code == .unavailable || code == .storage)
+        keptRecord = keep && persisted
         var steps: [Action] = [
             .tearDown(tearDown), .commit(persisted && !keep ? [.delete(id: record.id)] : []),
         ]
@@ -448,12 +453,20 @@ struct WorkloadLifecycle: Sendable {
         switch phase {
         case .waitingForAgent, .deploying, .subscribing, .backingOff: hadRun = false
         case .running: hadRun = true
-        case .idle, .recording, .recordingRestart, .recordingRetry, .ended:
-            // Already ending (its stop waits for that), or between steps that are never interrupted.
+        case .ended:
+            // Already ending (this stop waits for that). One that forgets still removes a record kept.
+            if stop.forget, keptRecord {
+                keptRecord = false
+                steps.append(.commit([.delete(id: record.id)]))
+            }
+            return nextStep()
+        case .idle, .recording, .recordingRestart, .recordingRetry:
+            // Between steps that are never interrupted: not reached.
             return nextStep()
         }
         // A shutdown keeps a record only when its deployer was told it runs.
         let keep = !stop.forget && confirmed
+        keptRecord = keep && persisted
         let tearDown = TearDown(
             workloadID: record.id, agent: agent, stopAgent: agent != nil, removeArtifact: true)
         agent = nil

@@ -149,7 +149,8 @@ extension WorkloadManager {
     /// own records, never from what the agent says.
     func hostCall(agentID: String, _ call: LinkFrame.HostCall) async -> HostServicesBroker.Answer {
         let (service, method) = (call.service, call.method)
-        guard let entry = workload(agent: agentID) else {
+        // An ending workload has released its host services: a call now would open them again.
+        guard let entry = workload(agent: agentID), entry.isPresent else {
             return .failure("\(service).\(method): the agent runs no workload", .error)
         }
         let headers: NATSHeaders? = call.traceParent.map { [TraceParent.headerName: $0] }

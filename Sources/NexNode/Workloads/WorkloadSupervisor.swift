@@ -69,6 +69,8 @@ final class WorkloadSupervisor: Sendable {
         /// Set when the run loop ended: whether every journal write of the ending succeeded.
         var endingRecorded: Bool?
         var stopWaiters: [CheckedContinuation<Bool, Never>] = []
+        /// A stop that removes the record, handed to the lifecycle once more before the loop ends.
+        var forgetRequested: WorkloadLifecycle.Stop?
     }
 
     init(
@@ -117,6 +119,8 @@ final class WorkloadSupervisor: Sendable {
 
     /// Asks for a stop without waiting for it (see ``ended()``).
     func requestStop(_ stop: WorkloadLifecycle.Stop) {
+        // Remembered too: a stop queued behind an ending that finishes without reading it still applies.
+        if stop.forget { shared.withLock { $0.forgetRequested = stop } }
         input.yield(Input(event: .stopRequested(stop)))
     }
 
@@ -134,17 +138,23 @@ final class WorkloadSupervisor: Sendable {
 
     /// The workload's process ended by itself (code -1: its agent died).
     func exited(_ report: WorkloadExited) {
-        input.yield(Input(event: .exited(report, newID: restartID())))
+        input.yield(Input(event: .exited(report, newID: nil)))
     }
 
     /// Pings the workload's agent (unless a ping is still out); three missed in a row end the run.
     func checkHealth() {
-        input.yield(Input(event: .healthCheck(newID: restartID())))
+        input.yield(Input(event: .healthCheck))
     }
 
-    /// The id an essential restart would run under, when restarts are still allowed.
-    private func restartID() -> String? {
-        context.restartsAllowed() ? UUID().uuidString.lowercased() : nil
+    /// `event` with the id an essential restart would run under, when restarts are still allowed: decided
+    /// as the event is handled, so lame duck or a shutdown that began meanwhile restarts nothing.
+    private func stamped(_ event: WorkloadLifecycle.Event) -> WorkloadLifecycle.Event {
+        func restartID() -> String? { context.restartsAllowed() ? UUID().uuidString.lowercased() : nil }
+        switch event {
+        case .exited(let report, _): return .exited(report, newID: restartID())
+        case .pinged(let agent, let ok, _): return .pinged(agent: agent, ok: ok, newID: restartID())
+        default: return event
+        }
     }
 
     // MARK: The run loop
@@ -175,14 +185,23 @@ final class WorkloadSupervisor: Sendable {
         var iterator = inputs.makeAsyncIterator()
         var action = lifecycle.handle(.begin)
         publish(lifecycle, held)
-        while action != .finish {
+        while true {
             let event: WorkloadLifecycle.Event
-            if action == .wait {
+            if action == .finish {
+                // A stop that forgets may wait unread behind the ending (a shutdown's, which kept the record).
+                guard
+                    let late = shared.withLock({ s in
+                        defer { s.forgetRequested = nil }
+                        return s.forgetRequested
+                    })
+                else { break }
+                event = .stopRequested(late)
+            } else if action == .wait {
                 // The stream ends only when the loop does: `nil` cannot come while it waits.
                 guard let next = await iterator.next() else { break }
                 if let task = next.task { held.inFlight[task] = nil }
                 if let agent = next.agent { held.agents[agent.id] = agent }
-                event = next.event
+                event = stamped(next.event)
             } else {
                 event = await perform(action, lifecycle: lifecycle, held: &held)
             }
@@ -263,7 +282,9 @@ final class WorkloadSupervisor: Sendable {
             context.logger.warning(
                 "\(text)", metadata: ["nex.workload": "\(record.name)", "nex.workload_id": "\(record.id)"])
         case .ping(let agentID):
-            guard let link = held.agents[agentID]?.link else { return .pinged(agent: agentID, ok: false) }
+            guard let link = held.agents[agentID]?.link else {
+                return stamped(.pinged(agent: agentID, ok: false, newID: nil))
+            }
             let timeout = Duration.milliseconds(context.config.agentPingTimeoutMs)
             startInFlight(&held) {
                 let ok: Bool
@@ -271,7 +292,7 @@ final class WorkloadSupervisor: Sendable {
                     _ = try await link.heartbeat(timeout: timeout)
                     ok = true
                 } catch { ok = false }
-                return Input(event: .pinged(agent: agentID, ok: ok))
+                return Input(event: .pinged(agent: agentID, ok: ok, newID: nil))
             }
         case .backOff(let delay):
             startInFlight(&held) {
@@ -357,7 +378,9 @@ final class WorkloadSupervisor: Sendable {
             maxConcurrency: concurrency(record))
         let response: AgentResponse
         do { response = try await agent.link.deploy(request, timeout: .seconds(10)) } catch {
-            response = AgentResponse(ok: false, message: "the agent did not answer the deploy: \(error)")
+            // No answer (the agent died or hung) may pass with another agent; a refusal would not.
+            return .deployFailed(
+                agent: agent.id, code: .unavailable, reason: "the agent did not answer the deploy: \(error)")
         }
         guard response.ok else {
             return .deployFailed(
