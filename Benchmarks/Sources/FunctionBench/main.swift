@@ -92,8 +92,13 @@ struct BenchFailure: Error, CustomStringConvertible {
 func linkRoundTrips(count: Int, on loop: EventLoopTaskExecutor) async throws -> [Double] {
     let (nodeEnd, agentFD) = try LinkSocket.socketPair()
     let link = try await AgentLinkClient.start(descriptor: nodeEnd, on: loop.eventLoop)
-    AgentLinkServer.serve(
+    let server = AgentLinkServer.serve(
         LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in }, onEnd: { _ in })
+    // Link protocol 2: the agent says hello first, and the node answers it before anything else.
+    server.send(
+        .hello(AgentHandshake(id: "bench", version: "0", pid: 0, startupMillis: 0, protocolVersion: LinkFrame.protocolVersion)))
+    _ = try await link.awaitHello(timeout: .seconds(10))
+    link.welcome(AgentResponse(ok: true))
     defer { link.close() }
     return try await Task(executorPreference: loop) {
         let payload = Array("hello".utf8)
