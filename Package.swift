@@ -66,7 +66,13 @@ let package = Package(
             dependencies: ["CSodium", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(name: "CNexSpawn"),
-        .target(name: "NexProcess", dependencies: ["CNexSpawn"]),
+        .target(
+            name: "NexProcess",
+            dependencies: [
+                "CNexSpawn", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "NexAgentLink",
             dependencies: [
@@ -131,7 +137,14 @@ let package = Package(
             name: "NexRunnerWasm", dependencies: ["NexRunnerJS", "NexWorkloads", "NexModels", "NexProcess"],
             resources: [.embedInCode("Resources/wasi.js")]
         ),
-        .target(name: "NexSandbox", dependencies: ["NexModels", "NexProcess", "CNexSpawn"]),
+        .target(
+            name: "NexSandbox",
+            dependencies: [
+                "NexModels", "NexProcess", "CNexSpawn", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
+            ]
+        ),
         // L7: the agent (one per workload) and the node.
         .target(
             name: "NexAgent",

@@ -158,6 +158,27 @@ int nex_epoll_wait(int epfd, int flagged, int timeout_ms) {
     return 0;
 }
 
+int nex_pidfd_open(pid_t pid) {
+    // PIDFD_NONBLOCK is not needed: the descriptor is only waited on, never read.
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+}
+
+int nex_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int nex_epoll_add(int epfd, int fd, long long tag) {
+    struct epoll_event event = {.events = EPOLLIN, .data.u64 = (unsigned long long)tag};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+}
+
+int nex_epoll_wait_tags(int epfd, long long *tags, int max) {
+    struct epoll_event events[16];
+    int count = epoll_wait(epfd, events, max < 16 ? max : 16, -1);
+    for (int i = 0; i < count; i++) tags[i] = (long long)events[i].data.u64;
+    return count;
+}
+
 void nex_set_thread_name(const char *name) {
     char cut[16];
     strncpy(cut, name, sizeof cut - 1);

@@ -23,10 +23,10 @@ public final class PeerProcess: Sendable {
             stderr: .pipe)
         let peer = PeerProcess(child: child)
         if let out = child.stdout {
-            LineReader.start(fd: out, name: "peer-out") { line in peer.lines.withLock { $0.all.append(line) } }
+            LineReader.start(fd: out) { line in peer.lines.withLock { $0.all.append(line) } }
         }
         if let err = child.stderr {
-            LineReader.start(fd: err, name: "peer-err") { line in peer.lines.withLock { $0.errors += line + "\n" } }
+            LineReader.start(fd: err) { line in peer.lines.withLock { $0.errors += line + "\n" } }
         }
         return peer
     }

@@ -56,7 +56,7 @@ public final class PrometheusServer: Sendable {
         let log = Mutex("")
         if let stderr = process.stderr {
             LineReader.start(
-                fd: stderr, name: "prometheus",
+                fd: stderr,
                 onLine: { line in
                     log.withLock { $0 += line + "\n" }
                     if line.contains("msg=\"Listening on\""), let range = line.range(of: "address=") {

@@ -134,12 +134,7 @@ public final class NexAgent: Sendable {
         control.finish()
         await stopWorkload()
         // The stop's reply and the workload's last lines go out before the process does (at most 2 s).
-        await withCheckedContinuation { (sent: CheckedContinuation<Void, Never>) in
-            startThread(named: "nex-agent-flush") {
-                link.waitUntilSent(timeout: .seconds(2))
-                sent.resume()
-            }
-        }
+        _ = await BlockingIO.run { link.waitUntilSent(timeout: .seconds(2)) }
         return reason
     }
 
@@ -199,7 +194,7 @@ public final class NexAgent: Sendable {
             })
         do {
             if let control = settings.controlDescriptor {
-                try await Self.onThread { try VMGuest.fetchArtifact(control, to: request.artifactPath) }
+                try await BlockingIO.run { try VMGuest.fetchArtifact(control, to: request.artifactPath) }
             }
             try await runner.start(request, output: output)
             if runner is any FunctionRunner { link.growWorkers(to: request.maxConcurrency ?? 1) }
@@ -218,14 +213,6 @@ public final class NexAgent: Sendable {
         let result = runner.run(trigger)
         if let error = result.error { return (false, result.elapsedNanos, Array(error.utf8)) }
         return (true, result.elapsedNanos, result.reply ?? [])
-    }
-
-    /// Runs blocking I/O on a thread of its own (not on the cooperative pool).
-    static func onThread(_ work: @escaping @Sendable () throws -> Void) async throws {
-        let result: Result<Void, any Error> = await withCheckedContinuation { continuation in
-            startThread(named: "nex-agent-io") { continuation.resume(returning: Result { try work() }) }
-        }
-        try result.get()
     }
 
     func stopWorkload() async {

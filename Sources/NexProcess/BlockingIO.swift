@@ -1,7 +1,44 @@
 import Foundation
+import NIOPosix
 
-/// Blocking reads and writes on a descriptor, for threads of their own (never the cooperative pool).
+/// Work that blocks its thread (files, short socket exchanges) runs on ``pool``: never on an event loop (it
+/// would stall every connection on it) nor on the cooperative pool (2 threads on 2 cores). The pool is wider
+/// than the cores because its threads wait on disks and sockets, not on the CPU, and it is not NIO's shared
+/// pool, which a slow name lookup could fill. Work that waits without end (a relay, a listener) never goes
+/// here: it lives on event loops.
 public enum BlockingIO {
+    /// The pool, started on first use.
+    public static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 8)
+        pool.start()
+        return pool
+    }()
+
+    /// Runs `work` on the pool. A task cancelled meanwhile still has its work done: clean-ups (close, unlink,
+    /// remove) must happen whatever happened to the task that asked for them.
+    public static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            pool.submit { _ in continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    /// ``run(_:)`` for work that cannot fail.
+    public static func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            pool.submit { _ in continuation.resume(returning: work()) }
+        }
+    }
+
+    /// Removes a file or a directory tree. A path that is already gone is not an error.
+    public static func remove(_ path: String) async throws {
+        try await run {
+            guard FileManager.default.fileExists(atPath: path) else { return }
+            try FileManager.default.removeItem(atPath: path)
+        }
+    }
+
+    // MARK: On the calling thread (which must be one that may block)
+
     /// Reads one line (without its newline), a byte at a time so nothing after it is consumed; nil at end
     /// of file, on an error, or past `limit` bytes.
     public static func readLine(_ fd: Int32, limit: Int = 64 << 10) -> String? {

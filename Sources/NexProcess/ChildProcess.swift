@@ -6,8 +6,9 @@ import Synchronization
 /// descriptors, signal dispositions and process group it should (Foundation's `Process` offers neither a
 /// parent-death signal nor default dispositions for signals NIO ignores).
 ///
-/// Children are spawned from one dedicated thread that lives as long as the process, because the kernel's
-/// parent-death signal fires when the *spawning thread* exits: a pool thread that retires would kill them.
+/// Children are spawned from one dedicated thread that lives as long as the process (``ProcessThread``),
+/// because the kernel's parent-death signal fires when the *spawning thread* exits: a pool thread that retires
+/// would kill them. The same thread learns when each child ends.
 public final class ChildProcess: Sendable {
     /// Where a standard stream of the child goes.
     public enum Stream: Sendable {
@@ -95,7 +96,7 @@ public final class ChildProcess: Sendable {
         let envp = environment.map { "\($0.key)=\($0.value)" }
         let fdsCopy = fds + extraDescriptors
         // Awaited, not blocked on: callers run on event loops and the cooperative pool.
-        let (pid, failedStep) = await SpawnThread.shared.run {
+        let spawned = await ProcessThread.shared.run {
             var step: Int32 = 0
             let pid = withCStrings(argv) { argvPointers in
                 withCStrings(envp) { envPointers in
@@ -109,6 +110,10 @@ public final class ChildProcess: Sendable {
             return (pid, step)
         }
         for fd in toClose { close(fd) }
+        guard let (pid, failedStep) = spawned else {
+            for case let fd? in readEnds { close(fd) }
+            throw SpawnError(executable: executable, errno: ProcessThread.shared.setupError)
+        }
         guard pid > 0 else {
             for case let fd? in readEnds { close(fd) }
             let step: SpawnError.Step =
@@ -120,7 +125,7 @@ public final class ChildProcess: Sendable {
             throw SpawnError(executable: executable, errno: -pid, step: step)
         }
         let child = ChildProcess(pid: pid, stdout: readEnds[0], stderr: readEnds[1])
-        child.startReaper()
+        ProcessThread.shared.watch(pid: pid) { termination in child.ended(termination) }
         return child
     }
 
@@ -159,22 +164,14 @@ public final class ChildProcess: Sendable {
         return result
     }
 
-    /// One thread per child blocks in waitpid: simple, and children are few (one per agent or workload).
-    private func startReaper() {
-        let pid = self.pid
-        startThread(named: "nex-reaper-\(pid)") { [self] in
-            var status: Int32 = 0
-            var result: Int32
-            repeat { result = waitpid(pid, &status, 0) } while result < 0 && errno == EINTR
-            let termination: Termination =
-                (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
-            let waiters = self.state.withLock { s in
-                s.termination = termination
-                defer { s.waiters.removeAll() }
-                return s.waiters
-            }
-            for waiter in waiters { waiter.resume(returning: termination) }
+    /// Records how the child ended and resumes its waiters.
+    private func ended(_ termination: Termination) {
+        let waiters = state.withLock { s in
+            s.termination = termination
+            defer { s.waiters.removeAll() }
+            return s.waiters
         }
+        for waiter in waiters { waiter.resume(returning: termination) }
     }
 }
 
@@ -228,25 +225,5 @@ extension ChildProcess {
         let termination = await wait()
         killer.cancel()
         return (termination, await killer.value)
-    }
-}
-
-/// Everything readable from `fd` until end of file (at most `limit` bytes kept), read on a thread of its own
-/// so no event loop or pool thread blocks; the descriptor is closed afterwards. Nothing for a nil `fd`.
-public func readAll(_ fd: Int32?, limit: Int = 64 << 20) async -> [UInt8] {
-    guard let fd else { return [] }
-    return await withCheckedContinuation { continuation in
-        startThread(named: "nex-read-\(fd)") {
-            var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0, errno == EINTR { continue }
-                if n <= 0 { break }
-                if bytes.count < limit { bytes += chunk[0..<min(n, limit - bytes.count)] }
-            }
-            close(fd)
-            continuation.resume(returning: bytes)
-        }
     }
 }

@@ -1,37 +1,126 @@
 import Foundation
+import NIOCore
+import NIOPosix
 
-/// Reads a pipe line by line on its own thread until end of file, then closes it.
+/// Reads a pipe line by line on a NIO event loop (no thread of its own) until end of file, then closes it.
 ///
 /// Lines longer than `maxLine` bytes are delivered in pieces, so a workload that never prints a newline
 /// cannot make the reader hold unbounded memory.
 public enum LineReader {
-    /// Calls `onLine` for each line (without the newline, invalid UTF-8 repaired) and `onEnd` at end of file.
+    /// Takes ownership of `fd` (the read end of a pipe) and calls `onLine` for each line (without the newline,
+    /// invalid UTF-8 repaired) and `onEnd` once at end of file. Both run on the pipe's event loop: they must
+    /// hand the line on, not wait. (While `onLine` runs, the pipe is not read: a writer that outpaces it waits.)
     public static func start(
-        fd: Int32, name: String, maxLine: Int = 16 * 1024, onLine: @escaping @Sendable (String) -> Void,
+        fd: Int32, maxLine: Int = 16 * 1024, onLine: @escaping @Sendable (String) -> Void,
         onEnd: @escaping @Sendable () -> Void = {}
     ) {
-        startThread(named: name) {
-            var pending: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0, errno == EINTR { continue }
-                if n <= 0 { break }
-                pending.append(contentsOf: chunk[0..<n])
-                var start = 0
-                while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                    onLine(String(decoding: pending[start..<newline], as: UTF8.self))
-                    start = newline + 1
-                }
-                pending.removeFirst(start)
-                while pending.count >= maxLine {
-                    onLine(String(decoding: pending[0..<maxLine], as: UTF8.self))
-                    pending.removeFirst(maxLine)
-                }
-            }
-            if !pending.isEmpty { onLine(String(decoding: pending, as: UTF8.self)) }
-            close(fd)
+        PipeReading.start(fd: fd, handler: { LineSplitter(maxLine: maxLine, onLine: onLine, onEnd: onEnd) }) {
             onEnd()
         }
+    }
+}
+
+/// Everything readable from `fd` (the read end of a pipe) until end of file, at most `limit` bytes kept, read
+/// on a NIO event loop; the descriptor is closed afterwards. Nothing for a nil `fd`.
+public func readAll(_ fd: Int32?, limit: Int = 64 << 20) async -> [UInt8] {
+    guard let fd else { return [] }
+    return await withCheckedContinuation { continuation in
+        let collector = { @Sendable in ByteCollector(limit: limit) { continuation.resume(returning: $0) } }
+        PipeReading.start(fd: fd, handler: collector) { continuation.resume(returning: []) }
+    }
+}
+
+/// Reading one pipe on NIO's shared event loops.
+enum PipeReading {
+    /// Takes ownership of `fd` and reads it with the handler `makeHandler` gives (made on the pipe's event
+    /// loop). When NIO cannot take the descriptor (it could not be made non-blocking), it is closed and
+    /// `failed` is called instead.
+    static func start(
+        fd: Int32, handler makeHandler: @escaping @Sendable () -> some ChannelInboundHandler & Sendable,
+        failed: @escaping @Sendable () -> Void
+    ) {
+        NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(makeHandler()) }
+            }
+            .takingOwnershipOfDescriptor(input: fd)
+            .whenFailure { _ in
+                // A failed take leaves the descriptor ours (NIO's contract).
+                close(fd)
+                failed()
+            }
+    }
+}
+
+/// Splits what a pipe gives into lines (``LineReader``).
+final class LineSplitter: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    private let maxLine: Int
+    private let onLine: @Sendable (String) -> Void
+    private let onEnd: @Sendable () -> Void
+    /// Bytes after the last newline; touched only on the channel's event loop.
+    private nonisolated(unsafe) var pending: [UInt8] = []
+
+    init(maxLine: Int, onLine: @escaping @Sendable (String) -> Void, onEnd: @escaping @Sendable () -> Void) {
+        self.maxLine = maxLine
+        self.onLine = onLine
+        self.onEnd = onEnd
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        pending.append(contentsOf: buffer.readableBytesView)
+        var start = 0
+        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            onLine(String(decoding: pending[start..<newline], as: UTF8.self))
+            start = newline + 1
+        }
+        pending.removeFirst(start)
+        while pending.count >= maxLine {
+            onLine(String(decoding: pending[0..<maxLine], as: UTF8.self))
+            pending.removeFirst(maxLine)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !pending.isEmpty { onLine(String(decoding: pending, as: UTF8.self)) }
+        pending = []
+        onEnd()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)  // a read error ends the pipe as end of file does
+    }
+}
+
+/// Keeps what a pipe gives, up to a limit (``readAll(_:limit:)``).
+final class ByteCollector: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    private let limit: Int
+    private let onEnd: @Sendable ([UInt8]) -> Void
+    /// Touched only on the channel's event loop.
+    private nonisolated(unsafe) var bytes: [UInt8] = []
+
+    init(limit: Int, onEnd: @escaping @Sendable ([UInt8]) -> Void) {
+        self.limit = limit
+        self.onEnd = onEnd
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        let room = limit - bytes.count
+        if room > 0 { bytes += buffer.readableBytesView.prefix(room) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        onEnd(bytes)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 }

@@ -1,11 +1,13 @@
 import Foundation
-import Synchronization
+public import NIOCore
+import NIOPosix
 
-/// Copies bytes both ways between two connected stream sockets, one thread per direction, until both
-/// directions end; then closes both. A sandbox reaches a server only through such a relay: the sandbox
-/// holds one end of a socketpair, the node holds the other and a TCP connection to the one server allowed.
+/// Copies bytes both ways between two connected stream sockets on NIO's event loops, until both directions
+/// end; then closes both. A sandbox reaches a server only through such a relay: the sandbox holds one end of
+/// a connection, the node holds the other and a TCP connection to the one server allowed.
 public enum SocketRelay {
-    /// A TCP connection to `host:port` (a name or an address, v4 or v6), blocking, close-on-exec, Nagle off.
+    /// A TCP connection to `host:port` (a name or an address, v4 or v6), blocking, close-on-exec, Nagle off:
+    /// for the agent in a VM, whose link is a blocking socket.
     public static func connectTCP(host: String, port: Int) throws -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
@@ -33,55 +35,119 @@ public enum SocketRelay {
         throw RelayError("connect to \(host):\(port): \(reason)")
     }
 
-    /// Starts relaying between `a` and `b` (both owned by the relay from now on).
-    public static func start(_ a: Int32, _ b: Int32, name: String) {
-        // Nagle off on TCP ends (a no-op on Unix sockets): NATS writes small frames, and Nagle with delayed
-        // ACKs held each one about 40 ms (seen as a 40 ms slower first answer in the sandbox).
-        var one: Int32 = 1
-        for fd in [a, b] { setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size)) }
-        let remaining = Remaining()
-        for (from, to) in [(a, b), (b, a)] {
-            startThread(named: name) {
-                pump(from: from, to: to)
-                if remaining.finishOne() {
-                    close(a)
-                    close(b)
-                }
-            }
+    /// Relays `channel` (connected, not reading yet: `autoRead` off) to the connected stream socket `fd`,
+    /// which the relay owns from now on. Fails (and closes both) when `fd` cannot become a channel.
+    public static func relay(_ channel: any Channel, toDescriptor fd: Int32) -> EventLoopFuture<Void> {
+        glue(channel) { bootstrap in bootstrap.withConnectedSocket(fd) }
+    }
+
+    /// Relays `channel` (connected, not reading yet) to a new TCP connection to `host:port`. Fails (and closes
+    /// `channel`) when the server cannot be reached.
+    public static func relay(_ channel: any Channel, toHost host: String, port: Int) -> EventLoopFuture<Void> {
+        glue(channel) { bootstrap in bootstrap.connect(host: host, port: port) }
+    }
+
+    /// Relays between the connected stream sockets `a` and `b`, both owned by the relay from now on.
+    public static func relay(_ a: Int32, _ b: Int32) -> EventLoopFuture<Void> {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        return ClientBootstrap(group: loop).relayOptions.withConnectedSocket(a).flatMap { channel in
+            relay(channel, toDescriptor: b)
         }
     }
 
-    /// Copies `from` → `to` until end of file (then half-closes `to`) or an error (then shuts both down, so
-    /// the other direction ends too).
-    private static func pump(from: Int32, to: Int32) {
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(from, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            if n == 0 {
-                shutdown(to, Int32(SHUT_WR))
-                return
+    /// Glues `channel` to the partner `connect` makes (on the same event loop), then lets both read.
+    private static func glue(
+        _ channel: any Channel, connect: @escaping @Sendable (ClientBootstrap) -> EventLoopFuture<any Channel>
+    ) -> EventLoopFuture<Void> {
+        let loop = channel.eventLoop
+        return loop.flatSubmit {
+            let (mine, theirs) = RelayHandler.matchedPair()
+            do { try channel.pipeline.syncOperations.addHandler(mine) } catch {
+                channel.close(promise: nil)
+                return loop.makeFailedFuture(error)
             }
-            if n < 0 { break }
-            var offset = 0
-            while offset < n {
-                let written = buffer.withUnsafeBytes {
-                    send(to, $0.baseAddress! + offset, n - offset, Int32(MSG_NOSIGNAL))
+            let partnerHandler = NIOLoopBound(theirs, eventLoop: loop)
+            let bootstrap = ClientBootstrap(group: loop).relayOptions.channelInitializer { partner in
+                partner.eventLoop.makeCompletedFuture {
+                    try partner.pipeline.syncOperations.addHandler(partnerHandler.value)
                 }
-                if written < 0, errno == EINTR { continue }
-                if written <= 0 { break }
-                offset += written
             }
-            if offset < n { break }
+            return connect(bootstrap).flatMap { partner in
+                // Both ends are glued: now they may read (a read before would have had nowhere to go).
+                channel.setOption(.autoRead, value: true).and(partner.setOption(.autoRead, value: true)).map { _ in }
+            }.flatMapErrorThrowing { error in
+                channel.close(promise: nil)
+                throw error
+            }
         }
-        shutdown(from, Int32(SHUT_RDWR))
-        shutdown(to, Int32(SHUT_RDWR))
+    }
+}
+
+extension ClientBootstrap {
+    /// A relay's end: it reads only once glued, and its input ending closes only the partner's output.
+    var relayOptions: ClientBootstrap {
+        channelOption(.autoRead, value: false).channelOption(.allowRemoteHalfClosure, value: true)
+    }
+}
+
+/// One end of a relay: what its channel reads, its partner writes. Input that ends becomes the partner's
+/// output ending (a half-close); a channel that closes closes its partner. A partner that cannot take more
+/// stops this end reading until it can (backpressure). Both ends of a pair share one event loop.
+final class RelayHandler: ChannelDuplexHandler {
+    typealias InboundIn = NIOAny
+    typealias OutboundIn = NIOAny
+    typealias OutboundOut = NIOAny
+
+    private var partner: RelayHandler?
+    private var context: ChannelHandlerContext?
+    private var readWaiting = false
+
+    static func matchedPair() -> (RelayHandler, RelayHandler) {
+        let (a, b) = (RelayHandler(), RelayHandler())
+        a.partner = b
+        b.partner = a
+        return (a, b)
     }
 
-    private final class Remaining: Sendable {
-        private let count = Atomic<Int>(2)
-        /// True for the last direction to finish.
-        func finishOne() -> Bool { count.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 }
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        partner = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { partner?.context?.write(data, promise: nil) }
+
+    func channelReadComplete(context: ChannelHandlerContext) { partner?.context?.flush() }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        partner?.context?.close(promise: nil)
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .inputClosed = event as? ChannelEvent { partner?.context?.close(mode: .output, promise: nil) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)  // and so the partner: a broken relay ends both ways
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let partner, partner.readWaiting {
+            partner.readWaiting = false
+            partner.context?.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if partner?.context?.channel.isWritable ?? false {
+            context.read()
+        } else {
+            readWaiting = true
+        }
     }
 }
 

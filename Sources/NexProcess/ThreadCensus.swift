@@ -4,8 +4,8 @@ import Foundation
 /// The threads of this process by name (Linux `/proc/self/task/*/comm`): how a node proves at exit that none
 /// of the threads it started (all named `nex-…`) outlived it.
 public enum ThreadCensus {
-    /// The process-wide spawn worker: made once, kept for the life of the process.
-    static let permanent: Set<String> = ["nex-spawn"]
+    /// The process-wide thread that starts and reaps children: made once, kept for the life of the process.
+    static let permanent: Set<String> = ["nex-children"]
 
     /// Every thread's name (15 characters at most, as the kernel keeps them).
     public static func names() -> [String] {

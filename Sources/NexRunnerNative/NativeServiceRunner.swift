@@ -59,7 +59,7 @@ public final class NativeServiceRunner: WorkloadRunner {
         }
         for case (let fd?, let level) in streams {
             // The exit is reported after the last line, so logs never trail the undeploy event.
-            LineReader.start(fd: fd, name: "nex-workload-out", onLine: { output.log($0, level) }) {
+            LineReader.start(fd: fd, onLine: { output.log($0, level) }) {
                 if open.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { report() }
             }
         }

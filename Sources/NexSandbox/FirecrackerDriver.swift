@@ -1,5 +1,6 @@
 import CNexSpawn
 import Foundation
+import NIOCore
 import NexModels
 import NexProcess
 import Synchronization
@@ -123,30 +124,31 @@ public struct FirecrackerDriver: SandboxDriver {
         // The node's ends of the guest's two connections, listening before the VM can dial them.
         // The link's agent end is closed by the pool after launch: keep a copy for the guest's one connection.
         let agentEnd = HandOff(dup(spec.linkDescriptor))
-        let linkListener = Acceptor(
-            listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.linkPort)"), name: "nex-vsock-link"
+        let linkListener = try await Acceptor.start(
+            listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.linkPort)")
         ) { client in
             if let end = agentEnd.take() {
-                SocketRelay.start(client, end, name: "nex-vsock-link")
+                _ = SocketRelay.relay(client, toDescriptor: end)  // a failure closes both ends
             } else {
-                close(client)
+                client.close(promise: nil)
             }
         }
         let artifact = spec.workDirectory + "/workload"
-        let controlListener = Acceptor(
-            listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.controlPort)"), name: "nex-vsock-control"
-        ) { client in VMChannels.serveControl(client, settings: [:], artifact: artifact) }
+        let sessions = ControlSessions()
+        let controlListener = try await Acceptor.start(
+            listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.controlPort)")
+        ) { client in sessions.serve(client, settings: [:], artifact: artifact) }
         let process = try await ChildProcess.spawn(
             executable: firecracker, arguments: ["--api-sock", api, "--id", spec.agentID],
             environment: ["PATH": "/usr/bin:/bin"], directory: spec.workDirectory, stdout: .pipe, stderr: .pipe)
         for fd in [process.stdout, process.stderr].compactMap({ $0 }) {
             let output = agentOutput
             let id = spec.agentID
-            LineReader.start(fd: fd, name: "firecracker-out") { output(id, $0) }
+            LineReader.start(fd: fd) { output(id, $0) }
         }
         let sandbox = FirecrackerSandbox(
             agentID: spec.agentID, process: process, listeners: [linkListener, controlListener],
-            agentEnd: agentEnd, socketDirectory: sockets)
+            sessions: sessions, agentEnd: agentEnd, socketDirectory: sockets)
         do {
             try await UnixHTTP.waitForSocket(api, timeout: .seconds(5))
             for request in requests(spec, vsock: vsock) {
@@ -169,6 +171,7 @@ struct FirecrackerSandbox: AgentSandbox {
     var workDirectoryInside: String { "/tmp/nex" }
     let process: ChildProcess
     let listeners: [Acceptor]
+    let sessions: ControlSessions
     let agentEnd: HandOff
     let socketDirectory: String
 
@@ -185,6 +188,7 @@ struct FirecrackerSandbox: AgentSandbox {
 
     private func release() {
         for listener in listeners { listener.close() }
+        sessions.endAll()
         if let end = agentEnd.take() { close(end) }
         try? FileManager.default.removeItem(atPath: socketDirectory)  // best effort: leaves at most a few socket files
     }
@@ -201,15 +205,7 @@ struct FirecrackerSandbox: AgentSandbox {
 /// A descriptor handed over at most once (to a relay), or closed by its owner if never taken.
 final class HandOff: Sendable {
     private let descriptor: Mutex<Int32?>
-    init(_ fd: Int32? = nil) { descriptor = Mutex(fd) }
-    /// Holds `fd` (closing one held before).
-    func replace(with fd: Int32) {
-        let old = descriptor.withLock { d in
-            defer { d = fd }
-            return d
-        }
-        if let old { close(old) }
-    }
+    init(_ fd: Int32) { descriptor = Mutex(fd) }
     func take() -> Int32? {
         descriptor.withLock { d in
             defer { d = nil }
@@ -239,14 +235,10 @@ enum UnixHTTP {
         throw SandboxError("no API socket at \(path) after \(timeout)")
     }
 
-    /// Sends one request and reads the response (blocking I/O on a thread of its own).
+    /// Sends one request and reads the response (blocking I/O, on the pool for blocking work; a read waits
+    /// at most 10 s).
     static func send(_ method: String, _ path: String, body: String, to socket: String) async throws -> Response {
-        let result: Result<Response, SandboxError> = await withCheckedContinuation { continuation in
-            startThread(named: "nex-firecracker-api") {
-                continuation.resume(returning: exchange(method, path, body, socket))
-            }
-        }
-        return try result.get()
+        try await BlockingIO.run { exchange(method, path, body, socket) }.get()
     }
 
     private static func exchange(_ method: String, _ path: String, _ body: String, _ socket: String)

@@ -139,7 +139,7 @@ public enum MicroVM {
         else { return "tcg" }
         let reached = AsyncStream<Bool>.makeStream()
         if let out = child.stdout {
-            LineReader.start(fd: out, name: "nex-kvm-probe") { line in
+            LineReader.start(fd: out) { line in
                 if line.contains("Run /init as init process") { reached.continuation.yield(true) }
             } onEnd: {
                 reached.continuation.yield(false)

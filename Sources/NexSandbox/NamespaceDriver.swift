@@ -110,7 +110,7 @@ public struct NamespaceDriver: SandboxDriver {
         for fd in [process.stdout, process.stderr].compactMap({ $0 }) {
             let output = agentOutput
             let id = spec.agentID
-            LineReader.start(fd: fd, name: "nex-agent-out") { output(id, $0) }
+            LineReader.start(fd: fd) { output(id, $0) }
         }
         return NamespaceSandbox(
             agentID: spec.agentID, workDirectoryInside: Self.workInside, process: process, cgroups: cgroups,

@@ -1,43 +1,39 @@
 import CNexSpawn
 import Foundation
+import NIOCore
+import NIOPosix
 import NexProcess
-import Synchronization
 
-/// Accepts connections on a listening socket on a thread of its own and hands each to `handle`, until
-/// closed. The descriptor is touched only while it is ours (its number may be reused once closed).
+/// Accepts connections on a listening socket on NIO's event loops, until closed, and hands each to a handler
+/// as a channel that does not read yet (`autoRead` off, the remote's half-close allowed): a relay lets it read
+/// once it is glued to its other end.
 final class Acceptor: Sendable {
-    private let listener: Int32
-    private let state = Mutex((closing: false, descriptorClosed: false))
+    private let channel: any Channel
 
-    /// Takes ownership of `listener` and starts accepting.
-    init(listener: Int32, name: String, handle: @escaping @Sendable (Int32) -> Void) {
-        self.listener = listener
-        startThread(named: name) { [self] in acceptLoop(handle) }
+    private init(channel: any Channel) { self.channel = channel }
+
+    /// Takes ownership of `listener` (a bound, listening stream socket) and starts accepting.
+    static func start(listener: Int32, handle: @escaping @Sendable (any Channel) -> Void) async throws -> Acceptor {
+        do {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelOption(.autoRead, value: false)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelInitializer { child in
+                    handle(child)
+                    return child.eventLoop.makeSucceededVoidFuture()
+                }
+                .withBoundSocket(listener)
+                .get()
+            return Acceptor(channel: channel)
+        } catch {
+            // Not closed here: NIO owns the descriptor once it made the channel, and making it fails only when
+            // the socket cannot be made non-blocking. A leak beats closing a number reused since.
+            throw SandboxError("cannot accept connections: \(error)")
+        }
     }
 
     /// Stops accepting (connections already handed over live on).
-    func close() {
-        state.withLock { s in
-            guard !s.closing else { return }
-            s.closing = true
-            if !s.descriptorClosed { shutdown(listener, Int32(SHUT_RDWR)) }
-        }
-    }
-
-    private func acceptLoop(_ handle: (Int32) -> Void) {
-        while true {
-            let client = nex_accept_cloexec(listener)
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                break
-            }
-            handle(client)
-        }
-        state.withLock { s in
-            s.descriptorClosed = true
-            Foundation.close(listener)
-        }
-    }
+    func close() { channel.close(promise: nil) }
 }
 
 /// Lets a sandbox with no network reach one server: a listening socket made *inside* the sandbox's network
@@ -45,18 +41,20 @@ final class Acceptor: Sendable {
 /// host's side. The workload connects to what looks like a local server; nothing else is reachable.
 enum PortForwarder {
     /// Listens on `address:port` in the network namespace of process `pid` and relays every connection to
-    /// `target` (connected from the node's own namespace, on the acceptor's thread).
+    /// `target` (connected from the node's own namespace).
     static func start(pid: Int32, address: String, port: Int, target: (host: String, port: Int)) async throws
         -> Acceptor
     {
         let listener = try await listenInNamespace(of: pid, address: address, port: port)
-        return Acceptor(listener: listener, name: "nex-forward-\(port)") { client in
-            Acceptor.relay(client, to: target)
+        return try await Acceptor.start(listener: listener) { client in
+            // Unreachable target: the client's connection closing is the answer it gets.
+            _ = SocketRelay.relay(client, toHost: target.host, port: target.port)
         }
     }
 
     /// A listening TCP socket created on a thread that joined the network namespace of `pid` (a socket stays
     /// in the namespace it was made in; the thread then ends, so no other code ever runs in that namespace).
+    /// A thread of its own, not a pool's: joining a namespace changes the thread for good.
     private static func listenInNamespace(of pid: Int32, address: String, port: Int) async throws -> Int32 {
         let result: Result<Int32, SandboxError> = await withCheckedContinuation { continuation in
             startThread(named: "nex-netns") {
@@ -99,16 +97,6 @@ enum PortForwarder {
 }
 
 extension Acceptor {
-    /// Relays an accepted connection to `target` (dropped when the target cannot be reached).
-    static func relay(_ client: Int32, to target: (host: String, port: Int)) {
-        // Unreachable target: the client's connection closing is the answer it gets.
-        guard let upstream = try? SocketRelay.connectTCP(host: target.host, port: target.port) else {
-            Foundation.close(client)
-            return
-        }
-        SocketRelay.start(client, upstream, name: "nex-forward")
-    }
-
     /// A listening Unix socket at `path` (replacing a stale one).
     static func listenUnix(path: String) throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

@@ -24,7 +24,7 @@ public struct ProcessDriver: SandboxDriver {
         for fd in [process.stdout, process.stderr].compactMap({ $0 }) {
             let output = agentOutput
             let id = spec.agentID
-            LineReader.start(fd: fd, name: "nex-agent-out") { output(id, $0) }
+            LineReader.start(fd: fd) { output(id, $0) }
         }
         return ProcessSandbox(agentID: spec.agentID, workDirectoryInside: spec.workDirectory, process: process)
     }

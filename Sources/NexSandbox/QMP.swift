@@ -102,10 +102,8 @@ final class QMPConnection: Sendable {
         }
     }
 
+    /// Runs blocking socket work on the shared pool for blocking work (QMP answers come within seconds).
     private func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-            startThread(named: "nex-qmp") { continuation.resume(returning: Result { try work() }) }
-        }
-        return try result.get()
+        try await BlockingIO.run(work)
     }
 }

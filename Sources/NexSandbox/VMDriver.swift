@@ -104,7 +104,7 @@ public struct VMDriver: SandboxDriver {
             AgentEnvironment.agentID: spec.agentID,
             AgentEnvironment.linkTCP: "\(VMChannel.host):\(VMChannel.linkPort)",
         ]
-        let channels = try VMChannels(
+        let channels = try await VMChannels(
             agent: .init(
                 settings: settings, linkEnd: dup(spec.linkDescriptor), artifact: spec.workDirectory + "/workload"))
         let process: ChildProcess
@@ -121,7 +121,7 @@ public struct VMDriver: SandboxDriver {
         for fd in [process.stdout, process.stderr].compactMap({ $0 }) {
             let output = agentOutput
             let id = spec.agentID
-            LineReader.start(fd: fd, name: "nex-vm-out") { output(id, $0) }
+            LineReader.start(fd: fd) { output(id, $0) }
         }
         let sandbox = VMSandbox(agentID: spec.agentID, process: process, channels: channels)
         do {
@@ -150,7 +150,7 @@ public struct VMDriver: SandboxDriver {
 
     /// Boots a VM whose agent waits for settings, and saves it to `directory/snapshot`.
     public func bootTemplate(in directory: String, memoryMiB: Int, cpus: Int) async throws -> String {
-        let channels = try VMChannels(agent: nil)
+        let channels = try await VMChannels(agent: nil)
         defer { channels.close() }
         let ready = AsyncStream<Void>.makeStream()
         let process = try await ChildProcess.spawn(
@@ -159,7 +159,7 @@ public struct VMDriver: SandboxDriver {
             environment: ["PATH": "/usr/bin:/bin"], directory: directory, stdout: .pipe, stderr: .pipe)
         for fd in [process.stdout, process.stderr].compactMap({ $0 }) {
             let output = agentOutput
-            LineReader.start(fd: fd, name: "nex-vm-template") { line in
+            LineReader.start(fd: fd) { line in
                 if line.contains(VMChannel.waitingLine) { ready.continuation.yield() }
                 output("vm-template", line)
             }

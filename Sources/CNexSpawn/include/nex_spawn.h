@@ -48,7 +48,21 @@ int nex_epoll_exclusive(int a, int b);
 /// (also when the time ran out); or -1 with errno (EINTR included).
 int nex_epoll_wait(int epfd, int flagged, int timeout_ms);
 
-#endif
+/// pidfd_open(pid, 0), close-on-exec: a descriptor that becomes readable when the process `pid` ends (also
+/// when it has ended already and is not yet reaped); -1 with errno on failure.
+int nex_pidfd_open(pid_t pid);
+
+/// A close-on-exec epoll instance; -1 with errno on failure.
+int nex_epoll_create(void);
+
+/// Watches `fd` for input in `epfd`, tagged with `tag` (given back by nex_epoll_wait_tags); -1 with errno.
+int nex_epoll_add(int epfd, int fd, long long tag);
+
+/// Waits (no time limit) for input on `epfd` and writes the tags of up to `max` ready descriptors to `tags`:
+/// their count, or -1 with errno (EINTR included).
+int nex_epoll_wait_tags(int epfd, long long *tags, int max);
 
 /// Names the calling thread for the kernel (PR_SET_NAME: 15 bytes and a NUL; longer names are cut).
 void nex_set_thread_name(const char *name);
+
+#endif

@@ -4,6 +4,7 @@ import NIOCore
 import NUID
 import NexAgentLink
 import NexModels
+import NexProcess
 import NexSandbox
 
 /// One agent the node started, from spawn to destruction.

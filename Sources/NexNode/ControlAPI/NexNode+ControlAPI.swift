@@ -4,6 +4,7 @@ import NATSJetStream
 import NKeys
 import NexControlClient
 import NexModels
+import NexProcess
 import Tracing
 
 /// The control API handlers (wire contract §1).

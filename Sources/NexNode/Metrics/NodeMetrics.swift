@@ -1,5 +1,6 @@
 import CoreMetrics
 import NATS
+import NexProcess
 import NexSandbox
 import Prometheus
 import Synchronization

@@ -5,6 +5,7 @@ import NATS
 import NATSJetStream
 import NexControlClient
 import NexModels
+import NexProcess
 import Synchronization
 
 /// Downloads a workload's artifact from its object store and checks it against the issuer-signed hash —

@@ -4,6 +4,7 @@ import NATS
 import NKeys
 import NexAgentLink
 import NexModels
+import NexProcess
 import NexSandbox
 import Synchronization
 

@@ -3,6 +3,7 @@ import Logging
 import NATS
 import NexAgentLink
 import NexModels
+import NexProcess
 import NexSandbox
 import Synchronization
 

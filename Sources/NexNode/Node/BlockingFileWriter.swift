@@ -1,41 +1,8 @@
 import Foundation
 import Logging
-import NIOPosix
+import NexProcess
 
-/// File and process work that blocks its thread runs here, on a pool of its own: never on an event loop (it
-/// would stall every connection on it) nor on the cooperative pool (2 threads on 2 cores). The pool is wider
-/// than the cores because its threads wait on disks, not on the CPU, and it is not NIO's shared pool, which a
-/// slow name lookup could fill.
-enum BlockingIO {
-    static let pool: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 8)
-        pool.start()
-        return pool
-    }()
-
-    /// Runs `work` on the pool. A task cancelled meanwhile still has its work done: clean-ups (close, unlink,
-    /// remove) must happen whatever happened to the task that asked for them.
-    static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            pool.submit { _ in continuation.resume(with: Result { try work() }) }
-        }
-    }
-
-    /// ``run(_:)`` for work that cannot fail.
-    static func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            pool.submit { _ in continuation.resume(returning: work()) }
-        }
-    }
-
-    /// Removes a file or a directory tree. A path that is already gone is not an error.
-    static func remove(_ path: String) async throws {
-        try await run {
-            guard FileManager.default.fileExists(atPath: path) else { return }
-            try FileManager.default.removeItem(atPath: path)
-        }
-    }
-
+extension BlockingIO {
     /// ``remove(_:)`` for clean-ups that must go on: a failure is logged with what the path was.
     static func remove(_ path: String, what: String, logger: Logger) async {
         do { try await remove(path) } catch {
