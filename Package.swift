@@ -239,7 +239,7 @@ let package = Package(
             name: "NATSIntegrationTests",
             dependencies: [
                 "NATS", "NKeys", "NATSJetStream", "NATSServices", "NATSTestSupport", "NexModels", "NexControlClient",
-                "NexNode", "NexSandbox", "NexProcess",
+                "NexNode", "NexSandbox", "NexProcess", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),

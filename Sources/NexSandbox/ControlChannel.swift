@@ -71,21 +71,20 @@ final class ControlSessions: Sendable {
     }
 
     /// `OK <size>\n` and the file's bytes (read with NIO's file system, in chunks the channel takes as it
-    /// can), or `ERR <reason>\n` when the file cannot be opened.
+    /// can), or `ERR <reason>\n` when the file cannot be read.
     private static func sendFile(_ path: String, to outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
-        let file: ReadFileHandle
-        do { file = try await FileSystem.shared.openFile(forReadingAt: FilePath(path)) } catch {
-            return try await outbound.write(ByteBuffer(string: "ERR no artifact for this agent\n"))
-        }
+        var headerSent = false
         do {
-            let size = try await file.info().size
-            try await outbound.write(ByteBuffer(string: "OK \(size)\n"))
-            for try await chunk in file.readChunks(in: 0..<size) { try await outbound.write(chunk) }
-        } catch {
-            try? await file.close()  // read-only: closing it cannot lose anything
-            throw error
+            // The handle is closed however the closure ends, a cancelled session included.
+            try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { file in
+                let size = try await file.info().size
+                try await outbound.write(ByteBuffer(string: "OK \(size)\n"))
+                headerSent = true
+                for try await chunk in file.readChunks(in: 0..<size) { try await outbound.write(chunk) }
+            }
+        } catch where !headerSent {
+            try await outbound.write(ByteBuffer(string: "ERR no artifact for this agent\n"))
         }
-        try await file.close()
     }
 }
 
