@@ -35,9 +35,8 @@ enum PipeReading {
     /// Takes ownership of `fd` and reads it with the handler `makeHandler` gives (made on the pipe's event
     /// loop). When NIO cannot take the descriptor (it could not be made non-blocking), it is closed and
     /// `failed` is called instead.
-    static func start(
-        fd: Int32, handler makeHandler: @escaping @Sendable () -> some ChannelInboundHandler & Sendable,
-        failed: @escaping @Sendable () -> Void
+    static func start<Handler: ChannelInboundHandler>(
+        fd: Int32, handler makeHandler: @escaping @Sendable () -> Handler, failed: @escaping @Sendable () -> Void
     ) {
         NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
@@ -53,14 +52,14 @@ enum PipeReading {
 }
 
 /// Splits what a pipe gives into lines (``LineReader``).
-final class LineSplitter: ChannelInboundHandler, Sendable {
+final class LineSplitter: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let maxLine: Int
     private let onLine: @Sendable (String) -> Void
     private let onEnd: @Sendable () -> Void
-    /// Bytes after the last newline; touched only on the channel's event loop.
-    private nonisolated(unsafe) var pending: [UInt8] = []
+    /// Bytes after the last newline.
+    private var pending: [UInt8] = []
 
     init(maxLine: Int, onLine: @escaping @Sendable (String) -> Void, onEnd: @escaping @Sendable () -> Void) {
         self.maxLine = maxLine
@@ -96,13 +95,12 @@ final class LineSplitter: ChannelInboundHandler, Sendable {
 }
 
 /// Keeps what a pipe gives, up to a limit (``readAll(_:limit:)``).
-final class ByteCollector: ChannelInboundHandler, Sendable {
+final class ByteCollector: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let limit: Int
     private let onEnd: @Sendable ([UInt8]) -> Void
-    /// Touched only on the channel's event loop.
-    private nonisolated(unsafe) var bytes: [UInt8] = []
+    private var bytes: [UInt8] = []
 
     init(limit: Int, onEnd: @escaping @Sendable ([UInt8]) -> Void) {
         self.limit = limit

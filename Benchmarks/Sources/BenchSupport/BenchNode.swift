@@ -40,6 +40,7 @@ public struct BenchNode: Sendable {
         try await node.start()
         var nex = NexControlClient(client: client)
         nex.gatherTimeout = .milliseconds(300)
+        nex.timeout = .seconds(30)  // a service's stop may take its whole 5 s grace and more
         return BenchNode(work: work, server: server, client: client, node: node, nex: nex)
     }
 
