@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 echo "== format check (swift format lint --strict)"
-swift format lint --strict -r Sources Tests Package.swift
+swift format lint --strict -r Sources Tests Package.swift Benchmarks/Sources Benchmarks/Package.swift
 echo "== every try? says why (scripts/check-try.py)"
 python3 scripts/check-try.py
 

@@ -82,7 +82,8 @@ final class ControlSessions: Sendable {
                 headerSent = true
                 for try await chunk in file.readChunks(in: 0..<size) { try await outbound.write(chunk) }
             }
-        } catch where !headerSent {
+        } catch {
+            guard !headerSent else { throw error }  // mid-file: the agent sees the short read
             try await outbound.write(ByteBuffer(string: "ERR no artifact for this agent\n"))
         }
     }

@@ -95,8 +95,9 @@ func linkRoundTrips(count: Int, on loop: EventLoopTaskExecutor) async throws -> 
     let server = AgentLinkServer.serve(
         LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in }, onEnd: { _ in })
     // Link protocol 2: the agent says hello first, and the node answers it before anything else.
-    server.send(
-        .hello(AgentHandshake(id: "bench", version: "0", pid: 0, startupMillis: 0, protocolVersion: LinkFrame.protocolVersion)))
+    let hello = AgentHandshake(
+        id: "bench", version: "0", pid: 0, startupMillis: 0, protocolVersion: LinkFrame.protocolVersion)
+    server.send(.hello(hello))
     _ = try await link.awaitHello(timeout: .seconds(10))
     link.welcome(AgentResponse(ok: true))
     defer { link.close() }
