@@ -9,10 +9,14 @@ import statistics
 import sys
 
 NUMBER = re.compile(r"^-?\d[\d,]*(\.\d+)?x?$")
+# A table row whose figures carry units ("8.8 (  10.6)  ms"): the label ends where a column (two spaces or more)
+# starts with a number, and every number after it is a figure.
+COLUMN = re.compile(r"\s{2,}[-+(]?\d")
+FIGURE = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?")
 
 
 def rows(path):
-    """Each line that ends in numbers: its text (the label) and those numbers (a trailing `x` dropped)."""
+    """Each line that ends in numbers, or a table row of figures with units: its label and its numbers."""
     found = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -21,6 +25,11 @@ def rows(path):
             while tokens and NUMBER.match(tokens[-1]):
                 numbers.insert(0, float(tokens.pop().rstrip("x").replace(",", "")))
             label = " ".join(tokens)
+            if not numbers:
+                column = COLUMN.search(line.rstrip())
+                if column:
+                    label = " ".join(line[: column.start()].split())
+                    numbers = [float(n.replace(",", "")) for n in FIGURE.findall(line[column.start() :])]
             if label and numbers:
                 found.setdefault(label, numbers)
     return found
