@@ -10,7 +10,10 @@ let rootPackage = URL(fileURLWithPath: Context.packageDirectory).deletingLastPat
 let package = Package(
     name: "nex-swift-benchmarks",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: ".."), .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2")],
+    dependencies: [
+        .package(path: ".."), .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
     targets: [
         .executableTarget(
             name: "nats-bench",
@@ -39,6 +42,7 @@ let package = Package(
             dependencies: [
                 "BenchSupport", .product(name: "NATS", package: rootPackage),
                 .product(name: "NexAgentLink", package: rootPackage), .product(name: "NexModels", package: rootPackage),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Sources/FunctionBench"
         ),

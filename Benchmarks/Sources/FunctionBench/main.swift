@@ -10,6 +10,7 @@
 import BenchSupport
 import Foundation
 import NATS
+import NIOPosix
 import NexAgentLink
 import NexModels
 import Synchronization
@@ -22,11 +23,19 @@ guard args.count >= 3 else {
 let requests = args.count > 3 ? Int(args[3]) ?? 2000 : 2000
 let rounds = max(1, args.count > 4 ? Int(args[4]) ?? 3 : 3)
 let bench = try await BenchNode.start(name: "fn-bench", agent: args[1]) { $0.workloadTypes = [.v8, .wasm] }
-let requester = NATSClient(configuration: .init(servers: [bench.server.url]))
+// The requesters and the floor's responder stand for other processes: each gets an event-loop thread of its
+// own, never one of the node's (the process-wide group hands loops out in turn, so which of them shared a
+// thread with the node's connection used to depend on how many connections the node had made).
+func outsideClient() -> NATSClient {
+    NATSClient(
+        configuration: .init(servers: [bench.server.url]),
+        eventLoopGroup: MultiThreadedEventLoopGroup(numberOfThreads: 1))
+}
+let requester = outsideClient()
 try await requester.connect()
 
 // (a) the floor: a plain Swift responder on its own connection.
-let floorClient = NATSClient(configuration: .init(servers: [bench.server.url]))
+let floorClient = outsideClient()
 try await floorClient.connect()
 try await floorClient.subscribe(to: "bench.native") { m in
     if let r = m.replyTo { try await floorClient.publish(m.bytes, to: r) }
@@ -116,7 +125,7 @@ func linkRoundTrips(count: Int, on loop: EventLoopTaskExecutor) async throws -> 
 /// The engines' own run time per trigger, as the agent measured it (`elapsed_nanos` of the events).
 let runTimes = Mutex<[String: [Double]]>([:])
 // On a connection of its own (another event loop).
-let eventReader = NATSClient(configuration: .init(servers: [bench.server.url]))
+let eventReader = outsideClient()
 try await eventReader.connect()
 /// Reads `function_exec_succeeded` events into `runTimes` while `body` runs.
 func readingRunTimes(_ body: () async throws -> Void) async throws {
