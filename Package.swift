@@ -198,7 +198,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "nex-agent",
-            dependencies: ["NexAgent", "NexModels", "NexRunnerNative", "NexRunnerJS", "NexRunnerWasm", "NexWorkloads"]),
+            dependencies: [
+                "NexAgent", "NexModels", "NexProcess", "NexRunnerNative", "NexRunnerJS", "NexRunnerWasm",
+                "NexWorkloads",
+            ]),
         // The example service of the Nex scenarios (svc.echo as a NATS micro service). It lives here, not in a
         // package of its own, because the tests run it and CI would otherwise build SwiftNIO twice.
         .executableTarget(name: "EchoService", dependencies: ["NATS", "NATSServices"]),

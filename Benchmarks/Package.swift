@@ -35,7 +35,11 @@ let package = Package(
             path: "Sources/BenchSupport"
         ),
         .executableTarget(
-            name: "nex-bench", dependencies: ["BenchSupport", .product(name: "NexNode", package: rootPackage)],
+            name: "nex-bench",
+            dependencies: [
+                "BenchSupport", .product(name: "NexNode", package: rootPackage),
+                .product(name: "NexProcess", package: rootPackage),
+            ],
             path: "Sources/NexBench"),
         .executableTarget(
             name: "fn-bench",

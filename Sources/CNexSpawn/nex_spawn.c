@@ -114,8 +114,6 @@ int nex_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int nex_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 
-int nex_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
-
 int nex_vsock_connect(unsigned int cid, unsigned int port) {
     int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;

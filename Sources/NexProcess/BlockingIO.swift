@@ -1,5 +1,7 @@
 import Foundation
+import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Work that blocks its thread (files, short socket exchanges) runs on ``pool``: never on an event loop (it
 /// would stall every connection on it) nor on the cooperative pool (2 threads on 2 cores). The pool is wider
@@ -9,10 +11,21 @@ import NIOPosix
 public enum BlockingIO {
     /// The pool, started on first use.
     public static let pool: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 8)
+        let pool = NIOThreadPool(numberOfThreads: threadCount.load(ordering: .relaxed))
         pool.start()
         return pool
     }()
+
+    private static let threadCount = Atomic(8)
+
+    /// For a process that does one thing (an agent runs one workload): two blocking threads, and one NIO event
+    /// loop and one NIO blocking thread instead of one per CPU. Call it once, first thing in `main`, before any
+    /// pool or loop starts (NIO stops the process when its sizes change after first use).
+    public static func useFewThreads() {
+        threadCount.store(2, ordering: .relaxed)
+        NIOSingletons.groupLoopCountSuggestion = 1
+        NIOSingletons.blockingPoolThreadCountSuggestion = 1
+    }
 
     /// Runs `work` on the pool. A task cancelled meanwhile still has its work done: clean-ups (close, unlink,
     /// remove) must happen whatever happened to the task that asked for them.

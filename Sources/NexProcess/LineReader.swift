@@ -33,19 +33,22 @@ public func readAll(_ fd: Int32?, limit: Int = 64 << 20) async -> [UInt8] {
 /// Reading one pipe on NIO's shared event loops.
 enum PipeReading {
     /// Takes ownership of `fd` and reads it with the handler `makeHandler` gives (made on the pipe's event
-    /// loop). When NIO cannot take the descriptor (it could not be made non-blocking), it is closed and
-    /// `failed` is called instead.
+    /// loop). When NIO cannot take the descriptor, it is closed (by whichever side holds it) and `failed` is
+    /// called instead.
     static func start<Handler: ChannelInboundHandler>(
         fd: Int32, handler makeHandler: @escaping @Sendable () -> Handler, failed: @escaping @Sendable () -> Void
     ) {
+        let handOver = DescriptorHandOver()
         NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(makeHandler()) }
+                handOver.markTaken()
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(makeHandler())
+                }
             }
             .takingOwnershipOfDescriptor(input: fd)
             .whenFailure { _ in
-                // A failed take leaves the descriptor ours (NIO's contract).
-                close(fd)
+                handOver.closeIfNotTaken(fd)
                 failed()
             }
     }

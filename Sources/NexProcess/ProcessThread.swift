@@ -73,8 +73,13 @@ final class ProcessThread: Sendable {
         var tags = [Int64](repeating: 0, count: 16)
         while true {
             let count = nex_epoll_wait_tags(epoll, &tags, Int32(tags.count))
-            // EINTR; nothing else can fail with a valid instance and buffer.
-            guard count > 0 else { continue }
+            guard count > 0 else {
+                // Only EINTR can happen with a valid instance and buffer; anything else would spin here unseen.
+                if count < 0 && errno != EINTR {
+                    preconditionFailure("nex-children: epoll_wait failed: \(String(cString: strerror(errno)))")
+                }
+                continue
+            }
             for tag in tags[0..<Int(count)] {
                 if tag == Self.wakeupTag {
                     var value: UInt64 = 0
@@ -99,9 +104,12 @@ final class ProcessThread: Sendable {
         if result == 0 { return }  // not ended after all (a spurious wake-up): still watched
         guard let entry = state.withLock({ $0.watched.removeValue(forKey: pid) }) else { return }
         close(entry.pidfd)  // also takes it out of epoll
-        // result < 0 (ECHILD): reaped elsewhere, and its status is lost; reported as a plain exit.
-        entry.onExit(result == pid ? Self.termination(status) : .exited(0))
+        entry.onExit(result == pid ? Self.termination(status) : Self.statusLost)
     }
+
+    /// What a child that was reaped elsewhere (ECHILD) reports: its status is lost, and a lost status must not
+    /// read as success.
+    static let statusLost = ChildProcess.Termination.exited(-1)
 
     static func termination(_ status: Int32) -> ChildProcess.Termination {
         (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
@@ -113,7 +121,7 @@ final class ProcessThread: Sendable {
             var status: Int32 = 0
             var result: Int32
             repeat { result = waitpid(pid, &status, 0) } while result < 0 && errno == EINTR
-            onExit(result == pid ? termination(status) : .exited(0))
+            onExit(result == pid ? termination(status) : statusLost)
         }
     }
 }

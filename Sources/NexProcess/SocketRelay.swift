@@ -38,26 +38,43 @@ public enum SocketRelay {
     /// Relays `channel` (connected, not reading yet: `autoRead` off) to the connected stream socket `fd`,
     /// which the relay owns from now on. Fails (and closes both) when `fd` cannot become a channel.
     public static func relay(_ channel: any Channel, toDescriptor fd: Int32) -> EventLoopFuture<Void> {
-        glue(channel) { bootstrap in bootstrap.withConnectedSocket(fd) }
+        let handOver = DescriptorHandOver()
+        return glue(channel, handOver: handOver) { bootstrap in bootstrap.withConnectedSocket(fd) }
+            .flatMapErrorThrowing { error in
+                handOver.closeIfNotTaken(fd)
+                throw error
+            }
     }
 
     /// Relays `channel` (connected, not reading yet) to a new TCP connection to `host:port`. Fails (and closes
     /// `channel`) when the server cannot be reached.
     public static func relay(_ channel: any Channel, toHost host: String, port: Int) -> EventLoopFuture<Void> {
-        glue(channel) { bootstrap in bootstrap.connect(host: host, port: port) }
+        glue(channel, handOver: nil) { bootstrap in bootstrap.connect(host: host, port: port) }
     }
 
     /// Relays between the connected stream sockets `a` and `b`, both owned by the relay from now on.
     public static func relay(_ a: Int32, _ b: Int32) -> EventLoopFuture<Void> {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        return ClientBootstrap(group: loop).relayOptions.withConnectedSocket(a).flatMap { channel in
-            relay(channel, toDescriptor: b)
-        }
+        let handOver = DescriptorHandOver()
+        return ClientBootstrap(group: loop).relayOptions
+            .channelInitializer { channel in
+                handOver.markTaken()
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .withConnectedSocket(a)
+            .flatMapError { error in
+                handOver.closeIfNotTaken(a)
+                close(b)
+                return loop.makeFailedFuture(error)
+            }
+            .flatMap { channel in relay(channel, toDescriptor: b) }
     }
 
     /// Glues `channel` to the partner `connect` makes (on the same event loop), then lets both read.
+    /// `handOver`, when the partner is made from a descriptor, learns whether NIO took it.
     private static func glue(
-        _ channel: any Channel, connect: @escaping @Sendable (ClientBootstrap) -> EventLoopFuture<any Channel>
+        _ channel: any Channel, handOver: DescriptorHandOver?,
+        connect: @escaping @Sendable (ClientBootstrap) -> EventLoopFuture<any Channel>
     ) -> EventLoopFuture<Void> {
         let loop = channel.eventLoop
         return loop.flatSubmit {
@@ -68,7 +85,8 @@ public enum SocketRelay {
             }
             let partnerHandler = NIOLoopBound(theirs, eventLoop: loop)
             let bootstrap = ClientBootstrap(group: loop).relayOptions.channelInitializer { partner in
-                partner.eventLoop.makeCompletedFuture {
+                handOver?.markTaken()
+                return partner.eventLoop.makeCompletedFuture {
                     try partner.pipeline.syncOperations.addHandler(partnerHandler.value)
                 }
             }

@@ -30,7 +30,8 @@ final class ControlSessions: Sendable {
         }
     }
 
-    /// Ends every session and refuses new ones (the VM is going away).
+    /// Ends every session and refuses new ones (the VM is going away): each is cancelled, and ends at its next
+    /// wait, closing its connection (a file being sent is closed with it).
     func endAll() {
         let running = state.withLock { s in
             s.ended = true
@@ -84,7 +85,8 @@ final class ControlSessions: Sendable {
             }
         } catch {
             guard !headerSent else { throw error }  // mid-file: the agent sees the short read
-            try await outbound.write(ByteBuffer(string: "ERR no artifact for this agent\n"))
+            let reason = "\(error)".replacingOccurrences(of: "\n", with: " ")
+            try await outbound.write(ByteBuffer(string: "ERR cannot read the workload's artifact: \(reason)\n"))
         }
     }
 }
@@ -126,22 +128,34 @@ final class Gate: Sendable {
 }
 
 /// A connection held for a relay until taken; one that arrives while another is held replaces (closes) it.
+/// Once closed, it closes what still arrives (an acceptor may hand over a connection it took as it closed).
 final class HeldChannel: Sendable {
-    private let channel = Mutex<(any Channel)?>(nil)
+    private let state = Mutex<(held: (any Channel)?, closed: Bool)>((nil, false))
 
     func replace(with new: any Channel) {
-        let old = channel.withLock { held in
-            defer { held = new }
-            return held
+        let old: (any Channel)? = state.withLock { s in
+            guard !s.closed else { return new }
+            defer { s.held = new }
+            return s.held
         }
         old?.close(promise: nil)
     }
 
     func take() -> (any Channel)? {
-        channel.withLock { held in
-            defer { held = nil }
-            return held
+        state.withLock { s in
+            defer { s.held = nil }
+            return s.held
         }
+    }
+
+    /// Closes the held connection, and every one that arrives later.
+    func close() {
+        let held = state.withLock { s in
+            s.closed = true
+            defer { s.held = nil }
+            return s.held
+        }
+        held?.close(promise: nil)
     }
 
     /// Takes the connection, waiting for it up to `timeout` (QEMU connects as it starts).

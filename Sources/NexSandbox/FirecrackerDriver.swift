@@ -124,30 +124,41 @@ public struct FirecrackerDriver: SandboxDriver {
         // The node's ends of the guest's two connections, listening before the VM can dial them.
         // The link's agent end is closed by the pool after launch: keep a copy for the guest's one connection.
         let agentEnd = HandOff(dup(spec.linkDescriptor))
-        let linkListener = try await Acceptor.start(
-            listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.linkPort)")
-        ) { client in
-            if let end = agentEnd.take() {
-                _ = SocketRelay.relay(client, toDescriptor: end)  // a failure closes both ends
-            } else {
-                client.close(promise: nil)
-            }
-        }
         let artifact = spec.workDirectory + "/workload"
         let sessions = ControlSessions()
-        let controlListener = try await Acceptor.start(
-            listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.controlPort)")
-        ) { client in sessions.serve(client, settings: [:], artifact: artifact) }
-        let process = try await ChildProcess.spawn(
-            executable: firecracker, arguments: ["--api-sock", api, "--id", spec.agentID],
-            environment: ["PATH": "/usr/bin:/bin"], directory: spec.workDirectory, stdout: .pipe, stderr: .pipe)
+        var listeners: [Acceptor] = []
+        let process: ChildProcess
+        do {
+            listeners.append(
+                try await Acceptor.start(listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.linkPort)")) {
+                    client in
+                    if let end = agentEnd.take() {
+                        _ = SocketRelay.relay(client, toDescriptor: end)  // a failure closes both ends
+                    } else {
+                        client.close(promise: nil)
+                    }
+                })
+            listeners.append(
+                try await Acceptor.start(listener: try Acceptor.listenUnix(path: "\(vsock)_\(Self.controlPort)")) {
+                    client in sessions.serve(client, settings: [:], artifact: artifact)
+                })
+            process = try await ChildProcess.spawn(
+                executable: firecracker, arguments: ["--api-sock", api, "--id", spec.agentID],
+                environment: ["PATH": "/usr/bin:/bin"], directory: spec.workDirectory, stdout: .pipe, stderr: .pipe)
+        } catch {
+            for listener in listeners { listener.close() }
+            sessions.endAll()
+            if let end = agentEnd.take() { close(end) }
+            try? FileManager.default.removeItem(atPath: sockets)  // best effort: leaves at most a few socket files
+            throw error
+        }
         for fd in [process.stdout, process.stderr].compactMap({ $0 }) {
             let output = agentOutput
             let id = spec.agentID
             LineReader.start(fd: fd) { output(id, $0) }
         }
         let sandbox = FirecrackerSandbox(
-            agentID: spec.agentID, process: process, listeners: [linkListener, controlListener],
+            agentID: spec.agentID, process: process, listeners: listeners,
             sessions: sessions, agentEnd: agentEnd, socketDirectory: sockets)
         do {
             try await UnixHTTP.waitForSocket(api, timeout: .seconds(5))

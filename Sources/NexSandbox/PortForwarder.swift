@@ -14,8 +14,13 @@ final class Acceptor: Sendable {
 
     /// Takes ownership of `listener` (a bound, listening stream socket) and starts accepting.
     static func start(listener: Int32, handle: @escaping @Sendable (any Channel) -> Void) async throws -> Acceptor {
+        let handOver = DescriptorHandOver()
         do {
             let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelInitializer { server in
+                    handOver.markTaken()
+                    return server.eventLoop.makeSucceededVoidFuture()
+                }
                 .childChannelOption(.autoRead, value: false)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { child in
@@ -26,8 +31,7 @@ final class Acceptor: Sendable {
                 .get()
             return Acceptor(channel: channel)
         } catch {
-            // Not closed here: NIO owns the descriptor once it made the channel, and making it fails only when
-            // the socket cannot be made non-blocking. A leak beats closing a number reused since.
+            handOver.closeIfNotTaken(listener)
             throw SandboxError("cannot accept connections: \(error)")
         }
     }

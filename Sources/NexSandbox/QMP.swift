@@ -16,7 +16,7 @@ final class QMPConnection: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &receiveTimeout, socklen_t(MemoryLayout<timeval>.size))
         let connection = QMPConnection(fd: fd)
         do {
-            try await connection.onThread { _ = try connection.readLine() }  // the greeting
+            try await connection.onBlockingPool { _ = try connection.readLine() }  // the greeting
             _ = try await connection.execute("qmp_capabilities")
         } catch {
             connection.close()
@@ -32,7 +32,7 @@ final class QMPConnection: Sendable {
         _ command: String, _ arguments: [String: String]? = nil, returning: Return.Type = Empty.self
     ) async throws -> Return {
         let line = try JSONEncoder().encode(Request(execute: command, arguments: arguments)) + Data("\n".utf8)
-        return try await onThread { () throws -> Return in
+        return try await onBlockingPool { () throws -> Return in
             try self.write(Array(line))
             while true {
                 let message = try JSONDecoder().decode(Message<Return>.self, from: Data(try self.readLine()))
@@ -103,7 +103,7 @@ final class QMPConnection: Sendable {
     }
 
     /// Runs blocking socket work on the shared pool for blocking work (QMP answers come within seconds).
-    private func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    private func onBlockingPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await BlockingIO.run(work)
     }
 }

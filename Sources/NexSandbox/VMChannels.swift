@@ -128,7 +128,7 @@ final class VMChannels: Sendable {
         for acceptor in acceptors.withLock({ $0 }) { acceptor.close() }
         sessions.endAll()
         settingsGate.open()  // a session still waiting for it is cancelled: it sends nothing
-        for slot in held.values { slot.take()?.close(promise: nil) }
+        for slot in held.values { slot.close() }
         if let end = linkEnd?.take() { Foundation.close(end) }
         try? FileManager.default.removeItem(atPath: directory)  // leaves at most a few socket files in /tmp
     }

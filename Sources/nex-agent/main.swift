@@ -1,12 +1,15 @@
 import Foundation
 import NexAgent
 import NexModels
+import NexProcess
 import NexRunnerJS
 import NexRunnerNative
 import NexRunnerWasm
 import NexWorkloads
 
 // nex-agent: started by a Nex node (never by hand), one per workload.
+// One workload needs few threads: not an event loop per CPU in every agent of a big host.
+BlockingIO.useFewThreads()
 switch NexAgent.Settings.fromEnvironment(ProcessInfo.processInfo.environment) {
 case .failure(let error):
     FileHandle.standardError.write(Data("nex-agent: \(error)\n".utf8))

@@ -1,7 +1,8 @@
 // Deploy benchmark of a Nex node with warm agents, without a sandbox, in the namespace sandbox and in the vm
 // sandbox (QEMU microVMs restored from a snapshot), side by side in one run with the same static artifacts:
 //  - deploy → accepted latency of a warm-pool deploy (small static program),
-//  - deploy → first answer of the static Swift echo service (request sent until it answers),
+//  - deploy → first answer of the static Swift echo service (request sent until it answers), beside the same
+//    service started by hand without a node (its own start-up and connect: what no node can take away),
 //  - warm-pool refill: from a deploy taking an agent to the pool being full again (spawn → handshake),
 //  - memory of an idle sandbox (a warm agent) and idle workloads per GiB (proportional set size of
 //    everything the sandbox runs; for a VM, the QEMU process).
@@ -11,6 +12,7 @@
 import BenchSupport
 import Foundation
 import NexNode
+import NexProcess
 
 let args = CommandLine.arguments
 guard args.count >= 4 else {
@@ -68,6 +70,7 @@ struct Results {
     var refill: [Double] = []
     var acceptedEcho: [Double] = []
     var firstAnswer: [Double] = []
+    var alone: [Double] = []
     var idleKB = 0.0
     var echoKB: [Double] = []
     var warmKB = 0.0
@@ -111,6 +114,23 @@ func measure(driver: String, rounds: Int) async throws -> Results {
     r.idleKB = busySandboxPSS()
     for id in ids { _ = try? await nex.stop(workloadID: id, node: nodeID, issuer: bench.issuer) }
 
+    func awaitFirstAnswer() async throws {
+        while true {
+            if (try? await bench.client.request("ping", to: "svc.echo", timeout: .milliseconds(200))) != nil { break }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+    // The echo service started by hand, no node: the floor under deploy → first answer.
+    if driver == "none" {
+        for _ in 0..<max(rounds / 3, 5) {
+            let start = ContinuousClock.now
+            let alone = try await ChildProcess.spawn(executable: echoFile, environment: ["NATS_URL": bench.server.url])
+            try await awaitFirstAnswer()
+            r.alone.append(millis(ContinuousClock.now - start))
+            _ = await alone.terminate(grace: .seconds(2))
+        }
+    }
+
     // Deploy → first answer of the echo service.
     let echo = try await bench.upload(echoFile, key: "echo")
     for _ in 0..<max(rounds / 3, 5) {
@@ -119,10 +139,7 @@ func measure(driver: String, rounds: Int) async throws -> Results {
         let run = try await bench.deploy(
             echo, name: "echo", type: "native", environment: ["NATS_URL": bench.server.url])
         r.acceptedEcho.append(millis(ContinuousClock.now - start))
-        while true {
-            if (try? await bench.client.request("ping", to: "svc.echo", timeout: .milliseconds(200))) != nil { break }
-            try await Task.sleep(for: .milliseconds(1))
-        }
+        try await awaitFirstAnswer()
         r.firstAnswer.append(millis(ContinuousClock.now - start))
         r.echoKB.append(busySandboxPSS())
         _ = try await nex.stop(workloadID: run.id, node: nodeID, issuer: bench.issuer)
@@ -157,6 +174,10 @@ row(
     String(format: "deploy → accepted, %.0f MB echo service", Double(echoSize) / 1e6),
     [none.acceptedEcho, namespace.acceptedEcho, vm.acceptedEcho])
 row("deploy → first answer (svc.echo)", [none.firstAnswer, namespace.firstAnswer, vm.firstAnswer])
+print(
+    String(
+        format: "  the echo service alone, no node: start → first answer %.1f ms (p50; its own start and connect)",
+        percentile(none.alone, 0.5)))
 row("warm-pool refill (spawn → handshake)", [none.refill, namespace.refill, vm.refill])
 print(
     String(

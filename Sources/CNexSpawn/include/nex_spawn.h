@@ -28,9 +28,6 @@ int nex_pipe_cloexec(int fds[2]);
 /// setns(fd, CLONE_NEWNET): the calling thread joins the network namespace `fd` refers to.
 int nex_setns_net(int fd);
 
-/// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
-int nex_accept_cloexec(int fd);
-
 /// A vsock stream connection to (cid, port), close-on-exec; -errno on failure. In a VM, CID 2 is the host.
 int nex_vsock_connect(unsigned int cid, unsigned int port);
 
