@@ -8,8 +8,9 @@ import NIOPosix
 /// cannot make the reader hold unbounded memory.
 public enum LineReader {
     /// Takes ownership of `fd` (the read end of a pipe) and calls `onLine` for each line (without the newline,
-    /// invalid UTF-8 repaired) and `onEnd` once at end of file. Both run on the pipe's event loop: they must
-    /// hand the line on, not wait. (While `onLine` runs, the pipe is not read: a writer that outpaces it waits.)
+    /// invalid UTF-8 repaired) and `onEnd` once at end of file. Both run on the pipe's event loop, one of NIO's
+    /// shared loops: they should hand the line on, and wait only as backpressure (while `onLine` runs, the pipe
+    /// is not read, so a writer that outpaces it waits; so does everything else on that loop).
     public static func start(
         fd: Int32, maxLine: Int = 16 * 1024, onLine: @escaping @Sendable (String) -> Void,
         onEnd: @escaping @Sendable () -> Void = {}
