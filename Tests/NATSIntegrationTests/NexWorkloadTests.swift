@@ -83,9 +83,12 @@ import Testing
 
     @Test func echoServiceRunsAnswersAndStopsOnlyForItsIssuer() async throws {
         try await withNode({ $0.machinePoolSize = 2 }) { h in
-            let info0 = try await h.nex.info(node: h.node.nodeID)
+            // Asked until it answers: at the suite's start a loaded machine can stall past one request's timeout.
+            let info0 = try await eventuallyValue("the node answers INFO", timeout: .seconds(60)) {
+                try? await h.nex.info(node: h.node.nodeID)
+            }
             #expect(info0.machines.isEmpty)
-            try await eventually("warm pool full") {
+            try await eventually("warm pool full", timeout: .seconds(60)) {
                 (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 2
             }
 
