@@ -20,6 +20,10 @@ echo "== build"
 swift build --build-tests
 
 echo "== tests"
+# At most this many test cases run at once (Swift Testing starts every one together otherwise): a burst of a
+# hundred nats-servers and nodes on two cores stalls the event loops of the ones already running for tens of
+# seconds, past the timeouts they test. Heavy suites run one test at a time beside these (HeavyTests.swift).
+export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-6}"
 log=.build/test-output.log
 sidfile=.build/test-session
 rm -f "$sidfile"

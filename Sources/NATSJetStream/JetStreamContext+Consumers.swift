@@ -108,8 +108,9 @@ public struct Consumer: Sendable {
         var messages: [JetStreamMessage] = []
         let deadline = ContinuousClock.now + (noWait ? js.timeout : expires + .seconds(1))
         while messages.count < batch {
-            let left = deadline - ContinuousClock.now
-            guard left > .zero else { break }
+            // Past the deadline the wait is zero but what already arrived is still taken: a message the server
+            // delivered and this fetch dropped would wait out its ack wait before anyone saw it again.
+            let left = max(deadline - ContinuousClock.now, .zero)
             let next: NATSMessage?
             do {
                 next = try await sub.nextMessage(timeout: left)

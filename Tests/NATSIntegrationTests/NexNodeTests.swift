@@ -23,7 +23,7 @@ import Testing
             let events = try await EventRecorderOfSubjects(client, subject: "$NEX.events.>")
             let node = NexNode(configuration: config, client: client, heartbeatInterval: .milliseconds(200))
             try await node.start()
-            var nex = NexControlClient(client: client)
+            var nex = NexControlClient(client: client, timeout: nodeAnswerTimeout)
             nex.gatherTimeout = .milliseconds(400)
             nex.gatherStall = .milliseconds(150)
             do {

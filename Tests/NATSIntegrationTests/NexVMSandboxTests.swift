@@ -9,116 +9,122 @@ import Testing
 
 /// Acceptance scenario 12 under the `vm` driver: real QEMU microVMs (software emulation here) restored from
 /// the node's template snapshot, each running a real agent, with the static probe program inside.
-@Suite(.timeLimit(.minutes(12)), .heavy) struct NexVMSandboxTests {
-    /// The kernel (shared with `MicroVMTests`) and a root filesystem with the agent as built now.
-    static func vmFiles() async throws -> (kernel: String, rootfs: String) {
-        let build = TestEnvironment.packageRoot.appendingPathComponent(".build").path
-        let kernel = try await MicroVM.prepareKernel(in: build + "/vm-kernel")
-        let agent = TestEnvironment.builtProduct("nex-agent")
-        let rootfs = build + "/vm-rootfs/rootfs-\(UUID().uuidString).ext4"
-        try FileManager.default.createDirectory(
-            atPath: (rootfs as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        _ = try await RootfsBuilder(agent: agent).build(to: rootfs)
-        return (kernel.kernel, rootfs)
-    }
-
-    func withVMNode<T>(_ body: (NexWorkloadTests.Harness) async throws -> T) async throws -> T {
-        try #require(
-            TestEnvironment.shouldRun(needing: MicroVM.findQEMU() != nil), "qemu-system-x86 missing: scripts/setup.sh")
-        let files = try await Self.vmFiles()
-        defer { try? FileManager.default.removeItem(atPath: files.rootfs) }
-        return try await NexWorkloadTests().withNode({
-            $0.noSandbox = false
-            $0.sandbox = .vm
-            $0.kernelFilepath = files.kernel
-            $0.rootfsFilepath = files.rootfs
-            $0.workloadTypes = [.native, .v8]
-            $0.machineTemplate.memsizeMib = 256
-        }) { h in
-            // The first agent waits for the template VM to boot and be saved (seconds under emulation).
-            try await eventually("a VM agent in the warm pool", timeout: .seconds(150)) {
-                (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 1
-            }
-            return try await body(h)
+extension HeavyTests {
+    @Suite(.timeLimit(.minutes(12))) struct NexVMSandboxTests {
+        /// The kernel (shared with `MicroVMTests`) and a root filesystem with the agent as built now.
+        static func vmFiles() async throws -> (kernel: String, rootfs: String) {
+            let build = TestEnvironment.packageRoot.appendingPathComponent(".build").path
+            let kernel = try await MicroVM.prepareKernel(in: build + "/vm-kernel")
+            let agent = TestEnvironment.builtProduct("nex-agent")
+            let rootfs = build + "/vm-rootfs/rootfs-\(UUID().uuidString).ext4"
+            try FileManager.default.createDirectory(
+                atPath: (rootfs as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            _ = try await RootfsBuilder(agent: agent).build(to: rootfs)
+            return (kernel.kernel, rootfs)
         }
-    }
 
-    func lines(_ logs: MessageRecorder) -> [String] {
-        logs.messages.compactMap { try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload)).text }
-    }
-
-    /// Each workload below gets a VM of its own: a function with host services, a service that reaches its
-    /// server through the VM's channel, the node's scenario-3 steps, the probes, and the memory and
-    /// process limits.
-    @Test func workloadsRunInVMsRestoredFromTheSnapshot() async throws {
-        let escape = try await NexSandboxTests.escapeProgram()
-        try await withVMNode { h in
-            let ping = try await h.nex.ping(node: h.node.nodeID)
-            #expect(ping.tags["nex.sandbox"] == "vm" && ping.tags["nex.unsafe"] == nil)
-            let deployTimeout = Duration.seconds(60)
-
-            let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
-            _ = try await h.deploy(file: examples + "/kv.js", name: "vmkv", type: "v8", triggers: ["vm.kv"])
-            let reply = try await h.client.request("inside", to: "vm.kv", timeout: .seconds(20))
-            #expect(reply.string == #"{"keys":["hello2"],"hello2":"inside"}"#, "\(reply.string)")
-
-            let echoLogs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.natsecho.*")
-            _ = try await h.deploy(
-                file: escape, name: "natsecho", environment: ["nats_url": h.server.url], argv: ["natsecho", "vm.echo"])
-            let echoed = try await eventuallyValue("the service in the VM answers", timeout: deployTimeout) {
-                try? await h.client.request("out of the VM", to: "vm.echo", timeout: .seconds(2))
+        func withVMNode<T>(_ body: (NexWorkloadTests.Harness) async throws -> T) async throws -> T {
+            try #require(
+                TestEnvironment.shouldRun(needing: MicroVM.findQEMU() != nil),
+                "qemu-system-x86 missing: scripts/setup.sh")
+            let files = try await Self.vmFiles()
+            defer { try? FileManager.default.removeItem(atPath: files.rootfs) }
+            return try await NexWorkloadTests().withNode({
+                $0.noSandbox = false
+                $0.sandbox = .vm
+                $0.kernelFilepath = files.kernel
+                $0.rootfsFilepath = files.rootfs
+                $0.workloadTypes = [.native, .v8]
+                $0.machineTemplate.memsizeMib = 256
+            }) { h in
+                // The first agent waits for the template VM to boot and be saved (seconds under emulation).
+                try await eventually("a VM agent in the warm pool", timeout: .seconds(150)) {
+                    (try? await h.nex.info(node: h.node.nodeID))?.availableAgents == 1
+                }
+                return try await body(h)
             }
-            #expect(echoed.string == "out of the VM")
-            try await eventually("the service says where it connected", timeout: deployTimeout) {
-                lines(echoLogs).contains { $0.hasPrefix("NATS connected to \(VMChannel.host):") }
-            }
+        }
 
-            let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.once.*")
-            let once = try await h.deploy(
-                file: escape, name: "once", environment: ["greeting": "bonjour"],
-                argv: ["do", "out", "hello", "err", "oops", "env", "GREETING", "exit", "3"])
-            try await eventually("it exited with 3", timeout: deployTimeout) {
-                h.workloadEvents("workload_undeployed").contains { $0.workloadID == once.id && $0.code == 3 }
-            }
-            let entries = logs.messages.compactMap { try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload)) }
-            #expect(entries.contains { $0.text == "hello" && $0.level == LogEntry.info })
-            #expect(entries.contains { $0.text == "oops" && $0.level == LogEntry.error })
-            #expect(entries.contains { $0.text == "GREETING=bonjour" })
+        func lines(_ logs: MessageRecorder) -> [String] {
+            logs.messages.compactMap { try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload)).text }
+        }
 
-            let probeLogs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.probe.*")
-            // "Another host" is one this test makes (a network namespace), never a real address.
-            try #require(TestEnvironment.shouldRun(needing: TestNetworkHost.available), "needs root and iproute2")
-            let probe = try await TestNetworkHost.with(port: h.server.port) { other in
-                #expect(other.isReachable(), "the test host answers from outside the sandbox")
-                let probe = try await h.deploy(
-                    file: escape, name: "probe",
-                    argv: ["probes", String(getpid()), String(h.server.port), other.address])
-                try await eventually("the probes ran", timeout: deployTimeout) { lines(probeLogs).contains("DONE") }
-                return probe
-            }
-            let output = lines(probeLogs)
-            let probes = output.filter { $0.hasPrefix("PROBE ") }
-            #expect(probes.count == 10, "\(output)")
-            #expect(probes.allSatisfy { $0.contains(" blocked ") }, "\(probes.filter { $0.contains("ESCAPED") })")
-            #expect(output.contains("TMP writable") && output.contains("UID 1000"), "\(output)")
-            let processes = try #require(output.first { $0.hasPrefix("PROCESSES ") })
-            #expect(!processes.contains("nats-server") && !processes.contains("swiftpm"), "\(processes)")
-            _ = try await h.nex.stop(workloadID: probe.id, node: h.node.nodeID, issuer: h.issuer)
+        /// Each workload below gets a VM of its own: a function with host services, a service that reaches its
+        /// server through the VM's channel, the node's scenario-3 steps, the probes, and the memory and
+        /// process limits.
+        @Test func workloadsRunInVMsRestoredFromTheSnapshot() async throws {
+            let escape = try await NexSandboxTests.escapeProgram()
+            try await withVMNode { h in
+                let ping = try await h.nex.ping(node: h.node.nodeID)
+                #expect(ping.tags["nex.sandbox"] == "vm" && ping.tags["nex.unsafe"] == nil)
+                let deployTimeout = Duration.seconds(60)
 
-            let limitLogs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.*.*")
-            let hog = try await h.deploy(file: escape, name: "hog", argv: ["memory", "1024"])
-            try await eventually("the memory hog is killed", timeout: deployTimeout) {
-                h.workloadEvents("workload_undeployed").contains { $0.workloadID == hog.id && $0.code == 137 }
+                let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+                _ = try await h.deploy(file: examples + "/kv.js", name: "vmkv", type: "v8", triggers: ["vm.kv"])
+                let reply = try await h.client.request("inside", to: "vm.kv", timeout: .seconds(20))
+                #expect(reply.string == #"{"keys":["hello2"],"hello2":"inside"}"#, "\(reply.string)")
+
+                let echoLogs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.natsecho.*")
+                _ = try await h.deploy(
+                    file: escape, name: "natsecho", environment: ["nats_url": h.server.url],
+                    argv: ["natsecho", "vm.echo"])
+                let echoed = try await eventuallyValue("the service in the VM answers", timeout: deployTimeout) {
+                    try? await h.client.request("out of the VM", to: "vm.echo", timeout: .seconds(2))
+                }
+                #expect(echoed.string == "out of the VM")
+                try await eventually("the service says where it connected", timeout: deployTimeout) {
+                    lines(echoLogs).contains { $0.hasPrefix("NATS connected to \(VMChannel.host):") }
+                }
+
+                let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.once.*")
+                let once = try await h.deploy(
+                    file: escape, name: "once", environment: ["greeting": "bonjour"],
+                    argv: ["do", "out", "hello", "err", "oops", "env", "GREETING", "exit", "3"])
+                try await eventually("it exited with 3", timeout: deployTimeout) {
+                    h.workloadEvents("workload_undeployed").contains { $0.workloadID == once.id && $0.code == 3 }
+                }
+                let entries = logs.messages.compactMap {
+                    try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload))
+                }
+                #expect(entries.contains { $0.text == "hello" && $0.level == LogEntry.info })
+                #expect(entries.contains { $0.text == "oops" && $0.level == LogEntry.error })
+                #expect(entries.contains { $0.text == "GREETING=bonjour" })
+
+                let probeLogs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.probe.*")
+                // "Another host" is one this test makes (a network namespace), never a real address.
+                try #require(TestEnvironment.shouldRun(needing: TestNetworkHost.available), "needs root and iproute2")
+                let probe = try await TestNetworkHost.with(port: h.server.port) { other in
+                    #expect(other.isReachable(), "the test host answers from outside the sandbox")
+                    let probe = try await h.deploy(
+                        file: escape, name: "probe",
+                        argv: ["probes", String(getpid()), String(h.server.port), other.address])
+                    try await eventually("the probes ran", timeout: deployTimeout) { lines(probeLogs).contains("DONE") }
+                    return probe
+                }
+                let output = lines(probeLogs)
+                let probes = output.filter { $0.hasPrefix("PROBE ") }
+                #expect(probes.count == 10, "\(output)")
+                #expect(probes.allSatisfy { $0.contains(" blocked ") }, "\(probes.filter { $0.contains("ESCAPED") })")
+                #expect(output.contains("TMP writable") && output.contains("UID 1000"), "\(output)")
+                let processes = try #require(output.first { $0.hasPrefix("PROCESSES ") })
+                #expect(!processes.contains("nats-server") && !processes.contains("swiftpm"), "\(processes)")
+                _ = try await h.nex.stop(workloadID: probe.id, node: h.node.nodeID, issuer: h.issuer)
+
+                let limitLogs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.*.*")
+                let hog = try await h.deploy(file: escape, name: "hog", argv: ["memory", "1024"])
+                try await eventually("the memory hog is killed", timeout: deployTimeout) {
+                    h.workloadEvents("workload_undeployed").contains { $0.workloadID == hog.id && $0.code == 137 }
+                }
+                #expect(!lines(limitLogs).contains { $0.contains("MEMORY ESCAPED") })
+                _ = try await h.deploy(file: escape, name: "bomb", argv: ["forkbomb"])
+                try await eventually("the fork bomb is stopped", timeout: deployTimeout) {
+                    lines(limitLogs).contains { $0.hasPrefix("FORK ") }
+                }
+                let fork = try #require(lines(limitLogs).first { $0.hasPrefix("FORK ") })
+                let made = Int(fork.split(separator: " ")[3].dropLast()) ?? .max
+                #expect(fork.hasPrefix("FORK refused after") && made < 256, "\(fork)")
+                #expect(try await h.nex.ping(node: h.node.nodeID).nodeID == h.node.nodeID)
             }
-            #expect(!lines(limitLogs).contains { $0.contains("MEMORY ESCAPED") })
-            _ = try await h.deploy(file: escape, name: "bomb", argv: ["forkbomb"])
-            try await eventually("the fork bomb is stopped", timeout: deployTimeout) {
-                lines(limitLogs).contains { $0.hasPrefix("FORK ") }
-            }
-            let fork = try #require(lines(limitLogs).first { $0.hasPrefix("FORK ") })
-            let made = Int(fork.split(separator: " ")[3].dropLast()) ?? .max
-            #expect(fork.hasPrefix("FORK refused after") && made < 256, "\(fork)")
-            #expect(try await h.nex.ping(node: h.node.nodeID).nodeID == h.node.nodeID)
         }
     }
 }

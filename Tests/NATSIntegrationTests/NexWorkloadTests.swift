@@ -57,7 +57,7 @@ import Testing
             let events = try await MessageRecorder(client, subject: "$NEX.events.>")
             let node = NexNode(configuration: config, client: client, heartbeatInterval: .seconds(30), tracing: tracing)
             try await node.start()
-            var nex = NexControlClient(client: client)
+            var nex = NexControlClient(client: client, timeout: nodeAnswerTimeout)
             nex.gatherTimeout = .milliseconds(500)
             nex.gatherStall = .milliseconds(200)
             let harness = Harness(server: server, client: client, node: node, nex: nex, events: events)
@@ -347,7 +347,7 @@ import Testing
             let node = NexNode(configuration: config, client: client)
             try await node.start()
             defer { Task { await node.stop(graceful: true) } }
-            var nex = NexControlClient(client: client, namespace: "tenant")
+            var nex = NexControlClient(client: client, namespace: "tenant", timeout: nodeAnswerTimeout)
             nex.gatherTimeout = .milliseconds(500)
             #expect(try await nex.info(node: node.nodeID).machines.map(\.workload.name) == ["auto"])
             try await eventually("the decrypted environment reached the service") {
@@ -371,7 +371,7 @@ import Testing
             try await eventually("node up", timeout: .seconds(60)) {
                 events.messages.contains { $0.subject.hasSuffix("node_started") }
             }
-            var nex = NexControlClient(client: client)
+            var nex = NexControlClient(client: client, timeout: nodeAnswerTimeout)
             nex.gatherTimeout = .milliseconds(500)
             let path = server.directory.appendingPathComponent("sleeper.sh").path
             try "#!/bin/sh\nsleep 30\n".write(toFile: path, atomically: true, encoding: .utf8)

@@ -43,24 +43,24 @@ import Testing
 
     /// Whatever ends a request while its caller polls ends the poll at once, with that outcome, and the
     /// request is resumed exactly once: a reply, a cancellation (`fail`), the connection's end (`failAll`)
-    /// or the timer. (Through the server these come long after a real poll's budget; here the poll waits up
-    /// to 5 s.)
+    /// or the timer. (Through the server these come long after a real poll's budget; here the poll may wait
+    /// 30 s.) A poll that ran out would leave the outcome to the loop and count no polled reply, so the count
+    /// says how the poll ended without a wall-clock bound a stalled machine could miss.
     @Test(arguments: ["reply", "cancel", "close", "timer"]) func aPollEndsWithWhateverEndsItsRequest(
         _ ending: String
     ) async throws {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let mux = RequestMux(prefix: "_INBOX.poll.", eventLoop: loop, pollLimit: .milliseconds(5))
         let token = mux.nextToken()
-        let start = ContinuousClock.now
         async let outcome: Result<NATSMessage, NATSError> = {
             do {
                 return .success(
                     try await withCheckedThrowingContinuation { c in
                         let timeout: Duration = ending == "timer" ? .milliseconds(50) : .seconds(30)
                         if mux.register(token, c, subject: "svc", timeout: timeout) { loop.execute { mux.armTimer() } }
-                        // On a thread of its own: a 5 s poll on a pool thread would starve the test's tasks.
+                        // On a thread of its own: a long poll on a pool thread would starve the test's tasks.
                         Thread {
-                            if let polled = mux.waitInPlace(token, for: .seconds(5)) { c.resume(with: polled) }
+                            if let polled = mux.waitInPlace(token, for: .seconds(30)) { c.resume(with: polled) }
                         }.start()
                     })
             } catch {
@@ -75,8 +75,7 @@ import Testing
         default: break  // the timer ends it
         }
         let result = await outcome
-        #expect(ContinuousClock.now - start < .seconds(4), "the poll ran out instead of ending with its request")
-        #expect(mux.pollCounts.replies == 1)
+        #expect(mux.pollCounts.replies == 1, "the poll ran out instead of ending with its request")
         switch (ending, result) {
         case ("reply", .success(let m)): #expect(String(buffer: m.payload) == "ok")
         case ("cancel", .failure(let e)): #expect(e.code == .cancelled)

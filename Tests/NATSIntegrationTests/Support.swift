@@ -100,3 +100,8 @@ extension NATSSubscription {
         return out
     }
 }
+
+/// How long a test's control client waits for a node's answer. These tests check what a node answers, not how
+/// fast: a start-up burst on two cores has held a node's reply past the CLI's 5 s, while a node that never
+/// answers (a blocked request handler) still fails the test.
+let nodeAnswerTimeout: Duration = .seconds(20)
