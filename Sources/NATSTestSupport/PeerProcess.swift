@@ -54,6 +54,21 @@ public final class PeerProcess: Sendable {
             "peer printed \(output.count) of \(count) lines; stderr:\n\(lines.withLock { $0.errors })")
     }
 
+    /// Waits until the peer wrote `text` to stderr (a CLI's notices go there); throws on timeout or exit.
+    public func waitForErrorOutput(containing text: String, timeout: Duration = .seconds(20)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if errorOutput.contains(text) { return }
+            if !isRunning {
+                try await Task.sleep(for: .milliseconds(50))
+                if errorOutput.contains(text) { return }
+                break
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw TestEnvironment.Failure("peer did not write \"\(text)\" to stderr; it wrote:\n\(errorOutput)")
+    }
+
     /// Waits for the peer to exit and returns its status (128 + signal when killed by one).
     public func waitForExit(timeout: Duration = .seconds(20)) async throws -> Int32 {
         let (termination, timedOut) = await child.wait(killingAfter: timeout)

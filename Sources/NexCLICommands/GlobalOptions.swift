@@ -43,10 +43,33 @@ package struct GlobalOptions: ParsableArguments {
     @Option(help: "Namespace of workloads (env NEX_NAMESPACE).")
     package var namespace: String = ProcessInfo.processInfo.environment["NEX_NAMESPACE"] ?? "default"
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, warning or error.")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     package var logLevel: String = "info"
 
     package init() {}
+
+    /// The log levels `--log-level` takes.
+    static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    package func validate() throws {
+        guard Self.logLevels.contains(logLevel) else {
+            throw ValidationError("--log-level takes \(Self.logLevels.joined(separator: ", ")), got \(logLevel)")
+        }
+        if let problem = Self.namespaceProblem(namespace) { throw ValidationError(problem) }
+        guard timeout > 0, timeout <= 3600 else {
+            throw ValidationError("--timeout takes 0 to 3600 seconds, got \(timeout)")
+        }
+    }
+
+    /// Why `name` cannot be a namespace (it is one token of the control subjects), or nil.
+    static func namespaceProblem(_ name: String) -> String? {
+        let allowed = name.unicodeScalars.allSatisfy {
+            ($0 >= "a" && $0 <= "z") || ($0 >= "A" && $0 <= "Z") || ($0 >= "0" && $0 <= "9") || $0 == "_" || $0 == "-"
+        }
+        guard name.isEmpty || !allowed else { return nil }
+        return "--namespace \"\(name)\" is not a namespace name: use letters, digits, - and _ (it is one token of "
+            + "the $NEX subjects)"
+    }
 
     /// The `nats` context in use: `--context`, else `NATS_CONTEXT`, else the selected one (nil when none is).
     /// A named context that cannot be used is an error; a broken selected one is only warned about (it is a

@@ -12,7 +12,7 @@ enum DeveloperKeys {
         let path = home + "/" + file
         if FileManager.default.fileExists(atPath: path) {
             let kp = try load(path, expecting: prefix)
-            Output.say("Reusing \(path) (\(kp.publicKey))")
+            Output.notice("Reusing \(path) (\(kp.publicKey))")
             return kp
         }
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
@@ -23,7 +23,7 @@ enum DeveloperKeys {
         else {
             throw CLIError("cannot write the key to \(path): check that the directory is writable")
         }
-        Output.say("Created \(path) (\(kp.publicKey))")
+        Output.notice("Created \(path) (\(kp.publicKey))")
         return kp
     }
 

@@ -65,6 +65,20 @@ struct NodeCommand: AsyncParsableCommand {
             help: "The metrics port (default 8085; config: otel_metrics_port, and otel_metrics_host for the address).")
         var metricsPort: Int?
 
+        func validate() throws {
+            if noSandbox, let sandbox {
+                throw ValidationError(
+                    "--no-sandbox and --sandbox \(sandbox) contradict each other: give one (--no-sandbox runs "
+                        + "workloads unsandboxed)")
+            }
+            if let sandbox, NodeConfiguration.SandboxKind(rawValue: sandbox) == nil {
+                throw ValidationError("--sandbox takes auto, namespace, vm or firecracker, got \(sandbox)")
+            }
+            if let metricsPort, !(1...65535).contains(metricsPort) {
+                throw ValidationError("--metrics_port takes 1 to 65535, got \(metricsPort)")
+            }
+        }
+
         func execute() async throws {
             let logs = try Self.logSinks(loggers)
             let level = Logger.Level(rawValue: global.logLevel) ?? .info
@@ -249,7 +263,9 @@ struct NodeCommand: AsyncParsableCommand {
                     print(try Output.json(nodes))
                     return
                 }
-                guard !nodes.isEmpty else { throw CLIError("no node answered") }
+                guard !nodes.isEmpty else {
+                    throw CLIError("no Nex node answered: start one with `nex node up` (and check --server)")
+                }
                 let rows = nodes.sorted { $0.nodeID < $1.nodeID }.map { n in
                     [
                         n.nodeID, n.version, GoDuration.human(n.uptime), String(n.runningMachines),
@@ -267,7 +283,7 @@ struct NodeCommand: AsyncParsableCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "The node id (N…).")
+        @Argument(help: "The node id (N…), or a unique prefix of it.")
         var node: String
 
         @Flag(help: "Print JSON.")
@@ -275,6 +291,7 @@ struct NodeCommand: AsyncParsableCommand {
 
         func execute() async throws {
             try await global.withClient { client in
+                let node = try await IDResolution.node(self.node, global.nex(client))
                 let info = try await Output.refusalsAsErrors {
                     try await global.nex(client).info(node: node)
                 }
@@ -288,7 +305,10 @@ struct NodeCommand: AsyncParsableCommand {
                 print("Workload types:  \(info.supportedWorkloadTypes.joined(separator: ", "))")
                 print("Warm agents:     \(info.availableAgents)")
                 if let m = info.memory {
-                    print("Memory (kB):     total \(m.total), free \(m.free), available \(m.available)")
+                    // INFO gives kB, as /proc/meminfo does.
+                    print(
+                        "Memory:          \(Output.bytes(m.total * 1024)) total, \(Output.bytes(m.available * 1024)) "
+                            + "available, \(Output.bytes(m.free * 1024)) free")
                 }
                 print(
                     "Tags:            \(info.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))"
@@ -317,11 +337,12 @@ struct LameDuckCommand: AsyncParsableCommand, NexCLIRunnable {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The node id (N…).")
+    @Argument(help: "The node id (N…), or a unique prefix of it.")
     var node: String
 
     func execute() async throws {
         try await global.withClient { client in
+            let node = try await IDResolution.node(self.node, global.nex(client))
             let response = try await Output.refusalsAsErrors {
                 try await global.nex(client).lameDuck(node: node)
             }

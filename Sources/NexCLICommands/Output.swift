@@ -10,10 +10,38 @@ enum Output {
         fflush(nil)
     }
 
-    static func json<T: Encodable>(_ value: T) throws -> String {
+    /// A notice for the person at the terminal (key reuse, what is being followed): on standard error, so
+    /// standard output stays data.
+    static func notice(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    /// JSON, pretty by default; `compact`: one line (for streams and scripts).
+    static func json<T: Encodable>(_ value: T, compact: Bool = false) throws -> String {
         let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.outputFormatting =
+            compact ? [.sortedKeys, .withoutEscapingSlashes] : [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = .iso8601
         return String(decoding: try e.encode(value), as: UTF8.self)
+    }
+
+    /// A local wall-clock time with milliseconds, `15:04:05.123`.
+    static func clock(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "HH:mm:ss.SSS"
+        return f.string(from: date)
+    }
+
+    /// Bytes as a person reads them: `512 B`, `65.4 MiB`, `23.5 GiB`.
+    static func bytes(_ count: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format: "%.1f", value) + " " + units[unit]
     }
 
     /// A left-aligned table with a header row.

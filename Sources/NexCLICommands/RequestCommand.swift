@@ -19,9 +19,16 @@ struct RequestCommand: AsyncParsableCommand, NexCLIRunnable {
         try await global.withClient { client in
             do {
                 let reply = try await client.request(payload, to: subject, timeout: .seconds(global.timeout))
+                // An error answer (a function that threw, a limit hit) fails the command, with the error on
+                // standard error; what came with it (the error text, a stack) stays on standard output.
+                if let error = reply.headers?["Nats-Service-Error"] {
+                    let code = reply.headers?["Nats-Service-Error-Code"].map { " (\($0))" } ?? ""
+                    if !reply.string.isEmpty, reply.string != error { print(reply.string) }
+                    throw CLIError("\(subject) answered with an error\(code): \(error)")
+                }
                 print(reply.string)
             } catch let e as NATSError where e.code == .noResponders {
-                throw CLIError("no responders on \(subject)")
+                throw CLIError("no responders on \(subject): is a workload triggered by it running? (`nex ls`)")
             } catch let e as NATSError where e.code == .timeout {
                 throw CLIError("no reply on \(subject) within \(global.timeout) s")
             }

@@ -17,6 +17,10 @@ struct UICommand: AsyncParsableCommand, NexCLIRunnable {
     @Option(help: "The dashboard's port (0: any free port).")
     var port = DashboardServer.defaultPort
 
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port takes 0 to 65535, got \(port)") }
+    }
+
     @Option(help: "The address to listen on (loopback unless set: the page can stop workloads).")
     var host = "127.0.0.1"
 

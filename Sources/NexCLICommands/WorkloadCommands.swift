@@ -44,111 +44,24 @@ struct WorkloadOptions: ParsableArguments {
     func type(of file: String) -> String {
         type ?? WorkloadType(guessingFrom: file).rawValue
     }
-}
 
-/// `nex devrun FILE [KEY=VAL…]`.
-struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
-    static let configuration = CommandConfiguration(
-        commandName: "devrun",
-        abstract: "Upload a file and run it on a node chosen by auction (developer keys under ~/.nex).")
+    /// `--argv` split into arguments.
+    var argvList: [String] { argv.map { $0.split(separator: " ").map(String.init) } ?? [] }
 
-    @OptionGroup var global: GlobalOptions
-    @OptionGroup var workload: WorkloadOptions
-
-    @Argument(help: "The service executable, JavaScript file or WebAssembly module.")
-    var file: String
-
-    @Argument(help: "Environment, as KEY=VAL.")
-    var environment: [String] = []
-
-    @Flag(
-        inversion: .prefixedNo,
-        help: "Stop a workload of the same name you deployed earlier, and run this one in its place.")
-    var stop = true
-
-    func execute() async throws {
-        guard FileManager.default.isReadableFile(atPath: file) else { throw CLIError("cannot read \(file)") }
-        let env = try WorkloadOptions.environment(environment)
-        let type = workload.type(of: file)
-        let name = Self.workloadName(for: file)
-        // Refused by every node: said before an earlier workload is stopped in its favour.
-        for subject in workload.triggerSubjects {
-            if let refusal = SubjectPolicy().refusal(for: subject, namespace: global.namespace, use: .trigger) {
-                throw CLIError(refusal.description)
-            }
-        }
-        let issuer = try DeveloperKeys.loadOrCreate("issuer.nk", .account)
-        let publisher = try DeveloperKeys.loadOrCreate("publisher.xk", .curve)
-        try await global.withClient { client in
-            let nex = global.nex(client)
-            let candidates = try await nex.auction(AuctionRequest(workloadTypes: [type]))
-            guard !candidates.isEmpty else {
-                throw CLIError(
-                    "no node answered that can run \(type) workloads (a node runs the types in its workload_types; "
-                        + "check `nex node ls` and the nodes' configuration)")
-            }
-            // A node that runs the earlier workload of this name is the one to replace it on.
-            let running = stop ? try await nex.workloadPing(workload: name) : []
-            let holders = Set(running.map(\.nodeID))
-            // Else the least busy node (ties broken at random), so deploys spread across the nodes.
-            let fewest = candidates.map(\.runningMachines).min() ?? 0
-            let node =
-                candidates.first { holders.contains($0.nodeID) }
-                ?? candidates.filter { $0.runningMachines == fewest }.randomElement()!
-            func earlier(in responses: [WorkloadPingResponse]) -> [MachineSummary] {
-                responses.filter { $0.nodeID == node.nodeID }.flatMap(\.runningMachines).filter { $0.name == name }
-            }
-            func stopEarlier(_ machines: [MachineSummary]) async throws {
-                for machine in machines {
-                    do {
-                        _ = try await nex.stop(workloadID: machine.id, node: node.nodeID, issuer: issuer)
-                        Output.say("Stopped the earlier \(name) (\(machine.id)) on node \(node.nodeID)")
-                    } catch let e as NexError {
-                        throw CLIError(
-                            "cannot replace the earlier \(name) (\(machine.id)) on node \(node.nodeID): \(e.message) "
-                                + "(rename the file, or pass --no-stop on a node that allows duplicate workloads)")
-                    }
-                }
-            }
-            if stop { try await stopEarlier(earlier(in: running)) }
-            let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
-            let request = try NexControlClient.makeDeployRequest(
-                name: name, type: type, location: location, hash: hash, environment: env, issuer: issuer,
-                publisher: publisher,
-                targetNode: node.nodeID, targetXkey: node.targetXkey, triggerSubjects: workload.triggerSubjects,
-                argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [],
-                essential: workload.essential,
-                description: workload.description, maxConcurrency: workload.maxConcurrency)
-            let run: RunResponse
-            do { run = try await nex.deploy(request, to: node.nodeID) } catch let e as NexError
-                where stop && e.message.contains("is already running")
-            {
-                // One of this name is on its way (a node starting its recorded workloads after a restart): replace
-                // it once it shows.
-                let deadline = ContinuousClock.now + .seconds(15)
-                var found: [MachineSummary] = []
-                while found.isEmpty, ContinuousClock.now < deadline {
-                    found = earlier(in: try await nex.workloadPing(workload: name))
-                    if found.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
-                }
-                guard !found.isEmpty else { throw CLIError(e.message) }
-                try await stopEarlier(found)
-                run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node.nodeID) }
-            } catch let e as NexError {
-                throw CLIError(e.message)
-            }
-            Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node.nodeID)")
+    func validate() throws {
+        if let type { _ = try NodeChoice.checked(type) }
+        if let maxConcurrency, !(1...1024).contains(maxConcurrency) {
+            throw ValidationError("--max_concurrency takes 1 to 1024, got \(maxConcurrency)")
         }
     }
 
-    /// A workload name from a file name, as Nex makes it: the base name with everything outside
-    /// `[a-zA-Z0-9_-]` removed (`echofunction.js` → `echofunctionjs`).
-    static func workloadName(for file: String) -> String {
-        let base = (file as NSString).lastPathComponent
-        let name = base.unicodeScalars.filter { c in
-            (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "_" || c == "-"
+    /// Refuses a trigger subject every node would refuse, before anything is deployed or stopped.
+    func checkTriggers(namespace: String) throws {
+        for subject in triggerSubjects {
+            if let refusal = SubjectPolicy().refusal(for: subject, namespace: namespace, use: .trigger) {
+                throw CLIError(refusal.description)
+            }
         }
-        return name.isEmpty ? "workload" : String(String.UnicodeScalarView(name))
     }
 }
 
@@ -159,11 +72,12 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var workload: WorkloadOptions
+    @OptionGroup var waiting: WaitOptions
 
     @Argument(help: "The artifact: nats://BUCKET/key.")
     var location: String
 
-    @Argument(help: "The node id (N…).")
+    @Argument(help: "The node id (N…), or a unique prefix of it.")
     var node: String
 
     @Argument(help: "Environment, as KEY=VAL.")
@@ -178,11 +92,16 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
     @Option(help: "The workload name.")
     var name: String
 
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
     func execute() async throws {
         guard let artifact = WorkloadLocation(url: location) else {
             throw CLIError("the location must be nats://BUCKET/key")
         }
         let env = try WorkloadOptions.environment(environment)
+        let type = try NodeChoice.checked(workload.type(of: artifact.key))
+        try workload.checkTriggers(namespace: global.namespace)
         let issuerKey = try DeveloperKeys.load(issuer, expecting: .account)
         let publisher = try DeveloperKeys.load(xkey, expecting: .curve)
         try await global.withClient { client in
@@ -197,54 +116,95 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
             guard let hash = NexControlClient.hexSHA256(fromDigest: info.digest) else {
                 throw CLIError("\(location) has no SHA-256 digest")
             }
+            let node = try await IDResolution.node(self.node, nex)
             let target = try await Output.refusalsAsErrors { try await nex.ping(node: node) }
             let request = try NexControlClient.makeDeployRequest(
-                name: name, type: workload.type(of: artifact.key), location: artifact, hash: hash, environment: env,
+                name: name, type: type, location: artifact, hash: hash, environment: env,
                 issuer: issuerKey, publisher: publisher, targetNode: node, targetXkey: target.targetXkey,
-                triggerSubjects: workload.triggerSubjects,
-                argv: workload.argv.map { $0.split(separator: " ").map(String.init) } ?? [],
-                essential: workload.essential,
+                triggerSubjects: workload.triggerSubjects, argv: workload.argvList, essential: workload.essential,
                 description: workload.description, maxConcurrency: workload.maxConcurrency)
-            let run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node) }
-            Output.say("Workload \(run.id) (\(run.name)) accepted by node \(node)")
+            var deployer = Deployer(nex: nex, name: name, issuer: issuerKey, earlier: [])
+            let result = try await deployer.deploy(request, on: node, type: type, waiting: waiting)
+            let (run, outcome) = (result.run, result.outcome)
+            if json {
+                return print(
+                    try Output.json(
+                        DeployReport(id: run.id, name: run.name, node: node, status: outcome.status, replaced: []),
+                        compact: true))
+            }
+            Output.say(
+                "Workload \(run.id) (\(run.name)) \(outcome.status == "running" ? "is running" : "was accepted") "
+                    + "on node \(node)")
         }
     }
 }
 
-/// `nex stop <node> <workload>`.
+/// `nex stop WORKLOAD` or `nex stop NODE WORKLOAD`.
 struct StopCommand: AsyncParsableCommand, NexCLIRunnable {
     static let configuration = CommandConfiguration(
-        commandName: "stop", abstract: "Stop a workload (only its deploying issuer may).")
+        commandName: "stop", abstract: "Stop a workload (only its deploying issuer may).",
+        discussion: "WORKLOAD is an id, a unique prefix of one, or a workload name; NODE an id or a unique prefix.")
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The node id (N…).")
-    var node: String
-
-    @Argument(help: "The workload id.")
-    var workload: String
+    @Argument(help: "[NODE] WORKLOAD: the workload (id, prefix or name), after its node when you give one.")
+    var targets: [String] = []
 
     @Option(help: "Issuer account seed file (SA…) that deployed the workload (default ~/.nex/issuer.nk).")
     var issuer: String?
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func validate() throws {
+        guard (1...2).contains(targets.count) else {
+            throw ValidationError("give the workload (an id, a prefix or a name), or its node and then the workload")
+        }
+    }
 
     func execute() async throws {
         let issuerKey = try DeveloperKeys.load(issuer ?? DeveloperKeys.home + "/issuer.nk", expecting: .account)
         try await global.withClient { client in
             let nex = global.nex(client)
+            let node = targets.count == 2 ? try await IDResolution.node(targets[0], nex) : nil
+            let text = targets.last!
+            // A full id on a given node needs no lookup.
+            let copy =
+                if let node, UUID(uuidString: text) != nil { WorkloadCopy(id: text.lowercased(), node: node) } else {
+                    try await IDResolution.workload(text, node: node, nex)
+                }
             let stopped = try await Output.refusalsAsErrors {
-                try await nex.stop(workloadID: workload, node: node, issuer: issuerKey)
+                try await nex.stop(workloadID: copy.id, node: copy.node, issuer: issuerKey)
             }
-            Output.say(stopped.stopped ? "Workload \(workload) stopped" : "Workload \(workload) was not stopped")
+            if json {
+                return print(
+                    try Output.json(StopReport(id: copy.id, node: copy.node, stopped: stopped.stopped), compact: true))
+            }
+            guard stopped.stopped else { throw CLIError("workload \(copy.id) was not stopped") }
+            Output.say("Workload \(copy.id) stopped on node \(copy.node)")
         }
+    }
+
+    /// What `nex stop --json` prints.
+    struct StopReport: Encodable {
+        var id: String
+        var node: String
+        var stopped: Bool
     }
 }
 
-/// `nex logs`.
+/// `nex logs [WORKLOAD]`.
 struct LogsCommand: AsyncParsableCommand, NexCLIRunnable {
     static let configuration = CommandConfiguration(
-        commandName: "logs", abstract: "Follow workload logs, filtered by node, workload name or id.")
+        commandName: "logs",
+        abstract: "Show workload logs: the lines the nodes kept, then new ones as they come.",
+        discussion:
+            "Nodes keep the last \(LogHistory.linesPerWorkload) lines of each workload (stream \(LogHistory.stream)).")
 
     @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "Only this workload: its name or its id.")
+    var workload: String?
 
     @Option(help: "Only this node.")
     var node: String?
@@ -255,15 +215,35 @@ struct LogsCommand: AsyncParsableCommand, NexCLIRunnable {
     @Option(name: .customLong("workload_id"), help: "Only this workload.")
     var workloadID: String?
 
+    @Flag(inversion: .prefixedNo, help: "Keep following new lines (--no-follow: print the kept lines and exit).")
+    var follow = true
+
+    @Flag(help: "One JSON object per line.")
+    var json = false
+
     func execute() async throws {
+        var name = workloadName
+        var id = workloadID
+        if let workload {
+            if UUID(uuidString: workload) != nil { id = workload.lowercased() } else { name = workload }
+        }
         let client = try await global.connect()
         let nex = global.nex(client)
-        let lines = try await nex.logs(node: node, workloadName: workloadName, workloadID: workloadID)
-        Output.say("Following logs of namespace \(global.namespace) (Ctrl-C stops)")
+        let lines = try await LogHistory.lines(nex, node: node, workloadName: name, workloadID: id, follow: follow)
+        if follow { Output.notice("Following logs of namespace \(global.namespace) (Ctrl-C stops)") }
+        var printed = 0
         for try await line in lines {
-            let level = [-4: "debug", 0: "info", 4: "warn", 8: "error"][line.entry.level] ?? String(line.entry.level)
-            Output.say("[\(line.workloadName) \(line.workloadID.prefix(8)) \(level)] \(line.entry.text)")
+            printed += 1
+            if json { Output.say(try Output.json(line, compact: true)) } else { Output.say(Self.text(of: line)) }
         }
+        if !follow, printed == 0 { Output.notice("no kept lines match") }
+        await client.close()
+    }
+
+    /// `15:04:05.123 [echoservice 1f2e3d4c info] the line`.
+    static func text(of line: LogRecord) -> String {
+        let time = line.time.map { Output.clock($0) + " " } ?? ""
+        return "\(time)[\(line.workloadName) \(line.workloadID.prefix(8)) \(line.levelName)] \(line.text)"
     }
 }
 
@@ -274,43 +254,54 @@ struct EventsCommand: AsyncParsableCommand, NexCLIRunnable {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "Only events of this type (e.g. workload_deployed).")
+    @Option(help: "Only events of this type (\(EventLines.types.joined(separator: ", "))).")
     var type: String?
 
     @Flag(name: .customLong("all-namespaces"), help: "Events of every namespace, system included.")
     var allNamespaces = false
 
+    @Flag(help: "Each event as one line of CloudEvent JSON.")
+    var json = false
+
+    func validate() throws {
+        if let type, !EventLines.types.contains(type) {
+            let hint = Suggestions.nearest(to: type, in: EventLines.types).map { " (did you mean \($0)?)" } ?? ""
+            throw ValidationError(
+                "--type \(type) is not an event type\(hint): use one of \(EventLines.types.joined(separator: ", "))")
+        }
+    }
+
     func execute() async throws {
         let client = try await global.connect()
         let nex = global.nex(client)
         let events = try await nex.events(namespace: allNamespaces ? "*" : global.namespace)
-        Output.say("Following events (Ctrl-C stops)")
+        Output.notice("Following events (Ctrl-C stops)")
         for try await event in events where type == nil || event.type == type {
-            Output.say("\(event.namespace) \(event.type) \(String(decoding: event.json, as: UTF8.self))")
+            Output.say(json ? String(decoding: event.json, as: UTF8.self) : EventLines.line(for: event))
         }
+        await client.close()
     }
 }
 
-/// `nex node probe`.
+/// `nex node probe`: deprecated, `nex ls` lists the same.
 struct ProbeCommand: AsyncParsableCommand, NexCLIRunnable {
     static let configuration = CommandConfiguration(
-        commandName: "probe", abstract: "List the workloads of this namespace on every node ($NEX.WPING).")
+        commandName: "probe", abstract: "Deprecated: use `nex ls` (the same listing, with uptime and health).")
 
     @OptionGroup var global: GlobalOptions
 
     @Argument(help: "Only workloads with this id or name.")
     var workload: String?
 
+    @Flag(help: "Print JSON.")
+    var json = false
+
     func execute() async throws {
-        try await global.withClient { client in
-            let nodes = try await global.nex(client).workloadPing(
-                workload: workload)
-            guard !nodes.isEmpty else {
-                Output.say("No workloads in namespace \(global.namespace)")
-                return
-            }
-            let rows = nodes.flatMap { n in n.runningMachines.map { [n.nodeID, $0.id, $0.name, $0.type] } }
-            Output.say(Output.table(["NODE ID", "WORKLOAD ID", "NAME", "TYPE"], rows))
-        }
+        Output.notice("nex node probe is deprecated: use nex ls")
+        var list = WorkloadCommand.List()
+        list.global = global
+        list.workload = workload
+        list.json = json
+        try await list.execute()
     }
 }

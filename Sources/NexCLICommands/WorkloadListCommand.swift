@@ -8,66 +8,93 @@ struct WorkloadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "workload", abstract: "List the workloads on every node.", subcommands: [List.self])
 
-    /// `nex workload ls` (also `nex ls`): every workload of the namespace on every node, gathered with WPING.
+    /// `nex workload ls` (also `nex ls`): every workload of the namespace on every node: WPING finds the nodes
+    /// that run any, and one INFO each (asked at once) adds uptime and health.
     struct List: AsyncParsableCommand, NexCLIRunnable {
         static let configuration = CommandConfiguration(
-            commandName: "ls", abstract: "List the workloads of this namespace on every node ($NEX.WPING).")
+            commandName: "ls", abstract: "List the workloads of this namespace on every node.")
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "Only workloads with this id or name.")
+        @Argument(help: "Only workloads with this name, id or id prefix.")
         var workload: String?
 
         @Flag(help: "Print JSON.")
         var json = false
 
         func execute() async throws {
-            let client = try await global.connect()
-            let nodes: [WorkloadPingResponse]
-            do {
-                nodes = try await global.nex(client).workloadPing(
-                    workload: workload)
-            } catch {
-                await client.close()
-                throw error
+            try await global.withClient { client in
+                let nex = global.nex(client)
+                // Unfiltered: every node with workloads answers, so the gather ends soon after the last one
+                // (filtered, nodes without a match never answer and the gather waits out its window).
+                let nodes = try await nex.workloadPing()
+                let all = await Self.details(of: nodes, nex)
+                let rows = all.filter { row in
+                    guard let workload else { return true }
+                    return row.name == workload || row.id.hasPrefix(workload.lowercased())
+                }
+                if json { return print(try Output.json(rows)) }
+                guard !rows.isEmpty else {
+                    if nodes.isEmpty, try await nex.ping().isEmpty {
+                        throw CLIError("no Nex node answered: start one with `nex node up` (and check --server)")
+                    }
+                    if let workload {
+                        throw CLIError(
+                            "no workload named \(workload) (or with an id starting so) in namespace "
+                                + "\(global.namespace)" + (all.isEmpty ? "" : "; \(all.count) others run: `nex ls`"))
+                    }
+                    return Output.say("No workloads in namespace \(global.namespace)")
+                }
+                Output.say(
+                    Output.table(
+                        ["NAMESPACE", "NAME", "TYPE", "WORKLOAD ID", "NODE ID", "UPTIME", "HEALTH"],
+                        rows.map {
+                            [
+                                $0.namespace, $0.name, $0.type, $0.id, $0.nodeID,
+                                $0.uptime.map(GoDuration.human) ?? "-",
+                                $0.healthy.map { $0 ? "healthy" : "unhealthy" } ?? "-",
+                            ]
+                        }))
             }
-            await client.close()
-            let rows = nodes.flatMap { node in node.runningMachines.map { (node, $0) } }.sorted {
-                ($0.1.name, $0.0.nodeID, $0.1.id) < ($1.1.name, $1.0.nodeID, $1.1.id)
+        }
+
+        /// Each workload with its node, and its uptime and health from that node's INFO (missing when the node
+        /// did not answer it).
+        static func details(of nodes: [WorkloadPingResponse], _ nex: NexControlClient) async -> [ListedWorkload] {
+            let infos = await withTaskGroup(of: (String, InfoResponse?).self) { group in
+                for node in nodes {
+                    // No INFO answer: the listing shows "-" for uptime and health.
+                    group.addTask { (node.nodeID, try? await nex.info(node: node.nodeID)) }
+                }
+                var infos: [String: InfoResponse] = [:]
+                for await (node, info) in group { infos[node] = info }
+                return infos
             }
-            if json {
-                print(try Output.json(rows.map { ListedWorkload(nodeID: $0.0.nodeID, workload: $0.1) }))
-                return
-            }
-            guard !rows.isEmpty else {
-                Output.say("No workloads in namespace \(global.namespace)")
-                return
-            }
-            Output.say(
-                Output.table(
-                    ["NODE ID", "WORKLOAD ID", "NAME", "TYPE"],
-                    rows.map { [$0.0.nodeID, $0.1.id, $0.1.name, $0.1.type] }
-                ))
+            return nodes.flatMap { node in
+                node.runningMachines.map { m in
+                    let machine = infos[node.nodeID]?.machines.first { $0.workload.id == m.id }
+                    return ListedWorkload(
+                        nodeID: node.nodeID, id: m.id, namespace: m.namespace, name: m.name, type: m.type,
+                        uptime: machine?.workload.uptime, healthy: machine?.healthy)
+                }
+            }.sorted { ($0.name, $0.nodeID, $0.id) < ($1.name, $1.nodeID, $1.id) }
         }
     }
 }
 
-/// One row of `nex workload ls --json`.
+/// One row of `nex ls`, and of `nex ls --json`.
 struct ListedWorkload: Encodable {
     var nodeID: String
-    var workload: MachineSummary
+    var id: String
+    var namespace: String
+    var name: String
+    var type: String
+    /// Go duration text, as INFO gives it.
+    var uptime: String?
+    var healthy: Bool?
 
     enum CodingKeys: String, CodingKey {
         case nodeID = "node_id"
-        case id, namespace, name, type
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(nodeID, forKey: .nodeID)
-        try c.encode(workload.id, forKey: .id)
-        try c.encode(workload.namespace, forKey: .namespace)
-        try c.encode(workload.name, forKey: .name)
-        try c.encode(workload.type, forKey: .type)
+        case id, namespace, name, type, uptime, healthy
     }
 }

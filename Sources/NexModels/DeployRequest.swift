@@ -26,6 +26,11 @@ public struct DeployRequest: Codable, Sendable, Equatable {
     /// Functions only: how many triggers run at once on the node, each on its own engine instance (default:
     /// the node's CPU count). An extension of this implementation; Nex has no such field.
     public var maxConcurrency: Int?
+    /// The id of a workload of the same name, namespace and issuer on the target node that the deployer stops
+    /// once this one runs: the node then does not refuse this deploy as a duplicate of it (it still counts
+    /// toward `max_workloads`). An extension of this implementation, used by `nex devrun` to redeploy without
+    /// an outage; Nex has no such field.
+    public var replaces: String?
 
     public init(
         location: WorkloadLocation, senderPublicKey: String, targetNode: String, workloadName: String,
@@ -51,6 +56,7 @@ public struct DeployRequest: Codable, Sendable, Equatable {
         case workloadName = "workload_name"
         case workloadJWT = "workload_jwt"
         case maxConcurrency = "max_concurrency"
+        case replaces
     }
 }
 

@@ -67,14 +67,14 @@ extension HeavyTests {
                     service = ["devrun", TestEnvironment.builtProduct("echoservice"), "nats_url=\(url)"]
                 }
                 let svc = try await run(service + ["-s", url], env: env)
-                #expect(svc.status == 0 && svc.stdout.contains("(echoservice) accepted"), "\(svc.stderr)")
+                #expect(svc.status == 0 && svc.stdout.contains("(echoservice) is running"), "\(svc.stderr)")
                 let js = try await run(
                     ["devrun", Self.examples + "/echofunction.js", "--trigger_subject=js.echo", "-s", url], env: env)
-                #expect(js.status == 0 && js.stdout.contains("(echofunctionjs) accepted"), "\(js.stderr)")
+                #expect(js.status == 0 && js.stdout.contains("(echofunctionjs) is running"), "\(js.stderr)")
                 let wasm = try await run(
                     ["devrun", Self.examples + "/wasm/echofunction.wasm", "--trigger_subject=wasm.echo", "-s", url],
                     env: env)
-                #expect(wasm.status == 0 && wasm.stdout.contains("(echofunctionwasm) accepted"), "\(wasm.stderr)")
+                #expect(wasm.status == 0 && wasm.stdout.contains("(echofunctionwasm) is running"), "\(wasm.stderr)")
 
                 try await withClient([url]) { client in
                     let echo = try await eventuallyValue("svc.echo answers") {

@@ -81,7 +81,7 @@ func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.p
     }
 
     @Test func typeErrorsSayWhere() {
-        #expect(throws: NodeConfigurationError.invalid("machine_template.vcpu_count should be Int")) {
+        #expect(throws: NodeConfigurationError.invalid("machine_template.vcpu_count should be a whole number")) {
             try parse(#"{"machine_template": {"vcpu_count": true}}"#)
         }
     }
@@ -100,5 +100,46 @@ func parse(_ json: String) throws -> NodeConfiguration { try NodeConfiguration.p
 
     @Test func missingFileIsUnreadable() {
         #expect(throws: NodeConfigurationError.self) { try NodeConfiguration.load(path: "/nonexistent/node.json") }
+    }
+}
+
+/// The strict JSON check under the configuration: every malformed text is refused at its place.
+@Suite struct StrictJSONTests {
+    func failure(_ text: String) -> StrictJSON.Failure? {
+        do {
+            try StrictJSON.check(Array(text.utf8))
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test(arguments: [
+        ("{\"a\": 1,}", 1, 8, "trailing comma"),
+        ("[1, 2,\n]", 1, 6, "trailing comma"),
+        ("{\"a\": 1}\n{", 2, 1, "more text"),
+        ("{'a': 1}", 1, 2, "key in double quotes"),
+        ("{\"a\" 1}", 1, 6, "colon"),
+        ("{\"a\": 01}", 1, 8, "may not start with 0"),
+        ("{\"a\": 1.}", 1, 9, "decimal point"),
+        ("{\"a\": tru}", 1, 7, "value was expected"),
+        ("{\"a\": \"x\ty\"}", 1, 9, "control character"),
+        ("{\"a\": \"\\q\"}", 1, 9, "unknown escape"),
+        ("{\"é\": 1, \"é\": 2}", 1, 10, "appears twice"),
+        ("{\"a\": [1 2]}", 1, 10, "comma or ]"),
+        ("", 1, 1, "text ends"),
+    ])
+    func malformedTextIsRefusedWhereItBreaks(text: String, line: Int, column: Int, reason: String) {
+        let failure = self.failure(text)
+        #expect(failure?.line == line && failure?.column == column, "\(String(describing: failure))")
+        #expect(failure?.reason.contains(reason) == true, "\(String(describing: failure))")
+    }
+
+    @Test func validTextPasses() {
+        for text in [
+            "{}", "[]", "\u{FEFF}{\"a\": [1, -2.5e3, true, false, null, \"\\u00e9\\n\"]}", " 0 ", "{\"a\":{\"b\":{}}}",
+        ] {
+            #expect(failure(text) == nil, "\(text)")
+        }
     }
 }

@@ -319,11 +319,13 @@ import Testing
         func refusal(_ result: Result<Reservation, NexError>) -> String? {
             if case .failure(let r) = result { r.message } else { nil }
         }
-        func reserve(_ name: String, _ namespace: String = "default", present: [String] = [], duplicates: Bool = false)
-            -> Result<Reservation, NexError>
-        {
+        func reserve(
+            _ name: String, _ namespace: String = "default", present: [String] = [], counted: Int? = nil,
+            duplicates: Bool = false
+        ) -> Result<Reservation, NexError> {
             places.reserve(
-                name: name, namespace: namespace, present: present, allowDuplicates: duplicates, maxWorkloads: 2)
+                name: name, namespace: namespace, present: present, counted: counted ?? present.count,
+                allowDuplicates: duplicates, maxWorkloads: 2)
         }
         let first = try reserve("svc").get()
         let duplicate = refusal(reserve("svc"))
@@ -344,6 +346,10 @@ import Testing
         places.release(try second.get())
         let stillDuplicate = refusal(reserve("svc", present: ["default/svc"]))
         #expect(stillDuplicate?.contains("already running") == true)
+        // A copy that replaces the running one (left out of `present`) is no duplicate, but both count.
+        let replacing = try reserve("svc", present: [], counted: 1).get()
+        #expect(refusal(reserve("other", present: [], counted: 1))?.contains("max_workloads") == true)
+        places.release(replacing)
     }
 
     @Test func threeMissedPingsEndTheWorkload() {

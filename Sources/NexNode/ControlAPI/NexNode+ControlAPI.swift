@@ -129,7 +129,9 @@ extension NexNode {
             return .failure(NexError(.unavailable, "no agent available: \(problem)"))
         }
         let reservation: Reservation
-        switch await runtime.manager.reserve(name: request.workloadName, namespace: namespace) {
+        switch await runtime.manager.reserve(
+            name: request.workloadName, namespace: namespace, replacing: request.replaces, issuer: valid.claims.issuer)
+        {
         case .failure(let refusal): return .failure(refusal)
         case .success(let r): reservation = r
         }

@@ -152,6 +152,7 @@ public final class NexNode: Service, Sendable {
             ("$NEX.STOP.*.\(nodeID)", { m in try await self.stopWorkload(m) }),
             (NexSubjects.lameDuck(node: nodeID), { _ in try await self.enterLameDuck() }),
         ]
+        await keepLogLines()
         let control = try await ControlResponder(client: client, routes: routes, logger: logger)
         state.withLock { $0.control = control }
         await events.publish(

@@ -420,20 +420,57 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         return try parse(data)
     }
 
-    /// Parses configuration JSON, turning decoding failures into errors that say where.
+    /// Parses configuration JSON strictly (no trailing commas or duplicate keys), turning failures into errors
+    /// that say where (a line and column, or a key's path) and name types as a user knows them.
     public static func parse(_ data: Data) throws -> NodeConfiguration {
+        let fractional: [(path: String, text: String)]
+        do { fractional = try StrictJSON.check(Array(data)) } catch {
+            throw NodeConfigurationError.invalid("not valid JSON at \(error.description)")
+        }
         do {
             return try JSONDecoder().decode(NodeConfiguration.self, from: data)
         } catch let e as NodeConfigurationError {
             throw e
         } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw NodeConfigurationError.invalid("\(path) should be \(type)")
+            throw NodeConfigurationError.invalid("\(keyPath(context.codingPath)) should be \(plainName(of: type))")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            // A number that does not fit the key's type: 2.5 for a count.
+            throw NodeConfigurationError.invalid(
+                "\(keyPath(context.codingPath)) should be a whole number in range (\(context.debugDescription))")
         } catch let DecodingError.dataCorrupted(context) {
+            // The text is JSON (checked above): Foundation says "not valid JSON" for a fraction given where a
+            // whole number belongs, without the key.
+            if let number = fractional.first {
+                throw NodeConfigurationError.invalid("\(number.path) should be a whole number, not \(number.text)")
+            }
             throw NodeConfigurationError.invalid("not valid JSON: \(context.debugDescription)")
         } catch {
             throw NodeConfigurationError.invalid("\(error)")
         }
+    }
+
+    /// `node_limits.max_workloads`, `tags.x`, `allow[2]`.
+    static func keyPath(_ path: [any CodingKey]) -> String {
+        path.reduce(into: "") { text, key in
+            if let index = key.intValue {
+                text += "[\(index)]"
+            } else {
+                text += (text.isEmpty ? "" : ".") + key.stringValue
+            }
+        }
+    }
+
+    /// A type as a user of the JSON file knows it.
+    static func plainName(of type: Any.Type) -> String {
+        if type is Bool.Type { return "true or false" }
+        if type is Int.Type || type is Int64.Type || type is Int32.Type || type is UInt64.Type || type is UInt32.Type
+            || type is UInt16.Type
+        {
+            return "a whole number"
+        }
+        if type is Double.Type || type is Float.Type { return "a number" }
+        if type is String.Type { return "a string" }
+        return String(describing: type).hasPrefix("Array") ? "an array" : "an object"
     }
 }
 

@@ -14,9 +14,10 @@ struct DeployReservations: Sendable {
 
     /// Refuses a deploy of `name` when the node already runs (or is receiving) one and duplicates are off,
     /// or when `max_workloads` is reached; otherwise holds a place for it. `present`: the `namespace/name`
-    /// of every workload on the node.
+    /// of every workload on the node that this deploy may not duplicate (a copy it replaces is left out);
+    /// `counted`: how many workloads are on the node.
     mutating func reserve(
-        name: String, namespace: String, present: [String], allowDuplicates: Bool, maxWorkloads: Int?
+        name: String, namespace: String, present: [String], counted: Int, allowDuplicates: Bool, maxWorkloads: Int?
     ) -> Result<Reservation, NexError> {
         let key = namespace + "/" + name
         if !allowDuplicates, places.values.contains(key) || present.contains(key) {
@@ -26,7 +27,7 @@ struct DeployReservations: Sendable {
                     "workload \(name) is already running in namespace \(namespace) on this node: stop it first "
                         + "(devrun does so by default), or set allow_duplicate_workloads on the node"))
         }
-        if let max = maxWorkloads, present.count + places.count >= max {
+        if let max = maxWorkloads, counted + places.count >= max {
             return .failure(
                 NexError(
                     .limitExceeded, "node_limits.max_workloads (\(max)) reached: stop a workload or use another node"))

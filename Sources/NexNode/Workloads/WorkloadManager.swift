@@ -127,10 +127,21 @@ actor WorkloadManager {
     /// The duplicate and count checks, made before the artifact is downloaded; on success a place is held
     /// until the workload is accepted by ``start(_:record:reservation:artifactPath:persist:alreadyRecorded:)``
     /// or given up with ``release(_:)``.
-    func reserve(name: String, namespace: String) -> Result<Reservation, NexError> {
+    ///
+    /// `replacing`: the id of a workload of this name and namespace, deployed by `issuer`, that the deployer
+    /// stops once this one runs; it is not a duplicate of this deploy (another issuer's never is replaced).
+    func reserve(
+        name: String, namespace: String, replacing: String? = nil, issuer: String? = nil
+    ) -> Result<Reservation, NexError> {
         if closed { return .failure(NexError(.unavailable, "the node is shutting down: deploy to another node")) }
+        let workloads = present
+        let replaced = supervisors.values.first {
+            $0.snapshot.isPresent && $0.snapshot.id == replacing && $0.snapshot.record.namespace == namespace
+                && $0.snapshot.record.name == name && $0.deploy.claims.issuer == issuer
+        }
         return reservations.reserve(
-            name: name, namespace: namespace, present: present.map(\.record.key),
+            name: name, namespace: namespace,
+            present: workloads.filter { $0.id != replaced?.snapshot.id }.map(\.record.key), counted: workloads.count,
             allowDuplicates: config.allowDuplicateWorkloads, maxWorkloads: config.nodeLimits.maxWorkloads)
     }
 

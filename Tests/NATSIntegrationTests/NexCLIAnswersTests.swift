@@ -1,0 +1,135 @@
+import Foundation
+import NATS
+import NATSTestSupport
+import Testing
+
+/// What a newcomer types, through the real `nex` binary: each bad input gets its real cause, a fix and a
+/// non-zero exit; ids work as people type them; error answers fail `nex req`.
+@Suite(.timeLimit(.minutes(3))) struct NexCLIAnswersTests {
+    let nex = TestEnvironment.builtProduct("nex")
+    static let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+
+    func run(_ args: [String], env: [String: String?] = [:]) async throws -> TestEnvironment.RunResult {
+        try await TestEnvironment.runAllowingFailure(nex, args, environment: env)
+    }
+
+    /// A configuration file with `text`, parsed by `nex node up` (it fails before it connects).
+    func configError(_ text: String) async throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nex-answers-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("node.json").path
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try await run(["node", "up", "--config", file, "-s", "nats://127.0.0.1:1"])
+        #expect(result.status != 0, "\(text) was accepted")
+        return result.stderr
+    }
+
+    @Test func theConfigurationIsStrictAndSaysWhere() async throws {
+        let comma = try await configError("{\n  \"machine_pool_size\": 2,\n}\n")
+        #expect(comma.contains("line 2, column 25: a trailing comma"), "\(comma)")
+        let fraction = try await configError(#"{"machine_pool_size": 2.5}"#)
+        #expect(fraction.contains("machine_pool_size should be a whole number"), "\(fraction)")
+        let word = try await configError(#"{"no_sandbox": "yes"}"#)
+        #expect(word.contains("no_sandbox should be true or false"), "\(word)")
+        let list = try await configError(#"{"tags": ["a"]}"#)
+        #expect(list.contains("tags should be an object"), "\(list)")
+        let twice = try await configError(#"{"no_sandbox": true, "no_sandbox": false}"#)
+        #expect(twice.contains("the key no_sandbox appears twice"), "\(twice)")
+        for text in [#"{"a": 1}"#, #"{"machine_pool_size": 2.5}"#] {
+            #expect(!(try await configError(text)).contains("Dictionary<"), "Swift type names leak")
+        }
+    }
+
+    @Test func flagsAreCheckedAndTyposGetSuggestions() async throws {
+        let url = "nats://127.0.0.1:1"
+        let cases: [(args: [String], says: String)] = [
+            (["node", "ls", "--log-level", "verbose", "-s", url], "--log-level takes trace, debug, info"),
+            (["ui", "--port", "99999", "-s", url], "--port takes 0 to 65535, got 99999"),
+            (["node", "up", "--no-sandbox", "--sandbox", "vm", "-s", url], "contradict each other"),
+            (["node", "up", "--sandbox", "jail", "-s", url], "--sandbox takes auto, namespace, vm or firecracker"),
+            (["nod", "ls"], "nex has no command nod (did you mean `nex node`?)"),
+            (["node", "lss"], "nex node has no command lss (did you mean `nex node ls`?)"),
+            (["events", "--type", "workload_deploy", "-s", url], "did you mean workload_deployed?"),
+            (["ls", "--namespace", "a b", "-s", url], "is not a namespace name"),
+            (["devrun", "x.js", "--type", "python", "-s", url], "use one of native, v8, wasm"),
+            (["devrun", "x.js", "--max_concurrency", "0", "-s", url], "--max_concurrency takes 1 to 1024"),
+            (["devrun", "x.js", "--settle=-1", "-s", url], "--settle takes 0 to 600 seconds"),
+            (["stop", "-s", url], "give the workload"),
+        ]
+        for (args, says) in cases {
+            let result = try await run(args)
+            #expect(result.status != 0, "\(args) exited 0")
+            #expect(result.stderr.contains(says), "\(args): \(result.stderr)")
+        }
+    }
+
+    /// With no node, every command that needs one says so and exits 1; with the only node in lame duck,
+    /// devrun says that; ids by prefix and name; an error answer fails `nex req`.
+    @Test func answersNameTheRealCause() async throws {
+        try await NATSServer.with(.init(jetStream: true)) { server in
+            let url = server.url
+            let env: [String: String?] = ["NEX_HOME": server.directory.appendingPathComponent("nexhome").path]
+            let function = Self.examples + "/echofunction.js"
+            for args in [["ls"], ["node", "ls"], ["devrun", function]] {
+                let none = try await run(args + ["-s", url], env: env)
+                #expect(none.status == 1 && none.stderr.contains("no Nex node answered"), "\(args): \(none.stderr)")
+            }
+
+            let node = try await PeerProcess.start(nex, ["node", "up", "-s", url, "--no-sandbox"], environment: env)
+            let up = try await eventuallyValue("the node is up") { node.output.first { $0.contains(" is up") } }
+            let nodeID = try #require(up.split(separator: " ").first { $0.hasPrefix("N") && $0.count == 56 })
+            let file = server.directory.appendingPathComponent("thrower.js").path
+            try "(subject, payload) => { if (new TextDecoder().decode(payload) === 'boom') throw new Error('it broke'); return payload }"
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            let deployed = try await run(["devrun", file, "--trigger_subject", "t.x", "--json", "-s", url], env: env)
+            #expect(deployed.status == 0, "\(deployed.stderr)")
+            let report = try JSONSerialization.jsonObject(with: Data(deployed.stdout.utf8)) as? [String: Any]
+            let id = try #require(report?["id"] as? String)
+
+            // nex req: an answer is stdout and exit 0; an error answer is exit 1 with the error on stderr.
+            let fine = try await run(["req", "t.x", "fine", "-s", url])
+            #expect(fine.status == 0 && fine.stdout == "fine\n")
+            let boom = try await run(["req", "t.x", "boom", "-s", url])
+            #expect(boom.status == 1 && boom.stderr.contains("t.x answered with an error"), "\(boom)")
+            #expect(boom.stderr.contains("it broke"), "\(boom)")
+            let nobody = try await run(["req", "nobody.here", "-s", url])
+            #expect(nobody.status == 1 && nobody.stderr.contains("no responders on nobody.here"))
+
+            // Listings: one look, human units; a name that matches nothing says what does run.
+            let ls = try await run(["ls", "-s", url])
+            for column in ["NAMESPACE", "NAME", "TYPE", "WORKLOAD ID", "NODE ID", "UPTIME", "HEALTH"] {
+                #expect(ls.stdout.contains(column), "\(ls.stdout)")
+            }
+            #expect(ls.stdout.contains("throwerjs") && ls.stdout.contains("healthy"))
+            let nosuch = try await run(["ls", "nosuch", "-s", url])
+            #expect(
+                nosuch.status == 1 && nosuch.stderr.contains("no workload named nosuch")
+                    && nosuch.stderr.contains("1 others run"))
+            let info = try await run(["node", "info", String(nodeID.prefix(8)), "-s", url])
+            #expect(
+                info.status == 0 && info.stdout.contains("Memory:") && info.stdout.contains("iB total"),
+                "\(info.stdout)")
+            #expect(!info.stdout.contains("kB"))
+            let wrongNode = try await run(["node", "info", "NZZZ", "-s", url])
+            #expect(wrongNode.status == 1 && wrongNode.stderr.contains("`nex node ls` lists them"))
+
+            // Stop by name and by id prefix.
+            let unknown = try await run(["stop", "nosuchname", "-s", url], env: env)
+            #expect(unknown.status == 1 && unknown.stderr.contains("`nex ls` lists them"))
+            let stopped = try await run(["stop", "throwerjs", "--json", "-s", url], env: env)
+            #expect(stopped.status == 0 && stopped.stdout.contains(#""stopped":true"#) && stopped.stdout.contains(id))
+            let again = try await run(["devrun", file, "--trigger_subject", "t.x", "-s", url], env: env)
+            let againID = try #require(again.stdout.split(separator: " ").dropFirst().first.map(String.init))
+            let byPrefix = try await run(["stop", String(againID.prefix(6)), "-s", url], env: env)
+            #expect(
+                byPrefix.status == 0 && byPrefix.stdout.contains("Workload \(againID) stopped"), "\(byPrefix.stderr)")
+
+            // The only node in lame duck: devrun says so, not "no node can run v8".
+            #expect(try await run(["lameduck", String(nodeID.prefix(10)), "-s", url]).status == 0)
+            let lameDuck = try await run(["devrun", function, "-s", url], env: env)
+            #expect(lameDuck.status == 1 && lameDuck.stderr.contains("is in lame duck mode"), "\(lameDuck.stderr)")
+            _ = try await node.terminate()
+        }
+    }
+}
