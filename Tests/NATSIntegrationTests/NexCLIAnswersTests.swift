@@ -80,7 +80,8 @@ import Testing
             let up = try await eventuallyValue("the node is up") { node.output.first { $0.contains(" is up") } }
             let nodeID = try #require(up.split(separator: " ").first { $0.hasPrefix("N") && $0.count == 56 })
             let file = server.directory.appendingPathComponent("thrower.js").path
-            try "(subject, payload) => { if (new TextDecoder().decode(payload) === 'boom') throw new Error('it broke'); return payload }"
+            try
+                "(subject, payload) => { if (new TextDecoder().decode(payload) === 'boom') throw new Error('it broke'); return payload }"
                 .write(toFile: file, atomically: true, encoding: .utf8)
             let deployed = try await run(["devrun", file, "--trigger_subject", "t.x", "--json", "-s", url], env: env)
             #expect(deployed.status == 0, "\(deployed.stderr)")
