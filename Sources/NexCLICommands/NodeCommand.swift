@@ -74,8 +74,8 @@ struct NodeCommand: AsyncParsableCommand {
             if let sandbox, NodeConfiguration.SandboxKind(rawValue: sandbox) == nil {
                 throw ValidationError("--sandbox takes auto, namespace, vm or firecracker, got \(sandbox)")
             }
-            if let metricsPort, !(1...65535).contains(metricsPort) {
-                throw ValidationError("--metrics_port takes 1 to 65535, got \(metricsPort)")
+            if let metricsPort, !(0...65535).contains(metricsPort) {
+                throw ValidationError("--metrics_port takes 0 (any free port) to 65535, got \(metricsPort)")
             }
         }
 
