@@ -174,6 +174,7 @@ const char *prelude = R"JS(
 
 struct nex_js_function {
     std::string source;
+    std::string name;  // the file stacks name
     std::vector<uint8_t> data;  // handed to the script as __nexData (kept to rebuild the isolate)
     nex_js_limits limits;
     void *context;
@@ -195,6 +196,14 @@ std::string describe(v8::Isolate *isolate, v8::Local<v8::Context> context, v8::T
         text = *v8::String::Utf8Value(isolate, stack);  // "Error: message\n    at …"
     } else if (!tc.Exception().IsEmpty()) {
         text = *v8::String::Utf8Value(isolate, tc.Exception());
+    }
+    // No stack (a syntax error): where it is, as file:line:column from the message.
+    auto message = tc.Message();
+    if (!message.IsEmpty() && text.find("\n    at ") == std::string::npos) {
+        std::string where = *v8::String::Utf8Value(isolate, message->GetScriptResourceName());
+        int line = message->GetLineNumber(context).FromMaybe(0);
+        int column = message->GetStartColumn(context).FromMaybe(0) + 1;
+        if (!where.empty() && line > 0) text += " (" + where + ":" + std::to_string(line) + ":" + std::to_string(column) + ")";
     }
     return text.empty() ? "unknown error" : text;
 }
@@ -329,7 +338,7 @@ bool build(nex_js_function *f, std::string *error) {
         *error = "prelude: " + describe(isolate, context, tc);
         return false;
     }
-    if (!run(f->source.data(), f->source.size(), "function.js").ToLocal(&value)) {
+    if (!run(f->source.data(), f->source.size(), f->name.c_str()).ToLocal(&value)) {
         *error = describe(isolate, context, tc);
         return false;
     }
@@ -359,12 +368,13 @@ void nex_js_initialize(void) {
     });
 }
 
-nex_js_function *nex_js_compile(const char *source, size_t length, const uint8_t *data, size_t data_length,
-                                nex_js_limits limits, void *context, nex_js_host_fn host, nex_js_log_fn log,
-                                char **error) {
+nex_js_function *nex_js_compile(const char *source, size_t length, const char *name, const uint8_t *data,
+                                size_t data_length, nex_js_limits limits, void *context, nex_js_host_fn host,
+                                nex_js_log_fn log, char **error) {
     nex_js_initialize();
     auto *f = new nex_js_function();
     f->source.assign(source, length);
+    f->name = name ? name : "function.js";
     if (data && data_length) f->data.assign(data, data + data_length);
     f->limits = limits;
     f->context = context;

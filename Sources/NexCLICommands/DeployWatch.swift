@@ -31,9 +31,13 @@ struct DeployWatch {
         do {
             logs = try await client.subscribe(
                 to: NexSubjects.logsFilter(namespace: nex.namespace, node: nil, workloadName: name, workloadID: nil))
-            try await client.flush()
         } catch {
             exits.unsubscribeNow()
+            throw error
+        }
+        do { try await client.flush() } catch {
+            exits.unsubscribeNow()
+            logs.unsubscribeNow()
             throw error
         }
     }

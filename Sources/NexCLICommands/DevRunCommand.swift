@@ -108,14 +108,15 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                 triggerSubjects: workload.triggerSubjects, argv: workload.argvList, essential: workload.essential,
                 description: workload.description, maxConcurrency: workload.maxConcurrency)
             request.replaces = replaced?.id
+            request.sourceName = (file as NSString).lastPathComponent
             var deployer = Deployer(nex: nex, name: name, issuer: issuer, earlier: earlier, replacesRestoring: stop)
             let result = try await deployer.deploy(request, on: node.nodeID, type: type, waiting: waiting)
             let (run, outcome) = (result.run, result.outcome)
             // The new copy runs: the earlier ones go (those on other nodes too).
-            for copy in result.earlier where copy != result.stoppedFirst {
-                try await Redeploy.stop(copy, name: name, issuer: issuer, nex)
-            }
-            let replacedIDs = result.earlier.map(\.id)
+            let replacedIDs =
+                await Redeploy.stopAll(
+                    result.earlier.filter { $0 != result.stoppedFirst }, name: name, issuer: issuer, nex)
+                + (result.stoppedFirst.map { [$0.id] } ?? [])
             let report = DeployReport(
                 id: run.id, name: run.name, node: node.nodeID, status: outcome.status, replaced: replacedIDs)
             if json { return print(try Output.json(report, compact: true)) }
@@ -192,22 +193,22 @@ struct Deployer {
                 try await Redeploy.stop(copy, name: name, issuer: issuer, nex)
                 stoppedFirst = copy
                 request.replaces = nil
-                run = try await Output.refusalsAsErrors { try await nex.deploy(request, to: node) }
+                do { run = try await nex.deploy(request, to: node) } catch let e as NexError {
+                    throw CLIError(e.message + stoppedNote(copy))
+                }
             }
         }
         let accepted = run!
         let outcome = try await waiting.outcome(of: accepted, type: type, node: node, watch: watch, nex)
         if case .exited(let code, let message, let lines) = outcome {
-            // An essential service would be restarted again and again: the failed copy goes.
-            if request.essential == true {
-                try await Redeploy.stop(WorkloadCopy(id: accepted.id, node: node), name: name, issuer: issuer, nex)
-            }
+            // An essential service is restarted by the node under a new id, again and again: the restart goes.
+            if request.essential == true { await stopRestarts(on: node) }
             var text = "workload \(accepted.id) (\(name)) exited with code \(code) before it settled"
             if !message.isEmpty { text += ": \(message)" }
             text +=
                 lines.isEmpty
                 ? " (it logged nothing)" : "; its last lines:\n" + lines.map { "  " + $0 }.joined(separator: "\n")
-            throw CLIError(text + (stoppedFirst == nil ? keptNote : ""))
+            throw CLIError(text + (stoppedFirst.map { stoppedNote($0) } ?? keptNote))
         }
         return Result(run: accepted, outcome: outcome, earlier: earlier, stoppedFirst: stoppedFirst)
     }
@@ -220,6 +221,24 @@ struct Deployer {
             try await Task.sleep(for: .milliseconds(200))
         }
         return nil
+    }
+
+    /// Stops the copies of this name on `node` that are not earlier ones: the node's restarts of an essential
+    /// service that exited. Restarts come after a backoff: looked for during 5 s.
+    private func stopRestarts(on node: String) async {
+        let deadline = ContinuousClock.now + .seconds(5)
+        var stopped = 0
+        while ContinuousClock.now < deadline {
+            let restarts = await Redeploy.earlierCopies(of: name, on: [node], nex).filter { !earlier.contains($0) }
+            stopped += await Redeploy.stopAll(restarts, name: name, issuer: issuer, nex).count
+            if stopped > 0 { return }
+            do { try await Task.sleep(for: .milliseconds(200)) } catch { return }
+        }
+    }
+
+    /// What a failed deploy says when the earlier copy was stopped to make room.
+    private func stoppedNote(_ copy: WorkloadCopy) -> String {
+        "\n(the earlier \(name) (\(copy.id)) was stopped to make room: no copy of \(name) runs on node \(copy.node) now)"
     }
 
     /// What a failed redeploy leaves running.

@@ -57,7 +57,7 @@ package struct GlobalOptions: ParsableArguments {
         }
         if let problem = Self.namespaceProblem(namespace) { throw ValidationError(problem) }
         guard timeout > 0, timeout <= 3600 else {
-            throw ValidationError("--timeout takes 0 to 3600 seconds, got \(timeout)")
+            throw ValidationError("--timeout takes more than 0 and up to 3600 seconds, got \(timeout)")
         }
     }
 

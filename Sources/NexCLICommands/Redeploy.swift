@@ -15,20 +15,49 @@ enum Redeploy {
     /// INFO (a scatter to nodes that may hold none would wait out its whole window). A node that does not answer
     /// holds no copy this deploy can replace.
     static func earlierCopies(of name: String, on nodes: [String], _ nex: NexControlClient) async -> [WorkloadCopy] {
-        await withTaskGroup(of: [WorkloadCopy].self) { group in
+        let answers = await withTaskGroup(of: (String, [WorkloadCopy]?).self) { group in
             for node in nodes {
                 group.addTask {
-                    // No answer (a node stopping, or busy past the timeout): it has no copy we can replace.
-                    guard let info = try? await nex.info(node: node) else { return [] }
-                    return info.machines.filter { $0.workload.name == name }.map {
-                        WorkloadCopy(id: $0.workload.id, node: node)
+                    do {
+                        let info = try await nex.info(node: node)
+                        return (
+                            node,
+                            info.machines.filter { $0.workload.name == name }.map {
+                                WorkloadCopy(id: $0.workload.id, node: node)
+                            }
+                        )
+                    } catch {
+                        return (node, nil)
                     }
                 }
             }
-            var copies: [WorkloadCopy] = []
-            for await found in group { copies += found }
-            return copies.sorted { ($0.node, $0.id) < ($1.node, $1.id) }
+            var answers: [(String, [WorkloadCopy]?)] = []
+            for await answer in group { answers.append(answer) }
+            return answers
         }
+        let silent = answers.filter { $0.1 == nil }.map(\.0).sorted()
+        if !silent.isEmpty {
+            Output.notice(
+                "node \(silent.joined(separator: ", ")) did not answer INFO: a copy of \(name) there is not replaced")
+        }
+        return answers.flatMap { $0.1 ?? [] }.sorted { ($0.node, $0.id) < ($1.node, $1.id) }
+    }
+
+    /// Stops every copy in `copies`; a copy that cannot be stopped (another issuer's, a node gone) is named in a
+    /// notice and left running. Returns the ids stopped.
+    static func stopAll(_ copies: [WorkloadCopy], name: String, issuer: NKeyPair, _ nex: NexControlClient) async
+        -> [String]
+    {
+        var stopped: [String] = []
+        for copy in copies {
+            do {
+                try await stop(copy, name: name, issuer: issuer, nex)
+                stopped.append(copy.id)
+            } catch {
+                Output.notice("\(error)")
+            }
+        }
+        return stopped
     }
 
     /// Stops `copy` with the issuer's token. A copy already gone counts as stopped.

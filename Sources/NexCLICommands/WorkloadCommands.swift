@@ -49,7 +49,10 @@ struct WorkloadOptions: ParsableArguments {
     var argvList: [String] { argv.map { $0.split(separator: " ").map(String.init) } ?? [] }
 
     func validate() throws {
-        if let type { _ = try NodeChoice.checked(type) }
+        if let type, !NodeChoice.types.contains(type) {
+            throw ValidationError(
+                "--type \(type) is not a workload type: use one of \(NodeChoice.types.joined(separator: ", "))")
+        }
         if let maxConcurrency, !(1...1024).contains(maxConcurrency) {
             throw ValidationError("--max_concurrency takes 1 to 1024, got \(maxConcurrency)")
         }
@@ -203,10 +206,10 @@ struct LogsCommand: AsyncParsableCommand, NexCLIRunnable {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "Only this workload: its name or its id.")
+    @Argument(help: "Only this workload: its name or its full id.")
     var workload: String?
 
-    @Option(help: "Only this node.")
+    @Option(help: "Only this node (its id or a unique prefix).")
     var node: String?
 
     @Option(name: .customLong("workload_name"), help: "Only workloads of this name.")
@@ -227,17 +230,19 @@ struct LogsCommand: AsyncParsableCommand, NexCLIRunnable {
         if let workload {
             if UUID(uuidString: workload) != nil { id = workload.lowercased() } else { name = workload }
         }
-        let client = try await global.connect()
-        let nex = global.nex(client)
-        let lines = try await LogHistory.lines(nex, node: node, workloadName: name, workloadID: id, follow: follow)
-        if follow { Output.notice("Following logs of namespace \(global.namespace) (Ctrl-C stops)") }
-        var printed = 0
-        for try await line in lines {
-            printed += 1
-            if json { Output.say(try Output.json(line, compact: true)) } else { Output.say(Self.text(of: line)) }
+        try await global.withClient { client in
+            let nex = global.nex(client)
+            var node: String?
+            if let given = self.node { node = try await IDResolution.node(given, nex) }
+            let lines = try await LogHistory.lines(nex, node: node, workloadName: name, workloadID: id, follow: follow)
+            if follow { Output.notice("Following logs of namespace \(global.namespace) (Ctrl-C stops)") }
+            var printed = 0
+            for try await line in lines {
+                printed += 1
+                if json { Output.say(try Output.json(line, compact: true)) } else { Output.say(Self.text(of: line)) }
+            }
+            if !follow, printed == 0 { Output.notice("no kept lines match") }
         }
-        if !follow, printed == 0 { Output.notice("no kept lines match") }
-        await client.close()
     }
 
     /// `15:04:05.123 [echoservice 1f2e3d4c info] the line`.
@@ -272,14 +277,13 @@ struct EventsCommand: AsyncParsableCommand, NexCLIRunnable {
     }
 
     func execute() async throws {
-        let client = try await global.connect()
-        let nex = global.nex(client)
-        let events = try await nex.events(namespace: allNamespaces ? "*" : global.namespace)
-        Output.notice("Following events (Ctrl-C stops)")
-        for try await event in events where type == nil || event.type == type {
-            Output.say(json ? String(decoding: event.json, as: UTF8.self) : EventLines.line(for: event))
+        try await global.withClient { client in
+            let events = try await global.nex(client).events(namespace: allNamespaces ? "*" : global.namespace)
+            Output.notice("Following events (Ctrl-C stops)")
+            for try await event in events where type == nil || event.type == type {
+                Output.say(json ? String(decoding: event.json, as: UTF8.self) : EventLines.line(for: event))
+            }
         }
-        await client.close()
     }
 }
 

@@ -22,6 +22,12 @@ struct WorkloadCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.")
         var json = false
 
+        func validate() throws {
+            if workload?.isEmpty == true {
+                throw ValidationError("give a workload name or id prefix, not an empty one")
+            }
+        }
+
         func execute() async throws {
             try await global.withClient { client in
                 let nex = global.nex(client)
@@ -29,10 +35,11 @@ struct WorkloadCommand: AsyncParsableCommand {
                 // (filtered, nodes without a match never answer and the gather waits out its window).
                 let nodes = try await nex.workloadPing()
                 let all = await Self.details(of: nodes, nex)
-                let rows = all.filter { row in
-                    guard let workload else { return true }
-                    return row.name == workload || row.id.hasPrefix(workload.lowercased())
-                }
+                // A name first; an id prefix only when no name matches.
+                let named = all.filter { $0.name == workload }
+                let rows =
+                    workload == nil
+                    ? all : named.isEmpty ? all.filter { $0.id.hasPrefix(workload!.lowercased()) } : named
                 if json { return print(try Output.json(rows)) }
                 guard !rows.isEmpty else {
                     if nodes.isEmpty, try await nex.ping().isEmpty {

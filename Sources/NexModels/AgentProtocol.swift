@@ -83,6 +83,8 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
     public var limits: FunctionLimits?
     /// How many triggers of a function run at once, each on its own engine instance (nil: one).
     public var maxConcurrency: Int?
+    /// The file a function came from (`echofunction.js`), named in its stacks (nil: `function.js`).
+    public var sourceName: String?
 
     public init(
         workloadID: String, workloadName: String, namespace: String, type: String, argv: [String],
@@ -112,6 +114,7 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
         case triggerSubjects = "trigger_subjects"
         case limits
         case maxConcurrency = "max_concurrency"
+        case sourceName = "source_name"
     }
 }
 

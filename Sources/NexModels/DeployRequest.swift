@@ -31,6 +31,9 @@ public struct DeployRequest: Codable, Sendable, Equatable {
     /// toward `max_workloads`). An extension of this implementation, used by `nex devrun` to redeploy without
     /// an outage; Nex has no such field.
     public var replaces: String?
+    /// The name of the file a function came from (`echofunction.js`), which its stacks name. An extension of this
+    /// implementation, set by `nex devrun`; the node keeps only a plain file name of it.
+    public var sourceName: String?
 
     public init(
         location: WorkloadLocation, senderPublicKey: String, targetNode: String, workloadName: String,
@@ -57,6 +60,7 @@ public struct DeployRequest: Codable, Sendable, Equatable {
         case workloadJWT = "workload_jwt"
         case maxConcurrency = "max_concurrency"
         case replaces
+        case sourceName = "source_name"
     }
 }
 
@@ -134,5 +138,15 @@ public struct WorkloadLocation: Codable, Sendable, Equatable, CustomStringConver
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(description)
+    }
+}
+
+extension DeployRequest {
+    /// ``sourceName`` when it is a plain file name (no path, no control characters, at most 255 bytes), else nil.
+    public var plainSourceName: String? {
+        guard let name = sourceName, !name.isEmpty, name.utf8.count <= 255, name != ".", name != "..",
+            !name.contains("/"), name.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
+        else { return nil }
+        return name
     }
 }

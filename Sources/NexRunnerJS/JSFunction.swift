@@ -45,11 +45,13 @@ public final class JSFunction: @unchecked Sendable {
         }
     }
 
-    /// Compiles `source` (a script whose value is a function); throws ``JSError`` with V8's message. `data`, when
+    /// Compiles `source` (a script whose value is a function); throws ``JSError`` with V8's message. `name` is
+    /// the file its stacks and errors name (the user's file: `echofunction.js`). `data`, when
     /// given, is the ArrayBuffer `__nexData` while the script runs (a runtime written in JavaScript, such as the
     /// WebAssembly runner's, takes its module from there).
     public init(
-        source: String, data: [UInt8] = [], limits: Limits = Limits(), host: HostCall? = nil, log: Log? = nil
+        source: String, name: String = "function.js", data: [UInt8] = [], limits: Limits = Limits(),
+        host: HostCall? = nil, log: Log? = nil
     ) throws {
         let callbacks = Unmanaged.passRetained(Callbacks(host: host, log: log))
         var error: UnsafeMutablePointer<CChar>?
@@ -60,8 +62,8 @@ public final class JSFunction: @unchecked Sendable {
             utf8.withMemoryRebound(to: CChar.self) { text in
                 data.withUnsafeBufferPointer { data in
                     nex_js_compile(
-                        text.baseAddress, text.count, data.baseAddress, data.count, cLimits, callbacks.toOpaque(),
-                        jsHostTrampoline, jsLogTrampoline, &error)
+                        text.baseAddress, text.count, name, data.baseAddress, data.count, cLimits,
+                        callbacks.toOpaque(), jsHostTrampoline, jsLogTrampoline, &error)
                 }
             }
         }

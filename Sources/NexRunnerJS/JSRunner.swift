@@ -45,7 +45,7 @@ public final class JSRunner: FunctionRunner {
                 return .success(
                     try EnginePool(capacity: concurrency) { slot in
                         try JSFunction(
-                            source: source, limits: limits,
+                            source: source, name: request.sourceName ?? "function.js", limits: limits,
                             host: { service, method, args in try host(service, method, args, slot.traceParent) },
                             log: { level, text in output.log(text, level) })
                     })

@@ -94,6 +94,8 @@ import Testing
             let boom = try await run(["req", "t.x", "boom", "-s", url])
             #expect(boom.status == 1 && boom.stderr.contains("t.x answered with an error"), "\(boom)")
             #expect(boom.stderr.contains("it broke"), "\(boom)")
+            // The stack names the user's file, not a made-up one.
+            #expect((boom.stdout + boom.stderr).contains("thrower.js:1"), "\(boom)")
             let nobody = try await run(["req", "nobody.here", "-s", url])
             #expect(nobody.status == 1 && nobody.stderr.contains("no responders on nobody.here"))
 
@@ -102,7 +104,11 @@ import Testing
             for column in ["NAMESPACE", "NAME", "TYPE", "WORKLOAD ID", "NODE ID", "UPTIME", "HEALTH"] {
                 #expect(ls.stdout.contains(column), "\(ls.stdout)")
             }
-            #expect(ls.stdout.contains("throwerjs") && ls.stdout.contains("healthy"))
+            #expect(ls.stdout.contains("throwerjs"))
+            let listed = try await run(["ls", "--json", "-s", url])
+            let rows = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]
+            #expect(rows?.count == 1 && rows?.first?["healthy"] as? Bool == true, "\(listed.stdout)")
+            #expect((rows?.first?["uptime"] as? String)?.isEmpty == false)
             let nosuch = try await run(["ls", "nosuch", "-s", url])
             #expect(
                 nosuch.status == 1 && nosuch.stderr.contains("no workload named nosuch")

@@ -102,7 +102,9 @@ extension HeavyTests {
                 #expect(report?["status"] as? String == "running")
 
                 // Nothing listens on port 1 of loopback: the new copy exits with code 1 at once.
-                let bad = try await run(["devrun", echo, "nats_url=nats://127.0.0.1:1", "-s", url], env: env)
+                // A long settle: a loaded machine may take a while to start it, and the check is that its exit is seen.
+                let bad = try await run(
+                    ["devrun", echo, "nats_url=nats://127.0.0.1:1", "--settle", "20", "-s", url], env: env)
                 #expect(bad.status != 0)
                 #expect(bad.stderr.contains("exited with code 1"), "\(bad.stderr)")
                 #expect(bad.stderr.contains("echoservice: cannot connect to nats://127.0.0.1:1"), "\(bad.stderr)")

@@ -49,6 +49,15 @@ import Testing
         }
         #expect(text.contains("Error: boom js.echo") && text.contains("function.js"))
         #expect(throws: JSError.self) { try JSFunction(source: "(s, p) => {") }
+        // Stacks and compile errors name the user's file when it is given.
+        let named = try JSFunction(source: "(s, p) => {\n  throw new Error('deep')\n}", name: "orders.js")
+        guard case .threw(let stack) = named.call(subject: "s", payload: []) else {
+            Issue.record("expected a throw")
+            return
+        }
+        #expect(stack.contains("orders.js:2"), "\(stack)")
+        let syntax = #expect(throws: JSError.self) { try JSFunction(source: "(s, p) => {", name: "orders.js") }
+        #expect(syntax?.description.contains("orders.js") == true, "\(String(describing: syntax))")
         let notFunction = #expect(throws: JSError.self) { try JSFunction(source: "42") }
         #expect(notFunction?.description.contains("not a function") == true)
     }

@@ -38,10 +38,12 @@ enum nex_js_result_kind {
 /// Starts V8 once per process (idempotent, thread-safe).
 void nex_js_initialize(void);
 
-/// Compiles `source`, whose completion value must be a function. `data` (may be NULL) is handed to the script as
-/// the ArrayBuffer `__nexData`, for a runtime written in JavaScript (the WebAssembly runner passes the module).
+/// Compiles `source`, whose completion value must be a function; `name` (may be NULL: `function.js`) is the file
+/// its stacks and errors name. `data` (may be NULL) is handed to the script as the ArrayBuffer `__nexData`, for
+/// a runtime written in JavaScript (the WebAssembly runner passes the module).
 /// Returns NULL and a malloc'd `*error` on failure.
-nex_js_function *nex_js_compile(const char *source, size_t length, const uint8_t *data, size_t data_length,
+nex_js_function *nex_js_compile(const char *source, size_t length, const char *name, const uint8_t *data,
+                                size_t data_length,
                                 nex_js_limits limits, void *context, nex_js_host_fn host, nex_js_log_fn log,
                                 char **error);
 

@@ -24,8 +24,8 @@ struct DeployReservations: Sendable {
             return .failure(
                 NexError(
                     .duplicate,
-                    "workload \(name) is already running in namespace \(namespace) on this node: stop it first "
-                        + "(devrun does so by default), or set allow_duplicate_workloads on the node"))
+                    "workload \(name) is already running in namespace \(namespace) on this node: replace it with "
+                        + "nex devrun (same issuer), stop it first, or set allow_duplicate_workloads on the node"))
         }
         if let max = maxWorkloads, counted + places.count >= max {
             return .failure(

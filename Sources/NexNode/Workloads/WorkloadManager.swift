@@ -129,19 +129,27 @@ actor WorkloadManager {
     /// or given up with ``release(_:)``.
     ///
     /// `replacing`: the id of a workload of this name and namespace, deployed by `issuer`, that the deployer
-    /// stops once this one runs; it is not a duplicate of this deploy (another issuer's never is replaced).
+    /// stops once this one runs; it, and every other copy of that name by `issuer`, is not a duplicate of this
+    /// deploy (another issuer's copy never is replaced).
     func reserve(
         name: String, namespace: String, replacing: String? = nil, issuer: String? = nil
     ) -> Result<Reservation, NexError> {
         if closed { return .failure(NexError(.unavailable, "the node is shutting down: deploy to another node")) }
         let workloads = present
-        let replaced = supervisors.values.first {
+        // The deployer replaces the copy it names, and with it every other copy of that name it deployed here.
+        let namesOwnCopy = supervisors.values.contains {
             $0.snapshot.isPresent && $0.snapshot.id == replacing && $0.snapshot.record.namespace == namespace
                 && $0.snapshot.record.name == name && $0.deploy.claims.issuer == issuer
         }
+        let replaced = Set(
+            namesOwnCopy
+                ? supervisors.values.filter {
+                    $0.snapshot.record.namespace == namespace && $0.snapshot.record.name == name
+                        && $0.deploy.claims.issuer == issuer
+                }.map(\.snapshot.id) : [])
         return reservations.reserve(
             name: name, namespace: namespace,
-            present: workloads.filter { $0.id != replaced?.snapshot.id }.map(\.record.key), counted: workloads.count,
+            present: workloads.filter { !replaced.contains($0.id) }.map(\.record.key), counted: workloads.count,
             allowDuplicates: config.allowDuplicateWorkloads, maxWorkloads: config.nodeLimits.maxWorkloads)
     }
 

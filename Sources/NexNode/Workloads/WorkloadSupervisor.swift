@@ -371,12 +371,13 @@ final class WorkloadSupervisor: Sendable {
                     reason: "cannot let the workload reach its NATS servers: \(error)")
             }
         }
-        let request = AgentDeployRequest(
+        var request = AgentDeployRequest(
             workloadID: record.id, workloadName: record.name, namespace: record.namespace, type: record.type,
             argv: record.request.argv ?? [], environment: environment, essential: record.essential,
             artifactPath: agent.sandbox.workDirectoryInside + "/workload", totalBytes: record.totalBytes,
             triggerSubjects: record.request.triggerSubjects ?? [], limits: config.functionLimits,
             maxConcurrency: concurrency(record))
+        request.sourceName = record.request.plainSourceName
         let response: AgentResponse
         do { response = try await agent.link.deploy(request, timeout: .seconds(10)) } catch {
             // No answer (the agent died or hung) may pass with another agent; a refusal would not.
