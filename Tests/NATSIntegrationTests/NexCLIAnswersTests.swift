@@ -139,4 +139,46 @@ import Testing
             _ = try await node.terminate()
         }
     }
+
+    /// A node with room for one workload: a redeploy stops the earlier copy first and says so; a function over
+    /// its CPU limit fails `nex req`; `nex events --json` prints one CloudEvent per line.
+    @Test func aFullNodeStillTakesARedeployAndLimitsFailTheRequest() async throws {
+        try await NATSServer.with(.init(jetStream: true)) { server in
+            let url = server.url
+            let work = server.directory.path
+            let env: [String: String?] = ["NEX_HOME": work + "/nexhome"]
+            let config = work + "/node.json"
+            try #"{"no_sandbox": true, "node_limits": {"max_workloads": 1}, "function_limits": {"cpu_ms": 200}}"#
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let node = try await PeerProcess.start(
+                nex, ["node", "up", "-s", url, "--config", config], environment: env)
+            _ = try await eventuallyValue("the node is up") { node.output.first { $0.contains(" is up") } }
+            let file = work + "/spin.js"
+            try "(subject, payload) => { if (payload.length > 0) { while (true) {} } return 'v1' }"
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            let first = try await run(["devrun", file, "--trigger_subject", "spin.x", "-s", url], env: env)
+            #expect(first.status == 0, "\(first.stderr)")
+
+            let spin = try await run(["req", "spin.x", "forever", "-s", url])
+            #expect(spin.status == 1 && spin.stderr.contains("CPU limit (200 ms)"), "\(spin)")
+
+            let events = try await PeerProcess.start(nex, ["events", "--json", "-s", url])
+            try await events.waitForErrorOutput(containing: "Following events")
+            try "(subject, payload) => 'v2'".write(toFile: file, atomically: true, encoding: .utf8)
+            let second = try await run(["devrun", file, "--trigger_subject", "spin.x", "-s", url], env: env)
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(second.stderr.contains("has no room for a second spinjs (node_limits.max_workloads)"))
+            #expect(second.stdout.contains("Replaced the earlier spinjs"), "\(second.stdout)")
+            let reply = try await run(["req", "spin.x", "", "-s", url])
+            #expect(reply.status == 0 && reply.stdout == "v2\n", "\(reply)")
+
+            let deployed = try await eventuallyValue("a workload_deployed event as one JSON line") {
+                events.output.first { $0.contains(#""type":"workload_deployed""#) }
+            }
+            let event = try JSONSerialization.jsonObject(with: Data(deployed.utf8)) as? [String: Any]
+            #expect((event?["data"] as? [String: Any])?["workload_name"] as? String == "spinjs")
+            _ = try await events.terminate()
+            #expect(try await node.terminate() == 0)
+        }
+    }
 }
