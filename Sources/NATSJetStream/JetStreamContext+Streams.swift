@@ -44,6 +44,34 @@ extension JetStreamContext {
         return try await api("STREAM.INFO.\(name)")
     }
 
+    /// How many messages the stream holds on each subject that matches `filter` (wildcards allowed), across
+    /// pages (`STREAM.INFO` with `subjects_filter`). Subjects without messages are not listed.
+    public func subjectCounts(stream name: String, filter: String) async throws -> [String: UInt64] {
+        try Self.checkName(name)
+        struct Request: Encodable {
+            var subjectsFilter: String
+            var offset: Int
+            enum CodingKeys: String, CodingKey {
+                case subjectsFilter = "subjects_filter"
+                case offset
+            }
+        }
+        struct Page: Decodable {
+            struct State: Decodable { var subjects: [String: UInt64]? }
+            var state: State
+            var total: Int?
+        }
+        var counts: [String: UInt64] = [:]
+        while true {
+            let page: Page = try await api(
+                "STREAM.INFO.\(name)", Request(subjectsFilter: filter, offset: counts.count))
+            let subjects = page.state.subjects ?? [:]
+            counts.merge(subjects) { _, new in new }
+            // One page unless the server says there are more (it pages at 100,000 subjects).
+            if subjects.isEmpty || counts.count >= (page.total ?? 0) { return counts }
+        }
+    }
+
     /// Deletes a stream and its messages.
     public func deleteStream(_ name: String) async throws {
         try Self.checkName(name)

@@ -93,13 +93,17 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
             let nex = global.nex(client)
             let candidates = try await nex.auction(AuctionRequest(workloadTypes: [type]))
             guard !candidates.isEmpty else { throw try await NodeChoice.whyNoNode(for: type, nex) }
-            let earlier = stop ? await Redeploy.earlierCopies(of: name, on: candidates.map(\.nodeID), nex) : []
-            // A node that runs the earlier copy takes the new one; else the least busy (ties at random), so
-            // deploys spread across the nodes.
-            let fewest = candidates.map(\.runningMachines).min() ?? 0
+            let (earlier, foreignNodes) =
+                stop
+                ? await Redeploy.lookUp(name, by: issuer.publicKey, on: candidates.map(\.nodeID), nex) : ([], [])
+            // A node that runs the earlier copy takes the new one; else the least busy (ties at random) of those
+            // without another issuer's copy, so deploys spread across the nodes.
+            let open = candidates.filter { !foreignNodes.contains($0.nodeID) }
+            let choices = open.isEmpty ? candidates : open
+            let fewest = choices.map(\.runningMachines).min() ?? 0
             let node =
                 candidates.first { c in earlier.contains { $0.node == c.nodeID } }
-                ?? candidates.filter { $0.runningMachines == fewest }.randomElement()!
+                ?? choices.filter { $0.runningMachines == fewest }.randomElement()!
             let replaced = earlier.first { $0.node == node.nodeID }
             let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
             var request = try NexControlClient.makeDeployRequest(
@@ -109,7 +113,9 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                 description: workload.description, maxConcurrency: workload.maxConcurrency)
             request.replaces = replaced?.id
             request.sourceName = (file as NSString).lastPathComponent
-            var deployer = Deployer(nex: nex, name: name, issuer: issuer, earlier: earlier, replacesRestoring: stop)
+            var deployer = Deployer(
+                nex: nex, name: name, issuer: issuer, earlier: earlier,
+                replacesRestoring: stop && !foreignNodes.contains(node.nodeID))
             let result = try await deployer.deploy(request, on: node.nodeID, type: type, waiting: waiting)
             let (run, outcome) = (result.run, result.outcome)
             // The new copy runs: the earlier ones go (those on other nodes too).
@@ -148,7 +154,8 @@ struct Deployer {
     /// The copies the new one replaces (kept while it is not running).
     var earlier: [WorkloadCopy]
     /// Whether a copy of this name that a restarting node is bringing back (it holds its place before it shows)
-    /// is waited for and replaced, as `devrun` replaces earlier copies.
+    /// is waited for and replaced, as `devrun` replaces earlier copies (not when the node runs another issuer's
+    /// copy: that is what it refuses the deploy for).
     var replacesRestoring = false
 
     /// What a deploy came to.
@@ -217,7 +224,9 @@ struct Deployer {
     private func restoringCopy(on node: String) async throws -> WorkloadCopy? {
         let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
-            if let copy = await Redeploy.earlierCopies(of: name, on: [node], nex).first { return copy }
+            if let copy = await Redeploy.earlierCopies(of: name, by: issuer.publicKey, on: [node], nex).first {
+                return copy
+            }
             try await Task.sleep(for: .milliseconds(200))
         }
         return nil
@@ -229,7 +238,9 @@ struct Deployer {
         let deadline = ContinuousClock.now + .seconds(5)
         var stopped = 0
         while ContinuousClock.now < deadline {
-            let restarts = await Redeploy.earlierCopies(of: name, on: [node], nex).filter { !earlier.contains($0) }
+            let restarts = await Redeploy.earlierCopies(of: name, by: issuer.publicKey, on: [node], nex).filter {
+                !earlier.contains($0)
+            }
             stopped += await Redeploy.stopAll(restarts, name: name, issuer: issuer, nex).count
             if stopped > 0 { return }
             do { try await Task.sleep(for: .milliseconds(200)) } catch { return }

@@ -1,4 +1,5 @@
 import Foundation
+import NATSJetStream
 import NexControlClient
 import NexModels
 
@@ -29,6 +30,48 @@ enum IDResolution {
             matches.map { "\($0.copy.id) (\($0.name) on \($0.copy.node.prefix(12))…)" }.sorted(), for: text,
             what: "workload id or name", listing: "nex ls")
         return matches.first { id.hasPrefix($0.copy.id) }!.copy
+    }
+
+    /// The workload `nex logs TEXT` shows: a full id; a name of a workload that runs or has kept lines; or a
+    /// unique prefix of such a workload's id (one that has exited included). Anything else is taken as a name
+    /// (its workload may be about to start), with a notice.
+    static func logsTarget(_ text: String, node: String?, _ nex: NexControlClient) async throws
+        -> (name: String?, id: String?)
+    {
+        if UUID(uuidString: text) != nil { return (nil, text.lowercased()) }
+        var known: [(name: String, id: String)] = try await nex.workloadPing().flatMap { n in
+            n.runningMachines.filter { _ in node == nil || n.nodeID == node }.map { ($0.name, $0.id) }
+        }
+        known += await keptWorkloads(node: node, nex)
+        if known.contains(where: { $0.name == text }) { return (text, nil) }
+        let ids = Set(known.filter { $0.id.hasPrefix(text.lowercased()) }.map(\.id))
+        let names = Dictionary(known.map { ($0.id, $0.name) }) { first, _ in first }
+        if ids.isEmpty {
+            Output.notice(
+                "no workload named \(text), or with an id starting so, has run here: showing the name \(text)")
+            return (text, nil)
+        }
+        let id = try unique(
+            ids.map { "\($0) (\(names[$0] ?? "?"))" }.sorted(), for: text, what: "workload id or name",
+            listing: "nex ls")
+        return (nil, String(id.prefix(while: { $0 != " " })))
+    }
+
+    /// The (name, id) of every workload with lines kept in ``LogHistory/stream`` (none without the stream).
+    private static func keptWorkloads(node: String?, _ nex: NexControlClient) async -> [(name: String, id: String)] {
+        let filter = NexSubjects.logsFilter(namespace: nex.namespace, node: node, workloadName: nil, workloadID: nil)
+        let subjects: [String: UInt64]
+        do {
+            subjects = try await JetStreamContext(client: nex.client).subjectCounts(
+                stream: LogHistory.stream, filter: filter)
+        } catch {
+            return []  // no stream, or no JetStream: nothing kept to look in (`nex logs` says so)
+        }
+        // $NEX.logs.<ns>.<node>.<workload_name>.<workload_id>
+        return subjects.keys.compactMap { subject in
+            let parts = subject.split(separator: ".")
+            return parts.count == 6 ? (String(parts[4]), String(parts[5])) : nil
+        }
     }
 
     /// The one candidate, or an error that names none or all of them.

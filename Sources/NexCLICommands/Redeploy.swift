@@ -11,11 +11,39 @@ struct WorkloadCopy: Sendable, Hashable {
 
 /// Finding and stopping the earlier copies of a workload that a redeploy replaces.
 enum Redeploy {
-    /// Copies of `name` in the namespace on `nodes`, from one INFO each, asked all at once: every node answers
-    /// INFO (a scatter to nodes that may hold none would wait out its whole window). A node that does not answer
-    /// holds no copy this deploy can replace.
-    static func earlierCopies(of name: String, on nodes: [String], _ nex: NexControlClient) async -> [WorkloadCopy] {
-        let answers = await withTaskGroup(of: (String, [WorkloadCopy]?).self) { group in
+    /// The copies of `name` in the namespace on `nodes` that `issuer` deployed, from one INFO each, asked all at
+    /// once: every node answers INFO (a scatter to nodes that may hold none would wait out its whole window). A
+    /// node that does not answer holds no copy this deploy can replace. A copy whose node does not say who
+    /// deployed it (an older node) counts as the issuer's: a stop that is refused then says so.
+    static func earlierCopies(of name: String, by issuer: String, on nodes: [String], _ nex: NexControlClient)
+        async -> [WorkloadCopy]
+    {
+        await copies(of: name, on: nodes, nex).filter { $0.issuer == nil || $0.issuer == issuer }.map(\.copy)
+    }
+
+    /// The issuer's copies of `name` on `nodes` (as ``earlierCopies(of:by:on:_:)``), and the nodes that run
+    /// another issuer's copy: they would refuse this one as a duplicate. Another issuer's copies are named in a
+    /// notice and left alone (only their issuer may stop them).
+    static func lookUp(_ name: String, by issuer: String, on nodes: [String], _ nex: NexControlClient)
+        async -> (own: [WorkloadCopy], foreignNodes: Set<String>)
+    {
+        let found = await copies(of: name, on: nodes, nex)
+        let foreign = found.filter { $0.issuer != nil && $0.issuer != issuer }
+        let foreignNodes = Set(foreign.map(\.copy.node))
+        if !foreign.isEmpty {
+            Output.notice(
+                "another issuer's \(name) runs on node \(foreignNodes.sorted().joined(separator: ", ")) "
+                    + "(\(foreign.map(\.copy.id).joined(separator: ", "))): it is not replaced, and a node "
+                    + "that runs it takes no second \(name) unless it allows duplicate workloads")
+        }
+        return (found.filter { $0.issuer == nil || $0.issuer == issuer }.map(\.copy), foreignNodes)
+    }
+
+    /// Every copy of `name` on `nodes`, with who deployed it when the node says.
+    private static func copies(of name: String, on nodes: [String], _ nex: NexControlClient) async
+        -> [(copy: WorkloadCopy, issuer: String?)]
+    {
+        let answers = await withTaskGroup(of: (String, [(copy: WorkloadCopy, issuer: String?)]?).self) { group in
             for node in nodes {
                 group.addTask {
                     do {
@@ -23,7 +51,7 @@ enum Redeploy {
                         return (
                             node,
                             info.machines.filter { $0.workload.name == name }.map {
-                                WorkloadCopy(id: $0.workload.id, node: node)
+                                (WorkloadCopy(id: $0.workload.id, node: node), $0.workload.issuer)
                             }
                         )
                     } catch {
@@ -31,7 +59,7 @@ enum Redeploy {
                     }
                 }
             }
-            var answers: [(String, [WorkloadCopy]?)] = []
+            var answers: [(String, [(copy: WorkloadCopy, issuer: String?)]?)] = []
             for await answer in group { answers.append(answer) }
             return answers
         }
@@ -40,7 +68,7 @@ enum Redeploy {
             Output.notice(
                 "node \(silent.joined(separator: ", ")) did not answer INFO: a copy of \(name) there is not replaced")
         }
-        return answers.flatMap { $0.1 ?? [] }.sorted { ($0.node, $0.id) < ($1.node, $1.id) }
+        return answers.flatMap { $0.1 ?? [] }.sorted { ($0.copy.node, $0.copy.id) < ($1.copy.node, $1.copy.id) }
     }
 
     /// Stops every copy in `copies`; a copy that cannot be stopped (another issuer's, a node gone) is named in a

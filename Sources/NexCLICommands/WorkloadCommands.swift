@@ -206,7 +206,7 @@ struct LogsCommand: AsyncParsableCommand, NexCLIRunnable {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "Only this workload: its name or its full id.")
+    @Argument(help: "Only this workload: its name, its id or a unique prefix of the id.")
     var workload: String?
 
     @Option(help: "Only this node (its id or a unique prefix).")
@@ -225,15 +225,12 @@ struct LogsCommand: AsyncParsableCommand, NexCLIRunnable {
     var json = false
 
     func execute() async throws {
-        var name = workloadName
-        var id = workloadID
-        if let workload {
-            if UUID(uuidString: workload) != nil { id = workload.lowercased() } else { name = workload }
-        }
         try await global.withClient { client in
             let nex = global.nex(client)
             var node: String?
             if let given = self.node { node = try await IDResolution.node(given, nex) }
+            var (name, id) = (workloadName, workloadID)
+            if let workload { (name, id) = try await IDResolution.logsTarget(workload, node: node, nex) }
             let lines = try await LogHistory.lines(nex, node: node, workloadName: name, workloadID: id, follow: follow)
             if follow { Output.notice("Following logs of namespace \(global.namespace) (Ctrl-C stops)") }
             var printed = 0

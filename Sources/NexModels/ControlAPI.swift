@@ -115,10 +115,13 @@ public struct WorkloadDescription: Codable, Sendable, Equatable {
     public var runtime: String
     public var uptime: String
     public var type: String
+    /// The public key of the account that deployed it: an extension (Nex omits it), so a redeploy knows which
+    /// copies are its own to replace. Absent from nodes that do not send it.
+    public var issuer: String?
 
     public init(
         id: String, name: String, description: String?, essential: Bool?, hash: String, runtime: String,
-        uptime: String, type: String
+        uptime: String, type: String, issuer: String? = nil
     ) {
         self.id = id
         self.name = name
@@ -128,6 +131,7 @@ public struct WorkloadDescription: Codable, Sendable, Equatable {
         self.runtime = runtime
         self.uptime = uptime
         self.type = type
+        self.issuer = issuer
     }
 }
 

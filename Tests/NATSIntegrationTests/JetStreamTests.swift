@@ -114,6 +114,9 @@ func withJetStream<T>(
             }
             #expect(missing?.code == 404)
             await #expect(throws: JetStreamError.self) { try await js.getMessage(stream: "KVLIKE", sequence: 99) }
+            #expect(try await js.subjectCounts(stream: "KVLIKE", filter: "k.*") == ["k.a": 2, "k.b": 1])
+            #expect(try await js.subjectCounts(stream: "KVLIKE", filter: "k.b") == ["k.b": 1])
+            #expect(try await js.subjectCounts(stream: "KVLIKE", filter: "other.>").isEmpty)
             #expect(try await js.purgeStream("KVLIKE", subject: "k.a") == 2)
             #expect(try await js.streamInfo("KVLIKE").state.messages == 1)
         }

@@ -121,6 +121,42 @@ import Testing
             let wrongNode = try await run(["node", "info", "NZZZ", "-s", url])
             #expect(wrongNode.status == 1 && wrongNode.stderr.contains("`nex node ls` lists them"))
 
+            // Another issuer's devrun of the same name leaves this issuer's copy alone, and says why it cannot run
+            // beside it (the node takes no duplicate).
+            let other: [String: String?] = ["NEX_HOME": server.directory.appendingPathComponent("otherhome").path]
+            let rival = try await run(["devrun", file, "--trigger_subject", "t.x", "-s", url], env: other)
+            #expect(rival.status == 1, "\(rival)")
+            #expect(
+                rival.stderr.contains("another issuer's throwerjs runs on node \(nodeID) (\(id))"), "\(rival.stderr)")
+            #expect(rival.stderr.contains("is already running"), "\(rival.stderr)")
+            // Said once: the refusal is not taken for a copy that a restarting node is bringing back.
+            #expect(rival.stderr.components(separatedBy: "another issuer's").count == 2, "\(rival.stderr)")
+            #expect(try await run(["req", "t.x", "still", "-s", url]).stdout == "still\n")
+
+            // A prefix that several ids share lists them, for stop and for logs. Ids are random: functions are
+            // deployed until two ids share their first character (17 ids always do).
+            var ids = [id]
+            var pair: [String] = []
+            for n in 1...16 where pair.isEmpty {
+                let extra = server.directory.appendingPathComponent("p\(n).js").path
+                try "(subject, payload) => payload".write(toFile: extra, atomically: true, encoding: .utf8)
+                let more = try await run(
+                    ["devrun", extra, "--trigger_subject", "p.\(n)", "--json", "-s", url], env: env)
+                try #require(more.status == 0, "\(more.stderr)")
+                let moreReport = try JSONSerialization.jsonObject(with: Data(more.stdout.utf8)) as? [String: Any]
+                let moreID = try #require(moreReport?["id"] as? String, "\(more.stderr)")
+                if let match = ids.first(where: { $0.first == moreID.first }) { pair = [match, moreID] }
+                ids.append(moreID)
+            }
+            try #require(pair.count == 2, "\(ids)")
+            let letter = String(pair[0].prefix(1))
+            for args in [["stop", letter], ["logs", letter, "--no-follow"]] {
+                let ambiguous = try await run(args + ["-s", url], env: env)
+                #expect(ambiguous.status == 1, "\(args): \(ambiguous)")
+                #expect(ambiguous.stderr.contains("give more of the id"), "\(args): \(ambiguous.stderr)")
+                #expect(pair.allSatisfy { ambiguous.stderr.contains($0) }, "\(args): \(ambiguous.stderr)")
+            }
+
             // Stop by name and by id prefix.
             let unknown = try await run(["stop", "nosuchname", "-s", url], env: env)
             #expect(unknown.status == 1 && unknown.stderr.contains("`nex ls` lists them"))

@@ -125,6 +125,24 @@ extension HeavyTests {
                 let line = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any]
                 #expect(line?["workload_name"] as? String == "echoservice" && line?["text"] is String)
 
+                // The failed copy's lines by a prefix of its id, though it no longer runs.
+                let badID = try #require(
+                    bad.stderr.split(separator: " ").first { UUID(uuidString: String($0)) != nil }.map(String.init))
+                let byPrefix = try await run(["logs", String(badID.prefix(8)), "--no-follow", "-s", url], env: env)
+                #expect(byPrefix.status == 0, "\(byPrefix.stderr)")
+                #expect(byPrefix.stdout.contains("cannot connect to nats://127.0.0.1:1"), "\(byPrefix.stdout)")
+                #expect(!byPrefix.stdout.contains(String(goodID.prefix(8))), "\(byPrefix.stdout)")
+
+                // An essential copy that dies is restarted by the node: devrun fails and stops those restarts,
+                // so the earlier copy is the only one left.
+                let essential = try await run(
+                    ["devrun", echo, "nats_url=nats://127.0.0.1:1", "--essential", "--settle", "20", "-s", url],
+                    env: env)
+                #expect(essential.status != 0 && essential.stderr.contains("exited with code 1"), "\(essential)")
+                let left = try await run(["ls", "echoservice", "--json", "-s", url], env: env)
+                let rows = try JSONSerialization.jsonObject(with: Data(left.stdout.utf8)) as? [[String: Any]]
+                #expect(rows?.count == 1 && rows?.first?["id"] as? String == goodID, "\(left.stdout)")
+
                 // With --no-wait the deploy is accepted and not waited for.
                 let quick = work + "/quickdeath"
                 try FileManager.default.copyItem(atPath: echo, toPath: quick)

@@ -71,7 +71,8 @@ extension NexNode {
                 id: w.status.agent ?? w.id, healthy: running && w.healthy, uptime: up, namespace: w.record.namespace,
                 workload: WorkloadDescription(
                     id: w.id, name: w.record.name, description: w.record.request.description,
-                    essential: w.record.essential, hash: w.record.hash, runtime: up, uptime: up, type: w.record.type))
+                    essential: w.record.essential, hash: w.record.hash, runtime: up, uptime: up, type: w.record.type,
+                    issuer: w.issuer))
         }
         return InfoResponse(
             availableAgents: await runtime?.pool.available ?? 0,

@@ -25,6 +25,8 @@ final class WorkloadSupervisor: Sendable {
         var isPresent: Bool
         /// The sandbox of its agent, while it has one.
         var sandbox: (any AgentSandbox)?
+        /// The public key of the account that deployed it (the one that may stop it).
+        var issuer: String
 
         var id: String { record.id }
     }
@@ -92,7 +94,7 @@ final class WorkloadSupervisor: Sendable {
             Shared(
                 snapshot: Snapshot(
                     record: record, status: lifecycle.status, since: lifecycle.since, healthy: true, isPresent: true,
-                    sandbox: nil)))
+                    sandbox: nil, issuer: deploy.claims.issuer)))
     }
 
     var snapshot: Snapshot { shared.withLock { $0.snapshot } }
@@ -227,7 +229,7 @@ final class WorkloadSupervisor: Sendable {
         shared.withLock {
             $0.snapshot = Snapshot(
                 record: lifecycle.record, status: status, since: lifecycle.since, healthy: lifecycle.healthy,
-                isPresent: lifecycle.isPresent, sandbox: sandbox)
+                isPresent: lifecycle.isPresent, sandbox: sandbox, issuer: deploy.claims.issuer)
         }
     }
 
