@@ -62,13 +62,15 @@ extension JetStreamContext {
             var total: Int?
         }
         var counts: [String: UInt64] = [:]
+        var offset = 0
         while true {
-            let page: Page = try await api(
-                "STREAM.INFO.\(name)", Request(subjectsFilter: filter, offset: counts.count))
+            let page: Page = try await api("STREAM.INFO.\(name)", Request(subjectsFilter: filter, offset: offset))
             let subjects = page.state.subjects ?? [:]
             counts.merge(subjects) { _, new in new }
-            // One page unless the server says there are more (it pages at 100,000 subjects).
-            if subjects.isEmpty || counts.count >= (page.total ?? 0) { return counts }
+            // The offset is where the server got to (pages of sorted subjects), not how many were seen: subjects
+            // added between pages may repeat some. One page unless the server says there are more.
+            offset += subjects.count
+            if subjects.isEmpty || offset >= (page.total ?? 0) { return counts }
         }
     }
 

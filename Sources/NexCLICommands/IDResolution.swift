@@ -1,4 +1,5 @@
 import Foundation
+import NATS
 import NATSJetStream
 import NexControlClient
 import NexModels
@@ -42,7 +43,7 @@ enum IDResolution {
         var known: [(name: String, id: String)] = try await nex.workloadPing().flatMap { n in
             n.runningMachines.filter { _ in node == nil || n.nodeID == node }.map { ($0.name, $0.id) }
         }
-        known += await keptWorkloads(node: node, nex)
+        known += try await keptWorkloads(node: node, nex)
         if known.contains(where: { $0.name == text }) { return (text, nil) }
         let ids = Set(known.filter { $0.id.hasPrefix(text.lowercased()) }.map(\.id))
         let names = Dictionary(known.map { ($0.id, $0.name) }) { first, _ in first }
@@ -58,14 +59,18 @@ enum IDResolution {
     }
 
     /// The (name, id) of every workload with lines kept in ``LogHistory/stream`` (none without the stream).
-    private static func keptWorkloads(node: String?, _ nex: NexControlClient) async -> [(name: String, id: String)] {
+    private static func keptWorkloads(node: String?, _ nex: NexControlClient) async throws -> [(
+        name: String, id: String
+    )] {
         let filter = NexSubjects.logsFilter(namespace: nex.namespace, node: node, workloadName: nil, workloadID: nil)
         let subjects: [String: UInt64]
         do {
             subjects = try await JetStreamContext(client: nex.client).subjectCounts(
                 stream: LogHistory.stream, filter: filter)
-        } catch {
+        } catch let e as JetStreamError where e.code == 404 || e.code == 503 {
             return []  // no stream, or no JetStream: nothing kept to look in (`nex logs` says so)
+        } catch let e as NATSError where e.code == .noResponders || e.code == .timeout {
+            return []  // no JetStream in this account
         }
         // $NEX.logs.<ns>.<node>.<workload_name>.<workload_id>
         return subjects.keys.compactMap { subject in

@@ -230,7 +230,10 @@ struct LogsCommand: AsyncParsableCommand, NexCLIRunnable {
             var node: String?
             if let given = self.node { node = try await IDResolution.node(given, nex) }
             var (name, id) = (workloadName, workloadID)
-            if let workload { (name, id) = try await IDResolution.logsTarget(workload, node: node, nex) }
+            if let workload {
+                let target = try await IDResolution.logsTarget(workload, node: node, nex)
+                (name, id) = (target.name ?? name, target.id ?? id)
+            }
             let lines = try await LogHistory.lines(nex, node: node, workloadName: name, workloadID: id, follow: follow)
             if follow { Output.notice("Following logs of namespace \(global.namespace) (Ctrl-C stops)") }
             var printed = 0

@@ -1,5 +1,6 @@
 import Foundation
 import NATS
+import NATSJetStream
 import NATSTestSupport
 import Testing
 
@@ -150,12 +151,26 @@ import Testing
             }
             try #require(pair.count == 2, "\(ids)")
             let letter = String(pair[0].prefix(1))
-            for args in [["stop", letter], ["logs", letter, "--no-follow"]] {
-                let ambiguous = try await run(args + ["-s", url], env: env)
-                #expect(ambiguous.status == 1, "\(args): \(ambiguous)")
-                #expect(ambiguous.stderr.contains("give more of the id"), "\(args): \(ambiguous.stderr)")
-                #expect(pair.allSatisfy { ambiguous.stderr.contains($0) }, "\(args): \(ambiguous.stderr)")
+            let ambiguous = try await run(["stop", letter, "-s", url], env: env)
+            #expect(ambiguous.status == 1, "\(ambiguous)")
+            #expect(ambiguous.stderr.contains("give more of the id"), "\(ambiguous.stderr)")
+            #expect(pair.allSatisfy { ambiguous.stderr.contains($0) }, "\(ambiguous.stderr)")
+
+            // Logs by id prefix reach workloads that no longer run, through the lines the node kept: two such
+            // workloads' lines are published as a node would, and kept by NEX_LOGS.
+            try await withClient([url]) { client in
+                for (id, text) in [("gone0001-one", "first ghost line"), ("gone0001-two", "second ghost line")] {
+                    let entry = #"{"id":"\#(id)","level":0,"text":"\#(text)"}"#
+                    _ = try await JetStreamContext(client: client).publish(
+                        Array(entry.utf8), to: "$NEX.logs.default.\(nodeID).ghost.\(id)")
+                }
             }
+            let ghosts = try await run(["logs", "gone0001", "--no-follow", "-s", url], env: env)
+            #expect(ghosts.status == 1 && ghosts.stderr.contains("give more of the id"), "\(ghosts)")
+            #expect(ghosts.stderr.contains("gone0001-one (ghost)") && ghosts.stderr.contains("gone0001-two (ghost)"))
+            let ghost = try await run(["logs", "gone0001-t", "--no-follow", "-s", url], env: env)
+            #expect(ghost.status == 0 && ghost.stdout.contains("second ghost line"), "\(ghost)")
+            #expect(!ghost.stdout.contains("first ghost line"), "\(ghost.stdout)")
 
             // Stop by name and by id prefix.
             let unknown = try await run(["stop", "nosuchname", "-s", url], env: env)

@@ -127,7 +127,7 @@ extension HeavyTests {
 
                 // The failed copy's lines by a prefix of its id, though it no longer runs.
                 let badID = try #require(
-                    bad.stderr.split(separator: " ").first { UUID(uuidString: String($0)) != nil }.map(String.init))
+                    bad.stderr.firstMatch(of: /workload (\S+) \(echoservice\) exited/).map { String($0.1) })
                 let byPrefix = try await run(["logs", String(badID.prefix(8)), "--no-follow", "-s", url], env: env)
                 #expect(byPrefix.status == 0, "\(byPrefix.stderr)")
                 #expect(byPrefix.stdout.contains("cannot connect to nats://127.0.0.1:1"), "\(byPrefix.stdout)")
