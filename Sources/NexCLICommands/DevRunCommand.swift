@@ -119,10 +119,7 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
             let result = try await deployer.deploy(request, on: node.nodeID, type: type, waiting: waiting)
             let (run, outcome) = (result.run, result.outcome)
             // The new copy runs: the earlier ones go (those on other nodes too).
-            let replacedIDs =
-                await Redeploy.stopAll(
-                    result.earlier.filter { $0 != result.stoppedFirst }, name: name, issuer: issuer, nex)
-                + (result.stoppedFirst.map { [$0.id] } ?? [])
+            let replacedIDs = await Redeploy.replace(result, name: name, issuer: issuer, nex)
             let report = DeployReport(
                 id: run.id, name: run.name, node: node.nodeID, status: outcome.status, replaced: replacedIDs)
             if json { return print(try Output.json(report, compact: true)) }

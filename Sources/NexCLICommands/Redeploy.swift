@@ -71,6 +71,15 @@ enum Redeploy {
         return answers.flatMap { $0.1 ?? [] }.sorted { ($0.copy.node, $0.copy.id) < ($1.copy.node, $1.copy.id) }
     }
 
+    /// Once the new copy runs: stops the earlier copies the deploy found, but the one stopped first to make
+    /// room. Returns the ids of every earlier copy that is gone.
+    static func replace(_ deployed: Deployer.Result, name: String, issuer: NKeyPair, _ nex: NexControlClient) async
+        -> [String]
+    {
+        await stopAll(deployed.earlier.filter { $0 != deployed.stoppedFirst }, name: name, issuer: issuer, nex)
+            + (deployed.stoppedFirst.map { [$0.id] } ?? [])
+    }
+
     /// Stops every copy in `copies`; a copy that cannot be stopped (another issuer's, a node gone) is named in a
     /// notice and left running. Returns the ids stopped.
     static func stopAll(_ copies: [WorkloadCopy], name: String, issuer: NKeyPair, _ nex: NexControlClient) async

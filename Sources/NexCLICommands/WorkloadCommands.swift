@@ -95,6 +95,11 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
     @Option(help: "The workload name.")
     var name: String
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Replace a workload of this name you run on that node (the new copy runs first).")
+    var stop = true
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -121,23 +126,32 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
             }
             let node = try await IDResolution.node(self.node, nex)
             let target = try await Output.refusalsAsErrors { try await nex.ping(node: node) }
-            let request = try NexControlClient.makeDeployRequest(
+            var request = try NexControlClient.makeDeployRequest(
                 name: name, type: type, location: artifact, hash: hash, environment: env,
                 issuer: issuerKey, publisher: publisher, targetNode: node, targetXkey: target.targetXkey,
                 triggerSubjects: workload.triggerSubjects, argv: workload.argvList, essential: workload.essential,
                 description: workload.description, maxConcurrency: workload.maxConcurrency)
-            var deployer = Deployer(nex: nex, name: name, issuer: issuerKey, earlier: [])
+            // Only the copies on this node are replaced: the same workload run on other nodes stays.
+            let (earlier, foreignNodes) =
+                stop ? await Redeploy.lookUp(name, by: issuerKey.publicKey, on: [node], nex) : ([], [])
+            request.replaces = earlier.first?.id
+            var deployer = Deployer(
+                nex: nex, name: name, issuer: issuerKey, earlier: earlier,
+                replacesRestoring: stop && foreignNodes.isEmpty)
             let result = try await deployer.deploy(request, on: node, type: type, waiting: waiting)
             let (run, outcome) = (result.run, result.outcome)
+            let replaced = await Redeploy.replace(result, name: name, issuer: issuerKey, nex)
             if json {
                 return print(
                     try Output.json(
-                        DeployReport(id: run.id, name: run.name, node: node, status: outcome.status, replaced: []),
+                        DeployReport(
+                            id: run.id, name: run.name, node: node, status: outcome.status, replaced: replaced),
                         compact: true))
             }
             Output.say(
                 "Workload \(run.id) (\(run.name)) \(outcome.status == "running" ? "is running" : "was accepted") "
                     + "on node \(node)")
+            if !replaced.isEmpty { Output.say("Replaced the earlier \(name) (\(replaced.joined(separator: ", ")))") }
         }
     }
 }

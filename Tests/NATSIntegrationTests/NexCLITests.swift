@@ -145,6 +145,15 @@ import Testing
                 }
                 #expect(reply.string == "again")
             }
+            // run again: the new copy replaces the one running on that node, and one copy is left.
+            let ranID = try #require(ran.stdout.split(separator: " ").dropFirst().first.map(String.init))
+            let rerun = try await run(runArgs + ["--json"])
+            #expect(rerun.status == 0, "\(rerun.stderr)")
+            let rerunReport = try JSONSerialization.jsonObject(with: Data(rerun.stdout.utf8)) as? [String: Any]
+            #expect(rerunReport?["replaced"] as? [String] == [ranID], "\(rerun.stdout)")
+            let copies = try await run(["ls", "echo2", "--json", "-s", url])
+            let rows = try JSONSerialization.jsonObject(with: Data(copies.stdout.utf8)) as? [[String: Any]]
+            #expect(rows?.count == 1 && rows?.first?["id"] as? String == rerunReport?["id"] as? String)
             #expect(
                 try await run(["run", "http://x/y", nodeID, "--xkey", "a", "--issuer", "b", "--name", "n", "-s", url])
                     .stderr.contains("nats://BUCKET/key"))
