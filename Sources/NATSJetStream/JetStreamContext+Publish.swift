@@ -40,6 +40,8 @@ public struct PublishOptions: Sendable {
     public var expectedLastSubjectSequence: UInt64?
     /// `Nats-Expected-Last-Msg-Id`.
     public var expectedLastMessageID: String?
+    /// `Nats-TTL`: the message is removed this long after it is stored (the stream must allow message TTLs).
+    public var ttl: MessageTTL?
     /// Retries when no stream answers yet (status 503, e.g. while a stream starts).
     public var retryAttempts = 2
     public var retryWait: Duration = .milliseconds(250)
@@ -61,7 +63,26 @@ public struct PublishOptions: Sendable {
             h["Nats-Expected-Last-Subject-Sequence"] = String(expectedLastSubjectSequence)
         }
         if let expectedLastMessageID { h["Nats-Expected-Last-Msg-Id"] = expectedLastMessageID }
+        if let ttl { h["Nats-TTL"] = ttl.headerValue }
         return h.isEmpty ? nil : h
+    }
+}
+
+/// How long a stored message lives (`Nats-TTL`): the server takes whole seconds, at least one.
+public enum MessageTTL: Sendable, Equatable {
+    /// Removed after this long (rounded up to whole seconds, at least 1 s).
+    case after(Duration)
+    /// Never removed for age, even when the stream has a `max_age`.
+    case never
+
+    /// The header's value: `never`, or a count of seconds.
+    public var headerValue: String {
+        switch self {
+        case .never: return "never"
+        case .after(let duration):
+            let (seconds, attoseconds) = duration.components
+            return "\(max(1, seconds + (attoseconds > 0 ? 1 : 0)))s"
+        }
     }
 }
 

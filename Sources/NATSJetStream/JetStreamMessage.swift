@@ -78,8 +78,16 @@ public struct JetStreamMessage: Sendable {
         if let delay { try await send("-NAK {\"delay\":\(Nanos.encode(delay))}") } else { try await send("-NAK") }
     }
 
-    /// Stop redelivering this message; it is not processed.
-    public func term() async throws { try await send("+TERM") }
+    /// Stop redelivering this message; it is not processed. A `reason` goes into the server's
+    /// `MSG_TERMINATED` advisory.
+    public func term(reason: String? = nil) async throws {
+        if let reason, !reason.isEmpty {
+            // One line: the server takes everything after `+TERM ` as the reason.
+            try await send("+TERM " + reason.split(whereSeparator: \.isNewline).joined(separator: " "))
+        } else {
+            try await send("+TERM")
+        }
+    }
 
     /// Still working on it: resets the ack wait timer.
     public func inProgress() async throws { try await send("+WPI") }

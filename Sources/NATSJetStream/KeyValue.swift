@@ -27,6 +27,12 @@ public struct KeyValueEntry: Sendable, Equatable {
         case put = "PUT"
         case delete = "DEL"
         case purge = "PURGE"
+
+        /// The operation a message of a bucket's stream records (its `KV-Operation` header; none is a put), for
+        /// a consumer of `KV_<bucket>` of its own.
+        public init(headers: NATSHeaders?) {
+            self = headers?["KV-Operation"].flatMap(Self.init(rawValue:)) ?? .put
+        }
     }
 
     public var bucket: String
@@ -213,7 +219,7 @@ public struct KeyValue: Sendable {
     }
 
     static func operation(_ headers: NATSHeaders?) -> KeyValueEntry.Operation {
-        headers?["KV-Operation"].flatMap(KeyValueEntry.Operation.init(rawValue:)) ?? .put
+        KeyValueEntry.Operation(headers: headers)
     }
 
     /// Keys: `[-/_=.a-zA-Z0-9]`, not starting or ending with `.`.

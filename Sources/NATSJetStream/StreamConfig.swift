@@ -40,6 +40,14 @@ public struct StreamConfig: Codable, Sendable, Equatable {
     public var mirrorDirect: Bool?
     public var sealed: Bool?
     public var metadata: [String: String]?
+    /// Allow message schedules (ADR-51): a message with `Nats-Schedule` headers makes the server publish to its
+    /// target in this stream on every tick. The server turns on roll-ups with it, and it cannot be turned off.
+    public var allowMessageSchedules: Bool?
+    /// Allow a per-message TTL (`Nats-TTL`, see ``PublishOptions/ttl``). It cannot be turned off.
+    public var allowMessageTTL: Bool?
+    /// How long the marker the server leaves when a subject's last message ages out or is removed lives (at
+    /// least 1 s); setting it allows per-message TTLs.
+    @Nanoseconds public var subjectDeleteMarkerTTL: Duration?
 
     public init(name: String, subjects: [String]? = nil) {
         self.name = name
@@ -62,6 +70,9 @@ public struct StreamConfig: Codable, Sendable, Equatable {
         case denyPurge = "deny_purge"
         case allowDirect = "allow_direct"
         case mirrorDirect = "mirror_direct"
+        case allowMessageSchedules = "allow_msg_schedules"
+        case allowMessageTTL = "allow_msg_ttl"
+        case subjectDeleteMarkerTTL = "subject_delete_marker_ttl"
     }
 }
 

@@ -17,6 +17,9 @@ public struct DeployRequest: Codable, Sendable, Equatable {
     public var senderPublicKey: String
     public var targetNode: String
     public var triggerSubjects: [String]?
+    /// Functions only: subject, stream, key-value, object-store and schedule triggers (``WorkloadTrigger``).
+    /// An extension of this implementation beside `trigger_subjects`; Nex has no such field.
+    public var triggers: [WorkloadTrigger]?
     public var hostServicesConfig: HostServicesConfig?
     public var workloadName: String
     /// The issuer-signed JWT: `sub` = request id, `nats.name`, `nats.hash`.
@@ -48,7 +51,7 @@ public struct DeployRequest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case argv, description, hash, location, essential, environment, id, type
+        case argv, description, hash, location, essential, environment, id, type, triggers
         case jsDomain = "jsdomain"
         case retryCount = "retry_count"
         case retriedAt = "retried_at"

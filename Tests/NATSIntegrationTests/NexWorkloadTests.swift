@@ -24,7 +24,8 @@ import Testing
         func deploy(
             file: String, name: String, type: String = "native", triggers: [String] = [],
             environment: [String: String] = [:], essential: Bool = false, namespace: String = "default",
-            argv: [String] = [], hostServices: HostServicesConfig? = nil, maxConcurrency: Int? = nil
+            argv: [String] = [], hostServices: HostServicesConfig? = nil, maxConcurrency: Int? = nil,
+            triggerList: [WorkloadTrigger]? = nil
         ) async throws -> RunResponse {
             let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
             var request = try NexControlClient.makeDeployRequest(
@@ -32,6 +33,7 @@ import Testing
                 issuer: issuer, publisher: publisher, targetNode: node.nodeID, targetXkey: node.xkey.publicKey,
                 triggerSubjects: triggers, argv: argv, essential: essential, maxConcurrency: maxConcurrency)
             request.hostServicesConfig = hostServices
+            request.triggers = triggerList
             var scoped = nex
             scoped.namespace = namespace
             return try await scoped.deploy(request, to: node.nodeID)
@@ -388,6 +390,46 @@ import Testing
             let journal = node.home + "/workloads"
             let left = (try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []
             #expect(left.filter { $0.hasSuffix(".json") }.isEmpty, "\(left)")
+        }
+    }
+
+    /// `triggers`: a subject trigger in a queue group of its own runs the function (without any
+    /// trigger_subjects); the JetStream types are refused until the node runs them, and so is a trigger of a
+    /// service.
+    @Test func subjectTriggersRunAndOtherTypesAreRefusedForNow() async throws {
+        try await withNode({ $0.workloadTypes = [.native, .v8] }) { h in
+            let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
+            let echo = examples + "/echofunction.js"
+            _ = try await h.deploy(
+                file: echo, name: "queued", type: "v8",
+                triggerList: [.subject(SubjectTrigger(subject: "q.echo", queue: "own-group"))])
+            // A queue subscriber of the same group shares the messages: the node's subscription is in it. (All
+            // 40 going to one side would happen once in 10^11 runs.)
+            let client = h.client
+            let peer = try await client.subscribe(to: "q.echo", queue: "own-group") { m in
+                if let reply = m.replyTo { try? await client.publish("peer", to: reply) }  // a test peer
+            }
+            try await client.flush()
+            var byFunction = 0
+            for i in 0..<40 {
+                let reply = try await client.request("m\(i)", to: "q.echo", timeout: .seconds(5))
+                if reply.string == "m\(i)" { byFunction += 1 } else { #expect(reply.string == "peer") }
+            }
+            #expect(byFunction > 0 && byFunction < 40, "the function and the peer split the group: \(byFunction)")
+            peer.unsubscribeNow()
+
+            let stream = await #expect(throws: NexError.self) {
+                try await h.deploy(
+                    file: echo, name: "streamed", type: "v8", triggerList: [.stream(StreamTrigger(stream: "ORDERS"))])
+            }
+            #expect(
+                stream?.message.contains("stream triggers are not run by this node yet") == true,
+                "\(String(describing: stream))")
+            let service = await #expect(throws: NexError.self) {
+                try await h.deploy(
+                    file: Self.echoService, name: "svc", triggerList: [.subject(SubjectTrigger(subject: "s.x"))])
+            }
+            #expect(service?.message.contains("triggers apply to functions") == true, "\(String(describing: service))")
         }
     }
 

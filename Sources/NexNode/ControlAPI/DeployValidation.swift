@@ -57,11 +57,15 @@ public struct DeployValidator: Sendable {
                         + "\(config.workloadTypes.map(\.rawValue).joined(separator: ", ")); add \"\(request.type)\" to workload_types in "
                         + "the node's configuration)"))
         }
-        if type.isFunction, (request.triggerSubjects ?? []).isEmpty {
+        if type.isFunction, (request.triggerSubjects ?? []).isEmpty, (request.triggers ?? []).isEmpty {
             return .failure(
                 .init(
                     .invalidRequest,
                     "a \(request.type) function needs at least one trigger subject (devrun --trigger_subject)"))
+        }
+        if !type.isFunction, !(request.triggers ?? []).isEmpty {
+            return .failure(
+                .init(.invalidRequest, "triggers apply to functions (v8, wasm), not \(request.type) workloads"))
         }
         if let concurrency = request.maxConcurrency {
             guard type.isFunction else {
@@ -102,6 +106,12 @@ public struct DeployValidator: Sendable {
                 subjectRefused(refusal)
                 return .failure(refusal.nexError)
             }
+        }
+        if let triggers = request.triggers,
+            let refusal = TriggerValidation(policy: subjects, namespace: namespace, subjectRefused: subjectRefused)
+                .refusal(for: triggers)
+        {
+            return .failure(refusal)
         }
         guard let name = claims.nats["name"]?.stringValue, Self.isValidName(name) else {
             return .failure(

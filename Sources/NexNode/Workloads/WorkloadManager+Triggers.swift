@@ -11,15 +11,17 @@ extension WorkloadManager {
     /// The queue group of a function's instances.
     static func queueGroup(namespace: String, name: String) -> String { "nex-\(namespace)-\(name)" }
 
-    nonisolated func subscribeTriggers(of workload: FunctionTarget, subjects: [String]) async throws
+    /// Subscribes each trigger subject, in its own queue group or else in the workload's.
+    nonisolated func subscribeTriggers(of workload: FunctionTarget, subjects: [SubjectTrigger]) async throws
         -> [NATSSubscription]
     {
         guard !subjects.isEmpty else { return [] }
         let client = events.client
-        let queue = Self.queueGroup(namespace: workload.namespace, name: workload.name)
+        let workloadQueue = Self.queueGroup(namespace: workload.namespace, name: workload.name)
         var subs: [NATSSubscription] = []
         do {
-            for subject in subjects {
+            for trigger in subjects {
+                let (subject, queue) = (trigger.subject, trigger.queue ?? workloadQueue)
                 // Each trigger is a task of its own on the client's event loop, off the manager actor: up to the
                 // function's concurrency run at once, and a queue's worth more wait in its agent's link.
                 let loop = client.taskExecutor

@@ -404,8 +404,13 @@ final class WorkloadSupervisor: Sendable {
             id: record.id, name: record.name, namespace: record.namespace, link: agent.link,
             admission: TriggerAdmission(
                 running: concurrency(record), queued: context.config.functionLimits.queueDepth))
-        return try await context.triggers.subscribeTriggers(
-            of: target, subjects: record.request.triggerSubjects ?? [])
+        let subjects =
+            (record.request.triggerSubjects ?? []).map { SubjectTrigger(subject: $0) }
+            + (record.request.triggers ?? []).compactMap { trigger -> SubjectTrigger? in
+                if case .subject(let t) = trigger { return t }
+                return nil
+            }
+        return try await context.triggers.subscribeTriggers(of: target, subjects: subjects)
     }
 
     /// Releases a run: what is in flight, the agent (asked to stop the workload first when `stopAgent`), the
