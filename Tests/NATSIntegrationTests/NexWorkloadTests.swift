@@ -394,8 +394,7 @@ import Testing
     }
 
     /// `triggers`: a subject trigger in a queue group of its own runs the function (without any
-    /// trigger_subjects); the JetStream types are refused until the node runs them, and so is a trigger of a
-    /// service.
+    /// trigger_subjects); schedules are refused until the node runs them, and so is a trigger of a service.
     @Test func subjectTriggersRunAndOtherTypesAreRefusedForNow() async throws {
         try await withNode({ $0.workloadTypes = [.native, .v8] }) { h in
             let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
@@ -418,13 +417,14 @@ import Testing
             #expect(byFunction > 0 && byFunction < 40, "the function and the peer split the group: \(byFunction)")
             peer.unsubscribeNow()
 
-            let stream = await #expect(throws: NexError.self) {
+            let schedule = await #expect(throws: NexError.self) {
                 try await h.deploy(
-                    file: echo, name: "streamed", type: "v8", triggerList: [.stream(StreamTrigger(stream: "ORDERS"))])
+                    file: echo, name: "scheduled", type: "v8",
+                    triggerList: [.schedule(ScheduleTrigger(every: "1s"))])
             }
             #expect(
-                stream?.message.contains("stream triggers are not run by this node yet") == true,
-                "\(String(describing: stream))")
+                schedule?.message.contains("schedule triggers are not run by this node yet") == true,
+                "\(String(describing: schedule))")
             let service = await #expect(throws: NexError.self) {
                 try await h.deploy(
                     file: Self.echoService, name: "svc", triggerList: [.subject(SubjectTrigger(subject: "s.x"))])

@@ -110,9 +110,10 @@ import Testing
         }
     }
 
-    @Test func aSubjectTriggerIsAcceptedAndJetStreamTypesAreNotRunYet() throws {
+    @Test func subjectAndStreamTriggersAreAcceptedAndSchedulesAreNotRunYet() throws {
         #expect(try refusal(#"[{"type": "subject", "subject": "orders.new", "queue": "workers"}]"#) == nil)
-        let stream = try refusal(#"[{"type": "stream", "stream": "ORDERS"}]"#)
-        #expect(stream?.code == .unsupported && stream?.message.contains("docs/triggers.md") == true)
+        #expect(try refusal(#"[{"type": "stream", "stream": "ORDERS", "backoff": ["1s"]}]"#) == nil)
+        let schedule = try refusal(#"[{"type": "schedule", "every": "1s"}]"#)
+        #expect(schedule?.code == .unsupported && schedule?.message.contains("docs/triggers.md") == true)
     }
 }

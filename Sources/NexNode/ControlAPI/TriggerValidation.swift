@@ -2,8 +2,8 @@ import NATSProtocol
 import NexModels
 
 /// The checks of a deploy's `triggers` that need no server: each refusal names the entry (`triggers[2]`) and
-/// what to change. The JetStream types are checked in full, then refused for now: this node does not run them
-/// yet (docs/triggers.md).
+/// what to change. Schedules are checked in full, then refused for now: this node does not run them yet
+/// (docs/triggers.md).
 struct TriggerValidation {
     var policy: SubjectPolicy
     var namespace: String
@@ -26,10 +26,10 @@ struct TriggerValidation {
                 }
             }
         }
-        if let first = triggers.first(where: { $0.delivery != nil }) {
+        if let first = triggers.first(where: { $0.type == "schedule" }) {
             return NexError(
                 .unsupported,
-                "\(first.type) triggers are not run by this node yet (only subject triggers and trigger_subjects "
+                "\(first.type) triggers are not run by this node yet (subject, stream, kv and object_store triggers "
                     + "are): see docs/triggers.md")
         }
         return nil

@@ -178,6 +178,8 @@ final class WorkloadSupervisor: Sendable {
     private struct Held {
         var agents: [String: Agent] = [:]
         var triggers: [NATSSubscription] = []
+        /// Its stream, key-value and object-store triggers.
+        var consumers: [JetStreamTriggerRunner] = []
         var inFlight: [Int: Task<Void, Never>] = [:]
         var nextTask = 0
     }
@@ -262,6 +264,7 @@ final class WorkloadSupervisor: Sendable {
             guard let agent = held.agents[agentID] else { return .subscribeFailed(reason: "the agent is gone") }
             do {
                 held.triggers = try await subscribeTriggers(record, agent: agent)
+                held.consumers = try await startConsumers(record, agent: agent)
                 return .subscribed
             } catch {
                 return .subscribeFailed(reason: "\(error)")
@@ -413,9 +416,36 @@ final class WorkloadSupervisor: Sendable {
         return try await context.triggers.subscribeTriggers(of: target, subjects: subjects)
     }
 
+    /// A function's JetStream triggers, each pulling from the consumer its copies share (none for a service).
+    /// A trigger that cannot start stops those started before it.
+    private func startConsumers(_ record: WorkloadRecord, agent: Agent) async throws -> [JetStreamTriggerRunner] {
+        guard record.request.workloadType?.isFunction == true else { return [] }
+        let target = FunctionTarget(
+            id: record.id, name: record.name, namespace: record.namespace, link: agent.link,
+            admission: TriggerAdmission(running: concurrency(record), queued: context.config.functionLimits.queueDepth))
+        var started: [JetStreamTriggerRunner] = []
+        for (index, trigger) in (record.request.triggers ?? []).enumerated() {
+            guard let plan = JetStreamTriggerPlan(trigger, index: index, namespace: record.namespace, name: record.name)
+            else { continue }
+            do {
+                started.append(
+                    try await JetStreamTriggerRunner.start(
+                        plan, workload: target, client: context.events.client, logger: context.logger))
+            } catch {
+                for runner in started { await runner.drain() }
+                throw error
+            }
+        }
+        return started
+    }
+
     /// Releases a run: what is in flight, the agent (asked to stop the workload first when `stopAgent`), the
-    /// triggers and host-service connections, and the artifact when the workload is gone for good.
+    /// triggers and host-service connections, and the artifact when the workload is gone for good. JetStream
+    /// triggers stop pulling first and let the messages in flight finish while the agent still runs them.
     private func tearDown(_ tearDown: WorkloadLifecycle.TearDown, held: inout Held) async {
+        let consumers = held.consumers
+        held.consumers = []
+        for runner in consumers { await runner.drain() }
         for task in held.inFlight.values { task.cancel() }
         let agent = tearDown.agent.flatMap { held.agents.removeValue(forKey: $0) }
         if tearDown.stopAgent, let agent {

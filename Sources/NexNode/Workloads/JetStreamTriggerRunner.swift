@@ -1,0 +1,315 @@
+import Foundation
+import Logging
+import NATS
+import NATSJetStream
+import NexAgentLink
+import NexModels
+import Synchronization
+
+/// Runs one JetStream trigger of one copy of a function: pulls from the durable consumer that every copy
+/// shares (pulls sized to the free slots of `max_concurrency`), hands each message to the function, and then
+/// acknowledges it (confirmed), retries it (`nak` with the next backoff step) or dead-letters it. Work that
+/// takes long keeps its message in progress. One loop task, owned here: ``drain()`` stops the pulls, lets
+/// the messages in flight finish, and waits for it.
+final class JetStreamTriggerRunner: Sendable {
+    let plan: JetStreamTriggerPlan
+    private let js: JetStreamContext
+    private let consumer: Consumer
+    private let workload: FunctionTarget
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    private struct State {
+        var stopping = false
+        var running = 0
+        var loop: Task<Void, Never>?
+        var advisories: NATSSubscription?
+        /// Told when a message in flight is done (a slot is free).
+        var freed: AsyncStream<Void>.Continuation?
+    }
+
+    /// How long the function may take for one message.
+    static let callTimeout = Duration.seconds(60)
+
+    private init(
+        plan: JetStreamTriggerPlan, js: JetStreamContext, consumer: Consumer, workload: FunctionTarget,
+        logger: Logger
+    ) {
+        self.plan = plan
+        self.js = js
+        self.consumer = consumer
+        self.workload = workload
+        self.logger = logger
+    }
+
+    /// Creates (or joins) the trigger's consumer and starts pulling. The refusal says what to fix: a stream
+    /// that does not exist, a work-queue stream another consumer already reads, a consumer of that name made
+    /// with other settings.
+    static func start(_ plan: JetStreamTriggerPlan, workload: FunctionTarget, client: NATSClient, logger: Logger)
+        async throws(NexError) -> JetStreamTriggerRunner
+    {
+        let js = JetStreamContext(client: client)
+        let consumer: Consumer
+        do {
+            consumer = try await js.createOrUpdateConsumer(stream: plan.stream, config: plan.consumer)
+        } catch let e as JetStreamError {
+            throw refusal(plan, e)
+        } catch {
+            throw NexError(.unavailable, "cannot make the \(plan.type) trigger's consumer on \(plan.stream): \(error)")
+        }
+        var logger = logger
+        logger[metadataKey: "nex.trigger.stream"] = "\(plan.stream)"
+        logger[metadataKey: "nex.trigger.consumer"] = "\(plan.durable)"
+        let runner = JetStreamTriggerRunner(plan: plan, js: js, consumer: consumer, workload: workload, logger: logger)
+        do {
+            try await runner.followGivenUpMessages(client)
+        } catch {
+            throw NexError(.unavailable, "cannot follow the \(plan.type) trigger's advisories: \(error)")
+        }
+        runner.startLoop()
+        return runner
+    }
+
+    private static func refusal(_ plan: JetStreamTriggerPlan, _ e: JetStreamError) -> NexError {
+        switch e.errorCode {
+        case JetStreamError.Known.streamNotFound:
+            let what =
+                switch plan.type {
+                case "kv": "key-value bucket \(plan.stream.dropFirst(3))"
+                case "object_store": "object store \(plan.stream.dropFirst(4))"
+                default: "stream \(plan.stream)"
+                }
+            return NexError(.notFound, "the \(what) does not exist: create it first, or name another in the trigger")
+        case 10100, 10099:
+            return NexError(
+                .refused,
+                "stream \(plan.stream) is a work queue and another consumer already reads these subjects (\(e.description)): "
+                    + "give the trigger a filter_subject no other consumer has, or use that consumer's durable")
+        default:
+            return NexError(
+                .refused,
+                "the \(plan.type) trigger's consumer \(plan.durable) on \(plan.stream) was refused: \(e.description)")
+        }
+    }
+
+    /// Stops pulling, lets the messages in flight finish (and be acknowledged), and waits for that.
+    func drain() async {
+        let (loop, advisories) = state.withLock { s in
+            s.stopping = true
+            s.freed?.yield()  // wakes a loop that waits for a slot
+            return (s.loop, s.advisories)
+        }
+        advisories?.unsubscribeNow()
+        await loop?.value
+    }
+
+    // MARK: The pull loop
+
+    private func startLoop() {
+        let (freed, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        state.withLock { $0.freed = signal }
+        let task = Task { await self.pullLoop(freed) }
+        state.withLock { $0.loop = task }
+    }
+
+    private func pullLoop(_ freed: AsyncStream<Void>) async {
+        var slotFreed = freed.makeAsyncIterator()
+        await withDiscardingTaskGroup { group in
+            while true {
+                let (stopping, running) = state.withLock { ($0.stopping, $0.running) }
+                if stopping { break }
+                let free = plan.maxConcurrency - running
+                if free <= 0 {
+                    _ = await slotFreed.next()
+                    continue
+                }
+                let batch: [JetStreamMessage]
+                do {
+                    batch = try await consumer.fetch(min(free, plan.maxBatch), expires: JetStreamTriggerPlan.pullWait)
+                } catch {
+                    logger.debug("a pull failed; pulling again", metadata: ["error": "\(error)"])
+                    do { try await Task.sleep(for: .milliseconds(500)) } catch { break }  // a server restarting
+                    continue
+                }
+                for message in batch {
+                    state.withLock { $0.running += 1 }
+                    group.addTask {
+                        await self.handle(message)
+                        self.state.withLock {
+                            $0.running -= 1
+                            $0.freed?.yield()
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: One message
+
+    private func handle(_ message: JetStreamMessage) async {
+        if let operations = plan.operations, !operations.contains(Self.operation(of: message, type: plan.type)) {
+            await ack(message)  // an operation this trigger does not take
+            return
+        }
+        let outcome = await call(message)
+        if outcome.ok {
+            await ack(message)
+        } else if message.metadata.delivered >= UInt64(plan.maxDeliver) {
+            await deadLetter(message, error: outcome.text)
+        } else {
+            do { try await message.nak(delay: plan.retryDelay(afterDelivery: message.metadata.delivered)) } catch {
+                logger.warning(
+                    "a failed message could not be nak'd; it comes again after ack_wait",
+                    metadata: ["error": "\(error)", "nats.stream_sequence": "\(message.metadata.streamSequence)"])
+            }
+        }
+    }
+
+    /// Runs the function on `message`, keeping the message in progress meanwhile (well inside `ack_wait`).
+    private func call(_ message: JetStreamMessage) async -> (ok: Bool, text: String) {
+        let keepAliveEvery = max(plan.ackWait / 3, .milliseconds(250))
+        return await withTaskGroup(of: Void.self, returning: (ok: Bool, text: String).self) { group in
+            group.addTask {
+                while true {
+                    do { try await Task.sleep(for: keepAliveEvery) } catch { return }
+                    do { try await message.inProgress() } catch {
+                        // The next one tries again; a message whose ack wait runs out comes again, maybe elsewhere.
+                        self.logger.debug("a keep-alive was not sent", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            let outcome: (ok: Bool, text: String)
+            do {
+                let reply = try await workload.link.trigger(
+                    subject: message.subject, payload: message.bytes, timeout: Self.callTimeout)
+                outcome = (reply.ok, reply.ok ? "" : String(decoding: reply.body, as: UTF8.self))
+            } catch {
+                outcome = (false, "the function did not answer: \(error)")
+            }
+            group.cancelAll()
+            return outcome
+        }
+    }
+
+    private func ack(_ message: JetStreamMessage) async {
+        do { try await message.ackSync() } catch {
+            // At least once: unconfirmed, the message may come again.
+            logger.warning(
+                "an ack was not confirmed; the message may be delivered again",
+                metadata: ["error": "\(error)", "nats.stream_sequence": "\(message.metadata.streamSequence)"])
+        }
+    }
+
+    /// Publishes a message that failed its last delivery to the dead-letter subject, then terminates it. A
+    /// publish that fails leaves it nak'd: it is never lost.
+    private func deadLetter(_ message: JetStreamMessage, error: String) async {
+        let reason = Self.firstLine(error)
+        if let subject = plan.deadLetterSubject {
+            do {
+                try await publishDeadLetter(
+                    payload: message.bytes, headers: message.headers, sequence: message.metadata.streamSequence,
+                    deliveries: message.metadata.delivered, error: reason, to: subject)
+            } catch {
+                logger.warning(
+                    "a dead letter could not be published; the message is nak'd and comes again",
+                    metadata: ["error": "\(error)", "nats.subject": "\(subject)"])
+                do { try await message.nak(delay: plan.ackWait) } catch {
+                    logger.debug("the nak was not sent either; ack_wait brings the message back")
+                }
+                return
+            }
+        } else {
+            logger.warning(
+                "a message failed its last delivery and is dropped (the trigger has no dead_letter_subject)",
+                metadata: ["nats.stream_sequence": "\(message.metadata.streamSequence)", "error": "\(reason)"])
+        }
+        do { try await message.term(reason: reason) } catch {
+            logger.warning("a dead-lettered message could not be terminated", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func publishDeadLetter(
+        payload: [UInt8], headers: NATSHeaders?, sequence: UInt64, deliveries: UInt64, error: String, to subject: String
+    ) async throws {
+        var h = NATSHeaders()
+        for entry in headers ?? NATSHeaders() where !entry.name.hasPrefix("Nats-") {
+            h[entry.name] = entry.value
+        }
+        h["Nex-Dead-Letter-Stream"] = plan.stream
+        h["Nex-Dead-Letter-Sequence"] = String(sequence)
+        h["Nex-Dead-Letter-Deliveries"] = String(deliveries)
+        h["Nex-Dead-Letter-Error"] = error
+        // One dead letter per message, whichever node sends it (a stream on the subject drops repeats).
+        h["Nats-Msg-Id"] = "nex-dead-letter-\(plan.stream)-\(sequence)"
+        var options = PublishOptions()
+        options.retryAttempts = 0
+        do {
+            _ = try await js.publish(payload, to: subject, headers: h, options: options)
+        } catch let e as JetStreamError where e.code == 503 {
+            // No stream keeps the subject: a plain publish is all there is.
+            try await js.client.publish(payload, to: subject, headers: h)
+            try await js.client.flush()
+        }
+    }
+
+    /// A message given up by the server (its last delivery timed out, or its node stopped): dead-lettered
+    /// from the stream. The copies share the advisories in one queue group, so one node acts on each.
+    private func followGivenUpMessages(_ client: NATSClient) async throws {
+        guard let subject = plan.deadLetterSubject else { return }
+        let plan = self.plan
+        let sub = try await client.subscribe(
+            to: ConsumerAdvisory.maxDeliveriesSubject(stream: plan.stream, consumer: plan.durable),
+            queue: "nex-dead-letters-\(plan.durable)"
+        ) { m in
+            let advisory: ConsumerAdvisory.MaxDeliveries
+            do { advisory = try JSONDecoder().decode(ConsumerAdvisory.MaxDeliveries.self, from: Data(m.bytes)) } catch {
+                self.logger.debug("an advisory that is not one", metadata: ["error": "\(error)"])
+                return
+            }
+            do {
+                let stored = try await self.js.getMessage(stream: plan.stream, sequence: advisory.streamSequence)
+                try await self.publishDeadLetter(
+                    payload: stored.payload, headers: stored.headers, sequence: advisory.streamSequence,
+                    deliveries: advisory.deliveries,
+                    error: "its last delivery did not finish (the function timed out, or its node stopped)",
+                    to: subject)
+            } catch {
+                self.logger.warning(
+                    "a message the server gave up could not be dead-lettered",
+                    metadata: ["error": "\(error)", "nats.stream_sequence": "\(advisory.streamSequence)"])
+            }
+        }
+        try await client.flush()
+        state.withLock { $0.advisories = sub }
+    }
+
+    // MARK: Helpers
+
+    /// `put`, `delete` or `purge` (key-value); `put` or `delete` (object store); `put` otherwise.
+    static func operation(of message: JetStreamMessage, type: String) -> String {
+        switch type {
+        case "kv":
+            switch KeyValueEntry.Operation(headers: message.headers) {
+            case .put: "put"
+            case .delete: "delete"
+            case .purge: "purge"
+            }
+        case "object_store":
+            isDeletedObject(message.bytes) ? "delete" : "put"
+        default: "put"
+        }
+    }
+
+    /// Whether object metadata says the object was deleted (metadata that is not an object's counts as a put).
+    private static func isDeletedObject(_ meta: [UInt8]) -> Bool {
+        do { return try JSONDecoder().decode(ObjectInfo.self, from: Data(meta)).deleted == true } catch {
+            return false
+        }
+    }
+
+    /// The first line of an error text, at most 512 characters (a header value).
+    static func firstLine(_ text: String) -> String {
+        String((text.split(whereSeparator: \.isNewline).first ?? "the function failed").prefix(512))
+    }
+}
