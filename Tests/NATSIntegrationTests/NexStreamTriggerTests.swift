@@ -2,6 +2,7 @@ import Foundation
 import NATS
 import NATSJetStream
 import NATSTestSupport
+import NexControlClient
 import NexModels
 import Testing
 
@@ -119,5 +120,66 @@ extension NexWorkloadTests {
                     "done.$KV.settings.feature.a", "done.$KV.settings.feature.a", "done.$KV.settings.feature.d",
                 ], "\(subjects)")
         }
+    }
+
+    /// A schedule of `every: 1s` on two nodes fires once per tick in total: the ticks come at least a second
+    /// apart (a copy per node each firing would halve that), and the stop of the last copy removes the
+    /// schedule while the stop of the first does not.
+    @Test func aScheduleOnTwoNodesFiresOncePerTick() async throws {
+        try await withNode({ $0.workloadTypes = [.native, .v8] }) { h in
+            // A second node on the same server, with its own home and connection.
+            var config = NodeConfiguration()
+            config.noSandbox = true
+            config.workloadTypes = [.native, .v8]
+            config.defaultResourceDir = h.server.directory.appendingPathComponent("second").path
+            try await withClient([h.server.url]) { secondClient in
+                let second = NexNode(configuration: config, client: secondClient, heartbeatInterval: .seconds(30))
+                try await second.start()
+                do {
+                    try await scheduleOnTwoNodes(h, second)
+                } catch {
+                    await second.stop(graceful: true)
+                    throw error
+                }
+                await second.stop(graceful: true)
+            }
+        }
+    }
+
+    private func scheduleOnTwoNodes(_ h: Harness, _ second: NexNode) async throws {
+        let file = try reportingFunction(in: h.server)
+        let trigger = WorkloadTrigger.schedule(ScheduleTrigger(every: "1s", payload: "tick"))
+        let done = try await MessageRecorder(h.client, subject: "done.>")
+        let start = Date()
+        let first = try await h.deploy(file: file, name: "ticker", type: "v8", triggerList: [trigger])
+        let (location, hash) = try await h.nex.uploadArtifact(file: file, key: "ticker")
+        var request = try NexControlClient.makeDeployRequest(
+            name: "ticker", type: "v8", location: location, hash: hash, issuer: h.issuer, publisher: h.publisher,
+            targetNode: second.nodeID, targetXkey: second.xkey.publicKey)
+        request.triggers = [trigger]
+        let other = try await h.nex.deploy(request, to: second.nodeID)
+
+        try await eventually("five ticks handled", timeout: .seconds(30)) { done.messages.count >= 5 }
+        // The schedule was stored after `start`, and its fifth tick comes 5 s after that at the earliest (a slow
+        // machine only delays ticks); one schedule per node would have made five in half the time.
+        let fifth = done.messages[4].received.timeIntervalSince(start)
+        #expect(fifth > 4.5, "five ticks within \(fifth) s")
+        #expect(done.messages.allSatisfy { $0.subject == "done.$NEX.tick.default.ticker.0" })
+
+        // One schedule, one consumer, whatever the number of copies.
+        let js = JetStreamContext(client: h.client)
+        let scheduleSubject = ScheduleStream.scheduleSubject(namespace: "default", name: "ticker", index: 0)
+        let schedules = try await js.subjectCounts(stream: ScheduleStream.name, filter: "$NEX.schedule.>")
+        #expect(schedules == [scheduleSubject: 1])
+        #expect(
+            try await js.consumerNames(stream: ScheduleStream.name)
+                == [JetStreamTriggerPlan.durableName(namespace: "default", name: "ticker", index: 0)])
+        _ = try await h.nex.stop(workloadID: first.id, node: h.node.nodeID, issuer: h.issuer)
+        #expect(try await js.getMessage(stream: ScheduleStream.name, lastOnSubject: scheduleSubject).sequence > 0)
+        _ = try await h.nex.stop(workloadID: other.id, node: second.nodeID, issuer: h.issuer)
+        let gone = await #expect(throws: JetStreamError.self) {
+            try await js.getMessage(stream: ScheduleStream.name, lastOnSubject: scheduleSubject)
+        }
+        #expect(gone?.errorCode == JetStreamError.Known.noMessageFound)
     }
 }

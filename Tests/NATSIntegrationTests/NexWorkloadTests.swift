@@ -394,8 +394,8 @@ import Testing
     }
 
     /// `triggers`: a subject trigger in a queue group of its own runs the function (without any
-    /// trigger_subjects); schedules are refused until the node runs them, and so is a trigger of a service.
-    @Test func subjectTriggersRunAndOtherTypesAreRefusedForNow() async throws {
+    /// trigger_subjects); a trigger of a service is refused.
+    @Test func subjectTriggersRunInTheirOwnQueueGroup() async throws {
         try await withNode({ $0.workloadTypes = [.native, .v8] }) { h in
             let examples = TestEnvironment.packageRoot.appendingPathComponent("examples").path
             let echo = examples + "/echofunction.js"
@@ -417,14 +417,6 @@ import Testing
             #expect(byFunction > 0 && byFunction < 40, "the function and the peer split the group: \(byFunction)")
             peer.unsubscribeNow()
 
-            let schedule = await #expect(throws: NexError.self) {
-                try await h.deploy(
-                    file: echo, name: "scheduled", type: "v8",
-                    triggerList: [.schedule(ScheduleTrigger(every: "1s"))])
-            }
-            #expect(
-                schedule?.message.contains("schedule triggers are not run by this node yet") == true,
-                "\(String(describing: schedule))")
             let service = await #expect(throws: NexError.self) {
                 try await h.deploy(
                     file: Self.echoService, name: "svc", triggerList: [.subject(SubjectTrigger(subject: "s.x"))])
@@ -727,6 +719,7 @@ final class MessageRecorder: Sendable {
     struct Seen: Sendable {
         var subject: String
         var payload: [UInt8]
+        var received = Date()
     }
 
     let seen = Locked<[Seen]>([])

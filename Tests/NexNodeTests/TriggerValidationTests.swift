@@ -110,10 +110,10 @@ import Testing
         }
     }
 
-    @Test func subjectAndStreamTriggersAreAcceptedAndSchedulesAreNotRunYet() throws {
+    @Test func wellFormedTriggersAreAccepted() throws {
         #expect(try refusal(#"[{"type": "subject", "subject": "orders.new", "queue": "workers"}]"#) == nil)
         #expect(try refusal(#"[{"type": "stream", "stream": "ORDERS", "backoff": ["1s"]}]"#) == nil)
-        let schedule = try refusal(#"[{"type": "schedule", "every": "1s"}]"#)
-        #expect(schedule?.code == .unsupported && schedule?.message.contains("docs/triggers.md") == true)
+        #expect(try refusal(#"[{"type": "schedule", "every": "1s", "payload": "tick"}]"#) == nil)
+        #expect(try refusal(#"[{"type": "schedule", "cron": "0 */5 * * * *", "timezone": "Europe/Amsterdam"}]"#) == nil)
     }
 }

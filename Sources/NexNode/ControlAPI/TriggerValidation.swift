@@ -2,8 +2,7 @@ import NATSProtocol
 import NexModels
 
 /// The checks of a deploy's `triggers` that need no server: each refusal names the entry (`triggers[2]`) and
-/// what to change. Schedules are checked in full, then refused for now: this node does not run them yet
-/// (docs/triggers.md).
+/// what to change.
 struct TriggerValidation {
     var policy: SubjectPolicy
     var namespace: String
@@ -25,12 +24,6 @@ struct TriggerValidation {
                     return NexError(.invalidRequest, "triggers[\(index)] (\(trigger.type)): \(text)")
                 }
             }
-        }
-        if let first = triggers.first(where: { $0.type == "schedule" }) {
-            return NexError(
-                .unsupported,
-                "\(first.type) triggers are not run by this node yet (subject, stream, kv and object_store triggers "
-                    + "are): see docs/triggers.md")
         }
         return nil
     }

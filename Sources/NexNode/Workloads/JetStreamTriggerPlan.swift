@@ -17,6 +17,18 @@ struct JetStreamTriggerPlan: Sendable {
     var deadLetterSubject: String?
     /// For key-value and object-store triggers: the operations that run the function (others are acked).
     var operations: Set<String>?
+    /// For a schedule trigger: the schedule the copies keep in ``ScheduleStream``.
+    var schedule: PlannedSchedule?
+
+    /// A schedule trigger's schedule, where it is kept, and where its copies are marked.
+    struct PlannedSchedule: Sendable {
+        var subject: String
+        var schedule: MessageSchedule
+        var payload: [UInt8]
+        var namespace: String
+        var name: String
+        var index: Int
+    }
 
     /// How long one pull waits for messages: also how long a stop waits for the pull loop to notice it.
     static let pullWait = Duration.seconds(1)
@@ -41,8 +53,15 @@ struct JetStreamTriggerPlan: Sendable {
             stream = "OBJ_\(t.bucket)"
             filter = "$O.\(t.bucket).M.>"
             operations = Set(t.operations ?? ObjectStoreTrigger.operationNames)
-        case .schedule:
-            return nil  // not run yet: refused at deploy
+        case .schedule(let t):
+            stream = ScheduleStream.name
+            let target = ScheduleStream.tickSubject(namespace: namespace, name: name, index: index)
+            filter = target
+            guard let planned = ScheduleStream.schedule(of: t, target: target) else { return nil }
+            schedule = PlannedSchedule(
+                subject: ScheduleStream.scheduleSubject(namespace: namespace, name: name, index: index),
+                schedule: planned, payload: Array((t.payload ?? "").utf8), namespace: namespace, name: name,
+                index: index)
         }
         func duration(_ text: String?, _ fallback: String) -> Duration {
             .nanoseconds(GoDuration.parse(text ?? fallback) ?? GoDuration.parse(fallback)!)

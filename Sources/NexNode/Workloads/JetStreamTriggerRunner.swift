@@ -49,6 +49,7 @@ final class JetStreamTriggerRunner: Sendable {
         async throws(NexError) -> JetStreamTriggerRunner
     {
         let js = JetStreamContext(client: client)
+        if let schedule = plan.schedule { try await keep(schedule, copy: workload.id, js) }
         let consumer: Consumer
         do {
             consumer = try await js.createOrUpdateConsumer(stream: plan.stream, config: plan.consumer)
@@ -92,8 +93,10 @@ final class JetStreamTriggerRunner: Sendable {
         }
     }
 
-    /// Stops pulling, lets the messages in flight finish (and be acknowledged), and waits for that.
-    func drain() async {
+    /// Stops pulling, lets the messages in flight finish (and be acknowledged), and waits for that. When the
+    /// copy is gone for good (`forGood`: stopped, not a node shutting down) and it was the last copy running a
+    /// schedule, the schedule is removed.
+    func drain(forGood: Bool = false) async {
         let (loop, advisories) = state.withLock { s in
             s.stopping = true
             s.freed?.yield()  // wakes a loop that waits for a slot
@@ -101,6 +104,75 @@ final class JetStreamTriggerRunner: Sendable {
         }
         advisories?.unsubscribeNow()
         await loop?.value
+        if forGood, let schedule = plan.schedule { await release(schedule) }
+    }
+
+    // MARK: Schedules
+
+    /// Stores the schedule again if it went missing or changed (another copy's stop may have removed it).
+    private func checkSchedule(_ planned: JetStreamTriggerPlan.PlannedSchedule) async {
+        do {
+            let update = try await js.ensureSchedule(
+                planned.schedule, on: planned.subject, in: ScheduleStream.name, payload: planned.payload)
+            if case .published = update {
+                logger.info("the schedule was missing: stored again", metadata: ["nats.subject": "\(planned.subject)"])
+            }
+        } catch {
+            logger.warning(
+                "the schedule could not be checked; checked again later",
+                metadata: ["error": "\(error)", "nats.subject": "\(planned.subject)"])
+        }
+    }
+
+    /// Marks this copy as one that runs the schedule, then stores the schedule unless the stream already holds
+    /// it unchanged (re-storing it would restart an `@every` interval).
+    private static func keep(_ planned: JetStreamTriggerPlan.PlannedSchedule, copy: String, _ js: JetStreamContext)
+        async throws(NexError)
+    {
+        do {
+            try await ScheduleStream.ensure(js)
+            _ = try await js.publish(
+                [UInt8](),
+                to: ScheduleStream.copySubject(
+                    namespace: planned.namespace, name: planned.name, index: planned.index, workloadID: copy))
+            _ = try await js.ensureSchedule(
+                planned.schedule, on: planned.subject, in: ScheduleStream.name, payload: planned.payload)
+        } catch let e as JetStreamError where e.errorCode == 10223 {
+            throw NexError(
+                .invalidRequest, "the schedule's timezone is not one the NATS server knows: \(e.description)")
+        } catch let e as JetStreamError where (10188...10192).contains(e.errorCode) {
+            throw NexError(.invalidRequest, "the NATS server refused the schedule: \(e.description)")
+        } catch {
+            throw NexError(
+                .unavailable,
+                "cannot keep the schedule in stream \(ScheduleStream.name) (message schedules need nats-server 2.12, "
+                    + "cron 2.14): \(error)")
+        }
+    }
+
+    /// This copy no longer runs the schedule; the last copy to go removes it. (A copy that starts at that very
+    /// moment may find the schedule gone after it stored it: every copy checks it again every
+    /// ``scheduleCheckInterval``.)
+    private func release(_ planned: JetStreamTriggerPlan.PlannedSchedule) async {
+        do {
+            try await js.purgeStream(
+                ScheduleStream.name,
+                subject: ScheduleStream.copySubject(
+                    namespace: planned.namespace, name: planned.name, index: planned.index, workloadID: workload.id))
+            let left = try await js.subjectCounts(
+                stream: ScheduleStream.name,
+                filter: ScheduleStream.copiesFilter(
+                    namespace: planned.namespace, name: planned.name, index: planned.index))
+            if left.isEmpty {
+                try await js.removeSchedule(on: planned.subject, in: ScheduleStream.name)
+                logger.info(
+                    "the last copy stopped: its schedule is removed", metadata: ["nats.subject": "\(planned.subject)"])
+            }
+        } catch {
+            logger.warning(
+                "the schedule could not be released; its ticks go on (at most one waits while no copy runs)",
+                metadata: ["error": "\(error)", "nats.subject": "\(planned.subject)"])
+        }
     }
 
     // MARK: The pull loop
@@ -112,12 +184,20 @@ final class JetStreamTriggerRunner: Sendable {
         state.withLock { $0.loop = task }
     }
 
+    /// How often a copy checks that its schedule is still kept.
+    static let scheduleCheckInterval = Duration.seconds(10)
+
     private func pullLoop(_ freed: AsyncStream<Void>) async {
         var slotFreed = freed.makeAsyncIterator()
+        var nextScheduleCheck = ContinuousClock.now + Self.scheduleCheckInterval
         await withDiscardingTaskGroup { group in
             while true {
                 let (stopping, running) = state.withLock { ($0.stopping, $0.running) }
                 if stopping { break }
+                if let planned = plan.schedule, ContinuousClock.now >= nextScheduleCheck {
+                    nextScheduleCheck = ContinuousClock.now + Self.scheduleCheckInterval
+                    await checkSchedule(planned)
+                }
                 let free = plan.maxConcurrency - running
                 if free <= 0 {
                     _ = await slotFreed.next()

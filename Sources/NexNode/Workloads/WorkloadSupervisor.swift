@@ -445,7 +445,7 @@ final class WorkloadSupervisor: Sendable {
     private func tearDown(_ tearDown: WorkloadLifecycle.TearDown, held: inout Held) async {
         let consumers = held.consumers
         held.consumers = []
-        for runner in consumers { await runner.drain() }
+        for runner in consumers { await runner.drain(forGood: tearDown.removeArtifact) }
         for task in held.inFlight.values { task.cancel() }
         let agent = tearDown.agent.flatMap { held.agents.removeValue(forKey: $0) }
         if tearDown.stopAgent, let agent {
