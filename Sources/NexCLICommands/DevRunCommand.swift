@@ -112,6 +112,7 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                 triggerSubjects: workload.triggerSubjects, argv: workload.argvList, essential: workload.essential,
                 description: workload.description, maxConcurrency: workload.maxConcurrency)
             request.replaces = replaced?.id
+            request.triggers = workload.triggerList
             request.sourceName = (file as NSString).lastPathComponent
             var deployer = Deployer(
                 nex: nex, name: name, issuer: issuer, earlier: earlier,

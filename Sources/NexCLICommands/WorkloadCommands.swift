@@ -29,6 +29,14 @@ struct WorkloadOptions: ParsableArguments {
         help: "Functions: triggers run at once, each on its own engine instance (default: one per node CPU).")
     var maxConcurrency: Int?
 
+    @OptionGroup(title: "Triggers from JetStream (functions)") var jetStream: TriggerOptions
+
+    /// The deploy's `triggers` (nil without any).
+    var triggerList: [WorkloadTrigger]? {
+        let list = jetStream.triggers
+        return list.isEmpty ? nil : list
+    }
+
     /// `KEY=VAL` pairs into an environment.
     static func environment(_ pairs: [String]) throws -> [String: String] {
         var env: [String: String] = [:]
@@ -131,6 +139,7 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
                 issuer: issuerKey, publisher: publisher, targetNode: node, targetXkey: target.targetXkey,
                 triggerSubjects: workload.triggerSubjects, argv: workload.argvList, essential: workload.essential,
                 description: workload.description, maxConcurrency: workload.maxConcurrency)
+            request.triggers = workload.triggerList
             // Only the copies on this node are replaced: the same workload run on other nodes stays.
             let (earlier, foreignNodes) =
                 stop ? await Redeploy.lookUp(name, by: issuerKey.publicKey, on: [node], nex) : ([], [])

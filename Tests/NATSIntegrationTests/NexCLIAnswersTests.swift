@@ -57,6 +57,10 @@ import Testing
             (["devrun", "x.js", "--max_concurrency", "0", "-s", url], "--max_concurrency takes 1 to 1024"),
             (["devrun", "x.js", "--settle=-1", "-s", url], "--settle takes 0 to 600 seconds"),
             (["stop", "-s", url], "give the workload"),
+            (["devrun", "x.js", "--cron", "*/5 * * * *", "-s", url], "--cron takes six fields, seconds first"),
+            (["devrun", "x.js", "--cron", "@hourly", "--every", "1s", "-s", url], "--cron and --every contradict"),
+            (["devrun", "x.js", "--max-deliver", "3", "-s", url], "go with --stream, --kv-watch"),
+            (["devrun", "x.js", "--filter", "a.>", "-s", url], "--filter goes with --stream"),
         ]
         for (args, says) in cases {
             let result = try await run(args)
@@ -229,6 +233,43 @@ import Testing
             let event = try JSONSerialization.jsonObject(with: Data(deployed.utf8)) as? [String: Any]
             #expect((event?["data"] as? [String: Any])?["workload_name"] as? String == "spinjs")
             _ = try await events.terminate()
+            #expect(try await node.terminate() == 0)
+        }
+    }
+
+    /// `devrun --stream`: the function handles the stream's messages through the consumer its copies share, and
+    /// the deploy's refusal names a stream that does not exist.
+    @Test func devrunTakesAStreamTrigger() async throws {
+        try await NATSServer.with(.init(jetStream: true)) { server in
+            let url = server.url
+            let env: [String: String?] = ["NEX_HOME": server.directory.appendingPathComponent("nexhome").path]
+            let node = try await PeerProcess.start(nex, ["node", "up", "-s", url, "--no-sandbox"], environment: env)
+            _ = try await eventuallyValue("the node is up") { node.output.first { $0.contains(" is up") } }
+            let file = server.directory.appendingPathComponent("worker.js").path
+            try "(subject, payload) => payload".write(toFile: file, atomically: true, encoding: .utf8)
+
+            let missing = try await run(["devrun", file, "--stream", "JOBS", "-s", url], env: env)
+            #expect(missing.status == 1 && missing.stderr.contains("the stream JOBS does not exist"), "\(missing)")
+
+            try await withClient([url]) { client in
+                let js = JetStreamContext(client: client)
+                _ = try await js.createStream(StreamConfig(name: "JOBS", subjects: ["jobs.>"]))
+                let deployed = try await run(
+                    [
+                        "devrun", file, "--stream", "JOBS", "--filter", "jobs.new", "--max-deliver", "3", "--backoff",
+                        "1s,2s", "--dead-letter", "jobs.dead", "-s", url,
+                    ], env: env)
+                #expect(deployed.status == 0, "\(deployed.stderr)")
+                for i in 0..<3 { _ = try await js.publish(Array("job \(i)".utf8), to: "jobs.new") }
+                let durable = try #require(try await js.consumerNames(stream: "JOBS").first)
+                #expect(durable == "nex_default_workerjs_0")
+                try await eventually("the three jobs acknowledged", timeout: .seconds(20)) {
+                    let info = try await js.consumerInfo(stream: "JOBS", name: durable)
+                    return info.ackFloor.streamSequence == 3 && info.pendingAcks == 0
+                }
+                let info = try await js.consumerInfo(stream: "JOBS", name: durable)
+                #expect(info.config.maxDeliver == 3 && info.config.filterSubject == "jobs.new")
+            }
             #expect(try await node.terminate() == 0)
         }
     }
