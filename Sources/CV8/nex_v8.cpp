@@ -391,7 +391,7 @@ nex_js_function *nex_js_compile(const char *source, size_t length, const char *n
 }
 
 int nex_js_call(nex_js_function *f, const char *subject, const uint8_t *payload, size_t payload_length,
-                uint8_t **out, size_t *out_length) {
+                const char *context_json, size_t context_length, uint8_t **out, size_t *out_length) {
     *out = nullptr;
     *out_length = 0;
     if (!f->isolate) {
@@ -415,17 +415,31 @@ int nex_js_call(nex_js_function *f, const char *subject, const uint8_t *payload,
         auto store = v8::ArrayBuffer::NewBackingStore(isolate, payload_length);
         if (payload_length) memcpy(store->Data(), payload, payload_length);
         auto buffer = v8::ArrayBuffer::New(isolate, std::move(store));
-        v8::Local<v8::Value> args[2] = {
+        v8::Local<v8::Value> args[3] = {
             v8::String::NewFromUtf8(isolate, subject).ToLocalChecked(),
             v8::Uint8Array::New(buffer, 0, payload_length),
+            v8::Undefined(isolate),
         };
+        int argc = 2;
+        if (context_json && context_length) {
+            // The node's own JSON: a parse failure leaves the function without its third argument.
+            v8::Local<v8::String> text;
+            v8::Local<v8::Value> parsed;
+            if (v8::String::NewFromUtf8(isolate, context_json, v8::NewStringType::kNormal, (int)context_length)
+                    .ToLocal(&text) &&
+                v8::JSON::Parse(context, text).ToLocal(&parsed)) {
+                args[2] = parsed;
+                argc = 3;
+            }
+            tc.Reset();
+        }
         Watch watch;
         watch.isolate = isolate;
         pthread_getcpuclockid(pthread_self(), &watch.clock);
         watch.start_ns = thread_cpu_ns(watch.clock);
         watch.limit_ns = f->limits.cpu_millis * 1000000ull;
         Watchdog::shared().add(&watch);
-        v8::MaybeLocal<v8::Value> maybe = f->function.Get(isolate)->Call(context, context->Global(), 2, args);
+        v8::MaybeLocal<v8::Value> maybe = f->function.Get(isolate)->Call(context, context->Global(), argc, args);
         v8::Local<v8::Value> result;
         if (maybe.ToLocal(&result) && result->IsPromise()) {
             isolate->PerformMicrotaskCheckpoint();

@@ -108,8 +108,8 @@ public final class NexAgent: Sendable {
     public func run() async -> String {
         let parent = getppid()
         let (controls, control) = AsyncStream<LinkFrame>.makeStream()
-        let link = AgentLinkServer.serve(LinkSocket(fd: settings.linkDescriptor)) { subject, payload, traceParent in
-            self.runTrigger(Trigger(subject: subject, payload: payload, traceParent: traceParent))
+        let link = AgentLinkServer.serve(LinkSocket(fd: settings.linkDescriptor)) { subject, payload, trace, context in
+            self.runTrigger(Trigger(subject: subject, payload: payload, traceParent: trace, context: context))
         } control: { frame in
             control.yield(frame)
         } onEnd: { reason in

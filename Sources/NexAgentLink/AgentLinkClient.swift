@@ -167,12 +167,13 @@ public final class AgentLinkClient: Sendable {
     /// Runs the function for a message on `subject`; throws when the link is gone, when more than the link's
     /// write limit already waits for the agent to read it (it is stuck or far behind: the node's memory is not
     /// the place to queue for it), or when no result came within `timeout` (checked about once a second).
-    public func trigger(subject: String, payload: [UInt8], traceParent: String? = nil, timeout: Duration)
-        async throws -> Reply
-    {
+    public func trigger(
+        subject: String, payload: [UInt8], traceParent: String? = nil, context: [UInt8]? = nil, timeout: Duration
+    ) async throws -> Reply {
         try await withCheckedThrowingContinuation { continuation in
             guard let id = triggers.register(continuation, deadline: .now + timeout) else { return }
-            let frame = LinkFrame.trigger(id: id, subject: subject, payload: payload, traceParent: traceParent)
+            let frame = LinkFrame.trigger(
+                id: id, subject: subject, payload: payload, traceParent: traceParent, context: context)
             // Checked on the loop, in order with the writes before it (a trigger already runs there).
             if channel.eventLoop.inEventLoop {
                 send(frame, id: id)

@@ -24,7 +24,10 @@ public final class AgentLinkServer: Sendable {
     /// What a trigger produced: the reply (`ok`) or the error text, and the time the function ran.
     public typealias Outcome = (ok: Bool, elapsedNanos: Int64, body: [UInt8])
     /// Runs one trigger: subject, payload and the node's trace context.
-    public typealias Run = @Sendable (_ subject: String, _ payload: [UInt8], _ traceParent: String?) -> Outcome
+    public typealias Run =
+        @Sendable (
+            _ subject: String, _ payload: [UInt8], _ traceParent: String?, _ context: [UInt8]?
+        ) -> Outcome
     /// Takes the node's control frames (welcome, deploy, stop, heartbeat) in order. Called with the link's
     /// read lock held: it must hand the frame on and return.
     public typealias Control = @Sendable (LinkFrame) -> Void
@@ -241,8 +244,10 @@ public final class AgentLinkServer: Sendable {
         while true {
             switch take() {
             case .run(let frame):
-                guard case .trigger(let id, let subject, let payload, let traceParent) = frame else { continue }
-                let outcome = run(subject, payload, traceParent)
+                guard case .trigger(let id, let subject, let payload, let traceParent, let context) = frame else {
+                    continue
+                }
+                let outcome = run(subject, payload, traceParent, context)
                 socket.send(.result(id: id, ok: outcome.ok, elapsedNanos: outcome.elapsedNanos, body: outcome.body))
             case .idle:
                 if let failure = waiter.wait() { end("cannot wait for the link: \(failure)") }

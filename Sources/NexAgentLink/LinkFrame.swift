@@ -22,7 +22,8 @@ public enum LinkFrame: Equatable, Sendable {
     case reply(id: UInt64, AgentResponse)
     /// Node → agent: run the function for a message on `subject`; `traceParent` is the W3C `traceparent` of
     /// the node's span for the call, which the agent hands on with the function's host-service calls.
-    case trigger(id: UInt64, subject: String, payload: [UInt8], traceParent: String? = nil)
+    /// `context`: what the function gets as its third argument, as JSON (where a stream message came from).
+    case trigger(id: UInt64, subject: String, payload: [UInt8], traceParent: String? = nil, context: [UInt8]? = nil)
     /// Agent → node: the answer to trigger `id`: the reply (`ok`) or the error text.
     case result(id: UInt64, ok: Bool, elapsedNanos: Int64, body: [UInt8])
     /// Agent → node: a host-service call of the function (`id`: the agent's). Answered with `hostAnswer`.
@@ -72,6 +73,8 @@ public enum LinkFrame: Equatable, Sendable {
         case hostCall = 11
         case hostAnswer = 12
         case exited = 13
+        /// A trigger with a context for the function (and a trace context, maybe empty).
+        case contextTrigger = 14
 
         /// Frames that answer nothing and ask nothing: their id is 0.
         var isOneWay: Bool {
@@ -86,7 +89,7 @@ public enum LinkFrame: Equatable, Sendable {
     public var id: UInt64 {
         switch self {
         case .deploy(let id, _), .stop(let id), .heartbeat(let id), .reply(let id, _), .hostCall(let id, _),
-            .hostAnswer(let id, _, _), .trigger(let id, _, _, _), .result(let id, _, _, _):
+            .hostAnswer(let id, _, _), .trigger(let id, _, _, _, _), .result(let id, _, _, _):
             id
         case .hello, .welcome, .log, .exited: 0
         }
@@ -123,17 +126,23 @@ public enum LinkFrame: Equatable, Sendable {
         case .stop: out = Self.begin(.stop, id)
         case .heartbeat: out = Self.begin(.heartbeat, id)
         case .reply(_, let answer): out = Self.begin(.reply, id, Self.json(answer))
-        case .trigger(_, let subject, let payload, let traceParent):
-            // Body: subject length (2), subject, [trace length (1), trace,] payload. A context that does not
-            // fit one length byte is left out (a traceparent is 55 bytes).
+        case .trigger(_, let subject, let payload, let traceParent, let context):
+            // Body: subject length (2), subject, [trace length (1), trace,] [context length (4), context,]
+            // payload. A trace context that does not fit one length byte is left out (a traceparent is 55 bytes).
+            // A function context makes it a context trigger, whose trace length is always there (maybe 0).
             let trace = Self.shortText(traceParent)
-            out = Self.begin(
-                trace.isEmpty ? .trigger : .tracedTrigger, id, capacity: 258 + subject.utf8.count + payload.count)
+            let context = context ?? []
+            let kind: Kind = !context.isEmpty ? .contextTrigger : trace.isEmpty ? .trigger : .tracedTrigger
+            out = Self.begin(kind, id, capacity: 262 + subject.utf8.count + context.count + payload.count)
             Self.append(UInt16(subject.utf8.count), to: &out)
             out += subject.utf8
-            if !trace.isEmpty {
+            if kind != .trigger {
                 out.append(UInt8(trace.count))
                 out += trace
+            }
+            if kind == .contextTrigger {
+                Self.append(UInt32(context.count), to: &out)
+                out += context
             }
             out += payload
         case .result(_, let ok, let elapsedNanos, let reply):
@@ -236,16 +245,28 @@ public enum LinkFrame: Equatable, Sendable {
         case .stop, .heartbeat:
             guard body.isEmpty else { throw MalformedFrame(description: "a \(kind) frame with a body") }
             return kind == .stop ? .stop(id: id) : .heartbeat(id: id)
-        case .trigger, .tracedTrigger:
+        case .trigger, .tracedTrigger, .contextTrigger:
             let subjectLength = Int(try reader.integer(UInt16.self, "a trigger without a subject"))
             // Found by fuzzing: bytes that are not UTF-8 became U+FFFD, a subject other than the one sent.
             let subject = try reader.text(subjectLength, "subject")
             var trace: String?
-            if kind == .tracedTrigger {
+            if kind != .trigger {
                 trace = try reader.text(Int(try reader.integer(UInt8.self, "a missing trace context")), "trace context")
-                guard trace?.isEmpty == false else { throw MalformedFrame(description: "an empty trace context") }
+                if kind == .tracedTrigger, trace?.isEmpty != false {
+                    throw MalformedFrame(description: "an empty trace context")
+                }
+                if trace?.isEmpty == true { trace = nil }
             }
-            return .trigger(id: id, subject: subject, payload: reader.rest(), traceParent: trace)
+            var context: [UInt8]?
+            if kind == .contextTrigger {
+                let length = Int(try reader.integer(UInt32.self, "a missing function context"))
+                guard reader.remaining >= length, length > 0 else {
+                    throw MalformedFrame(description: "a truncated or empty function context")
+                }
+                context = Array(reader.bytes.prefix(length))
+                reader.bytes = reader.bytes.dropFirst(length)
+            }
+            return .trigger(id: id, subject: subject, payload: reader.rest(), traceParent: trace, context: context)
         case .result:
             let ok = try reader.flag()
             let elapsed = Int64(bitPattern: try reader.integer(UInt64.self, "a truncated result"))

@@ -81,12 +81,19 @@ public final class JSFunction: @unchecked Sendable {
         callbacks.release()
     }
 
-    /// Calls the function with `(subject, payload)`. Blocks until it returns or hits a limit.
-    public func call(subject: String, payload: [UInt8]) -> Outcome {
+    /// Calls the function with `(subject, payload)`, and `ctx` as the third argument when `context` (JSON of an
+    /// object) is given. Blocks until it returns or hits a limit.
+    public func call(subject: String, payload: [UInt8], context: [UInt8]? = nil) -> Outcome {
         var out: UnsafeMutablePointer<UInt8>?
         var length = 0
-        let kind = payload.withUnsafeBufferPointer {
-            nex_js_call(handle, subject, $0.baseAddress, $0.count, &out, &length)
+        let kind = payload.withUnsafeBufferPointer { payload in
+            (context ?? []).withUnsafeBufferPointer { context in
+                context.withMemoryRebound(to: CChar.self) { context in
+                    nex_js_call(
+                        handle, subject, payload.baseAddress, payload.count, context.baseAddress, context.count, &out,
+                        &length)
+                }
+            }
         }
         defer { free(out) }
         let bytes = out.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? []

@@ -66,7 +66,7 @@ public final class JSRunner: FunctionRunner {
             return .failure("the function is not running", elapsedNanos: 0)
         }
         return pool.run(trigger) { f in
-            switch f.call(subject: trigger.subject, payload: trigger.payload) {
+            switch f.call(subject: trigger.subject, payload: trigger.payload, context: trigger.context) {
             case .reply(let bytes): .success(bytes)
             case .threw(let error), .limitExceeded(let error): .failure(TriggerFailure(error))
             }

@@ -57,11 +57,15 @@ public struct Trigger: Sendable {
     public var payload: [UInt8]
     /// The node's span for this trigger, handed on with the function's host-service calls.
     public var traceParent: String?
+    /// Where the message came from, as JSON (a stream's sequence and deliveries, a bucket's key…): a
+    /// JavaScript function's third argument. Nil for a core NATS trigger.
+    public var context: [UInt8]?
 
-    public init(subject: String, payload: [UInt8], traceParent: String? = nil) {
+    public init(subject: String, payload: [UInt8], traceParent: String? = nil, context: [UInt8]? = nil) {
         self.subject = subject
         self.payload = payload
         self.traceParent = traceParent
+        self.context = context
     }
 }
 

@@ -70,6 +70,44 @@ extension NexWorkloadTests {
         }
     }
 
+    /// A function that fails the first attempt of every 7th message: each message is done exactly once after
+    /// its retry, and the function sees each message's delivery count and stream sequence (its `ctx`).
+    @Test func failedFirstAttemptsAreRetriedOnce() async throws {
+        try await withNode({ $0.workloadTypes = [.native, .v8] }) { h in
+            let js = JetStreamContext(client: h.client)
+            _ = try await js.createStream(StreamConfig(name: "WORK", subjects: ["work.>"]))
+            let done = try await MessageRecorder(h.client, subject: "done.>")
+            let file = h.server.directory.appendingPathComponent("flaky.js").path
+            try """
+            (subject, payload, ctx) => {
+              const n = parseInt(new TextDecoder().decode(payload), 10);
+              if (n % 7 === 0 && ctx.delivered === 1) throw new Error('first attempts of every 7th fail');
+              this.hostServices.messaging.publish('done.' + n + '.' + ctx.delivered + '.' + ctx.sequence, payload);
+            }
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+            var delivery = TriggerDelivery()
+            delivery.maxConcurrency = 4
+            delivery.maxBatch = 16
+            _ = try await h.deploy(
+                file: file, name: "flaky", type: "v8",
+                triggerList: [.stream(StreamTrigger(stream: "WORK", delivery: delivery))])
+            for n in 1...70 { _ = try await js.publish(Array("\(n)".utf8), to: "work.item") }
+            try await eventually("seventy done", timeout: .seconds(30)) { done.messages.count >= 70 }
+            let durable = JetStreamTriggerPlan.durableName(namespace: "default", name: "flaky", index: 0)
+            try await eventually("all acknowledged") {
+                try await js.consumerInfo(stream: "WORK", name: durable).ackFloor.streamSequence == 70
+            }
+            let seen = done.messages.map { $0.subject.split(separator: ".").map(String.init) }
+            #expect(seen.count == 70, "\(seen.count) done")
+            #expect(Set(seen.map { $0[1] }).count == 70, "a message done twice or never")
+            for parts in seen {
+                let (n, delivered, sequence) = (Int(parts[1])!, Int(parts[2])!, Int(parts[3])!)
+                #expect(delivered == (n % 7 == 0 ? 2 : 1), "message \(n) done on delivery \(delivered)")
+                #expect(sequence == n, "message \(n) has stream sequence \(sequence)")
+            }
+        }
+    }
+
     /// What cannot run is refused at deploy with the fix, and the deploy leaves nothing running: a stream that
     /// does not exist, a bucket that does not exist.
     @Test func aTriggerOnAMissingStreamIsRefusedAtDeploy() async throws {

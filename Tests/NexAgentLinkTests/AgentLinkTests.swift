@@ -9,6 +9,11 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct LinkFrameTests {
     static let frames: [LinkFrame] = [
         .trigger(id: 1, subject: "fn.echo", payload: Array("hello".utf8)),
+        .trigger(id: 2, subject: "orders.new", payload: [1, 2], context: Array(#"{"delivered":2}"#.utf8)),
+        .trigger(
+            id: 3, subject: "orders.new", payload: [],
+            traceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            context: Array(#"{"stream":"ORDERS"}"#.utf8)),
         .trigger(id: UInt64.max, subject: "", payload: []),
         .trigger(
             id: 2, subject: "fn.traced", payload: [1, 2],
@@ -104,7 +109,10 @@ import Testing
     ) async throws -> T {
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
         let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
-        AgentLinkServer.serve(LinkSocket(fd: agentFD), run: run, control: { _ in }, onEnd: { _ in }).send(Self.hello)
+        AgentLinkServer.serve(
+            LinkSocket(fd: agentFD), run: { subject, payload, trace, _ in run(subject, payload, trace) },
+            control: { _ in }, onEnd: { _ in }
+        ).send(Self.hello)
         defer { client.close() }
         return try await body(client)
     }
@@ -140,7 +148,7 @@ import Testing
         weak var served: AgentLinkServer?
         do {
             let server = AgentLinkServer.serve(
-                LinkSocket(fd: agentFD), run: { _, payload, _ in (barrier.arriveAndWait(), 0, payload) },
+                LinkSocket(fd: agentFD), run: { _, payload, _, _ in (barrier.arriveAndWait(), 0, payload) },
                 control: { _ in }, onEnd: { ended.yield($0) })
             server.growWorkers(to: 3)
             server.send(Self.hello)
@@ -219,7 +227,7 @@ import Testing
         let server = Mutex<AgentLinkServer?>(nil)
         let serving = AgentLinkServer.serve(
             LinkSocket(fd: agentFD),
-            run: { _, payload, _ in
+            run: { _, payload, _, _ in
                 logging(server.withLock { $0 })
                 return (true, 1, payload)
             }, control: { _ in }, onEnd: { _ in })
@@ -352,7 +360,7 @@ import Testing
         let server = Shared<AgentLinkServer?>(nil)
         let seen = Shared<[String]>([])
         let serving = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in (true, 0, payload) },
             control: { frame in
                 seen.withLock { $0.append(frame.kindName) }
                 let link = server.withLock { $0 }
@@ -384,7 +392,7 @@ import Testing
         defer { client.close() }
         let (welcomes, welcomed) = AsyncStream.makeStream(of: AgentResponse.self)
         let server = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in (true, 0, payload) },
             control: { frame in if case .welcome(let answer) = frame { welcomed.yield(answer) } }, onEnd: { _ in })
         let hello = AgentHandshake(id: "a1", version: "0.1.0", pid: 7, startupMillis: 2, protocolVersion: 2)
         #expect(server.send(.hello(hello)))
@@ -429,7 +437,7 @@ import Testing
         let server = Shared<AgentLinkServer?>(nil)
         let serving = AgentLinkServer.serve(
             LinkSocket(fd: agentFD),
-            run: { subject, payload, _ in
+            run: { subject, payload, _, _ in
                 guard let link = server.withLock({ $0 }) else { return (false, 0, []) }
                 let call = LinkFrame.HostCall(service: "kv", method: "get", arguments: payload)
                 switch link.hostCall(call, timeout: .seconds(10)) {
@@ -454,7 +462,7 @@ import Testing
         let client = try await AgentLinkClient.start(
             descriptor: nodeEnd, on: Self.loop, handlers: .init(hostCall: { _, _ in }))
         let server = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in (true, 0, payload) }, control: { _ in },
             onEnd: { _ in })
         server.send(Self.hello)
         let call = LinkFrame.HostCall(service: "kv", method: "get", arguments: Array("[]".utf8))
@@ -487,7 +495,7 @@ import Testing
                 exited: { code, message in report.yield("exited \(code) \(message)") }))
         defer { client.close() }
         let server = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in (true, 0, payload) }, control: { _ in },
             onEnd: { _ in })
         server.send(Self.hello)
         server.sendLog(level: 0, text: "last words")
@@ -512,7 +520,7 @@ import Testing
         defer { close(node) }
         let (reasons, reason) = AsyncStream.makeStream(of: String.self)
         AgentLinkServer.serve(
-            LinkSocket(fd: agent), run: { _, payload, _ in (true, 0, payload) }, control: { _ in },
+            LinkSocket(fd: agent), run: { _, payload, _, _ in (true, 0, payload) }, control: { _ in },
             onEnd: { reason.yield($0) })
         let result = LinkFrame.result(id: 1, ok: true, elapsedNanos: 0, body: []).encoded()
         _ = result.withUnsafeBytes { write(node, $0.baseAddress, $0.count) }

@@ -8,6 +8,18 @@ import Testing
         try JSFunction(source: source).call(subject: subject, payload: Array(payload.utf8))
     }
 
+    /// A JetStream trigger's context is the third argument; a function of two arguments, or a core NATS
+    /// trigger without a context, works as before.
+    @Test func theContextIsTheThirdArgument() throws {
+        let f = try JSFunction(source: "(s, p, ctx) => ctx === undefined ? 'none' : ctx.stream + ':' + ctx.delivered")
+        #expect(
+            f.call(subject: "s", payload: [], context: Array(#"{"stream":"ORDERS","delivered":2}"#.utf8))
+                == .reply(Array("ORDERS:2".utf8)))
+        #expect(f.call(subject: "s", payload: []) == .reply(Array("none".utf8)))
+        let two = try JSFunction(source: "(s, p) => s")
+        #expect(two.call(subject: "s", payload: [], context: Array("{}".utf8)) == .reply(Array("s".utf8)))
+    }
+
     @Test func echoAndReplyConversions() throws {
         #expect(try run("(subject, payload) => payload", "heya") == .reply(Array("heya".utf8)))
         #expect(try run("(subject, payload) => subject") == .reply(Array("js.echo".utf8)))

@@ -102,7 +102,7 @@ func linkRoundTrips(count: Int, on loop: EventLoopTaskExecutor) async throws -> 
     let (nodeEnd, agentFD) = try LinkSocket.socketPair()
     let link = try await AgentLinkClient.start(descriptor: nodeEnd, on: loop.eventLoop)
     let server = AgentLinkServer.serve(
-        LinkSocket(fd: agentFD), run: { _, payload, _ in (true, 0, payload) }, control: { _ in }, onEnd: { _ in })
+        LinkSocket(fd: agentFD), run: { _, payload, _, _ in (true, 0, payload) }, control: { _ in }, onEnd: { _ in })
     // Link protocol 2: the agent says hello first, and the node answers it before anything else.
     let hello = AgentHandshake(
         id: "bench", version: "0", pid: 0, startupMillis: 0, protocolVersion: LinkFrame.protocolVersion)

@@ -47,6 +47,7 @@ enum Seeds {
                 .trigger(
                     id: 3, subject: "fn.t", payload: [],
                     traceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                .trigger(id: 4, subject: "orders.new", payload: [7], context: Array(#"{"delivered":1}"#.utf8)),
                 .result(id: 1, ok: true, elapsedNanos: 12_345, body: Array("hello".utf8)),
                 .result(id: 2, ok: false, elapsedNanos: 0, body: []),
                 .log(level: 8, text: Array("oops".utf8)),

@@ -47,10 +47,11 @@ nex_js_function *nex_js_compile(const char *source, size_t length, const char *n
                                 nex_js_limits limits, void *context, nex_js_host_fn host, nex_js_log_fn log,
                                 char **error);
 
-/// Calls the function with `(subject, payload)`; `*out` (malloc'd, may be NULL when empty) holds the reply or
+/// Calls the function with `(subject, payload)`, and a third argument `ctx` parsed from `context` (JSON of an
+/// object, may be NULL or empty: no third argument); `*out` (malloc'd, may be NULL when empty) holds the reply or
 /// the error text. Returns a `nex_js_result_kind`.
 int nex_js_call(nex_js_function *function, const char *subject, const uint8_t *payload, size_t payload_length,
-                uint8_t **out, size_t *out_length);
+                const char *context, size_t context_length, uint8_t **out, size_t *out_length);
 
 void nex_js_destroy(nex_js_function *function);
 

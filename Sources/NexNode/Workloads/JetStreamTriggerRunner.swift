@@ -262,7 +262,8 @@ final class JetStreamTriggerRunner: Sendable {
             let outcome: (ok: Bool, text: String)
             do {
                 let reply = try await workload.link.trigger(
-                    subject: message.subject, payload: message.bytes, timeout: Self.callTimeout)
+                    subject: message.subject, payload: message.bytes,
+                    context: FunctionContext(message, type: plan.type).json, timeout: Self.callTimeout)
                 outcome = (reply.ok, reply.ok ? "" : String(decoding: reply.body, as: UTF8.self))
             } catch {
                 outcome = (false, "the function did not answer: \(error)")
@@ -381,6 +382,11 @@ final class JetStreamTriggerRunner: Sendable {
         }
     }
 
+    /// The object's name from its metadata (nil when it is not an object's).
+    static func objectName(_ meta: [UInt8]) -> String? {
+        do { return try JSONDecoder().decode(ObjectInfo.self, from: Data(meta)).name } catch { return nil }
+    }
+
     /// Whether object metadata says the object was deleted (metadata that is not an object's counts as a put).
     private static func isDeletedObject(_ meta: [UInt8]) -> Bool {
         do { return try JSONDecoder().decode(ObjectInfo.self, from: Data(meta)).deleted == true } catch {
@@ -391,5 +397,58 @@ final class JetStreamTriggerRunner: Sendable {
     /// The first line of an error text, at most 512 characters (a header value).
     static func firstLine(_ text: String) -> String {
         String((text.split(whereSeparator: \.isNewline).first ?? "the function failed").prefix(512))
+    }
+}
+
+/// What a function learns of a JetStream message, as its third argument (`ctx`): where the message came from
+/// and how often it was delivered; for key-value and object-store triggers, the bucket, key or object name,
+/// operation and revision.
+struct FunctionContext: Encodable {
+    var subject: String
+    var headers: [String: String]
+    var stream: String
+    var sequence: UInt64
+    /// 1 on the first attempt.
+    var delivered: UInt64
+    var pending: UInt64
+    var timestamp: NATSTimestamp
+    var bucket: String?
+    var key: String?
+    var name: String?
+    var operation: String?
+    var revision: UInt64?
+
+    init(_ message: JetStreamMessage, type: String) {
+        let m = message.metadata
+        subject = message.subject
+        var headers: [String: String] = [:]
+        for entry in message.headers ?? NATSHeaders() { headers[entry.name] = entry.value }
+        self.headers = headers
+        stream = m.stream
+        sequence = m.streamSequence
+        delivered = m.delivered
+        pending = m.pending
+        timestamp = m.timestamp
+        switch type {
+        case "kv":
+            // $KV.<bucket>.<key>
+            let parts = message.subject.split(separator: ".", maxSplits: 2)
+            bucket = parts.count > 1 ? String(parts[1]) : nil
+            key = parts.count > 2 ? String(parts[2]) : nil
+            operation = JetStreamTriggerRunner.operation(of: message, type: type)
+            revision = m.streamSequence
+        case "object_store":
+            bucket = String(m.stream.dropFirst(4))  // OBJ_<bucket>
+            name = JetStreamTriggerRunner.objectName(message.bytes)
+            operation = JetStreamTriggerRunner.operation(of: message, type: type)
+            revision = m.streamSequence
+        default:
+            break
+        }
+    }
+
+    /// The JSON the function's `ctx` is parsed from (nil if it cannot be made: the function then gets none).
+    var json: [UInt8]? {
+        do { return Array(try JSONEncoder().encode(self)) } catch { return nil }
     }
 }
