@@ -421,13 +421,13 @@ int nex_js_call(nex_js_function *f, const char *subject, const uint8_t *payload,
             v8::Undefined(isolate),
         };
         int argc = 2;
-        if (context_json && context_length) {
+        if (context_json && context_length && context_length < (1u << 30)) {
             // The node's own JSON: a parse failure leaves the function without its third argument.
-            v8::Local<v8::String> text;
+            v8::Local<v8::String> json;
             v8::Local<v8::Value> parsed;
             if (v8::String::NewFromUtf8(isolate, context_json, v8::NewStringType::kNormal, (int)context_length)
-                    .ToLocal(&text) &&
-                v8::JSON::Parse(context, text).ToLocal(&parsed)) {
+                    .ToLocal(&json) &&
+                v8::JSON::Parse(context, json).ToLocal(&parsed)) {
                 args[2] = parsed;
                 argc = 3;
             }

@@ -60,10 +60,11 @@ struct TriggerOptions: ParsableArguments {
     var triggers: [WorkloadTrigger] {
         var list: [WorkloadTrigger] = []
         if let stream { list.append(.stream(StreamTrigger(stream: stream, filterSubject: filter, delivery: delivery))) }
-        if let kvWatch {
-            let parts = kvWatch.split(separator: "/", maxSplits: 1).map(String.init)
+        if let kvWatch, let bucket = kvWatch.split(separator: "/", maxSplits: 1).first {
+            let key = kvWatch.dropFirst(bucket.count + 1)
             list.append(
-                .keyValue(KeyValueTrigger(bucket: parts[0], key: parts.count > 1 ? parts[1] : nil, delivery: delivery)))
+                .keyValue(
+                    KeyValueTrigger(bucket: String(bucket), key: key.isEmpty ? nil : String(key), delivery: delivery)))
         }
         if let osWatch { list.append(.objectStore(ObjectStoreTrigger(bucket: osWatch, delivery: delivery))) }
         if cron != nil || every != nil {
@@ -76,6 +77,9 @@ struct TriggerOptions: ParsableArguments {
         if cron != nil, every != nil { throw ValidationError("--cron and --every contradict each other: give one") }
         if timezone != nil, cron == nil { throw ValidationError("--timezone goes with --cron") }
         if filter != nil, stream == nil { throw ValidationError("--filter goes with --stream") }
+        if let kvWatch, kvWatch.hasPrefix("/") || kvWatch.isEmpty {
+            throw ValidationError("--kv-watch takes BUCKET or BUCKET/KEYS, not \"\(kvWatch)\"")
+        }
         if triggers.isEmpty, delivery != TriggerDelivery() {
             throw ValidationError(
                 "--durable, --max-deliver, --backoff, --dead-letter, --max-batch and --max-concurrency go with "
@@ -85,9 +89,6 @@ struct TriggerOptions: ParsableArguments {
             throw ValidationError(
                 "--cron takes six fields, seconds first (\"0 */5 * * * *\" is every five minutes); \"\(cron)\" has "
                     + "\(cron.split(whereSeparator: \.isWhitespace).count)")
-        }
-        if let kvWatch, kvWatch.hasPrefix("/") || kvWatch.isEmpty {
-            throw ValidationError("--kv-watch takes BUCKET or BUCKET/KEYS, not \"\(kvWatch)\"")
         }
     }
 }

@@ -4,6 +4,8 @@ import NATSJetStream
 import NATSTestSupport
 import Testing
 
+@testable import NexNode
+
 /// What a newcomer types, through the real `nex` binary: each bad input gets its real cause, a fix and a
 /// non-zero exit; ids work as people type them; error answers fail `nex req`.
 @Suite(.timeLimit(.minutes(3))) struct NexCLIAnswersTests {
@@ -262,7 +264,7 @@ import Testing
                 #expect(deployed.status == 0, "\(deployed.stderr)")
                 for i in 0..<3 { _ = try await js.publish(Array("job \(i)".utf8), to: "jobs.new") }
                 let durable = try #require(try await js.consumerNames(stream: "JOBS").first)
-                #expect(durable == "nex_default_workerjs_0")
+                #expect(durable == JetStreamTriggerPlan.durableName(namespace: "default", name: "workerjs", index: 0))
                 try await eventually("the three jobs acknowledged", timeout: .seconds(20)) {
                     let info = try await js.consumerInfo(stream: "JOBS", name: durable)
                     return info.ackFloor.streamSequence == 3 && info.pendingAcks == 0

@@ -126,6 +126,16 @@ extension NexWorkloadTests {
             }
             // $KV is reserved: the operator must open the bucket first.
             #expect(bucket?.message.contains("belong to NATS and Nex") == true, "\(String(describing: bucket))")
+            // Nor can a stream trigger without a filter read the bucket's stream.
+            _ = try await JetStreamContext(client: h.client).createKeyValue(KeyValueConfig(bucket: "secrets"))
+            let sideDoor = await #expect(throws: NexError.self) {
+                try await h.deploy(
+                    file: file, name: "sidedoor", type: "v8",
+                    triggerList: [.stream(StreamTrigger(stream: "KV_secrets"))])
+            }
+            #expect(
+                sideDoor?.message.contains("stream KV_secrets holds $KV.secrets.>, which this namespace may not read")
+                    == true, "\(String(describing: sideDoor))")
             #expect(try await h.nex.info(node: h.node.nodeID).machines.isEmpty)
         }
     }

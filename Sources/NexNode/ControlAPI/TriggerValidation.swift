@@ -1,3 +1,4 @@
+import NATSJetStream
 import NATSProtocol
 import NexModels
 
@@ -86,7 +87,7 @@ struct TriggerValidation {
                 return .invalid("give either every (\"10s\") or cron (six fields, seconds first)")
             case (let cron?, nil):
                 let fields = cron.split(whereSeparator: \.isWhitespace)
-                let named = fields.count == 1 && cron.hasPrefix("@")
+                let named = fields.count == 1 && MessageSchedule.cronNames.contains(cron)
                 guard fields.count == 6 || named else {
                     return .invalid(
                         "cron has six fields, seconds first (\"0 */5 * * * *\" is every five minutes); \"\(cron)\" "

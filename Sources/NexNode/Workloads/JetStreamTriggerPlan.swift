@@ -1,3 +1,5 @@
+import Crypto
+import Foundation
 import NATSJetStream
 import NexModels
 
@@ -73,7 +75,7 @@ struct JetStreamTriggerPlan: Sendable {
         maxConcurrency = delivery.maxConcurrency ?? TriggerDelivery.Defaults.maxConcurrency
         deadLetterSubject = delivery.deadLetterSubject
         var config = ConsumerConfig(
-            durableName: delivery.durable ?? Self.durableName(namespace: namespace, name: name, index: index),
+            durableName: Self.durableName(namespace: namespace, name: name, index: index, given: delivery.durable),
             filterSubject: filter, ackPolicy: .explicit)
         config.deliverPolicy = delivery.deliver == "new" ? .new : .all
         config.ackWait = ackWait
@@ -82,13 +84,17 @@ struct JetStreamTriggerPlan: Sendable {
         config.maxDeliver = maxDeliver
         config.maxAckPending = delivery.maxAckPending
         config.inactiveThreshold = duration(delivery.inactiveThreshold, TriggerDelivery.Defaults.inactiveThreshold)
-        config.description = "nex trigger \(index) of \(namespace)/\(name)"
+        config.description =
+            "nex trigger \(index) of \(namespace)/\(name)" + (delivery.durable.map { " (durable \($0))" } ?? "")
         consumer = config
     }
 
-    /// The consumer every copy of a workload shares for its `index`th trigger.
-    static func durableName(namespace: String, name: String, index: Int) -> String {
-        "nex_\(namespace)_\(name)_\(index)"
+    /// The consumer every copy of a workload shares for its `index`th trigger, or the one a trigger names
+    /// (`given`). Derived from the namespace with a hash that no other namespace's names can make, so a tenant
+    /// cannot name (and so join or rewrite) another namespace's consumer: `nex_` and 24 hex digits.
+    static func durableName(namespace: String, name: String, index: Int, given: String? = nil) -> String {
+        let key = given.map { "\(namespace)\u{0}durable\u{0}\($0)" } ?? "\(namespace)\u{0}\(name)\u{0}\(index)"
+        return "nex_" + SHA256.hash(data: Array(key.utf8)).prefix(12).map { String(format: "%02x", $0) }.joined()
     }
 
     var durable: String { consumer.durableName ?? "" }

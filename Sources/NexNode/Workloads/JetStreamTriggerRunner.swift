@@ -45,17 +45,21 @@ final class JetStreamTriggerRunner: Sendable {
     /// Creates (or joins) the trigger's consumer and starts pulling. The refusal says what to fix: a stream
     /// that does not exist, a work-queue stream another consumer already reads, a consumer of that name made
     /// with other settings.
-    static func start(_ plan: JetStreamTriggerPlan, workload: FunctionTarget, client: NATSClient, logger: Logger)
-        async throws(NexError) -> JetStreamTriggerRunner
-    {
+    static func start(
+        _ plan: JetStreamTriggerPlan, workload: FunctionTarget, client: NATSClient, policy: SubjectPolicy,
+        logger: Logger
+    ) async throws(NexError) -> JetStreamTriggerRunner {
         let js = JetStreamContext(client: client)
+        if plan.consumer.filterSubject == nil {
+            try await checkStreamSubjects(plan, namespace: workload.namespace, policy: policy, js)
+        }
         if let schedule = plan.schedule { try await keep(schedule, copy: workload.id, js) }
         let consumer: Consumer
         do {
             consumer = try await js.createOrUpdateConsumer(stream: plan.stream, config: plan.consumer)
-        } catch let e as JetStreamError {
-            throw refusal(plan, e)
         } catch {
+            if let schedule = plan.schedule { await release(schedule, copy: workload.id, js, logger) }
+            if let e = error as? JetStreamError { throw refusal(plan, e) }
             throw NexError(.unavailable, "cannot make the \(plan.type) trigger's consumer on \(plan.stream): \(error)")
         }
         var logger = logger
@@ -69,6 +73,34 @@ final class JetStreamTriggerRunner: Sendable {
         }
         runner.startLoop()
         return runner
+    }
+
+    /// A trigger without a filter reads every subject of its stream: each must pass the subject policy, as a
+    /// filter would (else a stream trigger on `KV_<bucket>` would read a bucket that `$KV` keeps from tenants).
+    private static func checkStreamSubjects(
+        _ plan: JetStreamTriggerPlan, namespace: String, policy: SubjectPolicy, _ js: JetStreamContext
+    ) async throws(NexError) {
+        let subjects: [String]
+        do {
+            subjects = try await js.streamInfo(plan.stream).config.subjects ?? []
+        } catch let e as JetStreamError {
+            throw refusal(plan, e)
+        } catch {
+            throw NexError(.unavailable, "cannot read stream \(plan.stream): \(error)")
+        }
+        guard !subjects.isEmpty else {
+            throw NexError(
+                .invalidRequest,
+                "stream \(plan.stream) has no subjects of its own (a mirror or a sourced stream): give the trigger a "
+                    + "filter_subject")
+        }
+        for subject in subjects {
+            if let refusal = policy.refusal(for: subject, namespace: namespace, use: .trigger) {
+                throw NexError(
+                    refusal.nexError.code,
+                    "stream \(plan.stream) holds \(subject), which this namespace may not read: \(refusal.description)")
+            }
+        }
     }
 
     private static func refusal(_ plan: JetStreamTriggerPlan, _ e: JetStreamError) -> NexError {
@@ -93,10 +125,10 @@ final class JetStreamTriggerRunner: Sendable {
         }
     }
 
-    /// Stops pulling, lets the messages in flight finish (and be acknowledged), and waits for that. When the
-    /// copy is gone for good (`forGood`: stopped, not a node shutting down) and it was the last copy running a
-    /// schedule, the schedule is removed.
-    func drain(forGood: Bool = false) async {
+    /// Stops pulling, lets the messages in flight finish (and be acknowledged), and waits for that. A copy
+    /// that ran a schedule unmarks itself, and the last one removes the schedule (a node that restarts marks
+    /// its copies and stores the schedule again).
+    func drain() async {
         let (loop, advisories) = state.withLock { s in
             s.stopping = true
             s.freed?.yield()  // wakes a loop that waits for a slot
@@ -104,7 +136,7 @@ final class JetStreamTriggerRunner: Sendable {
         }
         advisories?.unsubscribeNow()
         await loop?.value
-        if forGood, let schedule = plan.schedule { await release(schedule) }
+        if let schedule = plan.schedule { await Self.release(schedule, copy: workload.id, js, logger) }
     }
 
     // MARK: Schedules
@@ -153,12 +185,14 @@ final class JetStreamTriggerRunner: Sendable {
     /// This copy no longer runs the schedule; the last copy to go removes it. (A copy that starts at that very
     /// moment may find the schedule gone after it stored it: every copy checks it again every
     /// ``scheduleCheckInterval``.)
-    private func release(_ planned: JetStreamTriggerPlan.PlannedSchedule) async {
+    private static func release(
+        _ planned: JetStreamTriggerPlan.PlannedSchedule, copy: String, _ js: JetStreamContext, _ logger: Logger
+    ) async {
         do {
             try await js.purgeStream(
                 ScheduleStream.name,
                 subject: ScheduleStream.copySubject(
-                    namespace: planned.namespace, name: planned.name, index: planned.index, workloadID: workload.id))
+                    namespace: planned.namespace, name: planned.name, index: planned.index, workloadID: copy))
             let left = try await js.subjectCounts(
                 stream: ScheduleStream.name,
                 filter: ScheduleStream.copiesFilter(
@@ -190,6 +224,7 @@ final class JetStreamTriggerRunner: Sendable {
     private func pullLoop(_ freed: AsyncStream<Void>) async {
         var slotFreed = freed.makeAsyncIterator()
         var nextScheduleCheck = ContinuousClock.now + Self.scheduleCheckInterval
+        var failedPulls = 0
         await withDiscardingTaskGroup { group in
             while true {
                 let (stopping, running) = state.withLock { ($0.stopping, $0.running) }
@@ -206,9 +241,16 @@ final class JetStreamTriggerRunner: Sendable {
                 let batch: [JetStreamMessage]
                 do {
                     batch = try await consumer.fetch(min(free, plan.maxBatch), expires: JetStreamTriggerPlan.pullWait)
+                    failedPulls = 0
                 } catch {
-                    logger.debug("a pull failed; pulling again", metadata: ["error": "\(error)"])
-                    do { try await Task.sleep(for: .milliseconds(500)) } catch { break }  // a server restarting
+                    // A server restarting fails a few; a consumer deleted by hand fails them all: said every 20.
+                    if failedPulls % 20 == 0 {
+                        logger.warning(
+                            "pulls fail; pulling again",
+                            metadata: ["error": "\(error)", "failed": "\(failedPulls + 1)"])
+                    }
+                    failedPulls += 1
+                    do { try await Task.sleep(for: .milliseconds(500)) } catch { break }
                     continue
                 }
                 for message in batch {
@@ -235,6 +277,12 @@ final class JetStreamTriggerRunner: Sendable {
         let outcome = await call(message)
         if outcome.ok {
             await ack(message)
+        } else if outcome.unanswered {
+            // The agent did not answer (it died or is stuck): not the function's failure. The message waits an
+            // ack wait, while the node replaces the agent, rather than using its deliveries up at once.
+            do { try await message.nak(delay: plan.ackWait) } catch {
+                logger.debug("a nak was not sent; ack_wait brings the message back", metadata: ["error": "\(error)"])
+            }
         } else if message.metadata.delivered >= UInt64(plan.maxDeliver) {
             await deadLetter(message, error: outcome.text)
         } else {
@@ -247,9 +295,10 @@ final class JetStreamTriggerRunner: Sendable {
     }
 
     /// Runs the function on `message`, keeping the message in progress meanwhile (well inside `ack_wait`).
-    private func call(_ message: JetStreamMessage) async -> (ok: Bool, text: String) {
+    private func call(_ message: JetStreamMessage) async -> (ok: Bool, unanswered: Bool, text: String) {
         let keepAliveEvery = max(plan.ackWait / 3, .milliseconds(250))
-        return await withTaskGroup(of: Void.self, returning: (ok: Bool, text: String).self) { group in
+        return await withTaskGroup(of: Void.self, returning: (ok: Bool, unanswered: Bool, text: String).self) {
+            group in
             group.addTask {
                 while true {
                     do { try await Task.sleep(for: keepAliveEvery) } catch { return }
@@ -259,14 +308,14 @@ final class JetStreamTriggerRunner: Sendable {
                     }
                 }
             }
-            let outcome: (ok: Bool, text: String)
+            let outcome: (ok: Bool, unanswered: Bool, text: String)
             do {
                 let reply = try await workload.link.trigger(
                     subject: message.subject, payload: message.bytes,
                     context: FunctionContext(message, type: plan.type).json, timeout: Self.callTimeout)
-                outcome = (reply.ok, reply.ok ? "" : String(decoding: reply.body, as: UTF8.self))
+                outcome = (reply.ok, false, reply.ok ? "" : String(decoding: reply.body, as: UTF8.self))
             } catch {
-                outcome = (false, "the function did not answer: \(error)")
+                outcome = (false, true, "the function did not answer: \(error)")
             }
             group.cancelAll()
             return outcome
@@ -322,7 +371,7 @@ final class JetStreamTriggerRunner: Sendable {
         h["Nex-Dead-Letter-Deliveries"] = String(deliveries)
         h["Nex-Dead-Letter-Error"] = error
         // One dead letter per message, whichever node sends it (a stream on the subject drops repeats).
-        h["Nats-Msg-Id"] = "nex-dead-letter-\(plan.stream)-\(sequence)"
+        h["Nats-Msg-Id"] = "nex-dead-letter-\(plan.durable)-\(plan.stream)-\(sequence)"
         var options = PublishOptions()
         options.retryAttempts = 0
         do {
@@ -337,7 +386,6 @@ final class JetStreamTriggerRunner: Sendable {
     /// A message given up by the server (its last delivery timed out, or its node stopped): dead-lettered
     /// from the stream. The copies share the advisories in one queue group, so one node acts on each.
     private func followGivenUpMessages(_ client: NATSClient) async throws {
-        guard let subject = plan.deadLetterSubject else { return }
         let plan = self.plan
         let sub = try await client.subscribe(
             to: ConsumerAdvisory.maxDeliveriesSubject(stream: plan.stream, consumer: plan.durable),
@@ -346,6 +394,12 @@ final class JetStreamTriggerRunner: Sendable {
             let advisory: ConsumerAdvisory.MaxDeliveries
             do { advisory = try JSONDecoder().decode(ConsumerAdvisory.MaxDeliveries.self, from: Data(m.bytes)) } catch {
                 self.logger.debug("an advisory that is not one", metadata: ["error": "\(error)"])
+                return
+            }
+            guard let subject = plan.deadLetterSubject else {
+                self.logger.warning(
+                    "the server gave a message up after its last delivery did not finish (no dead_letter_subject)",
+                    metadata: ["nats.stream_sequence": "\(advisory.streamSequence)"])
                 return
             }
             do {

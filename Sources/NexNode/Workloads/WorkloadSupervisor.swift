@@ -430,7 +430,8 @@ final class WorkloadSupervisor: Sendable {
             do {
                 started.append(
                     try await JetStreamTriggerRunner.start(
-                        plan, workload: target, client: context.events.client, logger: context.logger))
+                        plan, workload: target, client: context.events.client,
+                        policy: context.config.workloadSubjects, logger: context.logger))
             } catch {
                 for runner in started { await runner.drain() }
                 throw error
@@ -445,7 +446,10 @@ final class WorkloadSupervisor: Sendable {
     private func tearDown(_ tearDown: WorkloadLifecycle.TearDown, held: inout Held) async {
         let consumers = held.consumers
         held.consumers = []
-        for runner in consumers { await runner.drain(forGood: tearDown.removeArtifact) }
+        // All at once: a trigger still pulling while another drains would take messages it cannot finish.
+        await withTaskGroup(of: Void.self) { group in
+            for runner in consumers { group.addTask { await runner.drain() } }
+        }
         for task in held.inFlight.values { task.cancel() }
         let agent = tearDown.agent.flatMap { held.agents.removeValue(forKey: $0) }
         if tearDown.stopAgent, let agent {
