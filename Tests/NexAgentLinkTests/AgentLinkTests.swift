@@ -352,7 +352,7 @@ import Testing
         #expect(sent.withLock { $0.count } < frames)
     }
 
-    /// The node's requests reach the agent's control loop in order, and each reply resumes its own caller.
+    /// The node's requests reach the agent's control loop, and each reply resumes its own caller.
     @Test func controlRequestsAreAnsweredByTheAgentsLoop() async throws {
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
         let client = try await AgentLinkClient.start(descriptor: nodeEnd, on: Self.loop)
@@ -382,7 +382,9 @@ import Testing
         async let stopped = client.stop(timeout: .seconds(5))
         #expect(try await beat.message == "w1")
         #expect(try await stopped.ok)
-        #expect(seen.withLock { $0 } == ["deploy", "heartbeat", "stop"])
+        // The heartbeat and the stop are sent at once, from two tasks: either may be first.
+        let order = seen.withLock { $0 }
+        #expect(order.first == "deploy" && order.count == 3 && Set(order.dropFirst()) == ["heartbeat", "stop"])
     }
 
     /// The agent's hello is kept until the node waits for it; the node's welcome reaches the agent's loop.

@@ -61,8 +61,8 @@ public struct DeployValidator: Sendable {
             return .failure(
                 .init(
                     .invalidRequest,
-                    "a \(request.type) function needs at least one trigger (devrun --trigger_subject, --stream, "
-                        + "--kv-watch, --os-watch, --cron or --every)"))
+                    "a \(request.type) function needs at least one trigger subject or trigger (devrun --trigger_subject, "
+                        + "--stream, --kv-watch, --os-watch, --cron or --every)"))
         }
         if !type.isFunction, !(request.triggers ?? []).isEmpty {
             return .failure(
