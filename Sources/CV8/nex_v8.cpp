@@ -208,6 +208,15 @@ std::string describe(v8::Isolate *isolate, v8::Local<v8::Context> context, v8::T
     return text.empty() ? "unknown error" : text;
 }
 
+// Whether a thrown value is an object whose `permanent` property is true: the function says retrying cannot help.
+bool is_permanent(v8::Isolate *isolate, v8::Local<v8::Context> context, v8::Local<v8::Value> thrown) {
+    if (!thrown->IsObject()) return false;
+    v8::TryCatch inner(isolate);  // a throwing getter leaves the first error as it was
+    v8::Local<v8::Value> flag;
+    return thrown.As<v8::Object>()->Get(context, v8::String::NewFromUtf8Literal(isolate, "permanent")).ToLocal(&flag) &&
+           flag->IsTrue();
+}
+
 // __nexLog(level, ...values): the prelude's console methods end here.
 void console(const v8::FunctionCallbackInfo<v8::Value> &info) {
     auto *f = static_cast<nex_js_function *>(info.Data().As<v8::External>()->Value());
@@ -441,6 +450,7 @@ int nex_js_call(nex_js_function *f, const char *subject, const uint8_t *payload,
         Watchdog::shared().add(&watch);
         v8::MaybeLocal<v8::Value> maybe = f->function.Get(isolate)->Call(context, context->Global(), argc, args);
         v8::Local<v8::Value> result;
+        v8::Local<v8::Value> thrown;  // what the function threw or rejected with
         if (maybe.ToLocal(&result) && result->IsPromise()) {
             isolate->PerformMicrotaskCheckpoint();
             auto promise = result.As<v8::Promise>();
@@ -449,12 +459,17 @@ int nex_js_call(nex_js_function *f, const char *subject, const uint8_t *payload,
             } else if (promise->State() == v8::Promise::kRejected) {
                 tc.ReThrow();
                 result = v8::Local<v8::Value>();
-                text = *v8::String::Utf8Value(isolate, promise->Result());
+                thrown = promise->Result();
+                text = *v8::String::Utf8Value(isolate, thrown);
             } else {
                 text = "the function returned a promise that did not settle";
                 result = v8::Local<v8::Value>();
             }
+        } else if (result.IsEmpty() && tc.HasCaught()) {
+            thrown = tc.Exception();
         }
+        // Read while the watchdog still runs: `permanent` may be a getter of the function's own.
+        bool permanent = !thrown.IsEmpty() && !tc.HasTerminated() && is_permanent(isolate, context, thrown);
         Watchdog::shared().remove(&watch);
 
         if (f->heap_exceeded) {
@@ -465,7 +480,7 @@ int nex_js_call(nex_js_function *f, const char *subject, const uint8_t *payload,
             kind = NEX_JS_CPU_LIMIT;
             text = "the function exceeded its CPU limit (" + std::to_string(f->limits.cpu_millis) + " ms)";
         } else if (result.IsEmpty()) {
-            kind = NEX_JS_THREW;
+            kind = permanent ? NEX_JS_PERMANENT : NEX_JS_THREW;
             if (text.empty()) text = describe(isolate, context, tc);
         } else if (result->IsNullOrUndefined()) {
             kind = NEX_JS_EMPTY;

@@ -208,11 +208,13 @@ public final class NexAgent: Sendable {
     /// Runs the function for one trigger, on a link worker's thread: the reply, or the error text.
     func runTrigger(_ trigger: Trigger) -> AgentLinkServer.Outcome {
         guard let runner = state.withLock({ $0.runner }) as? any FunctionRunner else {
-            return (false, 0, Array("this workload is not a function".utf8))
+            return .init(ok: false, elapsedNanos: 0, body: Array("this workload is not a function".utf8))
         }
         let result = runner.run(trigger)
-        if let error = result.error { return (false, result.elapsedNanos, Array(error.utf8)) }
-        return (true, result.elapsedNanos, result.reply ?? [])
+        if let error = result.error {
+            return .init(ok: false, elapsedNanos: result.elapsedNanos, body: Array(error.utf8), permanent: result.permanent)
+        }
+        return .init(ok: true, elapsedNanos: result.elapsedNanos, body: result.reply ?? [])
     }
 
     func stopWorkload() async {

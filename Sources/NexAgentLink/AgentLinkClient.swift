@@ -21,6 +21,9 @@ public final class AgentLinkClient: Sendable {
         public var elapsedNanos: Int64
         /// The reply, or the error text.
         public var body: [UInt8]
+        /// A failure the function marked as one that retrying cannot help (a JavaScript error with
+        /// `permanent: true`, a WebAssembly exit with code 65).
+        public var permanent = false
     }
 
     /// Answers one host call: the result as JSON (`ok`), or the error text.
@@ -407,8 +410,9 @@ final class AgentFrameHandler: ChannelInboundHandler, Sendable {
             return fail(context, "the agent sent \(frame.kindName) before its hello")
         }
         switch frame {
-        case .result(let id, let ok, let elapsed, let body):
-            triggers.resolve(id, AgentLinkClient.Reply(ok: ok, elapsedNanos: elapsed, body: body))
+        case .result(let id, let ok, let elapsed, let body, let permanent):
+            triggers.resolve(
+                id, AgentLinkClient.Reply(ok: ok, elapsedNanos: elapsed, body: body, permanent: permanent && !ok))
         case .reply(let id, let answer):
             requests.resolve(id, answer)
         case .log(let level, let text):

@@ -22,7 +22,22 @@ import Synchronization
 /// worker waits: a trigger it reads meanwhile is handed to the next free worker, ahead of the socket.
 public final class AgentLinkServer: Sendable {
     /// What a trigger produced: the reply (`ok`) or the error text, and the time the function ran.
-    public typealias Outcome = (ok: Bool, elapsedNanos: Int64, body: [UInt8])
+    /// What one trigger came to: the reply, or the error text (and whether retrying it could help).
+    public struct Outcome: Sendable {
+        public var ok: Bool
+        public var elapsedNanos: Int64
+        /// The reply, or the error text.
+        public var body: [UInt8]
+        /// A failure the function marked as one that retrying cannot help.
+        public var permanent: Bool
+
+        public init(ok: Bool, elapsedNanos: Int64, body: [UInt8], permanent: Bool = false) {
+            self.ok = ok
+            self.elapsedNanos = elapsedNanos
+            self.body = body
+            self.permanent = permanent
+        }
+    }
     /// Runs one trigger: subject, payload and the node's trace context.
     public typealias Run =
         @Sendable (
@@ -248,7 +263,10 @@ public final class AgentLinkServer: Sendable {
                     continue
                 }
                 let outcome = run(subject, payload, traceParent, context)
-                socket.send(.result(id: id, ok: outcome.ok, elapsedNanos: outcome.elapsedNanos, body: outcome.body))
+                socket.send(
+                    .result(
+                        id: id, ok: outcome.ok, elapsedNanos: outcome.elapsedNanos, body: outcome.body,
+                        permanent: outcome.permanent))
             case .idle:
                 if let failure = waiter.wait() { end("cannot wait for the link: \(failure)") }
             case .ended:

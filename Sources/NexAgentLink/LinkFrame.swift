@@ -25,7 +25,7 @@ public enum LinkFrame: Equatable, Sendable {
     /// `context`: what the function gets as its third argument, as JSON (where a stream message came from).
     case trigger(id: UInt64, subject: String, payload: [UInt8], traceParent: String? = nil, context: [UInt8]? = nil)
     /// Agent → node: the answer to trigger `id`: the reply (`ok`) or the error text.
-    case result(id: UInt64, ok: Bool, elapsedNanos: Int64, body: [UInt8])
+    case result(id: UInt64, ok: Bool, elapsedNanos: Int64, body: [UInt8], permanent: Bool = false)
     /// Agent → node: a host-service call of the function (`id`: the agent's). Answered with `hostAnswer`.
     case hostCall(id: UInt64, HostCall)
     /// Node → agent: the answer to host call `id`: the result as JSON (`ok`), or the error text.
@@ -89,7 +89,7 @@ public enum LinkFrame: Equatable, Sendable {
     public var id: UInt64 {
         switch self {
         case .deploy(let id, _), .stop(let id), .heartbeat(let id), .reply(let id, _), .hostCall(let id, _),
-            .hostAnswer(let id, _, _), .trigger(let id, _, _, _, _), .result(let id, _, _, _):
+            .hostAnswer(let id, _, _), .trigger(let id, _, _, _, _), .result(let id, _, _, _, _):
             id
         case .hello, .welcome, .log, .exited: 0
         }
@@ -145,9 +145,10 @@ public enum LinkFrame: Equatable, Sendable {
                 out += context
             }
             out += payload
-        case .result(_, let ok, let elapsedNanos, let reply):
+        case .result(_, let ok, let elapsedNanos, let reply, let permanent):
+            // 0 failed, 1 ok, 2 failed for good (a failure the function marked permanent).
             out = Self.begin(.result, id, capacity: 9 + reply.count)
-            out.append(ok ? 1 : 0)
+            out.append(ok ? 1 : permanent ? 2 : 0)
             Self.append(UInt64(bitPattern: elapsedNanos), to: &out)
             out += reply
         case .hostCall(_, let call):
@@ -268,9 +269,10 @@ public enum LinkFrame: Equatable, Sendable {
             }
             return .trigger(id: id, subject: subject, payload: reader.rest(), traceParent: trace, context: context)
         case .result:
-            let ok = try reader.flag()
+            let status = try reader.integer(UInt8.self, "a truncated result")
+            guard status <= 2 else { throw MalformedFrame(description: "a result status of \(status)") }
             let elapsed = Int64(bitPattern: try reader.integer(UInt64.self, "a truncated result"))
-            return .result(id: id, ok: ok, elapsedNanos: elapsed, body: reader.rest())
+            return .result(id: id, ok: status == 1, elapsedNanos: elapsed, body: reader.rest(), permanent: status == 2)
         case .hostCall:
             let service = try reader.text(Int(try reader.integer(UInt8.self, "a truncated host call")), "service")
             let method = try reader.text(Int(try reader.integer(UInt8.self, "a truncated host call")), "method")

@@ -38,6 +38,11 @@ struct TriggerOptions: ParsableArguments {
     @Option(name: .customLong("dead-letter"), help: "Where a message that keeps failing is published.")
     var deadLetter: String?
 
+    @Option(
+        name: .customLong("ack-wait"),
+        help: "How long a message of a node that died waits before another copy gets it (default 30s).")
+    var ackWait: String?
+
     @Option(name: .customLong("max-batch"), help: "Messages asked for per pull (default 1).")
     var maxBatch: Int?
 
@@ -51,6 +56,7 @@ struct TriggerOptions: ParsableArguments {
         d.maxDeliver = maxDeliver
         d.backoff = backoff.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         d.deadLetterSubject = deadLetter
+        d.ackWait = ackWait
         d.maxBatch = maxBatch
         d.maxConcurrency = maxConcurrency
         return d
@@ -82,7 +88,7 @@ struct TriggerOptions: ParsableArguments {
         }
         if triggers.isEmpty, delivery != TriggerDelivery() {
             throw ValidationError(
-                "--durable, --max-deliver, --backoff, --dead-letter, --max-batch and --max-concurrency go with "
+                "--durable, --max-deliver, --backoff, --dead-letter, --ack-wait, --max-batch and --max-concurrency go with "
                     + "--stream, --kv-watch, --os-watch, --cron or --every")
         }
         if let cron, !cron.hasPrefix("@"), cron.split(whereSeparator: \.isWhitespace).count != 6 {

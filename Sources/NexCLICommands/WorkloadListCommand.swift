@@ -62,7 +62,33 @@ struct WorkloadCommand: AsyncParsableCommand {
                                 $0.healthy.map { $0 ? "healthy" : "unhealthy" } ?? "-",
                             ]
                         }))
+                let triggers = Self.triggerRows(rows)
+                if !triggers.isEmpty {
+                    Output.say("")
+                    Output.say(
+                        Output.table(
+                            ["NAME", "TRIGGER", "SOURCE", "CONSUMER", "PENDING", "ACK PENDING", "REDELIVERED"],
+                            triggers))
+                }
             }
+        }
+
+        /// One row per trigger of the listed workloads; the copies of a workload share their consumers, so
+        /// each trigger is listed once, with the counts of the first node that gave them.
+        static func triggerRows(_ rows: [ListedWorkload]) -> [[String]] {
+            var seen: Set<[String]> = []
+            var out: [[String]] = []
+            for row in rows {
+                for t in row.triggers ?? [] {
+                    let key = [row.namespace, row.name, t.type, t.source]
+                    guard seen.insert(key).inserted else { continue }
+                    out.append([
+                        row.name, t.type, t.source, t.consumer ?? "-", t.pending.map { "\($0)" } ?? "-",
+                        t.ackPending.map { "\($0)" } ?? "-", t.redelivered.map { "\($0)" } ?? "-",
+                    ])
+                }
+            }
+            return out
         }
 
         /// Each workload with its node, and its uptime and health from that node's INFO (missing when the node
@@ -82,7 +108,8 @@ struct WorkloadCommand: AsyncParsableCommand {
                     let machine = infos[node.nodeID]?.machines.first { $0.workload.id == m.id }
                     return ListedWorkload(
                         nodeID: node.nodeID, id: m.id, namespace: m.namespace, name: m.name, type: m.type,
-                        uptime: machine?.workload.uptime, healthy: machine?.healthy)
+                        uptime: machine?.workload.uptime, healthy: machine?.healthy,
+                        triggers: machine?.workload.triggers)
                 }
             }.sorted { ($0.name, $0.nodeID, $0.id) < ($1.name, $1.nodeID, $1.id) }
         }
@@ -99,9 +126,11 @@ struct ListedWorkload: Encodable {
     /// Go duration text, as INFO gives it.
     var uptime: String?
     var healthy: Bool?
+    /// A function's triggers and its consumers' counts, as its node's INFO gave them.
+    var triggers: [TriggerStatus]?
 
     enum CodingKeys: String, CodingKey {
         case nodeID = "node_id"
-        case id, namespace, name, type, uptime, healthy
+        case id, namespace, name, type, uptime, healthy, triggers
     }
 }

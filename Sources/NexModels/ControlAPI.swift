@@ -118,10 +118,12 @@ public struct WorkloadDescription: Codable, Sendable, Equatable {
     /// The public key of the account that deployed it: an extension (Nex omits it), so a redeploy knows which
     /// copies are its own to replace. Absent from nodes that do not send it.
     public var issuer: String?
+    /// A function's triggers, with its JetStream consumers' counts: an extension (Nex omits it).
+    public var triggers: [TriggerStatus]?
 
     public init(
         id: String, name: String, description: String?, essential: Bool?, hash: String, runtime: String,
-        uptime: String, type: String, issuer: String? = nil
+        uptime: String, type: String, issuer: String? = nil, triggers: [TriggerStatus]? = nil
     ) {
         self.id = id
         self.name = name
@@ -132,6 +134,7 @@ public struct WorkloadDescription: Codable, Sendable, Equatable {
         self.uptime = uptime
         self.type = type
         self.issuer = issuer
+        self.triggers = triggers
     }
 }
 

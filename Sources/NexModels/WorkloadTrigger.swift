@@ -44,6 +44,58 @@ public enum WorkloadTrigger: Sendable, Equatable {
     }
 }
 
+extension WorkloadTrigger {
+    /// What the trigger reads, in a few words: `orders.new`, `ORDERS orders.>`, `settings feature.>`,
+    /// `uploads`, `every 1s`, `cron 0 0 * * * * Europe/Berlin`.
+    public var source: String {
+        switch self {
+        case .subject(let t): t.queue.map { "\(t.subject) (queue \($0))" } ?? t.subject
+        case .stream(let t): t.filterSubject.map { "\(t.stream) \($0)" } ?? t.stream
+        case .keyValue(let t): "\(t.bucket) \(t.key ?? ">")"
+        case .objectStore(let t): t.bucket
+        case .schedule(let t):
+            if let every = t.every {
+                "every \(every)"
+            } else {
+                "cron \(t.cron ?? "")" + (t.timezone.map { " \($0)" } ?? "")
+            }
+        }
+    }
+}
+
+/// A trigger as INFO describes it: what it reads and, for a JetStream trigger, its consumer's counts.
+public struct TriggerStatus: Codable, Sendable, Equatable {
+    /// As in the deploy: `subject`, `stream`, `kv`, `object_store` or `schedule`.
+    public var type: String
+    /// What it reads (``WorkloadTrigger/source``).
+    public var source: String
+    /// The durable consumer every copy shares (nil for a subject trigger).
+    public var consumer: String?
+    /// Messages the consumer has not delivered yet (nil when the consumer could not be read).
+    public var pending: UInt64?
+    /// Messages delivered and not yet acknowledged, across every copy.
+    public var ackPending: Int?
+    /// Messages delivered more than once, not yet acknowledged.
+    public var redelivered: Int?
+
+    public init(
+        type: String, source: String, consumer: String? = nil, pending: UInt64? = nil, ackPending: Int? = nil,
+        redelivered: Int? = nil
+    ) {
+        self.type = type
+        self.source = source
+        self.consumer = consumer
+        self.pending = pending
+        self.ackPending = ackPending
+        self.redelivered = redelivered
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, source, consumer, pending, redelivered
+        case ackPending = "ack_pending"
+    }
+}
+
 /// A core NATS subject trigger.
 public struct SubjectTrigger: Codable, Sendable, Equatable {
     public var subject: String

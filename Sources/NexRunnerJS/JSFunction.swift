@@ -22,6 +22,8 @@ public final class JSFunction: @unchecked Sendable {
         case reply([UInt8])
         /// The function threw: message and stack.
         case threw(String)
+        /// The function threw an error with `permanent: true`: retrying it cannot help (message and stack).
+        case threwPermanently(String)
         /// Terminated at a limit (CPU or heap); the engine stays usable.
         case limitExceeded(String)
     }
@@ -101,6 +103,7 @@ public final class JSFunction: @unchecked Sendable {
         case Int(NEX_JS_BYTES.rawValue): return .reply(bytes)
         case Int(NEX_JS_EMPTY.rawValue): return .reply([])
         case Int(NEX_JS_THREW.rawValue): return .threw(String(decoding: bytes, as: UTF8.self))
+        case Int(NEX_JS_PERMANENT.rawValue): return .threwPermanently(String(decoding: bytes, as: UTF8.self))
         default: return .limitExceeded(String(decoding: bytes, as: UTF8.self))
         }
     }

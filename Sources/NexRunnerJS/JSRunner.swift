@@ -69,6 +69,7 @@ public final class JSRunner: FunctionRunner {
             switch f.call(subject: trigger.subject, payload: trigger.payload, context: trigger.context) {
             case .reply(let bytes): .success(bytes)
             case .threw(let error), .limitExceeded(let error): .failure(TriggerFailure(error))
+            case .threwPermanently(let error): .failure(TriggerFailure(error, permanent: true))
             }
         }
     }

@@ -25,6 +25,8 @@ public final class WasmFunction: @unchecked Sendable {
         case reply([UInt8])
         /// A non-zero exit (code and stderr), a trap, or a limit.
         case failed(String)
+        /// An exit with code 65 (EX_DATAERR): the module says retrying cannot help.
+        case failedPermanently(String)
     }
 
     /// Handles `nex.host_call`: service, method and a JSON array of arguments in, JSON result out; throw to
@@ -82,11 +84,13 @@ public final class WasmFunction: @unchecked Sendable {
         }
     }
 
-    /// Runs the module once for `subject` with `payload` on stdin.
-    public func call(subject: String, payload: [UInt8]) -> Outcome {
-        switch engine.call(subject: subject, payload: payload) {
+    /// Runs the module once for `subject` with `payload` on stdin, and `context` (a JetStream trigger's, as
+    /// JSON) in the environment variable `NEX_TRIGGER_CONTEXT`.
+    public func call(subject: String, payload: [UInt8], context: [UInt8]? = nil) -> Outcome {
+        switch engine.call(subject: subject, payload: payload, context: context) {
         case .reply(let bytes): .reply(bytes)
         case .threw(let message), .limitExceeded(let message): .failed(message)
+        case .threwPermanently(let message): .failedPermanently(message)
         }
     }
 

@@ -56,9 +56,10 @@ public final class WasmRunner: FunctionRunner {
             return .failure("the function is not running", elapsedNanos: 0)
         }
         return pool.run(trigger) { f in
-            switch f.call(subject: trigger.subject, payload: trigger.payload) {
+            switch f.call(subject: trigger.subject, payload: trigger.payload, context: trigger.context) {
             case .reply(let bytes): .success(bytes)
             case .failed(let error): .failure(TriggerFailure(error))
+            case .failedPermanently(let error): .failure(TriggerFailure(error, permanent: true))
             }
         }
     }

@@ -77,13 +77,15 @@ public struct TriggerResult: Sendable, Equatable {
     public var error: String?
     /// Time spent running the function.
     public var elapsedNanos: Int64
+    /// A failure the function marked as one that retrying cannot help.
+    public var permanent = false
 
     public static func success(_ reply: [UInt8], elapsedNanos: Int64) -> TriggerResult {
         TriggerResult(reply: reply, error: nil, elapsedNanos: elapsedNanos)
     }
 
-    public static func failure(_ error: String, elapsedNanos: Int64) -> TriggerResult {
-        TriggerResult(reply: nil, error: error, elapsedNanos: elapsedNanos)
+    public static func failure(_ error: String, elapsedNanos: Int64, permanent: Bool = false) -> TriggerResult {
+        TriggerResult(reply: nil, error: error, elapsedNanos: elapsedNanos, permanent: permanent)
     }
 }
 
@@ -96,7 +98,7 @@ extension TriggerResult {
         let nanos = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
         switch outcome {
         case .success(let bytes): return .success(bytes, elapsedNanos: max(nanos, 1))
-        case .failure(let failure): return .failure(failure.message, elapsedNanos: nanos)
+        case .failure(let failure): return .failure(failure.message, elapsedNanos: nanos, permanent: failure.permanent)
         }
     }
 }
@@ -104,5 +106,10 @@ extension TriggerResult {
 /// Why a function run failed (message and stack, or the limit it hit).
 public struct TriggerFailure: Error, Sendable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// Retrying cannot help (the function said so): a JetStream trigger dead-letters the message at once.
+    public var permanent: Bool
+    public init(_ message: String, permanent: Bool = false) {
+        self.message = message
+        self.permanent = permanent
+    }
 }

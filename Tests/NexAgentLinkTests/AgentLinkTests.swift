@@ -20,6 +20,7 @@ import Testing
             traceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         .result(id: 7, ok: true, elapsedNanos: 123_456, body: Array("reply".utf8)),
         .result(id: 8, ok: false, elapsedNanos: -1, body: []),
+        .result(id: 9, ok: false, elapsedNanos: 5, body: Array("bad input".utf8), permanent: true),
         .log(level: 8, text: Array("oops: é".utf8)),
         .log(level: -4, text: []),
         .hello(AgentHandshake(id: "a1", version: "0.1.0", pid: 42, startupMillis: 1.5, protocolVersion: 2)),
@@ -68,9 +69,9 @@ import Testing
         [0, 0, 0, 11, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],  // traced trigger without a trace length
         [0, 0, 0, 12, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],  // traced trigger with an empty trace context
         [0, 0, 0, 12, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 5],  // trace context longer than the frame
-        // Found by scripts/fuzz.sh (agentlink): a subject that is not UTF-8, and a result flag other than 0 or 1.
+        // Found by scripts/fuzz.sh (agentlink): a subject that is not UTF-8, and a result status other than 0, 1 or 2.
         [0, 0, 0, 14, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 0x66, 0xff, 0x6f],
-        [0, 0, 0, 18, 2, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 18, 2, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0],
         [0, 0, 0, 9, 8, 0, 0, 0, 0, 0, 0, 0, 0],  // a stop without an id
         [0, 0, 0, 10, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0],  // a stop with a body
         [0, 0, 0, 11, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0x7b, 0x7d],  // a hello that is not an agent's handshake
@@ -104,7 +105,7 @@ import Testing
     /// A node end and an agent end over a real socketpair; the agent echoes with the subject appended.
     func withLink<T>(
         _ run: @escaping @Sendable (String, [UInt8], String?) -> AgentLinkServer.Outcome = { subject, payload, _ in
-            (true, 42, payload + Array(subject.utf8))
+            .init(ok: true, elapsedNanos: 42, body: payload + Array(subject.utf8))
         }, _ body: (AgentLinkClient) async throws -> T
     ) async throws -> T {
         let (nodeEnd, agentFD) = try LinkSocket.socketPair()
@@ -148,7 +149,7 @@ import Testing
         weak var served: AgentLinkServer?
         do {
             let server = AgentLinkServer.serve(
-                LinkSocket(fd: agentFD), run: { _, payload, _, _ in (barrier.arriveAndWait(), 0, payload) },
+                LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: barrier.arriveAndWait(), elapsedNanos: 0, body: payload) },
                 control: { _ in }, onEnd: { ended.yield($0) })
             server.growWorkers(to: 3)
             server.send(Self.hello)
@@ -229,7 +230,7 @@ import Testing
             LinkSocket(fd: agentFD),
             run: { _, payload, _, _ in
                 logging(server.withLock { $0 })
-                return (true, 1, payload)
+                return .init(ok: true, elapsedNanos: 1, body: payload)
             }, control: { _ in }, onEnd: { _ in })
         serving.send(Self.hello)
         server.withLock { $0 = serving }
@@ -269,16 +270,22 @@ import Testing
     }
 
     @Test func failuresCarryTheirText() async throws {
-        try await withLink({ _, _, _ in (false, 5, Array("Error: boom".utf8)) }) { client in
+        try await withLink({ _, _, _ in .init(ok: false, elapsedNanos: 5, body: Array("Error: boom".utf8)) }) { client in
             let reply = try await client.trigger(subject: "s", payload: [], timeout: .seconds(5))
-            #expect(!reply.ok && String(decoding: reply.body, as: UTF8.self) == "Error: boom")
+            #expect(!reply.ok && !reply.permanent && String(decoding: reply.body, as: UTF8.self) == "Error: boom")
+        }
+        // A failure the function marked permanent arrives so.
+        try await withLink({ _, _, _ in .init(ok: false, elapsedNanos: 5, body: Array("bad".utf8), permanent: true) }) {
+            client in
+            let reply = try await client.trigger(subject: "s", payload: [], timeout: .seconds(5))
+            #expect(!reply.ok && reply.permanent)
         }
     }
 
     @Test func aSilentAgentTimesOut() async throws {
         try await withLink({ _, _, _ in
             Thread.sleep(forTimeInterval: 3)
-            return (true, 0, [])
+            return .init(ok: true, elapsedNanos: 0, body: [])
         }) { client in
             // The agent answers after 3 s: a call that throws did not wait for it (no clock needed to show it,
             // and none to flake on a loaded machine).
@@ -360,7 +367,7 @@ import Testing
         let server = Shared<AgentLinkServer?>(nil)
         let seen = Shared<[String]>([])
         let serving = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _, _ in (true, 0, payload) },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) },
             control: { frame in
                 seen.withLock { $0.append(frame.kindName) }
                 let link = server.withLock { $0 }
@@ -394,7 +401,7 @@ import Testing
         defer { client.close() }
         let (welcomes, welcomed) = AsyncStream.makeStream(of: AgentResponse.self)
         let server = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _, _ in (true, 0, payload) },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) },
             control: { frame in if case .welcome(let answer) = frame { welcomed.yield(answer) } }, onEnd: { _ in })
         let hello = AgentHandshake(id: "a1", version: "0.1.0", pid: 7, startupMillis: 2, protocolVersion: 2)
         #expect(server.send(.hello(hello)))
@@ -440,11 +447,11 @@ import Testing
         let serving = AgentLinkServer.serve(
             LinkSocket(fd: agentFD),
             run: { subject, payload, _, _ in
-                guard let link = server.withLock({ $0 }) else { return (false, 0, []) }
+                guard let link = server.withLock({ $0 }) else { return .init(ok: false, elapsedNanos: 0, body: []) }
                 let call = LinkFrame.HostCall(service: "kv", method: "get", arguments: payload)
                 switch link.hostCall(call, timeout: .seconds(10)) {
-                case .success(let answer): return (answer.ok, 0, answer.body + Array(subject.utf8))
-                case .failure(let failure): return (false, 0, Array("\(failure)".utf8))
+                case .success(let answer): return .init(ok: answer.ok, elapsedNanos: 0, body: answer.body + Array(subject.utf8))
+                case .failure(let failure): return .init(ok: false, elapsedNanos: 0, body: Array("\(failure)".utf8))
                 }
             }, control: { _ in }, onEnd: { _ in })
         serving.send(Self.hello)
@@ -464,7 +471,7 @@ import Testing
         let client = try await AgentLinkClient.start(
             descriptor: nodeEnd, on: Self.loop, handlers: .init(hostCall: { _, _ in }))
         let server = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _, _ in (true, 0, payload) }, control: { _ in },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) }, control: { _ in },
             onEnd: { _ in })
         server.send(Self.hello)
         let call = LinkFrame.HostCall(service: "kv", method: "get", arguments: Array("[]".utf8))
@@ -497,7 +504,7 @@ import Testing
                 exited: { code, message in report.yield("exited \(code) \(message)") }))
         defer { client.close() }
         let server = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _, _ in (true, 0, payload) }, control: { _ in },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) }, control: { _ in },
             onEnd: { _ in })
         server.send(Self.hello)
         server.sendLog(level: 0, text: "last words")
@@ -522,7 +529,7 @@ import Testing
         defer { close(node) }
         let (reasons, reason) = AsyncStream.makeStream(of: String.self)
         AgentLinkServer.serve(
-            LinkSocket(fd: agent), run: { _, payload, _, _ in (true, 0, payload) }, control: { _ in },
+            LinkSocket(fd: agent), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) }, control: { _ in },
             onEnd: { reason.yield($0) })
         let result = LinkFrame.result(id: 1, ok: true, elapsedNanos: 0, body: []).encoded()
         _ = result.withUnsafeBytes { write(node, $0.baseAddress, $0.count) }

@@ -20,6 +20,38 @@ import Testing
         #expect(two.call(subject: "s", payload: [], context: Array("{}".utf8)) == .reply(Array("s".utf8)))
     }
 
+    /// An error with `permanent: true`, thrown or rejected, is a permanent failure (retrying cannot help);
+    /// any other error, or a `permanent` that is not `true`, is an ordinary one. A getter that throws does not
+    /// replace the error.
+    @Test func aPermanentErrorSaysSo() throws {
+        let thrown = try run("(s, p) => { const e = new Error('bad input'); e.permanent = true; throw e; }")
+        guard case .threwPermanently(let text) = thrown else {
+            Issue.record("expected a permanent failure, got \(thrown)")
+            return
+        }
+        #expect(text.contains("bad input"))
+        let rejected = try run("async (s, p) => { throw Object.assign(new Error('no'), {permanent: true}); }")
+        guard case .threwPermanently = rejected else {
+            Issue.record("expected a permanent rejection, got \(rejected)")
+            return
+        }
+        guard case .threw = try run("(s, p) => { throw Object.assign(new Error('x'), {permanent: 'yes'}); }") else {
+            Issue.record("only `permanent: true` is permanent")
+            return
+        }
+        guard case .threw = try run("(s, p) => { throw new Error('try again'); }") else {
+            Issue.record("an ordinary error is not permanent")
+            return
+        }
+        let getter = try run(
+            "(s, p) => { const e = new Error('first'); Object.defineProperty(e, 'permanent', {get() { throw 1; }}); throw e; }")
+        guard case .threw(let first) = getter else {
+            Issue.record("a throwing getter is not permanent, got \(getter)")
+            return
+        }
+        #expect(first.contains("first"), "\(first)")
+    }
+
     @Test func echoAndReplyConversions() throws {
         #expect(try run("(subject, payload) => payload", "heya") == .reply(Array("heya".utf8)))
         #expect(try run("(subject, payload) => subject") == .reply(Array("js.echo".utf8)))

@@ -108,6 +108,24 @@ import Testing
         #expect(throws: WasmError.self) { try WasmModuleRewrite.prepare(Array("\0asm".utf8), limitBytes: 1 << 20) }
     }
 
+    /// Exit code 65 is a permanent failure; a JetStream trigger's context is in `NEX_TRIGGER_CONTEXT`, and
+    /// absent without one.
+    @Test func permanentExitsAndTheTriggerContext() throws {
+        let f = try WasmFunction(bytes: try Self.module("limits"))
+        guard case .failedPermanently(let text) = f.call(subject: "t.bad", payload: []) else {
+            Issue.record("expected a permanent failure")
+            return
+        }
+        #expect(text.contains("exited with code 65") && text.contains("can never work"), "\(text)")
+        guard case .failed = f.call(subject: "t.fail", payload: []) else {
+            Issue.record("exit code 3 is an ordinary failure")
+            return
+        }
+        let context = #"{"stream":"ORDERS","delivered":2}"#
+        #expect(f.call(subject: "t.context", payload: [], context: Array(context.utf8)) == .reply(Array(context.utf8)))
+        #expect(f.call(subject: "t.context", payload: []) == .reply([]))
+    }
+
     @Test func limitsAndFailuresAreAnswersNotCrashes() throws {
         var limits = WasmFunction.Limits()
         limits.cpuMillis = 300

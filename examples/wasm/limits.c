@@ -2,6 +2,8 @@
 //   *.loop  spins forever (stopped by the CPU-time limit, cpu_ms)
 //   *.grow  allocates until memory runs out (stopped by the memory cap), then exits 2
 //   *.fail  writes to stderr and exits 3
+//   *.bad   writes to stderr and exits 65: a permanent failure (a JetStream trigger dead-letters at once)
+//   *.context  answers its trigger's context, NEX_TRIGGER_CONTEXT (empty without one)
 //   *.state counts its calls in a static and leaves a mark in zeroed memory: a new instance per trigger
 //           always answers "calls=1 memory=clean"
 //   else    answers "ok"
@@ -40,6 +42,15 @@ int main(int argc, char **argv) {
     if (ends_with(subject, ".fail")) {
         fprintf(stderr, "failing on purpose\n");
         return 3;
+    }
+    if (ends_with(subject, ".bad")) {
+        fprintf(stderr, "this input can never work\n");
+        return 65;
+    }
+    if (ends_with(subject, ".context")) {
+        const char *context = getenv("NEX_TRIGGER_CONTEXT");
+        fputs(context ? context : "", stdout);
+        return 0;
     }
     if (ends_with(subject, ".state")) {
         calls++;

@@ -32,7 +32,8 @@ enum nex_js_result_kind {
     NEX_JS_EMPTY = 1,     // undefined or null: an empty reply
     NEX_JS_THREW = 2,     // a thrown error: message and stack
     NEX_JS_CPU_LIMIT = 3, // terminated at the CPU limit
-    NEX_JS_HEAP_LIMIT = 4 // terminated at the heap limit (the function is rebuilt before its next call)
+    NEX_JS_HEAP_LIMIT = 4, // terminated at the heap limit (the function is rebuilt before its next call)
+    NEX_JS_PERMANENT = 5   // a thrown error with `permanent: true` (retrying cannot help): message and stack
 };
 
 /// Starts V8 once per process (idempotent, thread-safe).

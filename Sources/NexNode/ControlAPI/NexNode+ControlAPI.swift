@@ -64,15 +64,18 @@ extension NexNode {
 
     func infoResponse(_ m: NATSMessage) async -> InfoResponse {
         let namespace = Self.namespace(of: m.subject)
-        let machines = (await runtime?.manager.all(in: namespace) ?? []).map { w in
+        var machines: [MachineInfo] = []
+        for w in await runtime?.manager.all(in: namespace) ?? [] {
             let up = GoDuration.format(nanoseconds: Int64(Date().timeIntervalSince(w.since) * 1e9))
             let running = if case .running = w.status { true } else { false }
-            return MachineInfo(
-                id: w.status.agent ?? w.id, healthy: running && w.healthy, uptime: up, namespace: w.record.namespace,
-                workload: WorkloadDescription(
-                    id: w.id, name: w.record.name, description: w.record.request.description,
-                    essential: w.record.essential, hash: w.record.hash, runtime: up, uptime: up, type: w.record.type,
-                    issuer: w.issuer))
+            machines.append(
+                MachineInfo(
+                    id: w.status.agent ?? w.id, healthy: running && w.healthy, uptime: up,
+                    namespace: w.record.namespace,
+                    workload: WorkloadDescription(
+                        id: w.id, name: w.record.name, description: w.record.request.description,
+                        essential: w.record.essential, hash: w.record.hash, runtime: up, uptime: up,
+                        type: w.record.type, issuer: w.issuer, triggers: await triggerStatuses(w.record))))
         }
         return InfoResponse(
             availableAgents: await runtime?.pool.available ?? 0,

@@ -18,6 +18,8 @@ public final class NodeMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
     private let state = Mutex(State())
+    /// The series of stream, key-value, object-store and schedule triggers.
+    let triggers: TriggerMetrics
 
     /// Function durations, in seconds: from a cached V8 call to a slow host-service round trip.
     static let durationBuckets: [Duration] = [
@@ -29,8 +31,10 @@ public final class NodeMetrics: Sendable {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets[Name.functionDuration] = Self.durationBuckets
+        factory.durationHistogramBuckets[TriggerMetrics.Name.duration] = Self.durationBuckets
         self.registry = registry
         self.factory = factory
+        self.triggers = TriggerMetrics(factory: factory)
         // Both outcomes exist from the start, at 0: a rate over a series that appears later misses its start.
         let deploys = [true, false].map { accepted in
             (
@@ -196,6 +200,7 @@ public final class NodeMetrics: Sendable {
             series.duration.destroy()
             s.functions[name] = nil
         }
+        triggers.keep(only: snapshot.present)
         updateUsage(&s, with: snapshot.usage, sandboxes: snapshot.sandboxes, present: snapshot.present)
         updateNATS(&s, with: snapshot.nats)
     }

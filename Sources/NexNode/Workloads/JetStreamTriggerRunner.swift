@@ -13,13 +13,15 @@ import Synchronization
 /// the messages in flight finish, and waits for it.
 final class JetStreamTriggerRunner: Sendable {
     let plan: JetStreamTriggerPlan
-    private let js: JetStreamContext
+    let js: JetStreamContext
     private let consumer: Consumer
-    private let workload: FunctionTarget
-    private let logger: Logger
-    private let state = Mutex(State())
+    let workload: FunctionTarget
+    let logger: Logger
+    let metrics: TriggerMetrics.Series
+    private let nodeMetrics: NodeMetrics
+    let state = Mutex(State())
 
-    private struct State {
+    struct State {
         var stopping = false
         var running = 0
         var loop: Task<Void, Never>?
@@ -33,13 +35,18 @@ final class JetStreamTriggerRunner: Sendable {
 
     private init(
         plan: JetStreamTriggerPlan, js: JetStreamContext, consumer: Consumer, workload: FunctionTarget,
-        logger: Logger
+        logger: Logger, metrics: NodeMetrics
     ) {
         self.plan = plan
         self.js = js
         self.consumer = consumer
         self.workload = workload
         self.logger = logger
+        self.nodeMetrics = metrics
+        self.metrics = metrics.triggers.series(
+            for: .init(
+                workload: WorkloadName(namespace: workload.namespace, workload: workload.name), consumer: plan.durable,
+                type: plan.type))
     }
 
     /// Creates (or joins) the trigger's consumer and starts pulling. The refusal says what to fix: a stream
@@ -47,7 +54,7 @@ final class JetStreamTriggerRunner: Sendable {
     /// with other settings.
     static func start(
         _ plan: JetStreamTriggerPlan, workload: FunctionTarget, client: NATSClient, policy: SubjectPolicy,
-        logger: Logger
+        metrics: NodeMetrics, logger: Logger
     ) async throws(NexError) -> JetStreamTriggerRunner {
         let js = JetStreamContext(client: client)
         if plan.consumer.filterSubject == nil {
@@ -65,7 +72,8 @@ final class JetStreamTriggerRunner: Sendable {
         var logger = logger
         logger[metadataKey: "nex.trigger.stream"] = "\(plan.stream)"
         logger[metadataKey: "nex.trigger.consumer"] = "\(plan.durable)"
-        let runner = JetStreamTriggerRunner(plan: plan, js: js, consumer: consumer, workload: workload, logger: logger)
+        let runner = JetStreamTriggerRunner(
+            plan: plan, js: js, consumer: consumer, workload: workload, logger: logger, metrics: metrics)
         do {
             try await runner.followGivenUpMessages(client)
         } catch {
@@ -139,76 +147,6 @@ final class JetStreamTriggerRunner: Sendable {
         if let schedule = plan.schedule { await Self.release(schedule, copy: workload.id, js, logger) }
     }
 
-    // MARK: Schedules
-
-    /// Stores the schedule again if it went missing or changed (another copy's stop may have removed it).
-    private func checkSchedule(_ planned: JetStreamTriggerPlan.PlannedSchedule) async {
-        do {
-            let update = try await js.ensureSchedule(
-                planned.schedule, on: planned.subject, in: ScheduleStream.name, payload: planned.payload)
-            if case .published = update {
-                logger.info("the schedule was missing: stored again", metadata: ["nats.subject": "\(planned.subject)"])
-            }
-        } catch {
-            logger.warning(
-                "the schedule could not be checked; checked again later",
-                metadata: ["error": "\(error)", "nats.subject": "\(planned.subject)"])
-        }
-    }
-
-    /// Marks this copy as one that runs the schedule, then stores the schedule unless the stream already holds
-    /// it unchanged (re-storing it would restart an `@every` interval).
-    private static func keep(_ planned: JetStreamTriggerPlan.PlannedSchedule, copy: String, _ js: JetStreamContext)
-        async throws(NexError)
-    {
-        do {
-            try await ScheduleStream.ensure(js)
-            _ = try await js.publish(
-                [UInt8](),
-                to: ScheduleStream.copySubject(
-                    namespace: planned.namespace, name: planned.name, index: planned.index, workloadID: copy))
-            _ = try await js.ensureSchedule(
-                planned.schedule, on: planned.subject, in: ScheduleStream.name, payload: planned.payload)
-        } catch let e as JetStreamError where e.errorCode == 10223 {
-            throw NexError(
-                .invalidRequest, "the schedule's timezone is not one the NATS server knows: \(e.description)")
-        } catch let e as JetStreamError where (10188...10192).contains(e.errorCode) {
-            throw NexError(.invalidRequest, "the NATS server refused the schedule: \(e.description)")
-        } catch {
-            throw NexError(
-                .unavailable,
-                "cannot keep the schedule in stream \(ScheduleStream.name) (message schedules need nats-server 2.12, "
-                    + "cron 2.14): \(error)")
-        }
-    }
-
-    /// This copy no longer runs the schedule; the last copy to go removes it. (A copy that starts at that very
-    /// moment may find the schedule gone after it stored it: every copy checks it again every
-    /// ``scheduleCheckInterval``.)
-    private static func release(
-        _ planned: JetStreamTriggerPlan.PlannedSchedule, copy: String, _ js: JetStreamContext, _ logger: Logger
-    ) async {
-        do {
-            try await js.purgeStream(
-                ScheduleStream.name,
-                subject: ScheduleStream.copySubject(
-                    namespace: planned.namespace, name: planned.name, index: planned.index, workloadID: copy))
-            let left = try await js.subjectCounts(
-                stream: ScheduleStream.name,
-                filter: ScheduleStream.copiesFilter(
-                    namespace: planned.namespace, name: planned.name, index: planned.index))
-            if left.isEmpty {
-                try await js.removeSchedule(on: planned.subject, in: ScheduleStream.name)
-                logger.info(
-                    "the last copy stopped: its schedule is removed", metadata: ["nats.subject": "\(planned.subject)"])
-            }
-        } catch {
-            logger.warning(
-                "the schedule could not be released; its ticks go on (at most one waits while no copy runs)",
-                metadata: ["error": "\(error)", "nats.subject": "\(planned.subject)"])
-        }
-    }
-
     // MARK: The pull loop
 
     private func startLoop() {
@@ -242,6 +180,9 @@ final class JetStreamTriggerRunner: Sendable {
                 do {
                     batch = try await consumer.fetch(min(free, plan.maxBatch), expires: JetStreamTriggerPlan.pullWait)
                     failedPulls = 0
+                    // As the server counted at the last delivery; a pull that waited in vain found none.
+                    metrics.pending.record(batch.last?.metadata.pending ?? 0)
+                    metrics.delivered.increment(by: batch.count)
                 } catch {
                     // A server restarting fails a few; a consumer deleted by hand fails them all: said every 20.
                     if failedPulls % 20 == 0 {
@@ -269,23 +210,36 @@ final class JetStreamTriggerRunner: Sendable {
 
     // MARK: One message
 
+    /// How one call of the function for a message ended.
+    enum CallOutcome {
+        case succeeded
+        /// The function failed; `permanent` when it said retrying cannot help.
+        case failed(String, permanent: Bool)
+        /// The agent did not answer (it died or is stuck): not the function's failure.
+        case unanswered(String)
+    }
+
     private func handle(_ message: JetStreamMessage) async {
-        if let operations = plan.operations, !operations.contains(Self.operation(of: message, type: plan.type)) {
+        if let operations = plan.operations, !operations.contains(TriggerEvent.operation(of: message, type: plan.type)) {
             await ack(message)  // an operation this trigger does not take
             return
         }
-        let outcome = await call(message)
-        if outcome.ok {
+        switch await call(message) {
+        case .succeeded:
             await ack(message)
-        } else if outcome.unanswered {
-            // The agent did not answer (it died or is stuck): not the function's failure. The message waits an
-            // ack wait, while the node replaces the agent, rather than using its deliveries up at once.
+        case .unanswered(let text) where message.metadata.delivered >= UInt64(plan.maxDeliver):
+            await deadLetter(message, error: text)
+        case .unanswered:
+            // The message waits an ack wait, while the node replaces the agent, rather than using its
+            // deliveries up at once.
+            metrics.retried.increment()
             do { try await message.nak(delay: plan.ackWait) } catch {
                 logger.debug("a nak was not sent; ack_wait brings the message back", metadata: ["error": "\(error)"])
             }
-        } else if message.metadata.delivered >= UInt64(plan.maxDeliver) {
-            await deadLetter(message, error: outcome.text)
-        } else {
+        case .failed(let text, let permanent) where permanent || message.metadata.delivered >= UInt64(plan.maxDeliver):
+            await deadLetter(message, error: text)
+        case .failed:
+            metrics.retried.increment()
             do { try await message.nak(delay: plan.retryDelay(afterDelivery: message.metadata.delivered)) } catch {
                 logger.warning(
                     "a failed message could not be nak'd; it comes again after ack_wait",
@@ -295,10 +249,9 @@ final class JetStreamTriggerRunner: Sendable {
     }
 
     /// Runs the function on `message`, keeping the message in progress meanwhile (well inside `ack_wait`).
-    private func call(_ message: JetStreamMessage) async -> (ok: Bool, unanswered: Bool, text: String) {
+    private func call(_ message: JetStreamMessage) async -> CallOutcome {
         let keepAliveEvery = max(plan.ackWait / 3, .milliseconds(250))
-        return await withTaskGroup(of: Void.self, returning: (ok: Bool, unanswered: Bool, text: String).self) {
-            group in
+        return await withTaskGroup(of: Void.self, returning: CallOutcome.self) { group in
             group.addTask {
                 while true {
                     do { try await Task.sleep(for: keepAliveEvery) } catch { return }
@@ -308,201 +261,34 @@ final class JetStreamTriggerRunner: Sendable {
                     }
                 }
             }
-            let outcome: (ok: Bool, unanswered: Bool, text: String)
+            defer { group.cancelAll() }
+            let reply: AgentLinkClient.Reply
             do {
-                let reply = try await workload.link.trigger(
+                reply = try await workload.link.trigger(
                     subject: message.subject, payload: message.bytes,
                     context: FunctionContext(message, type: plan.type).json, timeout: Self.callTimeout)
-                outcome = (reply.ok, false, reply.ok ? "" : String(decoding: reply.body, as: UTF8.self))
             } catch {
-                outcome = (false, true, "the function did not answer: \(error)")
+                nodeMetrics.functionTriggered(
+                    namespace: workload.namespace, workload: workload.name, succeeded: false, elapsedNanos: nil)
+                return .unanswered("the function did not answer: \(error)")
             }
-            group.cancelAll()
-            return outcome
+            metrics.duration.recordNanoseconds(reply.elapsedNanos)
+            nodeMetrics.functionTriggered(
+                namespace: workload.namespace, workload: workload.name, succeeded: reply.ok,
+                elapsedNanos: reply.elapsedNanos)
+            return reply.ok ? .succeeded : .failed(String(decoding: reply.body, as: UTF8.self), permanent: reply.permanent)
         }
     }
 
     private func ack(_ message: JetStreamMessage) async {
-        do { try await message.ackSync() } catch {
+        do {
+            try await message.ackSync()
+            metrics.acked.increment()
+        } catch {
             // At least once: unconfirmed, the message may come again.
             logger.warning(
                 "an ack was not confirmed; the message may be delivered again",
                 metadata: ["error": "\(error)", "nats.stream_sequence": "\(message.metadata.streamSequence)"])
         }
-    }
-
-    /// Publishes a message that failed its last delivery to the dead-letter subject, then terminates it. A
-    /// publish that fails leaves it nak'd: it is never lost.
-    private func deadLetter(_ message: JetStreamMessage, error: String) async {
-        let reason = Self.firstLine(error)
-        if let subject = plan.deadLetterSubject {
-            do {
-                try await publishDeadLetter(
-                    payload: message.bytes, headers: message.headers, sequence: message.metadata.streamSequence,
-                    deliveries: message.metadata.delivered, error: reason, to: subject)
-            } catch {
-                logger.warning(
-                    "a dead letter could not be published; the message is nak'd and comes again",
-                    metadata: ["error": "\(error)", "nats.subject": "\(subject)"])
-                do { try await message.nak(delay: plan.ackWait) } catch {
-                    logger.debug("the nak was not sent either; ack_wait brings the message back")
-                }
-                return
-            }
-        } else {
-            logger.warning(
-                "a message failed its last delivery and is dropped (the trigger has no dead_letter_subject)",
-                metadata: ["nats.stream_sequence": "\(message.metadata.streamSequence)", "error": "\(reason)"])
-        }
-        do { try await message.term(reason: reason) } catch {
-            logger.warning("a dead-lettered message could not be terminated", metadata: ["error": "\(error)"])
-        }
-    }
-
-    private func publishDeadLetter(
-        payload: [UInt8], headers: NATSHeaders?, sequence: UInt64, deliveries: UInt64, error: String, to subject: String
-    ) async throws {
-        var h = NATSHeaders()
-        for entry in headers ?? NATSHeaders() where !entry.name.hasPrefix("Nats-") {
-            h[entry.name] = entry.value
-        }
-        h["Nex-Dead-Letter-Stream"] = plan.stream
-        h["Nex-Dead-Letter-Sequence"] = String(sequence)
-        h["Nex-Dead-Letter-Deliveries"] = String(deliveries)
-        h["Nex-Dead-Letter-Error"] = error
-        // One dead letter per message, whichever node sends it (a stream on the subject drops repeats).
-        h["Nats-Msg-Id"] = "nex-dead-letter-\(plan.durable)-\(plan.stream)-\(sequence)"
-        var options = PublishOptions()
-        options.retryAttempts = 0
-        do {
-            _ = try await js.publish(payload, to: subject, headers: h, options: options)
-        } catch let e as JetStreamError where e.code == 503 {
-            // No stream keeps the subject: a plain publish is all there is.
-            try await js.client.publish(payload, to: subject, headers: h)
-            try await js.client.flush()
-        }
-    }
-
-    /// A message given up by the server (its last delivery timed out, or its node stopped): dead-lettered
-    /// from the stream. The copies share the advisories in one queue group, so one node acts on each.
-    private func followGivenUpMessages(_ client: NATSClient) async throws {
-        let plan = self.plan
-        let sub = try await client.subscribe(
-            to: ConsumerAdvisory.maxDeliveriesSubject(stream: plan.stream, consumer: plan.durable),
-            queue: "nex-dead-letters-\(plan.durable)"
-        ) { m in
-            let advisory: ConsumerAdvisory.MaxDeliveries
-            do { advisory = try JSONDecoder().decode(ConsumerAdvisory.MaxDeliveries.self, from: Data(m.bytes)) } catch {
-                self.logger.debug("an advisory that is not one", metadata: ["error": "\(error)"])
-                return
-            }
-            guard let subject = plan.deadLetterSubject else {
-                self.logger.warning(
-                    "the server gave a message up after its last delivery did not finish (no dead_letter_subject)",
-                    metadata: ["nats.stream_sequence": "\(advisory.streamSequence)"])
-                return
-            }
-            do {
-                let stored = try await self.js.getMessage(stream: plan.stream, sequence: advisory.streamSequence)
-                try await self.publishDeadLetter(
-                    payload: stored.payload, headers: stored.headers, sequence: advisory.streamSequence,
-                    deliveries: advisory.deliveries,
-                    error: "its last delivery did not finish (the function timed out, or its node stopped)",
-                    to: subject)
-            } catch {
-                self.logger.warning(
-                    "a message the server gave up could not be dead-lettered",
-                    metadata: ["error": "\(error)", "nats.stream_sequence": "\(advisory.streamSequence)"])
-            }
-        }
-        try await client.flush()
-        state.withLock { $0.advisories = sub }
-    }
-
-    // MARK: Helpers
-
-    /// `put`, `delete` or `purge` (key-value); `put` or `delete` (object store); `put` otherwise.
-    static func operation(of message: JetStreamMessage, type: String) -> String {
-        switch type {
-        case "kv":
-            switch KeyValueEntry.Operation(headers: message.headers) {
-            case .put: "put"
-            case .delete: "delete"
-            case .purge: "purge"
-            }
-        case "object_store":
-            isDeletedObject(message.bytes) ? "delete" : "put"
-        default: "put"
-        }
-    }
-
-    /// The object's name from its metadata (nil when it is not an object's).
-    static func objectName(_ meta: [UInt8]) -> String? {
-        do { return try JSONDecoder().decode(ObjectInfo.self, from: Data(meta)).name } catch { return nil }
-    }
-
-    /// Whether object metadata says the object was deleted (metadata that is not an object's counts as a put).
-    private static func isDeletedObject(_ meta: [UInt8]) -> Bool {
-        do { return try JSONDecoder().decode(ObjectInfo.self, from: Data(meta)).deleted == true } catch {
-            return false
-        }
-    }
-
-    /// The first line of an error text, at most 512 characters (a header value).
-    static func firstLine(_ text: String) -> String {
-        String((text.split(whereSeparator: \.isNewline).first ?? "the function failed").prefix(512))
-    }
-}
-
-/// What a function learns of a JetStream message, as its third argument (`ctx`): where the message came from
-/// and how often it was delivered; for key-value and object-store triggers, the bucket, key or object name,
-/// operation and revision.
-struct FunctionContext: Encodable {
-    var subject: String
-    var headers: [String: String]
-    var stream: String
-    var sequence: UInt64
-    /// 1 on the first attempt.
-    var delivered: UInt64
-    var pending: UInt64
-    var timestamp: NATSTimestamp
-    var bucket: String?
-    var key: String?
-    var name: String?
-    var operation: String?
-    var revision: UInt64?
-
-    init(_ message: JetStreamMessage, type: String) {
-        let m = message.metadata
-        subject = message.subject
-        var headers: [String: String] = [:]
-        for entry in message.headers ?? NATSHeaders() { headers[entry.name] = entry.value }
-        self.headers = headers
-        stream = m.stream
-        sequence = m.streamSequence
-        delivered = m.delivered
-        pending = m.pending
-        timestamp = m.timestamp
-        switch type {
-        case "kv":
-            // $KV.<bucket>.<key>
-            let parts = message.subject.split(separator: ".", maxSplits: 2)
-            bucket = parts.count > 1 ? String(parts[1]) : nil
-            key = parts.count > 2 ? String(parts[2]) : nil
-            operation = JetStreamTriggerRunner.operation(of: message, type: type)
-            revision = m.streamSequence
-        case "object_store":
-            bucket = String(m.stream.dropFirst(4))  // OBJ_<bucket>
-            name = JetStreamTriggerRunner.objectName(message.bytes)
-            operation = JetStreamTriggerRunner.operation(of: message, type: type)
-            revision = m.streamSequence
-        default:
-            break
-        }
-    }
-
-    /// The JSON the function's `ctx` is parsed from (nil if it cannot be made: the function then gets none).
-    var json: [UInt8]? {
-        do { return Array(try JSONEncoder().encode(self)) } catch { return nil }
     }
 }

@@ -431,7 +431,8 @@ final class WorkloadSupervisor: Sendable {
                 started.append(
                     try await JetStreamTriggerRunner.start(
                         plan, workload: target, client: context.events.client,
-                        policy: context.config.workloadSubjects, logger: context.logger))
+                        policy: context.config.workloadSubjects, metrics: context.triggers.metrics,
+                        logger: context.logger))
             } catch {
                 for runner in started { await runner.drain() }
                 throw error

@@ -6,11 +6,13 @@
 // are written at instantiation, so the instance starts exactly as with a memory of its own.
 //
 // It implements WASI preview1 for a command module: the trigger subject is argv[1], the payload is stdin,
-// everything written to stdout is the reply, and stderr goes to the logs. There is no file system, no
+// everything written to stdout is the reply, and stderr goes to the logs. A JetStream trigger's context (what
+// a JavaScript function gets as ctx) is the JSON in NEX_TRIGGER_CONTEXT. Exiting with code 65 (EX_DATAERR)
+// marks a failure as permanent: the message is dead-lettered without retries. There is no file system, no
 // network and no sleeping: those calls answer an error code. Host services are the `nex` import module
 // (see examples/wasm/nex_host.h).
 //
-// Evaluates to (settings) => (subject, payload) => reply; the Swift side applies it to its settings.
+// Evaluates to (settings) => (subject, payload, ctx) => reply; the Swift side applies it to its settings.
 (settings) => {
   'use strict';
   const errno = { success: 0, badf: 8, fault: 21, fbig: 22, inval: 28, nosys: 52, notsup: 58, spipe: 70 };
@@ -40,6 +42,8 @@
   const view = () => new DataView(memory.buffer);
   const bytes = () => new Uint8Array(memory.buffer);
   const environment = Object.entries(settings.environment).map(([k, v]) => cString(`${k}=${v}`));
+  // The exit code that says retrying cannot help (sysexits' EX_DATAERR: the input was wrong).
+  const permanentExitCode = 65;
 
   // Copies strings and their pointer table into guest memory (argv and environ share the layout).
   const sizes = (list) => (countPointer, sizePointer) => {
@@ -69,8 +73,8 @@
   const wasi = {
     args_sizes_get: sizes(() => run.args),
     args_get: strings(() => run.args),
-    environ_sizes_get: sizes(() => environment),
-    environ_get: strings(() => environment),
+    environ_sizes_get: sizes(() => run.environment),
+    environ_get: strings(() => run.environment),
     fd_read(fd, iovs, count, readPointer) {
       if (fd !== 0) return errno.badf;
       const m = bytes();
@@ -239,9 +243,11 @@
     return text;
   };
 
-  return (subject, payload) => {
+  return (subject, payload, ctx) => {
     run = {
       args: [cString(settings.name), cString(subject)], stdin: payload, stdinOffset: 0,
+      environment: ctx === undefined ? environment
+        : [...environment, cString(`NEX_TRIGGER_CONTEXT=${JSON.stringify(ctx)}`)],
       stdout: [], stdoutBytes: 0, stderr: [], stderrBytes: 0,
     };
     let code = 0;
@@ -269,7 +275,12 @@
       memory = null;
     }
     const errors = forwardStderr();
-    if (code !== 0) throw `exited with code ${code}${errors ? ': ' + errors.slice(0, 4096).trimEnd() : ''}`;
+    if (code !== 0) {
+      const text = `exited with code ${code}${errors ? ': ' + errors.slice(0, 4096).trimEnd() : ''}`;
+      // An object without a stack, so the error reads as the text alone.
+      if (code === permanentExitCode) throw { permanent: true, toString: () => text };
+      throw text;
+    }
     const reply = concat(run.stdout, run.stdoutBytes);
     run = null;
     return reply;
