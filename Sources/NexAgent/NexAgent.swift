@@ -212,7 +212,8 @@ public final class NexAgent: Sendable {
         }
         let result = runner.run(trigger)
         if let error = result.error {
-            return .init(ok: false, elapsedNanos: result.elapsedNanos, body: Array(error.utf8), permanent: result.permanent)
+            return .init(
+                ok: false, elapsedNanos: result.elapsedNanos, body: Array(error.utf8), permanent: result.permanent)
         }
         return .init(ok: true, elapsedNanos: result.elapsedNanos, body: result.reply ?? [])
     }

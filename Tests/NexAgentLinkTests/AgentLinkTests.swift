@@ -149,7 +149,8 @@ import Testing
         weak var served: AgentLinkServer?
         do {
             let server = AgentLinkServer.serve(
-                LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: barrier.arriveAndWait(), elapsedNanos: 0, body: payload) },
+                LinkSocket(fd: agentFD),
+                run: { _, payload, _, _ in .init(ok: barrier.arriveAndWait(), elapsedNanos: 0, body: payload) },
                 control: { _ in }, onEnd: { ended.yield($0) })
             server.growWorkers(to: 3)
             server.send(Self.hello)
@@ -270,7 +271,8 @@ import Testing
     }
 
     @Test func failuresCarryTheirText() async throws {
-        try await withLink({ _, _, _ in .init(ok: false, elapsedNanos: 5, body: Array("Error: boom".utf8)) }) { client in
+        try await withLink({ _, _, _ in .init(ok: false, elapsedNanos: 5, body: Array("Error: boom".utf8)) }) {
+            client in
             let reply = try await client.trigger(subject: "s", payload: [], timeout: .seconds(5))
             #expect(!reply.ok && !reply.permanent && String(decoding: reply.body, as: UTF8.self) == "Error: boom")
         }
@@ -450,7 +452,8 @@ import Testing
                 guard let link = server.withLock({ $0 }) else { return .init(ok: false, elapsedNanos: 0, body: []) }
                 let call = LinkFrame.HostCall(service: "kv", method: "get", arguments: payload)
                 switch link.hostCall(call, timeout: .seconds(10)) {
-                case .success(let answer): return .init(ok: answer.ok, elapsedNanos: 0, body: answer.body + Array(subject.utf8))
+                case .success(let answer):
+                    return .init(ok: answer.ok, elapsedNanos: 0, body: answer.body + Array(subject.utf8))
                 case .failure(let failure): return .init(ok: false, elapsedNanos: 0, body: Array("\(failure)".utf8))
                 }
             }, control: { _ in }, onEnd: { _ in })
@@ -471,7 +474,8 @@ import Testing
         let client = try await AgentLinkClient.start(
             descriptor: nodeEnd, on: Self.loop, handlers: .init(hostCall: { _, _ in }))
         let server = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) }, control: { _ in },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) },
+            control: { _ in },
             onEnd: { _ in })
         server.send(Self.hello)
         let call = LinkFrame.HostCall(service: "kv", method: "get", arguments: Array("[]".utf8))
@@ -504,7 +508,8 @@ import Testing
                 exited: { code, message in report.yield("exited \(code) \(message)") }))
         defer { client.close() }
         let server = AgentLinkServer.serve(
-            LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) }, control: { _ in },
+            LinkSocket(fd: agentFD), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) },
+            control: { _ in },
             onEnd: { _ in })
         server.send(Self.hello)
         server.sendLog(level: 0, text: "last words")
@@ -529,7 +534,8 @@ import Testing
         defer { close(node) }
         let (reasons, reason) = AsyncStream.makeStream(of: String.self)
         AgentLinkServer.serve(
-            LinkSocket(fd: agent), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) }, control: { _ in },
+            LinkSocket(fd: agent), run: { _, payload, _, _ in .init(ok: true, elapsedNanos: 0, body: payload) },
+            control: { _ in },
             onEnd: { reason.yield($0) })
         let result = LinkFrame.result(id: 1, ok: true, elapsedNanos: 0, body: []).encoded()
         _ = result.withUnsafeBytes { write(node, $0.baseAddress, $0.count) }

@@ -44,7 +44,8 @@ import Testing
             return
         }
         let getter = try run(
-            "(s, p) => { const e = new Error('first'); Object.defineProperty(e, 'permanent', {get() { throw 1; }}); throw e; }")
+            "(s, p) => { const e = new Error('first'); Object.defineProperty(e, 'permanent', {get() { throw 1; }}); throw e; }"
+        )
         guard case .threw(let first) = getter else {
             Issue.record("a throwing getter is not permanent, got \(getter)")
             return

@@ -220,7 +220,8 @@ final class JetStreamTriggerRunner: Sendable {
     }
 
     private func handle(_ message: JetStreamMessage) async {
-        if let operations = plan.operations, !operations.contains(TriggerEvent.operation(of: message, type: plan.type)) {
+        if let operations = plan.operations, !operations.contains(TriggerEvent.operation(of: message, type: plan.type))
+        {
             await ack(message)  // an operation this trigger does not take
             return
         }
@@ -276,7 +277,8 @@ final class JetStreamTriggerRunner: Sendable {
             nodeMetrics.functionTriggered(
                 namespace: workload.namespace, workload: workload.name, succeeded: reply.ok,
                 elapsedNanos: reply.elapsedNanos)
-            return reply.ok ? .succeeded : .failed(String(decoding: reply.body, as: UTF8.self), permanent: reply.permanent)
+            return reply.ok
+                ? .succeeded : .failed(String(decoding: reply.body, as: UTF8.self), permanent: reply.permanent)
         }
     }
 
