@@ -21,7 +21,6 @@ import Synchronization
 /// on the link. The waiting thread reads the link too, so an answer always finds a reader even when every
 /// worker waits: a trigger it reads meanwhile is handed to the next free worker, ahead of the socket.
 public final class AgentLinkServer: Sendable {
-    /// What a trigger produced: the reply (`ok`) or the error text, and the time the function ran.
     /// What one trigger came to: the reply, or the error text (and whether retrying it could help).
     public struct Outcome: Sendable {
         public var ok: Bool

@@ -53,7 +53,7 @@ public enum LinkFrame: Equatable, Sendable {
     }
 
     /// The link protocol this build speaks; `hello` carries it and the node refuses any other.
-    public static let protocolVersion = 2
+    public static let protocolVersion = 3
 
     /// The largest frame accepted (well above NATS's 1 MiB default payload, far below memory trouble).
     public static let maxLength = 64 << 20
@@ -148,7 +148,7 @@ public enum LinkFrame: Equatable, Sendable {
         case .result(_, let ok, let elapsedNanos, let reply, let permanent):
             // 0 failed, 1 ok, 2 failed for good (a failure the function marked permanent).
             out = Self.begin(.result, id, capacity: 9 + reply.count)
-            out.append(ok ? 1 : permanent ? 2 : 0)
+            out.append(ok ? 1 : (permanent ? 2 : 0))
             Self.append(UInt64(bitPattern: elapsedNanos), to: &out)
             out += reply
         case .hostCall(_, let call):

@@ -74,21 +74,27 @@ struct WorkloadCommand: AsyncParsableCommand {
         }
 
         /// One row per trigger of the listed workloads; the copies of a workload share their consumers, so
-        /// each trigger is listed once, with the counts of the first node that gave them.
+        /// each trigger is listed once, with the counts of the first node that gave any.
         static func triggerRows(_ rows: [ListedWorkload]) -> [[String]] {
-            var seen: Set<[String]> = []
-            var out: [[String]] = []
+            var order: [[String]] = []
+            var chosen: [[String]: (name: String, status: TriggerStatus)] = [:]
             for row in rows {
                 for t in row.triggers ?? [] {
-                    let key = [row.namespace, row.name, t.type, t.source]
-                    guard seen.insert(key).inserted else { continue }
-                    out.append([
-                        row.name, t.type, t.source, t.consumer ?? "-", t.pending.map { "\($0)" } ?? "-",
-                        t.ackPending.map { "\($0)" } ?? "-", t.redelivered.map { "\($0)" } ?? "-",
-                    ])
+                    let key = [row.namespace, row.name, t.type, t.source, t.consumer ?? ""]
+                    if let earlier = chosen[key] {
+                        if earlier.status.pending == nil, t.pending != nil { chosen[key] = (row.name, t) }
+                    } else {
+                        order.append(key)
+                        chosen[key] = (row.name, t)
+                    }
                 }
             }
-            return out
+            return order.compactMap { chosen[$0] }.map { name, t in
+                [
+                    name, t.type, t.source, t.consumer ?? "-", t.pending.map { "\($0)" } ?? "-",
+                    t.ackPending.map { "\($0)" } ?? "-", t.redelivered.map { "\($0)" } ?? "-",
+                ]
+            }
         }
 
         /// Each workload with its node, and its uptime and health from that node's INFO (missing when the node

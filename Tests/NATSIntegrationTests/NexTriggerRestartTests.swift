@@ -2,6 +2,7 @@ import Foundation
 import NATS
 import NATSJetStream
 import NATSTestSupport
+import Synchronization
 import Testing
 
 extension HeavyTests {
@@ -12,7 +13,8 @@ extension HeavyTests {
         /// A node running a stream trigger is SIGKILLed (its process group, agents and all) while messages are
         /// in flight, and started again: it re-adopts its workload and the trigger's consumer, and every message
         /// is done at least once. What the dead node held comes back after `--ack-wait`. `nex ls` then shows the
-        /// trigger with nothing pending.
+        /// trigger with nothing pending. The function asks the test's gate before it reports a message, and the
+        /// gate stops answering after 40: the kill lands while messages are surely in flight.
         @Test func aNodeKilledMidStreamLosesNothing() async throws {
             try await NATSServer.with(.init(jetStream: true)) { server in
                 let url = server.url
@@ -20,12 +22,10 @@ extension HeavyTests {
                 let env: [String: String?] = ["NEX_HOME": work + "/nexhome"]
                 let config = work + "/node.json"
                 try #"{"no_sandbox": true}"#.write(toFile: config, atomically: true, encoding: .utf8)
-                let function = work + "/slow.js"
-                // Each message takes a few milliseconds: the kill lands while some are in flight.
+                let function = work + "/gated.js"
                 try """
                 (subject, payload) => {
-                  const until = Date.now() + 10;
-                  while (Date.now() < until) {}
+                  this.hostServices.messaging.request('gate', payload);
                   this.hostServices.messaging.publish('done.' + new TextDecoder().decode(payload), payload);
                 }
                 """.write(toFile: function, atomically: true, encoding: .utf8)
@@ -41,6 +41,20 @@ extension HeavyTests {
                     let js = JetStreamContext(client: client)
                     _ = try await js.createStream(StreamConfig(name: "WORK", subjects: ["work.>"]))
                     let done = try await MessageRecorder(client, subject: "done.>")
+                    // Answers the first 40 asks, then none until reopened; counts the asks it holds.
+                    let gate = Mutex((answered: 0, held: 0, open: false))
+                    let gateSubscription = try await client.subscribe(to: "gate") { m in
+                        let answer = gate.withLock { g in
+                            if g.open || g.answered < 40 {
+                                g.answered += 1
+                                return true
+                            }
+                            g.held += 1
+                            return false
+                        }
+                        if answer, let reply = m.replyTo { try await client.publish(m.bytes, to: reply) }
+                    }
+                    try await client.flush()
                     let deployed = try await TestEnvironment.runAllowingFailure(
                         nex,
                         [
@@ -52,20 +66,26 @@ extension HeavyTests {
 
                     let total = 300
                     for n in 0..<total { _ = try await js.publish(Array("\(n)".utf8), to: "work.item") }
-                    try await eventually("some done", timeout: .seconds(30)) { done.messages.count >= 40 }
+                    try await eventually("the gate holds a message", timeout: .seconds(30)) {
+                        gate.withLock { $0.held } > 0
+                    }
                     node.signalGroup(SIGKILL)
                     _ = try await node.waitForExit()
                     let held = try await js.consumerInfo(stream: "WORK", name: durable)
                     #expect(held.ackFloor.streamSequence < UInt64(total), "all done before the kill")
 
+                    gate.withLock { $0.open = true }
                     let restarted = try await nodeUp()
                     try await eventually("every message acknowledged", timeout: .seconds(90)) {
                         let info = try await js.consumerInfo(stream: "WORK", name: durable)
                         return info.ackFloor.streamSequence == UInt64(total) && info.pendingAcks == 0
                     }
-                    let handled = Set(done.messages.map(\.subject))
-                    let missing = (0..<total).filter { !handled.contains("done.\($0)") }
-                    #expect(missing.isEmpty, "never done: \(missing)")
+                    // The reports travel on the function's own connection: the last may come after its ack.
+                    try await eventually("every message reported") {
+                        let handled = Set(done.messages.map(\.subject))
+                        return (0..<total).allSatisfy { handled.contains("done.\($0)") }
+                    }
+                    try await gateSubscription.unsubscribe()
 
                     let ls = try await TestEnvironment.runAllowingFailure(nex, ["ls", "-s", url], environment: env)
                     let row = ls.stdout.split(separator: "\n").first { $0.contains(durable) }.map(String.init) ?? ""

@@ -64,18 +64,25 @@ extension NexNode {
 
     func infoResponse(_ m: NATSMessage) async -> InfoResponse {
         let namespace = Self.namespace(of: m.subject)
-        var machines: [MachineInfo] = []
-        for w in await runtime?.manager.all(in: namespace) ?? [] {
+        let workloads = await runtime?.manager.all(in: namespace) ?? []
+        // Every workload's trigger counts at once: INFO waits at most one count timeout for them all.
+        let triggers = await withTaskGroup(of: (Int, [TriggerStatus]?).self) { group in
+            for (index, w) in workloads.enumerated() {
+                group.addTask { (index, await self.triggerStatuses(w.record)) }
+            }
+            var all = [[TriggerStatus]?](repeating: nil, count: workloads.count)
+            for await (index, statuses) in group { all[index] = statuses }
+            return all
+        }
+        let machines = zip(workloads, triggers).map { w, triggers in
             let up = GoDuration.format(nanoseconds: Int64(Date().timeIntervalSince(w.since) * 1e9))
             let running = if case .running = w.status { true } else { false }
-            machines.append(
-                MachineInfo(
-                    id: w.status.agent ?? w.id, healthy: running && w.healthy, uptime: up,
-                    namespace: w.record.namespace,
-                    workload: WorkloadDescription(
-                        id: w.id, name: w.record.name, description: w.record.request.description,
-                        essential: w.record.essential, hash: w.record.hash, runtime: up, uptime: up,
-                        type: w.record.type, issuer: w.issuer, triggers: await triggerStatuses(w.record))))
+            return MachineInfo(
+                id: w.status.agent ?? w.id, healthy: running && w.healthy, uptime: up, namespace: w.record.namespace,
+                workload: WorkloadDescription(
+                    id: w.id, name: w.record.name, description: w.record.request.description,
+                    essential: w.record.essential, hash: w.record.hash, runtime: up, uptime: up, type: w.record.type,
+                    issuer: w.issuer, triggers: triggers))
         }
         return InfoResponse(
             availableAgents: await runtime?.pool.available ?? 0,

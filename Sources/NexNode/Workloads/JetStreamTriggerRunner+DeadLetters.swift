@@ -26,7 +26,7 @@ extension JetStreamTriggerRunner {
             }
         } else {
             logger.warning(
-                "a message failed its last delivery and is dropped (the trigger has no dead_letter_subject)",
+                "a message failed for good and is dropped (the trigger has no dead_letter_subject)",
                 metadata: ["nats.stream_sequence": "\(message.metadata.streamSequence)", "error": "\(reason)"])
         }
         metrics.deadLettered.increment()
@@ -59,8 +59,12 @@ extension JetStreamTriggerRunner {
         }
     }
 
-    /// A message given up by the server (its last delivery timed out, or its node stopped): dead-lettered
-    /// from the stream. The copies share the advisories in one queue group, so one node acts on each.
+    /// The waits between the attempts to dead-letter a message from an advisory.
+    static let advisoryRetries: [Duration] = [.milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .zero]
+
+    /// A message given up by the server (its last delivery was never answered: its node died, or lost the
+    /// server, holding it): dead-lettered from the stream. The copies share the advisories in one queue
+    /// group, so one node acts on each.
     func followGivenUpMessages(_ client: NATSClient) async throws {
         let plan = self.plan
         let sub = try await client.subscribe(
@@ -73,23 +77,38 @@ extension JetStreamTriggerRunner {
                 return
             }
             guard let subject = plan.deadLetterSubject else {
+                self.metrics.deadLettered.increment()  // given up, as a dropped message is counted above
                 self.logger.warning(
                     "the server gave a message up after its last delivery did not finish (no dead_letter_subject)",
                     metadata: ["nats.stream_sequence": "\(advisory.streamSequence)"])
                 return
             }
-            do {
-                let stored = try await self.js.getMessage(stream: plan.stream, sequence: advisory.streamSequence)
-                try await self.publishDeadLetter(
-                    payload: stored.payload, headers: stored.headers, sequence: advisory.streamSequence,
-                    deliveries: advisory.deliveries,
-                    error: "its last delivery did not finish (the function timed out, or its node stopped)",
-                    to: subject)
-                self.metrics.deadLettered.increment()
-            } catch {
-                self.logger.warning(
-                    "a message the server gave up could not be dead-lettered",
-                    metadata: ["error": "\(error)", "nats.stream_sequence": "\(advisory.streamSequence)"])
+            // The advisory comes once: tried again a few times (the server may be busy or restarting).
+            for (attempt, wait) in Self.advisoryRetries.enumerated() {
+                do {
+                    let stored = try await self.js.getMessage(stream: plan.stream, sequence: advisory.streamSequence)
+                    try await self.publishDeadLetter(
+                        payload: stored.payload, headers: stored.headers, sequence: advisory.streamSequence,
+                        deliveries: advisory.deliveries,
+                        error: "its last delivery did not finish (its node died or lost the server holding it)",
+                        to: subject)
+                    self.metrics.deadLettered.increment()
+                    return
+                } catch let e as JetStreamError where e.errorCode == JetStreamError.Known.noMessageFound {
+                    self.logger.warning(
+                        "a message the server gave up is no longer in its stream; nothing to dead-letter",
+                        metadata: ["nats.stream_sequence": "\(advisory.streamSequence)"])
+                    return
+                } catch {
+                    let last = attempt == Self.advisoryRetries.count - 1
+                    self.logger.warning(
+                        last
+                            ? "a message the server gave up could not be dead-lettered"
+                            : "a message the server gave up could not be dead-lettered yet; trying again",
+                        metadata: ["error": "\(error)", "nats.stream_sequence": "\(advisory.streamSequence)"])
+                    if last { return }
+                }
+                do { try await Task.sleep(for: wait) } catch { return }  // the trigger is stopping
             }
         }
         try await client.flush()

@@ -17,8 +17,11 @@ final class JetStreamTriggerRunner: Sendable {
     private let consumer: Consumer
     let workload: FunctionTarget
     let logger: Logger
-    let metrics: TriggerMetrics.Series
     private let nodeMetrics: NodeMetrics
+    private let metricsKey: TriggerMetrics.Key
+    /// The trigger's series, looked up on each use: a scrape drops the series of workloads it did not see,
+    /// and one that raced a deploy is made again.
+    var metrics: TriggerMetrics.Series { nodeMetrics.triggers.series(for: metricsKey) }
     let state = Mutex(State())
 
     struct State {
@@ -43,10 +46,9 @@ final class JetStreamTriggerRunner: Sendable {
         self.workload = workload
         self.logger = logger
         self.nodeMetrics = metrics
-        self.metrics = metrics.triggers.series(
-            for: .init(
-                workload: WorkloadName(namespace: workload.namespace, workload: workload.name), consumer: plan.durable,
-                type: plan.type))
+        self.metricsKey = TriggerMetrics.Key(
+            workload: WorkloadName(namespace: workload.namespace, workload: workload.name), consumer: plan.durable,
+            type: plan.type)
     }
 
     /// Creates (or joins) the trigger's consumer and starts pulling. The refusal says what to fix: a stream
@@ -222,7 +224,7 @@ final class JetStreamTriggerRunner: Sendable {
     private func handle(_ message: JetStreamMessage) async {
         if let operations = plan.operations, !operations.contains(TriggerEvent.operation(of: message, type: plan.type))
         {
-            await ack(message)  // an operation this trigger does not take
+            await ack(message, counted: false)  // an operation this trigger does not take
             return
         }
         switch await call(message) {
@@ -282,10 +284,10 @@ final class JetStreamTriggerRunner: Sendable {
         }
     }
 
-    private func ack(_ message: JetStreamMessage) async {
+    private func ack(_ message: JetStreamMessage, counted: Bool = true) async {
         do {
             try await message.ackSync()
-            metrics.acked.increment()
+            if counted { metrics.acked.increment() }
         } catch {
             // At least once: unconfirmed, the message may come again.
             logger.warning(

@@ -277,7 +277,7 @@
     const errors = forwardStderr();
     if (code !== 0) {
       const text = `exited with code ${code}${errors ? ': ' + errors.slice(0, 4096).trimEnd() : ''}`;
-      // An object without a stack, so the error reads as the text alone.
+      // An object without a stack, so the error reads as the text (and where it was thrown), not a trace.
       if (code === permanentExitCode) throw { permanent: true, toString: () => text };
       throw text;
     }
