@@ -12,6 +12,10 @@ public struct KeyValueConfig: Sendable {
     public var maxValueSize: Int32 = -1
     public var storage: StorageType = .file
     public var replicas: Int = 1
+    /// Lets keys have TTLs of their own (``KeyValue/create(_:_:ttl:)``, nats-server 2.11+), and keeps a purge
+    /// marker this long where a key ran out (by its own TTL or the bucket's), so watchers and consumers of the
+    /// bucket see the key go. Nil: no per-key TTLs (a create with a TTL is refused by the server).
+    public var limitMarkerTTL: Duration?
 
     public init(bucket: String, history: Int = 1, ttl: Duration? = nil) {
         self.bucket = bucket
@@ -30,8 +34,16 @@ public struct KeyValueEntry: Sendable, Equatable {
 
         /// The operation a message of a bucket's stream records (its `KV-Operation` header; none is a put), for
         /// a consumer of `KV_<bucket>` of its own.
+        /// A marker the server left where a key ran out (`Nats-Marker-Reason`) reads as a purge, or as a delete
+        /// when it marks a removal.
         public init(headers: NATSHeaders?) {
-            self = headers?["KV-Operation"].flatMap(Self.init(rawValue:)) ?? .put
+            if let operation = headers?["KV-Operation"].flatMap(Self.init(rawValue:)) {
+                self = operation
+            } else if let reason = headers?["Nats-Marker-Reason"] {
+                self = reason == "Remove" ? .delete : .purge
+            } else {
+                self = .put
+            }
         }
     }
 
@@ -109,15 +121,18 @@ public struct KeyValue: Sendable {
         return entry.operation == .put ? entry : nil
     }
 
-    /// Stores `value` only if `key` has no value (never set, or deleted). Returns the new revision.
+    /// Stores `value` only if `key` has no value (never set, or deleted). Returns the new revision. With a
+    /// `ttl`, the key is removed that long after, leaving a purge marker: the bucket needs a
+    /// ``KeyValueConfig/limitMarkerTTL``, and the server raises a shorter `ttl` to it (and rounds up to whole
+    /// seconds).
     @discardableResult
-    public func create(_ key: String, _ value: [UInt8]) async throws -> UInt64 {
+    public func create(_ key: String, _ value: [UInt8], ttl: Duration? = nil) async throws -> UInt64 {
         do {
-            return try await update(key, value, revision: 0)
+            return try await update(key, value, revision: 0, ttl: ttl)
         } catch let e as JetStreamError where e.errorCode == JetStreamError.Known.wrongLastSequence {
             // Allowed when the last revision deleted or purged the key.
             if let last = try await lastEntry(key), last.operation != .put {
-                return try await update(key, value, revision: last.revision)
+                return try await update(key, value, revision: last.revision, ttl: ttl)
             }
             throw JetStreamError(code: 400, errorCode: e.errorCode, description: "key \(key) exists")
         }
@@ -126,8 +141,13 @@ public struct KeyValue: Sendable {
     /// Stores `value` only if the latest revision of `key` is `revision` (compare-and-set).
     @discardableResult
     public func update(_ key: String, _ value: [UInt8], revision: UInt64) async throws -> UInt64 {
+        try await update(key, value, revision: revision, ttl: nil)
+    }
+
+    private func update(_ key: String, _ value: [UInt8], revision: UInt64, ttl: Duration?) async throws -> UInt64 {
         try Self.checkKey(key)
-        let options = PublishOptions(expectedLastSubjectSequence: revision)
+        var options = PublishOptions(expectedLastSubjectSequence: revision)
+        options.ttl = ttl.map { .after($0) }
         return try await js.publish(value, to: prefix + key, options: options).sequence
     }
 
@@ -263,6 +283,10 @@ extension JetStreamContext {
         stream.allowDirect = true
         let window = Duration.seconds(120)
         stream.duplicateWindow = config.ttl.map { $0 > .zero && $0 < window ? $0 : window } ?? window
+        if let markers = config.limitMarkerTTL {
+            stream.allowMessageTTL = true
+            stream.subjectDeleteMarkerTTL = markers
+        }
         let info = try await createStream(stream)
         return KeyValue(js: self, bucket: config.bucket, allowDirect: info.config.allowDirect ?? false)
     }

@@ -119,6 +119,32 @@ import Testing
         }
     }
 
+    /// A key created with a TTL of its own is gone when it runs out, and the bucket keeps a marker that reads
+    /// as a purge (as a KV trigger sees it); a key without one stays. A bucket without per-key TTLs refuses one.
+    @Test func aKeyWithATTLOfItsOwnRunsOut() async throws {
+        try await withJetStream { _, _, js in
+            var config = KeyValueConfig(bucket: "sessions", history: 3)
+            config.limitMarkerTTL = .seconds(5)
+            let kv = try await js.createKeyValue(config)
+            #expect(try await js.streamInfo("KV_sessions").config.allowMessageTTL == true)
+            try await kv.create("brief", Array("token".utf8), ttl: .seconds(2))
+            // The server raises a key's TTL to the bucket's marker TTL at least.
+            let stored = try await js.getMessage(stream: "KV_sessions", lastOnSubject: "$KV.sessions.brief")
+            #expect(stored.headers?["Nats-TTL"] == "5", "\(String(describing: stored.headers))")
+            try await kv.put("kept", Array("stays".utf8))
+            #expect(try await kv.get("brief")?.value == Array("token".utf8))
+            try await eventually("the key runs out", timeout: .seconds(20)) { try await kv.get("brief") == nil }
+            let marker = try await js.getMessage(stream: "KV_sessions", lastOnSubject: "$KV.sessions.brief")
+            #expect(KeyValueEntry.Operation(headers: marker.headers) == .purge, "\(String(describing: marker.headers))")
+            #expect(try await kv.get("kept")?.value == Array("stays".utf8))
+            // Created again once gone.
+            try await kv.create("brief", Array("again".utf8), ttl: .seconds(30))
+
+            let plain = try await js.createKeyValue(KeyValueConfig(bucket: "plain"))
+            await #expect(throws: JetStreamError.self) { try await plain.create("k", [1], ttl: .seconds(5)) }
+        }
+    }
+
     @Test func terminatedAndGivenUpMessagesAreAdvised() async throws {
         try await withJetStream { _, client, js in
             _ = try await js.createStream(StreamConfig(name: "JOBS", subjects: ["jobs.>"]))
