@@ -51,6 +51,15 @@ let package = Package(
             path: "Sources/FunctionBench"
         ),
         .executableTarget(
+            name: "trigger-bench",
+            dependencies: [
+                "BenchSupport", .product(name: "NATS", package: rootPackage),
+                .product(name: "NATSJetStream", package: rootPackage),
+                .product(name: "NexModels", package: rootPackage), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/TriggerBench"
+        ),
+        .executableTarget(
             name: "deploy-load-bench", dependencies: ["BenchSupport", .product(name: "NATS", package: rootPackage)],
             path: "Sources/DeployLoadBench"),
         .executableTarget(

@@ -59,12 +59,13 @@ public struct BenchNode: Sendable {
     /// Deploys an uploaded artifact: the request the benchmarks time.
     public func deploy(
         _ artifact: Artifact, name: String, type: String, triggers: [String] = [],
-        environment: [String: String] = [:], maxConcurrency: Int? = nil
+        environment: [String: String] = [:], maxConcurrency: Int? = nil, triggerList: [WorkloadTrigger]? = nil
     ) async throws -> RunResponse {
-        let request = try NexControlClient.makeDeployRequest(
+        var request = try NexControlClient.makeDeployRequest(
             name: name, type: type, location: artifact.location, hash: artifact.hash, environment: environment,
             issuer: issuer, publisher: publisher, targetNode: node.nodeID, targetXkey: node.xkey.publicKey,
             triggerSubjects: triggers, maxConcurrency: maxConcurrency)
+        request.triggers = triggerList
         return try await nex.deploy(request, to: node.nodeID)
     }
 
