@@ -242,6 +242,33 @@ extension NexWorkloadTests {
         }
     }
 
+    /// Malformed triggers are refused by a real node before anything is made: a five-field cron, a filter on a
+    /// `$` subject, a backoff longer than `max_deliver - 1`; no consumer, no schedule stream, no workload.
+    @Test func malformedTriggersAreRefusedAndNothingIsMade() async throws {
+        try await withNode({ $0.workloadTypes = [.native, .v8] }) { h in
+            let js = JetStreamContext(client: h.client)
+            _ = try await js.createStream(StreamConfig(name: "ORDERS", subjects: ["orders.>"]))
+            let file = try reportingFunction(in: h.server)
+            var tooLong = TriggerDelivery()
+            tooLong.maxDeliver = 2
+            tooLong.backoff = ["1s", "5s"]
+            let cases: [(WorkloadTrigger, String)] = [
+                (.schedule(ScheduleTrigger(cron: "*/5 * * * *")), "six fields, seconds first"),
+                (.stream(StreamTrigger(stream: "ORDERS", filterSubject: "$JS.API.>")), "belong to NATS and Nex"),
+                (.stream(StreamTrigger(stream: "ORDERS", delivery: tooLong)), "max_deliver 2 leaves 1"),
+            ]
+            for (trigger, says) in cases {
+                let refused = await #expect(throws: NexError.self) {
+                    try await h.deploy(file: file, name: "malformed", type: "v8", triggerList: [trigger])
+                }
+                #expect(refused?.message.contains(says) == true, "\(String(describing: refused))")
+            }
+            #expect(try await js.consumerNames(stream: "ORDERS").isEmpty)
+            await #expect(throws: JetStreamError.self) { try await js.streamInfo(ScheduleStream.name) }
+            #expect(try await h.nex.info(node: h.node.nodeID).machines.isEmpty)
+        }
+    }
+
     /// A work-queue stream lets one consumer read a subject: a trigger that would overlap the consumer already
     /// there is refused at deploy, with the fix, and nothing runs.
     @Test func aWorkQueueAnotherConsumerReadsIsRefused() async throws {
