@@ -127,6 +127,10 @@ let package = Package(
         // it and its `nex-libnode.pc`), and the C interface to it (a C++ shim) that only NexRunnerJS imports.
         // No unsafe flags anywhere: another package can depend on this one by version.
         .systemLibrary(name: "CLibNode", pkgConfig: "nex-libnode"),
+        // Container images: references, digests, and layers unpacked into a root file system that they cannot
+        // leave (gzip through the system's zlib).
+        .systemLibrary(name: "CZlib"),
+        .target(name: "NexOCI", dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "CV8", dependencies: ["CLibNode"]),
         // L5/L6: how an agent runs a workload, one runner per type; how a node starts agents.
         .target(name: "NexWorkloads", dependencies: ["NexModels"]),
@@ -230,6 +234,7 @@ let package = Package(
             dependencies: ["NexAgentLink", "NexModels", .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "NexRunnerWasmTests", dependencies: ["NexRunnerWasm", "NATSTestSupport"]),
+        .testTarget(name: "NexOCITests", dependencies: ["NexOCI"]),
         .testTarget(
             name: "NATSTests",
             dependencies: [

@@ -10,12 +10,12 @@ NATS_SERVER_VERSION=2.15.1
 [ "$#" -eq 0 ] || { echo "setup.sh takes no arguments" >&2; exit 2; }
 
 # bubblewrap: the namespace sandbox; libc6-dev (static libc): the sandbox tests' static probe program;
-# busybox-static and e2fsprogs: `nex rootfs`; qemu-system-x86: the VM boot test of its images;
+# busybox-static and e2fsprogs: `nex rootfs`; qemu-system-x86: the VM boot test of its images; zlib1g-dev: gzip image layers;
 # prometheus: the metrics test's real scraper (tests start their own on an ephemeral loopback port; on a
 # machine with systemd the package also starts prometheus.service on :9090, which the tests do not use);
 # chromium-headless-shell (Debian's Chromium without GTK) and a font: the dashboard's browser test.
 apt_packages=(openssl pkgconf libsodium-dev golang-go golang-github-nats-io-go-nats-dev
-  libuv1 libc-ares2 libnghttp2-14 libbrotli1 libssl3 libicu72 zlib1g libcurl4 bubblewrap libc6-dev
+  libuv1 libc-ares2 libnghttp2-14 libbrotli1 libssl3 libicu72 zlib1g zlib1g-dev libcurl4 bubblewrap libc6-dev
   busybox-static e2fsprogs qemu-system-x86 prometheus chromium-headless-shell fonts-dejavu-core)
 
 missing=()

@@ -1,0 +1,90 @@
+import CZlib
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
+/// A file's bytes, read in order (a layer blob in the cache).
+public final class FileSource: ByteSource {
+    private let fd: Int32
+
+    public init(path: String) throws(OCIError) {
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw OCIError.badArchive("cannot open \(path) (errno \(errno))") }
+    }
+
+    deinit { close(fd) }
+
+    public func read(upTo count: Int) throws(OCIError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        let got = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, count) }
+        guard got >= 0 else { throw OCIError.badArchive("a read failed (errno \(errno))") }
+        buffer.removeLast(count - got)
+        return buffer
+    }
+}
+
+/// The decompressed bytes of a gzip stream (one member or several, one after another), read from `source`.
+public final class GzipSource<Source: ByteSource>: ByteSource {
+    private var source: Source
+    private var stream = z_stream()
+    private var input: [UInt8] = []
+    private var inputOffset = 0
+    private var ended = false
+
+    public init(_ source: Source) throws(OCIError) {
+        self.source = source
+        // 16 + window bits: a gzip header and trailer, not zlib's.
+        guard inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw OCIError.badCompression("zlib would not start")
+        }
+    }
+
+    deinit { inflateEnd(&stream) }
+
+    public func read(upTo count: Int) throws(OCIError) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: count)
+        var produced = 0
+        while produced == 0, !ended {
+            if inputOffset == input.count {
+                input = try source.read(upTo: 64 << 10)
+                inputOffset = 0
+                if input.isEmpty { throw OCIError.badCompression("the gzip stream is cut short") }
+            }
+            let status = input.withUnsafeMutableBufferPointer { inBuffer in
+                output.withUnsafeMutableBufferPointer { outBuffer in
+                    stream.next_in = inBuffer.baseAddress! + inputOffset
+                    stream.avail_in = UInt32(inBuffer.count - inputOffset)
+                    stream.next_out = outBuffer.baseAddress! + produced
+                    stream.avail_out = UInt32(outBuffer.count - produced)
+                    let status = inflate(&stream, Z_NO_FLUSH)
+                    inputOffset = inBuffer.count - Int(stream.avail_in)
+                    produced = outBuffer.count - Int(stream.avail_out)
+                    return status
+                }
+            }
+            switch status {
+            case Z_OK, Z_BUF_ERROR:
+                continue
+            case Z_STREAM_END:
+                // Another member may follow; the end is where the input ends.
+                if inputOffset == input.count {
+                    let more = try source.read(upTo: 64 << 10)
+                    if more.isEmpty {
+                        ended = true
+                        break
+                    }
+                    input = more
+                    inputOffset = 0
+                }
+                inflateReset(&stream)
+            default:
+                throw OCIError.badCompression("the gzip stream is corrupt (zlib status \(status))")
+            }
+        }
+        output.removeLast(count - produced)
+        return output
+    }
+}
