@@ -10,7 +10,8 @@ NATS_SERVER_VERSION=2.15.1
 [ "$#" -eq 0 ] || { echo "setup.sh takes no arguments" >&2; exit 2; }
 
 # bubblewrap: the namespace sandbox; libc6-dev (static libc): the sandbox tests' static probe program;
-# busybox-static and e2fsprogs: `nex rootfs`; qemu-system-x86: the VM boot test of its images; zlib1g-dev: gzip image layers;
+# busybox-static and e2fsprogs: `nex rootfs`; qemu-system-x86: the VM boot test of its images;
+# zlib1g-dev: gzip image layers (NexOCI);
 # prometheus: the metrics test's real scraper (tests start their own on an ephemeral loopback port; on a
 # machine with systemd the package also starts prometheus.service on :9090, which the tests do not use);
 # chromium-headless-shell (Debian's Chromium without GTK) and a font: the dashboard's browser test.
