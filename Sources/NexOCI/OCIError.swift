@@ -8,6 +8,10 @@ public enum OCIError: Error, Sendable, Equatable, CustomStringConvertible {
     case escapes(entry: String, String)
     /// A gzip stream that cannot be read.
     case badCompression(String)
+    /// A platform that is not `os/arch[/variant]`.
+    case badPlatform(String)
+    /// An index without a manifest for the node's platform: the platforms it has.
+    case platformMissing(String, [String])
 
     public var description: String {
         switch self {
@@ -17,6 +21,11 @@ public enum OCIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badArchive(let why): "the layer is not a readable tar archive: \(why)"
         case .escapes(let entry, let why): "the layer's entry \(entry) is refused: \(why)"
         case .badCompression(let why): "the layer cannot be decompressed: \(why)"
+        case .badPlatform(let text): "\(text) is not a platform: write OS/ARCH or OS/ARCH/VARIANT, such as linux/amd64"
+        case .platformMissing(let wanted, let offered):
+            "the image has no \(wanted) manifest; it has "
+                + (offered.isEmpty ? "none for any platform" : offered.joined(separator: ", "))
+                + ": push one for \(wanted), or choose another with --platform"
         }
     }
 }

@@ -178,3 +178,41 @@ import Testing
         #expect(throws: OCIError.self) { _ = try bad.next() }
     }
 }
+
+@Suite struct RegistryFormatTests {
+    @Test func challengesAreRead() {
+        let bearer = AuthChallenge(
+            header:
+                #"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#
+        )
+        #expect(bearer?.scheme == "bearer" && bearer?.realm == "https://auth.example/token")
+        #expect(bearer?.service == "registry.example" && bearer?.scope == "repository:a/b:pull,push")
+        #expect(AuthChallenge(header: #"Basic realm="Registry Realm""#)?.parameters == ["realm": "Registry Realm"])
+        #expect(AuthChallenge(header: #"Bearer realm="a\"b""#)?.realm == #"a"b"#)
+        #expect(AuthChallenge(header: #"Bearer realm="unclosed"#) == nil)
+        #expect(AuthChallenge(header: "") == nil)
+    }
+
+    @Test func anIndexGivesThisPlatformsManifest() throws {
+        let json = """
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+              {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:aa", "size": 1,
+               "platform": {"os": "unknown", "architecture": "unknown"}},
+              {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:bb", "size": 2,
+               "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+              {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:cc", "size": 3,
+               "platform": {"os": "linux", "architecture": "amd64"}}]}
+            """
+        let index = try JSONDecoder().decode(ImageIndex.self, from: Data(json.utf8))
+        #expect(try index.manifest(for: Platform(os: "linux", architecture: "amd64")).digest == "sha256:cc")
+        #expect(try index.manifest(for: Platform(parsing: "linux/arm/v7")).digest == "sha256:bb")
+        let missing = #expect(throws: OCIError.self) { try index.manifest(for: Platform(parsing: "linux/riscv64")) }
+        #expect(
+            missing?.description.contains("it has linux/arm/v7, linux/amd64") == true, "\(String(describing: missing))")
+        #expect(throws: OCIError.self) { try Platform(parsing: "linux") }
+        #expect(MediaType.layerCompression("application/vnd.docker.image.rootfs.diff.tar.gzip") == .gzip)
+        #expect(MediaType.layerCompression("application/vnd.oci.image.layer.v1.tar") == .uncompressed)
+        #expect(MediaType.layerCompression("application/vnd.in-toto+json") == nil)
+        #expect(MediaType.manifestAccept.contains(MediaType.dockerManifest))
+    }
+}
