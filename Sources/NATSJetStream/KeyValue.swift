@@ -99,6 +99,10 @@ public struct KeyValue: Sendable {
     }
 
     /// The latest value of `key`, or nil when it has none or was deleted.
+    ///
+    /// With direct get (``usesDirectGet``), any replica of a replicated bucket answers, as in every NATS
+    /// client: just after a leader change a replica still catching up may not have a write the others
+    /// acknowledged yet, and answers as if the key had no value.
     public func get(_ key: String) async throws -> KeyValueEntry? {
         guard let entry = try await lastEntry(key), entry.operation == .put else { return nil }
         return entry
