@@ -29,22 +29,29 @@ public final class FileSource: ByteSource {
 /// The decompressed bytes of a gzip stream (one member or several, one after another), read from `source`.
 public final class GzipSource<Source: ByteSource>: ByteSource {
     private var source: Source
-    private var stream = z_stream()
+    /// zlib keeps a pointer to its stream: allocated once, so its address never moves.
+    private let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
     private var input: [UInt8] = []
     private var inputOffset = 0
     private var ended = false
 
     public init(_ source: Source) throws(OCIError) {
         self.source = source
+        stream.initialize(to: z_stream())
         // 16 + window bits: a gzip header and trailer, not zlib's.
-        guard inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        guard inflateInit2_(stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            stream.deallocate()
             throw OCIError.badCompression("zlib would not start")
         }
     }
 
-    deinit { inflateEnd(&stream) }
+    deinit {
+        inflateEnd(stream)
+        stream.deallocate()
+    }
 
     public func read(upTo count: Int) throws(OCIError) -> [UInt8] {
+        guard count > 0 else { return [] }
         var output = [UInt8](repeating: 0, count: count)
         var produced = 0
         while produced == 0, !ended {
@@ -55,13 +62,13 @@ public final class GzipSource<Source: ByteSource>: ByteSource {
             }
             let status = input.withUnsafeMutableBufferPointer { inBuffer in
                 output.withUnsafeMutableBufferPointer { outBuffer in
-                    stream.next_in = inBuffer.baseAddress! + inputOffset
-                    stream.avail_in = UInt32(inBuffer.count - inputOffset)
-                    stream.next_out = outBuffer.baseAddress! + produced
-                    stream.avail_out = UInt32(outBuffer.count - produced)
-                    let status = inflate(&stream, Z_NO_FLUSH)
-                    inputOffset = inBuffer.count - Int(stream.avail_in)
-                    produced = outBuffer.count - Int(stream.avail_out)
+                    stream.pointee.next_in = inBuffer.baseAddress! + inputOffset
+                    stream.pointee.avail_in = UInt32(inBuffer.count - inputOffset)
+                    stream.pointee.next_out = outBuffer.baseAddress! + produced
+                    stream.pointee.avail_out = UInt32(outBuffer.count - produced)
+                    let status = inflate(stream, Z_NO_FLUSH)
+                    inputOffset = inBuffer.count - Int(stream.pointee.avail_in)
+                    produced = outBuffer.count - Int(stream.pointee.avail_out)
                     return status
                 }
             }
@@ -79,7 +86,7 @@ public final class GzipSource<Source: ByteSource>: ByteSource {
                     input = more
                     inputOffset = 0
                 }
-                inflateReset(&stream)
+                inflateReset(stream)
             default:
                 throw OCIError.badCompression("the gzip stream is corrupt (zlib status \(status))")
             }

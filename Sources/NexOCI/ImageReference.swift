@@ -36,6 +36,8 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
         if let at = path.firstIndex(of: "@") {
             digest = try OCIDigest(parsing: String(path[path.index(after: at)...]))
             path = path[..<at]
+            // `repo:tag@digest`: the digest decides, as `docker pull` reads it.
+            if let colon = path.lastIndex(of: ":"), !path[colon...].contains("/") { path = path[..<colon] }
         } else if let colon = path.lastIndex(of: ":"), !path[colon...].contains("/") {
             let tag = String(path[path.index(after: colon)...])
             guard Self.isTag(tag) else {
@@ -56,7 +58,9 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard !text.isEmpty, parts.count <= 2 else { return false }
         if parts.count == 2 {
-            guard let port = Int(parts[1]), (1...65535).contains(port) else { return false }
+            guard parts[1].utf8.allSatisfy({ (48...57).contains($0) }), let port = Int(parts[1]),
+                (1...65535).contains(port)
+            else { return false }
         }
         return parts[0].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
             && !parts[0].isEmpty

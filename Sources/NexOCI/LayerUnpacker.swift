@@ -23,8 +23,9 @@ public struct LayerUnpacker {
 
     /// Paths (relative to the root) this layer created: whiteouts leave them alone.
     private var createdByLayer: Set<String> = []
-    /// Directories whose mode is set once the layer is applied (a read-only one would refuse what follows).
-    private var directoryModes: [(String, mode_t)] = []
+    /// Directories whose mode is set once the layer is applied (a read-only one would refuse what follows), by
+    /// their cleaned path under the root: resolved again then, since a later entry may have replaced one.
+    private var directoryModes: [[String]: mode_t] = [:]
 
     /// How many symbolic links one path may go through.
     static let maxLinks = 40
@@ -39,11 +40,22 @@ public struct LayerUnpacker {
     /// Applies one layer, read from `tar`.
     public mutating func apply<S: ByteSource>(_ tar: inout TarReader<S>) throws(OCIError) {
         createdByLayer = []
-        directoryModes = []
+        directoryModes = [:]
         while let entry = try tar.next() {
             try apply(entry, &tar)
         }
-        for (path, mode) in directoryModes.reversed() { _ = chmod(path, mode) }
+        for (parts, mode) in directoryModes {
+            guard let name = parts.last else { continue }
+            let parent: String
+            do { parent = try resolve(Array(parts.dropLast()), entry: parts.joined(separator: "/")) } catch {
+                continue  // a later entry replaced a directory on the way: nothing of it is left to set
+            }
+            // Never through a link: the directory may have been replaced by one since.
+            let fd = open(parent + "/" + name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            _ = fchmod(fd, mode)
+            close(fd)
+        }
     }
 
     private mutating func apply<S: ByteSource>(_ entry: TarEntry, _ tar: inout TarReader<S>) throws(OCIError) {
@@ -74,7 +86,7 @@ public struct LayerUnpacker {
                 try removeTree(path, entry: entry.path)
                 guard mkdir(path, 0o755) == 0 else { throw failure(entry, "mkdir") }
             }
-            directoryModes.append((path, mode | 0o700))
+            directoryModes[parts] = mode | 0o700
         case .file:
             try removeTree(path, entry: entry.path)
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -96,6 +108,9 @@ public struct LayerUnpacker {
             }
             guard fchmod(fd, mode) == 0 else { throw failure(entry, "chmod") }
         case .symlink:
+            guard !entry.linkTarget.utf8.contains(0) else {
+                throw OCIError.escapes(entry: entry.path, "its link target holds a NUL byte")
+            }
             try removeTree(path, entry: entry.path)
             guard symlink(entry.linkTarget, path) == 0 else { throw failure(entry, "symlink") }
         case .hardlink:
@@ -126,6 +141,8 @@ public struct LayerUnpacker {
     /// The components of an entry's path, cleaned: `.` and empty ones dropped, `..` applied. Refused when
     /// it climbs above the root.
     static func clean(_ path: String) throws(OCIError) -> [String] {
+        // C reads a path up to its first NUL: a name with one would not be the name that was checked.
+        guard !path.utf8.contains(0) else { throw OCIError.escapes(entry: path, "its path holds a NUL byte") }
         var parts: [String] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
             switch part {

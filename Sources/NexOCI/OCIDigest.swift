@@ -12,7 +12,7 @@ public struct OCIDigest: Sendable, Hashable, CustomStringConvertible {
             throw OCIError.badDigest(text, "only sha256 digests are taken")
         }
         let hex = text.dropFirst("sha256:".count)
-        guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+        guard hex.utf8.count == 64, hex.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
             throw OCIError.badDigest(text, "a sha256 digest is 64 lowercase hex digits")
         }
         self.hex = String(hex)

@@ -57,31 +57,34 @@ public struct TarReader<Source: ByteSource> {
             guard let header, !header.allSatisfy({ $0 == 0 }) else { return nil }
             try checkChecksum(header)
             let flag = header[156]
-            var size = try Self.number(header[124..<136], "size")
+            let headerSize = try Self.number(header[124..<136], "size")
+            switch flag {
+            case UInt8(ascii: "x"):
+                pax.merge(try Self.paxRecords(try readContent(headerSize)), uniquingKeysWith: { $1 })
+                continue
+            case UInt8(ascii: "g"):
+                _ = try readContent(headerSize)  // global settings: nothing here needs them
+                continue
+            case UInt8(ascii: "L"):
+                longName = Self.text(try readContent(headerSize)[...])
+                continue
+            case UInt8(ascii: "K"):
+                longLink = Self.text(try readContent(headerSize)[...])
+                continue
+            default:
+                break
+            }
+            // A pax size applies to the entry its header precedes, never to another extended header.
+            var size = headerSize
             if let paxSize = pax["size"] {
                 guard let parsed = Int(paxSize), parsed >= 0 else {
                     throw OCIError.badArchive("a pax size of \"\(paxSize)\"")
                 }
                 size = parsed
             }
-            switch flag {
-            case UInt8(ascii: "x"):
-                pax.merge(try Self.paxRecords(try readContent(size)), uniquingKeysWith: { $1 })
-                continue
-            case UInt8(ascii: "g"):
-                _ = try readContent(size)  // global settings: nothing here needs them
-                continue
-            case UInt8(ascii: "L"):
-                longName = Self.text(try readContent(size)[...])
-                continue
-            case UInt8(ascii: "K"):
-                longLink = Self.text(try readContent(size)[...])
-                continue
-            default:
-                break
-            }
             var name = Self.text(header[0..<100])
-            if header[257..<262].elementsEqual("ustar".utf8) {
+            // POSIX ustar ("ustar\0"); GNU's "ustar " keeps times, not a prefix, in those bytes.
+            if header[257..<263].elementsEqual("ustar\0".utf8) {
                 let prefix = Self.text(header[345..<500])
                 if !prefix.isEmpty { name = prefix + "/" + name }
             }
@@ -160,7 +163,8 @@ public struct TarReader<Source: ByteSource> {
     /// An octal field (NUL or space terminated), or GNU's base-256 for big numbers.
     static func number(_ field: ArraySlice<UInt8>, _ what: String) throws(OCIError) -> Int {
         if let first = field.first, first & 0x80 != 0 {
-            var value = Int(first & 0x7f)
+            guard first & 0x40 == 0 else { throw OCIError.badArchive("a negative \(what)") }
+            var value = Int(first & 0x3f)
             for byte in field.dropFirst() {
                 guard value < Int.max >> 8 else { throw OCIError.badArchive("a \(what) too large") }
                 value = value << 8 | Int(byte)
@@ -194,12 +198,17 @@ public struct TarReader<Source: ByteSource> {
         while !rest.isEmpty {
             guard let space = rest.firstIndex(of: 32),
                 let length = Int(String(decoding: rest[rest.startIndex..<space], as: UTF8.self)),
-                length > space - rest.startIndex, length <= rest.count
+                length >= space - rest.startIndex + 2, length <= rest.count,
+                rest[rest.startIndex + length - 1] == 10  // a newline ends every record
             else { throw OCIError.badArchive("a pax record that cannot be read") }
             let record = rest[(space + 1)..<(rest.startIndex + length - 1)]  // without the newline
             if let equals = record.firstIndex(of: UInt8(ascii: "=")) {
-                records[String(decoding: record[..<equals], as: UTF8.self)] = String(
-                    decoding: record[(equals + 1)...], as: UTF8.self)
+                let key = String(decoding: record[..<equals], as: UTF8.self)
+                let value = record[(equals + 1)...]
+                if key == "path" || key == "linkpath", value.contains(0) {
+                    throw OCIError.badArchive("a pax \(key) that holds a NUL byte")
+                }
+                records[key] = String(decoding: value, as: UTF8.self)
             }
             rest = rest[(rest.startIndex + length)...]
         }

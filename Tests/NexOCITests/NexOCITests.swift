@@ -14,6 +14,9 @@ import Testing
         let pinned = try ImageReference(parsing: "oci://localhost/app@sha256:\(digest)")
         #expect(pinned.digest?.hex == digest && pinned.tag == nil)
         #expect(pinned.description == "oci://localhost/app@sha256:\(digest)")
+        // A tag beside a digest: the digest decides.
+        let both = try ImageReference(parsing: "oci://localhost/app:1.0@sha256:\(digest)")
+        #expect(both.repository == "app" && both.digest?.hex == digest)
     }
 
     @Test func badReferencesSayWhy() {
@@ -25,6 +28,8 @@ import Testing
             ("oci://x/app:-bad", "is not a tag"),
             ("oci://x/app@sha256:abc", "64 lowercase hex digits"),
             ("oci://x/app@md5:abc", "only sha256"),
+            ("oci://x:+5000/app", "is not a HOST or HOST:PORT"),
+            ("oci://x/app@sha256:" + String(repeating: "\u{FF41}", count: 64), "64 lowercase hex digits"),
         ]
         for (text, says) in cases {
             let error = #expect(throws: OCIError.self) { try ImageReference(parsing: text) }
@@ -132,6 +137,35 @@ import Testing
         }
     }
 
+    /// A directory's mode is set when its layer ends: a directory replaced by a link meanwhile is not followed.
+    @Test func aDirectoryReplacedByALinkKeepsTheModeInside() throws {
+        try withRoot { root, outside throws in
+            let before = try FileManager.default.attributesOfItem(atPath: outside)[.posixPermissions] as? Int
+            var layer = TarBuilder()
+            layer.add("d/", .directory, mode: 0o777)
+            layer.add("d", .symlink, link: outside)
+            _ = try apply([layer], to: root)
+            let after = try FileManager.default.attributesOfItem(atPath: outside)[.posixPermissions] as? Int
+            #expect(before == after)
+        }
+    }
+
+    /// A NUL byte in a pax path would make C read another name than the one checked; a short pax record
+    /// cannot crash the reader.
+    @Test func nulBytesAndBrokenPaxRecordsAreRefused() throws {
+        try withRoot { root, _ throws in
+            var nul = TarBuilder()
+            nul.paxPath("..\u{0}/x")
+            nul.add("x", content: [1])
+            #expect(throws: OCIError.self) { try apply([nul], to: root) }
+            var short = TarBuilder()
+            short.add("pax", .pax, content: Array("2 ".utf8))
+            short.add("x", content: [1])
+            #expect(throws: OCIError.self) { try apply([short], to: root) }
+            #expect(FileManager.default.fileExists(atPath: root))
+        }
+    }
+
     @Test func whiteoutsHideLowerLayersOnly() throws {
         try withRoot { root, _ throws in
             var lower = TarBuilder()
@@ -168,6 +202,19 @@ import Testing
         #expect(entry.path == "hello" && entry.size == 5)
         #expect(try reader.readContent(upTo: 100) == Array("world".utf8))
         #expect(try reader.next() == nil)
+        #expect(try GzipSource(try FileSource(path: tar + ".gz")).read(upTo: 0).isEmpty)
+        // Two gzip members one after the other read as one stream.
+        let gz = try #require(FileManager.default.contents(atPath: tar + ".gz"))
+        let twice = dir + "/twice.gz"
+        #expect(FileManager.default.createFile(atPath: twice, contents: gz + gz))
+        let both = try GzipSource(try FileSource(path: twice))
+        var total = 0
+        while true {
+            let chunk = try both.read(upTo: 4096)
+            if chunk.isEmpty { break }
+            total += chunk.count
+        }
+        #expect(total == layer.finished().count * 2)
 
         var cut = TarReader(MemorySource(Array(layer.finished().prefix(514))))  // two bytes of "world"
         _ = try cut.next()

@@ -43,8 +43,11 @@ struct TarBuilder {
     }
 
     /// A pax header giving the next entry a long path.
-    mutating func paxPath(_ path: String) {
-        var record = " path=\(path)\n"
+    mutating func paxPath(_ path: String) { paxRecord("path", path) }
+
+    /// A pax header with one record.
+    mutating func paxRecord(_ key: String, _ value: String) {
+        var record = " \(key)=\(value)\n"
         var length = record.utf8.count
         length += String(length).count
         if String(length).count != String(length - String(length).count).count { length += 1 }
