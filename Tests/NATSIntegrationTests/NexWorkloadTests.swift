@@ -384,8 +384,13 @@ import Testing
             _ = try await nex.deploy(request, to: node.nodeID)
             #expect(try await nex.lameDuck(node: node.nodeID).success)
             try await running.value  // run() returns by itself: drained, then stopped
-            let types = events.messages.map { $0.subject.split(separator: ".").last.map(String.init) ?? "" }
-            #expect(types.contains("workload_undeployed") && types.last == "node_stopped")
+            // run() returns once node_stopped is published; the recorder sees it after the server's round trip
+            // (a fresh-clone run read the events before it arrived).
+            func types() -> [String] {
+                events.messages.map { $0.subject.split(separator: ".").last.map(String.init) ?? "" }
+            }
+            try await eventually("node_stopped recorded") { types().contains("node_stopped") }
+            #expect(types().contains("workload_undeployed") && types().last == "node_stopped")
             // Moved away on purpose: the drained workload's record is gone.
             let journal = node.home + "/workloads"
             let left = (try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []
