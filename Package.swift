@@ -130,7 +130,14 @@ let package = Package(
         // Container images: references, digests, and layers unpacked into a root file system that they cannot
         // leave (gzip through the system's zlib).
         .systemLibrary(name: "CZlib"),
-        .target(name: "NexOCI", dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "NexOCI",
+            dependencies: [
+                "CZlib", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .target(name: "CV8", dependencies: ["CLibNode"]),
         // L5/L6: how an agent runs a workload, one runner per type; how a node starts agents.
         .target(name: "NexWorkloads", dependencies: ["NexModels"]),
@@ -210,7 +217,10 @@ let package = Package(
         // package of its own, because the tests run it and CI would otherwise build SwiftNIO twice.
         .executableTarget(name: "EchoService", dependencies: ["NATS", "NATSServices"]),
         // Test support: real servers, no XCTest/Testing import.
-        .target(name: "NATSTestSupport", dependencies: ["NKeys", "NexProcess"]),
+        .target(
+            name: "NATSTestSupport",
+            dependencies: ["NKeys", "NexProcess", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .executableTarget(
             name: "NATSDemo",
             dependencies: ["NATS", "NATSTestSupport", .product(name: "Logging", package: "swift-log")]
@@ -234,7 +244,11 @@ let package = Package(
             dependencies: ["NexAgentLink", "NexModels", .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(name: "NexRunnerWasmTests", dependencies: ["NexRunnerWasm", "NATSTestSupport"]),
-        .testTarget(name: "NexOCITests", dependencies: ["NexOCI"]),
+        // The registry tests run a real registry (Debian's docker-registry) and build images with umoci and skopeo.
+        .testTarget(
+            name: "NexOCITests",
+            dependencies: ["NexOCI", "NATSTestSupport", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "NATSTests",
             dependencies: [

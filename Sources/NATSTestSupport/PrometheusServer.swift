@@ -1,6 +1,5 @@
 import Foundation
 import NexProcess
-import Synchronization
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -44,40 +43,21 @@ public final class PrometheusServer: Sendable {
 
             """
         try config.write(to: directory.appendingPathComponent("prometheus.yml"), atomically: true, encoding: .utf8)
-        let process = try await ChildProcess.spawn(
-            executable: binary,
-            arguments: [
+        // Port 0 binds any free port; Prometheus logs the real one: `msg="Listening on" address=127.0.0.1:N`.
+        let logged = try await LoggedServer.start(
+            binary,
+            [
                 "--config.file=\(directory.path)/prometheus.yml", "--web.listen-address=127.0.0.1:0",
                 "--storage.tsdb.path=\(directory.path)/data", "--log.level=info",
             ],
-            environment: TestEnvironment.childEnvironment([:]), directory: directory.path, stderr: .pipe)
-        // Port 0 binds any free port; Prometheus logs the real one: `msg="Listening on" address=127.0.0.1:N`.
-        let listening = AsyncStream<String>.makeStream()
-        let log = Mutex("")
-        if let stderr = process.stderr {
-            LineReader.start(
-                fd: stderr,
-                onLine: { line in
-                    log.withLock { $0 += line + "\n" }
-                    if line.contains("msg=\"Listening on\""), let range = line.range(of: "address=") {
-                        listening.continuation.yield(String(line[range.upperBound...].prefix { !$0.isWhitespace }))
-                    }
-                }, onEnd: { listening.continuation.finish() })
+            directory: directory.path, name: "prometheus"
+        ) { line in
+            guard line.contains("msg=\"Listening on\""), let range = line.range(of: "address=") else { return nil }
+            return String(line[range.upperBound...].prefix { !$0.isWhitespace })
         }
-        let address = await withTaskGroup(of: String?.self) { group in
-            group.addTask { await listening.stream.first { _ in true } }
-            group.addTask {
-                // Cancelled once the address came: the nil returned then is not used.
-                try? await Task.sleep(for: .seconds(30))
-                return nil
-            }
-            defer { group.cancelAll() }
-            return await group.next() ?? nil
-        }
-        guard let address else {
-            _ = await process.terminate(grace: .seconds(2))
-            throw TestEnvironment.Failure("prometheus did not start listening:\n\(log.withLock { $0 })")
-        }
+        let process = logged.process
+        let address = logged.address
+        func log() -> String { logged.lines.suffix(40).joined(separator: "\n") }
         let server = PrometheusServer(url: "http://\(address)", process: process, directory: directory)
         // It listens before its storage is open, and answers 503 until then.
         let deadline = ContinuousClock.now + .seconds(30)
@@ -92,7 +72,7 @@ public final class PrometheusServer: Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         await server.stop()
-        throw TestEnvironment.Failure("prometheus did not get ready (\(lastAnswer)):\n\(log.withLock { $0 })")
+        throw TestEnvironment.Failure("prometheus did not get ready (\(lastAnswer)):\n\(log())")
     }
 
     /// The value of an instant query that returns one sample (`sum(…)` of a counter, say); nil when it

@@ -95,3 +95,31 @@ public final class GzipSource<Source: ByteSource>: ByteSource {
         return output
     }
 }
+
+/// Passes another source's bytes through, hashing and counting them: a layer's uncompressed digest (its
+/// `diff_id`) is checked this way as it is unpacked, and a layer that inflates past `limit` bytes is refused.
+public final class HashingSource<Source: ByteSource>: ByteSource {
+    private var source: Source
+    private var hasher = OCIDigest.Hasher()
+    public let limit: Int
+
+    public init(_ source: Source, limit: Int = .max) {
+        self.source = source
+        self.limit = limit
+    }
+
+    public func read(upTo count: Int) throws(OCIError) -> [UInt8] {
+        let bytes = try source.read(upTo: count)
+        hasher.update(bytes)
+        guard hasher.count <= limit else {
+            throw OCIError.badArchive("it unpacks to more than \(limit >> 20) MiB, the node's limit for one layer")
+        }
+        return bytes
+    }
+
+    /// Reads what is left (a tar's padding after its end) and returns the digest of everything.
+    public func drain() throws(OCIError) -> OCIDigest {
+        while !(try read(upTo: 64 << 10)).isEmpty {}
+        return hasher.finish()
+    }
+}

@@ -36,9 +36,17 @@ public struct OCIDigest: Sendable, Hashable, CustomStringConvertible {
         public init() {}
 
         public mutating func update(_ bytes: some Sequence<UInt8>) {
-            let array = Array(bytes)
-            count += array.count
-            sha.update(data: array)
+            let hashed = bytes.withContiguousStorageIfAvailable { buffer in
+                sha.update(bufferPointer: UnsafeRawBufferPointer(buffer))
+                return buffer.count
+            }
+            if let hashed {
+                count += hashed
+            } else {
+                let array = Array(bytes)
+                count += array.count
+                sha.update(data: array)
+            }
         }
 
         public func finish() -> OCIDigest {

@@ -12,6 +12,22 @@ public enum OCIError: Error, Sendable, Equatable, CustomStringConvertible {
     case badPlatform(String)
     /// An index without a manifest for the node's platform: the platforms it has.
     case platformMissing(String, [String])
+    /// The registry cannot be reached, or broke off: the host and why.
+    case transport(String, String)
+    /// The node's registry policy or egress policy does not let it reach this registry.
+    case refused(String, String)
+    /// The registry answered 401 or 403: the registry, and what to do.
+    case unauthorized(String, String)
+    /// The registry has no such manifest or blob.
+    case notFound(String)
+    /// Content whose bytes hash to another digest than the one that named it (or that the deploy pinned).
+    case digestMismatch(what: String, expected: String, got: String)
+    /// Content larger or smaller than its descriptor says.
+    case sizeMismatch(what: String, expected: Int64, got: Int64)
+    /// Any other answer of the registry: the status and what it said.
+    case registry(Int, String)
+    /// A manifest, index or config that cannot be read.
+    case badManifest(String)
 
     public var description: String {
         switch self {
@@ -26,6 +42,16 @@ public enum OCIError: Error, Sendable, Equatable, CustomStringConvertible {
             "the image has no \(wanted) manifest; it has "
                 + (offered.isEmpty ? "none for any platform" : offered.joined(separator: ", "))
                 + ": push one for \(wanted), or choose another with --platform"
+        case .transport(let host, let why): "cannot fetch from \(host): \(why)"
+        case .refused(let registry, let why): "the node does not pull from \(registry): \(why)"
+        case .unauthorized(let registry, let why): "\(registry) refused the credentials: \(why)"
+        case .notFound(let what): "\(what) is not in the registry: check the repository, tag and digest"
+        case .digestMismatch(let what, let expected, let got):
+            "\(what) should be \(expected) but its bytes hash to \(got): it was changed, or the reference is wrong"
+        case .sizeMismatch(let what, let expected, let got):
+            "\(what) should be \(expected) bytes but \(got) arrived"
+        case .registry(let status, let message): "the registry answered \(status): \(message)"
+        case .badManifest(let why): "the image cannot be read: \(why)"
         }
     }
 }

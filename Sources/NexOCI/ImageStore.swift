@@ -1,0 +1,405 @@
+import Foundation
+import NIOPosix
+
+/// An image pulled and unpacked, ready to run.
+public struct PulledImage: Sendable, Equatable {
+    /// What the reference resolved to (the index's digest for a multi-platform image): what a deploy's hash names.
+    public var digest: OCIDigest
+    /// The manifest of this node's platform.
+    public var manifestDigest: OCIDigest
+    public var config: ImageConfig
+    /// The unpacked root file system.
+    public var rootfs: String
+    /// What unpacking skipped (device nodes…), a line each for the node's log; empty when it came from the cache.
+    public var notes: [String]
+}
+
+/// The node's content-addressed image cache: blobs and unpacked root file systems under `root`, keyed by digest,
+/// shared by every workload of an image, kept under a size limit by evicting the least recently used image that
+/// no running workload holds.
+///
+/// Layout: `blobs/sha256/HEX` (manifests, configs, layers), `images/HEX/` (a manifest's `rootfs/` and
+/// `image.json`, which exists only once the image is complete), `refs/HEX@PLATFORM` (an index's manifest for a
+/// platform, so a cached image by digest needs no registry).
+public actor ImageStore {
+    public let root: String
+    /// Bytes the cache may hold; past it, unpinned images are evicted, least recently used first.
+    public let limitBytes: Int64
+    /// Whether setuid and setgid bits survive unpacking.
+    public let keepsSetID: Bool
+    /// The most one layer may unpack to.
+    public let maxLayerBytes: Int
+
+    /// Pulls under way, by reference and platform, and how many callers wait for each.
+    private var pulls: [String: (task: Task<PulledImage, any Error>, waiters: Int)] = [:]
+    private var pins: [OCIDigest: Int] = [:]
+
+    /// What the cache keeps about a complete image.
+    struct Record: Codable {
+        var manifestDigest: String
+        var config: ImageConfig
+        /// The blobs it was made of (config and layers): kept while the image is.
+        var blobs: [String]
+        /// Bytes of its root file system on disk.
+        var size: Int64
+    }
+
+    public init(
+        root: String, limitBytes: Int64, keepsSetID: Bool = false, maxLayerBytes: Int = 8 << 30
+    ) throws(OCIError) {
+        self.root = root
+        self.limitBytes = limitBytes
+        self.keepsSetID = keepsSetID
+        self.maxLayerBytes = maxLayerBytes
+        for directory in ["blobs/sha256", "images", "refs"] {
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: root + "/" + directory, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw OCIError.transport("the cache", "cannot create \(root)/\(directory): \(error)")
+            }
+        }
+        // Left by a pull that a crash cut short.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/images")) ?? []  // try?: none yet
+        where name.hasPrefix(".") {
+            Self.removeTree(root + "/images/" + name)
+        }
+    }
+
+    /// The image `digest` names for `platform`, if the cache has it complete: pinned (see ``pull(_:expecting:platform:client:)``).
+    public func cached(_ digest: OCIDigest, platform: Platform) -> PulledImage? {
+        guard let image = lookUp(digest, platform: platform) else { return nil }
+        pin(image.manifestDigest)
+        return image
+    }
+
+    /// The image `digest` names for `platform`, if the cache has it complete; marks it used.
+    private func lookUp(_ digest: OCIDigest, platform: Platform) -> PulledImage? {
+        let manifestHex: String
+        if let pointed = try? String(contentsOfFile: refPath(digest, platform), encoding: .utf8) {  // try?: no ref
+            manifestHex = pointed
+        } else {
+            manifestHex = digest.hex
+        }
+        guard let manifestDigest = try? OCIDigest(parsing: "sha256:" + manifestHex),  // try?: a torn ref is a miss
+            let record = readRecord(manifestDigest)
+        else { return nil }
+        touch(manifestDigest)
+        return PulledImage(
+            digest: digest, manifestDigest: manifestDigest, config: record.config,
+            rootfs: imagePath(manifestDigest) + "/rootfs", notes: [])
+    }
+
+    /// Pulls `reference` for `platform` unless the cache has it, and unpacks it. With `expecting`, the reference
+    /// must resolve to that digest.
+    ///
+    /// The image comes back pinned: eviction leaves it alone until the caller's ``unpin(_:)``. Concurrent pulls of
+    /// one image share one download, which goes on (bounded by the client's timeouts) if a caller is cancelled:
+    /// its pin is then the caller's to drop.
+    public func pull(
+        _ reference: ImageReference, expecting: OCIDigest?, platform: Platform, client: RegistryClient
+    ) async throws(OCIError) -> PulledImage {
+        if let digest = reference.digest, let expecting, expecting != digest {
+            throw OCIError.digestMismatch(
+                what: reference.description, expected: expecting.description, got: digest.description)
+        }
+        // A reference by digest needs no registry when the cache has it; a tag is always resolved, so a tag that
+        // moved away from the expected digest is refused whatever the cache holds.
+        if let digest = reference.digest, let hit = lookUp(digest, platform: platform) {
+            pin(hit.manifestDigest)
+            return hit
+        }
+        let key = "\(reference)|\(expecting?.description ?? "")|\(platform)"
+        let task: Task<PulledImage, any Error>
+        if let running = pulls[key] {
+            pulls[key]?.waiters += 1
+            task = running.task
+        } else {
+            task = Task {
+                try await self.fetchAndPin(key, reference, expecting: expecting, platform: platform, client: client)
+            }
+            pulls[key] = (task, 1)
+        }
+        do {
+            return try await task.value
+        } catch let error as OCIError {
+            throw error
+        } catch {
+            throw OCIError.transport(reference.registry, "\(error)")
+        }
+    }
+
+    /// Keeps `manifestDigest` from eviction until as many ``unpin(_:)``s: a running workload holds its image.
+    public func pin(_ manifestDigest: OCIDigest) { pins[manifestDigest, default: 0] += 1 }
+
+    public func unpin(_ manifestDigest: OCIDigest) {
+        guard let count = pins[manifestDigest] else { return }
+        pins[manifestDigest] = count > 1 ? count - 1 : nil
+    }
+
+    /// Bytes the cache holds: root file systems and blobs.
+    public func usage() -> Int64 {
+        images().reduce(0) { $0 + $1.record.size } + blobBytes()
+    }
+
+    /// Evicts least recently used images no workload pins until the cache is within its limit, and the blobs only
+    /// they used; returns the manifest digests evicted.
+    @discardableResult
+    public func evict() -> [OCIDigest] {
+        var held = images()
+        var total = held.reduce(0) { $0 + $1.record.size } + blobBytes()
+        var evicted: [OCIDigest] = []
+        for image in held.sorted(by: { $0.used < $1.used }) where total > limitBytes {
+            guard pins[image.digest] == nil else { continue }
+            Self.removeTree(imagePath(image.digest))
+            held.removeAll { $0.digest == image.digest }
+            total -= image.record.size
+            evicted.append(image.digest)
+        }
+        guard !evicted.isEmpty else { return [] }
+        let kept = Set(held.flatMap(\.record.blobs))
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/blobs/sha256")) ?? []  // try?: none
+        where !kept.contains("sha256:" + name) {
+            unlink(root + "/blobs/sha256/" + name)
+        }
+        let refs = root + "/refs"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: refs)) ?? [] {  // try?: none yet
+            if let pointed = try? String(contentsOfFile: refs + "/" + name, encoding: .utf8),  // try?: torn, removed
+                held.contains(where: { $0.digest.hex == pointed })
+            {
+                continue
+            }
+            unlink(refs + "/" + name)
+        }
+        return evicted
+    }
+
+    // MARK: - Pulling
+
+    /// Fetches, then pins the image once for each caller waiting, and evicts what no longer fits, with no
+    /// suspension between: no eviction can come between an image made and its callers' pins.
+    private func fetchAndPin(
+        _ key: String, _ reference: ImageReference, expecting: OCIDigest?, platform: Platform, client: RegistryClient
+    ) async throws -> PulledImage {
+        defer { pulls[key] = nil }
+        let image = try await fetch(reference, expecting: expecting, platform: platform, client: client)
+        pins[image.manifestDigest, default: 0] += pulls[key]?.waiters ?? 1
+        evict()
+        return image
+    }
+
+    private func fetch(
+        _ reference: ImageReference, expecting: OCIDigest?, platform: Platform, client: RegistryClient
+    ) async throws -> PulledImage {
+        let repository = reference.repository
+        var top = try await client.manifest(repository: repository, reference: reference.reference)
+        if let expecting, top.digest != expecting {
+            throw OCIError.digestMismatch(
+                what: reference.description, expected: expecting.description, got: top.digest.description)
+        }
+        if let hit = lookUp(top.digest, platform: platform) { return hit }
+        var manifestFetched = top
+        if [MediaType.ociIndex, MediaType.dockerManifestList].contains(top.mediaType) {
+            let index = try Self.decode(ImageIndex.self, top.bytes, "the index \(top.digest)")
+            let entry = try index.manifest(for: platform)
+            manifestFetched = try await client.manifest(repository: repository, reference: entry.digest)
+            top.bytes = []
+        } else if ![MediaType.ociManifest, MediaType.dockerManifest].contains(top.mediaType) {
+            throw OCIError.badManifest(
+                "\(reference) is a \(top.mediaType.isEmpty ? "manifest of no media type" : top.mediaType), "
+                    + "not an image manifest or index (a schema 1 manifest must be pushed again as v2 or OCI)")
+        }
+        let manifest = try Self.decode(
+            ImageManifest.self, manifestFetched.bytes, "the manifest \(manifestFetched.digest)")
+        let configDigest = try OCIDigest(parsing: manifest.config.digest)
+        try await ensureBlob(manifest.config, repository: repository, client: client)
+        let configBytes = try Array(Data(contentsOf: URL(fileURLWithPath: blobPath(configDigest))))
+        let config = try Self.decode(ImageConfig.self, configBytes, "the image config \(configDigest)")
+        if let os = config.os, let architecture = config.architecture,
+            !platform.accepts(Platform(os: os, architecture: architecture, variant: nil))
+        {
+            throw OCIError.platformMissing(platform.description, ["\(os)/\(architecture)"])
+        }
+        guard config.rootfs.diff_ids.count == manifest.layers.count else {
+            throw OCIError.badManifest(
+                "the manifest has \(manifest.layers.count) layers but its config lists \(config.rootfs.diff_ids.count)")
+        }
+        for layer in manifest.layers {
+            guard MediaType.layerCompression(layer.mediaType) != nil else {
+                throw OCIError.badManifest(
+                    "layer \(layer.digest) is a \(layer.mediaType), which this node cannot unpack")
+            }
+            try await ensureBlob(layer, repository: repository, client: client)
+        }
+        let manifestDigest = manifestFetched.digest
+        var notes: [String] = []
+        if readRecord(manifestDigest) == nil {
+            notes = try await unpack(manifest, config: config, manifestDigest: manifestDigest)
+        }
+        if manifestDigest != top.digest {
+            try Self.writeAtomically(manifestDigest.hex, to: refPath(top.digest, platform))
+        }
+        touch(manifestDigest)
+        return PulledImage(
+            digest: top.digest, manifestDigest: manifestDigest, config: config,
+            rootfs: imagePath(manifestDigest) + "/rootfs", notes: notes)
+    }
+
+    /// Downloads a blob unless the cache has it (a blob is only ever stored once its digest checked out).
+    private func ensureBlob(_ descriptor: Descriptor, repository: String, client: RegistryClient) async throws {
+        let digest = try OCIDigest(parsing: descriptor.digest)
+        let path = blobPath(digest)
+        if FileManager.default.fileExists(atPath: path) { return }
+        try await client.blob(repository: repository, descriptor, to: path)
+    }
+
+    /// Unpacks the layers into a hidden directory on a pool thread, checking each against its diff_id, and moves
+    /// it into place when complete; returns what was skipped.
+    private func unpack(
+        _ manifest: ImageManifest, config: ImageConfig, manifestDigest: OCIDigest
+    ) async throws -> [String] {
+        let staging = root + "/images/.\(manifestDigest.hex)-\(UUID().uuidString)"
+        let layers = try manifest.layers.map { (try OCIDigest(parsing: $0.digest), $0.mediaType) }
+        let paths = layers.map { blobPath($0.0) }
+        let keepsSetID = keepsSetID
+        let limit = maxLayerBytes
+        let diffIDs = config.rootfs.diff_ids
+        let notes: [String]
+        do {
+            notes = try await NIOThreadPool.singleton.runIfActive {
+                try FileManager.default.createDirectory(atPath: staging + "/rootfs", withIntermediateDirectories: true)
+                var unpacker = LayerUnpacker(root: staging + "/rootfs", keepsSetID: keepsSetID)
+                for (index, (digest, mediaType)) in layers.enumerated() {
+                    let unpacked = try Self.applyLayer(
+                        paths[index], mediaType: mediaType, with: &unpacker, limit: limit)
+                    guard unpacked.description == diffIDs[index] else {
+                        throw OCIError.digestMismatch(
+                            what: "layer \(digest) unpacked", expected: diffIDs[index], got: unpacked.description)
+                    }
+                }
+                return unpacker.notes
+            }
+            let record = Record(
+                manifestDigest: manifestDigest.description, config: config,
+                blobs: [manifest.config.digest] + manifest.layers.map(\.digest),
+                size: Self.treeSize(staging + "/rootfs"))
+            try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: staging + "/image.json"))
+            guard rename(staging, imagePath(manifestDigest)) == 0 else {
+                throw OCIError.transport("the cache", "cannot move the image into place (errno \(errno))")
+            }
+        } catch {
+            Self.removeTree(staging)
+            throw error
+        }
+        return notes
+    }
+
+    private static func applyLayer(
+        _ path: String, mediaType: String, with unpacker: inout LayerUnpacker, limit: Int
+    ) throws(OCIError) -> OCIDigest {
+        switch MediaType.layerCompression(mediaType) {
+        case .uncompressed:
+            let source = HashingSource(try FileSource(path: path), limit: limit)
+            var tar = TarReader(source)
+            try unpacker.apply(&tar)
+            return try source.drain()
+        case .gzip:
+            let source = HashingSource(try GzipSource(try FileSource(path: path)), limit: limit)
+            var tar = TarReader(source)
+            try unpacker.apply(&tar)
+            return try source.drain()
+        case .zstd, nil:
+            throw OCIError.badManifest("a \(mediaType) layer cannot be unpacked here: push the image with gzip layers")
+        }
+    }
+
+    // MARK: - Files
+
+    private func blobPath(_ digest: OCIDigest) -> String { root + "/blobs/sha256/" + digest.hex }
+    private func imagePath(_ digest: OCIDigest) -> String { root + "/images/" + digest.hex }
+
+    private func refPath(_ digest: OCIDigest, _ platform: Platform) -> String {
+        root + "/refs/" + digest.hex + "@" + platform.description.replacingOccurrences(of: "/", with: "-")
+    }
+
+    private func readRecord(_ manifestDigest: OCIDigest) -> Record? {
+        // try?: an image without a readable record is not complete, and is pulled again.
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: imagePath(manifestDigest) + "/image.json")) else {
+            return nil
+        }
+        return try? JSONDecoder().decode(Record.self, from: data)  // try?: as above
+    }
+
+    /// Marks an image used now: eviction goes by the record's modification time.
+    private func touch(_ manifestDigest: OCIDigest) {
+        utimensat(AT_FDCWD, imagePath(manifestDigest) + "/image.json", nil, 0)
+    }
+
+    private struct Held {
+        var digest: OCIDigest
+        var record: Record
+        var used: Date
+    }
+
+    private func images() -> [Held] {
+        let directory = root + "/images"
+        // try?: no directory yet is no images.
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { name in
+            // try?: a name that is not a digest is not an image (a staging directory, say).
+            guard !name.hasPrefix("."), let digest = try? OCIDigest(parsing: "sha256:" + name),
+                let record = readRecord(digest)
+            else { return nil }
+            // try?: evicted meanwhile; it sorts first and is gone already.
+            let attributes = try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)/image.json")
+            return Held(digest: digest, record: record, used: attributes?[.modificationDate] as? Date ?? .distantPast)
+        }
+    }
+
+    private func blobBytes() -> Int64 { Self.treeSize(root + "/blobs") }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], _ what: String) throws(OCIError) -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch {
+            throw OCIError.badManifest("\(what) is not valid JSON of its kind: \(error)")
+        }
+    }
+
+    private static func writeAtomically(_ text: String, to path: String) throws(OCIError) {
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw OCIError.transport("the cache", "cannot write \(path): \(error)")
+        }
+    }
+
+    /// Bytes in regular files under `path`, links not followed.
+    static func treeSize(_ path: String) -> Int64 {
+        var total: Int64 = 0
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return 0 }
+        if (info.st_mode & S_IFMT) == S_IFREG { return Int64(info.st_blocks) * 512 }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else { return 0 }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {  // try?: unreadable counts 0
+            total += treeSize(path + "/" + name)
+        }
+        return total
+    }
+
+    /// Removes a tree that may hold read-only directories (an image's), never following a link.
+    static func removeTree(_ path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            chmod(path, 0o700)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {  // try?: emptied below
+                removeTree(path + "/" + name)
+            }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+}
