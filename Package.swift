@@ -165,7 +165,7 @@ let package = Package(
             name: "NexNode",
             dependencies: [
                 "NexModels", "NKeys", "NATS", "NATSJetStream", "NUID", "NexControlClient", "NexProcess", "NexSandbox",
-                "NexAgentLink",
+                "NexAgentLink", "NexOCI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -195,7 +195,7 @@ let package = Package(
             name: "NexCLICommands",
             dependencies: [
                 "NATS", "NATSJetStream", "NKeys", "NexModels", "NexControlClient", "NexNode", "NexProcess",
-                "NexSandbox", "NexUI",
+                "NexSandbox", "NexUI", "NexOCI", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

@@ -11,11 +11,13 @@ public struct OCIImageLayout: Sendable {
         ["/usr/bin/umoci", "/usr/bin/skopeo", "/bin/busybox"].allSatisfy(FileManager.default.isExecutableFile)
     }
 
-    /// A new layout in `directory` with image `tag`: busybox at `/bin/busybox`, `/bin/sh` linking to it (an
-    /// absolute link, as real images have), the `files` given, and the config's entrypoint, cmd and env.
+    /// A new layout in `directory` with image `tag`: busybox at `/bin/busybox`, `/bin/sh` and a few applets
+    /// linking to it (absolute links, as real images have), the `files` given, and the config's entrypoint, cmd,
+    /// env, user and working directory.
     public static func busybox(
         in directory: String, tag: String = "base", files: [String: String] = [:], entrypoint: [String] = [],
-        cmd: [String] = [], env: [String] = [], architecture: String = "amd64"
+        cmd: [String] = [], env: [String] = [], user: String? = nil, workingDirectory: String? = nil,
+        architecture: String = "amd64"
     ) async throws -> OCIImageLayout {
         let layout = OCIImageLayout(path: directory + "/layout")
         let bundle = directory + "/bundle-\(tag)"
@@ -25,7 +27,10 @@ public struct OCIImageLayout: Sendable {
         let rootfs = bundle + "/rootfs"
         try FileManager.default.createDirectory(atPath: rootfs + "/bin", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: "/bin/busybox", toPath: rootfs + "/bin/busybox")
-        try FileManager.default.createSymbolicLink(atPath: rootfs + "/bin/sh", withDestinationPath: "/bin/busybox")
+        for applet in ["sh", "cat", "echo", "id", "sleep", "ls", "env"] {
+            try FileManager.default.createSymbolicLink(
+                atPath: rootfs + "/bin/" + applet, withDestinationPath: "/bin/busybox")
+        }
         for (file, content) in files {
             let full = rootfs + "/" + file
             try FileManager.default.createDirectory(
@@ -37,6 +42,8 @@ public struct OCIImageLayout: Sendable {
         config += entrypoint.flatMap { ["--config.entrypoint", $0] }
         config += cmd.flatMap { ["--config.cmd", $0] }
         config += env.flatMap { ["--config.env", $0] }
+        if let user { config += ["--config.user", user] }
+        if let workingDirectory { config += ["--config.workingdir", workingDirectory] }
         try await umoci(config)
         try await umoci(["gc", "--layout", layout.path])
         return layout

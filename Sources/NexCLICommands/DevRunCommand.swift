@@ -4,6 +4,7 @@ import NKeys
 import NexControlClient
 import NexModels
 import NexNode
+import NexOCI
 
 /// How `devrun` and `run` wait for a deployed workload.
 struct WaitOptions: ParsableArguments {
@@ -66,8 +67,10 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var workload: WorkloadOptions
     @OptionGroup var waiting: WaitOptions
+    @OptionGroup var images: ImageOptions
 
-    @Argument(help: "The service executable, JavaScript file or WebAssembly module.")
+    @Argument(
+        help: "The service executable, JavaScript file or WebAssembly module, or an image: oci://REGISTRY/REPO[:TAG].")
     var file: String
 
     @Argument(help: "Environment, as KEY=VAL.")
@@ -82,10 +85,13 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
     var json = false
 
     func execute() async throws {
-        guard FileManager.default.isReadableFile(atPath: file) else { throw CLIError("cannot read \(file)") }
+        let isImage = file.hasPrefix(ImageReference.scheme)
+        guard isImage || FileManager.default.isReadableFile(atPath: file) else { throw CLIError("cannot read \(file)") }
         let env = try WorkloadOptions.environment(environment)
         let type = try NodeChoice.checked(workload.type(of: file))
-        let name = Self.workloadName(for: file)
+        let name = isImage ? ImageOptions.workloadName(for: file) ?? "image" : Self.workloadName(for: file)
+        // An image's tag is resolved here, once: every node is sent the digest.
+        let image = isImage ? try await images.resolve(file) : nil
         try workload.checkTriggers(namespace: global.namespace)
         let issuer = try DeveloperKeys.loadOrCreate("issuer.nk", .account)
         let publisher = try DeveloperKeys.loadOrCreate("publisher.xk", .curve)
@@ -105,7 +111,10 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                 candidates.first { c in earlier.contains { $0.node == c.nodeID } }
                 ?? choices.filter { $0.runningMachines == fewest }.randomElement()!
             let replaced = earlier.first { $0.node == node.nodeID }
-            let (location, hash) = try await nex.uploadArtifact(file: file, key: name)
+            let (location, hash) =
+                if let image { (image.location, image.digest.description) } else {
+                    try await nex.uploadArtifact(file: file, key: name)
+                }
             var request = try NexControlClient.makeDeployRequest(
                 name: name, type: type, location: location, hash: hash, environment: env, issuer: issuer,
                 publisher: publisher, targetNode: node.nodeID, targetXkey: node.targetXkey,
@@ -113,7 +122,7 @@ struct DevRunCommand: AsyncParsableCommand, NexCLIRunnable {
                 description: workload.description, maxConcurrency: workload.maxConcurrency)
             request.replaces = replaced?.id
             request.triggers = workload.triggerList
-            request.sourceName = (file as NSString).lastPathComponent
+            if !isImage { request.sourceName = (file as NSString).lastPathComponent }
             var deployer = Deployer(
                 nex: nex, name: name, issuer: issuer, earlier: earlier,
                 replacesRestoring: stop && !foreignNodes.contains(node.nodeID))

@@ -50,7 +50,8 @@ struct WorkloadOptions: ParsableArguments {
 
     /// The workload type of a file, from `--type` or its extension.
     func type(of file: String) -> String {
-        type ?? WorkloadType(guessingFrom: file).rawValue
+        // An image is a service.
+        type ?? (file.hasPrefix("oci://") ? WorkloadType.native.rawValue : WorkloadType(guessingFrom: file).rawValue)
     }
 
     /// `--argv` split into arguments.
@@ -84,8 +85,9 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var workload: WorkloadOptions
     @OptionGroup var waiting: WaitOptions
+    @OptionGroup var images: ImageOptions
 
-    @Argument(help: "The artifact: nats://BUCKET/key.")
+    @Argument(help: "The artifact: nats://BUCKET/key, or an image: oci://REGISTRY/REPO[:TAG|@sha256:DIGEST].")
     var location: String
 
     @Argument(help: "The node id (N…), or a unique prefix of it.")
@@ -112,26 +114,23 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
     var json = false
 
     func execute() async throws {
-        guard let artifact = WorkloadLocation(url: location) else {
-            throw CLIError("the location must be nats://BUCKET/key")
+        guard let given = WorkloadLocation(url: location) else {
+            throw CLIError("the location must be nats://BUCKET/key or oci://REGISTRY/REPO[:TAG|@sha256:DIGEST]")
         }
         let env = try WorkloadOptions.environment(environment)
-        let type = try NodeChoice.checked(workload.type(of: artifact.key))
+        let type = try NodeChoice.checked(workload.type(of: given.isImage ? location : given.key))
+        // An image's tag is resolved here, once: the node is sent the digest.
+        let image = given.isImage ? try await images.resolve(location) : nil
+        let artifact = image?.location ?? given
         try workload.checkTriggers(namespace: global.namespace)
         let issuerKey = try DeveloperKeys.load(issuer, expecting: .account)
         let publisher = try DeveloperKeys.load(xkey, expecting: .curve)
         try await global.withClient { client in
             let nex = global.nex(client)
-            let store: ObjectStore
-            do { store = try await JetStreamContext(client: client).objectStore(artifact.bucket) } catch {
-                throw CLIError("no object store \(artifact.bucket): \(error)")
-            }
-            guard let info = try await store.info(artifact.key) else {
-                throw CLIError("no object \(artifact.key) in \(artifact.bucket)")
-            }
-            guard let hash = NexControlClient.hexSHA256(fromDigest: info.digest) else {
-                throw CLIError("\(location) has no SHA-256 digest")
-            }
+            let hash =
+                if let image { image.digest.description } else {
+                    try await Self.objectHash(artifact, client: client)
+                }
             let node = try await IDResolution.node(self.node, nex)
             let target = try await Output.refusalsAsErrors { try await nex.ping(node: node) }
             var request = try NexControlClient.makeDeployRequest(
@@ -162,6 +161,23 @@ struct RunCommand: AsyncParsableCommand, NexCLIRunnable {
                     + "on node \(node)")
             if !replaced.isEmpty { Output.say("Replaced the earlier \(name) (\(replaced.joined(separator: ", ")))") }
         }
+    }
+}
+
+extension RunCommand {
+    /// The hex SHA-256 of an object-store artifact, from its info.
+    static func objectHash(_ artifact: WorkloadLocation, client: NATSClient) async throws -> String {
+        let store: ObjectStore
+        do { store = try await JetStreamContext(client: client).objectStore(artifact.bucket) } catch {
+            throw CLIError("no object store \(artifact.bucket): \(error)")
+        }
+        guard let info = try await store.info(artifact.key) else {
+            throw CLIError("no object \(artifact.key) in \(artifact.bucket)")
+        }
+        guard let hash = NexControlClient.hexSHA256(fromDigest: info.digest) else {
+            throw CLIError("\(artifact) has no SHA-256 digest")
+        }
+        return hash
     }
 }
 

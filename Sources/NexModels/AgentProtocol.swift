@@ -85,6 +85,9 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
     public var maxConcurrency: Int?
     /// The file a function came from (`echofunction.js`), named in its stacks (nil: `function.js`).
     public var sourceName: String?
+    /// Set for a container image's service: where its process starts. Its executable (``artifactPath``) is the
+    /// image's own, read-only, run as it is; the environment already holds the image's variables.
+    public var workingDirectory: String?
 
     public init(
         workloadID: String, workloadName: String, namespace: String, type: String, argv: [String],
@@ -115,6 +118,7 @@ public struct AgentDeployRequest: Codable, Sendable, Equatable {
         case limits
         case maxConcurrency = "max_concurrency"
         case sourceName = "source_name"
+        case workingDirectory = "working_directory"
     }
 }
 

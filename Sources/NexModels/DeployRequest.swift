@@ -86,8 +86,8 @@ public struct HostServicesConfig: Codable, Sendable, Equatable {
     }
 }
 
-/// An artifact's place: `nats://BUCKET/key`. Encoded as that URL string; decoded from the string or from
-/// the Go `url.URL` object form (`{"Scheme":"nats","Host":"BUCKET","Path":"/key",…}`) Go clients send.
+/// An artifact's place: `nats://BUCKET/key`, or a container image's: `oci://REGISTRY/REPO[:TAG|@sha256:…]`.
+/// Encoded as that URL string; decoded from the string or from the Go `url.URL` object form (`{"Scheme":"nats","Host":"BUCKET","Path":"/key",…}`) Go clients send.
 public struct WorkloadLocation: Codable, Sendable, Equatable, CustomStringConvertible {
     public var scheme: String
     /// The object store bucket.
@@ -101,7 +101,11 @@ public struct WorkloadLocation: Codable, Sendable, Equatable, CustomStringConver
         self.key = key
     }
 
-    /// Parses `nats://BUCKET/key`; nil for anything else.
+    /// Whether it names a container image (`oci://HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]`): then ``bucket`` is
+    /// the registry and ``key`` the repository with its tag or digest.
+    public var isImage: Bool { scheme == "oci" }
+
+    /// Parses `nats://BUCKET/key` or `oci://REGISTRY/REPO…`; nil for anything else.
     public init?(url: String) {
         guard let r = url.range(of: "://") else { return nil }
         let scheme = String(url[..<r.lowerBound])
@@ -109,7 +113,7 @@ public struct WorkloadLocation: Codable, Sendable, Equatable, CustomStringConver
         guard let slash = rest.firstIndex(of: "/") else { return nil }
         let bucket = String(rest[..<slash])
         let key = String(rest[rest.index(after: slash)...])
-        guard scheme == "nats", !bucket.isEmpty, !key.isEmpty else { return nil }
+        guard scheme == "nats" || scheme == "oci", !bucket.isEmpty, !key.isEmpty else { return nil }
         self.init(bucket: bucket, key: key, scheme: scheme)
     }
 
@@ -126,12 +130,13 @@ public struct WorkloadLocation: Codable, Sendable, Equatable, CustomStringConver
         if let text = try? c.decode(String.self) {  // not a string: Go's URL form below
             guard let parsed = WorkloadLocation(url: text) else {
                 throw DecodingError.dataCorruptedError(
-                    in: c, debugDescription: "location must be nats://BUCKET/key, got \(text)")
+                    in: c,
+                    debugDescription: "location must be nats://BUCKET/key or oci://REGISTRY/REPO[:TAG], got \(text)")
             }
             self = parsed
         } else {
             let go = try c.decode(GoURL.self)
-            guard go.Scheme == "nats", !go.Host.isEmpty, go.Path.count > 1 else {
+            guard go.Scheme == "nats" || go.Scheme == "oci", !go.Host.isEmpty, go.Path.count > 1 else {
                 throw DecodingError.dataCorruptedError(in: c, debugDescription: "location must be nats://BUCKET/key")
             }
             self.init(bucket: go.Host, key: String(go.Path.dropFirst()), scheme: go.Scheme)

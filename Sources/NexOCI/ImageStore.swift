@@ -29,6 +29,9 @@ public actor ImageStore {
     public let keepsSetID: Bool
     /// The most one layer may unpack to.
     public let maxLayerBytes: Int
+    /// Directories every unpacked root gets (empty, where the image has nothing there): what a sandbox mounts
+    /// over, in a root it binds read-only.
+    public let mountPoints: [String]
 
     /// Pulls under way, by reference and platform, and how many callers wait for each.
     private var pulls: [String: (task: Task<PulledImage, any Error>, waiters: Int)] = [:]
@@ -45,9 +48,11 @@ public actor ImageStore {
     }
 
     public init(
-        root: String, limitBytes: Int64, keepsSetID: Bool = false, maxLayerBytes: Int = 8 << 30
+        root: String, limitBytes: Int64, keepsSetID: Bool = false, maxLayerBytes: Int = 8 << 30,
+        mountPoints: [String] = []
     ) throws(OCIError) {
         self.root = root
+        self.mountPoints = mountPoints
         self.limitBytes = limitBytes
         self.keepsSetID = keepsSetID
         self.maxLayerBytes = maxLayerBytes
@@ -265,6 +270,7 @@ public actor ImageStore {
         let keepsSetID = keepsSetID
         let limit = maxLayerBytes
         let diffIDs = config.rootfs.diff_ids
+        let mountPoints = mountPoints
         let notes: [String]
         do {
             notes = try await NIOThreadPool.singleton.runIfActive {
@@ -277,6 +283,11 @@ public actor ImageStore {
                         throw OCIError.digestMismatch(
                             what: "layer \(digest) unpacked", expected: diffIDs[index], got: unpacked.description)
                     }
+                }
+                for directory in mountPoints {
+                    var info = stat()
+                    let path = staging + "/rootfs/" + directory
+                    if lstat(path, &info) != 0 { mkdir(path, 0o755) }
                 }
                 return unpacker.notes
             }

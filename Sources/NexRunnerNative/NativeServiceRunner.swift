@@ -16,7 +16,9 @@ public final class NativeServiceRunner: WorkloadRunner {
     /// `NEX_*` facts about itself.
     public static func environment(for request: AgentDeployRequest) -> [String: String] {
         var env = ["PATH": "/usr/local/bin:/usr/bin:/bin"]
-        for (key, value) in request.environment { env[key.uppercased()] = value }
+        // An image's variables keep their case (`http_proxy`, say): the node merged them with the deploy's, upper-cased.
+        let image = request.workingDirectory != nil
+        for (key, value) in request.environment { env[image ? key : key.uppercased()] = value }
         env["NEX_WORKLOAD_ID"] = request.workloadID
         env["NEX_WORKLOAD_NAME"] = request.workloadName
         env["NEX_NAMESPACE"] = request.namespace
@@ -25,8 +27,10 @@ public final class NativeServiceRunner: WorkloadRunner {
 
     public func start(_ request: AgentDeployRequest, output: WorkloadOutput) async throws {
         let path = request.artifactPath
-        // An artifact arrives as plain bytes: make it executable for its owner only.
-        _ = chmod(path, 0o700)
+        // An artifact arrives as plain bytes: make it executable for its owner only. An image's program is the
+        // image's own, and its root is read-only.
+        if request.workingDirectory == nil { _ = chmod(path, 0o700) }
+        let directory = request.workingDirectory ?? URL(fileURLWithPath: path).deletingLastPathComponent().path
         var started: ChildProcess?
         // ETXTBSY: a process that forked while the node was writing the artifact may hold a copy of the
         // writable descriptor for a moment (until its exec closes it). Retried, as Go's os/exec does, for up to
@@ -37,7 +41,7 @@ public final class NativeServiceRunner: WorkloadRunner {
                 started = try await ChildProcess.spawn(
                     executable: path, arguments: request.argv,
                     environment: Self.environment(for: request),
-                    directory: URL(fileURLWithPath: path).deletingLastPathComponent().path, stdout: .pipe,
+                    directory: directory, stdout: .pipe,
                     stderr: .pipe)
                 break
             } catch  where error.errno == ETXTBSY && attempt < 49 {

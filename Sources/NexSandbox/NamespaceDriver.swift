@@ -13,6 +13,7 @@ import Synchronization
 public struct NamespaceDriver: SandboxDriver {
     public var name: String { "namespace" }
     public var isSandboxed: Bool { true }
+    public var runsImages: Bool { true }
 
     /// Where bubblewrap reads the seccomp program (after the link, descriptor 3).
     static let seccompDescriptor: Int32 = 4
@@ -97,8 +98,9 @@ public struct NamespaceDriver: SandboxDriver {
                 environment: [
                     AgentEnvironment.agentID: spec.agentID,
                     AgentEnvironment.linkFD: String(AgentEnvironment.linkDescriptor),
-                    "PATH": "/nex", "HOME": "/tmp", "LD_LIBRARY_PATH": Self.libraryDirectory,
-                ], stdout: .pipe, stderr: .pipe,
+                    "PATH": "/nex", "HOME": "/tmp",
+                ].merging(spec.imageRoot == nil ? ["LD_LIBRARY_PATH": Self.libraryDirectory] : [:]) { a, _ in a },
+                stdout: .pipe, stderr: .pipe,
                 extraDescriptors: [spec.linkDescriptor, seccomp.fd, info[1]], cgroupProcs: procs)
         } catch {
             close(info[0])
@@ -119,25 +121,42 @@ public struct NamespaceDriver: SandboxDriver {
 
     /// The bubblewrap command line for one agent.
     func arguments(_ spec: AgentLaunchSpec) -> [String] {
+        let image = spec.imageRoot
         var args = [
             "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--uid", "1000", "--gid", "1000", "--hostname", "nex-sandbox",
+            "--uid", String(image?.uid ?? 1000), "--gid", String(image?.gid ?? 1000), "--hostname", "nex-sandbox",
         ]
+        // An image's root, read-only: what follows mounts over the directories its cache made for them.
+        if let image { args += ["--ro-bind", image.rootfs, "/", "--tmpfs", "/nex"] }
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         // As in a VM's root file system: the loader at its own path (the agent names it), every other library in
         // /nex/lib, found through LD_LIBRARY_PATH. The sandbox sees no host library directory and no ld.so.cache.
+        // In an image the loader's path belongs to the image (its own libc): it goes to /nex/lib too, and runs
+        // the agent by name, so nothing of the host reaches the image's programs.
+        var loader: String?
         for file in runtimeFiles {
             let name = (file as NSString).lastPathComponent
-            args += ["--ro-bind", file, name.hasPrefix("ld-linux") ? file : Self.libraryDirectory + "/" + name]
+            let isLoader = name.hasPrefix("ld-linux")
+            let inside = isLoader && image == nil ? file : Self.libraryDirectory + "/" + name
+            if isLoader { loader = inside }
+            args += ["--ro-bind", file, inside]
         }
         args += [
             "--ro-bind", spec.agentExecutable, Self.agentInside,
             "--ro-bind", spec.workDirectory, Self.workInside,
+        ]
+        for directory in image?.writableDirectories ?? [] { args += ["--tmpfs", directory] }
+        args += [
             "--remount-ro", "/",
             "--chdir", Self.workInside,
             "--seccomp", String(Self.seccompDescriptor), "--info-fd", String(Self.infoDescriptor),
-            "--", Self.agentInside,
+            "--",
         ]
+        if image != nil, let loader {
+            args += [loader, "--library-path", Self.libraryDirectory, Self.agentInside]
+        } else {
+            args.append(Self.agentInside)
+        }
         return args
     }
 

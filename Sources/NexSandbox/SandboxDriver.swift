@@ -8,8 +8,14 @@ public protocol SandboxDriver: Sendable {
     var name: String { get }
     /// Whether agents started by this driver are isolated from the host (false only for `none`).
     var isSandboxed: Bool { get }
+    /// Whether it can start an agent in a container image's root (``AgentLaunchSpec/imageRoot``).
+    var runsImages: Bool { get }
     /// Starts one agent that will say hello on its link.
     func launch(_ spec: AgentLaunchSpec) async throws -> any AgentSandbox
+}
+
+extension SandboxDriver {
+    public var runsImages: Bool { false }
 }
 
 /// Everything a driver needs to start one agent.
@@ -27,6 +33,9 @@ public struct AgentLaunchSpec: Sendable {
     /// driver gives it to the agent as descriptor ``AgentEnvironment/linkDescriptor`` (or relays it into a VM);
     /// the node closes its copy afterwards.
     public var linkDescriptor: Int32
+    /// A container image's root file system to run the agent (and so its workload) in, instead of an empty
+    /// root; nil for every other agent.
+    public var imageRoot: ImageRoot?
 
     public init(
         agentID: String, agentExecutable: String, workDirectory: String, memoryMiB: Int, vcpuCount: Int,
@@ -38,6 +47,29 @@ public struct AgentLaunchSpec: Sendable {
         self.memoryMiB = memoryMiB
         self.vcpuCount = vcpuCount
         self.linkDescriptor = linkDescriptor
+    }
+}
+
+/// An image's unpacked root file system as a sandbox's `/`: read-only, with a private tmpfs at `/tmp` and at
+/// each of `writableDirectories`. It must hold the directories the sandbox mounts over (see
+/// ``mountPoints``): a node's image cache adds them when it unpacks.
+public struct ImageRoot: Sendable, Equatable {
+    /// The root file system on the host.
+    public var rootfs: String
+    /// The user and group the agent and its workload run as, inside.
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Absolute paths inside the image given a private, empty tmpfs.
+    public var writableDirectories: [String]
+
+    /// The directories a sandbox mounts over in an image's root.
+    public static let mountPoints = ["nex", "workload", "proc", "dev", "tmp"]
+
+    public init(rootfs: String, uid: UInt32, gid: UInt32, writableDirectories: [String] = []) {
+        self.rootfs = rootfs
+        self.uid = uid
+        self.gid = gid
+        self.writableDirectories = writableDirectories
     }
 }
 

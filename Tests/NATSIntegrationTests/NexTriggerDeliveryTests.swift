@@ -123,7 +123,9 @@ extension NexWorkloadTests {
             let done = try await MessageRecorder(h.client, subject: "done.>")
             var delivery = TriggerDelivery()
             delivery.maxDeliver = 1
-            delivery.ackWait = "2s"
+            // Long enough that the holder below (a progress report every 250 ms) cannot miss it on a loaded
+            // machine: a run whose 2 s ran out before the copies subscribed to the advisory never saw it.
+            delivery.ackWait = "6s"
             delivery.deadLetterSubject = "dlq.jobs"
             let trigger = WorkloadTrigger.stream(StreamTrigger(stream: "JOBS", delivery: delivery))
             // The test plays the node that dies: it takes the message on the shared consumer and never answers.
@@ -146,7 +148,7 @@ extension NexWorkloadTests {
                 _ = try await deployCopy(h, on: second, file: file, name: "jobs", type: "v8", triggers: [trigger])
                 holding.cancel()
                 _ = await holding.result
-                try await eventually("the dead letter", timeout: .seconds(20)) {
+                try await eventually("the dead letter", timeout: .seconds(30)) {
                     try await js.streamInfo("DEAD").state.messages == 1
                 }
                 let letter = try await js.getMessage(stream: "DEAD", sequence: 1)

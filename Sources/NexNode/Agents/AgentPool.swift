@@ -49,6 +49,8 @@ actor AgentPool {
     let driver: any SandboxDriver
     /// Whether the driver isolates agents (then native artifacts must be static executables).
     nonisolated var isSandboxed: Bool { driver.isSandboxed }
+    /// Whether the driver can run a container image's root (``launch(imageRoot:)``).
+    nonisolated var runsImages: Bool { driver.runsImages }
     nonisolated var driverName: String { driver.name }
     let logger: Logger
     /// Called when an agent dies, warm or busy.
@@ -165,7 +167,56 @@ actor AgentPool {
         await tasks.shutdown()
     }
 
+    /// Starts one warm agent, and hands it to the first waiter, if any.
     private func startOne() async {
+        do {
+            let agent = try await launchAgent(imageRoot: nil)
+            starting -= 1
+            consecutiveFailures = 0
+            if closed {
+                // Said hello while the pool closed: close() did not see it, so it is cleaned up here.
+                await discard(agent)
+            } else if !waiters.isEmpty {
+                let waiter = waiters.removeFirst()
+                tasks.cancel(waiter.timer)
+                waiter.continuation.resume(returning: agent)
+            } else {
+                warm.append(agent)
+            }
+        } catch {
+            starting -= 1
+            guard !closed else { return }  // a start cut short by the shutdown is no failure
+            consecutiveFailures += 1
+            logger.error("agent failed to start", metadata: ["error": "\(error)"])
+            // Back off so that a broken agent binary does not become a fork loop.
+            let delay = Duration.milliseconds(min(100 << min(consecutiveFailures, 8), 30_000))
+            do { try await Task.sleep(for: delay) } catch { return }  // the pool is closing
+            fill()
+        }
+    }
+
+    /// An agent of its own for a container image's workload, started now in the image's root (warm agents have
+    /// an empty one). It is the taker's, as a warm agent taken is.
+    func launch(imageRoot: ImageRoot) async throws -> Agent {
+        guard !closed else { throw NexError(.unavailable, "the node is shutting down") }
+        let agent = try await launchAgent(imageRoot: imageRoot)
+        guard !closed else {
+            await discard(agent)
+            throw NexError(.unavailable, "the node is shutting down")
+        }
+        return agent
+    }
+
+    /// Destroys an agent nobody will use (the pool closed while it started).
+    private func discard(_ agent: Agent) async {
+        await agent.sandbox.destroy(grace: .seconds(1))
+        agent.link.close()
+        await BlockingIO.remove(agent.workDirectory, what: "an agent's directory", logger: logger)
+    }
+
+    /// Starts an agent in its sandbox and waits for its hello; it is alive (its exit reported) once returned.
+    /// Whatever it started is cleaned up when it fails.
+    private func launchAgent(imageRoot: ImageRoot?) async throws -> Agent {
         let id = NUID.next().lowercased()
         let directory = settings.directory + "/" + id
         var sandbox: (any AgentSandbox)?
@@ -192,9 +243,10 @@ actor AgentPool {
             }
             // close() ran during the awaits above: it closes the links it finds, and this one it did not.
             guard !closed else { throw NexError(.unavailable, "the node is shutting down") }
-            let spec = AgentLaunchSpec(
+            var spec = AgentLaunchSpec(
                 agentID: id, agentExecutable: settings.agentExecutable, workDirectory: directory,
                 memoryMiB: settings.memoryMiB, vcpuCount: settings.vcpuCount, linkDescriptor: agentEnd)
+            spec.imageRoot = imageRoot
             let launched: any AgentSandbox
             do {
                 // The driver gave the agent its own copy (or relays it); ours is closed either way.
@@ -218,35 +270,16 @@ actor AgentPool {
             agentLink.welcome(AgentResponse(ok: true))
             let agent = Agent(
                 id: id, sandbox: launched, workDirectory: directory, handshake: hello, link: agentLink)
-            starting -= 1
-            consecutiveFailures = 0
             alive[id] = agent
             logger.debug(
                 "agent ready", metadata: ["nex.agent": "\(id)", "startup_ms": "\(hello.startupMillis)"])
-            if closed {
-                // Said hello while the pool closed: close() did not see it, so it is cleaned up here.
-                await launched.destroy(grace: .seconds(1))
-                agentLink.close()
-                await BlockingIO.remove(directory, what: "an agent's directory", logger: logger)
-            } else if !waiters.isEmpty {
-                let waiter = waiters.removeFirst()
-                tasks.cancel(waiter.timer)
-                waiter.continuation.resume(returning: agent)
-            } else {
-                warm.append(agent)
-            }
+            return agent
         } catch {
-            starting -= 1
             await sandbox?.destroy(grace: .seconds(1))
             link?.close()
             await BlockingIO.remove(directory, what: "an agent's directory", logger: logger)
-            guard !closed else { return }  // a start cut short by the shutdown is no failure
-            consecutiveFailures += 1
-            logger.error("agent failed to start", metadata: ["nex.agent": "\(id)", "error": "\(error)"])
-            // Back off so that a broken agent binary does not become a fork loop.
-            let delay = Duration.milliseconds(min(100 << min(consecutiveFailures, 8), 30_000))
-            do { try await Task.sleep(for: delay) } catch { return }  // the pool is closing
-            fill()
+            if !closed { logger.debug("agent failed to start", metadata: ["nex.agent": "\(id)"]) }
+            throw error
         }
     }
 

@@ -125,13 +125,20 @@ public struct DeployValidator: Sendable {
                     "workload name \(request.workloadName) does not match the signed name \(name): sign the deploy for "
                         + "the name it is sent with"))
         }
-        guard let signedHash = claims.nats["hash"]?.stringValue, signedHash.count == 64 else {
+        // An image's hash is its digest, `sha256:HEX` (the bare hex is taken too); an artifact's is the hex.
+        func hex(_ text: String) -> String {
+            let lowered = text.lowercased()
+            return request.location.isImage && lowered.hasPrefix("sha256:") ? String(lowered.dropFirst(7)) : lowered
+        }
+        guard let signed = claims.nats["hash"]?.stringValue, case let signedHash = hex(signed), signedHash.count == 64,
+            signedHash.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) })
+        else {
             return .failure(
                 .init(
                     .integrity, "the workload JWT carries no artifact hash: sign nats.hash with the artifact's SHA-256")
             )
         }
-        if let hash = request.hash, !hash.isEmpty, hash.lowercased() != signedHash.lowercased() {
+        if let hash = request.hash, !hash.isEmpty, hex(hash) != signedHash {
             return .failure(
                 .init(
                     .integrity,
@@ -171,6 +178,6 @@ public struct DeployValidator: Sendable {
             if let refusal = servers.refusal(for: named) { return .failure(refusal) }
         }
         return .success(
-            ValidatedDeploy(request: request, claims: claims, environment: environment, hash: signedHash.lowercased()))
+            ValidatedDeploy(request: request, claims: claims, environment: environment, hash: signedHash))
     }
 }

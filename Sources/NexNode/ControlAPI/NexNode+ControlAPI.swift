@@ -147,6 +147,11 @@ extension NexNode {
         case .success(let r): reservation = r
         }
         let workloadID = UUID().uuidString.lowercased()
+        if request.location.isImage {
+            return await deployImage(
+                valid, workloadID: workloadID, namespace: namespace, reservation: reservation, runtime: runtime,
+                persist: persist && config.persistWorkloads)
+        }
         let artifact: ArtifactFetcher.Artifact
         let download = tracing.start("nex.deploy.download", parent: ServiceContext.current ?? .topLevel)
         do {

@@ -1,5 +1,6 @@
 import Foundation
 public import NexModels
+import NexOCI
 
 /// A node's configuration file (`nex node up --config FILE`): the Nex 0.x keys, plus `sandbox`.
 /// Unknown keys are errors that name the key.
@@ -57,6 +58,44 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// Record every accepted deploy in the resource directory and start the recorded workloads again after
     /// a restart or crash (default true). Off: a restarted node comes back empty.
     public var persistWorkloads = true
+    /// `oci_registries`: the registries this node pulls container images from, by `HOST:PORT` (or `HOST` for
+    /// 443). Loopback and private registries need an entry; public ones are reached without one, through the
+    /// egress policy (global addresses only).
+    public var ociRegistries: [String: OCIRegistryConfig] = [:]
+    /// `oci_cache_limit_mb`: what the image cache under the node's home may hold before the least recently used
+    /// image no workload runs is evicted.
+    public var ociCacheLimitMB = 10_240
+
+    /// One `oci_registries` entry.
+    public struct OCIRegistryConfig: Codable, Sendable, Equatable {
+        /// Plain HTTP (for a registry on loopback or a private network that has no TLS).
+        public var insecure = false
+        public var username: String?
+        public var password: String?
+        /// PEM roots to trust for it instead of the system's.
+        public var caFile: String?
+
+        public init(insecure: Bool = false, username: String? = nil, password: String? = nil, caFile: String? = nil) {
+            self.insecure = insecure
+            self.username = username
+            self.password = password
+            self.caFile = caFile
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case insecure, username, password
+            case caFile = "ca_file"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.allNames)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            insecure = try c.decodeIfPresent(Bool.self, forKey: .insecure) ?? false
+            username = try c.decodeIfPresent(String.self, forKey: .username)
+            password = try c.decodeIfPresent(String.self, forKey: .password)
+            caFile = try c.decodeIfPresent(String.self, forKey: .caFile)
+        }
+    }
     /// Serve Prometheus metrics on `GET /metrics` (as `nex node up --metrics`).
     public var otelMetrics: Bool?
     /// The metrics port (default 8085, as Nex; 0: any free port).
@@ -274,6 +313,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         case otelTraces = "otel_traces"
         case otelTracesExporter = "otel_traces_exporter"
         case otlpExporterURL = "otlp_exporter_url"
+        case ociRegistries = "oci_registries"
+        case ociCacheLimitMB = "oci_cache_limit_mb"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -335,12 +376,24 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         otelTraces = try c.decodeIfPresent(Bool.self, forKey: .otelTraces)
         otelTracesExporter = try c.decodeIfPresent(String.self, forKey: .otelTracesExporter)
         otlpExporterURL = try c.decodeIfPresent(String.self, forKey: .otlpExporterURL)
+        ociRegistries = try c.decodeIfPresent([String: OCIRegistryConfig].self, forKey: .ociRegistries) ?? [:]
+        ociCacheLimitMB = try c.decodeIfPresent(Int.self, forKey: .ociCacheLimitMB) ?? 10_240
         try validate()
     }
 
     /// Checks values a decoder cannot (ranges, choices, key shapes).
     public func validate() throws {
         guard machinePoolSize >= 1 else { throw NodeConfigurationError.invalid("machine_pool_size must be at least 1") }
+        guard ociCacheLimitMB >= 1 else {
+            throw NodeConfigurationError.invalid("oci_cache_limit_mb must be at least 1")
+        }
+        for registry in ociRegistries.keys {
+            // The parser of image references decides what a registry is.
+            guard (try? ImageReference(parsing: "oci://\(registry)/probe")) != nil, !registry.contains("/") else {
+                throw NodeConfigurationError.invalid(
+                    "oci_registries key \(registry) is not HOST or HOST:PORT (such as 127.0.0.1:5000 or ghcr.io)")
+            }
+        }
         guard machineTemplate.vcpuCount >= 1, machineTemplate.memsizeMib >= 16 else {
             throw NodeConfigurationError.invalid("machine_template needs vcpu_count ≥ 1 and memsize_mib ≥ 16")
         }

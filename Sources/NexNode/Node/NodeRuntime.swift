@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NexAgentLink
 import NexModels
+import NexOCI
 import NexProcess
 import NexSandbox
 import Synchronization
@@ -109,9 +110,13 @@ struct NodeRuntime: Sendable {
         let journal =
             config.persistWorkloads
             ? WorkloadJournal(directory: home + "/workloads", xkey: node.xkey, logger: logger) : nil
+        let images = Result { () throws(OCIError) in try ImageService(home: home, config: config) }.mapError {
+            NexError(.storage, "the node has no image cache: \($0)")
+        }
         let manager = WorkloadManager(
             config: config, pool: pool, events: node.events, journal: journal,
-            metrics: node.metrics, tracing: node.tracing, logger: logger, isLameDuck: { node.isLameDuck })
+            metrics: node.metrics, tracing: node.tracing, logger: logger, images: images,
+            isLameDuck: { node.isLameDuck })
         box.set(pool: pool, manager: manager)
         let runtime = NodeRuntime(pool: pool, manager: manager)
         // Before any agent starts; ended with the manager's other tasks when the node stops.

@@ -1,5 +1,6 @@
 import Foundation
 import NexModels
+import NexOCI
 
 /// Durable workloads: after a restart or a crash the node starts the workloads it had recorded, under
 /// their ids, names, namespaces and issuers, so INFO, WPING, events and the issuer's stop work as before.
@@ -80,6 +81,24 @@ extension NexNode {
     ) async -> Result<RunResponse, NexError> {
         let record = item.record
         let result: Result<RunResponse, NexError>
+        if record.request.location.isImage {
+            // From the image cache, by the digest accepted (a cache that lost it pulls it again by digest).
+            switch await prepareImage(item.deploy, runtime: runtime, restoring: true) {
+            case .success(let image):
+                result = await runtime.manager.start(
+                    item.deploy, record: record, reservation: item.reservation, artifactPath: "", image: image,
+                    persist: true, alreadyRecorded: true)
+                if case .failure = result, case .success(let images) = runtime.manager.images {
+                    await images.release(image.manifestDigest)
+                }
+            case .failure(let refusal):
+                await runtime.manager.release(item.reservation)
+                result = .failure(refusal)
+            }
+            await settle(
+                record, deploy: item.deploy, after: result, attempt: attempt, runtime: runtime, journal: journal)
+            return result
+        }
         do {
             let artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts", logger: logger)
                 .restore(

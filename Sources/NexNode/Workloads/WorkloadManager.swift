@@ -41,6 +41,8 @@ actor WorkloadManager {
     let sandboxServers: SandboxServerPolicy
     /// What workloads may name as subjects (here: where a trigger's answer may go).
     let subjectPolicy: SubjectPolicy
+    /// The image cache and registry clients; nil when the cache could not be made (image deploys are refused).
+    let images: Result<ImageService, NexError>
     /// The manager's tasks (supervisors, host calls, triggers): cancelled and awaited by
     /// ``stopAll(reason:forget:)``.
     nonisolated let tasks = OwnedTasks()
@@ -59,8 +61,9 @@ actor WorkloadManager {
     init(
         config: NodeConfiguration, pool: AgentPool, events: EventPublisher,
         journal: WorkloadJournal?, metrics: NodeMetrics, tracing: NodeTracer, logger: Logger,
-        isLameDuck: @escaping @Sendable () -> Bool
+        images: Result<ImageService, NexError>, isLameDuck: @escaping @Sendable () -> Bool
     ) {
+        self.images = images
         self.config = config
         self.pool = pool
         self.events = events
@@ -160,12 +163,13 @@ actor WorkloadManager {
     /// `persist` and not `alreadyRecorded`) and runs it on a warm agent. Returns what the deployer is told.
     func start(
         _ deploy: ValidatedDeploy, record: WorkloadRecord, reservation: Reservation, artifactPath: String,
-        persist: Bool, alreadyRecorded: Bool = false
+        image: RunnableImage? = nil, persist: Bool, alreadyRecorded: Bool = false
     ) async -> Result<RunResponse, NexError> {
         defer { reservations.release(reservation) }
-        // Reading the executable's header is file work: done before the workloads are looked at.
+        // Reading the executable's header is file work: done before the workloads are looked at. An image
+        // brings its own libraries.
         let staticProblem =
-            pool.isSandboxed && record.request.workloadType == .native
+            pool.isSandboxed && record.request.workloadType == .native && image == nil
             ? await Self.staticExecutableProblem(at: artifactPath) : nil
         if closed {
             return .failure(
@@ -173,7 +177,7 @@ actor WorkloadManager {
         }
         if let refusal = admissionProblem(record, staticProblem: staticProblem) { return .failure(refusal) }
         let supervisor = WorkloadSupervisor(
-            record: record, deploy: deploy, artifactPath: artifactPath, persisted: persist,
+            record: record, deploy: deploy, artifactPath: artifactPath, image: image, persisted: persist,
             alreadyRecorded: alreadyRecorded, context: supervisorContext)
         let key = nextSupervisor
         nextSupervisor += 1
@@ -216,9 +220,11 @@ actor WorkloadManager {
 
     private var supervisorContext: WorkloadSupervisor.Context {
         let isLameDuck = self.isLameDuck
+        // try?: without a cache no image workload was ever accepted, so none has a pin to give back.
+        let images = try? self.images.get()
         return WorkloadSupervisor.Context(
             config: config, pool: pool, events: events, journal: journal, hostServices: hostServices,
-            sandboxServers: sandboxServers, logger: logger, triggers: self,
+            sandboxServers: sandboxServers, logger: logger, triggers: self, images: images,
             restartsAllowed: { !isLameDuck() && !self.stopping.withLock { $0 } })
     }
 

@@ -42,14 +42,18 @@ final class WorkloadSupervisor: Sendable {
         let logger: Logger
         /// Subscribes functions' triggers and runs them.
         let triggers: WorkloadManager
+        /// Pulls and keeps container images (nil when the node has no image cache).
+        let images: ImageService?
         /// Whether an essential workload may still restart (not in lame duck, the node not stopping).
         let restartsAllowed: @Sendable () -> Bool
     }
 
     /// The deploy as checked (its environment opened, kept in memory only).
     let deploy: ValidatedDeploy
-    /// The workload's copy of its artifact, shared by its runs.
+    /// The workload's copy of its artifact, shared by its runs (empty for an image).
     let artifactPath: String
+    /// A container image's workload: what its agent runs, in the image's root.
+    let image: RunnableImage?
     private let context: Context
     private let inputs: AsyncStream<Input>
     private let input: AsyncStream<Input>.Continuation
@@ -77,11 +81,12 @@ final class WorkloadSupervisor: Sendable {
     }
 
     init(
-        record: WorkloadRecord, deploy: ValidatedDeploy, artifactPath: String, persisted: Bool,
-        alreadyRecorded: Bool, context: Context
+        record: WorkloadRecord, deploy: ValidatedDeploy, artifactPath: String, image: RunnableImage? = nil,
+        persisted: Bool, alreadyRecorded: Bool, context: Context
     ) {
         self.deploy = deploy
         self.artifactPath = artifactPath
+        self.image = image
         self.context = context
         let lifecycle = WorkloadLifecycle(
             record: record, persisted: persisted, alreadyRecorded: alreadyRecorded,
@@ -247,9 +252,14 @@ final class WorkloadSupervisor: Sendable {
         case .takeAgent:
             let pool = context.pool
             let timeout = Duration.milliseconds(context.config.agentHandshakeTimeoutMs)
+            let imageRoot = image?.root
             startInFlight(&held) {
                 do {
-                    let agent = try await pool.take(timeout: timeout)
+                    // An image runs in an agent started in its root; anything else on a warm agent.
+                    let agent =
+                        if let imageRoot { try await pool.launch(imageRoot: imageRoot) } else {
+                            try await pool.take(timeout: timeout)
+                        }
                     return Input(event: .agentTaken(agent: agent.id), agent: agent)
                 } catch {
                     return Input(event: .noAgent(reason: "\(error)"))
@@ -355,17 +365,25 @@ final class WorkloadSupervisor: Sendable {
         let config = context.config
         let inside = agent.workDirectory + "/workload"
         let artifactPath = self.artifactPath
-        do {
-            try await BlockingIO.run {
-                if link(artifactPath, inside) != 0 {
-                    try FileManager.default.copyItem(atPath: artifactPath, toPath: inside)
+        if image == nil {
+            do {
+                try await BlockingIO.run {
+                    if link(artifactPath, inside) != 0 {
+                        try FileManager.default.copyItem(atPath: artifactPath, toPath: inside)
+                    }
                 }
+            } catch {
+                return .deployFailed(
+                    agent: agent.id, code: .storage, reason: "cannot give the artifact to the agent: \(error)")
             }
-        } catch {
-            return .deployFailed(
-                agent: agent.id, code: .storage, reason: "cannot give the artifact to the agent: \(error)")
         }
         var environment = WorkloadManager.environment(for: deploy, config: config)
+        if let image {
+            // The deploy's variables over the image's (upper-cased, as the runner does for any service).
+            var merged = image.environment
+            for (key, value) in environment { merged[key.uppercased()] = value }
+            environment = merged
+        }
         if context.pool.isSandboxed, record.request.workloadType == .native {
             do {
                 environment = try await WorkloadManager.openServers(
@@ -383,6 +401,11 @@ final class WorkloadSupervisor: Sendable {
             triggerSubjects: record.request.triggerSubjects ?? [], limits: config.functionLimits,
             maxConcurrency: concurrency(record))
         request.sourceName = record.request.plainSourceName
+        if let image {
+            request.artifactPath = image.executable
+            request.argv = image.arguments
+            request.workingDirectory = image.workingDirectory
+        }
         let response: AgentResponse
         do { response = try await agent.link.deploy(request, timeout: .seconds(10)) } catch {
             // No answer (the agent died or hung) may pass with another agent; a refusal would not.
@@ -474,7 +497,11 @@ final class WorkloadSupervisor: Sendable {
         await context.hostServices.release(workloadID: tearDown.workloadID)
         if let agent { await destroy(agent) }
         if tearDown.removeArtifact {
-            await BlockingIO.remove(artifactPath, what: "a workload's artifact", logger: context.logger)
+            if let image {
+                await context.images?.release(image.manifestDigest)
+            } else {
+                await BlockingIO.remove(artifactPath, what: "a workload's artifact", logger: context.logger)
+            }
         }
     }
 

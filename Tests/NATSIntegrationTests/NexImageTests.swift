@@ -1,0 +1,132 @@
+import Foundation
+import NATS
+import NATSTestSupport
+import NKeys
+import NexControlClient
+import NexModels
+import NexSandbox
+import Testing
+
+/// Container images from a real registry (Debian's docker-registry on loopback), built with umoci and pushed with
+/// skopeo, deployed with the real `nex` binary to a real `nex node up` in the namespace sandbox.
+extension HeavyTests {
+    @Suite(
+        .timeLimit(.minutes(10)),
+        .enabled(
+            if: TestEnvironment.shouldRun(
+                needing: NexSandboxTests.available && OCIRegistry.binary != nil && OCIImageLayout.toolsAvailable)))
+    struct NexImageTests {
+        let nex = TestEnvironment.builtProduct("nex")
+
+        func run(_ args: [String], env: [String: String?]) async throws -> TestEnvironment.RunResult {
+            try await TestEnvironment.runAllowingFailure(nex, args, environment: env)
+        }
+
+        /// The acceptance scenario: `nex devrun oci://…:tag` resolves the tag, and the node pulls the image and runs
+        /// it in the namespace sandbox as its config says (entrypoint and cmd, env under the deploy's, user from
+        /// its /etc/passwd, a writable working directory it lacked). The node refuses a registry its config does
+        /// not list, a tampered blob, and a deploy whose tag resolves to another digest than the one signed.
+        @Test func anImageRunsAsItsConfigSaysAndTheNodeRefusesWhatItMustNot() async throws {
+            try await NATSServer.with(.init(jetStream: true)) { server in
+                let work = server.directory.path
+                let layout = try await OCIImageLayout.busybox(
+                    in: work + "/image",
+                    files: [
+                        "etc/greeting": "from the image",
+                        "etc/passwd": "root:x:0:0::/root:/bin/sh\napp:x:4242:4243::/srv:/bin/sh\n",
+                    ],
+                    entrypoint: ["/bin/sh", "-c"],
+                    cmd: [
+                        "echo \"$GREETING $(cat /etc/greeting) uid=$(id -u) gid=$(id -g) cwd=$(pwd)\"; "
+                            + "echo written > note && cat note; exec sleep 600"
+                    ],
+                    env: ["GREETING=hi"], user: "app", workingDirectory: "/srv")
+                let registry = try await OCIRegistry.start()
+                let unlisted = try await OCIRegistry.start()
+                defer {
+                    Task {
+                        await registry.stop()
+                        await unlisted.stop()
+                    }
+                }
+                try await layout.push("base", to: registry, as: "demo/app", tag: "1")
+                // Another image (its own layer, which the node has not cached) to tamper with.
+                let second = try await OCIImageLayout.busybox(
+                    in: work + "/image2", files: ["etc/greeting": "another"], entrypoint: ["/bin/sh"])
+                try await second.push("base", to: registry, as: "demo/tampered", tag: "1")
+                try await layout.push("base", to: unlisted, as: "demo/app", tag: "1")
+
+                let env: [String: String?] = ["NEX_HOME": work + "/nexhome", "DOCKER_CONFIG": work + "/docker"]
+                let config = work + "/node.json"
+                try #"{"machine_pool_size": 1, "oci_registries": {"\#(registry.address)": {"insecure": true}}}"#
+                    .write(toFile: config, atomically: true, encoding: .utf8)
+                let node = try await PeerProcess.start(
+                    nex, ["node", "up", "-s", server.url, "--config", config], environment: env)
+                _ = try await eventuallyValue("the node is up") { node.output.first { $0.contains(" is up") } }
+                try await withClient([server.url]) { client in
+                    let logs = try await MessageRecorder(client, subject: "$NEX.logs.default.*.*.*")
+                    let image = "oci://\(registry.address)/demo/app:1"
+                    let deployed = try await run(
+                        ["devrun", "--insecure-registry", image, "GREETING=hey", "-s", server.url], env: env)
+                    #expect(deployed.status == 0, "\(deployed.stdout)\n\(deployed.stderr)")
+                    let digest = try layout.digest(of: "base")
+                    #expect((deployed.stdout + deployed.stderr).contains(digest), "devrun names the digest")
+                    try await eventually("the service printed what its image set up", timeout: .seconds(30)) {
+                        let lines = logs.messages.compactMap {
+                            try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload)).text  // not a log line
+                        }
+                        return lines.contains("hey from the image uid=4242 gid=4243 cwd=/srv")
+                            && lines.contains("written")
+                    }
+
+                    // A registry the node's config does not list.
+                    let refusedRegistry = try await run(
+                        ["devrun", "--insecure-registry", "oci://\(unlisted.address)/demo/app:1", "-s", server.url],
+                        env: env)
+                    #expect(refusedRegistry.status != 0)
+                    #expect(refusedRegistry.stderr.contains("oci_registries"), "\(refusedRegistry.stderr)")
+
+                    // A blob changed in the registry's storage after the push.
+                    let layer = try #require(
+                        try Self.layerDigests(second, "base").first.map { String($0.dropFirst("sha256:".count)) })
+                    let tamperedFile = registry.blobFile(layer)
+                    var bytes = try Data(contentsOf: URL(fileURLWithPath: tamperedFile))
+                    bytes[bytes.count / 2] ^= 0xff
+                    try bytes.write(to: URL(fileURLWithPath: tamperedFile))
+                    let tampered = try await run(
+                        [
+                            "devrun", "--insecure-registry", "oci://\(registry.address)/demo/tampered:1", "-s",
+                            server.url,
+                        ],
+                        env: env)
+                    #expect(tampered.status != 0)
+                    #expect(tampered.stderr.contains("hash to"), "\(tampered.stderr)")
+
+                    // A deploy signed for one digest naming a tag that resolves to another.
+                    var control = NexControlClient(client: client, timeout: .seconds(30))
+                    control.gatherTimeout = .milliseconds(500)
+                    let ping = try #require(try await control.ping().first)
+                    let other = "sha256:" + String(repeating: "ab", count: 32)
+                    let request = try NexControlClient.makeDeployRequest(
+                        name: "wrongdigest", type: "native", location: try #require(WorkloadLocation(url: image)),
+                        hash: other, issuer: .generate(.account), publisher: .generate(.curve),
+                        targetNode: ping.nodeID, targetXkey: ping.targetXkey)
+                    do {
+                        _ = try await control.deploy(request, to: ping.nodeID)
+                        Issue.record("a deploy whose tag resolves to another digest was accepted")
+                    } catch {
+                        #expect("\(error)".contains(other), "\(error)")
+                    }
+                }
+                #expect(try await node.terminate() == 0)
+            }
+        }
+
+        /// The layer digests of `tag`'s manifest in the layout.
+        static func layerDigests(_ layout: OCIImageLayout, _ tag: String) throws -> [String] {
+            let manifest = try Data(contentsOf: URL(fileURLWithPath: layout.blob(try layout.digest(of: tag))))
+            let object = try JSONSerialization.jsonObject(with: manifest) as? [String: Any]
+            return (object?["layers"] as? [[String: Any]] ?? []).compactMap { $0["digest"] as? String }
+        }
+    }
+}
