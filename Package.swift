@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "NexAgentLink", targets: ["NexAgentLink"]),
         .library(name: "NexRunnerJS", targets: ["NexRunnerJS"]),
         .library(name: "NexRunnerWasm", targets: ["NexRunnerWasm"]),
+        .library(name: "NexOCI", targets: ["NexOCI"]),
         .executable(name: "nats-demo", targets: ["NATSDemo"]),
         .executable(name: "nex", targets: ["nex"]),
         .executable(name: "nex-agent", targets: ["nex-agent"]),

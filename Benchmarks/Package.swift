@@ -50,6 +50,17 @@ let package = Package(
             ],
             path: "Sources/FunctionBench"
         ),
+        // Pull and start of a container image beside skopeo copy + umoci unpack of the same image.
+        .executableTarget(
+            name: "oci-bench",
+            dependencies: [
+                "BenchSupport", .product(name: "NexOCI", package: rootPackage),
+                .product(name: "NATSTestSupport", package: rootPackage),
+                .product(name: "NexModels", package: rootPackage),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/OCIBench"
+        ),
         .executableTarget(
             name: "trigger-bench",
             dependencies: [

@@ -12,10 +12,12 @@ public struct OCIImageLayout: Sendable {
     }
 
     /// A new layout in `directory` with image `tag`: busybox at `/bin/busybox`, `/bin/sh` and a few applets
-    /// linking to it (absolute links, as real images have), the `files` given, and the config's entrypoint, cmd,
-    /// env, user and working directory.
+    /// linking to it (absolute links, as real images have), the `files` given (path → text), the host files
+    /// `copies` names (path in the image → path on the host), and the config's entrypoint, cmd, env, user and
+    /// working directory.
     public static func busybox(
-        in directory: String, tag: String = "base", files: [String: String] = [:], entrypoint: [String] = [],
+        in directory: String, tag: String = "base", files: [String: String] = [:], copies: [String: String] = [:],
+        entrypoint: [String] = [],
         cmd: [String] = [], env: [String] = [], user: String? = nil, workingDirectory: String? = nil,
         architecture: String = "amd64"
     ) async throws -> OCIImageLayout {
@@ -36,6 +38,12 @@ public struct OCIImageLayout: Sendable {
             try FileManager.default.createDirectory(
                 atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try content.write(toFile: full, atomically: false, encoding: .utf8)
+        }
+        for (file, source) in copies {
+            let full = rootfs + "/" + file
+            try FileManager.default.createDirectory(
+                atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: source, toPath: full)
         }
         try await umoci(["repack", "--image", "\(layout.path):\(tag)", bundle])
         var config = ["config", "--image", "\(layout.path):\(tag)", "--os", "linux", "--architecture", architecture]

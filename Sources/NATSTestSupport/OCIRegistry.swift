@@ -23,11 +23,29 @@ public final class OCIRegistry: Sendable {
     /// Where it stores repositories and blobs.
     public let storage: String
     private let server: LoggedServer
+    /// Its configuration (and its storage, unless the caller gave one), removed by ``stop()``.
+    private let directory: String
 
-    private init(address: String, storage: String, server: LoggedServer) {
+    private init(address: String, storage: String, server: LoggedServer, directory: String) {
         self.address = address
         self.storage = storage
         self.server = server
+        self.directory = directory
+    }
+
+    /// A registry for the length of `body`, stopped (and its directory removed) afterwards, whatever happens.
+    public static func with<T>(
+        storage: String? = nil, auth: Auth = .none, _ body: (OCIRegistry) async throws -> T
+    ) async throws -> T {
+        let registry = try await start(storage: storage, auth: auth)
+        do {
+            let result = try await body(registry)
+            await registry.stop()
+            return result
+        } catch {
+            await registry.stop()
+            throw error
+        }
     }
 
     public static var binary: String? {
@@ -83,7 +101,7 @@ public final class OCIRegistry: Sendable {
             guard let range = line.range(of: "listening on ") else { return nil }
             return String(line[range.upperBound...].prefix { $0 != "\"" && !$0.isWhitespace })
         }
-        return OCIRegistry(address: server.address, storage: storage, server: server)
+        return OCIRegistry(address: server.address, storage: storage, server: server, directory: directory)
     }
 
     /// The access log lines of requests whose user agent contains `agent`, in the order they completed.
@@ -114,7 +132,9 @@ public final class OCIRegistry: Sendable {
         "\(storage)/docker/registry/v2/blobs/sha256/\(hex.prefix(2))/\(hex)/data"
     }
 
+    /// Stops it and removes its directory (a storage the caller gave stays).
     public func stop() async {
         await server.stop()
+        try? FileManager.default.removeItem(atPath: directory)  // best effort: a temp folder left fails no test
     }
 }

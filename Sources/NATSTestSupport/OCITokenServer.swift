@@ -11,11 +11,28 @@ public final class OCITokenServer: Sendable {
     public let service = "nex-test-registry"
     public let issuer = "nex-test-issuer"
     private let server: LoggedServer
+    private let directory: String
 
-    private init(realm: String, certificate: String, server: LoggedServer) {
+    private init(realm: String, certificate: String, server: LoggedServer, directory: String) {
         self.realm = realm
         self.certificate = certificate
         self.server = server
+        self.directory = directory
+    }
+
+    /// A token service for the length of `body`, stopped (and its directory removed) afterwards.
+    public static func with<T>(
+        username: String, password: String, repositories: [String], _ body: (OCITokenServer) async throws -> T
+    ) async throws -> T {
+        let tokens = try await start(username: username, password: password, repositories: repositories)
+        do {
+            let result = try await body(tokens)
+            await tokens.stop()
+            return result
+        } catch {
+            await tokens.stop()
+            throw error
+        }
     }
 
     /// How many tokens it has issued.
@@ -96,10 +113,14 @@ public final class OCITokenServer: Sendable {
             line.hasPrefix("listening on ") ? String(line.dropFirst("listening on ".count)) : nil
         }
         return OCITokenServer(
-            realm: "http://\(server.address)/token", certificate: directory + "/cert.pem", server: server)
+            realm: "http://\(server.address)/token", certificate: directory + "/cert.pem", server: server,
+            directory: directory)
     }
 
-    public func stop() async { await server.stop() }
+    public func stop() async {
+        await server.stop()
+        try? FileManager.default.removeItem(atPath: directory)  // best effort: a temp folder left fails no test
+    }
 
     private static func base64URL(_ data: Data) -> String {
         data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")

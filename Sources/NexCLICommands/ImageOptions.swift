@@ -34,7 +34,9 @@ struct ImageOptions: ParsableArguments {
             registry: reference.registry,
             settings: try Self.settings(for: reference.registry, insecure: insecureRegistry),
             dialer: Self.anyAddress)
-        let remembered = pull == .missing ? Self.rememberedTags()[reference.description] : nil
+        // Remembered per platform asked for: a platform's image is not the index.
+        let memoryKey = reference.description + (platform.map { " " + $0 } ?? "")
+        let remembered = pull == .missing ? Self.rememberedTags()[memoryKey] : nil
         var digest = reference.digest
         if digest == nil, let remembered { digest = try OCIDigest(parsing: remembered) }
         if let platform {
@@ -52,7 +54,7 @@ struct ImageOptions: ParsableArguments {
         }
         guard let digest else { throw CLIError("\(text) resolved to no digest") }
         if reference.digest == nil {
-            Self.remember(reference.description, digest)
+            Self.remember(memoryKey, digest)
             Output.notice("\(reference) is \(digest)")
         }
         reference.tag = nil

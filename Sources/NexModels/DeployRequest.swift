@@ -137,7 +137,8 @@ public struct WorkloadLocation: Codable, Sendable, Equatable, CustomStringConver
         } else {
             let go = try c.decode(GoURL.self)
             guard go.Scheme == "nats" || go.Scheme == "oci", !go.Host.isEmpty, go.Path.count > 1 else {
-                throw DecodingError.dataCorruptedError(in: c, debugDescription: "location must be nats://BUCKET/key")
+                throw DecodingError.dataCorruptedError(
+                    in: c, debugDescription: "location must be nats://BUCKET/key or oci://REGISTRY/REPO")
             }
             self.init(bucket: go.Host, key: String(go.Path.dropFirst()), scheme: go.Scheme)
         }

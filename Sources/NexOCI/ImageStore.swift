@@ -12,6 +12,8 @@ public struct PulledImage: Sendable, Equatable {
     public var rootfs: String
     /// What unpacking skipped (device nodes…), a line each for the node's log; empty when it came from the cache.
     public var notes: [String]
+    /// Bytes of its unpacked root on disk: what a node's limits count.
+    public var bytes: Int64 = 0
 }
 
 /// The node's content-addressed image cache: blobs and unpacked root file systems under `root`, keyed by digest,
@@ -29,13 +31,18 @@ public actor ImageStore {
     public let keepsSetID: Bool
     /// The most one layer may unpack to.
     public let maxLayerBytes: Int
+    /// The most one image's blobs (config and layers, as their descriptors say) may be.
+    public let maxImageBytes: Int64
     /// Directories every unpacked root gets (empty, where the image has nothing there): what a sandbox mounts
     /// over, in a root it binds read-only.
     public let mountPoints: [String]
 
-    /// Pulls under way, by reference and platform, and how many callers wait for each.
-    private var pulls: [String: (task: Task<PulledImage, any Error>, waiters: Int)] = [:]
-    private var pins: [OCIDigest: Int] = [:]
+    /// Pulls under way, by reference and platform, and the holders waiting for each.
+    private var pulls: [String: (task: Task<PulledImage, any Error>, holders: Set<String>)] = [:]
+    /// Who holds each image (a workload's id): pinning twice or unpinning twice for one holder is harmless.
+    private var pins: [OCIDigest: Set<String>] = [:]
+    /// Blobs a pull under way has stored or is storing: eviction leaves them alone.
+    private var inFlight: [String: Int] = [:]
 
     /// What the cache keeps about a complete image.
     struct Record: Codable {
@@ -49,9 +56,10 @@ public actor ImageStore {
 
     public init(
         root: String, limitBytes: Int64, keepsSetID: Bool = false, maxLayerBytes: Int = 8 << 30,
-        mountPoints: [String] = []
+        mountPoints: [String] = [], maxImageBytes: Int64? = nil
     ) throws(OCIError) {
         self.root = root
+        self.maxImageBytes = maxImageBytes ?? limitBytes
         self.mountPoints = mountPoints
         self.limitBytes = limitBytes
         self.keepsSetID = keepsSetID
@@ -62,7 +70,7 @@ public actor ImageStore {
                     atPath: root + "/" + directory, withIntermediateDirectories: true,
                     attributes: [.posixPermissions: 0o700])
             } catch {
-                throw OCIError.transport("the cache", "cannot create \(root)/\(directory): \(error)")
+                throw OCIError.storage("cannot create \(root)/\(directory): \(error)")
             }
         }
         // Left by a pull that a crash cut short.
@@ -72,10 +80,11 @@ public actor ImageStore {
         }
     }
 
-    /// The image `digest` names for `platform`, if the cache has it complete: pinned (see ``pull(_:expecting:platform:client:)``).
-    public func cached(_ digest: OCIDigest, platform: Platform) -> PulledImage? {
+    /// The image `digest` names for `platform`, if the cache has it complete: pinned for `holder` (see
+    /// ``pull(_:expecting:platform:client:holder:)``).
+    public func cached(_ digest: OCIDigest, platform: Platform, holder: String) -> PulledImage? {
         guard let image = lookUp(digest, platform: platform) else { return nil }
-        pin(image.manifestDigest)
+        pin(image.manifestDigest, holder: holder)
         return image
     }
 
@@ -93,17 +102,18 @@ public actor ImageStore {
         touch(manifestDigest)
         return PulledImage(
             digest: digest, manifestDigest: manifestDigest, config: record.config,
-            rootfs: imagePath(manifestDigest) + "/rootfs", notes: [])
+            rootfs: imagePath(manifestDigest) + "/rootfs", notes: [], bytes: record.size)
     }
 
     /// Pulls `reference` for `platform` unless the cache has it, and unpacks it. With `expecting`, the reference
     /// must resolve to that digest.
     ///
-    /// The image comes back pinned: eviction leaves it alone until the caller's ``unpin(_:)``. Concurrent pulls of
-    /// one image share one download, which goes on (bounded by the client's timeouts) if a caller is cancelled:
-    /// its pin is then the caller's to drop.
+    /// The image comes back pinned for `holder`: eviction leaves it alone until ``unpin(_:holder:)``. Concurrent
+    /// pulls of one reference share one download, which goes on (bounded by the client's timeouts) if a caller is
+    /// cancelled: its pin is then the caller's to drop.
     public func pull(
-        _ reference: ImageReference, expecting: OCIDigest?, platform: Platform, client: RegistryClient
+        _ reference: ImageReference, expecting: OCIDigest?, platform: Platform, client: RegistryClient,
+        holder: String
     ) async throws(OCIError) -> PulledImage {
         if let digest = reference.digest, let expecting, expecting != digest {
             throw OCIError.digestMismatch(
@@ -112,19 +122,19 @@ public actor ImageStore {
         // A reference by digest needs no registry when the cache has it; a tag is always resolved, so a tag that
         // moved away from the expected digest is refused whatever the cache holds.
         if let digest = reference.digest, let hit = lookUp(digest, platform: platform) {
-            pin(hit.manifestDigest)
+            pin(hit.manifestDigest, holder: holder)
             return hit
         }
         let key = "\(reference)|\(expecting?.description ?? "")|\(platform)"
         let task: Task<PulledImage, any Error>
         if let running = pulls[key] {
-            pulls[key]?.waiters += 1
+            pulls[key]?.holders.insert(holder)
             task = running.task
         } else {
             task = Task {
                 try await self.fetchAndPin(key, reference, expecting: expecting, platform: platform, client: client)
             }
-            pulls[key] = (task, 1)
+            pulls[key] = (task, [holder])
         }
         do {
             return try await task.value
@@ -135,12 +145,13 @@ public actor ImageStore {
         }
     }
 
-    /// Keeps `manifestDigest` from eviction until as many ``unpin(_:)``s: a running workload holds its image.
-    public func pin(_ manifestDigest: OCIDigest) { pins[manifestDigest, default: 0] += 1 }
+    /// Keeps `manifestDigest` from eviction while `holder` (a running workload) holds it.
+    public func pin(_ manifestDigest: OCIDigest, holder: String) { pins[manifestDigest, default: []].insert(holder) }
 
-    public func unpin(_ manifestDigest: OCIDigest) {
-        guard let count = pins[manifestDigest] else { return }
-        pins[manifestDigest] = count > 1 ? count - 1 : nil
+    /// `holder` no longer holds `manifestDigest` (a second call for one holder changes nothing).
+    public func unpin(_ manifestDigest: OCIDigest, holder: String) {
+        pins[manifestDigest]?.remove(holder)
+        if pins[manifestDigest]?.isEmpty == true { pins[manifestDigest] = nil }
     }
 
     /// Bytes the cache holds: root file systems and blobs.
@@ -163,9 +174,10 @@ public actor ImageStore {
             evicted.append(image.digest)
         }
         guard !evicted.isEmpty else { return [] }
-        let kept = Set(held.flatMap(\.record.blobs))
+        // Kept: the blobs of the images left, and those of pulls under way (partial downloads among them).
+        let kept = Set(held.flatMap(\.record.blobs)).union(inFlight.keys)
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/blobs/sha256")) ?? []  // try?: none
-        where !kept.contains("sha256:" + name) {
+        where !name.contains(".partial") && !kept.contains("sha256:" + name) {
             unlink(root + "/blobs/sha256/" + name)
         }
         let refs = root + "/refs"
@@ -189,7 +201,7 @@ public actor ImageStore {
     ) async throws -> PulledImage {
         defer { pulls[key] = nil }
         let image = try await fetch(reference, expecting: expecting, platform: platform, client: client)
-        pins[image.manifestDigest, default: 0] += pulls[key]?.waiters ?? 1
+        for holder in pulls[key]?.holders ?? [] { pin(image.manifestDigest, holder: holder) }
         evict()
         return image
     }
@@ -208,7 +220,13 @@ public actor ImageStore {
         if [MediaType.ociIndex, MediaType.dockerManifestList].contains(top.mediaType) {
             let index = try Self.decode(ImageIndex.self, top.bytes, "the index \(top.digest)")
             let entry = try index.manifest(for: platform)
-            manifestFetched = try await client.manifest(repository: repository, reference: entry.digest)
+            // Asked for by digest, so the bytes are checked against it; and they must be the size it says.
+            let entryDigest = try OCIDigest(parsing: entry.digest)
+            manifestFetched = try await client.manifest(repository: repository, reference: entryDigest.description)
+            guard Int64(manifestFetched.bytes.count) == entry.size else {
+                throw OCIError.sizeMismatch(
+                    what: "the manifest \(entryDigest)", expected: entry.size, got: Int64(manifestFetched.bytes.count))
+            }
             top.bytes = []
         } else if ![MediaType.ociManifest, MediaType.dockerManifest].contains(top.mediaType) {
             throw OCIError.badManifest(
@@ -218,6 +236,19 @@ public actor ImageStore {
         let manifest = try Self.decode(
             ImageManifest.self, manifestFetched.bytes, "the manifest \(manifestFetched.digest)")
         let configDigest = try OCIDigest(parsing: manifest.config.digest)
+        // What the image makes the node store, said up front by its descriptors (and held to as it arrives).
+        let total = manifest.layers.reduce(manifest.config.size) { $0 + max($1.size, 0) }
+        guard total <= maxImageBytes else {
+            throw OCIError.tooLarge(reference.description, total, maxImageBytes)
+        }
+        let blobs = [manifest.config.digest] + manifest.layers.map(\.digest)
+        for blob in blobs { inFlight[blob, default: 0] += 1 }
+        defer {
+            for blob in blobs {
+                inFlight[blob, default: 1] -= 1
+                if inFlight[blob] == 0 { inFlight[blob] = nil }
+            }
+        }
         try await ensureBlob(manifest.config, repository: repository, client: client)
         let configBytes = try Array(Data(contentsOf: URL(fileURLWithPath: blobPath(configDigest))))
         let config = try Self.decode(ImageConfig.self, configBytes, "the image config \(configDigest)")
@@ -248,7 +279,8 @@ public actor ImageStore {
         touch(manifestDigest)
         return PulledImage(
             digest: top.digest, manifestDigest: manifestDigest, config: config,
-            rootfs: imagePath(manifestDigest) + "/rootfs", notes: notes)
+            rootfs: imagePath(manifestDigest) + "/rootfs", notes: notes,
+            bytes: readRecord(manifestDigest)?.size ?? total)
     }
 
     /// Downloads a blob unless the cache has it (a blob is only ever stored once its digest checked out).
@@ -284,10 +316,15 @@ public actor ImageStore {
                             what: "layer \(digest) unpacked", expected: diffIDs[index], got: unpacked.description)
                     }
                 }
+                // A link or file the image has there is replaced: a sandbox mounts over real directories only.
                 for directory in mountPoints {
-                    var info = stat()
                     let path = staging + "/rootfs/" + directory
-                    if lstat(path, &info) != 0 { mkdir(path, 0o755) }
+                    var info = stat()
+                    if lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR { Self.removeTree(path) }
+                    guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+                        throw OCIError.storage(
+                            "cannot make the mount point /\(directory) in the image (errno \(errno))")
+                    }
                 }
                 return unpacker.notes
             }
@@ -297,7 +334,12 @@ public actor ImageStore {
                 size: Self.treeSize(staging + "/rootfs"))
             try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: staging + "/image.json"))
             guard rename(staging, imagePath(manifestDigest)) == 0 else {
-                throw OCIError.transport("the cache", "cannot move the image into place (errno \(errno))")
+                // Another pull (by tag, where this one went by digest) made it meanwhile: the same content.
+                if readRecord(manifestDigest) != nil {
+                    Self.removeTree(staging)
+                    return notes
+                }
+                throw OCIError.storage("cannot move the image into place (errno \(errno))")
             }
         } catch {
             Self.removeTree(staging)
@@ -382,12 +424,12 @@ public actor ImageStore {
         do {
             try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            throw OCIError.transport("the cache", "cannot write \(path): \(error)")
+            throw OCIError.storage("cannot write \(path): \(error)")
         }
     }
 
     /// Bytes in regular files under `path`, links not followed.
-    static func treeSize(_ path: String) -> Int64 {
+    public static func treeSize(_ path: String) -> Int64 {
         var total: Int64 = 0
         var info = stat()
         guard lstat(path, &info) == 0 else { return 0 }
@@ -400,7 +442,7 @@ public actor ImageStore {
     }
 
     /// Removes a tree that may hold read-only directories (an image's), never following a link.
-    static func removeTree(_ path: String) {
+    public static func removeTree(_ path: String) {
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         if (info.st_mode & S_IFMT) == S_IFDIR {

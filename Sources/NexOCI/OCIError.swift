@@ -28,6 +28,10 @@ public enum OCIError: Error, Sendable, Equatable, CustomStringConvertible {
     case registry(Int, String)
     /// A manifest, index or config that cannot be read.
     case badManifest(String)
+    /// The node's own disk: the cache cannot be written.
+    case storage(String)
+    /// An image larger than the node takes: the reference, its bytes and the limit.
+    case tooLarge(String, Int64, Int64)
 
     public var description: String {
         switch self {
@@ -52,6 +56,11 @@ public enum OCIError: Error, Sendable, Equatable, CustomStringConvertible {
             "\(what) should be \(expected) bytes but \(got) arrived"
         case .registry(let status, let message): "the registry answered \(status): \(message)"
         case .badManifest(let why): "the image cannot be read: \(why)"
+        case .storage(let why):
+            "the image cache cannot be written: \(why); free space under the node's home or lower oci_cache_limit_mb"
+        case .tooLarge(let reference, let bytes, let limit):
+            "\(reference) is \(bytes >> 20) MiB, more than the \(limit >> 20) MiB this node takes for one image "
+                + "(oci_cache_limit_mb, node_limits.max_workload_bytes): push a smaller image or raise the limit"
         }
     }
 }

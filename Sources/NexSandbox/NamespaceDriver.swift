@@ -146,6 +146,7 @@ public struct NamespaceDriver: SandboxDriver {
             "--ro-bind", spec.workDirectory, Self.workInside,
         ]
         for directory in image?.writableDirectories ?? [] { args += ["--tmpfs", directory] }
+        for file in image?.maskedFiles ?? [] { args += ["--ro-bind", "/dev/null", file] }
         args += [
             "--remount-ro", "/",
             "--chdir", Self.workInside,
@@ -153,7 +154,8 @@ public struct NamespaceDriver: SandboxDriver {
             "--",
         ]
         if image != nil, let loader {
-            args += [loader, "--library-path", Self.libraryDirectory, Self.agentInside]
+            // --inhibit-cache: the image's ld.so.cache names the image's libraries, never the agent's.
+            args += [loader, "--inhibit-cache", "--library-path", Self.libraryDirectory, Self.agentInside]
         } else {
             args.append(Self.agentInside)
         }

@@ -61,15 +61,21 @@ public struct ImageRoot: Sendable, Equatable {
     public var gid: UInt32
     /// Absolute paths inside the image given a private, empty tmpfs.
     public var writableDirectories: [String]
+    /// Files of the image hidden behind an empty one (`/etc/ld.so.preload`: the agent runs in the image's root,
+    /// and no file of the image may load code into it).
+    public var maskedFiles: [String]
 
     /// The directories a sandbox mounts over in an image's root.
     public static let mountPoints = ["nex", "workload", "proc", "dev", "tmp"]
 
-    public init(rootfs: String, uid: UInt32, gid: UInt32, writableDirectories: [String] = []) {
+    public init(
+        rootfs: String, uid: UInt32, gid: UInt32, writableDirectories: [String] = [], maskedFiles: [String] = []
+    ) {
         self.rootfs = rootfs
         self.uid = uid
         self.gid = gid
         self.writableDirectories = writableDirectories
+        self.maskedFiles = maskedFiles
     }
 }
 

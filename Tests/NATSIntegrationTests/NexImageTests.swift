@@ -41,28 +41,33 @@ extension HeavyTests {
                             + "echo written > note && cat note; exec sleep 600"
                     ],
                     env: ["GREETING=hi"], user: "app", workingDirectory: "/srv")
-                let registry = try await OCIRegistry.start()
-                let unlisted = try await OCIRegistry.start()
-                defer {
-                    Task {
-                        await registry.stop()
-                        await unlisted.stop()
+                try await OCIRegistry.with { registry in
+                    try await OCIRegistry.with { unlisted in
+                        try await scenario(layout, registry: registry, unlisted: unlisted, server: server, work: work)
                     }
                 }
-                try await layout.push("base", to: registry, as: "demo/app", tag: "1")
-                // Another image (its own layer, which the node has not cached) to tamper with.
-                let second = try await OCIImageLayout.busybox(
-                    in: work + "/image2", files: ["etc/greeting": "another"], entrypoint: ["/bin/sh"])
-                try await second.push("base", to: registry, as: "demo/tampered", tag: "1")
-                try await layout.push("base", to: unlisted, as: "demo/app", tag: "1")
+            }
+        }
 
-                let env: [String: String?] = ["NEX_HOME": work + "/nexhome", "DOCKER_CONFIG": work + "/docker"]
-                let config = work + "/node.json"
-                try #"{"machine_pool_size": 1, "oci_registries": {"\#(registry.address)": {"insecure": true}}}"#
-                    .write(toFile: config, atomically: true, encoding: .utf8)
-                let node = try await PeerProcess.start(
-                    nex, ["node", "up", "-s", server.url, "--config", config], environment: env)
-                _ = try await eventuallyValue("the node is up") { node.output.first { $0.contains(" is up") } }
+        func scenario(
+            _ layout: OCIImageLayout, registry: OCIRegistry, unlisted: OCIRegistry, server: NATSServer, work: String
+        ) async throws {
+            try await layout.push("base", to: registry, as: "demo/app", tag: "1")
+            // Another image (its own layer, which the node has not cached) to tamper with.
+            let second = try await OCIImageLayout.busybox(
+                in: work + "/image2", files: ["etc/greeting": "another"], entrypoint: ["/bin/sh"])
+            try await second.push("base", to: registry, as: "demo/tampered", tag: "1")
+            try await layout.push("base", to: unlisted, as: "demo/app", tag: "1")
+
+            let env: [String: String?] = ["NEX_HOME": work + "/nexhome", "DOCKER_CONFIG": work + "/docker"]
+            let config = work + "/node.json"
+            try #"{"machine_pool_size": 1, "oci_registries": {"\#(registry.address)": {"insecure": true}}}"#
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let node = try await PeerProcess.start(
+                nex, ["node", "up", "-s", server.url, "--config", config], environment: env)
+            _ = try await eventuallyValue("the node is up") { node.output.first { $0.contains(" is up") } }
+            // Stopped whatever the scenario does: a failed expectation must not leave a node behind.
+            do {
                 try await withClient([server.url]) { client in
                     let logs = try await MessageRecorder(client, subject: "$NEX.logs.default.*.*.*")
                     let image = "oci://\(registry.address)/demo/app:1"
@@ -118,8 +123,11 @@ extension HeavyTests {
                         #expect("\(error)".contains(other), "\(error)")
                     }
                 }
-                #expect(try await node.terminate() == 0)
+            } catch {
+                _ = try? await node.terminate()  // try?: the scenario's own error is the one to report
+                throw error
             }
+            #expect(try await node.terminate() == 0)
         }
 
         /// The layer digests of `tag`'s manifest in the layout.

@@ -7,7 +7,9 @@ import Testing
 
 /// Pulls from a real registry (Debian's docker-registry on loopback) of images built with umoci and pushed with
 /// skopeo, into a real cache directory.
-@Suite(.enabled(if: TestEnvironment.shouldRun(needing: OCIRegistry.binary != nil && OCIImageLayout.toolsAvailable)))
+@Suite(
+    .serialized, .timeLimit(.minutes(5)),
+    .enabled(if: TestEnvironment.shouldRun(needing: OCIRegistry.binary != nil && OCIImageLayout.toolsAvailable)))
 struct RegistryPullTests {
     /// Connections to loopback only, as a node's policy would allow for a registry entry on 127.0.0.1.
     static let loopback: RegistryClient.Dialer = { host, port in
@@ -35,10 +37,17 @@ struct RegistryPullTests {
 
     static let amd64 = Platform(os: "linux", architecture: "amd64")
 
+    /// Pulls `reference` for amd64 for the one holder these tests have.
+    func pull(
+        _ store: ImageStore, _ reference: ImageReference, expecting: OCIDigest? = nil, _ client: RegistryClient
+    ) async throws -> PulledImage {
+        try await store.pull(reference, expecting: expecting, platform: Self.amd64, client: client, holder: "test")
+    }
+
     /// Why pulling `reference` for amd64 fails; nil when it succeeds.
     func pullError(_ store: ImageStore, _ reference: ImageReference, _ client: RegistryClient) async -> OCIError? {
         do {
-            _ = try await store.pull(reference, expecting: nil, platform: Self.amd64, client: client)
+            _ = try await store.pull(reference, expecting: nil, platform: Self.amd64, client: client, holder: "test")
             return nil
         } catch {
             return error
@@ -50,47 +59,41 @@ struct RegistryPullTests {
             let layout = try await OCIImageLayout.busybox(
                 in: directory, files: ["etc/greeting": "hello"], entrypoint: ["/bin/sh", "-c"],
                 cmd: ["cat /etc/greeting"], env: ["GREETING=hi"])
-            let registry = try await OCIRegistry.start()
-            defer { Task { await registry.stop() } }
-            try await layout.push("base", to: registry, as: "tools/busybox", tag: "1")
-            try await layout.push("base", to: registry, as: "tools/busybox", tag: "v2s2", format: "v2s2")
             let store = try ImageStore(root: directory + "/cache", limitBytes: 1 << 30)
-            let client = try client(registry)
+            let image = try await OCIRegistry.with { registry in
+                try await layout.push("base", to: registry, as: "tools/busybox", tag: "1")
+                try await layout.push("base", to: registry, as: "tools/busybox", tag: "v2s2", format: "v2s2")
+                let client = try client(registry)
+                let image = try await pull(store, try reference(registry, "tools/busybox:1"), client)
+                #expect(image.digest.description == (try layout.digest(of: "base")))
+                #expect(image.config.config?.Entrypoint == ["/bin/sh", "-c"])
+                #expect(image.config.config?.Env?.contains("GREETING=hi") == true)
+                #expect(FileManager.default.contents(atPath: image.rootfs + "/etc/greeting") == Data("hello".utf8))
+                let link = try FileManager.default.destinationOfSymbolicLink(atPath: image.rootfs + "/bin/sh")
+                #expect(link == "/bin/busybox")
+                #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
 
-            let image = try await store.pull(
-                try reference(registry, "tools/busybox:1"), expecting: nil, platform: Self.amd64, client: client)
-            #expect(image.digest.description == (try layout.digest(of: "base")))
-            #expect(image.config.config?.Entrypoint == ["/bin/sh", "-c"])
-            #expect(image.config.config?.Env?.contains("GREETING=hi") == true)
-            #expect(FileManager.default.contents(atPath: image.rootfs + "/etc/greeting") == Data("hello".utf8))
-            #expect(
-                try FileManager.default.destinationOfSymbolicLink(atPath: image.rootfs + "/bin/sh") == "/bin/busybox")
-            #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
+                // Docker's schema 2: another manifest (and digest) of the same layers.
+                let docker = try await pull(store, try reference(registry, "tools/busybox:v2s2"), client)
+                #expect(docker.digest != image.digest)
+                let manifest = try await client.manifest(repository: "tools/busybox", reference: "v2s2")
+                #expect(manifest.mediaType == MediaType.dockerManifest)
+                #expect(FileManager.default.contents(atPath: docker.rootfs + "/etc/greeting") == Data("hello".utf8))
 
-            // Docker's schema 2: another manifest (and digest) of the same layers.
-            let docker = try await store.pull(
-                try reference(registry, "tools/busybox:v2s2"), expecting: nil, platform: Self.amd64, client: client)
-            #expect(docker.digest != image.digest)
-            let manifest = try await client.manifest(repository: "tools/busybox", reference: "v2s2")
-            #expect(manifest.mediaType == MediaType.dockerManifest)
-            #expect(FileManager.default.contents(atPath: docker.rootfs + "/etc/greeting") == Data("hello".utf8))
-
-            // A deploy by digest of a cached image asks the registry nothing.
-            try await registry.flushLog()
-            let before = registry.requests(from: "nex-oci").count
-            let pinned = try await store.pull(
-                try reference(registry, "tools/busybox@\(image.digest)"), expecting: image.digest,
-                platform: Self.amd64, client: client)
-            #expect(pinned.rootfs == image.rootfs)
-            try await registry.flushLog()
-            #expect(registry.requests(from: "nex-oci").count == before)
-
-            // A reference that resolves to another digest than the deploy's hash is refused.
-            await #expect(throws: OCIError.self) {
-                try await store.pull(
-                    try reference(registry, "tools/busybox:v2s2"), expecting: image.digest, platform: Self.amd64,
-                    client: client)
+                // A tag that resolves to another digest than the deploy's hash is refused, cached or not.
+                await #expect(throws: OCIError.self) {
+                    try await pull(
+                        store, try reference(registry, "tools/busybox:v2s2"), expecting: image.digest, client)
+                }
+                return image
             }
+            // The registry is gone: a deploy by digest of a cached image needs nothing of it.
+            let unreachable = try RegistryClient(
+                registry: "127.0.0.1:1", settings: .init(insecure: true), dialer: Self.loopback)
+            let pinned = try await pull(
+                store, try ImageReference(parsing: "oci://127.0.0.1:1/tools/busybox@\(image.digest)"),
+                expecting: image.digest, unreachable)
+            #expect(pinned.rootfs == image.rootfs)
         }
     }
 
@@ -99,28 +102,27 @@ struct RegistryPullTests {
             let layout = try await OCIImageLayout.busybox(in: directory, files: ["etc/greeting": "multi"])
             let index = try layout.makeIndex(
                 of: "base", platforms: ["linux/amd64", "linux/arm64/v8", "unknown/unknown"], as: "multi")
-            let registry = try await OCIRegistry.start()
-            defer { Task { await registry.stop() } }
-            try await layout.push("multi", to: registry, as: "multi", tag: "1", all: true)
             let store = try ImageStore(root: directory + "/cache", limitBytes: 1 << 30)
-            let client = try client(registry)
-            let image = try await store.pull(
-                try reference(registry, "multi:1"), expecting: try OCIDigest(parsing: index), platform: Self.amd64,
-                client: client)
-            #expect(image.digest.description == index)
-            #expect(image.manifestDigest.description == (try layout.digest(of: "base")))
-            #expect(FileManager.default.contents(atPath: image.rootfs + "/etc/greeting") == Data("multi".utf8))
-            // By digest, from the cache: the index's entry for this platform is remembered.
-            #expect(await store.cached(image.digest, platform: Self.amd64)?.rootfs == image.rootfs)
+            try await OCIRegistry.with { registry in
+                try await layout.push("multi", to: registry, as: "multi", tag: "1", all: true)
+                let client = try client(registry)
+                let image = try await pull(
+                    store, try reference(registry, "multi:1"), expecting: try OCIDigest(parsing: index), client)
+                #expect(image.digest.description == index)
+                #expect(image.manifestDigest.description == (try layout.digest(of: "base")))
+                #expect(FileManager.default.contents(atPath: image.rootfs + "/etc/greeting") == Data("multi".utf8))
+                // By digest, from the cache: the index's entry for this platform is remembered.
+                #expect(await store.cached(image.digest, platform: Self.amd64, holder: "test")?.rootfs == image.rootfs)
 
-            do {
-                _ = try await store.pull(
-                    try reference(registry, "multi:1"), expecting: nil,
-                    platform: Platform(os: "linux", architecture: "s390x"), client: client)
-                Issue.record("a platform the index lacks was pulled")
-            } catch let error as OCIError {
-                #expect(error == .platformMissing("linux/s390x", ["linux/amd64", "linux/arm64/v8"]))
-                #expect(error.description.contains("--platform"))
+                do {
+                    _ = try await store.pull(
+                        try reference(registry, "multi:1"), expecting: nil,
+                        platform: Platform(os: "linux", architecture: "s390x"), client: client, holder: "test")
+                    Issue.record("a platform the index lacks was pulled")
+                } catch let error as OCIError {
+                    #expect(error == .platformMissing("linux/s390x", ["linux/amd64", "linux/arm64/v8"]))
+                    #expect(error.description.contains("--platform"))
+                }
             }
         }
     }
@@ -128,20 +130,19 @@ struct RegistryPullTests {
     @Test func basicAuthAsksForTheRightCredentials() async throws {
         try await withDirectory { directory in
             let layout = try await OCIImageLayout.busybox(in: directory)
-            let registry = try await OCIRegistry.start(auth: .basic(username: "ada", password: "s3cret"))
-            defer { Task { await registry.stop() } }
-            try await layout.push("base", to: registry, as: "private/app", tag: "1", credentials: "ada:s3cret")
             let store = try ImageStore(root: directory + "/cache", limitBytes: 1 << 30)
-            let ref = try reference(registry, "private/app:1")
-
-            let anonymous = await pullError(store, ref, try client(registry))
-            #expect(anonymous?.description.contains("asks for a username and password") == true)
-            let wrong = RegistryClient.Settings(insecure: true, username: "ada", password: "guess")
-            let refused = await pullError(store, ref, try client(registry, wrong))
-            #expect(refused?.description.contains("check the username and password") == true)
-            let right = RegistryClient.Settings(insecure: true, username: "ada", password: "s3cret")
-            let image = try await store.pull(ref, expecting: nil, platform: Self.amd64, client: client(registry, right))
-            #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
+            try await OCIRegistry.with(auth: .basic(username: "ada", password: "s3cret")) { registry in
+                try await layout.push("base", to: registry, as: "private/app", tag: "1", credentials: "ada:s3cret")
+                let ref = try reference(registry, "private/app:1")
+                let anonymous = await pullError(store, ref, try client(registry))
+                #expect(anonymous?.description.contains("asks for a username and password") == true)
+                let wrong = RegistryClient.Settings(insecure: true, username: "ada", password: "guess")
+                let refused = await pullError(store, ref, try client(registry, wrong))
+                #expect(refused?.description.contains("check the username and password") == true)
+                let right = RegistryClient.Settings(insecure: true, username: "ada", password: "s3cret")
+                let image = try await pull(store, ref, try client(registry, right))
+                #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
+            }
         }
     }
 
@@ -149,52 +150,56 @@ struct RegistryPullTests {
         try await withDirectory { directory in
             let layout = try await OCIImageLayout.busybox(in: directory)
             // Pushed while open, then served with token auth from the same storage.
-            let open = try await OCIRegistry.start()
-            try await layout.push("base", to: open, as: "team/app", tag: "1")
-            await open.stop()
-            let tokens = try await OCITokenServer.start(
-                username: "bob", password: "hunter2", repositories: ["team/app"])
-            defer { Task { await tokens.stop() } }
-            let registry = try await OCIRegistry.start(storage: open.storage, auth: tokens.auth)
-            defer { Task { await registry.stop() } }
+            let storage = directory + "/storage"
+            try await OCIRegistry.with(storage: storage) { open in
+                try await layout.push("base", to: open, as: "team/app", tag: "1")
+            }
             let store = try ImageStore(root: directory + "/cache", limitBytes: 1 << 30)
-            let ref = try reference(registry, "team/app:1")
-
-            let anonymous = await pullError(store, ref, try client(registry))
-            #expect(anonymous?.description.contains("refused an anonymous pull") == true)
-            #expect(tokens.issued == 0)
-            let settings = RegistryClient.Settings(insecure: true, username: "bob", password: "hunter2")
-            let image = try await store.pull(
-                ref, expecting: nil, platform: Self.amd64, client: client(registry, settings))
-            #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
-            // One token for the repository's pull scope, reused for the manifest, the config and the layers.
-            #expect(tokens.issued == 1)
+            try await OCITokenServer.with(username: "bob", password: "hunter2", repositories: ["team/app"]) { tokens in
+                try await OCIRegistry.with(storage: storage, auth: tokens.auth) { registry in
+                    let ref = try reference(registry, "team/app:1")
+                    let anonymous = await pullError(store, ref, try client(registry))
+                    #expect(anonymous?.description.contains("refused an anonymous pull") == true)
+                    #expect(tokens.issued == 0)
+                    let settings = RegistryClient.Settings(insecure: true, username: "bob", password: "hunter2")
+                    let image = try await pull(store, ref, try client(registry, settings))
+                    #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
+                    // One token for the repository's pull scope, reused for the manifest, the config and the
+                    // layers (the service logs it just after answering: waited for, never more than one).
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while tokens.issued == 0, ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    #expect(tokens.issued == 1)
+                }
+            }
         }
     }
 
     @Test func aTamperedBlobIsRefusedAndNeverCached() async throws {
         try await withDirectory { directory in
             let layout = try await OCIImageLayout.busybox(in: directory)
-            let registry = try await OCIRegistry.start()
-            defer { Task { await registry.stop() } }
-            try await layout.push("base", to: registry, as: "app", tag: "1")
-            // Same size, one byte changed, in the registry's own storage: what a compromised mirror serves.
-            let manifest = try await client(registry).manifest(repository: "app", reference: "1")
-            let layer = try JSONDecoder().decode(ImageManifest.self, from: Data(manifest.bytes)).layers[0]
-            let hex = String(layer.digest.dropFirst("sha256:".count))
-            var bytes = try Data(contentsOf: URL(fileURLWithPath: registry.blobFile(hex)))
-            bytes[bytes.count / 2] ^= 0xff
-            try bytes.write(to: URL(fileURLWithPath: registry.blobFile(hex)))
-
             let store = try ImageStore(root: directory + "/cache", limitBytes: 1 << 30)
-            let error = await pullError(store, try reference(registry, "app:1"), try client(registry))
-            guard case .digestMismatch(let what, let expected, _) = error else {
-                Issue.record("a tampered blob was not refused: \(String(describing: error))")
-                return
+            try await OCIRegistry.with { registry in
+                try await layout.push("base", to: registry, as: "app", tag: "1")
+                // Same size, one byte changed, in the registry's own storage: what a compromised mirror serves.
+                let manifest = try await client(registry).manifest(repository: "app", reference: "1")
+                let layer = try JSONDecoder().decode(ImageManifest.self, from: Data(manifest.bytes)).layers[0]
+                let hex = String(layer.digest.dropFirst("sha256:".count))
+                var bytes = try Data(contentsOf: URL(fileURLWithPath: registry.blobFile(hex)))
+                bytes[bytes.count / 2] ^= 0xff
+                try bytes.write(to: URL(fileURLWithPath: registry.blobFile(hex)))
+
+                let error = await pullError(store, try reference(registry, "app:1"), try client(registry))
+                guard case .digestMismatch(let what, let expected, _) = error else {
+                    Issue.record("a tampered blob was not refused: \(String(describing: error))")
+                    return
+                }
+                #expect(what.contains(hex) && expected == layer.digest)
+                let blobs = try FileManager.default.contentsOfDirectory(atPath: directory + "/cache/blobs/sha256")
+                #expect(!blobs.contains { $0.hasPrefix(hex) }, "\(blobs)")
+                #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/cache/images").isEmpty)
             }
-            #expect(what.contains(hex) && expected == layer.digest)
-            #expect(!FileManager.default.fileExists(atPath: directory + "/cache/blobs/sha256/" + hex))
-            #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/cache/images").isEmpty)
         }
     }
 
@@ -212,27 +217,26 @@ struct RegistryPullTests {
             hiding.add("data/.wh..wh..opq")  // after data/c in the layer: it still hides only what is below
             try Data(hiding.finished()).write(to: URL(fileURLWithPath: directory + "/hiding.tar"))
             try await layout.addLayer(directory + "/hiding.tar", from: "base", as: "hiding")
-            let registry = try await OCIRegistry.start()
-            defer { Task { await registry.stop() } }
-            try await layout.push("evil", to: registry, as: "app", tag: "evil")
-            try await layout.push("hiding", to: registry, as: "app", tag: "hiding")
             let store = try ImageStore(root: directory + "/cache", limitBytes: 1 << 30)
+            try await OCIRegistry.with { registry in
+                try await layout.push("evil", to: registry, as: "app", tag: "evil")
+                try await layout.push("hiding", to: registry, as: "app", tag: "hiding")
 
-            let error = await pullError(store, try reference(registry, "app:evil"), try client(registry))
-            guard case .escapes(let entry, _) = error else {
-                Issue.record("a layer climbing out was not refused: \(String(describing: error))")
-                return
+                let error = await pullError(store, try reference(registry, "app:evil"), try client(registry))
+                guard case .escapes(let entry, _) = error else {
+                    Issue.record("a layer climbing out was not refused: \(String(describing: error))")
+                    return
+                }
+                #expect(entry == "../../escaped")
+                #expect(!FileManager.default.fileExists(atPath: directory + "/escaped"))
+                #expect(!FileManager.default.fileExists(atPath: directory + "/cache/escaped"))
+                #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/cache/images").isEmpty)
+
+                let image = try await pull(store, try reference(registry, "app:hiding"), try client(registry))
+                #expect(!FileManager.default.fileExists(atPath: image.rootfs + "/etc/old.conf"))
+                #expect(try FileManager.default.contentsOfDirectory(atPath: image.rootfs + "/data") == ["c"])
+                #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
             }
-            #expect(entry == "../../escaped")
-            #expect(!FileManager.default.fileExists(atPath: directory + "/escaped"))
-            #expect(!FileManager.default.fileExists(atPath: directory + "/cache/escaped"))
-            #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/cache/images").isEmpty)
-
-            let image = try await store.pull(
-                try reference(registry, "app:hiding"), expecting: nil, platform: Self.amd64, client: client(registry))
-            #expect(!FileManager.default.fileExists(atPath: image.rootfs + "/etc/old.conf"))
-            #expect(try FileManager.default.contentsOfDirectory(atPath: image.rootfs + "/data") == ["c"])
-            #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
         }
     }
 
@@ -240,32 +244,40 @@ struct RegistryPullTests {
         try await withDirectory { directory in
             let first = try await OCIImageLayout.busybox(in: directory + "/one", files: ["id": "one"])
             let second = try await OCIImageLayout.busybox(in: directory + "/two", files: ["id": "two"])
-            let registry = try await OCIRegistry.start()
-            defer { Task { await registry.stop() } }
-            try await first.push("base", to: registry, as: "one", tag: "1")
-            try await second.push("base", to: registry, as: "two", tag: "1")
             // Room for far less than one image: everything unpinned goes at once.
-            let store = try ImageStore(root: directory + "/cache", limitBytes: 1)
-            let client = try client(registry)
-            let one = try await store.pull(
-                try reference(registry, "one:1"), expecting: nil, platform: Self.amd64, client: client)
-            let two = try await store.pull(
-                try reference(registry, "two:1"), expecting: nil, platform: Self.amd64, client: client)
-            // Both pinned (their workloads run): both kept, over the limit.
-            #expect(FileManager.default.contents(atPath: one.rootfs + "/id") == Data("one".utf8))
-            #expect(FileManager.default.contents(atPath: two.rootfs + "/id") == Data("two".utf8))
-            #expect(await store.evict().isEmpty)
+            let store = try ImageStore(root: directory + "/cache", limitBytes: 1, maxImageBytes: 1 << 30)
+            try await OCIRegistry.with { registry in
+                try await first.push("base", to: registry, as: "one", tag: "1")
+                try await second.push("base", to: registry, as: "two", tag: "1")
+                let client = try client(registry)
+                let one = try await pull(store, try reference(registry, "one:1"), client)
+                let two = try await pull(store, try reference(registry, "two:1"), client)
+                // Both pinned (their workloads run): both kept, over the limit.
+                #expect(FileManager.default.contents(atPath: one.rootfs + "/id") == Data("one".utf8))
+                #expect(FileManager.default.contents(atPath: two.rootfs + "/id") == Data("two".utf8))
+                #expect(await store.evict().isEmpty)
 
-            let blobs = { try FileManager.default.contentsOfDirectory(atPath: directory + "/cache/blobs/sha256") }
-            let blobsBefore = try blobs()
-            await store.unpin(one.manifestDigest)
-            #expect(await store.evict() == [one.manifestDigest])
-            #expect(!FileManager.default.fileExists(atPath: one.rootfs))
-            #expect(FileManager.default.contents(atPath: two.rootfs + "/id") == Data("two".utf8))
-            #expect(await store.cached(one.digest, platform: Self.amd64) == nil)
-            // The blobs only the evicted image used (its config and layer) went with it.
-            #expect(try blobs().count == blobsBefore.count - 2)
-            #expect(await store.usage() > 0)
+                let blobs = { try FileManager.default.contentsOfDirectory(atPath: directory + "/cache/blobs/sha256") }
+                let blobsBefore = try blobs()
+                // Released twice by one holder: the second changes nothing.
+                await store.unpin(one.manifestDigest, holder: "test")
+                await store.unpin(one.manifestDigest, holder: "test")
+                #expect(await store.evict() == [one.manifestDigest])
+                #expect(!FileManager.default.fileExists(atPath: one.rootfs))
+                #expect(FileManager.default.contents(atPath: two.rootfs + "/id") == Data("two".utf8))
+                #expect(await store.cached(one.digest, platform: Self.amd64, holder: "test") == nil)
+                // The blobs only the evicted image used (its config and layer) went with it.
+                #expect(try blobs().count == blobsBefore.count - 2)
+
+                // An image larger than the node takes is refused before a byte of it is stored.
+                let small = try ImageStore(root: directory + "/small", limitBytes: 1 << 30, maxImageBytes: 1024)
+                let error = await pullError(small, try reference(registry, "one:1"), client)
+                guard case .tooLarge = error else {
+                    Issue.record("an image past the limit was not refused: \(String(describing: error))")
+                    return
+                }
+                #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/small/blobs/sha256").isEmpty)
+            }
         }
     }
 }

@@ -48,6 +48,11 @@ public struct BenchNode: Sendable {
     public struct Artifact: Sendable {
         public var location: WorkloadLocation
         public var hash: String
+
+        public init(location: WorkloadLocation, hash: String) {
+            self.location = location
+            self.hash = hash
+        }
     }
 
     /// Uploads `file` to the object store (outside any timed region).

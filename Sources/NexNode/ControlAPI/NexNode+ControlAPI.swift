@@ -213,7 +213,11 @@ extension NexNode {
             let namespace = w.namespace ?? "default"
             do {
                 guard let location = WorkloadLocation(url: w.location) else {
-                    throw NexError(.invalidRequest, "location \(w.location) is not nats://BUCKET/key")
+                    throw NexError(
+                        .invalidRequest, "location \(w.location) is not nats://BUCKET/key or oci://REGISTRY/REPO")
+                }
+                guard !location.isImage || w.hash != nil else {
+                    throw NexError(.invalidRequest, "an oci:// autostart workload needs its hash: the image's digest")
                 }
                 var hash = w.hash
                 if hash == nil {

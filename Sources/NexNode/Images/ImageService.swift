@@ -17,16 +17,21 @@ final class ImageService: Sendable {
     private let clients = Mutex<[String: RegistryClient]>([:])
 
     init(home: String, config: NodeConfiguration) throws(OCIError) {
+        let cacheBytes = Int64(config.ociCacheLimitMB) << 20
         store = try ImageStore(
-            root: home + "/images", limitBytes: Int64(config.ociCacheLimitMB) << 20,
-            mountPoints: ImageRoot.mountPoints)
-        registries = config.ociRegistries
+            root: home + "/images", limitBytes: cacheBytes, mountPoints: ImageRoot.mountPoints,
+            maxImageBytes: min(cacheBytes, config.nodeLimits.maxWorkloadBytes ?? .max))
+        var canonical: [String: NodeConfiguration.OCIRegistryConfig] = [:]
+        for (key, entry) in config.ociRegistries { canonical[Self.canonical(key)] = entry }
+        registries = canonical
     }
 
     /// Pulls the image `location` names (a cache hit by digest asks no registry), refusing one that resolves to
-    /// another digest than `digest`. The image comes back pinned: ``release(_:)`` when its workload ends.
+    /// another digest than `digest`. The image comes back pinned for `workloadID`: ``release(_:workloadID:)`` when
+    /// that workload ends.
     func pull(
-        _ location: WorkloadLocation, digest: OCIDigest, restoring: Bool = false, platform: Platform = .current
+        _ location: WorkloadLocation, digest: OCIDigest, workloadID: String, restoring: Bool = false,
+        platform: Platform = .current
     ) async throws(NexError) -> PulledImage {
         var reference: ImageReference
         do {
@@ -41,32 +46,37 @@ final class ImageService: Sendable {
         }
         let client = try self.client(for: reference.registry)
         do {
-            return try await store.pull(reference, expecting: digest, platform: platform, client: client)
+            return try await store.pull(
+                reference, expecting: digest, platform: platform, client: client, holder: workloadID)
         } catch {
             throw NexError(
                 Self.code(of: error), "cannot pull \(reference): \(error)", isTransient: Self.isTransient(error))
         }
     }
 
-    /// The workload of `manifestDigest` ended: its image may be evicted again.
-    func release(_ manifestDigest: OCIDigest) async {
-        await store.unpin(manifestDigest)
-        await store.evict()
+    /// The workload `workloadID` no longer runs `manifestDigest`: its image may be evicted by the next pull that
+    /// needs room (not now: a stopping node keeps what its recorded workloads restart from). A second release by
+    /// one workload changes nothing.
+    func release(_ manifestDigest: OCIDigest, workloadID: String) async {
+        await store.unpin(manifestDigest, holder: workloadID)
     }
 
     /// The client of one registry: its entry's settings, connections where the policy allows.
     func client(for registry: String) throws(NexError) -> RegistryClient {
         if let client = clients.withLock({ $0[registry] }) { return client }
-        let entry = registries[registry]
+        let own = Self.canonical(registry)
+        let entry = registries[own]
         if entry == nil, let refusal = Self.unlistedRefusal(registry) { throw refusal }
         let settings = RegistryClient.Settings(
             insecure: entry?.insecure ?? false, username: entry?.username, password: entry?.password,
             caFile: entry?.caFile)
-        let listed = Set(registries.keys)
+        // A listed registry may send the node to another listed one (its token service, a blob store); an
+        // unlisted one reaches global addresses only, wherever it redirects.
+        let trusted: Set<String> = entry == nil ? [] : Set(registries.keys)
         let client: RegistryClient
         do {
             client = try RegistryClient(registry: registry, settings: settings) { host, port in
-                try await Self.addresses(host: host, port: port, listed: listed)
+                try await Self.addresses(host: host, port: port, trusted: trusted)
             }
         } catch {
             throw NexError(.invalidRequest, "\(error)")
@@ -77,8 +87,8 @@ final class ImageService: Sendable {
 
     /// Where a connection to `host` may go: anywhere for a registry in `oci_registries` (the operator named it),
     /// else global addresses only.
-    static func addresses(host: String, port: Int, listed: Set<String>) async throws -> [SocketAddress] {
-        let named = listed.contains("\(host):\(port)") || (port == 443 && listed.contains(host))
+    static func addresses(host: String, port: Int, trusted: Set<String>) async throws -> [SocketAddress] {
+        let named = trusted.contains(canonical("\(host):\(port)"))
         let resolved = try await HTTPEgressClient.systemResolver(host, port)
         var allowed: [SocketAddress] = []
         var refusal: EgressRefusal?
@@ -98,6 +108,13 @@ final class ImageService: Sendable {
         return allowed
     }
 
+    /// A registry's key as entries are compared: lowercased, and `HOST:443` written `HOST` (what a reference
+    /// without a port means).
+    static func canonical(_ registry: String) -> String {
+        let lowered = registry.lowercased()
+        return lowered.hasSuffix(":443") ? String(lowered.dropLast(4)) : lowered
+    }
+
     /// Why an unlisted registry is refused before any connection: a literal loopback or private address, or
     /// `localhost`. (A name is checked on each address it resolves to.)
     private static func unlistedRefusal(_ registry: String) -> NexError? {
@@ -115,8 +132,12 @@ final class ImageService: Sendable {
         switch error {
         case .digestMismatch, .sizeMismatch: .integrity
         case .refused, .unauthorized: .unauthorized
-        case .notFound, .platformMissing, .badReference, .badDigest: .invalidRequest
-        default: .unavailable
+        case .notFound, .platformMissing, .badReference, .badDigest, .escapes, .badArchive, .badManifest,
+            .badCompression, .badPlatform:
+            .invalidRequest
+        case .tooLarge: .limitExceeded
+        case .storage: .storage
+        case .transport, .registry: .unavailable
         }
     }
 

@@ -12,7 +12,7 @@ extension NexNode {
     ) async -> Result<RunResponse, NexError> {
         let request = valid.request
         let pull = tracing.start("nex.deploy.pull", parent: ServiceContext.current ?? .topLevel)
-        let prepared = await prepareImage(valid, runtime: runtime, restoring: false)
+        let prepared = await prepareImage(valid, workloadID: workloadID, runtime: runtime, restoring: false)
         pull.end()
         let image: RunnableImage
         switch prepared {
@@ -23,13 +23,16 @@ extension NexNode {
         }
         let record = WorkloadRecord(
             id: workloadID, namespace: namespace, request: request, hash: valid.hash, acceptedAt: Date(),
-            totalBytes: 0, retryCount: request.retryCount ?? 0)
+            totalBytes: Int(clamping: image.bytes), retryCount: request.retryCount ?? 0)
         let start = tracing.start("nex.deploy.start", parent: ServiceContext.current ?? .topLevel)
         let result = await runtime.manager.start(
             valid, record: record, reservation: reservation, artifactPath: "", image: image, persist: persist)
         if case .failure(let refusal) = result {
             start.setStatus(.init(code: .error, message: refusal.message))
-            if case .success(let images) = runtime.manager.images { await images.release(image.manifestDigest) }
+            // Refused before a supervisor took the pin over (or after: a second release changes nothing).
+            if case .success(let images) = runtime.manager.images {
+                await images.release(image.manifestDigest, workloadID: workloadID)
+            }
         }
         start.end()
         return result
@@ -37,7 +40,7 @@ extension NexNode {
 
     /// Pulls the image a validated deploy names and works out how to run it; the image comes back pinned.
     func prepareImage(
-        _ valid: ValidatedDeploy, runtime: NodeRuntime, restoring: Bool
+        _ valid: ValidatedDeploy, workloadID: String, runtime: NodeRuntime, restoring: Bool
     ) async -> Result<RunnableImage, NexError> {
         let request = valid.request
         guard request.workloadType == .native else {
@@ -70,7 +73,8 @@ extension NexNode {
         }
         let pulled: PulledImage
         do {
-            pulled = try await images.pull(request.location, digest: digest, restoring: restoring)
+            pulled = try await images.pull(
+                request.location, digest: digest, workloadID: workloadID, restoring: restoring)
         } catch {
             return .failure(error)
         }
@@ -80,7 +84,7 @@ extension NexNode {
         do {
             return .success(try RunnableImage(pulled, argv: request.argv))
         } catch {
-            await images.release(pulled.manifestDigest)
+            await images.release(pulled.manifestDigest, workloadID: workloadID)
             return .failure(error)
         }
     }

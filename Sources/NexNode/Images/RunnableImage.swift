@@ -9,6 +9,8 @@ import NexSandbox
 struct RunnableImage: Sendable {
     /// The manifest it came from: pinned in the cache while the workload runs.
     var manifestDigest: OCIDigest
+    /// Bytes of its unpacked root: what the node's limits count.
+    var bytes: Int64
     var root: ImageRoot
     /// The program, as a path inside the image.
     var executable: String
@@ -22,6 +24,7 @@ struct RunnableImage: Sendable {
     init(_ image: PulledImage, argv: [String]?) throws(NexError) {
         let settings = image.config.config
         manifestDigest = image.manifestDigest
+        bytes = image.bytes
         var environment: [String: String] = [:]
         for entry in settings?.Env ?? [] {
             guard let equals = entry.firstIndex(of: "=") else { continue }
@@ -39,14 +42,26 @@ struct RunnableImage: Sendable {
         guard workingDirectory.hasPrefix("/"), !workingDirectory.split(separator: "/").contains("..") else {
             throw NexError(.invalidRequest, "the image's WorkingDir \(workingDirectory) is not an absolute path")
         }
+        if let top = workingDirectory.split(separator: "/").first, ImageRoot.mountPoints.contains(String(top)) {
+            throw NexError(
+                .invalidRequest,
+                "the image's WorkingDir \(workingDirectory) is under /\(top), where the sandbox mounts its own: "
+                    + "set another WorkingDir")
+        }
         self.workingDirectory = workingDirectory
         executable = try Self.resolve(
             program, in: image.rootfs, path: environment["PATH"] ?? Self.defaultPath, from: workingDirectory)
         arguments = Array(command.dropFirst())
         let (uid, gid) = try Self.user(settings?.User ?? "", in: image.rootfs)
+        // HOME as runc sets it: the user's home from the image's /etc/passwd, else `/`.
+        if self.environment["HOME"] == nil {
+            let home = Self.entries("/etc/passwd", in: image.rootfs).first { $0.count > 5 && $0[2] == String(uid) }?[5]
+            self.environment["HOME"] = home.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
+        }
         root = ImageRoot(
             rootfs: image.rootfs, uid: uid, gid: gid,
-            writableDirectories: try Self.writableWorkingDirectory(workingDirectory, in: image.rootfs))
+            writableDirectories: try Self.writableWorkingDirectory(workingDirectory, in: image.rootfs),
+            maskedFiles: try Self.preloadMask(in: image.rootfs))
     }
 
     /// A program name found on the image's PATH (as exec does), or a path as given.
@@ -55,11 +70,13 @@ struct RunnableImage: Sendable {
     ) throws(NexError) -> String {
         if program.hasPrefix("/") { return program }
         if program.contains("/") { return (directory == "/" ? "" : directory) + "/" + program }
-        for entry in path.split(separator: ":") where entry.hasPrefix("/") && !entry.contains("..") {
+        for entry in path.split(separator: ":") where entry.hasPrefix("/") {
             let candidate = entry + "/" + program
-            var info = stat()
-            // lstat: a link in the image points inside the image, not at this host's file of that name.
-            if lstat(rootfs + candidate, &info) == 0 { return candidate }
+            // Resolved inside the image: a link there points into the image, not at this host's file of that name.
+            if let host = RootPath.resolve(candidate, in: rootfs) {
+                var info = stat()
+                if stat(host, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { return candidate }
+            }
         }
         throw NexError(.invalidRequest, "the image has no \(program) on its PATH (\(path)): name the program by path")
     }
@@ -68,12 +85,13 @@ struct RunnableImage: Sendable {
     static func user(_ user: String, in rootfs: String) throws(NexError) -> (UInt32, UInt32) {
         guard !user.isEmpty else { return (0, 0) }
         let parts = user.split(separator: ":", maxSplits: 1).map(String.init)
-        let passwd = entries(rootfs + "/etc/passwd")
+        let passwd = entries("/etc/passwd", in: rootfs)
         let uid: UInt32
         var gid: UInt32 = 0
         if let number = UInt32(parts[0]) {
             uid = number
-            gid = passwd.first { $0.count > 3 && $0[2] == parts[0] }.flatMap { UInt32($0[3]) } ?? number
+            // Without an entry for it, group 0 (as runc does).
+            gid = passwd.first { $0.count > 3 && $0[2] == parts[0] }.flatMap { UInt32($0[3]) } ?? 0
         } else if let entry = passwd.first(where: { $0.count > 3 && $0[0] == parts[0] }), let number = UInt32(entry[2])
         {
             uid = number
@@ -84,7 +102,7 @@ struct RunnableImage: Sendable {
         if parts.count == 2 {
             if let number = UInt32(parts[1]) {
                 gid = number
-            } else if let entry = entries(rootfs + "/etc/group").first(where: { $0.count > 2 && $0[0] == parts[1] }),
+            } else if let entry = entries("/etc/group", in: rootfs).first(where: { $0.count > 2 && $0[0] == parts[1] }),
                 let number = UInt32(entry[2])
             {
                 gid = number
@@ -105,7 +123,8 @@ struct RunnableImage: Sendable {
             host += "/" + component
             var info = stat()
             if lstat(host, &info) != 0 {
-                guard mkdir(host, 0o755) == 0 else {
+                // EEXIST: another deploy of this image made it meanwhile.
+                guard mkdir(host, 0o755) == 0 || errno == EEXIST else {
                     throw NexError(.storage, "cannot make the image's WorkingDir \(directory) (errno \(errno))")
                 }
                 made = true
@@ -119,10 +138,24 @@ struct RunnableImage: Sendable {
         return directory != "/" && isEmpty ? [directory] : []
     }
 
-    /// The colon-separated fields of each line of a passwd-style file (none when it is missing).
-    private static func entries(_ path: String) -> [[String]] {
-        // try?: an image without the file has no names in it.
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+    /// `/etc/ld.so.preload` hidden when the image has one: the dynamic loader reads it for every program, the
+    /// agent's included, and the agent holds the link to the node. One that is not a plain file is refused.
+    private static func preloadMask(in rootfs: String) throws(NexError) -> [String] {
+        // Resolved inside the image: its /etc may be a link to another of its directories.
+        guard let host = RootPath.resolve("/etc/ld.so.preload", in: rootfs, followLast: false) else { return [] }
+        var info = stat()
+        guard host == rootfs + "/etc/ld.so.preload", lstat(host, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw NexError(
+                .invalidRequest, "the image's /etc/ld.so.preload is not a plain file in /etc: remove it from the image")
+        }
+        return ["/etc/ld.so.preload"]
+    }
+
+    /// The colon-separated fields of each line of a passwd-style file inside the image (none when it is missing,
+    /// not a regular file, or past 1 MiB).
+    private static func entries(_ path: String, in rootfs: String) -> [[String]] {
+        guard let bytes = RootPath.readFile(path, in: rootfs, limit: 1 << 20) else { return [] }
+        let text = String(decoding: bytes, as: UTF8.self)
         return text.split(separator: "\n").map {
             $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         }

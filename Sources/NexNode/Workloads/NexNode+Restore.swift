@@ -83,13 +83,13 @@ extension NexNode {
         let result: Result<RunResponse, NexError>
         if record.request.location.isImage {
             // From the image cache, by the digest accepted (a cache that lost it pulls it again by digest).
-            switch await prepareImage(item.deploy, runtime: runtime, restoring: true) {
+            switch await prepareImage(item.deploy, workloadID: record.id, runtime: runtime, restoring: true) {
             case .success(let image):
                 result = await runtime.manager.start(
                     item.deploy, record: record, reservation: item.reservation, artifactPath: "", image: image,
                     persist: true, alreadyRecorded: true)
                 if case .failure = result, case .success(let images) = runtime.manager.images {
-                    await images.release(image.manifestDigest)
+                    await images.release(image.manifestDigest, workloadID: record.id)
                 }
             case .failure(let refusal):
                 await runtime.manager.release(item.reservation)

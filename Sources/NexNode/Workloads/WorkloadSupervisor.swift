@@ -498,7 +498,7 @@ final class WorkloadSupervisor: Sendable {
         if let agent { await destroy(agent) }
         if tearDown.removeArtifact {
             if let image {
-                await context.images?.release(image.manifestDigest)
+                await context.images?.release(image.manifestDigest, workloadID: tearDown.workloadID)
             } else {
                 await BlockingIO.remove(artifactPath, what: "a workload's artifact", logger: context.logger)
             }

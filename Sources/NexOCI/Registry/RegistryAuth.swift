@@ -16,6 +16,7 @@ final class RegistryAuth: Sendable {
 
     private let username: String?
     private let password: String?
+    private let insecure: Bool
     private let state = Mutex(State())
 
     /// A token's lifetime when the token service names none (the distribution spec's default).
@@ -24,6 +25,7 @@ final class RegistryAuth: Sendable {
     init(settings: RegistryClient.Settings) {
         username = settings.username
         password = settings.password
+        insecure = settings.insecure
     }
 
     var hasCredentials: Bool { username != nil }
@@ -63,6 +65,12 @@ final class RegistryAuth: Sendable {
             components.queryItems = query
             guard let url = components.url else {
                 throw OCIError.unauthorized(registry, "its realm \(realm) is not a URL")
+            }
+            // Credentials travel in the clear to an http realm: only for a registry the operator marked insecure.
+            guard components.scheme?.lowercased() == "https" || insecure else {
+                throw OCIError.unauthorized(
+                    registry,
+                    "its token service \(realm) is plain http: a registry reached over https must name an https realm")
             }
             let token = try await fetchToken(url, registry: registry, transport: client.transport)
             state.withLock { $0.tokens[scope] = token }
@@ -122,49 +130,5 @@ final class RegistryAuth: Sendable {
         let lifetime = answer.expires_in.map { Duration.seconds(max($0, 1)) } ?? Self.defaultLifetime
         let margin: Duration = lifetime > .seconds(20) ? .seconds(5) : .zero
         return Token(value: value, expires: .now + lifetime - margin)
-    }
-}
-
-/// A blob arriving into a file: counted and hashed as it is written.
-final class BlobWriter {
-    private var fd: Int32 = -1
-    private var hasher = OCIDigest.Hasher()
-    private(set) var count: Int64 = 0
-
-    /// (Re)starts the file at `path`, empty.
-    func open(_ path: String) throws(OCIError) {
-        close()
-        fd = Foundation.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw OCIError.transport("the cache", "cannot create \(path) (errno \(errno))") }
-        hasher = OCIDigest.Hasher()
-        count = 0
-    }
-
-    func write(_ chunk: ByteBuffer) throws(OCIError) {
-        guard fd >= 0 else { throw OCIError.transport("the cache", "a blob's body came before its file was opened") }
-        try chunk.readableBytesView.withUnsafeBytes { (bytes) throws(OCIError) in
-            var offset = 0
-            while offset < bytes.count {
-                let wrote = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if wrote < 0, errno == EINTR { continue }
-                guard wrote > 0 else { throw OCIError.transport("the cache", "a write failed (errno \(errno))") }
-                offset += wrote
-            }
-        }
-        hasher.update(chunk.readableBytesView)
-        count += Int64(chunk.readableBytes)
-    }
-
-    /// Flushes the file to disk.
-    func finish() throws(OCIError) {
-        guard fd >= 0 else { throw OCIError.transport("the cache", "no blob arrived") }
-        guard fsync(fd) == 0 else { throw OCIError.transport("the cache", "fsync failed (errno \(errno))") }
-    }
-
-    var digest: OCIDigest { hasher.finish() }
-
-    func close() {
-        if fd >= 0 { Foundation.close(fd) }
-        fd = -1
     }
 }

@@ -94,19 +94,25 @@ public struct RegistryClient: Sendable {
     public func blob(repository: String, _ descriptor: Descriptor, to path: String) async throws(OCIError) {
         let digest = try OCIDigest(parsing: descriptor.digest)
         let what = "blob \(digest) of \(registry)/\(repository)"
-        let partial = path + ".partial"
+        // A name of its own: two pulls that share a layer may download it at once.
+        let partial = path + ".partial-" + UUID().uuidString
         let writer = BlobWriter()
         defer { writer.close() }
-        _ = try await perform(
-            url: "\(baseURL)/v2/\(repository)/blobs/\(digest)", repository: repository, what: what, accept: nil,
-            start: { () throws(OCIError) in try writer.open(partial) },
-            body: { chunk throws(OCIError) in
-                try writer.write(chunk)
-                guard writer.count <= descriptor.size else {
-                    throw OCIError.sizeMismatch(what: what, expected: descriptor.size, got: writer.count)
-                }
-            })
-        try writer.finish()
+        do {
+            _ = try await perform(
+                url: "\(baseURL)/v2/\(repository)/blobs/\(digest)", repository: repository, what: what, accept: nil,
+                start: { () throws(OCIError) in try writer.open(partial) },
+                body: { chunk throws(OCIError) in
+                    try writer.write(chunk)
+                    guard writer.count <= descriptor.size else {
+                        throw OCIError.sizeMismatch(what: what, expected: descriptor.size, got: writer.count)
+                    }
+                })
+            try writer.finish()
+        } catch {
+            unlink(partial)
+            throw error
+        }
         guard writer.count == descriptor.size else {
             unlink(partial)
             throw OCIError.sizeMismatch(what: what, expected: descriptor.size, got: writer.count)
@@ -117,7 +123,8 @@ public struct RegistryClient: Sendable {
             throw OCIError.digestMismatch(what: what, expected: digest.description, got: got.description)
         }
         guard rename(partial, path) == 0 else {
-            throw OCIError.transport(registry, "cannot move the blob into place at \(path) (errno \(errno))")
+            unlink(partial)
+            throw OCIError.storage("cannot move the blob into place at \(path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -174,7 +181,7 @@ public struct RegistryClient: Sendable {
                     let next = URL(string: location, relativeTo: current)?.absoluteURL
                 else { throw OCIError.registry(head.status, "a redirect without a usable location, or too many") }
                 current = next
-            case 401 where !answeredChallenge:
+            case 401 where !answeredChallenge && Origin(current) == origin:
                 answeredChallenge = true
                 guard let header = head.headers["www-authenticate"], let challenge = AuthChallenge(header: header)
                 else { throw OCIError.unauthorized(registry, "it answered 401 without a WWW-Authenticate challenge") }
