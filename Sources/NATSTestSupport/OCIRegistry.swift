@@ -1,10 +1,6 @@
 import Foundation
 import NexProcess
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// A real OCI registry for tests: Debian's `docker-registry` (the CNCF distribution registry, installed by
 /// `scripts/setup.sh`) on an ephemeral loopback port, storing in a directory of its own. It dies with this
 /// process; ``stop()`` ends it sooner.
@@ -102,29 +98,6 @@ public final class OCIRegistry: Sendable {
             return String(line[range.upperBound...].prefix { $0 != "\"" && !$0.isWhitespace })
         }
         return OCIRegistry(address: server.address, storage: storage, server: server, directory: directory)
-    }
-
-    /// The access log lines of requests whose user agent contains `agent`, in the order they completed.
-    public func requests(from agent: String) -> [String] {
-        server.lines.filter {
-            $0.contains("\" \"") && $0.hasSuffix("\"") && $0.contains(agent) && $0.contains("HTTP/1.1\"")
-        }
-    }
-
-    /// Makes a request of its own and waits until the access log shows it: every request completed before it
-    /// is in ``requests(from:)`` then.
-    public func flushLog() async throws {
-        let marker = "flush-\(UUID().uuidString)"
-        var request = URLRequest(url: URL(string: "http://\(address)/v2/")!)
-        request.setValue(marker, forHTTPHeaderField: "User-Agent")
-        _ = try await URLSession.shared.data(for: request)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !server.lines.contains(where: { $0.contains(marker) && $0.contains("HTTP/1.1\"") }) {
-            guard ContinuousClock.now < deadline else {
-                throw TestEnvironment.Failure("the registry never logged its own request")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
     }
 
     /// The file holding blob `hex` (what a test tampers with).

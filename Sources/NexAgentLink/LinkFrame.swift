@@ -53,7 +53,7 @@ public enum LinkFrame: Equatable, Sendable {
     }
 
     /// The link protocol this build speaks; `hello` carries it and the node refuses any other.
-    public static let protocolVersion = 3
+    public static let protocolVersion = 4
 
     /// The largest frame accepted (well above NATS's 1 MiB default payload, far below memory trouble).
     public static let maxLength = 64 << 20

@@ -128,6 +128,28 @@ extension HeavyTests {
                 throw error
             }
             #expect(try await node.terminate() == 0)
+
+            // A restarted node runs its recorded image again, from its cache: the registry is told to serve
+            // nothing of the image any more (its blobs are gone from its storage).
+            try FileManager.default.removeItem(atPath: registry.storage + "/docker/registry/v2/blobs")
+            try await withClient([server.url]) { client in
+                let logs = try await MessageRecorder(client, subject: "$NEX.logs.default.*.*.*")
+                let again = try await PeerProcess.start(
+                    nex, ["node", "up", "-s", server.url, "--config", config], environment: env)
+                do {
+                    try await eventually("the image runs again after the restart", timeout: .seconds(30)) {
+                        logs.messages.contains {
+                            // try?: a message that is not a log line is not the one waited for.
+                            (try? JSONDecoder().decode(LogEntry.self, from: Data($0.payload)))?.text
+                                == "hey from the image uid=4242 gid=4243 cwd=/srv"
+                        }
+                    }
+                } catch {
+                    _ = try? await again.terminate()  // try?: the wait's own error is the one to report
+                    throw error
+                }
+                #expect(try await again.terminate() == 0)
+            }
         }
 
         /// The layer digests of `tag`'s manifest in the layout.

@@ -1,8 +1,9 @@
 // Container image benchmark, side by side in one run against one real registry (Debian's docker-registry on
-// loopback) and one ~10 MiB image (busybox, the static echo service and 7 MiB of incompressible data):
-//  - pull: our registry client and cache (pull, verify, unpack) beside `skopeo copy` + `umoci unpack`;
-//  - cold pull-and-start: deploy → first answer of the echo service, on a node whose cache is empty
-//    (namespace sandbox);
+// loopback):
+//  - pull of a ~10 MiB image (busybox and 9 MiB of incompressible data): our registry client and cache (pull,
+//    verify, unpack) beside `skopeo copy` + `umoci unpack`;
+//  - cold pull-and-start: deploy → first answer of an image of busybox and the static echo service, on a node
+//    whose cache is empty (namespace sandbox);
 //  - warm start: the same with the image cached.
 // Medians of ROUNDS rounds.
 //   oci-bench AGENT ECHOSERVICE [ROUNDS]
@@ -30,28 +31,35 @@ let work = FileManager.default.temporaryDirectory.appendingPathComponent("oci-be
 try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
 defer { ImageStore.removeTree(work) }
 
-// The image: incompressible data, so the bytes moved are the image's size.
-var random = [UInt8](repeating: 0, count: 7 << 20)
+// The pulled image: busybox and 9 MiB of incompressible data, so the bytes moved are about 10 MiB.
+var random = [UInt8](repeating: 0, count: 9 << 20)
 for i in random.indices { random[i] = UInt8.random(in: 0...255) }
-let layout = try await OCIImageLayout.busybox(
-    in: work + "/image", files: ["data/noise": Data(random).base64EncodedString()],
-    copies: ["bin/echoservice": echoService], entrypoint: ["/bin/echoservice"])
+try Data(random).write(to: URL(fileURLWithPath: work + "/noise"))
+let layout = try await OCIImageLayout.busybox(in: work + "/image", copies: ["data/noise": work + "/noise"])
+// The started image: busybox and the static echo service (which answers on svc.echo).
+let echoLayout = try await OCIImageLayout.busybox(
+    in: work + "/echo", copies: ["bin/echoservice": echoService], entrypoint: ["/bin/echoservice"])
 let registry = try await OCIRegistry.start()
-try await layout.push("base", to: registry, as: "bench/echo", tag: "1")
+try await layout.push("base", to: registry, as: "bench/noise", tag: "1")
+try await echoLayout.push("base", to: registry, as: "bench/echo", tag: "1")
 let digest = try OCIDigest(parsing: try layout.digest(of: "base"))
-let reference = try ImageReference(parsing: "oci://\(registry.address)/bench/echo@\(digest)")
-let imageBytes = ImageStore.treeSize(layout.path + "/blobs")
-print("image: \(imageBytes >> 20) MiB in the layout, \(digest)")
+let reference = try ImageReference(parsing: "oci://\(registry.address)/bench/noise@\(digest)")
+let echoDigest = try OCIDigest(parsing: try echoLayout.digest(of: "base"))
+let echoReference = try ImageReference(parsing: "oci://\(registry.address)/bench/echo@\(echoDigest)")
+print(
+    "pulled image: \(ImageStore.treeSize(layout.path + "/blobs") >> 20) MiB in its layout; started image (echo): "
+        + "\(ImageStore.treeSize(echoLayout.path + "/blobs") >> 20) MiB")
 
 // 1. skopeo copy + umoci unpack.
 var peer: [Double] = []
 for round in 0..<rounds {
     let directory = work + "/peer-\(round)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     let start = ContinuousClock.now
     try await TestEnvironment.run(
         "/usr/bin/skopeo",
         [
-            "copy", "--quiet", "--src-tls-verify=false", "docker://\(registry.address)/bench/echo:1",
+            "copy", "--quiet", "--src-tls-verify=false", "docker://\(registry.address)/bench/noise:1",
             "oci:\(directory)/layout:b",
         ], environment: ["HOME": directory])
     try await TestEnvironment.run(
@@ -67,7 +75,7 @@ for round in 0..<rounds {
     let client = try RegistryClient(registry: registry.address, settings: .init(insecure: true), dialer: dialer)
     let store = try ImageStore(root: work + "/ours-\(round)", limitBytes: 1 << 40)
     let start = ContinuousClock.now
-    _ = try await store.pull(reference, expecting: digest, platform: .current, client: client)
+    _ = try await store.pull(reference, expecting: digest, platform: .current, client: client, holder: "bench")
     ours.append(millis(ContinuousClock.now - start))
     ImageStore.removeTree(work + "/ours-\(round)")
 }
@@ -79,7 +87,7 @@ let bench = try await BenchNode.start(name: "oci-bench", agent: agent) {
     $0.ociRegistries = [registry.address: .init(insecure: true)]
 }
 let artifact = BenchNode.Artifact(
-    location: WorkloadLocation(url: reference.description)!, hash: digest.description)
+    location: WorkloadLocation(url: echoReference.description)!, hash: echoDigest.description)
 func firstAnswer() async throws {
     while true {
         if (try? await bench.client.request("ping", to: "svc.echo", timeout: .milliseconds(200))) != nil { return }
@@ -98,7 +106,8 @@ func deployToAnswer() async throws -> Double {
     }
     return elapsed
 }
-let cache = bench.node.home + "/images"
+// The node's home under BenchNode's resource directory.
+let cache = bench.work + "/home/nodes/" + bench.node.nodeID + "/images"
 var cold: [Double] = []
 var warm: [Double] = []
 for _ in 0..<rounds {

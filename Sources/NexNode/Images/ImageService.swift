@@ -19,7 +19,8 @@ final class ImageService: Sendable {
     init(home: String, config: NodeConfiguration) throws(OCIError) {
         let cacheBytes = Int64(config.ociCacheLimitMB) << 20
         store = try ImageStore(
-            root: home + "/images", limitBytes: cacheBytes, mountPoints: ImageRoot.mountPoints,
+            root: home + "/images", limitBytes: cacheBytes, keepsSetID: config.ociKeepSetID,
+            mountPoints: ImageRoot.mountPoints,
             maxImageBytes: min(cacheBytes, config.nodeLimits.maxWorkloadBytes ?? .max))
         var canonical: [String: NodeConfiguration.OCIRegistryConfig] = [:]
         for (key, entry) in config.ociRegistries { canonical[Self.canonical(key)] = entry }

@@ -65,6 +65,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// `oci_cache_limit_mb`: what the image cache under the node's home may hold before the least recently used
     /// image no workload runs is evicted.
     public var ociCacheLimitMB = 10_240
+    /// `oci_keep_setid`: keep setuid and setgid bits of image files (dropped by default; inside the sandbox's user
+    /// namespace they grant nothing beyond it, but a node that never needs them should not carry them).
+    public var ociKeepSetID = false
 
     /// One `oci_registries` entry.
     public struct OCIRegistryConfig: Codable, Sendable, Equatable {
@@ -315,6 +318,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         case otlpExporterURL = "otlp_exporter_url"
         case ociRegistries = "oci_registries"
         case ociCacheLimitMB = "oci_cache_limit_mb"
+        case ociKeepSetID = "oci_keep_setid"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -378,6 +382,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         otlpExporterURL = try c.decodeIfPresent(String.self, forKey: .otlpExporterURL)
         ociRegistries = try c.decodeIfPresent([String: OCIRegistryConfig].self, forKey: .ociRegistries) ?? [:]
         ociCacheLimitMB = try c.decodeIfPresent(Int.self, forKey: .ociCacheLimitMB) ?? 10_240
+        ociKeepSetID = try c.decodeIfPresent(Bool.self, forKey: .ociKeepSetID) ?? false
         try validate()
     }
 

@@ -166,7 +166,14 @@ public struct RegistryClient: Sendable {
             } catch is CancellationError {
                 throw OCIError.transport(registry, "the pull was cancelled")
             } catch {
-                guard attempt < attempts else { throw OCIError.transport(registry, "\(error)") }
+                guard attempt < attempts else {
+                    // A TLS failure is most often a private CA: say where it goes.
+                    let hint =
+                        "\(error)".contains("SSL")
+                        ? "; a registry whose certificate is not from a public CA needs ca_file in its oci_registries entry"
+                        : ""
+                    throw OCIError.transport(registry, "\(error)" + hint)
+                }
                 attempt += 1
                 try await backOff(attempt)
                 continue
