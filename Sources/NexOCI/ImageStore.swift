@@ -43,6 +43,8 @@ public actor ImageStore {
     private var pins: [OCIDigest: Set<String>] = [:]
     /// Blobs a pull under way has stored or is storing: eviction leaves them alone.
     private var inFlight: [String: Int] = [:]
+    /// Set by ``shutdown()``.
+    private var closed = false
 
     /// What the cache keeps about a complete image.
     struct Record: Codable {
@@ -125,6 +127,7 @@ public actor ImageStore {
             pin(hit.manifestDigest, holder: holder)
             return hit
         }
+        guard !closed else { throw OCIError.transport(reference.registry, "the node is stopping") }
         let key = "\(reference)|\(expecting?.description ?? "")|\(platform)"
         let task: Task<PulledImage, any Error>
         if let running = pulls[key] {
@@ -143,6 +146,15 @@ public actor ImageStore {
         } catch {
             throw OCIError.transport(reference.registry, "\(error)")
         }
+    }
+
+    /// Cancels the pulls under way and waits for them to end (a download stops at once; an unpack under way
+    /// finishes its layer); pulls asked for afterwards are refused.
+    public func shutdown() async {
+        closed = true
+        let running = pulls.values.map(\.task)
+        for task in running { task.cancel() }
+        for task in running { _ = await task.result }
     }
 
     /// Keeps `manifestDigest` from eviction while `holder` (a running workload) holds it.

@@ -175,6 +175,8 @@ struct NodeRuntime: Sendable {
         // The workloads' records stay: the node starts them again when it comes back.
         await manager.stopAll(reason: "node stopped", forget: false)
         await pool.close()
+        // Pulls for deploys that will never run: ended, not left downloading after the node.
+        if case .success(let images) = manager.images { await images.store.shutdown() }
     }
 }
 
