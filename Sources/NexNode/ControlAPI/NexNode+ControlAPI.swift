@@ -155,7 +155,10 @@ extension NexNode {
         let artifact: ArtifactFetcher.Artifact
         let download = tracing.start("nex.deploy.download", parent: ServiceContext.current ?? .topLevel)
         do {
-            artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts", logger: logger).fetch(
+            artifact = try await ArtifactFetcher(
+                client: client, directory: home + "/artifacts", logger: logger,
+                cacheLimitBytes: Int64(config.ociCacheLimitMB) << 20
+            ).fetch(
                 request.location, expectedHash: valid.hash, workloadID: workloadID,
                 maxBytes: config.nodeLimits.maxWorkloadBytes)
             download.attributes["nex.artifact.bytes"] = artifact.size

@@ -15,6 +15,8 @@ struct ArtifactFetcher: Sendable {
     /// Where artifacts are written (one file per workload).
     let directory: String
     let logger: Logger
+    /// What the verified cache may hold (the node's `oci_cache_limit_mb`); nil: no limit.
+    var cacheLimitBytes: Int64?
 
     /// The downloaded artifact.
     struct Artifact: Sendable {
@@ -90,6 +92,7 @@ struct ArtifactFetcher: Sendable {
                     + "deploy was signed; sign a deploy for the artifact as it is now")
         }
         let cacheProblem: String?
+        let limit = cacheLimitBytes
         do {
             cacheProblem = try await BlockingIO.run { () throws -> String? in
                 guard rename(partial, path) == 0 else {
@@ -101,6 +104,8 @@ struct ArtifactFetcher: Sendable {
                     return errno == EEXIST ? nil : "cannot link it: \(String(cString: strerror(errno)))"
                 }
                 do { try VerifiedCopyStamp.record(for: cached) } catch { return "cannot stamp it: \(error)" }
+                // This copy is held (the workload's artifact links it): only older, unheld ones can go.
+                if let limit { VerifiedCacheEviction.evict(directory: verified, limitBytes: limit) }
                 return nil
             }
         } catch {
@@ -223,6 +228,7 @@ struct ArtifactFetcher: Sendable {
                 guard link(cached, path) == 0 else {
                     throw UnusableCopy("cannot link it: \(String(cString: strerror(errno)))")
                 }
+                VerifiedCacheEviction.touch(cached)
                 return size
             }
         }

@@ -100,10 +100,13 @@ extension NexNode {
             return result
         }
         do {
-            let artifact = try await ArtifactFetcher(client: client, directory: home + "/artifacts", logger: logger)
-                .restore(
-                    record.request.location, hash: item.deploy.hash, workloadID: record.id,
-                    maxBytes: config.nodeLimits.maxWorkloadBytes)
+            let artifact = try await ArtifactFetcher(
+                client: client, directory: home + "/artifacts", logger: logger,
+                cacheLimitBytes: Int64(config.ociCacheLimitMB) << 20
+            )
+            .restore(
+                record.request.location, hash: item.deploy.hash, workloadID: record.id,
+                maxBytes: config.nodeLimits.maxWorkloadBytes)
             result = await runtime.manager.start(
                 item.deploy, record: record, reservation: item.reservation, artifactPath: artifact.path,
                 persist: true, alreadyRecorded: true)
