@@ -102,6 +102,8 @@ public final class HashingSource<Source: ByteSource>: ByteSource {
     private var source: Source
     private var hasher = OCIDigest.Hasher()
     public let limit: Int
+    /// Bytes read so far.
+    public var count: Int { hasher.count }
 
     public init(_ source: Source, limit: Int = .max) {
         self.source = source

@@ -29,7 +29,7 @@ public actor ImageStore {
     public let limitBytes: Int64
     /// Whether setuid and setgid bits survive unpacking.
     public let keepsSetID: Bool
-    /// The most one layer may unpack to.
+    /// The most one image's layers may unpack to, all together.
     public let maxLayerBytes: Int
     /// The most one image's blobs (config and layers, as their descriptors say) may be.
     public let maxImageBytes: Int64
@@ -75,10 +75,14 @@ public actor ImageStore {
                 throw OCIError.storage("cannot create \(root)/\(directory): \(error)")
             }
         }
-        // Left by a pull that a crash cut short.
+        // Left by a pull that a crash cut short (no pull runs yet): staging directories and partial downloads.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/images")) ?? []  // try?: none yet
         where name.hasPrefix(".") {
             Self.removeTree(root + "/images/" + name)
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/blobs/sha256")) ?? []  // try?: none
+        where name.contains(".partial") {
+            unlink(root + "/blobs/sha256/" + name)
         }
     }
 
@@ -159,6 +163,11 @@ public actor ImageStore {
 
     /// Keeps `manifestDigest` from eviction while `holder` (a running workload) holds it.
     public func pin(_ manifestDigest: OCIDigest, holder: String) { pins[manifestDigest, default: []].insert(holder) }
+
+    /// `holder` holds no image any more (a recorded workload that will not be restored).
+    public func unpinAll(holder: String) {
+        for digest in Array(pins.keys) { unpin(digest, holder: holder) }
+    }
 
     /// `holder` no longer holds `manifestDigest` (a second call for one holder changes nothing).
     public func unpin(_ manifestDigest: OCIDigest, holder: String) {
@@ -249,7 +258,14 @@ public actor ImageStore {
             ImageManifest.self, manifestFetched.bytes, "the manifest \(manifestFetched.digest)")
         let configDigest = try OCIDigest(parsing: manifest.config.digest)
         // What the image makes the node store, said up front by its descriptors (and held to as it arrives).
-        let total = manifest.layers.reduce(manifest.config.size) { $0 + max($1.size, 0) }
+        var total: Int64 = 0
+        for descriptor in [manifest.config] + manifest.layers {
+            let (sum, overflow) = total.addingReportingOverflow(descriptor.size)
+            guard descriptor.size >= 0, !overflow else {
+                throw OCIError.badManifest("\(descriptor.digest) has a size of \(descriptor.size) bytes")
+            }
+            total = sum
+        }
         guard total <= maxImageBytes else {
             throw OCIError.tooLarge(reference.description, total, maxImageBytes)
         }
@@ -320,9 +336,12 @@ public actor ImageStore {
             notes = try await NIOThreadPool.singleton.runIfActive {
                 try FileManager.default.createDirectory(atPath: staging + "/rootfs", withIntermediateDirectories: true)
                 var unpacker = LayerUnpacker(root: staging + "/rootfs", keepsSetID: keepsSetID)
+                // One budget for the whole image: many small layers cannot add up past it either.
+                var budget = limit
                 for (index, (digest, mediaType)) in layers.enumerated() {
-                    let unpacked = try Self.applyLayer(
-                        paths[index], mediaType: mediaType, with: &unpacker, limit: limit)
+                    let (unpacked, bytes) = try Self.applyLayer(
+                        paths[index], mediaType: mediaType, with: &unpacker, limit: budget)
+                    budget -= bytes
                     guard unpacked.description == diffIDs[index] else {
                         throw OCIError.digestMismatch(
                             what: "layer \(digest) unpacked", expected: diffIDs[index], got: unpacked.description)
@@ -362,18 +381,18 @@ public actor ImageStore {
 
     private static func applyLayer(
         _ path: String, mediaType: String, with unpacker: inout LayerUnpacker, limit: Int
-    ) throws(OCIError) -> OCIDigest {
+    ) throws(OCIError) -> (OCIDigest, Int) {
         switch MediaType.layerCompression(mediaType) {
         case .uncompressed:
             let source = HashingSource(try FileSource(path: path), limit: limit)
             var tar = TarReader(source)
             try unpacker.apply(&tar)
-            return try source.drain()
+            return (try source.drain(), source.count)
         case .gzip:
             let source = HashingSource(try GzipSource(try FileSource(path: path)), limit: limit)
             var tar = TarReader(source)
             try unpacker.apply(&tar)
-            return try source.drain()
+            return (try source.drain(), source.count)
         case .zstd, nil:
             throw OCIError.badManifest("a \(mediaType) layer cannot be unpacked here: push the image with gzip layers")
         }

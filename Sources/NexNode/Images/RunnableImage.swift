@@ -39,7 +39,9 @@ struct RunnableImage: Sendable {
                 "the image names no Entrypoint or Cmd, and the deploy no argv: give the program to run as argv")
         }
         let workingDirectory = settings?.WorkingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
-        guard workingDirectory.hasPrefix("/"), !workingDirectory.split(separator: "/").contains("..") else {
+        guard workingDirectory.hasPrefix("/"),
+            !workingDirectory.split(separator: "/").contains(where: { $0 == ".." || $0 == "." })
+        else {
             throw NexError(.invalidRequest, "the image's WorkingDir \(workingDirectory) is not an absolute path")
         }
         if let top = workingDirectory.split(separator: "/").first, ImageRoot.mountPoints.contains(String(top)) {
@@ -52,12 +54,9 @@ struct RunnableImage: Sendable {
         executable = try Self.resolve(
             program, in: image.rootfs, path: environment["PATH"] ?? Self.defaultPath, from: workingDirectory)
         arguments = Array(command.dropFirst())
-        let (uid, gid) = try Self.user(settings?.User ?? "", in: image.rootfs)
+        let (uid, gid, home) = try Self.user(settings?.User ?? "", in: image.rootfs)
         // HOME as runc sets it: the user's home from the image's /etc/passwd, else `/`.
-        if self.environment["HOME"] == nil {
-            let home = Self.entries("/etc/passwd", in: image.rootfs).first { $0.count > 5 && $0[2] == String(uid) }?[5]
-            self.environment["HOME"] = home.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
-        }
+        if self.environment["HOME"] == nil { self.environment["HOME"] = home ?? "/" }
         root = ImageRoot(
             rootfs: image.rootfs, uid: uid, gid: gid,
             writableDirectories: try Self.writableWorkingDirectory(workingDirectory, in: image.rootfs),
@@ -81,21 +80,26 @@ struct RunnableImage: Sendable {
         throw NexError(.invalidRequest, "the image has no \(program) on its PATH (\(path)): name the program by path")
     }
 
-    /// The user and group ids of an image's `User` (`name`, `uid`, `name:group` or `uid:gid`; empty is root).
-    static func user(_ user: String, in rootfs: String) throws(NexError) -> (UInt32, UInt32) {
-        guard !user.isEmpty else { return (0, 0) }
-        let parts = user.split(separator: ":", maxSplits: 1).map(String.init)
+    /// The user and group ids of an image's `User` (`name`, `uid`, `name:group` or `uid:gid`; empty is root),
+    /// and the home its /etc/passwd entry names.
+    static func user(_ user: String, in rootfs: String) throws(NexError) -> (UInt32, UInt32, String?) {
         let passwd = entries("/etc/passwd", in: rootfs)
+        func home(_ entry: [String]?) -> String? { entry.flatMap { $0.count > 5 && !$0[5].isEmpty ? $0[5] : nil } }
+        guard !user.isEmpty else { return (0, 0, home(passwd.first { $0.count > 3 && $0[2] == "0" })) }
+        let parts = user.split(separator: ":", maxSplits: 1).map(String.init)
         let uid: UInt32
         var gid: UInt32 = 0
+        var matched: [String]?
         if let number = UInt32(parts[0]) {
             uid = number
+            matched = passwd.first { $0.count > 3 && $0[2] == parts[0] }
             // Without an entry for it, group 0 (as runc does).
             gid = passwd.first { $0.count > 3 && $0[2] == parts[0] }.flatMap { UInt32($0[3]) } ?? 0
         } else if let entry = passwd.first(where: { $0.count > 3 && $0[0] == parts[0] }), let number = UInt32(entry[2])
         {
             uid = number
             gid = UInt32(entry[3]) ?? 0
+            matched = entry
         } else {
             throw NexError(.invalidRequest, "the image's User \(parts[0]) is not in its /etc/passwd")
         }
@@ -110,7 +114,7 @@ struct RunnableImage: Sendable {
                 throw NexError(.invalidRequest, "the image's group \(parts[1]) is not in its /etc/group")
             }
         }
-        return (uid, gid)
+        return (uid, gid, home(matched))
     }
 
     /// A working directory the image leaves empty (or lacks: it is made in the cache) gets a private tmpfs, so

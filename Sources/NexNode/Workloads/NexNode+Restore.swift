@@ -42,6 +42,12 @@ extension NexNode {
                 case .failure(let r): refusal = r
                 case .success(let reservation):
                     pending.append(PendingRestore(record: record, deploy: valid, reservation: reservation))
+                    // Held from now: a pull for another restore or a deploy must not evict what this one needs.
+                    if record.request.location.isImage, case .success(let images) = runtime.manager.images,
+                        let digest = try? OCIDigest(parsing: "sha256:" + valid.hash)  // try?: checked at deploy
+                    {
+                        _ = await images.store.cached(digest, platform: .current, holder: record.id)
+                    }
                     continue
                 }
             }
@@ -93,6 +99,10 @@ extension NexNode {
                 }
             case .failure(let refusal):
                 await runtime.manager.release(item.reservation)
+                // The pin taken when it was reserved; a retry pins again.
+                if case .success(let images) = runtime.manager.images {
+                    await images.store.unpinAll(holder: record.id)
+                }
                 result = .failure(refusal)
             }
             await settle(
