@@ -20,6 +20,9 @@ public final class NexAgent: Sendable {
         public var linkDescriptor: Int32
         /// In a VM: the control channel, where the artifact is fetched from.
         public var controlDescriptor: Int32?
+        /// In a VM: whether `/init` started the agent in a container image's root (a VM's root file system
+        /// made before images ran in VMs does not).
+        public var inImageRoot = false
 
         /// Reads ``AgentEnvironment`` variables (a failure names the first one missing); in a VM, it first
         /// waits for them on the control channel, and dials the node's link over TCP or vsock.
@@ -27,8 +30,12 @@ public final class NexAgent: Sendable {
             var env = env
             var control: Int32?
             if let user = env[AgentEnvironment.runAs] {
-                guard let uid = UInt32(user) else { return .failure(WorkloadStartError("malformed user id \(user)")) }
-                if case .failure(let error) = VMGuest.becomeUnprivileged(uid: uid) { return .failure(error) }
+                // UID, or UID:GID (an image's user); a lone UID is its own group.
+                let ids = user.split(separator: ":", omittingEmptySubsequences: false).map { UInt32($0) }
+                guard let uid = ids.first ?? nil, ids.count <= 2, let gid = ids.count == 2 ? ids[1] : uid else {
+                    return .failure(WorkloadStartError("malformed user \(user) (UID or UID:GID)"))
+                }
+                if case .failure(let error) = VMGuest.becomeUnprivileged(uid: uid, gid: gid) { return .failure(error) }
             }
             var controlChannel: Int32?
             if let address = env[AgentEnvironment.vmControl] {
@@ -78,7 +85,9 @@ public final class NexAgent: Sendable {
                         "no link to the node (\(AgentEnvironment.linkFD), \(AgentEnvironment.linkTCP) or "
                             + "\(AgentEnvironment.linkVsockPort)): nex-agent is started by a Nex node"))
             }
-            return .success(Settings(agentID: agentID, linkDescriptor: link, controlDescriptor: control))
+            var settings = Settings(agentID: agentID, linkDescriptor: link, controlDescriptor: control)
+            settings.inImageRoot = env[AgentEnvironment.inImage] == "1"
+            return .success(settings)
         }
     }
 
@@ -193,8 +202,12 @@ public final class NexAgent: Sendable {
                 }
             })
         do {
-            if let control = settings.controlDescriptor {
+            // An image's program is in the image; any other artifact is fetched into the VM.
+            if let control = settings.controlDescriptor, request.workingDirectory == nil {
                 try await BlockingIO.run { try VMGuest.fetchArtifact(control, to: request.artifactPath) }
+            } else if settings.controlDescriptor != nil, !settings.inImageRoot {
+                throw WorkloadStartError(
+                    "this VM's root file system cannot run container images: rebuild it with `nex rootfs`")
             }
             try await runner.start(request, output: output)
             if runner is any FunctionRunner { link.growWorkers(to: request.maxConcurrency ?? 1) }

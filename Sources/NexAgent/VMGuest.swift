@@ -6,12 +6,14 @@ import NexWorkloads
 /// The agent's side of a `vm` sandbox's channels to the node (``VMChannel``): the control channel that
 /// delivers its settings and its artifact, and the TCP dials that replace the descriptors a host agent gets.
 enum VMGuest {
-    /// Drops root for `uid` (group the same, no supplementary groups), with at most `processLimit` processes
+    /// Drops root for `uid` and `gid` (no supplementary groups), with at most `processLimit` processes
     /// for that user: the VM's own limit on a fork bomb, as the namespace sandbox's pids cgroup is.
-    static func becomeUnprivileged(uid: UInt32, processLimit: Int = 256) -> Result<Void, WorkloadStartError> {
+    static func becomeUnprivileged(
+        uid: UInt32, gid: UInt32, processLimit: Int = 256
+    ) -> Result<Void, WorkloadStartError> {
         var limit = rlimit(rlim_cur: rlim_t(processLimit), rlim_max: rlim_t(processLimit))
         guard setrlimit(__rlimit_resource_t(__RLIMIT_NPROC.rawValue), &limit) == 0, setgroups(0, nil) == 0,
-            setgid(uid) == 0, setuid(uid) == 0
+            setgid(gid) == 0, setuid(uid) == 0
         else {
             return .failure(WorkloadStartError("cannot run as user \(uid): \(String(cString: strerror(errno)))"))
         }

@@ -18,8 +18,11 @@ public enum AgentEnvironment {
     /// In a `vm` sandbox: `host:port` of the node's control channel. The agent dials it at boot (before the
     /// VM is snapshotted), then waits for its settings: one line of JSON, an object of these variables.
     public static let vmControl = "NEX_AGENT_VM_CONTROL"
-    /// In a `vm` sandbox, where the agent starts as root: the user id it (and so its workload) runs as.
+    /// In a `vm` sandbox, where the agent starts as root: the user it (and so its workload) runs as, `UID` (its
+    /// own group) or `UID:GID`.
     public static let runAs = "NEX_AGENT_RUN_AS"
+    /// Set to 1 by a VM's `/init` that started the agent in a container image's root.
+    public static let inImage = "NEX_AGENT_IN_IMAGE"
 }
 
 /// How a `vm` sandbox's guest reaches the node: QEMU user networking with no route out, where each

@@ -9,7 +9,9 @@ import NexProcess
 /// settings from the kernel command line (`nex.env.KEY=VALUE`), runs an optional setup script, then starts
 /// `/nex/nex-agent` as its child and powers the VM off when the agent ends. The agent links V8 (libnode), so
 /// it is not static: its libraries go in `/nex/lib` (found through `LD_LIBRARY_PATH`, which precedes the
-/// agent's run paths; those may lie under /tmp, where the VM mounts a fresh tmpfs), the loader at its path.
+/// agent's run paths; those may lie under /tmp, where the VM mounts a fresh tmpfs), the loader at its path and
+/// in `/nex/lib`. Given a container image (`nex.image.user=UID:GID` on the command line, the image on a second
+/// disk), `/init` runs the agent in the image's root instead (see ``VMDriver``).
 public struct RootfsBuilder: Sendable {
     /// The `nex-agent` to put in.
     public var agent: String
@@ -50,11 +52,36 @@ public struct RootfsBuilder: Sendable {
           # QEMU user networking: the node's channels appear at 10.0.2.100; there is no route beyond.
           $bb ip link set eth0 up && $bb ip addr add 10.0.2.15/24 dev eth0
         fi
+        user=; tmpfs=; masks=
         for word in $($bb cat /proc/cmdline); do
-          case "$word" in nex.env.*=*) export "${word#nex.env.}" ;; esac
+          case "$word" in
+            nex.env.*=*) export "${word#nex.env.}" ;;
+            nex.image.user=*) user="${word#nex.image.user=}" ;;
+            nex.image.tmpfs=*) tmpfs="${word#nex.image.tmpfs=}" ;;
+            nex.image.mask=*) masks="${word#nex.image.mask=}" ;;
+          esac
         done
         [ -x /nex/setup.sh ] && /nex/setup.sh
-        LD_LIBRARY_PATH=/nex/lib /nex/nex-agent
+        if [ -n "$user" ]; then
+          # A container image on the disk labelled nex-image: the agent and its workload run in its root,
+          # read-only, with the agent at /nex run through its own loader (never the image's), a private /tmp,
+          # a tmpfs for each directory the node names, and the files it names hidden behind an empty one.
+          root=/tmp/image
+          image=$($bb findfs LABEL=nex-image) && $bb mkdir -p $root \
+            && $bb mount -t ext4 -o ro,nodev,nosuid "$image" $root \
+            && $bb mount --bind /nex $root/nex && $bb mount -t proc proc $root/proc \
+            && $bb mount -t devtmpfs devtmpfs $root/dev && $bb mount -t tmpfs -o mode=1777 tmpfs $root/tmp \
+            || { echo "nex: cannot mount the container image"; $bb poweroff -f; }
+          for d in $(echo "$tmpfs" | $bb tr , ' '); do
+            $bb mount -t tmpfs -o "mode=0755,uid=${user%:*},gid=${user#*:}" tmpfs "$root$d"
+          done
+          for f in $(echo "$masks" | $bb tr , ' '); do $bb mount --bind /dev/null "$root$f"; done
+          loader=$(echo /nex/lib/ld-linux*)
+          NEX_AGENT_RUN_AS="$user" NEX_AGENT_IN_IMAGE=1 \
+            $bb chroot $root "$loader" --inhibit-cache --library-path /nex/lib /nex/nex-agent
+        else
+          LD_LIBRARY_PATH=/nex/lib /nex/nex-agent
+        fi
         echo "nex-agent exited with $?"
         $bb sync
         $bb poweroff -f
@@ -68,9 +95,7 @@ public struct RootfsBuilder: Sendable {
         guard fm.isExecutableFile(atPath: busybox), StaticExecutable.problem(at: busybox) == nil else {
             throw SandboxError("a static busybox is needed at \(busybox): apt-get install busybox-static")
         }
-        guard let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].first(where: fm.isExecutableFile(atPath:)) else {
-            throw SandboxError("mkfs.ext4 not found: apt-get install e2fsprogs")
-        }
+        guard Ext4Image.findMkfs() != nil else { throw SandboxError("mkfs.ext4 not found: apt-get install e2fsprogs") }
         if let script, !fm.isReadableFile(atPath: script) { throw SandboxError("cannot read the script \(script)") }
         let stage = fm.temporaryDirectory.appendingPathComponent("nex-rootfs-\(UUID().uuidString)").path
         defer { try? fm.removeItem(atPath: stage) }  // leaves at most a folder in the temp directory
@@ -80,8 +105,10 @@ public struct RootfsBuilder: Sendable {
         var files = [(agent, "/nex/nex-agent"), (busybox, "/bin/busybox")]
         for library in try await NamespaceDriver.runtimeFiles(of: agent) {
             // The loader is named by path in the agent (PT_INTERP); the rest are found by name.
+            // In a container image the loader's path is the image's: the agent runs through the copy in /nex/lib.
             let name = (library as NSString).lastPathComponent
-            files.append((library, name.hasPrefix("ld-linux") ? library : "/nex/lib/" + name))
+            files.append((library, "/nex/lib/" + name))
+            if name.hasPrefix("ld-linux") { files.append((library, library)) }
         }
         if let script { files.append((script, "/nex/setup.sh")) }
         var bytes = 0
@@ -102,28 +129,7 @@ public struct RootfsBuilder: Sendable {
         guard size << 20 > bytes else {
             throw SandboxError("\(size) MiB is too small for \(bytes >> 20) MiB of files")
         }
-        try? fm.removeItem(atPath: output)  // none is fine; one that stays is overwritten by mkfs.ext4 -F
-        let log = stage + ".mkfs.log"
-        let logFD = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard logFD >= 0 else { throw SandboxError("cannot write \(log)") }
-        defer { try? fm.removeItem(atPath: log) }  // leaves at most a log in the temp directory
-        let child: ChildProcess
-        do {
-            child = try await ChildProcess.spawn(
-                executable: mkfs, arguments: ["-q", "-F", "-L", "nexroot", "-d", stage, output, "\(size)M"],
-                environment: ["PATH": "/usr/sbin:/sbin:/usr/bin:/bin"], stdout: .descriptor(logFD),
-                stderr: .descriptor(logFD))
-            close(logFD)
-        } catch {
-            close(logFD)
-            throw error
-        }
-        let termination = await child.wait()
-        guard termination == .exited(0) else {
-            // No log: the failure is still reported, only without mkfs's words.
-            let errors = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            throw SandboxError("mkfs.ext4 \(termination): \(errors.trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
+        try await Ext4Image.make(from: stage, to: output, label: "nexroot", sizeMiB: size)
         return Summary(files: files.count + 1, contentBytes: bytes, imageMiB: size)
     }
 }

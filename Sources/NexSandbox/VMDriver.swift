@@ -9,15 +9,20 @@ import NexProcess
 /// VM, lets the agent in it start and wait for its settings, saves the VM (QEMU migration to a file), and
 /// starts every agent's VM from that snapshot. The restored agent finds its settings (id, credentials)
 /// waiting on the control channel; its connection to it is part of the saved network state.
+///
+/// A container image is the exception: its agent boots cold (a snapshot holds its disks), with an ext4 copy of
+/// the image's root (``ImageDisks``) as a second, read-only disk that `/init` makes the agent's root.
 public struct VMDriver: SandboxDriver {
     public var name: String { "vm" }
     public var isSandboxed: Bool { true }
+    public var runsImages: Bool { true }
 
     let qemu: String
     let kernel: MicroVM.Kernel
     let rootfs: String
     let accelerator: String
     let template: VMTemplate
+    let imageDisks = ImageDisks()
     let agentOutput: @Sendable (String, String) -> Void
 
     /// A driver keeping its template snapshot in `directory` (removed and remade when the node starts).
@@ -82,23 +87,60 @@ public struct VMDriver: SandboxDriver {
         return Resources(qemu: qemu, kernel: kernel, rootfs: image)
     }
 
+    /// A container image to boot with: its disk and how `/init` sets its root up.
+    struct BootImage {
+        var disk: String
+        var root: ImageRoot
+    }
+
     /// The QEMU command line of a VM whose channels are `channels`, restored from `snapshot` if given.
-    func arguments(memoryMiB: Int, cpus: Int, channels: VMChannels, snapshot: String?) -> [String] {
+    func arguments(
+        memoryMiB: Int, cpus: Int, channels: VMChannels, snapshot: String?, image: BootImage? = nil
+    ) -> [String] {
         let control = "\(VMChannel.host):\(VMChannel.controlPort)"
+        var append = "nex.env.\(AgentEnvironment.vmControl)=\(control) nex.env.\(AgentEnvironment.runAs)=1000"
+        if let root = image?.root {
+            append += " nex.image.user=\(root.uid):\(root.gid)"
+            if !root.writableDirectories.isEmpty {
+                append += " nex.image.tmpfs=" + root.writableDirectories.joined(separator: ",")
+            }
+            if !root.maskedFiles.isEmpty { append += " nex.image.mask=" + root.maskedFiles.joined(separator: ",") }
+        }
         var arguments =
             MicroVM.arguments(
-                kernel: kernel, rootfs: rootfs, memoryMiB: memoryMiB, cpus: cpus,
-                append: "nex.env.\(AgentEnvironment.vmControl)=\(control) nex.env.\(AgentEnvironment.runAs)=1000",
+                kernel: kernel, rootfs: rootfs, memoryMiB: memoryMiB, cpus: cpus, append: append,
                 netdev: channels.netdev)
             + ["-accel", accelerator] + channels.chardevArguments
             + ["-qmp", "unix:\(channels.directory)/qmp.sock,server=on,wait=off"]
+        if let disk = image?.disk {
+            arguments += [
+                "-drive", "id=image,file=\(disk),format=raw,if=none,readonly=on",
+                "-device", "virtio-blk-device,drive=image",
+            ]
+        }
         if let snapshot { arguments += ["-incoming", "exec:cat '\(snapshot)'"] }
         return arguments
     }
 
+    /// The disk and settings of an image's VM; paths `/init` reads from the kernel command line are refused
+    /// when they would not survive it (spaces, commas, quotes).
+    func bootImage(_ root: ImageRoot) async throws -> BootImage {
+        for path in root.writableDirectories + root.maskedFiles
+        where path.contains(where: { $0.isWhitespace || $0 == "," || $0 == "\"" || $0 == "'" }) {
+            throw SandboxError("the vm sandbox cannot mount \(path) in an image (a space, comma or quote in the path)")
+        }
+        return BootImage(disk: try await imageDisks.disk(for: root.rootfs), root: root)
+    }
+
     public func launch(_ spec: AgentLaunchSpec) async throws -> any AgentSandbox {
-        let snapshot = try await template.snapshot(memoryMiB: spec.memoryMiB, cpus: spec.vcpuCount) { directory in
-            try await bootTemplate(in: directory, memoryMiB: spec.memoryMiB, cpus: spec.vcpuCount)
+        var image: BootImage?
+        var snapshot: String?
+        if let root = spec.imageRoot {
+            image = try await bootImage(root)
+        } else {
+            snapshot = try await template.snapshot(memoryMiB: spec.memoryMiB, cpus: spec.vcpuCount) { directory in
+                try await bootTemplate(in: directory, memoryMiB: spec.memoryMiB, cpus: spec.vcpuCount)
+            }
         }
         let settings = [
             AgentEnvironment.agentID: spec.agentID,
@@ -112,7 +154,8 @@ public struct VMDriver: SandboxDriver {
             process = try await ChildProcess.spawn(
                 executable: qemu,
                 arguments: arguments(
-                    memoryMiB: spec.memoryMiB, cpus: spec.vcpuCount, channels: channels, snapshot: snapshot),
+                    memoryMiB: spec.memoryMiB, cpus: spec.vcpuCount, channels: channels, snapshot: snapshot,
+                    image: image),
                 environment: ["PATH": "/usr/bin:/bin"], directory: spec.workDirectory, stdout: .pipe, stderr: .pipe)
         } catch {
             channels.close()
@@ -124,11 +167,14 @@ public struct VMDriver: SandboxDriver {
             LineReader.start(fd: fd) { output(id, $0) }
         }
         let sandbox = VMSandbox(agentID: spec.agentID, process: process, channels: channels)
-        do {
-            try await waitUntilRunning(qmp: channels.directory + "/qmp.sock")
-        } catch {
-            await sandbox.destroy(grace: .seconds(1))
-            throw error
+        // A cold boot loads no snapshot: its agent may have its settings whenever it asks.
+        if snapshot != nil {
+            do {
+                try await waitUntilRunning(qmp: channels.directory + "/qmp.sock")
+            } catch {
+                await sandbox.destroy(grace: .seconds(1))
+                throw error
+            }
         }
         channels.releaseSettings()
         return sandbox
@@ -265,5 +311,43 @@ struct VMSandbox: AgentSandbox {
 
     func allowConnections(to endpoints: [NetworkEndpoint]) async throws -> [NetworkEndpoint] {
         try await channels.forward(endpoints)
+    }
+}
+
+/// The ext4 copies of image roots a VM boots with (`rootfs.ext4` beside each `rootfs`, so it goes when the
+/// image cache evicts the image), each made once however many agents ask at the same time.
+actor ImageDisks {
+    private var making: [String: Task<String, any Error>] = [:]
+
+    func disk(for rootfs: String) async throws -> String {
+        let disk = rootfs + ".ext4"
+        if let task = making[disk] { return try await task.value }
+        guard !FileManager.default.fileExists(atPath: disk) else { return disk }
+        let task = Task { try await Self.make(disk, from: rootfs) }
+        making[disk] = task
+        defer { making[disk] = nil }
+        return try await task.value
+    }
+
+    /// The image is written under a private name and renamed: a crash leaves no half-made disk under the name
+    /// the next launch trusts.
+    private static func make(_ disk: String, from rootfs: String) async throws -> String {
+        let (entries, bytes) = try await BlockingIO.run { try Ext4Image.measure(rootfs) }
+        // Metadata besides the files' blocks: an inode table entry per file, bitmaps and group descriptors.
+        let sizeMiB = (bytes + entries * 512) / (1 << 20) * 11 / 10 + 16
+        let staged = disk + ".\(UUID().uuidString).tmp"
+        do {
+            try await Ext4Image.make(
+                from: rootfs, to: staged, label: "nex-image", sizeMiB: sizeMiB, inodes: entries + 64, readOnly: true)
+        } catch {
+            unlink(staged)
+            throw error
+        }
+        guard rename(staged, disk) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(staged)
+            throw SandboxError("cannot write \(disk): \(reason)")
+        }
+        return disk
     }
 }

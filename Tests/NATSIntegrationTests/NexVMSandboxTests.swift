@@ -1,6 +1,7 @@
 import Foundation
 import NATS
 import NATSTestSupport
+import NexControlClient
 import NexModels
 import NexSandbox
 import Testing
@@ -23,7 +24,10 @@ extension HeavyTests {
             return (kernel.kernel, rootfs)
         }
 
-        func withVMNode<T>(_ body: (NexWorkloadTests.Harness) async throws -> T) async throws -> T {
+        func withVMNode<T>(
+            _ configure: (inout NodeConfiguration) -> Void = { _ in },
+            _ body: (NexWorkloadTests.Harness) async throws -> T
+        ) async throws -> T {
             try #require(
                 TestEnvironment.shouldRun(needing: MicroVM.findQEMU() != nil),
                 "qemu-system-x86 missing: scripts/setup.sh")
@@ -36,6 +40,7 @@ extension HeavyTests {
                 $0.rootfsFilepath = files.rootfs
                 $0.workloadTypes = [.native, .v8]
                 $0.machineTemplate.memsizeMib = 256
+                configure(&$0)
             }) { h in
                 // The first agent waits for the template VM to boot and be saved (seconds under emulation).
                 try await eventually("a VM agent in the warm pool", timeout: .seconds(150)) {
@@ -124,6 +129,48 @@ extension HeavyTests {
                 let made = Int(fork.split(separator: " ")[3].dropLast()) ?? .max
                 #expect(fork.hasPrefix("FORK refused after") && made < 256, "\(fork)")
                 #expect(try await h.nex.ping(node: h.node.nodeID).nodeID == h.node.nodeID)
+            }
+        }
+
+        /// A container image from a real registry runs in a VM of its own, booted with an ext4 copy of the image's
+        /// root as its `/`: the image's entrypoint, env, user and working directory (given a tmpfs), a read-only
+        /// root, and its `/etc/ld.so.preload` hidden.
+        @Test func anImageRunsInAVMBootedWithItsRoot() async throws {
+            try #require(
+                TestEnvironment.shouldRun(needing: OCIRegistry.binary != nil && OCIImageLayout.toolsAvailable),
+                "docker-registry, umoci or skopeo missing: scripts/setup.sh")
+            let work = NSTemporaryDirectory() + "nex-vm-image-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let layout = try await OCIImageLayout.busybox(
+                in: work,
+                files: [
+                    "etc/passwd": "root:x:0:0::/root:/bin/sh\napp:x:4242:4243::/srv:/bin/sh\n",
+                    "etc/ld.so.preload": "/lib/nothing-here.so\n",
+                ],
+                entrypoint: ["/bin/sh", "-c"],
+                cmd: [
+                    "echo \"$GREETING uid=$(id -u) gid=$(id -g) cwd=$(pwd)\"; echo written > note && cat note; "
+                        + "touch /etc/changed 2>/dev/null || echo root read-only; "
+                        + "echo preload=$(wc -c < /etc/ld.so.preload); exec sleep 600"
+                ],
+                env: ["GREETING=hi"], user: "app", workingDirectory: "/srv")
+            try await OCIRegistry.with { registry in
+                try await layout.push("base", to: registry, as: "demo/vm", tag: "1")
+                let digest = try layout.digest(of: "base")
+                try await withVMNode({ $0.ociRegistries = [registry.address: .init(insecure: true)] }) { h in
+                    let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.vmimage.*")
+                    let request = try NexControlClient.makeDeployRequest(
+                        name: "vmimage", type: "native",
+                        location: try #require(WorkloadLocation(url: "oci://\(registry.address)/demo/vm@\(digest)")),
+                        hash: digest, environment: ["GREETING": "hey"], issuer: h.issuer, publisher: h.publisher,
+                        targetNode: h.node.nodeID, targetXkey: h.node.xkey.publicKey)
+                    _ = try await h.nex.deploy(request, to: h.node.nodeID)
+                    try await eventually("the image's service printed what it found", timeout: .seconds(120)) {
+                        let output = lines(logs)
+                        return ["hey uid=4242 gid=4243 cwd=/srv", "written", "root read-only", "preload=0"]
+                            .allSatisfy(output.contains)
+                    }
+                }
             }
         }
     }

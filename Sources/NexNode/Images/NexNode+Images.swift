@@ -51,14 +51,14 @@ extension NexNode {
                 NexError(
                     .unsupported,
                     "the \(runtime.pool.driverName) sandbox does not run container images yet: deploy to a node with "
-                        + "the namespace sandbox"))
+                        + "the namespace or vm sandbox"))
         }
         guard runtime.pool.isSandboxed else {
             return .failure(
                 NexError(
                     .unsupported,
                     "a no_sandbox node cannot run a container image (it needs its own root file system): deploy to "
-                        + "a node with the namespace sandbox"))
+                        + "a node with the namespace or vm sandbox"))
         }
         let images: ImageService
         switch runtime.manager.images {
