@@ -129,12 +129,13 @@ let package = Package(
         // No unsafe flags anywhere: another package can depend on this one by version.
         .systemLibrary(name: "CLibNode", pkgConfig: "nex-libnode"),
         // Container images: references, digests, and layers unpacked into a root file system that they cannot
-        // leave (gzip through the system's zlib).
+        // leave (gzip and zstd through the system's zlib and libzstd).
         .systemLibrary(name: "CZlib"),
+        .systemLibrary(name: "CZstd"),
         .target(
             name: "NexOCI",
             dependencies: [
-                "CZlib", .product(name: "Crypto", package: "swift-crypto"),
+                "CZlib", "CZstd", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]

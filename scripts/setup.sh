@@ -11,14 +11,14 @@ NATS_SERVER_VERSION=2.15.1
 
 # bubblewrap: the namespace sandbox; libc6-dev (static libc): the sandbox tests' static probe program;
 # busybox-static and e2fsprogs: `nex rootfs`; qemu-system-x86: the VM boot test of its images;
-# zlib1g-dev: gzip image layers (NexOCI);
+# zlib1g-dev and libzstd-dev: gzip and zstd image layers (NexOCI);
 # prometheus: the metrics test's real scraper (tests start their own on an ephemeral loopback port; on a
 # machine with systemd the package also starts prometheus.service on :9090, which the tests do not use);
 # chromium-headless-shell (Debian's Chromium without GTK) and a font: the dashboard's browser test;
 # docker-registry (the CNCF distribution registry), umoci and skopeo: the image tests' registry and the images they
 # build and push; apache2-utils: htpasswd, for a registry with basic auth.
 apt_packages=(openssl pkgconf libsodium-dev golang-go golang-github-nats-io-go-nats-dev
-  libuv1 libc-ares2 libnghttp2-14 libbrotli1 libssl3 libicu72 zlib1g zlib1g-dev libcurl4 bubblewrap libc6-dev
+  libuv1 libc-ares2 libnghttp2-14 libbrotli1 libssl3 libicu72 zlib1g zlib1g-dev libzstd-dev libcurl4 bubblewrap libc6-dev
   busybox-static e2fsprogs qemu-system-x86 prometheus chromium-headless-shell fonts-dejavu-core
   docker-registry umoci skopeo apache2-utils)
 

@@ -103,14 +103,16 @@ public struct OCIImageLayout: Sendable {
     }
 
     /// Pushes `tag` to `registry` as `repository:remoteTag` with skopeo (`format` `v2s2` for Docker's schema 2;
-    /// `all` for every image an index names; `credentials` as `USER:PASSWORD`).
+    /// `all` for every image an index names; `credentials` as `USER:PASSWORD`; `compression` `zstd` to have
+    /// skopeo recompress the layers).
     public func push(
         _ tag: String, to registry: OCIRegistry, as repository: String, tag remoteTag: String,
-        format: String? = nil, all: Bool = false, credentials: String? = nil
+        format: String? = nil, all: Bool = false, credentials: String? = nil, compression: String? = nil
     ) async throws {
         var arguments = ["copy", "--quiet", "--dest-tls-verify=false"]
         if let credentials { arguments += ["--dest-creds", credentials] }
         if let format { arguments += ["--format", format] }
+        if let compression { arguments += ["--dest-compress-format", compression] }
         if all { arguments.append("--all") }
         arguments += ["oci:\(path):\(tag)", "docker://\(registry.address)/\(repository):\(remoteTag)"]
         try await TestEnvironment.run("/usr/bin/skopeo", arguments, environment: ["HOME": path])

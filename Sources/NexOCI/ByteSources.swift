@@ -1,4 +1,5 @@
 import CZlib
+import CZstd
 
 #if canImport(Glibc)
     import Glibc
@@ -90,6 +91,62 @@ public final class GzipSource<Source: ByteSource>: ByteSource {
             default:
                 throw OCIError.badCompression("the gzip stream is corrupt (zlib status \(status))")
             }
+        }
+        output.removeLast(count - produced)
+        return output
+    }
+}
+
+/// The decompressed bytes of a zstd stream (one frame or several, one after another), read from `source`.
+public final class ZstdSource<Source: ByteSource>: ByteSource {
+    private var source: Source
+    private let stream: OpaquePointer
+    private var input: [UInt8] = []
+    private var inputOffset = 0
+    /// Whether the last frame seen was complete: the end of the input is only an end then.
+    private var frameEnded = true
+    private var ended = false
+
+    public init(_ source: Source) throws(OCIError) {
+        self.source = source
+        guard let stream = ZSTD_createDStream() else { throw OCIError.badCompression("zstd would not start") }
+        self.stream = stream
+        // A window above 128 MiB would be memory a layer makes the node give (zstd's default limit is the same).
+        ZSTD_DCtx_setParameter(stream, ZSTD_d_windowLogMax, 27)
+    }
+
+    deinit { ZSTD_freeDStream(stream) }
+
+    public func read(upTo count: Int) throws(OCIError) -> [UInt8] {
+        guard count > 0 else { return [] }
+        var output = [UInt8](repeating: 0, count: count)
+        var produced = 0
+        while produced == 0, !ended {
+            if inputOffset == input.count {
+                input = try source.read(upTo: 64 << 10)
+                inputOffset = 0
+                if input.isEmpty {
+                    guard frameEnded else { throw OCIError.badCompression("the zstd stream is cut short") }
+                    ended = true
+                    break
+                }
+            }
+            let result = input.withUnsafeBufferPointer { inBuffer in
+                output.withUnsafeMutableBufferPointer { outBuffer in
+                    var inDescriptor = ZSTD_inBuffer(src: inBuffer.baseAddress, size: inBuffer.count, pos: inputOffset)
+                    var outDescriptor = ZSTD_outBuffer(dst: outBuffer.baseAddress, size: outBuffer.count, pos: produced)
+                    let result = ZSTD_decompressStream(stream, &outDescriptor, &inDescriptor)
+                    inputOffset = inDescriptor.pos
+                    produced = outDescriptor.pos
+                    return result
+                }
+            }
+            if ZSTD_isError(result) != 0 {
+                let reason = String(cString: ZSTD_getErrorName(result))
+                throw OCIError.badCompression("the zstd stream is corrupt (\(reason))")
+            }
+            // 0: a frame is complete (another may follow); otherwise more input is needed for this one.
+            frameEnded = result == 0
         }
         output.removeLast(count - produced)
         return output

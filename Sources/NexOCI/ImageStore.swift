@@ -383,19 +383,24 @@ public actor ImageStore {
         _ path: String, mediaType: String, with unpacker: inout LayerUnpacker, limit: Int
     ) throws(OCIError) -> (OCIDigest, Int) {
         switch MediaType.layerCompression(mediaType) {
-        case .uncompressed:
-            let source = HashingSource(try FileSource(path: path), limit: limit)
-            var tar = TarReader(source)
-            try unpacker.apply(&tar)
-            return (try source.drain(), source.count)
+        case .uncompressed: return try apply(HashingSource(try FileSource(path: path), limit: limit), to: &unpacker)
         case .gzip:
-            let source = HashingSource(try GzipSource(try FileSource(path: path)), limit: limit)
-            var tar = TarReader(source)
-            try unpacker.apply(&tar)
-            return (try source.drain(), source.count)
-        case .zstd, nil:
-            throw OCIError.badManifest("a \(mediaType) layer cannot be unpacked here: push the image with gzip layers")
+            return try apply(HashingSource(try GzipSource(try FileSource(path: path)), limit: limit), to: &unpacker)
+        case .zstd:
+            return try apply(HashingSource(try ZstdSource(try FileSource(path: path)), limit: limit), to: &unpacker)
+        case nil:
+            throw OCIError.badManifest(
+                "a \(mediaType) layer cannot be unpacked here: push the image with gzip, zstd or uncompressed layers")
         }
+    }
+
+    /// Unpacks the tar `source` gives; returns its digest and size (read to its end, padding included).
+    private static func apply<Source>(
+        _ source: HashingSource<Source>, to unpacker: inout LayerUnpacker
+    ) throws(OCIError) -> (OCIDigest, Int) {
+        var tar = TarReader(source)
+        try unpacker.apply(&tar)
+        return (try source.drain(), source.count)
     }
 
     // MARK: - Files

@@ -97,6 +97,47 @@ struct RegistryPullTests {
         }
     }
 
+    /// A layer skopeo recompressed with zstd unpacks as its gzip original does (its `diff_id` checked). The
+    /// decompressor reads frames one after another, and a stream cut short is an error, not an end.
+    @Test func aZstdLayerIsUnpackedAndACutStreamIsRefused() async throws {
+        try await withDirectory { directory in
+            let layout = try await OCIImageLayout.busybox(in: directory, files: ["etc/greeting": "squeezed"])
+            let store = try ImageStore(root: directory + "/cache", limitBytes: 1 << 30)
+            try await OCIRegistry.with { registry in
+                try await layout.push("base", to: registry, as: "tools/zstd", tag: "1", compression: "zstd")
+                let client = try client(registry)
+                let manifest = try await client.manifest(repository: "tools/zstd", reference: "1")
+                let layers = try JSONDecoder().decode(ImageManifest.self, from: Data(manifest.bytes)).layers
+                #expect(layers.map(\.mediaType) == ["application/vnd.oci.image.layer.v1.tar+zstd"])
+                let image = try await pull(store, try reference(registry, "tools/zstd:1"), client)
+                #expect(FileManager.default.contents(atPath: image.rootfs + "/etc/greeting") == Data("squeezed".utf8))
+                #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
+
+                let blob = try Data(
+                    contentsOf: URL(fileURLWithPath: registry.blobFile(String(layers[0].digest.dropFirst(7)))))
+                func inflated(_ bytes: Data) throws(OCIError) -> Int {
+                    let path = directory + "/stream-\(UUID().uuidString)"
+                    FileManager.default.createFile(atPath: path, contents: bytes)
+                    let source = try ZstdSource(try FileSource(path: path))
+                    var total = 0
+                    while true {
+                        let chunk = try source.read(upTo: 1 << 16)
+                        if chunk.isEmpty { return total }
+                        total += chunk.count
+                    }
+                }
+                let one = try inflated(blob)
+                #expect(one > 0)
+                #expect(try inflated(blob + blob) == 2 * one)
+                #expect {
+                    try inflated(blob.prefix(blob.count - 100))
+                } throws: { error in
+                    "\(error)".contains("cut short")
+                }
+            }
+        }
+    }
+
     @Test func anIndexGivesEachNodeItsPlatformAndSaysWhatItHas() async throws {
         try await withDirectory { directory in
             let layout = try await OCIImageLayout.busybox(in: directory, files: ["etc/greeting": "multi"])

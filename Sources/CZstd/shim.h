@@ -1,0 +1,2 @@
+// zstd from the system (Debian's libzstd-dev), for zstd image layers.
+#include <zstd.h>
