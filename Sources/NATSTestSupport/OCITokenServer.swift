@@ -22,9 +22,11 @@ public final class OCITokenServer: Sendable {
 
     /// A token service for the length of `body`, stopped (and its directory removed) afterwards.
     public static func with<T>(
-        username: String, password: String, repositories: [String], _ body: (OCITokenServer) async throws -> T
+        username: String, password: String, repositories: [String], lifetime: Int = 300,
+        _ body: (OCITokenServer) async throws -> T
     ) async throws -> T {
-        let tokens = try await start(username: username, password: password, repositories: repositories)
+        let tokens = try await start(
+            username: username, password: password, repositories: repositories, lifetime: lifetime)
         do {
             let result = try await body(tokens)
             await tokens.stop()

@@ -1,6 +1,7 @@
 import Foundation
 import NATSTestSupport
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import NexOCI
@@ -51,6 +52,15 @@ struct RegistryPullTests {
             return nil
         } catch {
             return error
+        }
+    }
+
+    /// Waits until `condition` holds (a line another process logs), failing after 10 s.
+    func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw TestEnvironment.Failure("timed out: \(what)") }
+            try await Task.sleep(for: .milliseconds(20))
         }
     }
 
@@ -212,6 +222,121 @@ struct RegistryPullTests {
                         try await Task.sleep(for: .milliseconds(20))
                     }
                     #expect(tokens.issued == 1)
+                }
+            }
+        }
+    }
+
+    /// A token is reused until the `expires_in` its service gave runs out, then fetched again.
+    @Test func aTokenIsReusedUntilItExpiresThenRenewed() async throws {
+        try await withDirectory { directory in
+            let layout = try await OCIImageLayout.busybox(in: directory)
+            let storage = directory + "/storage"
+            try await OCIRegistry.with(storage: storage) { open in
+                try await layout.push("base", to: open, as: "team/app", tag: "1")
+            }
+            let lifetime = 3
+            try await OCITokenServer.with(
+                username: "bob", password: "hunter2", repositories: ["team/app"], lifetime: lifetime
+            ) { tokens in
+                try await OCIRegistry.with(storage: storage, auth: tokens.auth) { registry in
+                    let settings = RegistryClient.Settings(insecure: true, username: "bob", password: "hunter2")
+                    let client = try client(registry, settings)
+                    let started = ContinuousClock.now
+                    _ = try await client.manifest(repository: "team/app", reference: "1")
+                    try await waitUntil("the first token is issued") { tokens.issued == 1 }
+                    _ = try await client.manifest(repository: "team/app", reference: "1")
+                    // Only meaningful while the first token is still good (it always is, unless the machine stalls).
+                    if ContinuousClock.now - started < .seconds(lifetime) { #expect(tokens.issued == 1) }
+                    // The passing of its lifetime is what is tested: nothing else to wait on.
+                    try await Task.sleep(until: started + .seconds(lifetime) + .milliseconds(100))
+                    _ = try await client.manifest(repository: "team/app", reference: "1")
+                    try await waitUntil("a second token is issued") { tokens.issued == 2 }
+                }
+            }
+        }
+    }
+
+    /// A registry that sends blobs to its storage host (307): the download follows, the storage host never
+    /// sees the registry's credentials, and the client's dialer decides whether that host may be reached.
+    @Test func aRedirectedBlobGetsNoCredentialsAndItsHostIsAskedOfThePolicy() async throws {
+        try await withDirectory { directory in
+            let layout = try await OCIImageLayout.busybox(in: directory)
+            let store = try ImageStore(root: directory + "/cache", limitBytes: 1 << 30)
+            try await OCIRegistry.with { registry in
+                try await layout.push("base", to: registry, as: "app", tag: "1")
+                try await OCIRegistryProxy.with(
+                    upstream: registry.address, username: "ann", password: "s3cret", redirectBlobs: true
+                ) { proxy in
+                    let ref = try ImageReference(parsing: "oci://\(proxy.address)/app:1")
+                    let settings = RegistryClient.Settings(insecure: true, username: "ann", password: "s3cret")
+                    let dialed = Mutex<Set<String>>([])
+                    let client = try RegistryClient(registry: proxy.address, settings: settings) { host, port in
+                        dialed.withLock { _ = $0.insert("\(host):\(port)") }
+                        guard host == "127.0.0.1" || host == "127.0.0.2" else {
+                            throw OCIError.refused(host, "tests reach loopback only")
+                        }
+                        return [try SocketAddress(ipAddress: host, port: port)]
+                    }
+                    let image = try await pull(store, ref, client)
+                    #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
+                    let blobs = proxy.requests.filter { $0.hasPrefix("blobs 200 GET") }
+                    #expect(blobs.count == 2, "the config and the layer: \(proxy.requests)")
+                    #expect(blobs.allSatisfy { $0.hasSuffix("auth=no") }, "\(proxy.requests)")
+                    #expect(proxy.requests.contains { $0.hasPrefix("front 307") && $0.hasSuffix("auth=yes") })
+                    #expect(dialed.withLock { $0.contains(proxy.blobHost) })
+
+                    // A policy that does not allow the storage host: refused, by name, and nothing cached.
+                    let strict = try RegistryClient(registry: proxy.address, settings: settings) { host, port in
+                        guard host == "127.0.0.1" else { throw OCIError.refused("\(host):\(port)", "not allowed") }
+                        return [try SocketAddress(ipAddress: host, port: port)]
+                    }
+                    let other = try ImageStore(root: directory + "/cache2", limitBytes: 1 << 30)
+                    let error = await pullError(other, ref, strict)
+                    guard case .refused(let host, _) = error else {
+                        Issue.record(
+                            "a redirect to a host the policy refuses was followed: \(String(describing: error))")
+                        return
+                    }
+                    #expect(host == proxy.blobHost)
+                }
+            }
+        }
+    }
+
+    /// 503s are retried (with a pause) and a pull that meets fewer than its attempts succeeds; a registry that
+    /// keeps failing is reported with its status and message after the last attempt.
+    @Test func transientFailuresAreRetriedAndLastingOnesReported() async throws {
+        try await withDirectory { directory in
+            let layout = try await OCIImageLayout.busybox(in: directory)
+            try await OCIRegistry.with { registry in
+                try await layout.push("base", to: registry, as: "app", tag: "1")
+                let settings = RegistryClient.Settings(insecure: true, username: "ann", password: "s3cret")
+                try await OCIRegistryProxy.with(
+                    upstream: registry.address, username: "ann", password: "s3cret", failures: 2
+                ) { proxy in
+                    let client = try RegistryClient(registry: proxy.address, settings: settings, dialer: Self.loopback)
+                    let store = try ImageStore(root: directory + "/cache", limitBytes: 1 << 30)
+                    let image = try await pull(
+                        store, try ImageReference(parsing: "oci://\(proxy.address)/app:1"), client)
+                    #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
+                    #expect(proxy.requests.filter { $0.hasPrefix("front 503") }.count == 2, "\(proxy.requests)")
+                }
+                try await OCIRegistryProxy.with(
+                    upstream: registry.address, username: "ann", password: "s3cret", failures: 1000
+                ) { proxy in
+                    let client = try RegistryClient(registry: proxy.address, settings: settings, dialer: Self.loopback)
+                    let store = try ImageStore(root: directory + "/cache2", limitBytes: 1 << 30)
+                    let error = await pullError(
+                        store, try ImageReference(parsing: "oci://\(proxy.address)/app:1"), client)
+                    guard case .registry(let status, let message) = error else {
+                        Issue.record("a failing registry was not reported: \(String(describing: error))")
+                        return
+                    }
+                    #expect(status == 503 && message.contains("shedding load"), "\(message)")
+                    #expect(
+                        proxy.requests.filter { $0.hasPrefix("front 503") }.count == client.attempts,
+                        "\(proxy.requests)")
                 }
             }
         }
