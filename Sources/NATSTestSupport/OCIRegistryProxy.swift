@@ -27,11 +27,11 @@ public final class OCIRegistryProxy: Sendable {
     /// A proxy to `upstream` for the length of `body`, stopped (and its directory removed) afterwards.
     public static func with<T>(
         upstream: String, username: String, password: String, failures: Int = 0, redirectBlobs: Bool = false,
-        _ body: (OCIRegistryProxy) async throws -> T
+        trickleBlobs: Bool = false, _ body: (OCIRegistryProxy) async throws -> T
     ) async throws -> T {
         let proxy = try await start(
             upstream: upstream, username: username, password: password, failures: failures,
-            redirectBlobs: redirectBlobs)
+            redirectBlobs: redirectBlobs, trickleBlobs: trickleBlobs)
         do {
             let result = try await body(proxy)
             await proxy.stop()
@@ -43,16 +43,18 @@ public final class OCIRegistryProxy: Sendable {
     }
 
     /// Starts the proxy: requests to the front without `username`:`password` get a basic challenge; the first
-    /// `failures` requests that carry them get 503; with `redirectBlobs`, a blob is a 307 to ``blobHost``.
+    /// `failures` requests that carry them get 503; with `redirectBlobs`, a blob is a 307 to ``blobHost``; with
+    /// `trickleBlobs`, a blob's bytes come one every 200 ms (soon enough for any idle timeout, never done).
     public static func start(
-        upstream: String, username: String, password: String, failures: Int, redirectBlobs: Bool
+        upstream: String, username: String, password: String, failures: Int, redirectBlobs: Bool,
+        trickleBlobs: Bool = false
     ) async throws -> OCIRegistryProxy {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("proxy-\(UUID().uuidString)")
             .path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let basic = "Basic " + Data("\(username):\(password)".utf8).base64EncodedString()
         let script = """
-            import http.server, threading, urllib.request, urllib.error
+            import http.server, threading, time, urllib.request, urllib.error
             UPSTREAM = "http://\(upstream)"
             BASIC = "\(basic)"
             state = {"failures": \(failures)}
@@ -101,6 +103,16 @@ public final class OCIRegistryProxy: Sendable {
                         self.end_headers()
                         self.wfile.write(body)
                         return log(self, "front", 503)
+                    if \(trickleBlobs ? "True" : "False") and "/blobs/" in self.path and not head:
+                        self.send_response(200)
+                        self.send_header("Content-Length", str(1 << 20))
+                        self.end_headers()
+                        log(self, "front", 200)
+                        for _ in range(600):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                        return
                     if \(redirectBlobs ? "True" : "False") and "/blobs/" in self.path:
                         self.send_response(307)
                         self.send_header("Location", "http://%s%s" % (blob_host, self.path))

@@ -36,6 +36,9 @@ public actor ImageStore {
     /// Directories every unpacked root gets (empty, where the image has nothing there): what a sandbox mounts
     /// over, in a root it binds read-only.
     public let mountPoints: [String]
+    /// The longest one pull (manifests, blobs, unpacking) may take: a registry that trickles bytes just fast
+    /// enough to beat the idle timeout still ends.
+    public let pullDeadline: Duration
 
     /// Pulls under way, by reference and platform, and the holders waiting for each.
     private var pulls: [String: (task: Task<PulledImage, any Error>, holders: Set<String>)] = [:]
@@ -58,9 +61,10 @@ public actor ImageStore {
 
     public init(
         root: String, limitBytes: Int64, keepsSetID: Bool = false, maxLayerBytes: Int = 8 << 30,
-        mountPoints: [String] = [], maxImageBytes: Int64? = nil
+        mountPoints: [String] = [], maxImageBytes: Int64? = nil, pullDeadline: Duration = .seconds(15 * 60)
     ) throws(OCIError) {
         self.root = root
+        self.pullDeadline = pullDeadline
         self.maxImageBytes = maxImageBytes ?? limitBytes
         self.mountPoints = mountPoints
         self.limitBytes = limitBytes
@@ -221,7 +225,20 @@ public actor ImageStore {
         _ key: String, _ reference: ImageReference, expecting: OCIDigest?, platform: Platform, client: RegistryClient
     ) async throws -> PulledImage {
         defer { pulls[key] = nil }
-        let image = try await fetch(reference, expecting: expecting, platform: platform, client: client)
+        let deadline = pullDeadline
+        let image = try await withThrowingTaskGroup(of: PulledImage?.self) { group in
+            group.addTask { try await self.fetch(reference, expecting: expecting, platform: platform, client: client) }
+            group.addTask {
+                try await Task.sleep(for: deadline)
+                return nil
+            }
+            // The fetch cancelled at the deadline ends at once while it downloads, after its layer while it unpacks.
+            defer { group.cancelAll() }
+            guard let image = try await group.next() ?? nil else {
+                throw OCIError.transport(reference.registry, "the pull took longer than \(deadline), and was given up")
+            }
+            return image
+        }
         for holder in pulls[key]?.holders ?? [] { pin(image.manifestDigest, holder: holder) }
         evict()
         return image

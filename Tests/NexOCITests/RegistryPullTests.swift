@@ -342,6 +342,31 @@ struct RegistryPullTests {
         }
     }
 
+    /// A registry that sends a blob a byte at a time (never idle long enough to time out) is given up at the
+    /// pull's deadline.
+    @Test func aPullThatOutlastsItsDeadlineIsGivenUp() async throws {
+        try await withDirectory { directory in
+            let layout = try await OCIImageLayout.busybox(in: directory)
+            try await OCIRegistry.with { registry in
+                try await layout.push("base", to: registry, as: "app", tag: "1")
+                try await OCIRegistryProxy.with(
+                    upstream: registry.address, username: "ann", password: "s3cret", trickleBlobs: true
+                ) { proxy in
+                    let settings = RegistryClient.Settings(insecure: true, username: "ann", password: "s3cret")
+                    let client = try RegistryClient(registry: proxy.address, settings: settings, dialer: Self.loopback)
+                    let store = try ImageStore(
+                        root: directory + "/cache", limitBytes: 1 << 30, pullDeadline: .seconds(2))
+                    let started = ContinuousClock.now
+                    let error = await pullError(
+                        store, try ImageReference(parsing: "oci://\(proxy.address)/app:1"), client)
+                    #expect(error?.description.contains("took longer than") == true, "\(String(describing: error))")
+                    #expect(ContinuousClock.now - started < .seconds(60))
+                    #expect(proxy.requests.contains { $0.hasPrefix("front 200 GET") && $0.contains("/blobs/") })
+                }
+            }
+        }
+    }
+
     @Test func aTamperedBlobIsRefusedAndNeverCached() async throws {
         try await withDirectory { directory in
             let layout = try await OCIImageLayout.busybox(in: directory)
