@@ -1,5 +1,6 @@
 import CZlib
 import CZstd
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -7,11 +8,23 @@ import CZstd
     import Musl
 #endif
 
-/// A file's bytes, read in order (a layer blob in the cache).
+/// Set from another thread to stop work in progress: a source that reads it ends at its next read.
+public final class StopFlag: Sendable {
+    private let raised = Atomic(false)
+
+    public init() {}
+
+    public func raise() { raised.store(true, ordering: .relaxed) }
+    public var isRaised: Bool { raised.load(ordering: .relaxed) }
+}
+
+/// A file's bytes, read in order (a layer blob in the cache); ``OCIError/stopped(_:)`` once `stop` is raised.
 public final class FileSource: ByteSource {
     private let fd: Int32
+    private let stop: StopFlag?
 
-    public init(path: String) throws(OCIError) {
+    public init(path: String, stop: StopFlag? = nil) throws(OCIError) {
+        self.stop = stop
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw OCIError.badArchive("cannot open \(path) (errno \(errno))") }
     }
@@ -19,6 +32,7 @@ public final class FileSource: ByteSource {
     deinit { close(fd) }
 
     public func read(upTo count: Int) throws(OCIError) -> [UInt8] {
+        if stop?.isRaised == true { throw OCIError.stopped("the unpack was cancelled") }
         var buffer = [UInt8](repeating: 0, count: count)
         let got = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, count) }
         guard got >= 0 else { throw OCIError.badArchive("a read failed (errno \(errno))") }

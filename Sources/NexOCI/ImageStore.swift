@@ -157,7 +157,7 @@ public actor ImageStore {
     }
 
     /// Cancels the pulls under way and waits for them to end (a download stops at once; an unpack under way
-    /// finishes its layer); pulls asked for afterwards are refused.
+    /// stops at its next read); pulls asked for afterwards are refused.
     public func shutdown() async {
         closed = true
         let running = pulls.values.map(\.task)
@@ -232,7 +232,7 @@ public actor ImageStore {
                 try await Task.sleep(for: deadline)
                 return nil
             }
-            // The fetch cancelled at the deadline ends at once while it downloads, after its layer while it unpacks.
+            // The fetch cancelled at the deadline ends at once, downloading or unpacking.
             defer { group.cancelAll() }
             guard let image = try await group.next() ?? nil else {
                 throw OCIError.transport(reference.registry, "the pull took longer than \(deadline), and was given up")
@@ -349,37 +349,44 @@ public actor ImageStore {
         let diffIDs = config.rootfs.diff_ids
         let mountPoints = mountPoints
         let notes: [String]
+        let size: Int64
+        // Cancelled (the node stopping, the deadline): the unpack stops at its next read, mid-layer.
+        let stop = StopFlag()
         do {
-            notes = try await NIOThreadPool.singleton.runIfActive {
-                try FileManager.default.createDirectory(atPath: staging + "/rootfs", withIntermediateDirectories: true)
-                var unpacker = LayerUnpacker(root: staging + "/rootfs", keepsSetID: keepsSetID)
-                // One budget for the whole image: many small layers cannot add up past it either.
-                var budget = limit
-                for (index, (digest, mediaType)) in layers.enumerated() {
-                    let (unpacked, bytes) = try Self.applyLayer(
-                        paths[index], mediaType: mediaType, with: &unpacker, limit: budget)
-                    budget -= bytes
-                    guard unpacked.description == diffIDs[index] else {
-                        throw OCIError.digestMismatch(
-                            what: "layer \(digest) unpacked", expected: diffIDs[index], got: unpacked.description)
+            (notes, size) = try await withTaskCancellationHandler {
+                try await NIOThreadPool.singleton.runIfActive {
+                    try FileManager.default.createDirectory(
+                        atPath: staging + "/rootfs", withIntermediateDirectories: true)
+                    var unpacker = LayerUnpacker(root: staging + "/rootfs", keepsSetID: keepsSetID)
+                    // One budget for the whole image: many small layers cannot add up past it either.
+                    var budget = limit
+                    for (index, (digest, mediaType)) in layers.enumerated() {
+                        let (unpacked, bytes) = try Self.applyLayer(
+                            paths[index], mediaType: mediaType, with: &unpacker, limit: budget, stop: stop)
+                        budget -= bytes
+                        guard unpacked.description == diffIDs[index] else {
+                            throw OCIError.digestMismatch(
+                                what: "layer \(digest) unpacked", expected: diffIDs[index], got: unpacked.description)
+                        }
                     }
-                }
-                // A link or file the image has there is replaced: a sandbox mounts over real directories only.
-                for directory in mountPoints {
-                    let path = staging + "/rootfs/" + directory
-                    var info = stat()
-                    if lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR { Self.removeTree(path) }
-                    guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
-                        throw OCIError.storage(
-                            "cannot make the mount point /\(directory) in the image (errno \(errno))")
+                    // A link or file the image has there is replaced: a sandbox mounts over real directories only.
+                    for directory in mountPoints {
+                        let path = staging + "/rootfs/" + directory
+                        var info = stat()
+                        if lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR { Self.removeTree(path) }
+                        guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+                            throw OCIError.storage(
+                                "cannot make the mount point /\(directory) in the image (errno \(errno))")
+                        }
                     }
+                    return (unpacker.notes, Self.treeSize(staging + "/rootfs"))
                 }
-                return unpacker.notes
+            } onCancel: {
+                stop.raise()
             }
             let record = Record(
                 manifestDigest: manifestDigest.description, config: config,
-                blobs: [manifest.config.digest] + manifest.layers.map(\.digest),
-                size: Self.treeSize(staging + "/rootfs"))
+                blobs: [manifest.config.digest] + manifest.layers.map(\.digest), size: size)
             try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: staging + "/image.json"))
             guard rename(staging, imagePath(manifestDigest)) == 0 else {
                 // Another pull (by tag, where this one went by digest) made it meanwhile: the same content.
@@ -397,14 +404,18 @@ public actor ImageStore {
     }
 
     private static func applyLayer(
-        _ path: String, mediaType: String, with unpacker: inout LayerUnpacker, limit: Int
+        _ path: String, mediaType: String, with unpacker: inout LayerUnpacker, limit: Int, stop: StopFlag
     ) throws(OCIError) -> (OCIDigest, Int) {
         switch MediaType.layerCompression(mediaType) {
-        case .uncompressed: return try apply(HashingSource(try FileSource(path: path), limit: limit), to: &unpacker)
+        case .uncompressed:
+            let file = try FileSource(path: path, stop: stop)
+            return try apply(HashingSource(file, limit: limit), to: &unpacker)
         case .gzip:
-            return try apply(HashingSource(try GzipSource(try FileSource(path: path)), limit: limit), to: &unpacker)
+            let file = try FileSource(path: path, stop: stop)
+            return try apply(HashingSource(try GzipSource(file), limit: limit), to: &unpacker)
         case .zstd:
-            return try apply(HashingSource(try ZstdSource(try FileSource(path: path)), limit: limit), to: &unpacker)
+            let file = try FileSource(path: path, stop: stop)
+            return try apply(HashingSource(try ZstdSource(file), limit: limit), to: &unpacker)
         case nil:
             throw OCIError.badManifest(
                 "a \(mediaType) layer cannot be unpacked here: push the image with gzip, zstd or uncompressed layers")

@@ -32,6 +32,8 @@ public enum OCIError: Error, Sendable, Equatable, CustomStringConvertible {
     case storage(String)
     /// An image larger than the node takes: the reference, its bytes and the limit.
     case tooLarge(String, Int64, Int64)
+    /// Work given up part way (the node stopping, or a pull past its deadline): why.
+    case stopped(String)
 
     public var description: String {
         switch self {
@@ -61,6 +63,7 @@ public enum OCIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .tooLarge(let reference, let bytes, let limit):
             "\(reference) is \(bytes >> 20) MiB, more than the \(limit >> 20) MiB this node takes for one image "
                 + "(oci_cache_limit_mb, node_limits.max_workload_bytes): push a smaller image or raise the limit"
+        case .stopped(let why): "the pull was stopped: \(why)"
         }
     }
 }

@@ -215,6 +215,12 @@ import Testing
             total += chunk.count
         }
         #expect(total == layer.finished().count * 2)
+        // A raised stop flag (a pull cancelled) ends reading at the file's next read.
+        let stop = StopFlag()
+        let stoppable = try FileSource(path: twice, stop: stop)
+        #expect(try stoppable.read(upTo: 10).count == 10)
+        stop.raise()
+        #expect(throws: OCIError.stopped("the unpack was cancelled")) { _ = try stoppable.read(upTo: 10) }
 
         var cut = TarReader(MemorySource(Array(layer.finished().prefix(514))))  // two bytes of "world"
         _ = try cut.next()

@@ -138,12 +138,13 @@ final class ImageService: Sendable {
             .invalidRequest
         case .tooLarge: .limitExceeded
         case .storage: .storage
-        case .transport, .registry: .unavailable
+        case .transport, .registry, .stopped: .unavailable
         }
     }
 
     private static func isTransient(_ error: OCIError) -> Bool {
         if case .transport = error { return true }
+        if case .stopped = error { return true }
         if case .registry(let status, _) = error { return status >= 500 || status == 429 }
         return false
     }
