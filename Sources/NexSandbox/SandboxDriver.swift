@@ -53,7 +53,7 @@ public struct AgentLaunchSpec: Sendable {
 /// An image's unpacked root file system as a sandbox's `/`: read-only, with a private tmpfs at `/tmp` and at
 /// each of `writableDirectories`. It must hold the directories the sandbox mounts over (see
 /// ``mountPoints``): a node's image cache adds them when it unpacks.
-public struct ImageRoot: Sendable, Equatable {
+public struct ImageRoot: Sendable, Hashable {
     /// The root file system on the host.
     public var rootfs: String
     /// The user and group the agent and its workload run as, inside.

@@ -7,6 +7,8 @@ import NexModels
 import NexSandbox
 import Testing
 
+@testable import NexNode
+
 /// Container images from a real registry (Debian's docker-registry on loopback), built with umoci and pushed with
 /// skopeo, deployed with the real `nex` binary to a real `nex node up` in the namespace sandbox.
 extension HeavyTests {
@@ -153,6 +155,49 @@ extension HeavyTests {
         }
 
         /// The layer digests of `tag`'s manifest in the layout.
+        /// A deployed image gets an agent started ahead in its root: its next deploy takes that agent (as a warm
+        /// agent is taken) and another is started ahead.
+        @Test func theNextDeployOfAnImageTakesAnAgentStartedAhead() async throws {
+            try await NATSServer.with(.init(jetStream: true)) { scratch in
+                let layout = try await OCIImageLayout.busybox(
+                    in: scratch.directory.path + "/image", entrypoint: ["/bin/sh", "-c"],
+                    cmd: ["echo ready; exec sleep 600"])
+                try await OCIRegistry.with { registry in
+                    try await layout.push("base", to: registry, as: "demo/ahead", tag: "1")
+                    let digest = try layout.digest(of: "base")
+                    try await NexSandboxTests().withSandboxedNode({
+                        $0.ociRegistries = [registry.address: .init(insecure: true)]
+                    }) { h in
+                        let pool = try #require(h.node.runtime?.pool)
+                        func deploy() async throws -> String {
+                            let request = try NexControlClient.makeDeployRequest(
+                                name: "ahead", type: "native",
+                                location: try #require(
+                                    WorkloadLocation(url: "oci://\(registry.address)/demo/ahead@\(digest)")),
+                                hash: digest, issuer: h.issuer, publisher: h.publisher, targetNode: h.node.nodeID,
+                                targetXkey: h.node.xkey.publicKey)
+                            return try await h.nex.deploy(request, to: h.node.nodeID).id
+                        }
+                        func agent(of workload: String) async throws -> String? {
+                            try await h.nex.info(node: h.node.nodeID).machines.first { $0.workload.id == workload }?.id
+                        }
+                        let first = try await deploy()
+                        let ahead = try await eventuallyValue("an agent is started ahead in the image's root") {
+                            await pool.imageAgents.values.first
+                        }
+                        #expect(try await agent(of: first) != ahead)
+                        _ = try await h.nex.stop(workloadID: first, node: h.node.nodeID, issuer: h.issuer)
+                        let second = try await deploy()
+                        #expect(try await agent(of: second) == ahead)
+                        let next = try await eventuallyValue("another agent is started ahead") {
+                            await pool.imageAgents.values.first { $0 != ahead }
+                        }
+                        #expect(next != ahead)
+                    }
+                }
+            }
+        }
+
         static func layerDigests(_ layout: OCIImageLayout, _ tag: String) throws -> [String] {
             let manifest = try Data(contentsOf: URL(fileURLWithPath: layout.blob(try layout.digest(of: tag))))
             let object = try JSONSerialization.jsonObject(with: manifest) as? [String: Any]

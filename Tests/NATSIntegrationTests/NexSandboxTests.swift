@@ -32,7 +32,8 @@ import Testing
     }
 
     func withSandboxedNode<T>(
-        memoryMiB: Int = 256, _ body: (NexWorkloadTests.Harness) async throws -> T
+        memoryMiB: Int = 256, _ configure: (inout NodeConfiguration) -> Void = { _ in },
+        _ body: (NexWorkloadTests.Harness) async throws -> T
     ) async throws -> T {
         try #require(TestEnvironment.shouldRun(needing: Self.available), "bubblewrap or cgroups missing")
         return try await NexWorkloadTests().withNode({
@@ -42,6 +43,7 @@ import Testing
             $0.machineTemplate.memsizeMib = memoryMiB
             $0.restartBackoffInitialMs = 100
             $0.restartBackoffMaxMs = 400
+            configure(&$0)
         }) { h in try await body(h) }
     }
 

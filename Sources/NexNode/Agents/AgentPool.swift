@@ -59,6 +59,12 @@ actor AgentPool {
     /// Every task of the pool (starts, timers, exit watchers): cancelled and awaited by ``close()``.
     nonisolated let tasks = OwnedTasks()
     private var warm: [Agent] = []
+    /// One agent started ahead in the root of each of the images deployed last (``imageWarmLimit``), with the
+    /// identity of that root when it started: the next deploy of the image takes it, as a warm agent is taken.
+    private var imageWarm: [ImageRoot: (agent: Agent, identity: RootIdentity)] = [:]
+    /// Images deployed lately, the latest last; their agents are started ahead.
+    private var recentImages: [ImageRoot] = []
+    private var imageStarting: Set<ImageRoot> = []
     /// Agents past their handshake and not yet exited, warm or busy.
     private var alive: [String: Agent] = [:]
     private var starting = 0
@@ -84,6 +90,8 @@ actor AgentPool {
 
     /// Warm agents ready now (INFO's `available_agents`).
     var available: Int { warm.count }
+    /// Agents ready in images' roots, by image root.
+    var imageAgents: [ImageRoot: String] { imageWarm.mapValues(\.agent.id) }
 
     /// Starts agents until the pool is full.
     func fill() {
@@ -141,6 +149,10 @@ actor AgentPool {
 
     /// A warm agent died: forget it (and start another).
     func remove(_ agentID: String) -> Bool {
+        if let (root, _) = imageWarm.first(where: { $0.value.agent.id == agentID }) {
+            imageWarm[root] = nil
+            return true  // started again at the image's next deploy
+        }
         guard let index = warm.firstIndex(where: { $0.id == agentID }) else { return false }
         warm.remove(at: index)
         fill()
@@ -152,6 +164,7 @@ actor AgentPool {
         closed = true
         let agents = Array(alive.values)
         warm.removeAll()
+        imageWarm.removeAll()
         for waiter in waiters {
             waiter.continuation.resume(throwing: NexError(.unavailable, "the node is shutting down"))
         }
@@ -195,16 +208,66 @@ actor AgentPool {
         }
     }
 
-    /// An agent of its own for a container image's workload, started now in the image's root (warm agents have
-    /// an empty one). It is the taker's, as a warm agent taken is.
+    /// How many images keep an agent started ahead in their root: at most the pool's size (an operator who
+    /// wants no idle agents gets none).
+    var imageWarmLimit: Int { min(settings.size, 2) }
+
+    /// An agent of its own for a container image's workload, in the image's root (warm agents have an empty
+    /// one): the one started ahead for that image, else one started now. It is the taker's, as a warm agent
+    /// taken is; another is started ahead for the image's next deploy.
     func launch(imageRoot: ImageRoot) async throws -> Agent {
         guard !closed else { throw NexError(.unavailable, "the node is shutting down") }
+        if let ready = imageWarm.removeValue(forKey: imageRoot) {
+            // The cache may have evicted the image and pulled it again since: that agent sees the old root.
+            if await RootIdentity.of(imageRoot.rootfs) == ready.identity {
+                startAhead(imageRoot)
+                return ready.agent
+            }
+            alive[ready.agent.id] = nil
+            await discard(ready.agent)
+        }
         let agent = try await launchAgent(imageRoot: imageRoot)
         guard !closed else {
             await discard(agent)
             throw NexError(.unavailable, "the node is shutting down")
         }
+        startAhead(imageRoot)
         return agent
+    }
+
+    /// Starts an agent ahead in `root` (the image just deployed), and ends the one of the image least recently
+    /// deployed past ``imageWarmLimit``.
+    private func startAhead(_ root: ImageRoot) {
+        guard !closed, imageWarmLimit > 0 else { return }
+        recentImages.removeAll { $0 == root }
+        recentImages.append(root)
+        while recentImages.count > imageWarmLimit {
+            let dropped = recentImages.removeFirst()
+            if let stale = imageWarm.removeValue(forKey: dropped) {
+                alive[stale.agent.id] = nil
+                tasks.spawn { await self.discard(stale.agent) }
+            }
+        }
+        guard imageWarm[root] == nil, !imageStarting.contains(root) else { return }
+        imageStarting.insert(root)
+        tasks.spawn { await self.startImageAgent(root) }
+    }
+
+    private func startImageAgent(_ root: ImageRoot) async {
+        defer { imageStarting.remove(root) }
+        guard let identity = await RootIdentity.of(root.rootfs) else { return }  // evicted meanwhile
+        let agent: Agent
+        do { agent = try await launchAgent(imageRoot: root) } catch {
+            if !closed { logger.debug("agent for an image failed to start ahead", metadata: ["error": "\(error)"]) }
+            return
+        }
+        // Still wanted: the pool is open and the image among the latest (and none was started meanwhile).
+        guard !closed, recentImages.contains(root), imageWarm[root] == nil else {
+            alive[agent.id] = nil
+            await discard(agent)
+            return
+        }
+        imageWarm[root] = (agent, identity)
     }
 
     /// Destroys an agent nobody will use (the pool closed while it started).
@@ -291,5 +354,19 @@ actor AgentPool {
                 + "use the nex-agent built with this node (agent_path)"
         }
         return nil
+    }
+}
+
+/// Which directory a path names (device and inode): an image pulled again after its eviction is another.
+struct RootIdentity: Equatable {
+    var device: UInt64
+    var inode: UInt64
+
+    static func of(_ path: String) async -> RootIdentity? {
+        await BlockingIO.run {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            return RootIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        }
     }
 }
