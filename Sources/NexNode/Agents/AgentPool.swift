@@ -357,16 +357,21 @@ actor AgentPool {
     }
 }
 
-/// Which directory a path names (device and inode): an image pulled again after its eviction is another.
+/// Which directory a path names: an image pulled again after its eviction is another, even where the file
+/// system gives the new directory the old one's inode number (its change time differs).
 struct RootIdentity: Equatable {
     var device: UInt64
     var inode: UInt64
+    var changedSeconds: Int
+    var changedNanoseconds: Int
 
     static func of(_ path: String) async -> RootIdentity? {
         await BlockingIO.run {
             var info = stat()
             guard stat(path, &info) == 0 else { return nil }
-            return RootIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+            return RootIdentity(
+                device: UInt64(info.st_dev), inode: UInt64(info.st_ino), changedSeconds: info.st_ctim.tv_sec,
+                changedNanoseconds: info.st_ctim.tv_nsec)
         }
     }
 }
