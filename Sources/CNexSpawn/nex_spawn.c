@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <linux/capability.h>
 #include <linux/vm_sockets.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -45,7 +46,8 @@ static int join_cgroup(const char *file) {
 
 // Only async-signal-safe calls between fork and exec: the parent is multi-threaded.
 static void child(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds,
-                  int nfds, char *const cgroup_procs[], int new_process_group, int death_signal, pid_t parent, int report_fd) {
+                  int nfds, char *const cgroup_procs[], int new_process_group, int death_signal, int drop_capabilities,
+                  pid_t parent, int report_fd) {
     if (death_signal) {
         prctl(PR_SET_PDEATHSIG, death_signal);
         if (getppid() != parent) _exit(127);  // the parent is already gone
@@ -69,6 +71,8 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
     close_all_from(nfds, report_fd);
     step = NEX_SPAWN_STEP_CHDIR;
     if (cwd && chdir(cwd) != 0) goto fail;
+    step = NEX_SPAWN_STEP_CAPABILITIES;
+    if (drop_capabilities && nex_drop_capabilities() != 0) goto fail;
     step = NEX_SPAWN_STEP_EXEC;
     execve(path, argv, envp);
 fail:;
@@ -79,7 +83,8 @@ fail:;
 }
 
 pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds, int nfds,
-                char *const cgroup_procs[], int new_process_group, int death_signal, int *failed_step) {
+                char *const cgroup_procs[], int new_process_group, int death_signal, int drop_capabilities,
+                int *failed_step) {
     *failed_step = 0;
     if (nfds < 3 || nfds > NEX_SPAWN_MAX_FDS) return -EINVAL;
     int report[2];
@@ -92,7 +97,10 @@ pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const 
         close(report[1]);
         return -err;
     }
-    if (pid == 0) child(path, argv, envp, cwd, fds, nfds, cgroup_procs, new_process_group, death_signal, parent, report[1]);
+    if (pid == 0) {
+        child(path, argv, envp, cwd, fds, nfds, cgroup_procs, new_process_group, death_signal, drop_capabilities,
+              parent, report[1]);
+    }
     close(report[1]);
     int failure[2] = {0, 0};  // errno, step
     ssize_t n;
@@ -182,4 +190,24 @@ void nex_set_thread_name(const char *name) {
     strncpy(cut, name, sizeof cut - 1);
     cut[sizeof cut - 1] = 0;
     prctl(PR_SET_NAME, cut, 0, 0, 0);
+}
+
+int nex_drop_capabilities(void) {
+    // The bounding set first (it needs CAP_SETPCAP, which the capset below takes away). A process without
+    // CAP_SETPCAP cannot shrink it (EPERM), and needs not: it holds no capability, and with no_new_privs no
+    // exec can give it one.
+    for (int cap = 0; cap <= 63; cap++) {
+        int held = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+        if (held < 0 && errno == EINVAL) break;  // past the last capability this kernel knows
+        if (held == 1 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+            if (errno == EPERM) break;
+            return -1;
+        }
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return -1;
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capset, &header, data) != 0) return -1;
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }

@@ -1,2 +1,3 @@
 // zstd from the system (Debian's libzstd-dev), for zstd image layers.
 #include <zstd.h>
+#include <zstd_errors.h>

@@ -70,6 +70,7 @@ public final class OCIRegistryProxy: Sendable {
                     status, headers, body = answer.status, answer.headers, answer.read()
                 except urllib.error.HTTPError as error:
                     status, headers, body = error.code, error.headers, error.read()
+                log(handler, who, status)  # before answering: a test that has the answer finds the line
                 handler.send_response(status)
                 for name in ("Content-Type", "Docker-Content-Digest"):
                     if headers.get(name):
@@ -78,7 +79,6 @@ public final class OCIRegistryProxy: Sendable {
                 handler.end_headers()
                 if not head:
                     handler.wfile.write(body)
-                log(handler, who, status)
 
             def log(handler, who, status):
                 auth = "yes" if handler.headers.get("Authorization") else "no"
@@ -88,37 +88,40 @@ public final class OCIRegistryProxy: Sendable {
                 protocol_version = "HTTP/1.1"
                 def answer(self, head):
                     if self.headers.get("Authorization") != BASIC:
+                        log(self, "front", 401)
                         self.send_response(401)
                         self.send_header("WWW-Authenticate", 'Basic realm="nex-test"')
                         self.send_header("Content-Length", "0")
                         self.end_headers()
-                        return log(self, "front", 401)
+                        return
                     with lock:
                         fail = state["failures"] > 0
                         state["failures"] -= 1 if fail else 0
                     if fail:
                         body = b'{"errors":[{"code":"UNAVAILABLE","message":"shedding load"}]}'
+                        log(self, "front", 503)
                         self.send_response(503)
                         self.send_header("Content-Length", str(len(body)))
                         self.end_headers()
                         self.wfile.write(body)
-                        return log(self, "front", 503)
+                        return
                     if \(trickleBlobs ? "True" : "False") and "/blobs/" in self.path and not head:
+                        log(self, "front", 200)
                         self.send_response(200)
                         self.send_header("Content-Length", str(1 << 20))
                         self.end_headers()
-                        log(self, "front", 200)
                         for _ in range(600):
                             self.wfile.write(b"x")
                             self.wfile.flush()
                             time.sleep(0.2)
                         return
                     if \(redirectBlobs ? "True" : "False") and "/blobs/" in self.path:
+                        log(self, "front", 307)
                         self.send_response(307)
                         self.send_header("Location", "http://%s%s" % (blob_host, self.path))
                         self.send_header("Content-Length", "0")
                         self.end_headers()
-                        return log(self, "front", 307)
+                        return
                     relay(self, "front", head)
                 def do_GET(self):
                     self.answer(False)

@@ -14,7 +14,9 @@ public final class StopFlag: Sendable {
 
     public init() {}
 
+    /// Stops the work that reads this flag, at its next read.
     public func raise() { raised.store(true, ordering: .relaxed) }
+    /// Whether ``raise()`` was called.
     public var isRaised: Bool { raised.load(ordering: .relaxed) }
 }
 
@@ -121,12 +123,15 @@ public final class ZstdSource<Source: ByteSource>: ByteSource {
     private var frameEnded = true
     private var ended = false
 
+    /// Decompresses what `source` reads, with a window of at most 128 MiB.
     public init(_ source: Source) throws(OCIError) {
         self.source = source
         guard let stream = ZSTD_createDStream() else { throw OCIError.badCompression("zstd would not start") }
         self.stream = stream
         // A window above 128 MiB would be memory a layer makes the node give (zstd's default limit is the same).
-        ZSTD_DCtx_setParameter(stream, ZSTD_d_windowLogMax, 27)
+        guard ZSTD_isError(ZSTD_DCtx_setParameter(stream, ZSTD_d_windowLogMax, 27)) == 0 else {
+            throw OCIError.badCompression("zstd would not take a window limit")
+        }
     }
 
     deinit { ZSTD_freeDStream(stream) }
@@ -156,6 +161,10 @@ public final class ZstdSource<Source: ByteSource>: ByteSource {
                 }
             }
             if ZSTD_isError(result) != 0 {
+                if ZSTD_getErrorCode(result) == ZSTD_error_frameParameter_windowTooLarge {
+                    throw OCIError.badCompression(
+                        "the zstd stream needs a window above 128 MiB: compress the layer without --long")
+                }
                 let reason = String(cString: ZSTD_getErrorName(result))
                 throw OCIError.badCompression("the zstd stream is corrupt (\(reason))")
             }

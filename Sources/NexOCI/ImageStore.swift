@@ -388,13 +388,18 @@ public actor ImageStore {
                 manifestDigest: manifestDigest.description, config: config,
                 blobs: [manifest.config.digest] + manifest.layers.map(\.digest), size: size)
             try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: staging + "/image.json"))
-            guard rename(staging, imagePath(manifestDigest)) == 0 else {
+            if rename(staging, imagePath(manifestDigest)) != 0 {
                 // Another pull (by tag, where this one went by digest) made it meanwhile: the same content.
                 if readRecord(manifestDigest) != nil {
                     Self.removeTree(staging)
                     return notes
                 }
-                throw OCIError.storage("cannot move the image into place (errno \(errno))")
+                // A directory without its record is what an eviction left of a file written beside the root
+                // meanwhile (a VM's disk): nothing uses it.
+                Self.removeTree(imagePath(manifestDigest))
+                guard rename(staging, imagePath(manifestDigest)) == 0 else {
+                    throw OCIError.storage("cannot move the image into place (errno \(errno))")
+                }
             }
         } catch {
             Self.removeTree(staging)

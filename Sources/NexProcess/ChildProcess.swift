@@ -65,12 +65,13 @@ public final class ChildProcess: Sendable {
     /// Starts `executable`. `environment` is the child's whole environment. `extraDescriptors` become the
     /// child's descriptors 3, 4, … (not closed by the spawn). The child writes its pid into each of
     /// `cgroupProcs` (cgroup.procs files) before it executes. With `killWithParent`, the child gets SIGKILL
-    /// when this process dies, however it dies.
+    /// when this process dies, however it dies. With `dropCapabilities`, it executes with no capability and
+    /// no_new_privs (root keeps only its user id).
     public static func spawn(
         executable: String, arguments: [String] = [], environment: [String: String],
         directory: String? = nil, stdout: Stream = .inherit, stderr: Stream = .inherit,
         extraDescriptors: [Int32] = [], cgroupProcs: [String] = [], newProcessGroup: Bool = true,
-        killWithParent: Bool = true
+        killWithParent: Bool = true, dropCapabilities: Bool = false
     ) async throws(SpawnError) -> ChildProcess {
         var toClose: [Int32] = []
         var readEnds: [Int32?] = [nil, nil]
@@ -103,7 +104,8 @@ public final class ChildProcess: Sendable {
                     withCStrings(cgroupProcs) { cgroupPointers in
                         nex_spawn(
                             executable, argvPointers, envPointers, directory, fdsCopy, Int32(fdsCopy.count),
-                            cgroupPointers, newProcessGroup ? 1 : 0, killWithParent ? SIGKILL : 0, &step)
+                            cgroupPointers, newProcessGroup ? 1 : 0, killWithParent ? SIGKILL : 0,
+                            dropCapabilities ? 1 : 0, &step)
                     }
                 }
             }
@@ -120,6 +122,7 @@ public final class ChildProcess: Sendable {
                 switch failedStep {
                 case NEX_SPAWN_STEP_CGROUP: .joinCgroups(cgroupProcs)
                 case NEX_SPAWN_STEP_CHDIR: .changeDirectory(directory ?? "")
+                case NEX_SPAWN_STEP_CAPABILITIES: .dropCapabilities
                 default: .exec
                 }
             throw SpawnError(executable: executable, errno: -pid, step: step)
@@ -181,6 +184,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
     public enum Step: Sendable, Equatable {
         case joinCgroups([String])
         case changeDirectory(String)
+        case dropCapabilities
         case exec
     }
 
@@ -200,6 +204,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
         case .exec: "cannot start \(executable): \(reason)"
         case .changeDirectory(let directory):
             "cannot start \(executable): cannot enter its work directory \(directory): \(reason)"
+        case .dropCapabilities: "cannot start \(executable): cannot drop its capabilities: \(reason)"
         case .joinCgroups(let files):
             "cannot start \(executable): cannot join its cgroups (\(files.joined(separator: ", "))): \(reason)"
         }

@@ -41,8 +41,9 @@ public final class NativeServiceRunner: WorkloadRunner {
                 started = try await ChildProcess.spawn(
                     executable: path, arguments: request.argv,
                     environment: Self.environment(for: request),
-                    directory: directory, stdout: .pipe,
-                    stderr: .pipe)
+                    directory: directory, stdout: .pipe, stderr: .pipe,
+                    // An image's program may run as its root user: root without capabilities, in any sandbox.
+                    dropCapabilities: request.workingDirectory != nil)
                 break
             } catch  where error.errno == ETXTBSY && attempt < 49 {
                 // Cancelled: the next try runs at once, and there are at most 50.

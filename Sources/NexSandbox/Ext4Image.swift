@@ -10,10 +10,12 @@ enum Ext4Image {
     }
 
     /// Writes an image of `directory` to `output` (replaced), `sizeMiB` large, labelled `label`; `inodes`
-    /// overrides mkfs's own count (a tree of many small files needs more than its default ratio gives).
+    /// overrides mkfs's own count (a tree of many small files needs more than its default ratio gives). With
+    /// `owner`, the files this process owns are that user's and group's in the image (mkfs runs in a user
+    /// namespace that maps this process's user to them), as the namespace sandbox shows them.
     static func make(
         from directory: String, to output: String, label: String, sizeMiB: Int, inodes: Int? = nil,
-        readOnly: Bool = false
+        readOnly: Bool = false, owner: (uid: UInt32, gid: UInt32)? = nil
     ) async throws {
         guard let mkfs = findMkfs() else { throw SandboxError("mkfs.ext4 not found: apt-get install e2fsprogs") }
         var arguments = ["-q", "-F", "-L", label, "-d", directory]
@@ -21,6 +23,11 @@ enum Ext4Image {
         // Mounted read-only, an image needs no journal and no blocks kept for root.
         if readOnly { arguments += ["-O", "^has_journal", "-m", "0"] }
         arguments += [output, "\(sizeMiB)M"]
+        var executable = mkfs
+        if let owner, owner.uid != getuid() || owner.gid != getgid() {
+            executable = "/usr/bin/unshare"
+            arguments = ["--map-user=\(owner.uid)", "--map-group=\(owner.gid)", mkfs] + arguments
+        }
         try? FileManager.default.removeItem(atPath: output)  // none is fine; one that stays is overwritten by -F
         let log = output + ".mkfs.log"
         let logFD = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -29,7 +36,8 @@ enum Ext4Image {
         let child: ChildProcess
         do {
             child = try await ChildProcess.spawn(
-                executable: mkfs, arguments: arguments, environment: ["PATH": "/usr/sbin:/sbin:/usr/bin:/bin"],
+                executable: executable, arguments: arguments,
+                environment: ["PATH": "/usr/sbin:/sbin:/usr/bin:/bin"],
                 stdout: .descriptor(logFD), stderr: .descriptor(logFD))
             close(logFD)
         } catch {

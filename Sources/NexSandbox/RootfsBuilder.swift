@@ -41,6 +41,7 @@ public struct RootfsBuilder: Sendable {
         # PID 1 of a Nex VM sandbox: mount the kernel's file systems, read the agent's settings from the kernel
         # command line (nex.env.KEY=VALUE), run the image's setup script, run the agent, power off after it.
         bb=/bin/busybox
+        set -f  # no word below is a pattern
         $bb mount -t proc proc /proc
         $bb mount -t sysfs sysfs /sys
         $bb mount -t devtmpfs devtmpfs /dev
@@ -67,17 +68,20 @@ public struct RootfsBuilder: Sendable {
           # read-only, with the agent at /nex run through its own loader (never the image's), a private /tmp,
           # a tmpfs for each directory the node names, and the files it names hidden behind an empty one.
           root=/tmp/image
-          image=$($bb findfs LABEL=nex-image) && $bb mkdir -p $root \
-            && $bb mount -t ext4 -o ro,nodev,nosuid "$image" $root \
-            && $bb mount --bind /nex $root/nex && $bb mount -t proc proc $root/proc \
-            && $bb mount -t devtmpfs devtmpfs $root/dev && $bb mount -t tmpfs -o mode=1777 tmpfs $root/tmp \
+          image=$($bb findfs LABEL=nex-image) && $bb mkdir -p $root \\
+            && $bb mount -t ext4 -o ro,nodev,nosuid "$image" $root \\
+            && $bb mount --bind /nex $root/nex && $bb mount -t proc proc $root/proc \\
+            && $bb mount -t devtmpfs devtmpfs $root/dev && $bb mount -t tmpfs -o mode=1777 tmpfs $root/tmp \\
             || { echo "nex: cannot mount the container image"; $bb poweroff -f; }
           for d in $(echo "$tmpfs" | $bb tr , ' '); do
-            $bb mount -t tmpfs -o "mode=0755,uid=${user%:*},gid=${user#*:}" tmpfs "$root$d"
+            $bb mount -t tmpfs -o "mode=0755,uid=${user%:*},gid=${user#*:}" tmpfs "$root$d" \\
+              || { echo "nex: cannot mount a tmpfs at $d"; $bb poweroff -f; }
           done
-          for f in $(echo "$masks" | $bb tr , ' '); do $bb mount --bind /dev/null "$root$f"; done
-          loader=$(echo /nex/lib/ld-linux*)
-          NEX_AGENT_RUN_AS="$user" NEX_AGENT_IN_IMAGE=1 \
+          for f in $(echo "$masks" | $bb tr , ' '); do
+            $bb mount --bind /dev/null "$root$f" || { echo "nex: cannot mask $f"; $bb poweroff -f; }
+          done
+          set +f; loader=$(echo /nex/lib/ld-linux*); set -f
+          NEX_AGENT_RUN_AS="$user" NEX_AGENT_IN_IMAGE=1 \\
             $bb chroot $root "$loader" --inhibit-cache --library-path /nex/lib /nex/nex-agent
         else
           LD_LIBRARY_PATH=/nex/lib /nex/nex-agent

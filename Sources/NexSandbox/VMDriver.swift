@@ -10,8 +10,8 @@ import NexProcess
 /// starts every agent's VM from that snapshot. The restored agent finds its settings (id, credentials)
 /// waiting on the control channel; its connection to it is part of the saved network state.
 ///
-/// A container image is the exception: its agent boots cold (a snapshot holds its disks), with an ext4 copy of
-/// the image's root (``ImageDisks``) as a second, read-only disk that `/init` makes the agent's root.
+/// A container image is the exception: its agent boots cold (a snapshot cannot take another disk), with an ext4
+/// copy of the image's root (``ImageDisks``) as a second, read-only disk that `/init` makes the agent's root.
 public struct VMDriver: SandboxDriver {
     public var name: String { "vm" }
     public var isSandboxed: Bool { true }
@@ -87,6 +87,16 @@ public struct VMDriver: SandboxDriver {
         return Resources(qemu: qemu, kernel: kernel, rootfs: image)
     }
 
+    static func isPlainPathByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"),
+            UInt8(ascii: "/"):
+            true
+        default: false
+        }
+    }
+
     /// A container image to boot with: its disk and how `/init` sets its root up.
     struct BootImage {
         var disk: String
@@ -122,14 +132,19 @@ public struct VMDriver: SandboxDriver {
         return arguments
     }
 
-    /// The disk and settings of an image's VM; paths `/init` reads from the kernel command line are refused
-    /// when they would not survive it (spaces, commas, quotes).
+    /// The disk and settings of an image's VM. `/init` reads the image's paths from the kernel command line,
+    /// so only plain ones are taken (letters, digits, `.`, `_`, `-`, `/`; 200 bytes in all).
     func bootImage(_ root: ImageRoot) async throws -> BootImage {
-        for path in root.writableDirectories + root.maskedFiles
-        where path.contains(where: { $0.isWhitespace || $0 == "," || $0 == "\"" || $0 == "'" }) {
-            throw SandboxError("the vm sandbox cannot mount \(path) in an image (a space, comma or quote in the path)")
+        let paths = root.writableDirectories + root.maskedFiles
+        for path in paths where !path.utf8.allSatisfy(Self.isPlainPathByte) {
+            throw SandboxError(
+                "the vm sandbox cannot mount \(path) in an image: only letters, digits, '.', '_', '-' and '/' "
+                    + "survive the kernel command line; set a plainer WorkingDir, or use the namespace sandbox")
         }
-        return BootImage(disk: try await imageDisks.disk(for: root.rootfs), root: root)
+        guard paths.joined().utf8.count <= 200 else {
+            throw SandboxError("the vm sandbox cannot mount that many paths in an image: use the namespace sandbox")
+        }
+        return BootImage(disk: try await imageDisks.disk(for: root), root: root)
     }
 
     public func launch(_ spec: AgentLaunchSpec) async throws -> any AgentSandbox {
@@ -314,31 +329,39 @@ struct VMSandbox: AgentSandbox {
     }
 }
 
-/// The ext4 copies of image roots a VM boots with (`rootfs.ext4` beside each `rootfs`, so it goes when the
-/// image cache evicts the image), each made once however many agents ask at the same time.
+/// The ext4 copies of image roots a VM boots with (`rootfs.UID.GID.ext4` beside each `rootfs`, so it goes when
+/// the image cache evicts the image), each made once however many agents ask at the same time: the first caller
+/// makes it, the others wait for it.
 actor ImageDisks {
-    private var making: [String: Task<String, any Error>] = [:]
+    private var making: Set<String> = []
+    private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
 
-    func disk(for rootfs: String) async throws -> String {
-        let disk = rootfs + ".ext4"
-        if let task = making[disk] { return try await task.value }
-        guard !FileManager.default.fileExists(atPath: disk) else { return disk }
-        let task = Task { try await Self.make(disk, from: rootfs) }
-        making[disk] = task
-        defer { making[disk] = nil }
-        return try await task.value
+    func disk(for root: ImageRoot) async throws -> String {
+        let disk = root.rootfs + ".\(root.uid).\(root.gid).ext4"
+        while making.contains(disk) {
+            await withCheckedContinuation { waiting[disk, default: []].append($0) }
+        }
+        making.insert(disk)
+        defer {
+            making.remove(disk)
+            for waiter in waiting.removeValue(forKey: disk) ?? [] { waiter.resume() }
+        }
+        if await BlockingIO.run({ FileManager.default.fileExists(atPath: disk) }) { return disk }
+        try await Self.make(disk, from: root)
+        return disk
     }
 
     /// The image is written under a private name and renamed: a crash leaves no half-made disk under the name
     /// the next launch trusts.
-    private static func make(_ disk: String, from rootfs: String) async throws -> String {
-        let (entries, bytes) = try await BlockingIO.run { try Ext4Image.measure(rootfs) }
+    private static func make(_ disk: String, from root: ImageRoot) async throws {
+        let (entries, bytes) = try await BlockingIO.run { try Ext4Image.measure(root.rootfs) }
         // Metadata besides the files' blocks: an inode table entry per file, bitmaps and group descriptors.
         let sizeMiB = (bytes + entries * 512) / (1 << 20) * 11 / 10 + 16
         let staged = disk + ".\(UUID().uuidString).tmp"
         do {
             try await Ext4Image.make(
-                from: rootfs, to: staged, label: "nex-image", sizeMiB: sizeMiB, inodes: entries + 64, readOnly: true)
+                from: root.rootfs, to: staged, label: "nex-image", sizeMiB: sizeMiB, inodes: entries + 64,
+                readOnly: true, owner: (root.uid, root.gid))
         } catch {
             unlink(staged)
             throw error
@@ -348,6 +371,5 @@ actor ImageDisks {
             unlink(staged)
             throw SandboxError("cannot write \(disk): \(reason)")
         }
-        return disk
     }
 }

@@ -133,8 +133,9 @@ extension HeavyTests {
         }
 
         /// A container image from a real registry runs in a VM of its own, booted with an ext4 copy of the image's
-        /// root as its `/`: the image's entrypoint, env, user and working directory (given a tmpfs), a read-only
-        /// root, and its `/etc/ld.so.preload` hidden.
+        /// root as its `/`: the image's entrypoint, env, user and working directory (given a tmpfs), its files owned
+        /// by its user (as the namespace sandbox shows them) yet read-only, and its `/etc/ld.so.preload` hidden. An
+        /// image without a User runs as root without capabilities.
         @Test func anImageRunsInAVMBootedWithItsRoot() async throws {
             try #require(
                 TestEnvironment.shouldRun(needing: OCIRegistry.binary != nil && OCIImageLayout.toolsAvailable),
@@ -150,25 +151,42 @@ extension HeavyTests {
                 entrypoint: ["/bin/sh", "-c"],
                 cmd: [
                     "echo \"$GREETING uid=$(id -u) gid=$(id -g) cwd=$(pwd)\"; echo written > note && cat note; "
-                        + "touch /etc/changed 2>/dev/null || echo root read-only; "
+                        + "touch /etc/changed 2>/dev/null || echo root read-only; echo owner=$(stat -c %u /etc/passwd); "
                         + "echo preload=$(wc -c < /etc/ld.so.preload); exec sleep 600"
                 ],
                 env: ["GREETING=hi"], user: "app", workingDirectory: "/srv")
+            let rootImage = try await OCIImageLayout.busybox(
+                in: work + "/root", entrypoint: ["/bin/sh", "-c"],
+                cmd: ["echo uid=$(id -u); grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; exec sleep 600"])
             try await OCIRegistry.with { registry in
                 try await layout.push("base", to: registry, as: "demo/vm", tag: "1")
+                try await rootImage.push("base", to: registry, as: "demo/root", tag: "1")
                 let digest = try layout.digest(of: "base")
                 try await withVMNode({ $0.ociRegistries = [registry.address: .init(insecure: true)] }) { h in
+                    func deploy(_ name: String, _ repository: String, _ digest: String) async throws {
+                        let request = try NexControlClient.makeDeployRequest(
+                            name: name, type: "native",
+                            location: try #require(
+                                WorkloadLocation(url: "oci://\(registry.address)/\(repository)@\(digest)")),
+                            hash: digest, environment: ["GREETING": "hey"], issuer: h.issuer, publisher: h.publisher,
+                            targetNode: h.node.nodeID, targetXkey: h.node.xkey.publicKey)
+                        _ = try await h.nex.deploy(request, to: h.node.nodeID)
+                    }
                     let logs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.vmimage.*")
-                    let request = try NexControlClient.makeDeployRequest(
-                        name: "vmimage", type: "native",
-                        location: try #require(WorkloadLocation(url: "oci://\(registry.address)/demo/vm@\(digest)")),
-                        hash: digest, environment: ["GREETING": "hey"], issuer: h.issuer, publisher: h.publisher,
-                        targetNode: h.node.nodeID, targetXkey: h.node.xkey.publicKey)
-                    _ = try await h.nex.deploy(request, to: h.node.nodeID)
+                    try await deploy("vmimage", "demo/vm", digest)
                     try await eventually("the image's service printed what it found", timeout: .seconds(120)) {
                         let output = lines(logs)
-                        return ["hey uid=4242 gid=4243 cwd=/srv", "written", "root read-only", "preload=0"]
-                            .allSatisfy(output.contains)
+                        return [
+                            "hey uid=4242 gid=4243 cwd=/srv", "written", "root read-only", "owner=4242", "preload=0",
+                        ].allSatisfy(output.contains)
+                    }
+                    let rootLogs = try await MessageRecorder(h.client, subject: "$NEX.logs.default.*.vmroot.*")
+                    try await deploy("vmroot", "demo/root", try rootImage.digest(of: "base"))
+                    try await eventually("the root image's service printed its capabilities", timeout: .seconds(120)) {
+                        let output = lines(rootLogs)
+                        return [
+                            "uid=0", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1",
+                        ].allSatisfy(output.contains)
                     }
                 }
             }

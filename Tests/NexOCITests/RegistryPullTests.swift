@@ -244,12 +244,14 @@ struct RegistryPullTests {
                     let client = try client(registry, settings)
                     let started = ContinuousClock.now
                     _ = try await client.manifest(repository: "team/app", reference: "1")
+                    // The token arrived before the manifest: it runs out by then + its lifetime.
+                    let firstDone = ContinuousClock.now
                     try await waitUntil("the first token is issued") { tokens.issued == 1 }
                     _ = try await client.manifest(repository: "team/app", reference: "1")
                     // Only meaningful while the first token is still good (it always is, unless the machine stalls).
                     if ContinuousClock.now - started < .seconds(lifetime) { #expect(tokens.issued == 1) }
                     // The passing of its lifetime is what is tested: nothing else to wait on.
-                    try await Task.sleep(until: started + .seconds(lifetime) + .milliseconds(100))
+                    try await Task.sleep(until: firstDone + .seconds(lifetime) + .milliseconds(100))
                     _ = try await client.manifest(repository: "team/app", reference: "1")
                     try await waitUntil("a second token is issued") { tokens.issued == 2 }
                 }
@@ -280,6 +282,10 @@ struct RegistryPullTests {
                     }
                     let image = try await pull(store, ref, client)
                     #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
+                    // The proxy logs a request before answering it: every line is on its way by now.
+                    try await waitUntil("the blob host's lines") {
+                        proxy.requests.filter { $0.hasPrefix("blobs 200 GET") }.count >= 2
+                    }
                     let blobs = proxy.requests.filter { $0.hasPrefix("blobs 200 GET") }
                     #expect(blobs.count == 2, "the config and the layer: \(proxy.requests)")
                     #expect(blobs.allSatisfy { $0.hasSuffix("auth=no") }, "\(proxy.requests)")
@@ -320,6 +326,9 @@ struct RegistryPullTests {
                     let image = try await pull(
                         store, try ImageReference(parsing: "oci://\(proxy.address)/app:1"), client)
                     #expect(FileManager.default.isExecutableFile(atPath: image.rootfs + "/bin/busybox"))
+                    try await waitUntil("the 503s logged") {
+                        proxy.requests.filter { $0.hasPrefix("front 503") }.count >= 2
+                    }
                     #expect(proxy.requests.filter { $0.hasPrefix("front 503") }.count == 2, "\(proxy.requests)")
                 }
                 try await OCIRegistryProxy.with(
@@ -334,6 +343,9 @@ struct RegistryPullTests {
                         return
                     }
                     #expect(status == 503 && message.contains("shedding load"), "\(message)")
+                    try await waitUntil("the 503s logged") {
+                        proxy.requests.filter { $0.hasPrefix("front 503") }.count >= client.attempts
+                    }
                     #expect(
                         proxy.requests.filter { $0.hasPrefix("front 503") }.count == client.attempts,
                         "\(proxy.requests)")
@@ -361,7 +373,9 @@ struct RegistryPullTests {
                         store, try ImageReference(parsing: "oci://\(proxy.address)/app:1"), client)
                     #expect(error?.description.contains("took longer than") == true, "\(String(describing: error))")
                     #expect(ContinuousClock.now - started < .seconds(60))
-                    #expect(proxy.requests.contains { $0.hasPrefix("front 200 GET") && $0.contains("/blobs/") })
+                    try await waitUntil("the trickled blob's request logged") {
+                        proxy.requests.contains { $0.hasPrefix("front 200 GET") && $0.contains("/blobs/") }
+                    }
                 }
             }
         }

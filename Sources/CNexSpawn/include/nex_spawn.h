@@ -12,15 +12,19 @@
 /// /dev/null) and no other descriptor, default signal dispositions and an empty signal mask, its own process
 /// group when `new_process_group` is non-zero, and `death_signal` (when non-zero) once the spawning thread
 /// exits. The child first writes its pid into each file of `cgroup_procs` (NULL-terminated, or NULL), so it
-/// runs in those cgroups from its first instruction. `cwd` may be NULL. Returns the pid, or -errno when a step
+/// runs in those cgroups from its first instruction. With `drop_capabilities` it executes with no capability
+/// and no_new_privs (``nex_drop_capabilities``). `cwd` may be NULL. Returns the pid, or -errno when a step
 /// failed (reported through a close-on-exec pipe, so a missing or non-executable file is an error here, not an
-/// exit code later); `*failed_step` then says which: NEX_SPAWN_STEP_CGROUP, _CHDIR or _EXEC (0: before the fork).
+/// exit code later); `*failed_step` then says which: NEX_SPAWN_STEP_CGROUP, _CHDIR, _CAPABILITIES or _EXEC (0:
+/// before the fork).
 pid_t nex_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, const int *fds, int nfds,
-                char *const cgroup_procs[], int new_process_group, int death_signal, int *failed_step);
+                char *const cgroup_procs[], int new_process_group, int death_signal, int drop_capabilities,
+                int *failed_step);
 
 #define NEX_SPAWN_STEP_CGROUP 1
 #define NEX_SPAWN_STEP_CHDIR 2
 #define NEX_SPAWN_STEP_EXEC 3
+#define NEX_SPAWN_STEP_CAPABILITIES 4
 
 /// pipe2(fds, O_CLOEXEC): both ends close on exec, so no child inherits a pipe meant for another.
 int nex_pipe_cloexec(int fds[2]);
@@ -61,5 +65,11 @@ int nex_epoll_wait_tags(int epfd, long long *tags, int max);
 
 /// Names the calling thread for the kernel (PR_SET_NAME: 15 bytes and a NUL; longer names are cut).
 void nex_set_thread_name(const char *name);
+
+/// Drops every capability of the calling thread (bounding, ambient, effective, permitted, inheritable) and sets
+/// no_new_privs: what is left of root is its user id. The bounding set is left as it is where it cannot be
+/// shrunk (no CAP_SETPCAP: nothing to lose, and nothing an exec could gain). Async-signal-safe; -1 with errno on
+/// failure.
+int nex_drop_capabilities(void);
 
 #endif

@@ -219,12 +219,14 @@ actor AgentPool {
         guard !closed else { throw NexError(.unavailable, "the node is shutting down") }
         if let ready = imageWarm.removeValue(forKey: imageRoot) {
             // The cache may have evicted the image and pulled it again since: that agent sees the old root.
-            if await RootIdentity.of(imageRoot.rootfs) == ready.identity {
+            let sameRoot = await RootIdentity.of(imageRoot.rootfs) == ready.identity
+            // Across that await the pool may have closed (and destroyed it), or the agent died.
+            if sameRoot, !closed, alive[ready.agent.id] != nil {
                 startAhead(imageRoot)
                 return ready.agent
             }
-            alive[ready.agent.id] = nil
-            await discard(ready.agent)
+            if alive.removeValue(forKey: ready.agent.id) != nil { await discard(ready.agent) }
+            guard !closed else { throw NexError(.unavailable, "the node is shutting down") }
         }
         let agent = try await launchAgent(imageRoot: imageRoot)
         guard !closed else {
