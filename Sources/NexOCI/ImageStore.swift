@@ -181,7 +181,7 @@ public actor ImageStore {
 
     /// Bytes the cache holds: root file systems and blobs.
     public func usage() -> Int64 {
-        images().reduce(0) { $0 + $1.record.size } + blobBytes()
+        images().reduce(0) { $0 + $1.bytes } + blobBytes()
     }
 
     /// Evicts least recently used images no workload pins until the cache is within its limit, and the blobs only
@@ -189,13 +189,13 @@ public actor ImageStore {
     @discardableResult
     public func evict() -> [OCIDigest] {
         var held = images()
-        var total = held.reduce(0) { $0 + $1.record.size } + blobBytes()
+        var total = held.reduce(0) { $0 + $1.bytes } + blobBytes()
         var evicted: [OCIDigest] = []
         for image in held.sorted(by: { $0.used < $1.used }) where total > limitBytes {
             guard pins[image.digest] == nil else { continue }
             Self.removeTree(imagePath(image.digest))
             held.removeAll { $0.digest == image.digest }
-            total -= image.record.size
+            total -= image.bytes
             evicted.append(image.digest)
         }
         guard !evicted.isEmpty else { return [] }
@@ -462,6 +462,8 @@ public actor ImageStore {
         var digest: OCIDigest
         var record: Record
         var used: Date
+        /// Its root and what sandboxes made beside it (a VM's disk of it).
+        var bytes: Int64
     }
 
     private func images() -> [Held] {
@@ -475,7 +477,14 @@ public actor ImageStore {
             else { return nil }
             // try?: evicted meanwhile; it sorts first and is gone already.
             let attributes = try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)/image.json")
-            return Held(digest: digest, record: record, used: attributes?[.modificationDate] as? Date ?? .distantPast)
+            // try?: evicted meanwhile: nothing beside it.
+            let besides = (try? FileManager.default.contentsOfDirectory(atPath: "\(directory)/\(name)")) ?? []
+            let extra = besides.filter { $0 != "rootfs" }.reduce(Int64(0)) {
+                $0 + Self.treeSize("\(directory)/\(name)/\($1)")
+            }
+            return Held(
+                digest: digest, record: record, used: attributes?[.modificationDate] as? Date ?? .distantPast,
+                bytes: record.size + extra)
         }
     }
 

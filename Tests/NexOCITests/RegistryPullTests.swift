@@ -461,6 +461,10 @@ struct RegistryPullTests {
                 #expect(FileManager.default.contents(atPath: one.rootfs + "/id") == Data("one".utf8))
                 #expect(FileManager.default.contents(atPath: two.rootfs + "/id") == Data("two".utf8))
                 #expect(await store.evict().isEmpty)
+                // What a sandbox keeps beside an image's root (a VM's disk of it) counts with the image.
+                let usage = await store.usage()
+                try Data(repeating: 1, count: 1 << 20).write(to: URL(fileURLWithPath: two.rootfs + ".0.0.ext4"))
+                #expect(await store.usage() >= usage + (1 << 20))
 
                 let blobs = { try FileManager.default.contentsOfDirectory(atPath: directory + "/cache/blobs/sha256") }
                 let blobsBefore = try blobs()

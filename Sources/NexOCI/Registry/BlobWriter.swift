@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOPosix
 
 /// A blob arriving into a file: counted and hashed as it is written.
 final class BlobWriter {
@@ -31,10 +32,17 @@ final class BlobWriter {
         count += Int64(chunk.readableBytes)
     }
 
-    /// Flushes the file to disk.
-    func finish() throws(OCIError) {
+    /// Flushes the file to disk, on a pool thread (an fsync can take tens of milliseconds).
+    func finish() async throws(OCIError) {
         guard fd >= 0 else { throw OCIError.storage("no blob arrived") }
-        guard fsync(fd) == 0 else { throw OCIError.storage("fsync failed: \(String(cString: strerror(errno)))") }
+        let fd = fd
+        let failed: Int32?
+        do {
+            failed = try await NIOThreadPool.singleton.runIfActive { fsync(fd) == 0 ? nil : errno }
+        } catch {
+            throw OCIError.stopped("the blob was not flushed: \(error)")
+        }
+        if let failed { throw OCIError.storage("fsync failed: \(String(cString: strerror(failed)))") }
     }
 
     var digest: OCIDigest { hasher.finish() }

@@ -108,7 +108,7 @@ public struct RegistryClient: Sendable {
                         throw OCIError.sizeMismatch(what: what, expected: descriptor.size, got: writer.count)
                     }
                 })
-            try writer.finish()
+            try await writer.finish()
         } catch {
             unlink(partial)
             throw error
