@@ -395,7 +395,11 @@ public actor ImageStore {
                     return notes
                 }
                 // A directory without its record is what an eviction left of a file written beside the root
-                // meanwhile (a VM's disk): nothing uses it.
+                // meanwhile (a VM's disk): nothing uses it. (A record that cannot be read is not taken for one.)
+                var info = stat()
+                guard lstat(imagePath(manifestDigest) + "/image.json", &info) != 0, errno == ENOENT else {
+                    throw OCIError.storage("cannot move the image into place (errno \(errno))")
+                }
                 Self.removeTree(imagePath(manifestDigest))
                 guard rename(staging, imagePath(manifestDigest)) == 0 else {
                     throw OCIError.storage("cannot move the image into place (errno \(errno))")

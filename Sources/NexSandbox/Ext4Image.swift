@@ -25,8 +25,15 @@ enum Ext4Image {
         arguments += [output, "\(sizeMiB)M"]
         var executable = mkfs
         if let owner, owner.uid != getuid() || owner.gid != getgid() {
-            executable = "/usr/bin/unshare"
-            arguments = ["--map-user=\(owner.uid)", "--map-group=\(owner.gid)", mkfs] + arguments
+            guard let unshare = ["/usr/bin/unshare", "/bin/unshare"].first(where: FileManager.default.isExecutableFile)
+            else {
+                throw SandboxError(
+                    "unshare (util-linux 2.38 or later) is needed to give an image's files its user on a VM disk: "
+                        + "apt-get install util-linux")
+            }
+            executable = unshare
+            // --keep-caps: mkfs reads every file, mode 0000 ones included, as the image's user would not.
+            arguments = ["--map-user=\(owner.uid)", "--map-group=\(owner.gid)", "--keep-caps", mkfs] + arguments
         }
         try? FileManager.default.removeItem(atPath: output)  // none is fine; one that stays is overwritten by -F
         let log = output + ".mkfs.log"

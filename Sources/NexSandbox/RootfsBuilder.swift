@@ -73,6 +73,11 @@ public struct RootfsBuilder: Sendable {
             && $bb mount --bind /nex $root/nex && $bb mount -t proc proc $root/proc \\
             && $bb mount -t devtmpfs devtmpfs $root/dev && $bb mount -t tmpfs -o mode=1777 tmpfs $root/tmp \\
             || { echo "nex: cannot mount the container image"; $bb poweroff -f; }
+          # Root in the image (a User-less image) has no capability, yet owns /proc's files: no sysctl (a core
+          # pattern runs a program with every capability) and no sysrq for it.
+          $bb mount --bind $root/proc/sys $root/proc/sys && $bb mount -o remount,bind,ro $root/proc/sys \\
+            && $bb mount --bind /dev/null $root/proc/sysrq-trigger \\
+            || { echo "nex: cannot make the image's /proc/sys read-only"; $bb poweroff -f; }
           for d in $(echo "$tmpfs" | $bb tr , ' '); do
             $bb mount -t tmpfs -o "mode=0755,uid=${user%:*},gid=${user#*:}" tmpfs "$root$d" \\
               || { echo "nex: cannot mount a tmpfs at $d"; $bb poweroff -f; }

@@ -184,7 +184,8 @@ extension HeavyTests {
                         let ahead = try await eventuallyValue("an agent is started ahead in the image's root") {
                             await pool.imageAgents.values.first
                         }
-                        #expect(try await agent(of: first) != nil)
+                        let firstAgent = try #require(try await agent(of: first))
+                        #expect(firstAgent != ahead)
                         _ = try await h.nex.stop(workloadID: first, node: h.node.nodeID, issuer: h.issuer)
                         let second = try await deploy()
                         #expect(try await agent(of: second) == ahead)

@@ -157,7 +157,11 @@ extension HeavyTests {
                 env: ["GREETING=hi"], user: "app", workingDirectory: "/srv")
             let rootImage = try await OCIImageLayout.busybox(
                 in: work + "/root", entrypoint: ["/bin/sh", "-c"],
-                cmd: ["echo uid=$(id -u); grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; exec sleep 600"])
+                cmd: [
+                    "echo uid=$(id -u); grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; "
+                        + "echo '|/tmp/x' > /proc/sys/kernel/core_pattern 2>/dev/null || echo sysctl read-only; "
+                        + "exec sleep 600"
+                ])
             try await OCIRegistry.with { registry in
                 try await layout.push("base", to: registry, as: "demo/vm", tag: "1")
                 try await rootImage.push("base", to: registry, as: "demo/root", tag: "1")
@@ -186,6 +190,7 @@ extension HeavyTests {
                         let output = lines(rootLogs)
                         return [
                             "uid=0", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1",
+                            "sysctl read-only",
                         ].allSatisfy(output.contains)
                     }
                 }

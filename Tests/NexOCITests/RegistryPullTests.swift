@@ -463,7 +463,8 @@ struct RegistryPullTests {
                 #expect(await store.evict().isEmpty)
                 // What a sandbox keeps beside an image's root (a VM's disk of it) counts with the image.
                 let usage = await store.usage()
-                try Data(repeating: 1, count: 1 << 20).write(to: URL(fileURLWithPath: two.rootfs + ".0.0.ext4"))
+                let disk = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255) }  // random: no file system shrinks it
+                try Data(disk).write(to: URL(fileURLWithPath: two.rootfs + ".0.0.ext4"))
                 #expect(await store.usage() >= usage + (1 << 20))
 
                 let blobs = { try FileManager.default.contentsOfDirectory(atPath: directory + "/cache/blobs/sha256") }

@@ -225,8 +225,9 @@ actor AgentPool {
                 startAhead(imageRoot)
                 return ready.agent
             }
-            if alive.removeValue(forKey: ready.agent.id) != nil { await discard(ready.agent) }
+            // close() destroys what is alive: only an agent it did not see is discarded here.
             guard !closed else { throw NexError(.unavailable, "the node is shutting down") }
+            if alive.removeValue(forKey: ready.agent.id) != nil { await discard(ready.agent) }
         }
         let agent = try await launchAgent(imageRoot: imageRoot)
         guard !closed else {
